@@ -1,0 +1,198 @@
+// event_loop.hpp — one epoll event loop per thread, shared-nothing.
+//
+// An event_loop owns an epoll instance, a timer wheel, one large receive buffer
+// shared by all its connections, the write cork (write_cork.hpp), and a queue of
+// tasks other threads post to it. Each run() iteration:
+//
+//   1. epoll_wait (timeout: 0 if work is waiting, else until the next timer
+//      tick, else forever); then now() is read once and cached,
+//   2. fires due timers,
+//   3. dispatches I/O: one io_handler::on_events call per ready descriptor (the
+//      loop's own eventfd among them: that runs posted tasks, in FIFO order),
+//   4. runs the tasks defer()red before this phase began,
+//   5. runs the iteration hooks, in the order they were added,
+//   6. flushes the write cork: one send per connection written to.
+//
+// Level-triggered epoll. Readiness is re-reported every iteration until it is
+// consumed. This fits the shared receive buffer: a connection reads once per
+// iteration into the buffer, is handled, and whatever the kernel still holds is
+// reported again next time, so one busy peer cannot starve the others and no
+// handler has to remember "still readable" itself. Write interest (EPOLLOUT) is
+// armed only while a connection has bytes the kernel refused, so writable
+// sockets do not wake the loop. The cost is an extra epoll_wait report for a
+// socket with more than one buffer of data waiting, which is rare.
+//
+// Reentrancy: every callback (handler, task, timer, hook) may call any
+// loop-thread function: post, defer, stop, add/modify/remove descriptors,
+// schedule/cancel timers, add/remove hooks, and destroy handlers (a removed
+// handler receives nothing more, even from the batch being dispatched). It may
+// not call run() or destroy the loop.
+//
+// Thread-safety: post() and stop() may be called from any thread. Everything
+// else may be called only from the thread running run(), or from any one thread
+// while the loop is not running (set-up and tear-down). Callbacks (handlers,
+// tasks, timers, hooks) run on the loop thread and must not throw.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "switchboard/net/io_handler.hpp"
+#include "switchboard/net/timer_wheel.hpp"
+#include "switchboard/net/unique_function.hpp"
+#include "switchboard/net/write_cork.hpp"
+
+namespace switchboard::net {
+
+struct event_loop_options {
+  // The shared receive buffer. Large so that one read usually drains a socket;
+  // shared so that an idle connection costs none of it.
+  std::size_t recv_buffer_size = 512 * 1024;
+  // Timer resolution. Connection timeouts are seconds long; 100 ms keeps them
+  // precise enough while a loop with timers wakes at most 10 times a second.
+  std::chrono::milliseconds timer_tick{100};
+  // Slots in the wheel; tick × slots (here ~102 s) is one rotation. Longer
+  // timers wrap, costing one skipped visit per rotation.
+  std::size_t timer_slots = 1024;
+  // Most events one epoll_wait returns.
+  int max_events = 512;
+};
+
+class event_loop {
+ public:
+  using hook_id = std::uint64_t;
+
+  // Creates a loop (epoll instance, eventfd, buffers). Returns nullptr and sets
+  // `error` if the kernel refuses a descriptor (EMFILE, ENFILE, ENOMEM).
+  [[nodiscard]] static std::unique_ptr<event_loop> create(std::error_code& error,
+                                                          const event_loop_options& options = {});
+
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+  // Tasks still queued are destroyed without running.
+  // REQUIRES: not running; every handler removed, every cork sink detached.
+  ~event_loop();
+
+  // Runs iterations on the calling thread until stop() is called. Returns an
+  // empty code after stop(), or the error of a failed epoll_wait (not EINTR).
+  // A stop() that happens before run() makes run() return after one iteration;
+  // run() consumes the stop request, so the loop can be run again.
+  // REQUIRES: not already running.
+  std::error_code run();
+
+  // Asks run() to return after the current iteration (which completes, hooks
+  // and cork flush included). Any thread; also from within callbacks.
+  void stop() noexcept;
+
+  // Queues `t` to run on the loop thread. Any thread. Tasks posted by one thread
+  // run in the order posted; each runs exactly once (or is destroyed unrun if the
+  // loop is destroyed first). Wakes the loop if it is waiting.
+  void post(task t);
+
+  // Runs `t` on the loop thread later in this iteration, after the I/O callbacks
+  // and timers and before the hooks. A task deferred by a deferred task or a
+  // hook runs in the next iteration (which then does not block).
+  void defer(task t);
+
+  // Adds a hook that runs once per iteration after all I/O callbacks, timers
+  // and deferred tasks (and before the cork flush, so what it sends goes out in
+  // the same iteration). Hooks run in the order added. A hook may add or remove
+  // hooks; an added one first runs in the next iteration.
+  hook_id add_iteration_hook(task hook);
+  // Removes a hook; it will not run again. Unknown ids are ignored.
+  void remove_iteration_hook(hook_id id) noexcept;
+
+  // Registers `fd` for `events` (EPOLLIN, EPOLLOUT, EPOLLRDHUP; EPOLLHUP and
+  // EPOLLERR are always reported), delivered to `handler`. Errors from epoll_ctl.
+  // REQUIRES: the handler outlives its registration; see io_handler.
+  std::error_code add(int fd, std::uint32_t events, io_handler& handler);
+  // Changes the interest set of a registered `fd`. Errors from epoll_ctl.
+  std::error_code modify(int fd, std::uint32_t events, io_handler& handler);
+  // Unregisters `fd`. `handler` gets no further events, including any already
+  // collected for it in the current batch. Call before closing `fd`.
+  void remove(int fd, io_handler& handler) noexcept;
+
+  // The time at the start of the current iteration (steady clock, ms, rounded
+  // down); timer delays count from it. Cached: reading it costs nothing.
+  [[nodiscard]] steady_time now() const noexcept { return now_; }
+  // Re-reads the clock into now() (it never moves back) without firing timers.
+  // For code that schedules timers after a long computation, or during set-up
+  // before run(), when the cached time would make them fire early.
+  void update_now() noexcept;
+  // The loop's timers; they are advanced at the start of every iteration.
+  [[nodiscard]] timer_wheel& timers() noexcept { return wheel_; }
+  // The receive buffer shared by all handlers of this loop. Its contents are
+  // valid only until the callback that filled it returns.
+  [[nodiscard]] std::span<std::byte> recv_buffer() noexcept {
+    return {recv_buffer_.get(), recv_buffer_size_};
+  }
+  // The write cork, flushed at the end of every iteration.
+  [[nodiscard]] write_cork& cork() noexcept { return cork_; }
+
+  // True on the thread running run(), and on any thread while not running.
+  [[nodiscard]] bool in_loop_thread() const noexcept;
+  // Completed iterations, for tests and metrics.
+  [[nodiscard]] std::uint64_t iterations() const noexcept { return iterations_; }
+
+ private:
+  class waker final : public io_handler {
+   public:
+    explicit waker(event_loop& loop) noexcept : loop_(&loop) {}
+    void on_events(std::uint32_t events) override;
+
+   private:
+    event_loop* loop_;
+  };
+  struct hook_entry {
+    hook_id id;
+    task fn;
+  };
+
+  event_loop(const event_loop_options& options, unique_fd epoll, unique_fd wake);
+  std::error_code run_once();
+  [[nodiscard]] int poll_timeout() const noexcept;
+  void notify() noexcept;
+  void run_posted();
+  void run_deferred();
+  void run_hooks();
+
+  unique_fd epoll_fd_;
+  unique_fd wake_fd_;
+  waker waker_{*this};
+  std::vector<epoll_event> events_;
+  int batch_size_ = 0;   // events of the batch being dispatched
+  int batch_index_ = 0;  // the one being dispatched now (-1: timers run first)
+
+  std::unique_ptr<std::byte[]> recv_buffer_;
+  std::size_t recv_buffer_size_;
+  steady_time now_;
+  timer_wheel wheel_;
+  write_cork cork_;
+
+  std::mutex post_mutex_;
+  std::vector<task> posted_;          // guarded by post_mutex_
+  std::vector<task> running_posted_;  // loop thread only
+  std::vector<task> deferred_;
+  std::vector<task> running_deferred_;
+  std::vector<hook_entry> hooks_;
+  std::vector<hook_entry> added_hooks_;  // added while hooks run
+  hook_id next_hook_id_ = 1;
+  bool running_hooks_ = false;
+
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<std::thread::id> owner_{};
+  std::uint64_t iterations_ = 0;
+  std::size_t registered_ = 0;  // descriptors registered, for the destructor's check
+};
+
+}  // namespace switchboard::net

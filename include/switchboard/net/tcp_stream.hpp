@@ -1,0 +1,128 @@
+// tcp_stream.hpp — a connected TCP socket on an event loop: reads into the
+// loop's shared receive buffer, writes through the loop's write cork, and keeps
+// only what the kernel refuses (backpressure).
+//
+// Reading. Level-triggered: on each readiness report the stream does one recv
+// into the loop's receive buffer and passes the bytes to on_data(). The bytes
+// are mutable (a protocol may unmask in place) and valid only during the call.
+//
+// Writing. send() copies small writes into the loop's cork; the loop flushes
+// every stream it was used for once per iteration, one sendmsg each (see
+// write_cork.hpp for how interleaved writes to many streams stay ordered).
+// Writes of k_direct_write_min bytes or more skip the copy: they go to the kernel
+// at once, preceded by whatever the stream had corked. Whatever the kernel does
+// not take is copied into the stream's own buffer, EPOLLOUT is armed, and it is
+// written as the socket drains; send() then returns send_status::backpressure,
+// later sends queue behind it, and on_drained() fires when it is all written.
+// buffered_bytes() counts every byte accepted by send() and not yet handed to
+// the kernel; a server enforces its cap by checking it. The buffer's memory is
+// released once drained, so an idle stream owns no buffer.
+//
+// Errors. A write error (EPIPE, ECONNRESET, ...) never calls back from inside
+// send() or the cork flush: the stream records it, drops its buffered bytes,
+// shuts the socket down — which makes epoll report it — and on the next
+// iteration closes and calls on_close(error). Reads report end of stream as
+// on_close({}) and errors as on_close(error), after closing; bytes still
+// buffered for a peer that closed are dropped.
+//
+// Thread-safety: none; a stream is used on its loop's thread only.
+#pragma once
+
+#include <cstddef>
+#include <initializer_list>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/io_handler.hpp"
+#include "switchboard/net/write_cork.hpp"
+
+namespace switchboard::net {
+
+class tcp_stream;
+
+// What a stream tells its owner. Reentrancy: each callback may send, close()
+// the stream, or destroy it (and other streams of the loop).
+class stream_handler {
+ public:
+  // `data` arrived; it lives in the loop's receive buffer until the call returns.
+  virtual void on_data(tcp_stream& stream, std::span<std::byte> data) = 0;
+  // The kernel had refused bytes (write_blocked() was true: after a send() that
+  // returned send_status::backpressure, or an end-of-iteration flush that met a
+  // full socket) and has now taken all of them.
+  virtual void on_drained(tcp_stream& stream);
+  // The stream closed itself: `error` is empty after an orderly end of stream
+  // from the peer, else what went wrong. Not called after the owner's close().
+  virtual void on_close(tcp_stream& stream, std::error_code error) = 0;
+
+ protected:
+  stream_handler() noexcept = default;
+  stream_handler(const stream_handler&) = default;
+  stream_handler& operator=(const stream_handler&) = default;
+  ~stream_handler() = default;
+};
+
+enum class send_status {
+  ok,            // accepted (corked or written); the stream is not write-blocked. The
+                 // end-of-iteration flush may still meet a full socket: see on_drained().
+  backpressure,  // accepted, but bytes are waiting for the socket to drain
+  dropped,       // not accepted: the stream is closed or has failed
+};
+
+class tcp_stream final : private io_handler, private cork_sink {
+ public:
+  // Writes at least this large bypass the cork (no copy of the payload).
+  static constexpr std::size_t k_direct_write_min = 16 * 1024;
+
+  // A closed stream bound to `loop`, reporting to `handler`.
+  tcp_stream(event_loop& loop, stream_handler& handler) noexcept;
+  // Closes the stream (no on_close). Safe from within this stream's callbacks.
+  ~tcp_stream();
+
+  // Takes ownership of a connected, non-blocking socket and starts reading.
+  // Errors: from epoll_ctl; the socket is closed then.
+  // REQUIRES: !is_open().
+  std::error_code open(unique_fd socket);
+
+  [[nodiscard]] bool is_open() const noexcept { return fd_.get() >= 0; }
+  [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
+  [[nodiscard]] event_loop& loop() const noexcept { return *loop_; }
+
+  // Sends `data` (or the concatenation of `parts`) after everything sent before.
+  // The bytes are copied or written before returning; the caller keeps its buffer.
+  send_status send(std::span<const std::byte> data);
+  send_status send(std::initializer_list<std::span<const std::byte>> parts);
+
+  // Bytes accepted by send() and not yet taken by the kernel (corked + refused).
+  [[nodiscard]] std::size_t buffered_bytes() const noexcept;
+  // True while bytes refused by the kernel wait for EPOLLOUT.
+  [[nodiscard]] bool write_blocked() const noexcept { return pending_head_ < pending_.size(); }
+
+  // Closes the socket now; buffered bytes are dropped; no on_close. Idempotent.
+  void close() noexcept;
+
+ private:
+  void on_events(std::uint32_t events) override;
+  void flush_corked(std::span<const iovec> data, std::size_t total) override;
+
+  send_status send_parts(std::span<const std::span<const std::byte>> parts);
+  void write_or_buffer(std::span<const iovec> data, std::size_t total);
+  void keep_unwritten(std::span<const iovec> data, std::size_t written);
+  [[nodiscard]] bool write_pending();  // false if the stream closed and notified
+  void set_write_interest(bool on);
+  void fail(std::error_code error) noexcept;
+  void close_and_notify(std::error_code error);
+  [[nodiscard]] send_status status_after_write() const noexcept;
+
+  event_loop* loop_;
+  stream_handler* handler_;
+  unique_fd fd_;
+  std::uint32_t interest_ = 0;
+  std::vector<std::byte> pending_;  // refused by the kernel; written from pending_head_
+  std::size_t pending_head_ = 0;
+  std::error_code failure_;  // a write error waiting to be reported
+  detail::lifetime_flag lifetime_;
+};
+
+}  // namespace switchboard::net

@@ -1,0 +1,145 @@
+// tcp_listener.cpp — bind/listen, the accept loop, and the pause that keeps a
+// level-triggered loop from spinning when descriptors run out.
+#include "switchboard/net/tcp_listener.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cassert>
+
+#include "switchboard/net/tcp_socket.hpp"
+
+namespace switchboard::net {
+
+std::unique_ptr<tcp_listener> tcp_listener::listen(event_loop& loop, const endpoint& local,
+                                                   const listener_options& options,
+                                                   accept_handler on_accept,
+                                                   std::error_code& error) {
+  assert(loop.in_loop_thread());
+  assert(on_accept && "tcp_listener::listen needs an accept handler");
+  unique_fd fd = open_tcp_socket(local.family(), error);
+  if (!fd) return nullptr;
+  // SO_REUSEADDR: a restarted server can bind while old connections linger in TIME_WAIT.
+  error = set_socket_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+  if (!error && options.reuse_port) {
+    error = set_socket_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1);
+  }
+  if (!error && local.family() == AF_INET6) {
+    error = set_socket_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, options.v6_only ? 1 : 0);
+  }
+  if (error) return nullptr;
+  if (::bind(fd.get(), local.data(), local.size()) != 0 ||
+      ::listen(fd.get(), options.backlog) != 0) {
+    error = errno_code();
+    return nullptr;
+  }
+  const endpoint bound = net::local_endpoint(fd.get(), error);
+  if (error) return nullptr;
+
+  const int raw_fd = fd.get();
+  std::unique_ptr<tcp_listener> listener(
+      new tcp_listener(loop, std::move(fd), bound, options, std::move(on_accept)));
+  if ((error = loop.add(raw_fd, EPOLLIN, *listener))) {
+    listener->fd_.reset();  // not registered: the destructor must not remove it
+    return nullptr;
+  }
+  return listener;
+}
+
+tcp_listener::tcp_listener(event_loop& loop, unique_fd fd, const endpoint& local,
+                           const listener_options& options, accept_handler on_accept) noexcept
+    : loop_(&loop),
+      fd_(std::move(fd)),
+      local_(local),
+      options_(options),
+      on_accept_(std::move(on_accept)) {
+  resume_timer_.bind<&tcp_listener::on_resource_timer>(this);
+}
+
+tcp_listener::~tcp_listener() {
+  if (fd_) loop_->remove(fd_.get(), *this);
+}
+
+void tcp_listener::pause() noexcept {
+  paused_ = true;
+  update_interest();
+}
+
+void tcp_listener::resume() noexcept {
+  paused_ = false;
+  update_interest();
+}
+
+void tcp_listener::update_interest() noexcept {
+  const bool wanted = accepting();
+  if (wanted == watching_ || !fd_) return;
+  // Interest 0 keeps the registration but reports nothing for a listening socket.
+  if (!loop_->modify(fd_.get(), wanted ? std::uint32_t{EPOLLIN} : 0U, *this)) watching_ = wanted;
+}
+
+void tcp_listener::pause_for_resources() {
+  resource_paused_ = true;
+  update_interest();
+  loop_->timers().schedule(resume_timer_, options_.resource_pause);
+}
+
+void tcp_listener::on_resource_timer() {
+  resource_paused_ = false;
+  update_interest();  // if the descriptors are still short, accept4 pauses us again
+}
+
+void tcp_listener::on_events(std::uint32_t /*events*/) {
+  detail::lifetime_flag::scope alive(lifetime_);
+  for (std::size_t i = 0; i < k_max_accepts_per_wake && accepting(); ++i) {
+    sockaddr_storage peer{};
+    socklen_t peer_length = sizeof peer;
+    const int socket = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (socket < 0) {
+      switch (errno) {
+        case EINTR:
+          continue;
+        case EAGAIN:
+          return;  // the queue is empty
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+          // The connection stays queued and the socket readable: stop watching
+          // it for a while instead of spinning.
+          ++stats_.resource_pauses;
+          return pause_for_resources();
+        // The connection died while queued, or a network error was passed on
+        // from it (accept(2) says to treat these like EAGAIN, then retry):
+        // it concerns that connection only.
+        case ECONNABORTED:
+        case EPERM:
+        case EPROTO:
+        case ENOPROTOOPT:
+        case ENETDOWN:
+        case ENETUNREACH:
+        case EHOSTDOWN:
+        case EHOSTUNREACH:
+        case ENONET:
+        case EOPNOTSUPP:
+        case ETIMEDOUT:
+          ++stats_.aborted;
+          continue;
+        default:
+          // Unexpected (EBADF, EINVAL, ...): back off like for resources rather
+          // than spin on a socket that keeps failing.
+          ++stats_.failures;
+          return pause_for_resources();
+      }
+    }
+    unique_fd accepted(socket);
+    if (options_.no_delay) (void)set_no_delay(socket);
+    const auto address =
+        endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer), peer_length);
+    ++stats_.accepted;
+    on_accept_(std::move(accepted), address.value_or(endpoint{}));
+    if (alive.destroyed()) return;
+  }
+}
+
+}  // namespace switchboard::net
