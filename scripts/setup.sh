@@ -8,7 +8,7 @@ packages=(
   # toolchain
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   # libraries (see the dependency table in README.md)
-  libssl-dev libsimdjson-dev libcli11-dev
+  libssl-dev zlib1g-dev libsimdjson-dev libcli11-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
 )

@@ -56,6 +56,10 @@ constexpr row k_rows[] = {
     {error::response_bad_accept, "Sec-WebSocket-Accept does not match the key (RFC 6455 4.1)", 502, cc::protocol_error},
     {error::response_unexpected_protocol, "server chose a subprotocol the client did not offer (RFC 6455 4.1)", 502, cc::protocol_error},
     {error::response_unexpected_extension, "server chose an extension the client did not offer (RFC 6455 4.1)", 502, cc::protocol_error},
+    {error::response_deflate_bad_param, "server's permessage-deflate answer has an unknown, repeated, unoffered or out-of-range parameter (RFC 7692 7.1)", 502, cc::protocol_error},
+    {error::response_deflate_missing_param, "server's permessage-deflate answer omits server_no_context_takeover or server_max_window_bits that the offer asked for (RFC 7692 7.1.1.1, 7.1.2.1)", 502, cc::protocol_error},
+    {error::response_deflate_repeated, "server answered with permessage-deflate more than once (RFC 7692 5)", 502, cc::protocol_error},
+    {error::response_deflate_window_8, "server limits the client to an 8-bit deflate window, which zlib cannot produce (RFC 7692 7.1.2.2)", 502, cc::protocol_error},
 
     {error::reserved_opcode, "reserved opcode (RFC 6455 5.2)", 400, cc::protocol_error},
     {error::reserved_bits, "RSV bit set without a negotiated extension (RFC 6455 5.2)", 400, cc::protocol_error},
@@ -78,9 +82,10 @@ constexpr row k_rows[] = {
     {error::rsv1_on_continuation, "RSV1 set on a continuation frame (RFC 7692 6)", 400, cc::protocol_error},
     {error::rsv1_on_control, "RSV1 set on a control frame (RFC 7692 6)", 400, cc::protocol_error},
     {error::inflate_failed, "compressed payload does not inflate (RFC 7692 6.2)", 400, cc::invalid_payload},
+    {error::deflate_failed, "could not compress a message (out of memory)", 500, cc::internal_error},
 };
 
-constexpr std::size_t k_count = static_cast<std::size_t>(error::inflate_failed) + 1;
+constexpr std::size_t k_count = static_cast<std::size_t>(error::deflate_failed) + 1;
 static_assert(std::size(k_rows) == k_count, "every error needs exactly one row");
 
 constexpr bool rows_in_order() {
@@ -110,7 +115,7 @@ close_code close_code_for(error e) noexcept { return row_of(e).close; }
 int http_status_for(error e) noexcept { return row_of(e).http_status; }
 
 bool is_handshake_error(error e) noexcept {
-  return e != error::none && e <= error::response_unexpected_extension;
+  return e != error::none && e <= error::response_deflate_window_8;
 }
 
 const std::error_category& protocol_category() noexcept {

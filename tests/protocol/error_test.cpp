@@ -8,7 +8,7 @@
 namespace switchboard::protocol {
 namespace {
 
-constexpr auto k_last = error::inflate_failed;
+constexpr auto k_last = error::deflate_failed;
 
 TEST(error, every_error_has_a_distinct_description) {
   std::set<std::string_view> seen;

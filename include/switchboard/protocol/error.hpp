@@ -57,6 +57,10 @@ enum class error : std::uint8_t {
   response_bad_accept,         // Sec-WebSocket-Accept does not match our key
   response_unexpected_protocol,  // a subprotocol we did not offer (or none offered)
   response_unexpected_extension, // an extension we did not offer, or bad params
+  response_deflate_bad_param,    // permessage-deflate answer: unknown, repeated or bad parameter
+  response_deflate_missing_param, // permessage-deflate answer drops a parameter it must confirm
+  response_deflate_repeated,     // permessage-deflate appears more than once in the answer
+  response_deflate_window_8,     // server limits our window to 8 bits, which zlib cannot deflate with
 
   // --- Frames (RFC 6455 §5.2) ------------------------------------------------
   reserved_opcode,         // opcodes 3-7 and 11-15 are reserved (1002)
@@ -82,6 +86,7 @@ enum class error : std::uint8_t {
   rsv1_on_continuation,    // RSV1 on a continuation frame (1002)
   rsv1_on_control,         // RSV1 on a control frame (1002)
   inflate_failed,          // compressed payload is corrupt (1007)
+  deflate_failed,          // compressing a message failed: out of memory (1011)
 };
 
 // A short sentence naming the rule the error enforces, for logs and
