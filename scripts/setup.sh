@@ -10,7 +10,7 @@ packages=(
   # libraries (see the dependency table in README.md)
   libssl-dev zlib1g-dev libsimdjson-dev libcli11-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev valgrind
 )
 
 missing=()

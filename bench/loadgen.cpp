@@ -1,0 +1,583 @@
+// loadgen.cpp — switchboard_loadgen: drives a WebSocket (or raw TCP) echo
+// server and reports messages/s, latency percentiles, handshakes/s, or holds
+// idle connections open so the server's memory per connection can be read.
+//
+// One net::event_loop per thread (net::loop_group), connections spread over
+// them round-robin; each connection is a client_connection below. Frames are
+// written by protocol::message_writer(role::client) — so every frame is masked
+// with a fresh key, as a real client's — and read by message_reader.
+//
+// Timeline: connect everything (at most k_max_pending_per_loop handshakes in
+// flight per loop, so the server's accept backlog never overflows), then
+// echo traffic starts on every connection at once, `--warmup` seconds
+// unmeasured, then `--duration` seconds measured. Only
+// replies that arrive inside the measured window are counted. Latency is the
+// time from handing a message to the loop's cork to receiving its echo; echoes
+// come back in order, so each connection keeps a ring of send times.
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "latency_histogram.hpp"
+#include "loadgen_options.hpp"
+#include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/loop_group.hpp"
+#include "switchboard/net/tcp_socket.hpp"
+#include "switchboard/net/tcp_stream.hpp"
+#include "switchboard/protocol/handshake.hpp"
+#include "switchboard/protocol/http_head.hpp"
+#include "switchboard/protocol/message_reader.hpp"
+#include "switchboard/protocol/message_writer.hpp"
+
+namespace switchboard::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Handshakes in flight per loop: well under the usual accept backlog (1024+).
+constexpr std::size_t k_max_pending_per_loop = 256;
+// How long a connect-storm connection waits for the server to close TCP.
+constexpr auto k_close_timeout = 2000ms;
+// Delay before a connect-storm connection retries after a failure.
+constexpr auto k_retry_delay = 10ms;
+
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Written by main(), read by every loop thread.
+struct shared_state {
+  std::atomic<std::int64_t> window_start{std::numeric_limits<std::int64_t>::max()};
+  std::atomic<std::int64_t> window_end{std::numeric_limits<std::int64_t>::max()};
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> established{0};  // first successful open of each connection
+  std::atomic<std::uint64_t> given_up{0};     // connections that will never open (echo, idle)
+};
+
+// Per loop thread; read by main() after the threads are joined.
+struct loop_stats {
+  std::uint64_t messages = 0;    // echoes received inside the window
+  std::uint64_t echoes = 0;      // echoes received in all, warm-up and wind-down included
+  std::uint64_t handshakes = 0;  // 101s validated inside the window
+  std::uint64_t cycles = 0;      // connect-storm: connect..close cycles completed in the window
+  std::uint64_t connect_errors = 0;
+  std::uint64_t protocol_errors = 0;  // bad 101, reader errors
+  std::uint64_t closed_early = 0;     // server closed an echo/idle connection
+  std::uint64_t timeouts = 0;
+  latency_histogram latency;
+};
+
+class client_connection;
+
+// Everything one loop thread shares between its connections.
+struct worker {
+  worker(net::event_loop& l, const loadgen_options& o, shared_state& s)
+      : loop(l), options(o), shared(s), payload(o.size, 'x') {
+    scratch.resize(protocol::message_writer::max_frame_size(o.size) + 256);
+  }
+  void start_all();
+  void start_traffic();       // echo mode: every open connection starts sending
+  void handshake_finished();  // frees a pending slot and starts queued connections
+
+  net::event_loop& loop;
+  const loadgen_options& options;
+  shared_state& shared;
+  std::string payload;
+  std::vector<char> scratch;  // frames are written here, then copied into the cork
+  std::string request;        // the upgrade request being written
+  protocol::response_parser parser;
+  protocol::message_writer writer{protocol::role::client};
+  std::vector<std::unique_ptr<client_connection>> connections;
+  std::deque<client_connection*> queued;  // waiting for a handshake slot
+  std::size_t pending = 0;
+  bool traffic = false;  // echo traffic has started (after every connection opened)
+  loop_stats stats;
+};
+
+class client_connection final : private net::io_handler, private net::stream_handler {
+ public:
+  client_connection(worker& w, const net::endpoint* source)
+      : w_(w),
+        source_(source),
+        stream_(w.loop, *this),
+        reader_(protocol::reader_options{.role = protocol::role::client,
+                                         .max_message_size = 1ULL << 30}),
+        sent_at_(w.options.inflight) {
+    timer_.bind<&client_connection::on_timer>(this);
+  }
+  ~client_connection() {
+    if (connecting_fd_) w_.loop.remove(connecting_fd_.get(), *this);
+  }
+
+  void start();
+  void start_traffic(std::int64_t now);
+
+ private:
+  enum class state { idle, connecting, upgrading, open, closing, retry_wait };
+
+  void on_events(std::uint32_t events) override;  // the non-blocking connect finished
+  void on_data(net::tcp_stream& stream, std::span<std::byte> data) override;
+  void on_close(net::tcp_stream& stream, std::error_code error) override;
+  void on_timer();
+
+  void on_connected();
+  void on_upgrade_bytes(std::span<std::byte> data, std::int64_t now);
+  void on_open(std::int64_t now);
+  void on_frames(std::span<char> input, std::int64_t now);
+  void on_raw_bytes(std::size_t bytes, std::int64_t now);
+  void on_echo(std::int64_t now);
+  void send_message(std::int64_t now);
+  void fail(std::uint64_t loop_stats::*counter);
+  [[nodiscard]] bool in_window(std::int64_t t) const noexcept {
+    return t >= w_.shared.window_start.load(std::memory_order_relaxed) &&
+           t < w_.shared.window_end.load(std::memory_order_relaxed);
+  }
+
+  worker& w_;
+  const net::endpoint* source_;
+  net::unique_fd connecting_fd_;
+  net::tcp_stream stream_;
+  net::timer_node timer_;
+  protocol::message_reader reader_;
+  std::array<char, 24> key_{};
+  std::string head_;                   // the 101 response received so far
+  std::vector<std::int64_t> sent_at_;  // ring of send times of the messages in flight
+  std::size_t ring_head_ = 0;
+  std::size_t ring_size_ = 0;
+  std::size_t raw_partial_ = 0;  // raw mode: bytes of the next echo received so far
+  state state_ = state::idle;
+  bool counted_open_ = false;  // added to shared.established once
+  bool holds_slot_ = false;    // counts against worker::pending
+};
+
+void worker::start_all() {
+  for (auto& c : connections) queued.push_back(c.get());
+  handshake_finished();
+}
+
+void worker::handshake_finished() {
+  while (pending < k_max_pending_per_loop && !queued.empty()) {
+    client_connection* next = queued.front();
+    queued.pop_front();
+    next->start();
+  }
+}
+
+void worker::start_traffic() {
+  traffic = true;
+  const std::int64_t now = now_ns();
+  for (auto& c : connections) c->start_traffic(now);
+}
+
+void client_connection::start_traffic(std::int64_t now) {
+  if (state_ != state::open || w_.options.mode != load_mode::echo) return;
+  for (std::size_t i = 0; i < w_.options.inflight; ++i) send_message(now);
+}
+
+void client_connection::start() {
+  if (w_.shared.stopping.load(std::memory_order_relaxed)) return;
+  if (!holds_slot_ && w_.options.mode != load_mode::connect_storm) {
+    holds_slot_ = true;
+    ++w_.pending;
+  }
+  std::error_code error;
+  net::unique_fd fd = net::open_tcp_socket(w_.options.remote.family(), error);
+  if (!fd) return fail(&loop_stats::connect_errors);
+  if (source_ != nullptr) {
+    // Let connect() pick the port for the full 4-tuple, not bind() for the address alone:
+    // that is what lets several source addresses multiply the usable ports.
+    (void)net::set_socket_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+    if (::bind(fd.get(), source_->data(), source_->size()) != 0) {
+      return fail(&loop_stats::connect_errors);
+    }
+  }
+  if (::connect(fd.get(), w_.options.remote.data(), w_.options.remote.size()) != 0 &&
+      errno != EINPROGRESS) {
+    return fail(&loop_stats::connect_errors);
+  }
+  if (w_.loop.add(fd.get(), EPOLLOUT, *this)) return fail(&loop_stats::connect_errors);
+  connecting_fd_ = std::move(fd);
+  state_ = state::connecting;
+  w_.loop.timers().schedule(
+      timer_, std::chrono::milliseconds(static_cast<long>(w_.options.connect_timeout_s * 1000)));
+}
+
+void client_connection::on_events(std::uint32_t /*events*/) {
+  w_.loop.remove(connecting_fd_.get(), *this);
+  if (net::socket_error(connecting_fd_.get())) {
+    connecting_fd_.reset();
+    return fail(&loop_stats::connect_errors);
+  }
+  (void)net::set_no_delay(connecting_fd_.get());
+  if (stream_.open(std::move(connecting_fd_))) return fail(&loop_stats::connect_errors);
+  on_connected();
+}
+
+void client_connection::on_connected() {
+  if (w_.options.raw) return on_open(now_ns());
+  state_ = state::upgrading;
+  key_ = protocol::generate_key();
+  w_.request.clear();
+  if (!protocol::write_upgrade_request(
+          w_.request, {.host = w_.options.host_header, .target = w_.options.target},
+          std::string_view(key_.data(), key_.size()))) {
+    return fail(&loop_stats::protocol_errors);
+  }
+  head_.clear();
+  stream_.send(std::as_bytes(std::span(w_.request)));
+}
+
+void client_connection::on_data(net::tcp_stream& /*stream*/, std::span<std::byte> data) {
+  const std::int64_t now = now_ns();
+  if (state_ == state::upgrading) return on_upgrade_bytes(data, now);
+  if (w_.options.raw) return on_raw_bytes(data.size(), now);
+  on_frames({reinterpret_cast<char*>(data.data()), data.size()}, now);
+}
+
+void client_connection::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
+  head_.append(reinterpret_cast<const char*>(data.data()), data.size());
+  auto& parser = w_.parser;
+  parser.reset();
+  const protocol::parse_result result = parser.parse(head_);
+  if (result.status == protocol::parse_status::need_more) return;
+  protocol::handshake_response response;
+  if (result.status == protocol::parse_status::error ||
+      protocol::validate_response(parser.head(), std::string_view(key_.data(), key_.size()), {}, {},
+                                  response) != protocol::error::none) {
+    return fail(&loop_stats::protocol_errors);
+  }
+  // Frames that came with the 101 are fed to the reader from a mutable copy.
+  const std::size_t rest = head_.size() - result.consumed;
+  std::memcpy(w_.scratch.data(), head_.data() + result.consumed, std::min(rest, w_.scratch.size()));
+  std::string().swap(head_);
+  on_open(now);
+  if (rest > 0 && state_ == state::open) on_frames({w_.scratch.data(), rest}, now);
+}
+
+void client_connection::on_open(std::int64_t now) {
+  timer_.cancel();
+  state_ = state::open;
+  if (holds_slot_) {
+    holds_slot_ = false;
+    --w_.pending;
+    w_.loop.defer([&w = w_] { w.handshake_finished(); });
+  }
+  if (!counted_open_) {
+    counted_open_ = true;
+    w_.shared.established.fetch_add(1, std::memory_order_relaxed);
+  }
+  switch (w_.options.mode) {
+    case load_mode::echo:
+      // Traffic waits until every connection is open, so handshakes never compete with it.
+      if (w_.traffic) start_traffic(now);
+      break;
+    case load_mode::idle:
+      break;
+    case load_mode::connect_storm: {
+      if (in_window(now)) ++w_.stats.handshakes;
+      state_ = state::closing;
+      const std::size_t n = w_.writer.write_close(w_.scratch.data(), 1000);
+      stream_.send(std::as_bytes(std::span(w_.scratch.data(), n)));
+      w_.loop.timers().schedule(timer_, k_close_timeout);
+      break;
+    }
+  }
+}
+
+void client_connection::send_message(std::int64_t now) {
+  if (ring_size_ == sent_at_.size()) return;  // REQUIRES-like guard: never more than K in flight
+  sent_at_[(ring_head_ + ring_size_) % sent_at_.size()] = now;
+  ++ring_size_;
+  if (w_.options.raw) {
+    stream_.send(std::as_bytes(std::span(w_.payload)));
+    return;
+  }
+  const std::size_t n =
+      w_.writer.write_message(w_.scratch.data(), protocol::opcode::binary, w_.payload);
+  stream_.send(std::as_bytes(std::span(w_.scratch.data(), n)));
+}
+
+void client_connection::on_echo(std::int64_t now) {
+  ++w_.stats.echoes;
+  if (ring_size_ > 0) {
+    const std::int64_t sent = sent_at_[ring_head_];
+    ring_head_ = (ring_head_ + 1) % sent_at_.size();
+    --ring_size_;
+    if (in_window(now)) {
+      ++w_.stats.messages;
+      w_.stats.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(now - sent, 0)));
+    }
+  }
+  if (!w_.shared.stopping.load(std::memory_order_relaxed)) send_message(now);
+}
+
+void client_connection::on_raw_bytes(std::size_t bytes, std::int64_t now) {
+  raw_partial_ += bytes;
+  while (raw_partial_ >= w_.options.size) {
+    raw_partial_ -= w_.options.size;
+    on_echo(now);
+  }
+}
+
+void client_connection::on_frames(std::span<char> input, std::int64_t now) {
+  for (;;) {
+    const protocol::reader_event event = reader_.next(input);
+    switch (event.kind) {
+      case protocol::event_kind::need_more:
+        return;
+      case protocol::event_kind::message:
+      case protocol::event_kind::message_part:
+        if (w_.options.mode == load_mode::echo) on_echo(now);
+        break;
+      case protocol::event_kind::ping: {
+        char pong[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
+        const std::size_t n = w_.writer.write_pong(pong, event.payload);
+        stream_.send(std::as_bytes(std::span(pong, n)));
+        break;
+      }
+      case protocol::event_kind::pong:
+        break;
+      case protocol::event_kind::close:
+        // connect-storm: the server answered our close; it closes TCP next (RFC 6455 §7.1.1).
+        if (state_ != state::closing) return fail(&loop_stats::closed_early);
+        return;
+      case protocol::event_kind::error:
+        return fail(&loop_stats::protocol_errors);
+    }
+  }
+}
+
+void client_connection::on_close(net::tcp_stream& /*stream*/, std::error_code /*error*/) {
+  if (state_ == state::closing) {
+    // A full connect / upgrade / close cycle; go again.
+    timer_.cancel();
+    if (in_window(now_ns())) ++w_.stats.cycles;
+    reader_.reset();
+    state_ = state::idle;
+    return start();
+  }
+  fail(&loop_stats::closed_early);
+}
+
+void client_connection::on_timer() {
+  if (state_ == state::retry_wait) {
+    state_ = state::idle;
+    return start();
+  }
+  if (state_ == state::closing) {
+    // The server did not close TCP after the close handshake: give up on it and go on.
+    ++w_.stats.timeouts;
+    stream_.close();
+    reader_.reset();
+    state_ = state::idle;
+    return start();
+  }
+  fail(&loop_stats::timeouts);
+}
+
+void client_connection::fail(std::uint64_t loop_stats::*counter) {
+  const bool stopping = w_.shared.stopping.load(std::memory_order_relaxed);
+  if (!stopping) ++(w_.stats.*counter);
+  timer_.cancel();
+  if (connecting_fd_) {
+    w_.loop.remove(connecting_fd_.get(), *this);
+    connecting_fd_.reset();
+  }
+  stream_.close();
+  reader_.reset();
+  ring_size_ = 0;
+  raw_partial_ = 0;
+  state_ = state::idle;
+  if (w_.options.mode == load_mode::connect_storm) {
+    // Keep storming: retry shortly, never from inside this call (bounded recursion).
+    state_ = state::retry_wait;
+    w_.loop.timers().schedule(timer_, k_retry_delay);
+    return;
+  }
+  if (holds_slot_) {
+    holds_slot_ = false;
+    --w_.pending;
+    w_.loop.defer([&w = w_] { w.handshake_finished(); });
+  }
+  if (!counted_open_ && !stopping) {
+    counted_open_ = true;  // never opened: tell main() not to wait for it
+    w_.shared.given_up.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+void sleep_until_ns(std::int64_t deadline) {
+  for (;;) {
+    const std::int64_t left = deadline - now_ns();
+    if (left <= 0) return;
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::int64_t>(left, 50'000'000)));
+  }
+}
+
+double us(std::uint64_t ns) {
+  return static_cast<double>(ns) / 1000.0;
+}
+
+void report(const loadgen_options& o, const loop_stats& s, std::uint64_t established,
+            double seconds) {
+  const double msg_rate = static_cast<double>(s.messages) / seconds;
+  const double hs_rate = static_cast<double>(s.handshakes) / seconds;
+  const double mib = msg_rate * static_cast<double>(o.size) / (1024.0 * 1024.0);
+  const auto& h = s.latency;
+  if (o.json) {
+    std::printf(
+        "{\"mode\":\"%s\",\"raw\":%s,\"connections\":%zu,\"established\":%llu,\"size\":%zu,"
+        "\"inflight\":%zu,\"threads\":%zu,\"seconds\":%.3f,\"messages\":%llu,\"echoes_total\":%llu,"
+        "\"messages_per_s\":%.1f,\"mib_per_s\":%.2f,\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,"
+        "\"p999\":%.1f,\"max\":%.1f},\"handshakes\":%llu,\"handshakes_per_s\":%.1f,"
+        "\"cycles\":%llu,\"errors\":{\"connect\":%llu,\"protocol\":%llu,\"closed\":%llu,"
+        "\"timeout\":%llu}}\n",
+        mode_name(o.mode), o.raw ? "true" : "false", o.connections,
+        static_cast<unsigned long long>(established), o.size, o.inflight, o.threads, seconds,
+        static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.echoes),
+        msg_rate, mib, us(h.percentile(0.50)), us(h.percentile(0.99)), us(h.percentile(0.999)),
+        us(h.max()), static_cast<unsigned long long>(s.handshakes), hs_rate,
+        static_cast<unsigned long long>(s.cycles),
+        static_cast<unsigned long long>(s.connect_errors),
+        static_cast<unsigned long long>(s.protocol_errors),
+        static_cast<unsigned long long>(s.closed_early),
+        static_cast<unsigned long long>(s.timeouts));
+    return;
+  }
+  std::printf(
+      "mode %s%s: %zu connections (%llu established), %zu B, inflight %zu, %zu thread(s), "
+      "%.2f s measured\n",
+      mode_name(o.mode), o.raw ? " (raw TCP)" : "", o.connections,
+      static_cast<unsigned long long>(established), o.size, o.inflight, o.threads, seconds);
+  if (o.mode == load_mode::echo) {
+    std::printf("messages/s    %.0f  (%.1f MiB/s payload each way)\n", msg_rate, mib);
+    std::printf("latency us    p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", us(h.percentile(0.5)),
+                us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()));
+  } else if (o.mode == load_mode::connect_storm) {
+    std::printf("handshakes/s  %.0f  (%llu full cycles)\n", hs_rate,
+                static_cast<unsigned long long>(s.cycles));
+  }
+  std::printf("errors        connect %llu, protocol %llu, closed by server %llu, timeouts %llu\n",
+              static_cast<unsigned long long>(s.connect_errors),
+              static_cast<unsigned long long>(s.protocol_errors),
+              static_cast<unsigned long long>(s.closed_early),
+              static_cast<unsigned long long>(s.timeouts));
+}
+
+int run(const loadgen_options& options) {
+  raise_open_file_limit();
+  std::error_code error;
+  net::loop_group_options group_options;
+  group_options.threads = options.threads;
+  auto group = net::loop_group::create(group_options, error);
+  if (!group) {
+    std::fprintf(stderr, "loadgen: cannot create event loops: %s\n", error.message().c_str());
+    return 1;
+  }
+  shared_state shared;
+  std::vector<std::unique_ptr<worker>> workers;
+  for (std::size_t i = 0; i < group->size(); ++i) {
+    workers.push_back(std::make_unique<worker>(group->loop(i), options, shared));
+  }
+  for (std::size_t i = 0; i < options.connections; ++i) {
+    worker& w = *workers[i % workers.size()];
+    const net::endpoint* source =
+        options.sources.empty() ? nullptr : &options.sources[i % options.sources.size()];
+    w.connections.push_back(std::make_unique<client_connection>(w, source));
+  }
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    group->post(i, [w = workers[i].get()] { w->start_all(); });
+  }
+  if (auto e = group->start()) {
+    std::fprintf(stderr, "loadgen: cannot start threads: %s\n", e.message().c_str());
+    return 1;
+  }
+
+  // Connect phase (echo, idle): wait until every connection is open or given up.
+  const std::int64_t connect_deadline =
+      now_ns() + static_cast<std::int64_t>((options.connect_timeout_s + 20) * 1e9);
+  if (options.mode != load_mode::connect_storm) {
+    while (shared.established.load() + shared.given_up.load() < options.connections &&
+           now_ns() < connect_deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  const std::uint64_t established = shared.established.load();
+  if (options.mode == load_mode::idle) {
+    std::fprintf(stderr, "loadgen: idle: %llu of %zu connections open\n",
+                 static_cast<unsigned long long>(established), options.connections);
+  }
+  const std::int64_t start = now_ns() + static_cast<std::int64_t>(options.warmup_s * 1e9);
+  const std::int64_t end = start + static_cast<std::int64_t>(options.duration_s * 1e9);
+  shared.window_start.store(start);
+  shared.window_end.store(end);
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    group->post(i, [w = workers[i].get()] { w->start_traffic(); });
+  }
+  sleep_until_ns(end);
+  shared.stopping.store(true);
+  group->stop();
+  (void)group->join();
+
+  loop_stats total;
+  for (auto& w : workers) {
+    total.messages += w->stats.messages;
+    total.echoes += w->stats.echoes;
+    total.handshakes += w->stats.handshakes;
+    total.cycles += w->stats.cycles;
+    total.connect_errors += w->stats.connect_errors;
+    total.protocol_errors += w->stats.protocol_errors;
+    total.closed_early += w->stats.closed_early;
+    total.timeouts += w->stats.timeouts;
+    total.latency.merge(w->stats.latency);
+  }
+  report(options, total, shared.established.load(), static_cast<double>(end - start) / 1e9);
+  // Loops are stopped: tear the connections down from this thread, before the loops.
+  workers.clear();
+  // Failure when nothing the mode measures happened at all.
+  switch (options.mode) {
+    case load_mode::echo:
+      return total.messages > 0 ? 0 : 1;
+    case load_mode::connect_storm:
+      return total.handshakes > 0 ? 0 : 1;
+    case load_mode::idle:
+      return established > 0 ? 0 : 1;
+  }
+  return 1;
+}
+
+}  // namespace
+}  // namespace switchboard::bench
+
+int main(int argc, char** argv) {
+  switchboard::bench::loadgen_options options;
+  try {
+    options = switchboard::bench::parse_loadgen_options(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "switchboard_loadgen: %s\n", e.what());
+    return 2;
+  }
+  return switchboard::bench::run(options);
+}

@@ -1,0 +1,166 @@
+// loadgen_options.cpp — argument parsing for switchboard_loadgen. Plain
+// argv walking: the tool has a dozen flags and no subcommands.
+#include "loadgen_options.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string_view>
+
+namespace switchboard::bench {
+namespace {
+
+constexpr const char* k_usage =
+    "usage: switchboard_loadgen --url ws://HOST:PORT/PATH [options]\n"
+    "  --connections N       concurrent connections (100)\n"
+    "  --size BYTES          payload bytes per message (16)\n"
+    "  --inflight K          messages in flight per connection (1)\n"
+    "  --duration S          measured seconds (10)\n"
+    "  --warmup S            unmeasured seconds first (2)\n"
+    "  --threads T           event-loop threads (1)\n"
+    "  --mode M              echo | connect-storm | idle (echo)\n"
+    "  --source-ips A,B,...  local IPv4 addresses to spread connections over\n"
+    "  --connect-timeout S   per connect + upgrade attempt (10)\n"
+    "  --raw                 raw TCP echo of SIZE-byte messages, no WebSocket\n"
+    "  --json                print one JSON object instead of text\n";
+
+std::uint64_t to_count(std::string_view flag, std::string_view text, std::uint64_t min) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min) {
+    throw std::invalid_argument(std::string(flag) + ": expected an integer >= " +
+                                std::to_string(min) + ", got '" + std::string(text) + "'");
+  }
+  return value;
+}
+
+double to_seconds(std::string_view flag, const std::string& text) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !(value >= 0)) {
+    throw std::invalid_argument(std::string(flag) + ": expected seconds >= 0, got '" + text + "'");
+  }
+  return value;
+}
+
+// ws://HOST[:PORT][/PATH], or tcp://HOST:PORT for --raw. HOST is numeric.
+void parse_url(std::string_view url, loadgen_options& out) {
+  std::uint16_t default_port = 80;
+  if (url.starts_with("ws://")) {
+    url.remove_prefix(5);
+  } else if (url.starts_with("tcp://")) {
+    url.remove_prefix(6);
+  } else {
+    throw std::invalid_argument("--url: expected ws://HOST:PORT/PATH (wss is not supported)");
+  }
+  const std::size_t slash = url.find('/');
+  const std::string_view authority = url.substr(0, slash);
+  out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
+  std::string_view host = authority;
+  std::uint16_t port = default_port;
+  const std::size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = static_cast<std::uint16_t>(to_count("--url port", authority.substr(colon + 1), 1));
+  }
+  auto parsed = net::endpoint::parse(host, port);
+  if (!parsed) throw std::invalid_argument("--url: the host must be a numeric address");
+  out.remote = *parsed;
+  out.host_header = std::string(authority);
+}
+
+void parse_sources(std::string_view list, loadgen_options& out) {
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    auto parsed = net::endpoint::parse(item, 0);
+    if (!parsed) {
+      throw std::invalid_argument("--source-ips: not a numeric address: '" + std::string(item) +
+                                  "'");
+    }
+    out.sources.push_back(*parsed);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace
+
+const char* mode_name(load_mode mode) noexcept {
+  switch (mode) {
+    case load_mode::echo:
+      return "echo";
+    case load_mode::connect_storm:
+      return "connect-storm";
+    case load_mode::idle:
+      return "idle";
+  }
+  return "?";
+}
+
+loadgen_options parse_loadgen_options(int argc, char** argv) {
+  loadgen_options out;
+  bool have_url = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(k_usage, stdout);
+      std::exit(0);
+    }
+    if (flag == "--raw") {
+      out.raw = true;
+      continue;
+    }
+    if (flag == "--json") {
+      out.json = true;
+      continue;
+    }
+    if (i + 1 >= argc) throw std::invalid_argument(std::string(flag) + ": missing value");
+    const std::string value = argv[++i];
+    if (flag == "--url") {
+      parse_url(value, out);
+      have_url = true;
+    } else if (flag == "--connections") {
+      out.connections = to_count(flag, value, 1);
+    } else if (flag == "--size") {
+      out.size = to_count(flag, value, 1);
+    } else if (flag == "--inflight") {
+      out.inflight = to_count(flag, value, 1);
+    } else if (flag == "--duration") {
+      out.duration_s = to_seconds(flag, value);
+    } else if (flag == "--warmup") {
+      out.warmup_s = to_seconds(flag, value);
+    } else if (flag == "--threads") {
+      out.threads = to_count(flag, value, 1);
+    } else if (flag == "--connect-timeout") {
+      out.connect_timeout_s = to_seconds(flag, value);
+    } else if (flag == "--mode") {
+      if (value == "echo") {
+        out.mode = load_mode::echo;
+      } else if (value == "connect-storm") {
+        out.mode = load_mode::connect_storm;
+      } else if (value == "idle") {
+        out.mode = load_mode::idle;
+      } else {
+        throw std::invalid_argument("--mode: expected echo, connect-storm or idle");
+      }
+    } else if (flag == "--source-ips") {
+      parse_sources(value, out);
+    } else {
+      throw std::invalid_argument("unknown option '" + std::string(flag) + "'\n" + k_usage);
+    }
+  }
+  if (!have_url) throw std::invalid_argument(std::string("--url is required\n") + k_usage);
+  if (out.raw && out.mode == load_mode::connect_storm) {
+    throw std::invalid_argument("--raw supports --mode echo and idle only");
+  }
+  for (const auto& source : out.sources) {
+    if (source.family() != out.remote.family()) {
+      throw std::invalid_argument("--source-ips: address family differs from the --url host");
+    }
+  }
+  return out;
+}
+
+}  // namespace switchboard::bench

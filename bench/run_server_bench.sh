@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# run_server_bench.sh — whole-server echo benchmarks: Switchboard's `switchboard
+# echo` against the raw TCP ceiling (switchboard_raw_echo) and Boost.Beast
+# (switchboard_beast_echo), side by side in one run, each server pinned to core
+# 0 and switchboard_loadgen to core 1. Prints Markdown tables: messages/s per
+# point with ratios to the ceiling and to Beast, latency, server CPU use,
+# handshakes/s, and user-space memory per idle connection.
+#
+#   bench/run_server_bench.sh [--build DIR] [--switchboard PATH] [--seconds S]
+#                             [--warmup S] [--only echo,storm,idle,instr]
+#                             [--results FILE]
+#                             [--report-only]
+#
+# --only runs some sections and appends to --results (JSON lines); run the rest
+# later with the same --results and the tables cover everything recorded there
+# (a way to keep each command short). A full run takes about 4-5 minutes.
+# Benchmarks are not tests: ctest runs only the bench-smoke check.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build="$repo/build/bench-release"
+switchboard="$repo/build/release/apps/switchboard/switchboard"
+seconds=10
+warmup=2
+only="echo,storm,idle,instr"
+results=""
+report_only=0
+command_line="bench/run_server_bench.sh $*"
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --build) build=$2; shift 2 ;;
+    --switchboard) switchboard=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --results) results=$2; shift 2 ;;
+    --report-only) report_only=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+loadgen="$build/bench/switchboard_loadgen"
+raw_echo="$build/bench/switchboard_raw_echo"
+beast_echo="$build/bench/switchboard_beast_echo"
+[[ -n $results ]] || results=$(mktemp /tmp/switchboard-bench.XXXXXX.jsonl)
+touch "$results"
+
+# Several source addresses for the points with many connections, so ephemeral
+# ports never run short (loopback answers on all of 127/8).
+sources="127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
+declare -A pid port  # per server name
+
+log() { echo "# $*" >&2; }
+
+# start_server NAME MODE: MODE "bench" pins the server to one loop thread where
+# it has a choice; "defaults" starts it exactly as a user would.
+start_server() {
+  local name=$1 mode=$2 out
+  out=$(mktemp)
+  case $name in
+    raw) taskset -c 0 "$raw_echo" --host 127.0.0.1 --port 0 >"$out" 2>&1 & ;;
+    beast) taskset -c 0 "$beast_echo" --host 127.0.0.1 --port 0 >"$out" 2>&1 & ;;
+    switchboard)
+      if [[ $mode == bench ]]; then
+        taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 >"$out" 2>&1 &
+      else
+        taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 >"$out" 2>&1 &
+      fi ;;
+  esac
+  pid[$name]=$!
+  for _ in $(seq 200); do
+    grep -q 'listening on' "$out" && break
+    kill -0 "${pid[$name]}" 2>/dev/null || break
+    sleep 0.05
+  done
+  port[$name]=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\)\/\{0,1\}$/\1/p' "$out" | head -1)
+  rm -f "$out"
+  if [[ -z ${port[$name]} ]]; then
+    log "$name did not start"
+    kill "${pid[$name]}" 2>/dev/null || true
+    unset "pid[$name]"
+    return 1
+  fi
+}
+
+stop_server() {
+  local name=$1 p=${pid[$1]:-}
+  [[ -n $p ]] || return 0
+  unset "pid[$name]"
+  kill -TERM "$p" 2>/dev/null || return 0
+  for _ in $(seq 100); do
+    kill -0 "$p" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$p" 2>/dev/null; then
+    log "$name ($p) ignored SIGTERM for 5 s; killing it"
+    kill -KILL "$p"
+  fi
+  wait "$p" 2>/dev/null || true
+}
+stop_all() { for name in "${!pid[@]}"; do stop_server "$name"; done; }
+trap stop_all EXIT
+
+# CPU seconds (user + system) server NAME has used so far.
+cpu_seconds() {
+  awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/${pid[$1]}/stat"
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${pid[$1]}/status"; }
+loadavg() { cut -d' ' -f1 /proc/loadavg; }
+
+# record SERVER POINT LOADGEN-ARGS...: one loadgen run, its JSON extended with
+# the server, the point's name and the server's CPU use during the run.
+record() {
+  local server=$1 point=$2; shift 2
+  [[ -n ${pid[$server]:-} ]] || return 0
+  local url="ws://127.0.0.1:${port[$server]}/" raw_flag=() cpu0 cpu1 t0 t1 json load
+  [[ $server == raw ]] && raw_flag=(--raw)
+  load=$(loadavg)
+  cpu0=$(cpu_seconds "$server"); t0=$(date +%s.%N)
+  if ! json=$(taskset -c 1 "$loadgen" --url "$url" "${raw_flag[@]}" --json "$@"); then
+    log "loadgen failed: $server $point"
+  fi
+  cpu1=$(cpu_seconds "$server"); t1=$(date +%s.%N)
+  [[ -n $json ]] || json='{}'
+  local cpu
+  cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.2f", (b - a) / (e - s) }')
+  local cpu_s
+  cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
+  echo "{\"server\":\"$server\",\"point\":\"$point\",\"server_cpu\":$cpu,\"server_cpu_s\":$cpu_s,\"load\":$load,\"result\":$json}" >>"$results"
+  log "$server $point: $json"
+}
+
+# All three servers run at once (an idle one costs no CPU); each point is run
+# against raw, Switchboard and Beast back to back, so the figures compared in
+# a row saw the same machine load (this machine is shared).
+run_echo() {
+  local server common=(--duration "$seconds" --warmup "$warmup")
+  for server in raw switchboard beast; do start_server "$server" bench || true; done
+  for server in raw switchboard beast; do
+    record "$server" "100 x 16 B" --connections 100 --size 16 --inflight 4 "${common[@]}"
+  done
+  for server in raw switchboard beast; do
+    record "$server" "1,000 x 16 B" --connections 1000 --size 16 --inflight 1 "${common[@]}"
+  done
+  for server in raw switchboard beast; do
+    record "$server" "10,000 x 16 B" --connections 10000 --size 16 --inflight 1 \
+      --source-ips "$sources" "${common[@]}"
+  done
+  for server in raw switchboard beast; do
+    record "$server" "100 x 64 KiB" --connections 100 --size 65536 --inflight 1 "${common[@]}"
+  done
+  stop_all
+}
+
+run_storm() {
+  local server
+  for server in switchboard beast; do start_server "$server" bench || true; done
+  for server in switchboard beast; do
+    record "$server" "handshakes" --mode connect-storm --connections 64 --source-ips "$sources" \
+      --duration "$seconds" --warmup "$warmup"
+  done
+  stop_all
+}
+
+# Memory per idle connection: VmRSS before and after 10,000 upgraded, idle
+# connections, over N. Kernel socket memory is not in VmRSS: this is user space.
+run_idle() {
+  local server n=10000 before after log_file
+  for server in raw switchboard beast; do
+    start_server "$server" defaults || continue
+    local raw_flag=()
+    [[ $server == raw ]] && raw_flag=(--raw)
+    # One short echo first, so one-time costs (first touch of the loop's
+    # receive buffer, lazy allocations) are in the baseline, not in the delta.
+    taskset -c 1 "$loadgen" --url "ws://127.0.0.1:${port[$server]}/" "${raw_flag[@]}" \
+      --connections 1 --duration 0.3 --warmup 0 >/dev/null || true
+    sleep 0.5
+    before=$(rss_kib "$server")
+    log_file=$(mktemp)
+    taskset -c 1 "$loadgen" --url "ws://127.0.0.1:${port[$server]}/" "${raw_flag[@]}" --mode idle \
+      --connections "$n" --source-ips "$sources" --duration 8 --warmup 0 --json \
+      >"$log_file.json" 2>"$log_file" &
+    local loader=$!
+    for _ in $(seq 600); do
+      grep -q 'connections open' "$log_file" && break
+      sleep 0.05
+    done
+    sleep 2  # let the server settle: nothing is in flight on an idle connection
+    after=$(rss_kib "$server")
+    local opened
+    opened=$(sed -n 's/.*idle: \([0-9]*\) of.*/\1/p' "$log_file")
+    wait "$loader" || true
+    rm -f "$log_file" "$log_file.json"
+    opened=${opened:-0}
+    local per
+    per=$(awk -v a="$before" -v b="$after" -v n="$opened" \
+      'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "null" }')
+    echo "{\"server\":\"$server\",\"point\":\"idle\",\"idle\":{\"connections\":$opened,\"rss_before_kib\":$before,\"rss_after_kib\":$after,\"kib_per_connection\":$per}}" >>"$results"
+    log "$server idle: $opened connections, VmRSS $before -> $after KiB, $per KiB each"
+    stop_server "$server"
+  done
+}
+
+# Server instructions per echoed message under callgrind: repeatable where
+# wall time is not (DESIGN.md). Ir of an echo run minus Ir of the same
+# connections opened and closed without traffic, over the echoes received.
+callgrind_ir() {  # total Ir of all threads of the callgrind run PID since the last zero
+  callgrind_control -e Ir "$1" | awk '$1 == "Th" { gsub(",", "", $3); sum += $3 } END { print sum + 0 }'
+}
+run_instr() {
+  local server size conns
+  command -v callgrind_control >/dev/null || { log "valgrind missing: instr skipped"; return 0; }
+  for server in raw switchboard beast; do
+    local out cg_pid cg_port raw_flag=()
+    [[ $server == raw ]] && raw_flag=(--raw)
+    out=$(mktemp)
+    case $server in
+      raw) set -- "$raw_echo" --host 127.0.0.1 --port 0 ;;
+      beast) set -- "$beast_echo" --host 127.0.0.1 --port 0 ;;
+      switchboard) set -- "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 ;;
+    esac
+    [[ -x $1 ]] || continue
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" >"$out" 2>/dev/null &
+    cg_pid=$!
+    for _ in $(seq 600); do grep -q 'listening on' "$out" && break; sleep 0.05; done
+    cg_port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\)\/\{0,1\}$/\1/p' "$out" | head -1)
+    rm -f "$out"
+    [[ -n $cg_port ]] || { log "$server did not start under callgrind"; kill "$cg_pid"; continue; }
+    for point in "100 x 16 B" "10 x 64 KiB"; do
+      if [[ $point == "100 x 16 B" ]]; then size=16; conns=100; else size=65536; conns=10; fi
+      local url="ws://127.0.0.1:$cg_port/" setup echo_ir json echoes
+      callgrind_control -z "$cg_pid" >/dev/null
+      taskset -c 1 "$loadgen" --url "$url" "${raw_flag[@]}" --mode idle --connections "$conns" \
+        --duration 0.2 --warmup 0 >/dev/null 2>&1 || true
+      sleep 0.5
+      setup=$(callgrind_ir "$cg_pid")
+      callgrind_control -z "$cg_pid" >/dev/null
+      json=$(taskset -c 1 "$loadgen" --url "$url" "${raw_flag[@]}" --connections "$conns" \
+        --size "$size" --duration 4 --warmup 0 --json || true)
+      sleep 0.5
+      echo_ir=$(callgrind_ir "$cg_pid")
+      echoes=$(sed -n 's/.*"echoes_total":\([0-9]*\).*/\1/p' <<<"$json")
+      echo "{\"server\":\"$server\",\"point\":\"instr $point\",\"instr\":{\"setup_ir\":$setup,\"echo_ir\":$echo_ir,\"echoes\":${echoes:-0}}}" >>"$results"
+      log "$server instr $point: setup $setup Ir, echo $echo_ir Ir, ${echoes:-0} echoes"
+    done
+    kill -TERM "$cg_pid"; wait "$cg_pid" 2>/dev/null || true
+  done
+}
+
+if [[ $report_only -eq 0 ]]; then
+  [[ -x $switchboard ]] || log "warning: $switchboard missing; its rows stay empty"
+  for tool in "$loadgen" "$raw_echo" "$beast_echo"; do
+    [[ -x $tool ]] || { echo "missing $tool (build it first)" >&2; exit 1; }
+  done
+  log "results: $results"
+  [[ ,$only, == *,echo,* ]] && run_echo
+  [[ ,$only, == *,storm,* ]] && run_storm
+  [[ ,$only, == *,idle,* ]] && run_idle
+  [[ ,$only, == *,instr,* ]] && run_instr
+fi
+
+echo "Command: \`$command_line\`"
+echo
+echo "${seconds} s per point after ${warmup} s warm-up; each server pinned to core 0, loadgen to"
+echo "core 1; $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d). Results: $results"
+echo
+/usr/bin/python3 - "$results" <<'PY'
+import json, sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+def get(server, point):
+    found = [r for r in rows if r["server"] == server and r["point"] == point]
+    return found[-1] if found else None
+
+def fmt(v):
+    return "—" if v is None else f"{v:,.0f}"
+
+def ratio(a, b):
+    return "—" if not a or not b else f"{a / b:.2f}"
+
+echo_points = ["100 x 16 B", "1,000 x 16 B", "10,000 x 16 B", "100 x 64 KiB"]
+targets = {"100 x 64 KiB": (0.90, None)}
+print("| messages/s (echo) | raw TCP | Switchboard | Beast | Switchboard / raw | "
+      "Switchboard / Beast | target | met |")
+print("|---|---:|---:|---:|---:|---:|---|---|")
+def rate(server, point, key="messages_per_s"):
+    r = get(server, point)
+    return r["result"].get(key) if r and r.get("result") else None
+for p in echo_points:
+    raw, sb, be = (rate(s, p) for s in ("raw", "switchboard", "beast"))
+    need_raw, need_beast = targets.get(p, (0.95, 1.8))
+    target = f"≥ {need_raw:.0%} of raw" + (f", ≥ {need_beast}× Beast" if need_beast else "")
+    met = "—"
+    if raw and sb:
+        ok = sb / raw >= need_raw and (need_beast is None or (be and sb / be >= need_beast))
+        met = "yes" if ok else "**no**"
+    print(f"| {p} | {fmt(raw)} | {fmt(sb)} | {fmt(be)} | {ratio(sb, raw)} | {ratio(sb, be)} | "
+          f"{target} | {met} |")
+sb, be = rate("switchboard", "handshakes", "handshakes_per_s"), rate("beast", "handshakes", "handshakes_per_s")
+print(f"| handshakes/s (connect-storm, 64 at a time) | — | {fmt(sb)} | {fmt(be)} | — | {ratio(sb, be)} | — | — |")
+
+print()
+print("| latency µs p50 / p99 / p99.9 | raw TCP | Switchboard | Beast |")
+print("|---|---|---|---|")
+for p in echo_points:
+    cells = []
+    for s in ("raw", "switchboard", "beast"):
+        r = get(s, p)
+        lat = r["result"].get("latency_us") if r and r.get("result") else None
+        cells.append("—" if not lat else f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['p999']:.0f}")
+    print(f"| {p} | " + " | ".join(cells) + " |")
+
+print()
+print("| server CPU (cores busy) · errors | raw TCP | Switchboard | Beast | load avg (1 min) |")
+print("|---|---|---|---|---|")
+for p in echo_points + ["handshakes"]:
+    cells = []
+    for s in ("raw", "switchboard", "beast"):
+        r = get(s, p)
+        if not r or not r.get("result"):
+            cells.append("—")
+            continue
+        e = r["result"].get("errors", {})
+        bad = sum(e.values())
+        cells.append(f"{r['server_cpu']:.2f}" + (f" · {bad} errors" if bad else ""))
+    loads = [r["load"] for r in rows if r["point"] == p and "load" in r]
+    load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"
+    print(f"| {p} | " + " | ".join(cells) + f" | {load} |")
+
+print()
+# CPU time the server spent (user + kernel) per echo over the whole run: what one
+# message costs the server core, robust to how much of the core it was given.
+print("| server CPU µs (user + sys) per echo | raw TCP | Switchboard | Beast | raw ÷ Switchboard | Beast ÷ Switchboard |")
+print("|---|---:|---:|---:|---:|---:|")
+for p in echo_points:
+    v = {}
+    for s in ("raw", "switchboard", "beast"):
+        r = get(s, p)
+        ok = r and r.get("result") and "server_cpu_s" in r and r["result"].get("echoes_total")
+        v[s] = r["server_cpu_s"] * 1e6 / r["result"]["echoes_total"] if ok else None
+    f = lambda x: "—" if x is None else f"{x:.2f}"
+    print(f"| {p} | {f(v['raw'])} | {f(v['switchboard'])} | {f(v['beast'])} | "
+          f"{ratio(v['raw'], v['switchboard'])} | {ratio(v['beast'], v['switchboard'])} |")
+
+print()
+print("| idle connections: user-space memory (VmRSS delta / N) | raw TCP | Switchboard | Beast | target | met |")
+print("|---|---:|---:|---:|---|---|")
+cells = {}
+for s in ("raw", "switchboard", "beast"):
+    r = get(s, "idle")
+    cells[s] = r["idle"] if r else None
+def kib(c):
+    return "—" if not c or c["kib_per_connection"] is None else \
+        f"{c['kib_per_connection']:.2f} KiB ({c['connections']:,} conns)"
+sbk = cells["switchboard"]["kib_per_connection"] if cells["switchboard"] else None
+met = "—" if sbk is None else ("yes" if sbk <= 0.25 else "**no**")
+print(f"| KiB per idle connection | {kib(cells['raw'])} | {kib(cells['switchboard'])} | "
+      f"{kib(cells['beast'])} | ≤ 0.25 KiB | {met} |")
+
+print()
+print("| server instructions per echoed message (callgrind) | raw TCP | Switchboard | Beast | raw ÷ Switchboard | Beast ÷ Switchboard |")
+print("|---|---:|---:|---:|---:|---:|")
+for p in ("100 x 16 B", "10 x 64 KiB"):
+    v = {}
+    for s in ("raw", "switchboard", "beast"):
+        r = get(s, "instr " + p)
+        i = r["instr"] if r else None
+        v[s] = (i["echo_ir"] - i["setup_ir"]) / i["echoes"] if i and i["echoes"] else None
+    # Fewer instructions is better: the ratios are raw / Switchboard and Beast / Switchboard.
+    print(f"| {p} | {fmt(v['raw'])} | {fmt(v['switchboard'])} | {fmt(v['beast'])} | "
+          f"{ratio(v['raw'], v['switchboard'])} | {ratio(v['beast'], v['switchboard'])} |")
+PY
