@@ -1,0 +1,70 @@
+// switchboard/server/http.hpp — plain HTTP requests on the WebSocket router:
+// the read-only request a handler sees and the response it fills in
+// (for /metrics, /healthz, static files, and the errors the router sends).
+//
+// Responses are sent whole, with Content-Length and "Connection: close": one
+// request per connection, no keep-alive, no request bodies (a request with a
+// body is answered and the body discarded).
+//
+// Thread-safety: both objects live on the loop thread for the duration of one
+// handler call; they are not synchronized.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <switchboard/protocol/http_head.hpp>
+
+namespace switchboard::server {
+
+// A parsed request head. Views are valid only during the handler call.
+class http_request {
+ public:
+  explicit http_request(const protocol::request_head& head) noexcept : head_(&head) {}
+  std::string_view method() const noexcept { return head_->method(); }
+  std::string_view target() const noexcept { return head_->target(); }
+  std::string_view path() const noexcept { return head_->path(); }
+  std::string_view query() const noexcept { return head_->query(); }
+  // The first header named `name` (case-insensitive), or nullopt.
+  std::optional<std::string_view> header(std::string_view name) const noexcept {
+    return head_->find(name);
+  }
+  // Everything else: all headers, cookies, version.
+  const protocol::request_head& head() const noexcept { return *head_; }
+
+ private:
+  const protocol::request_head* head_;
+};
+
+// The response a handler builds. Defaults: 200, text/plain, empty body.
+class http_response {
+ public:
+  void set_status(int status) noexcept { status_ = status; }
+  int status() const noexcept { return status_; }
+  // Adds a header. Returns false, adding nothing, if the name is not a token
+  // or the value holds CR, LF or another control byte (header injection), or
+  // if it is Content-Length or Connection (the server writes those).
+  bool add_header(std::string_view name, std::string_view value);
+  void set_content_type(std::string_view type) { content_type_ = type; }
+  void set_body(std::string body) { body_ = std::move(body); }
+  void append_body(std::string_view more) { body_.append(more); }
+  const std::string& body() const noexcept { return body_; }
+
+  // Appends the complete response (status line, headers, body) to `out`.
+  // A status outside 100-599 is sent as 500. HEAD requests get no body
+  // (`include_body` false) but the body's Content-Length.
+  void serialize(std::string& out, bool include_body = true) const;
+
+ private:
+  int status_ = 200;
+  std::string content_type_ = "text/plain; charset=utf-8";
+  std::string headers_;  // "Name: value\r\n" lines
+  std::string body_;
+};
+
+// Answers one plain HTTP request. Runs on the loop thread; must not throw.
+using http_handler = std::function<void(const http_request&, http_response&)>;
+
+}  // namespace switchboard::server

@@ -1,0 +1,100 @@
+// switchboard/server/server.hpp — a WebSocket + HTTP server on N event loops:
+// routing by path, the upgrade, connection lifecycle, keepalive and timeouts,
+// limits, topic fan-out, and graceful shutdown.
+//
+// Usage:
+//   server srv({.port = 0});
+//   srv.ws("/chat", behavior);                  // a WebSocket endpoint
+//   srv.http("GET", "/healthz", handler);       // a plain HTTP handler
+//   if (auto ec = srv.listen()) ...;            // binds; srv.port() is known now
+//   return srv.run() ? 1 : 0;                   // until SIGTERM/SIGINT or shutdown()
+//
+// Routing: exact path match; the path "*" matches any path no other route
+// has. An unknown path is answered 404; a request that is not an upgrade on
+// a WebSocket path 426 (405 for a method other than GET) unless an HTTP
+// handler for that method and path exists; an HTTP path without a handler
+// for the method 405.
+//
+// Thread-safety: ws(), http(), listen(), start(), run() and wait() from one
+// controlling thread (not a loop thread). send(), close(), publish() and
+// shutdown() from any thread, loop threads included.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <switchboard/protocol/frame.hpp>
+#include <switchboard/server/endpoint.hpp>
+#include <switchboard/server/http.hpp>
+#include <switchboard/server/options.hpp>
+#include <switchboard/server/websocket.hpp>
+
+namespace switchboard::server {
+
+namespace detail {
+class server_core;
+}
+
+class server {
+ public:
+  explicit server(server_options options = {});
+  // Shuts down without waiting for peers (terminates connections), joins.
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Adds a WebSocket endpoint at `path` ("*": every otherwise unrouted path).
+  // REQUIRES: before listen(); the path is not yet a WebSocket endpoint.
+  server& ws(std::string path, ws_behavior behavior);
+  // Adds a plain HTTP handler for `method` (case-sensitive, "GET") at `path`.
+  // REQUIRES: before listen().
+  server& http(std::string method, std::string path, http_handler handler);
+
+  // Creates the loops and binds one listener per loop (SO_REUSEPORT when
+  // threads > 1). Errors: a bad host (invalid_argument), bind/listen errors
+  // (EADDRINUSE, EACCES), descriptor exhaustion.
+  std::error_code listen();
+  // The bound port (after listen()).
+  std::uint16_t port() const noexcept;
+
+  // Starts the loop threads. REQUIRES: listen() succeeded.
+  std::error_code start();
+  // Waits until every loop has stopped (after shutdown()). Returns the first
+  // loop error, if any.
+  std::error_code wait();
+  // listen() if not done, installs the SIGINT/SIGTERM watcher (when
+  // options.handle_signals; call from main() before other threads start),
+  // start(), wait().
+  std::error_code run();
+
+  // Graceful shutdown: stop accepting, close every connection with
+  // options.shutdown_code, wait for the peers' close frames up to
+  // options.shutdown_timeout, terminate the rest, stop the loops. Idempotent.
+  void shutdown();
+
+  // Sends to / closes the connection `id` on its loop. Returns false only if
+  // the id names no loop; a connection gone by then is skipped silently.
+  bool send(connection_id id, std::string_view payload,
+            protocol::opcode op = protocol::opcode::binary);
+  bool close(connection_id id, std::uint16_t code = 1000, std::string reason = {});
+
+  // Publishes to every subscriber of `topic` on every loop. The message is
+  // framed once and the same bytes are written to each subscriber. Messages
+  // one thread publishes arrive at each subscriber in order. Returns the
+  // number of loops it was handed to.
+  std::size_t publish(std::string_view topic, std::string_view payload,
+                      protocol::opcode op = protocol::opcode::binary);
+
+  // WebSocket connections open now (upgraded or upgrading), server-wide.
+  std::size_t connections() const noexcept;
+  const server_options& options() const noexcept;
+
+ private:
+  std::unique_ptr<detail::server_core> core_;
+};
+
+}  // namespace switchboard::server

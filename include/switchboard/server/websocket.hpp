@@ -1,0 +1,178 @@
+// switchboard/server/websocket.hpp — one server-side WebSocket connection, as
+// the application's callbacks see it: send, ping, close, terminate, topics,
+// and the per-connection user data.
+//
+// A websocket object is created by the server when a client connects and
+// destroyed by it after on_close; the application only ever gets a reference
+// inside a callback. Memory: the object is small (see sizeof in the tests) and
+// owns nothing while idle; the endpoint's user data lives inline right after
+// it, in the same allocation.
+//
+// Thread-safety: every member function must be called on the connection's
+// loop thread, i.e. from a callback of this server on that loop. From any
+// other thread use server::send() / server::close() with id(): they post the
+// call to the owning loop.
+#pragma once
+
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <switchboard/net/tcp_stream.hpp>
+#include <switchboard/net/timer_wheel.hpp>
+#include <switchboard/protocol/frame.hpp>
+#include <switchboard/protocol/http_head.hpp>
+#include <switchboard/protocol/message_reader.hpp>
+
+namespace switchboard::server {
+
+struct ws_behavior;
+
+namespace detail {
+class loop_context;
+struct handshake_state;
+struct topic;
+}  // namespace detail
+
+// The outcome of a send.
+enum class send_status : std::uint8_t {
+  ok,            // accepted; nothing is waiting for the socket
+  backpressure,  // accepted, but bytes wait for a slow reader (on_drain follows)
+  dropped,       // not accepted: not open, closing, or over max_backpressure
+};
+
+// Names a connection across threads. Stale ids (connection gone, slot reused)
+// are recognised by the generation and ignored.
+struct connection_id {
+  std::uint32_t loop = 0;
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;
+  friend bool operator==(const connection_id&, const connection_id&) = default;
+};
+
+class websocket final : private net::stream_handler {
+ public:
+  websocket(const websocket&) = delete;
+  websocket& operator=(const websocket&) = delete;
+
+  // Sends one data message (RFC 6455 §5.6) as a single unmasked frame.
+  // op: text (payload must be UTF-8, asserted nowhere — the caller's contract)
+  // or binary. Returns dropped if the connection is not open (closing
+  // included) or its queue is over max_backpressure (then, with the close
+  // policy, the connection is closed with 1008). Written through the loop's
+  // cork: all sends of one callback leave in one system call.
+  send_status send(std::string_view payload, protocol::opcode op = protocol::opcode::binary);
+
+  // Sends a ping (RFC 6455 §5.5.2); payloads over 125 bytes are cut to 125.
+  send_status ping(std::string_view payload = {});
+
+  // Starts the close handshake (RFC 6455 §7.1.2): sends a close frame with
+  // `code` and `reason` (cut to 123 bytes), stops accepting sends, waits up
+  // to close_timeout for the peer's close, then closes TCP. code 1005 or 0
+  // sends an empty close. REQUIRES: code is 0, 1005 or valid on the wire;
+  // reason is UTF-8. No effect if already closing.
+  void close(std::uint16_t code = 1000, std::string_view reason = {});
+
+  // Closes TCP now, without a close frame; on_close gets 1006. Safe inside
+  // any callback of this connection.
+  void terminate() noexcept;
+
+  // Topics (RFC-independent pub/sub): messages published with
+  // server::publish() to `topic` reach every subscriber. Returns false if
+  // already (un)subscribed or not open.
+  bool subscribe(std::string_view topic);
+  bool unsubscribe(std::string_view topic);
+
+  // Bytes accepted by send and not yet taken by the kernel.
+  std::size_t buffered_amount() const noexcept { return stream_.buffered_bytes(); }
+  // True between on_open and the start of the close handshake.
+  bool is_open() const noexcept { return state_ == state::open; }
+  // For server::send() / server::close() from other threads.
+  connection_id id() const noexcept;
+
+  // The endpoint's user data (ws_behavior::with_user_data<T>()), constructed
+  // before on_upgrade and destroyed after on_close.
+  // REQUIRES: T is the endpoint's user-data type.
+  template <class T>
+  T& data() noexcept {
+    return *std::launder(static_cast<T*>(user_data()));
+  }
+  void* user_data() noexcept;
+
+ private:
+  friend class detail::loop_context;
+  friend class upgrade_request;
+  enum class state : std::uint8_t {
+    handshake,  // reading the request head
+    upgrading,  // on_upgrade deferred its answer
+    open,       // upgraded; frames flow both ways
+    closing,    // our close frame is out; waiting for the peer's
+    lingering,  // finished: our side is shut down after the flush; waiting for EOF
+    closed,     // TCP closed; waiting to be freed at the end of the iteration
+  };
+
+  websocket(detail::loop_context& ctx, std::uint32_t slot, std::uint32_t generation) noexcept;
+  ~websocket();
+
+  // net::stream_handler
+  void on_data(net::tcp_stream& stream, std::span<std::byte> data) override;
+  void on_drained(net::tcp_stream& stream) override;
+  void on_close(net::tcp_stream& stream, std::error_code error) override;
+
+  // handshake.cpp
+  void on_handshake_data(std::span<std::byte> data);
+  void on_head_complete();
+  void finish_upgrade(std::string_view subprotocol,
+                      std::span<const protocol::http_header> headers);
+  void start_open();
+  void reject_upgrade(int status, std::string_view body);
+  void respond_http(std::string_view response);
+
+  // websocket.cpp
+  void on_frames(std::span<char> input);
+  void on_peer_close(std::uint16_t code, std::string_view reason);
+  void fail(protocol::error err);
+  send_status send_frame(protocol::opcode op, std::string_view payload);
+  send_status send_raw(std::span<const std::byte> framed);
+  bool over_backpressure();
+  void linger(bool wait_for_fin);
+  void after_flush() noexcept;
+  void notify_close(std::uint16_t code, std::string_view reason);
+  void on_timer();
+  void schedule_keepalive();
+  std::uint32_t now_ms() const noexcept;
+
+  net::tcp_stream stream_;
+  net::timer_node timer_;
+  detail::loop_context* ctx_;
+  const ws_behavior* behavior_ = nullptr;
+  // Pooled per loop and borrowed only while needed, so an idle open
+  // connection holds neither: the request-head state until the upgrade is
+  // answered, the frame reader while a frame or message is incomplete.
+  // Never both: has_handshake_ says which member is live.
+  union {
+    detail::handshake_state* handshake_ = nullptr;
+    protocol::message_reader* reader_;
+  };
+  std::unique_ptr<std::vector<detail::topic*>> topics_;  // null until the first subscribe
+  std::uint32_t slot_;
+  std::uint32_t generation_;
+  std::uint32_t last_receive_ = 0;  // now_ms() of the last bytes received
+  std::uint32_t ping_sent_ = 0;     // now_ms() of the unanswered keepalive ping
+  std::uint16_t close_sent_ = 0;    // the code of our close frame, 0 before
+  state state_ = state::handshake;
+  bool awaiting_pong_ : 1 = false;
+  bool counted_ : 1 = false;        // holds one of max_connections
+  bool close_pending_ : 1 = false;  // on_open ran, on_close not yet
+  bool linger_armed_ : 1 = false;   // the linger deadline is scheduled
+  bool write_shut_ : 1 = false;     // shutdown(SHUT_WR) done
+  bool wait_for_fin_ : 1 = false;
+  bool has_handshake_ : 1 = false;  // handshake_ (not reader_) is the live member   // lingering: half-close and wait for the peer's FIN
+};
+
+}  // namespace switchboard::server

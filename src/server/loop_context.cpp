@@ -1,0 +1,193 @@
+// loop_context.cpp — per-loop server state: accepting, connection slots,
+// deferred frees, pools of handshake and reader state, graceful shutdown.
+#include "loop_context.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <new>
+#include <utility>
+
+namespace switchboard::server::detail {
+
+namespace {
+// Pool bounds: what an idle loop keeps for the next burst of handshakes or
+// messages. Beyond this, returned objects are freed.
+constexpr std::size_t k_max_pooled_handshakes = 64;
+constexpr std::size_t k_max_pooled_readers = 1024;
+// Buffers larger than this are freed, not pooled (one big message or head
+// must not pin memory forever).
+constexpr std::size_t k_keep_buffer = 64 * 1024;
+}  // namespace
+
+loop_context::loop_context(server_core& core, net::event_loop& loop, std::uint32_t index)
+    : core_(&core), loop_(&loop), index_(index) {
+  free_hook_ = loop_->add_iteration_hook([this] { free_retired(); });
+  shutdown_timer_.bind<&loop_context::on_shutdown_deadline>(this);
+}
+
+loop_context::~loop_context() {
+  // REQUIRES: the loop is not running. Connections are dropped without callbacks.
+  shutdown_timer_.cancel();
+  listener_.reset();
+  for (auto& s : slots_) {
+    if (s.ws == nullptr) continue;
+    websocket* ws = s.ws;
+    s.ws = nullptr;
+    ws->timer_.cancel();
+    ws->stream_.close();
+    ws->~websocket();
+    ::operator delete(ws);
+  }
+  free_retired();
+  loop_->remove_iteration_hook(free_hook_);
+}
+
+const server_options& loop_context::options() const noexcept { return core_->options; }
+
+std::error_code loop_context::listen(const net::endpoint& local, bool reuse_port) {
+  net::listener_options opts;
+  opts.reuse_port = reuse_port;
+  std::error_code error;
+  listener_ = net::tcp_listener::listen(
+      *loop_, local, opts,
+      [this](net::unique_fd socket, const net::endpoint&) { on_accept(std::move(socket)); },
+      error);
+  return error;
+}
+
+std::uint32_t loop_context::now_ms() const noexcept {
+  return static_cast<std::uint32_t>(loop_->now().time_since_epoch().count());
+}
+
+void loop_context::on_accept(net::unique_fd socket) {
+  std::uint32_t index;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<std::uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  // Without user data, no padding: every byte counts for idle connections.
+  const std::size_t user = core_->user_data_size;
+  void* memory = ::operator new(user == 0 ? sizeof(websocket) : k_user_data_offset + user);
+  auto* ws = ::new (memory) websocket(*this, index, slots_[index].generation);
+  slots_[index].ws = ws;
+  ++live_;
+  if (shutting_down_ || ws->stream_.open(std::move(socket))) {
+    ws->state_ = websocket::state::closed;
+    retire(*ws);
+    return;
+  }
+  ws->last_receive_ = now_ms();
+  // Slowloris: the whole head must arrive within handshake_timeout.
+  if (options().handshake_timeout.count() > 0) {
+    loop_->timers().schedule(ws->timer_, options().handshake_timeout);
+  }
+}
+
+websocket* loop_context::find(connection_id id) const noexcept {
+  if (id.loop != index_ || id.slot >= slots_.size()) return nullptr;
+  const slot& s = slots_[id.slot];
+  return s.generation == id.generation ? s.ws : nullptr;
+}
+
+void loop_context::retire(websocket& ws) noexcept {
+  slot& s = slots_[ws.slot_];
+  assert(s.ws == &ws);
+  s.ws = nullptr;
+  ++s.generation;  // stale connection_ids stop matching
+  free_slots_.push_back(ws.slot_);
+  --live_;
+  ws.timer_.cancel();
+  unsubscribe_all(ws);
+  retired_.push_back(&ws);
+  check_done();
+}
+
+void loop_context::free_retired() noexcept {
+  // Freed here, after every callback of the iteration, so no callback can be
+  // running on a connection that is gone.
+  for (websocket* ws : retired_) {
+    ws->~websocket();
+    ::operator delete(ws);
+  }
+  retired_.clear();
+}
+
+handshake_state* loop_context::acquire_handshake() {
+  if (handshakes_.empty()) return new handshake_state(core_->limits);
+  handshake_state* hs = handshakes_.back().release();
+  handshakes_.pop_back();
+  return hs;
+}
+
+void loop_context::release_handshake(handshake_state* hs) noexcept {
+  std::unique_ptr<handshake_state> owned(hs);
+  if (handshakes_.size() >= k_max_pooled_handshakes) return;
+  hs->parser.reset();
+  hs->head.clear();
+  hs->after.clear();
+  if (hs->head.capacity() > k_keep_buffer) std::string().swap(hs->head);
+  if (hs->after.capacity() > k_keep_buffer) std::string().swap(hs->after);
+  handshakes_.push_back(std::move(owned));
+}
+
+protocol::message_reader* loop_context::acquire_reader(bool streaming) {
+  auto& pool = readers_[streaming ? 1 : 0];
+  if (pool.empty()) {
+    protocol::reader_options opts;
+    opts.role = protocol::role::server;
+    opts.max_message_size = options().max_message_size;
+    opts.stream = streaming;
+    return new protocol::message_reader(opts);
+  }
+  protocol::message_reader* reader = pool.back().release();
+  pool.pop_back();
+  return reader;
+}
+
+void loop_context::release_reader(protocol::message_reader* reader, bool streaming) noexcept {
+  std::unique_ptr<protocol::message_reader> owned(reader);
+  auto& pool = readers_[streaming ? 1 : 0];
+  if (pool.size() >= k_max_pooled_readers) return;
+  reader->reset();
+  reader->shrink_buffer(k_keep_buffer);
+  pool.push_back(std::move(owned));
+}
+
+void loop_context::begin_shutdown(bool graceful) {
+  if (!shutting_down_) {
+    shutting_down_ = true;
+    if (listener_) listener_->pause();
+    if (graceful && options().shutdown_timeout.count() > 0) {
+      loop_->timers().schedule(shutdown_timer_, options().shutdown_timeout);
+    } else {
+      graceful = false;
+    }
+  }
+  const auto code = protocol::to_underlying(options().shutdown_code);
+  // Index loop: terminate() retires, which edits slots_ but never resizes it.
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    websocket* ws = slots_[i].ws;
+    if (ws == nullptr) continue;
+    if (graceful && ws->state_ == websocket::state::open) {
+      ws->close(code, "server shutting down");
+    } else if (!graceful || ws->state_ == websocket::state::handshake ||
+               ws->state_ == websocket::state::upgrading) {
+      ws->terminate();
+    }
+  }
+  check_done();
+}
+
+void loop_context::on_shutdown_deadline() { begin_shutdown(false); }
+
+void loop_context::check_done() noexcept {
+  if (!shutting_down_ || done_ || live_ != 0) return;
+  done_ = true;
+  shutdown_timer_.cancel();
+  core_->loop_done();
+}
+
+}  // namespace switchboard::server::detail

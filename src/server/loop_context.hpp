@@ -1,0 +1,175 @@
+// loop_context.hpp — private: the per-loop state of a server (listener,
+// connection slots, pools, topics, shutdown) and the server-wide core.
+//
+// Thread-safety: a loop_context is touched only on its loop's thread, except
+// where marked; server_core's atomics are shared by all loops.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <switchboard/net/event_loop.hpp>
+#include <switchboard/net/loop_group.hpp>
+#include <switchboard/net/signal_watcher.hpp>
+#include <switchboard/net/tcp_listener.hpp>
+#include <switchboard/protocol/http_head.hpp>
+#include <switchboard/protocol/message_reader.hpp>
+#include <switchboard/server/endpoint.hpp>
+#include <switchboard/server/http.hpp>
+#include <switchboard/server/options.hpp>
+#include <switchboard/server/websocket.hpp>
+
+namespace switchboard::server::detail {
+
+// Bytes of one request head, kept only until the head is answered.
+struct handshake_state {
+  explicit handshake_state(const protocol::http_limits& limits) : parser(limits) {}
+  protocol::request_parser parser;
+  std::string head;   // the request head as received (views point here)
+  std::string after;  // bytes received after the head (the first frames)
+  protocol::upgrade_request info;  // the validated request; views into `head`
+};
+
+// What lives at one path.
+struct route {
+  std::unique_ptr<ws_behavior> ws;
+  std::vector<std::pair<std::string, http_handler>> http;  // method → handler
+  const http_handler* find_http(std::string_view method) const noexcept {
+    for (const auto& [m, h] : http) {
+      if (m == method) return &h;
+    }
+    return nullptr;
+  }
+};
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+struct topic {
+  std::string name;
+  std::vector<websocket*> subscribers;
+};
+
+class server_core;
+
+class loop_context {
+ public:
+  loop_context(server_core& core, net::event_loop& loop, std::uint32_t index);
+  ~loop_context();
+  loop_context(const loop_context&) = delete;
+  loop_context& operator=(const loop_context&) = delete;
+
+  server_core& core() const noexcept { return *core_; }
+  net::event_loop& loop() const noexcept { return *loop_; }
+  std::uint32_t index() const noexcept { return index_; }
+  const server_options& options() const noexcept;
+
+  std::error_code listen(const net::endpoint& local, bool reuse_port);
+  std::uint16_t port() const noexcept { return listener_ ? listener_->port() : 0; }
+
+  // The live connection `id` names, or nullptr if it is gone.
+  websocket* find(connection_id id) const noexcept;
+  // Unregisters `ws` and frees it at the end of the iteration.
+  void retire(websocket& ws) noexcept;
+
+  handshake_state* acquire_handshake();
+  void release_handshake(handshake_state* hs) noexcept;
+  protocol::message_reader* acquire_reader(bool streaming);
+  void release_reader(protocol::message_reader* reader, bool streaming) noexcept;
+  // A per-loop scratch string for heads and frames being written.
+  std::string& scratch() noexcept { return scratch_; }
+  // Milliseconds on the loop's clock, truncated to 32 bits (differences wrap).
+  std::uint32_t now_ms() const noexcept;
+
+  bool subscribe(websocket& ws, std::string_view name);
+  bool unsubscribe(websocket& ws, std::string_view name);
+  void unsubscribe_all(websocket& ws) noexcept;
+  // Writes `framed` to every subscriber of `name` on this loop.
+  void deliver(std::string_view name, std::span<const std::byte> framed);
+
+  // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
+  void complete_upgrade(connection_id id, int status, const std::string& text,
+                        const std::vector<std::pair<std::string, std::string>>& headers);
+
+  // Graceful shutdown on this loop; `graceful` false terminates at once.
+  void begin_shutdown(bool graceful);
+  bool shutting_down() const noexcept { return shutting_down_; }
+  std::size_t live_connections() const noexcept { return live_; }
+
+ private:
+  void on_accept(net::unique_fd socket);
+  void free_retired() noexcept;
+  void on_shutdown_deadline();
+  void check_done() noexcept;
+
+  struct slot {
+    websocket* ws = nullptr;
+    std::uint32_t generation = 0;
+  };
+
+  server_core* core_;
+  net::event_loop* loop_;
+  std::uint32_t index_;
+  std::unique_ptr<net::tcp_listener> listener_;
+  std::vector<slot> slots_;
+  std::vector<std::uint32_t> free_slots_;
+  std::size_t live_ = 0;
+  std::vector<websocket*> retired_;
+  net::event_loop::hook_id free_hook_ = 0;
+  std::vector<std::unique_ptr<handshake_state>> handshakes_;
+  std::vector<std::unique_ptr<protocol::message_reader>> readers_[2];
+  std::string scratch_;
+  std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;
+  net::timer_node shutdown_timer_;
+  bool shutting_down_ = false;
+  bool done_ = false;
+};
+
+class server_core {
+ public:
+  explicit server_core(server_options options);
+
+  server_options options;
+  protocol::http_limits limits;
+  std::unordered_map<std::string, route, string_hash, std::equal_to<>> routes;
+  std::size_t user_data_size = 0;  // the largest of the endpoints'
+  std::unique_ptr<net::loop_group> group;
+  std::vector<std::unique_ptr<loop_context>> contexts;
+  std::unique_ptr<net::signal_watcher> signals;
+  std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> loops_running{0};
+  std::atomic<bool> shutdown_requested{false};
+  bool started = false;
+
+  // The route for `path`: exact, else "*", else nullptr.
+  const route* find_route(std::string_view path) const noexcept;
+  // Takes one of max_connections; false when the limit is reached.
+  bool try_count_connection() noexcept;
+  void uncount_connection() noexcept { connections.fetch_sub(1, std::memory_order_relaxed); }
+  // A loop finished its shutdown; the last one stops the group.
+  void loop_done() noexcept;
+};
+
+// The loop_context whose loop runs on this thread (set when the loop starts).
+inline thread_local loop_context* current_context = nullptr;
+
+// Frames `payload` once and hands it to every loop's subscribers of `topic`.
+std::size_t publish_to_loops(server_core& core, std::string_view topic, std::string_view payload,
+                             protocol::opcode op);
+
+// Offset of the user data after a websocket: sizeof rounded up to max_align_t.
+constexpr std::size_t k_user_data_offset =
+    (sizeof(websocket) + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) *
+    alignof(std::max_align_t);
+
+}  // namespace switchboard::server::detail

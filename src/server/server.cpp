@@ -1,0 +1,179 @@
+// server.cpp — the server object: routes, loops and listeners, start/stop,
+// signals, and the cross-thread entry points (send, close, publish, shutdown).
+#include <switchboard/server/server.hpp>
+
+#include <cassert>
+#include <utility>
+
+#include "loop_context.hpp"
+
+namespace switchboard::server {
+
+namespace detail {
+
+server_core::server_core(server_options opts) : options(std::move(opts)) {
+  limits.max_head_size = options.max_head_size;
+}
+
+const route* server_core::find_route(std::string_view path) const noexcept {
+  if (auto it = routes.find(path); it != routes.end()) return &it->second;
+  if (auto it = routes.find(std::string_view("*")); it != routes.end()) return &it->second;
+  return nullptr;
+}
+
+bool server_core::try_count_connection() noexcept {
+  const std::size_t limit = options.max_connections;
+  std::size_t current = connections.load(std::memory_order_relaxed);
+  do {
+    if (limit != 0 && current >= limit) return false;  // max_connections reached
+  } while (!connections.compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void server_core::loop_done() noexcept {
+  if (loops_running.fetch_sub(1) == 1 && group) group->stop();
+}
+
+}  // namespace detail
+
+server::server(server_options options)
+    : core_(std::make_unique<detail::server_core>(std::move(options))) {}
+
+server::~server() {
+  detail::server_core& core = *core_;
+  if (core.group) {
+    core.group->stop();
+    (void)core.group->join();
+  }
+  core.signals.reset();
+  core.contexts.clear();  // loops stopped: connections dropped without callbacks
+  core.group.reset();
+}
+
+server& server::ws(std::string path, ws_behavior behavior) {
+  assert(!core_->group && "routes are fixed once listening");
+  auto& r = core_->routes[std::move(path)];
+  assert(!r.ws && "one WebSocket endpoint per path");
+  if (behavior.user_data_size > core_->user_data_size) core_->user_data_size = behavior.user_data_size;
+  r.ws = std::make_unique<ws_behavior>(std::move(behavior));
+  return *this;
+}
+
+server& server::http(std::string method, std::string path, http_handler handler) {
+  assert(!core_->group && "routes are fixed once listening");
+  core_->routes[std::move(path)].http.emplace_back(std::move(method), std::move(handler));
+  return *this;
+}
+
+std::error_code server::listen() {
+  detail::server_core& core = *core_;
+  if (core.group) return {};
+  auto local = net::endpoint::parse(core.options.host, core.options.port);
+  if (!local) return std::make_error_code(std::errc::invalid_argument);  // numeric hosts only
+  net::loop_group_options group_options;
+  group_options.threads = core.options.threads == 0 ? 1 : core.options.threads;
+  group_options.loop.timer_tick = core.options.timer_tick;
+  std::error_code error;
+  auto group = net::loop_group::create(group_options, error);
+  if (!group) return error;
+  std::vector<std::unique_ptr<detail::loop_context>> contexts;
+  const bool reuse_port = group->size() > 1;
+  for (std::size_t i = 0; i < group->size(); ++i) {
+    auto ctx = std::make_unique<detail::loop_context>(core, group->loop(i), static_cast<std::uint32_t>(i));
+    // Every loop binds the port the first one got (port 0 picks it once).
+    const auto port = contexts.empty() ? local->port() : contexts.front()->port();
+    if ((error = ctx->listen(local->with_port(port), reuse_port))) return error;
+    contexts.push_back(std::move(ctx));
+  }
+  core.contexts = std::move(contexts);
+  core.group = std::move(group);
+  return {};
+}
+
+std::uint16_t server::port() const noexcept {
+  return core_->contexts.empty() ? 0 : core_->contexts.front()->port();
+}
+
+std::error_code server::start() {
+  detail::server_core& core = *core_;
+  assert(core.group && !core.started);
+  core.loops_running = core.group->size();
+  for (auto& ctx : core.contexts) {
+    detail::loop_context* c = ctx.get();
+    c->loop().post([c] { detail::current_context = c; });
+  }
+  if (auto error = core.group->start()) return error;
+  core.started = true;
+  // A shutdown requested before the threads ran still reaches every loop.
+  if (core.shutdown_requested.load()) {
+    for (auto& ctx : core.contexts) {
+      detail::loop_context* c = ctx.get();
+      c->loop().post([c] { c->begin_shutdown(true); });
+    }
+  }
+  return {};
+}
+
+std::error_code server::wait() {
+  if (!core_->group) return {};
+  return core_->group->join();
+}
+
+std::error_code server::run() {
+  if (auto error = listen()) return error;
+  detail::server_core& core = *core_;
+  if (core.options.handle_signals && !core.signals) {
+    std::error_code error;
+    // Created here, before the loop threads: it blocks the signals in this
+    // thread and the threads inherit the mask, so only the signalfd sees them.
+    core.signals = net::signal_watcher::create(
+        core.group->loop(0), [this](int) { shutdown(); }, error, {SIGINT, SIGTERM});
+    if (!core.signals) return error;
+  }
+  if (auto error = start()) return error;
+  return wait();
+}
+
+void server::shutdown() {
+  detail::server_core& core = *core_;
+  if (core.shutdown_requested.exchange(true)) return;  // idempotent
+  if (!core.started) return;  // start() forwards it
+  for (auto& ctx : core.contexts) {
+    detail::loop_context* c = ctx.get();
+    c->loop().post([c] { c->begin_shutdown(true); });
+  }
+}
+
+bool server::send(connection_id id, std::string_view payload, protocol::opcode op) {
+  if (id.loop >= core_->contexts.size()) return false;
+  detail::loop_context* c = core_->contexts[id.loop].get();
+  if (detail::current_context == c) {
+    if (websocket* ws = c->find(id)) ws->send(payload, op);
+    return true;
+  }
+  c->loop().post([c, id, op, text = std::string(payload)] {
+    if (websocket* ws = c->find(id)) ws->send(text, op);
+  });
+  return true;
+}
+
+bool server::close(connection_id id, std::uint16_t code, std::string reason) {
+  if (id.loop >= core_->contexts.size()) return false;
+  detail::loop_context* c = core_->contexts[id.loop].get();
+  c->loop().post([c, id, code, text = std::move(reason)] {
+    if (websocket* ws = c->find(id)) ws->close(code, text);
+  });
+  return true;
+}
+
+std::size_t server::publish(std::string_view topic, std::string_view payload, protocol::opcode op) {
+  return detail::publish_to_loops(*core_, topic, payload, op);
+}
+
+std::size_t server::connections() const noexcept {
+  return core_->connections.load(std::memory_order_relaxed);
+}
+
+const server_options& server::options() const noexcept { return core_->options; }
+
+}  // namespace switchboard::server

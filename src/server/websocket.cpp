@@ -1,0 +1,378 @@
+// websocket.cpp — an open connection: frames in (parsed in place from the
+// loop's receive buffer), frames out (through the cork), the close handshake,
+// keepalive and the timeouts, all driven by one timer_node.
+#include <switchboard/server/websocket.hpp>
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cassert>
+
+#include <switchboard/protocol/error.hpp>
+#include <switchboard/protocol/message_writer.hpp>
+
+#include "loop_context.hpp"
+
+namespace switchboard::server {
+
+namespace {
+using protocol::event_kind;
+using protocol::opcode;
+
+// Reader buffers larger than this are freed after the message (bounds idle memory).
+constexpr std::size_t k_keep_reader_buffer = 64 * 1024;
+// How long we wait for the peer's FIN after shutting our side down when no
+// close_timeout is configured.
+constexpr std::chrono::milliseconds k_default_linger{2000};
+
+std::span<const std::byte> bytes_of(const void* data, std::size_t size) noexcept {
+  return {static_cast<const std::byte*>(data), size};
+}
+
+send_status from_net(net::send_status s) noexcept {
+  switch (s) {
+    case net::send_status::ok: return send_status::ok;
+    case net::send_status::backpressure: return send_status::backpressure;
+    case net::send_status::dropped: break;
+  }
+  return send_status::dropped;
+}
+
+// True if `input` is exactly one masked ping or pong frame: after reading it,
+// a reader that held nothing before holds nothing again (keepalive replies).
+bool is_single_control_frame(std::span<const char> input) noexcept {
+  if (input.size() < 6) return false;
+  const auto b0 = static_cast<std::uint8_t>(input[0]);
+  const auto b1 = static_cast<std::uint8_t>(input[1]);
+  const auto op = b0 & 0x0F;
+  const std::size_t len = b1 & 0x7F;
+  return (b0 & 0x80) != 0 && (op == 0x9 || op == 0xA) && (b1 & 0x80) != 0 && len <= 125 &&
+         input.size() == 6 + len;
+}
+}  // namespace
+
+websocket::websocket(detail::loop_context& ctx, std::uint32_t slot,
+                     std::uint32_t generation) noexcept
+    : stream_(ctx.loop(), *this), ctx_(&ctx), slot_(slot), generation_(generation) {
+  timer_.bind<&websocket::on_timer>(this);
+}
+
+websocket::~websocket() {
+  if (has_handshake_) {
+    ctx_->release_handshake(handshake_);
+  } else if (reader_ != nullptr) {
+    ctx_->release_reader(reader_, behavior_->on_fragment != nullptr);
+  }
+  if (behavior_ != nullptr && behavior_->destroy_user_data != nullptr) {
+    behavior_->destroy_user_data(user_data());
+  }
+  if (counted_) ctx_->core().uncount_connection();
+}
+
+void* websocket::user_data() noexcept {
+  return reinterpret_cast<char*>(this) + detail::k_user_data_offset;
+}
+
+connection_id websocket::id() const noexcept { return {ctx_->index(), slot_, generation_}; }
+
+std::uint32_t websocket::now_ms() const noexcept { return ctx_->now_ms(); }
+
+void websocket::on_data(net::tcp_stream&, std::span<std::byte> data) {
+  last_receive_ = now_ms();
+  awaiting_pong_ = false;  // anything received proves the peer alive
+  switch (state_) {
+    case state::handshake:
+      on_handshake_data(data);
+      break;
+    case state::upgrading:
+      // A client may pipeline frames after its head; keep them for after the 101,
+      // but not without bound while the application decides.
+      if (handshake_->after.size() + data.size() > ctx_->options().max_head_size) {
+        terminate();
+        return;
+      }
+      handshake_->after.append(reinterpret_cast<const char*>(data.data()), data.size());
+      break;
+    case state::open:
+    case state::closing:
+      on_frames({reinterpret_cast<char*>(data.data()), data.size()});
+      break;
+    case state::lingering:
+    case state::closed:
+      break;  // after the close handshake: discard until the peer's FIN
+  }
+}
+
+void websocket::on_frames(std::span<char> input) {
+  const bool streaming = behavior_->on_fragment != nullptr;
+  const bool fresh = reader_ == nullptr;
+  if (fresh) reader_ = ctx_->acquire_reader(streaming);
+  const bool single_control = fresh && is_single_control_frame(input);
+  bool clean = false;  // the reader holds no partial frame or message
+  for (;;) {
+    const protocol::reader_event ev = reader_->next(input);
+    switch (ev.kind) {
+      case event_kind::need_more:
+        if (clean) {
+          ctx_->release_reader(reader_, streaming);
+          reader_ = nullptr;
+        }
+        return;
+      case event_kind::message:
+        clean = input.empty();
+        // After our close frame, data is discarded (RFC 6455 §1.4).
+        if (state_ == state::open && behavior_->on_message) {
+          behavior_->on_message(*this, ev.payload, ev.op);
+        }
+        if (reader_ != nullptr) reader_->shrink_buffer(k_keep_reader_buffer);
+        break;
+      case event_kind::message_part:
+        clean = ev.last && input.empty();
+        if (state_ == state::open) behavior_->on_fragment(*this, ev.payload, ev.op, ev.first, ev.last);
+        break;
+      case event_kind::ping:
+        clean = single_control;
+        // A ping is answered by a pong with the same payload (RFC 6455 §5.5.2),
+        // but nothing follows our close frame (§5.5.1).
+        if (state_ == state::open) {
+          char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
+          const std::size_t n = protocol::message_writer(protocol::role::server)
+                                    .write_pong(frame, ev.payload);
+          stream_.send(bytes_of(frame, n));
+          if (behavior_->on_ping) behavior_->on_ping(*this, ev.payload);
+        }
+        break;
+      case event_kind::pong:
+        clean = single_control;
+        if (state_ == state::open && behavior_->on_pong) behavior_->on_pong(*this, ev.payload);
+        break;
+      case event_kind::close:
+        on_peer_close(ev.code, ev.payload);
+        return;
+      case event_kind::error:
+        fail(ev.err);
+        return;
+    }
+    // A callback may have closed or terminated the connection.
+    if (state_ != state::open && state_ != state::closing) return;
+  }
+}
+
+void websocket::on_peer_close(std::uint16_t code, std::string_view reason) {
+  if (state_ == state::open) {
+    // Echo the peer's code; an empty close (1005) is answered empty (RFC 6455 §5.5.1).
+    char frame[protocol::message_writer::k_max_close_frame_size];
+    const std::uint16_t echo = code == protocol::to_underlying(protocol::close_code::no_status) ? 0 : code;
+    const std::size_t n = protocol::message_writer(protocol::role::server).write_close(frame, echo);
+    stream_.send(bytes_of(frame, n));
+    close_sent_ = echo == 0 ? code : echo;
+  }
+  state_ = state::lingering;
+  notify_close(code, reason);
+  if (state_ == state::closed) return;  // terminated from on_close
+  linger(false);  // the exchange is complete: nothing more will arrive
+}
+
+void websocket::fail(protocol::error err) {
+  // Fail the connection (RFC 6455 §7.1.7): the close code for the rule broken, then TCP.
+  const std::uint16_t code = protocol::to_underlying(protocol::close_code_for(err));
+  const std::string_view reason = protocol::describe(err);
+  if (state_ == state::open) {
+    char frame[protocol::message_writer::k_max_close_frame_size];
+    const std::size_t n =
+        protocol::message_writer(protocol::role::server).write_close(frame, code, reason);
+    stream_.send(bytes_of(frame, n));
+    close_sent_ = code;
+  }
+  state_ = state::lingering;
+  notify_close(code, reason);
+  if (state_ == state::closed) return;  // terminated from on_close
+  linger(true);  // the peer may still be sending: read until its FIN
+}
+
+void websocket::notify_close(std::uint16_t code, std::string_view reason) {
+  if (!close_pending_) return;
+  close_pending_ = false;
+  if (behavior_->on_close) behavior_->on_close(*this, code, reason);
+}
+
+send_status websocket::send(std::string_view payload, opcode op) {
+  assert(op == opcode::text || op == opcode::binary);
+  return send_frame(op, payload);
+}
+
+send_status websocket::send_frame(opcode op, std::string_view payload) {
+  if (state_ != state::open) return send_status::dropped;
+  if (over_backpressure()) return send_status::dropped;
+  char header[protocol::k_max_frame_header_size];
+  protocol::frame_header h;
+  h.op = op;
+  h.length = payload.size();
+  const std::size_t n = protocol::encode_frame_header(h, header);
+  return from_net(stream_.send({bytes_of(header, n), bytes_of(payload.data(), payload.size())}));
+}
+
+send_status websocket::send_raw(std::span<const std::byte> framed) {
+  if (state_ != state::open) return send_status::dropped;
+  if (over_backpressure()) return send_status::dropped;
+  return from_net(stream_.send(framed));
+}
+
+bool websocket::over_backpressure() {
+  // Checked before queueing, so one message of any size always fits on top
+  // of max_backpressure and memory stays bounded by the cap plus one message.
+  if (stream_.buffered_bytes() <= ctx_->options().max_backpressure) return false;
+  if (ctx_->options().policy == backpressure_policy::close) {
+    close(protocol::to_underlying(protocol::close_code::policy_violation), "backpressure limit");
+  }
+  return true;
+}
+
+send_status websocket::ping(std::string_view payload) {
+  if (state_ != state::open) return send_status::dropped;
+  char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
+  const std::size_t n = protocol::message_writer(protocol::role::server).write_ping(frame, payload);
+  return from_net(stream_.send(bytes_of(frame, n)));
+}
+
+void websocket::close(std::uint16_t code, std::string_view reason) {
+  if (state_ != state::open) return;  // already closing or closed
+  char frame[protocol::message_writer::k_max_close_frame_size];
+  const std::size_t n = protocol::message_writer(protocol::role::server).write_close(frame, code, reason);
+  stream_.send(bytes_of(frame, n));
+  close_sent_ = code == 0 ? protocol::to_underlying(protocol::close_code::no_status) : code;
+  state_ = state::closing;
+  // Wait for the peer's close (RFC 6455 §7.1.2), but not forever.
+  if (ctx_->options().close_timeout.count() > 0) {
+    ctx_->loop().timers().schedule(timer_, ctx_->options().close_timeout);
+  } else {
+    timer_.cancel();
+  }
+}
+
+void websocket::terminate() noexcept {
+  if (state_ == state::closed) return;
+  state_ = state::closed;
+  stream_.close();
+  timer_.cancel();
+  notify_close(protocol::to_underlying(protocol::close_code::abnormal), {});
+  ctx_->retire(*this);
+}
+
+void websocket::on_close(net::tcp_stream&, std::error_code) {
+  // The stream has closed itself (peer FIN, reset, write error).
+  state_ = state::closed;
+  timer_.cancel();
+  notify_close(protocol::to_underlying(protocol::close_code::abnormal), {});
+  ctx_->retire(*this);
+}
+
+void websocket::on_drained(net::tcp_stream&) {
+  if (state_ == state::lingering) {
+    if (!write_shut_) after_flush();
+  } else if (state_ == state::open && behavior_ != nullptr && behavior_->on_drain) {
+    behavior_->on_drain(*this);
+  }
+}
+
+void websocket::linger(bool wait_for_fin) {
+  // The server closes TCP first (RFC 6455 §7.1.1), but only after our last
+  // bytes left: act after this iteration's flush (a zero-delay timer fires
+  // in the next iteration), or after on_drained if the socket was full.
+  state_ = state::lingering;
+  linger_armed_ = false;
+  wait_for_fin_ = wait_for_fin;
+  ctx_->loop().timers().schedule(timer_, std::chrono::milliseconds{0});
+}
+
+void websocket::after_flush() noexcept {
+  if (!wait_for_fin_) {
+    // Close handshake complete: nothing more may arrive, so closing now
+    // cannot turn unread input into a reset.
+    terminate();
+    return;
+  }
+  // Unread input at close() would make the kernel send a reset that can
+  // destroy our last bytes in flight: half-close and read until the FIN.
+  write_shut_ = true;
+  ::shutdown(stream_.native_handle(), SHUT_WR);
+}
+
+void websocket::on_timer() {
+  const auto& opts = ctx_->options();
+  switch (state_) {
+    case state::handshake:
+    case state::upgrading:
+      terminate();  // handshake timeout: a slowloris client gets no answer
+      return;
+    case state::closing:
+      terminate();  // the peer never answered our close frame
+      return;
+    case state::lingering:
+      if (linger_armed_) {
+        terminate();  // the peer never closed its side
+        return;
+      }
+      linger_armed_ = true;
+      if (!stream_.write_blocked()) {
+        after_flush();  // else on_drained does it
+        if (state_ == state::closed) return;
+      }
+      ctx_->loop().timers().schedule(
+          timer_, opts.close_timeout.count() > 0 ? opts.close_timeout : k_default_linger);
+      return;
+    case state::closed:
+      return;
+    case state::open:
+      break;
+  }
+  const std::uint32_t now = now_ms();
+  const auto idle = static_cast<std::uint32_t>(opts.idle_timeout.count());
+  if (idle > 0 && now - last_receive_ >= idle) {
+    close(protocol::to_underlying(protocol::close_code::going_away), "idle timeout");
+    return;
+  }
+  const auto interval = static_cast<std::uint32_t>(opts.ping_interval.count());
+  const auto pong = static_cast<std::uint32_t>(opts.pong_timeout.count());
+  if (interval > 0) {
+    if (awaiting_pong_) {
+      if (pong > 0 && now - ping_sent_ >= pong) {
+        close(protocol::to_underlying(protocol::close_code::policy_violation), "pong timeout");
+        return;
+      }
+    } else if (now - last_receive_ >= interval) {
+      ping();
+      awaiting_pong_ = true;
+      ping_sent_ = now;
+    }
+  }
+  schedule_keepalive();
+}
+
+void websocket::schedule_keepalive() {
+  // One timer for idle, ping and pong: the earliest of their deadlines.
+  // Received bytes only move last_receive_, so an early wake-up just recomputes.
+  const auto& opts = ctx_->options();
+  const std::uint32_t now = now_ms();
+  std::int64_t next = -1;
+  auto consider = [&](std::uint32_t since, std::int64_t limit) {
+    const std::int64_t left = limit - static_cast<std::int64_t>(now - since);
+    const std::int64_t delay = std::max<std::int64_t>(left, 0);
+    if (next < 0 || delay < next) next = delay;
+  };
+  if (opts.idle_timeout.count() > 0) consider(last_receive_, opts.idle_timeout.count());
+  if (opts.ping_interval.count() > 0) {
+    if (!awaiting_pong_) {
+      consider(last_receive_, opts.ping_interval.count());
+    } else if (opts.pong_timeout.count() > 0) {
+      consider(ping_sent_, opts.pong_timeout.count());
+    }
+  }
+  if (next < 0) {
+    timer_.cancel();
+  } else {
+    ctx_->loop().timers().schedule(timer_, std::chrono::milliseconds{next});
+  }
+}
+
+}  // namespace switchboard::server

@@ -1,0 +1,203 @@
+// server_test_support.cpp — see server_test_support.hpp.
+#include "server_test_support.hpp"
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <switchboard/net/tcp_socket.hpp>
+#include <switchboard/protocol/handshake.hpp>
+#include <switchboard/protocol/message_writer.hpp>
+
+namespace switchboard::server::test {
+
+std::size_t open_fd_count() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  std::size_t count = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+watchdog::watchdog(std::chrono::milliseconds limit)
+    : thread_([this, limit] {
+        std::unique_lock lock(mutex_);
+        if (!done_.wait_for(lock, limit, [this] { return cancelled_; })) {
+          const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+          std::fprintf(stderr, "watchdog: %s.%s hung; aborting\n",
+                       info != nullptr ? info->test_suite_name() : "?",
+                       info != nullptr ? info->name() : "?");
+          std::abort();
+        }
+      }) {}
+
+watchdog::~watchdog() {
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+  }
+  done_.notify_all();
+  thread_.join();
+}
+
+server_options test_options() {
+  server_options options;
+  options.port = 0;
+  options.handle_signals = false;
+  options.timer_tick = 10ms;
+  return options;
+}
+
+std::string numbered(std::string_view prefix, long n) {
+  std::string s(prefix);
+  s += std::to_string(n);
+  return s;
+}
+
+void add_echo(server& s) {
+  ws_behavior echo;
+  echo.on_message = [](websocket& ws, std::string_view payload, protocol::opcode op) {
+    ws.send(payload, op);
+  };
+  s.ws("*", std::move(echo));
+}
+
+running_server::running_server(server_options options, const setup_fn& setup)
+    : server_(std::make_unique<server>(std::move(options))) {
+  setup(*server_);
+  const std::error_code listen_error = server_->listen();
+  EXPECT_FALSE(listen_error) << listen_error.message();
+  port_ = server_->port();
+  const std::error_code start_error = server_->start();
+  EXPECT_FALSE(start_error) << start_error.message();
+}
+
+namespace {
+protocol::reader_options client_reader_options() {
+  protocol::reader_options o;
+  o.role = protocol::role::client;
+  o.max_message_size = 64 * 1024 * 1024;
+  return o;
+}
+}  // namespace
+
+ws_client::ws_client(std::uint16_t port, std::chrono::milliseconds timeout)
+    : reader_(client_reader_options()) {
+  fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int one = 1;
+  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const net::endpoint ep = net::endpoint::loopback_v4(port);
+  if (::connect(fd_.get(), ep.data(), ep.size()) != 0) fd_.reset();
+}
+
+bool ws_client::send_raw(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+bool ws_client::fill() {
+  char chunk[65536];
+  const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
+  if (n <= 0) return false;
+  buffer_.append(chunk, static_cast<std::size_t>(n));
+  return true;
+}
+
+int ws_client::upgrade(std::string_view path, std::string_view extra, std::string* head_out) {
+  const auto key = protocol::generate_key();
+  std::string request = "GET " + std::string(path) +
+                        " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                        "Sec-WebSocket-Key: " +
+                        std::string(key.data(), key.size()) + "\r\n" + std::string(extra) + "\r\n";
+  if (!send_raw(request)) return 0;
+  return read_response(head_out);
+}
+
+int ws_client::read_response(std::string* head_out) {
+  std::size_t end;
+  while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill()) return 0;
+  }
+  const std::string head = buffer_.substr(0, end + 4);
+  if (head_out != nullptr) *head_out = buffer_;
+  buffer_.erase(0, end + 4);
+  if (head.size() < 12) return 0;
+  return std::atoi(head.c_str() + 9);
+}
+
+std::string ws_client::http_exchange(std::string_view request) {
+  if (!send_raw(request)) return {};
+  while (fill()) {
+  }
+  std::string out;
+  out.swap(buffer_);
+  return out;
+}
+
+bool ws_client::send_frame(protocol::opcode op, std::string_view payload, bool fin, bool masked) {
+  std::string frame;
+  if (masked) {
+    protocol::message_writer(protocol::role::client).append_frame(frame, op, payload, fin);
+  } else {
+    protocol::frame_header h;
+    h.fin = fin;
+    h.op = op;
+    h.length = payload.size();
+    frame.resize(protocol::frame_header_size(payload.size(), false));
+    protocol::encode_frame_header(h, frame.data());
+    frame.append(payload);
+  }
+  return send_raw(frame);
+}
+
+bool ws_client::send_close(std::uint16_t code, std::string_view reason) {
+  std::string frame;
+  protocol::message_writer(protocol::role::client).append_close(frame, code, reason);
+  return send_raw(frame);
+}
+
+received ws_client::next() {
+  for (;;) {
+    std::span<char> input(buffer_.data() + used_, buffer_.size() - used_);
+    const std::size_t before = input.size();
+    const protocol::reader_event ev = reader_.next(input);
+    used_ += before - input.size();
+    if (ev.kind != protocol::event_kind::need_more) {
+      received r{ev.kind, ev.op, ev.code, ev.err, std::string(ev.payload)};
+      return r;
+    }
+    buffer_.clear();
+    used_ = 0;
+    if (!fill()) return {};
+  }
+}
+
+bool ws_client::wait_closed() {
+  char chunk[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
+
+}  // namespace switchboard::server::test

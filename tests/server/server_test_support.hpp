@@ -1,0 +1,136 @@
+// server_test_support.hpp — helpers for the switchboard::server tests: a
+// server running in-process on its own loop threads, a blocking WebSocket
+// client built from the protocol layer (message_writer / message_reader in the
+// client role) over a plain socket, a per-test watchdog that aborts a hung
+// test, and a descriptor-leak check.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <switchboard/net/io_handler.hpp>
+#include <switchboard/protocol/frame.hpp>
+#include <switchboard/protocol/message_reader.hpp>
+#include <switchboard/server/server.hpp>
+
+namespace switchboard::server::test {
+
+using namespace std::chrono_literals;
+
+std::size_t open_fd_count();
+
+// Aborts the process (with the test's name) if not destroyed within `limit`.
+class watchdog {
+ public:
+  explicit watchdog(std::chrono::milliseconds limit);
+  ~watchdog();
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_;
+  bool cancelled_ = false;
+  std::thread thread_;
+};
+
+// Options for test servers: port 0, no signal handling, a 10 ms timer tick.
+server_options test_options();
+
+// Every test: bounded by a watchdog, checked for descriptor leaks.
+class server_test : public ::testing::Test {
+ protected:
+  void SetUp() override { fds_before_ = open_fd_count(); }
+  void TearDown() override {
+    EXPECT_EQ(open_fd_count(), fds_before_) << "the test leaked file descriptors";
+  }
+
+ private:
+  watchdog dog_{30s};
+  std::size_t fds_before_ = 0;
+};
+
+// prefix + decimal n (spelled out: GCC 12 warns falsely on "lit" + std::string&&).
+std::string numbered(std::string_view prefix, long n);
+
+// Installs an echo endpoint at "*" (every message back with its opcode).
+void add_echo(server& s);
+
+// A server on its own threads; stopped (without waiting for peers) on destruction.
+class running_server {
+ public:
+  using setup_fn = std::function<void(server&)>;
+  running_server(server_options options, const setup_fn& setup);
+  ~running_server() = default;
+  server& get() noexcept { return *server_; }
+  std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  std::unique_ptr<server> server_;
+  std::uint16_t port_ = 0;
+};
+
+// One received frame, payload copied.
+struct received {
+  protocol::event_kind kind = protocol::event_kind::need_more;
+  protocol::opcode op = protocol::opcode::continuation;
+  std::uint16_t code = 0;
+  protocol::error err = protocol::error::none;
+  std::string payload;
+};
+
+// A blocking client socket with a receive timeout (so no read can hang).
+class ws_client {
+ public:
+  explicit ws_client(std::uint16_t port, std::chrono::milliseconds timeout = 5s);
+  bool connected() const noexcept { return static_cast<bool>(fd_); }
+  int fd() const noexcept { return fd_.get(); }
+
+  // Sends raw bytes (all of them). False on error.
+  bool send_raw(std::string_view bytes);
+  // Sends "GET path" with a valid upgrade head plus `extra` header lines
+  // ("Name: value\r\n"), reads the response head; returns its status (0 on
+  // failure). `head_out` receives the whole response head and body read so far.
+  int upgrade(std::string_view path = "/", std::string_view extra = {},
+              std::string* head_out = nullptr);
+  // Reads one response head; returns its status (0 on failure). Bytes after
+  // the head stay for next().
+  int read_response(std::string* head_out = nullptr);
+  // Reads an HTTP response (head and whatever follows until EOF) to a raw request.
+  std::string http_exchange(std::string_view request);
+
+  // Sends one masked frame (or an unmasked one when `masked` is false).
+  bool send_frame(protocol::opcode op, std::string_view payload, bool fin = true,
+                  bool masked = true);
+  bool send_message(protocol::opcode op, std::string_view payload) {
+    return send_frame(op, payload);
+  }
+  bool send_close(std::uint16_t code, std::string_view reason = {});
+
+  // The next message, ping, pong or close from the server; kind need_more on
+  // timeout or EOF, error if the server broke the protocol.
+  received next();
+  // True if the server closes TCP (EOF or reset) within the receive timeout.
+  bool wait_closed();
+  void close() { fd_.reset(); }
+
+ private:
+  bool fill();  // one recv into buffer_
+
+  net::unique_fd fd_;
+  protocol::message_reader reader_;
+  std::string buffer_;   // received, not yet handed to the reader
+  std::size_t used_ = 0; // bytes of buffer_ the reader consumed
+};
+
+}  // namespace switchboard::server::test
