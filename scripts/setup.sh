@@ -11,6 +11,8 @@ packages=(
   libssl-dev zlib1g-dev libsimdjson-dev libcli11-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev valgrind
+  # real peers for the integration tests
+  python3 python3-websockets nodejs node-ws
 )
 
 missing=()
