@@ -49,6 +49,7 @@ std::string text_of(std::size_t n, bool mixed) {
   static constexpr std::string_view multi = "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80 ";
   std::string s;
   while (s.size() < n) s.append(mixed && (s.size() / 64) % 2 ? multi : ascii);
+  s.resize(n);  // may cut a code point in two: trimmed back below
   while (!sp::is_valid_utf8(s)) s.pop_back();
   return s;
 }

@@ -11,6 +11,7 @@
 // x86-64 that has AVX2 and still correct with SSE2 (we use loadu).
 #include "switchboard/protocol/mask.hpp"
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -24,44 +25,117 @@
 namespace switchboard::protocol {
 namespace {
 
-// Below this size the vector set-up is not worth it; 64-bit words win.
+// Below this size the vector set-up is not worth it; mask_small() wins.
 constexpr std::size_t k_vector_threshold = 64;
+
+// Advances a pattern by `n` bytes of payload: the byte that was at memory
+// position n%4 moves to position 0. The pattern repeats every 4 bytes, so this
+// is a rotation of the 32-bit value, whose direction depends on byte order.
+inline std::uint32_t advance(std::uint32_t pattern, std::size_t n) noexcept {
+  const int bits = static_cast<int>(8 * (n & 3));
+  if constexpr (std::endian::native == std::endian::little) {
+    return std::rotr(pattern, bits);
+  } else {
+    return std::rotl(pattern, bits);
+  }
+}
 
 // The key rotated so that its first byte in memory is key[offset % 4].
 inline std::uint32_t pattern_for(const mask_key& key, std::size_t offset) noexcept {
-  const std::size_t o = offset & 3;
-  const unsigned char bytes[4] = {key[o], key[(o + 1) & 3], key[(o + 2) & 3], key[(o + 3) & 3]};
   std::uint32_t p;
-  std::memcpy(&p, bytes, 4);
-  return p;
+  std::memcpy(&p, key.data(), 4);
+  return advance(p, offset);
 }
 
-// Advances a pattern by `n` bytes of payload: the byte that was at memory
-// position n%4 moves to position 0.
-inline std::uint32_t advance(std::uint32_t pattern, std::size_t n) noexcept {
-  unsigned char bytes[4];
-  std::memcpy(bytes, &pattern, 4);
-  const std::size_t o = n & 3;
-  const unsigned char rotated[4] = {bytes[o], bytes[(o + 1) & 3], bytes[(o + 2) & 3],
-                                    bytes[(o + 3) & 3]};
-  std::memcpy(&pattern, rotated, 4);
-  return pattern;
+// The pattern repeated over 8 bytes; the same in either byte order.
+inline std::uint64_t widen(std::uint32_t pattern) noexcept {
+  return (static_cast<std::uint64_t>(pattern) << 32) | pattern;
 }
 
-// 64-bit words, then single bytes. Leaves the phase where it found it only
-// when n % 4 == 0; callers that continue afterwards use advance().
-inline void mask_words(char* dst, const char* src, std::size_t n, std::uint32_t pattern) noexcept {
-  const std::uint64_t wide = (static_cast<std::uint64_t>(pattern) << 32) | pattern;
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, src + i, 8);
-    w ^= wide;
-    std::memcpy(dst + i, &w, 8);
+template <typename Word>
+inline Word load(const char* p) noexcept {
+  Word w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+template <typename Word>
+inline void store(char* p, Word w) noexcept {
+  std::memcpy(p, &w, sizeof w);
+}
+
+// 16 bytes XORed with a pattern: one SSE2 register on x86-64, two 64-bit
+// words elsewhere.
+#if SWITCHBOARD_MASK_X86
+using block16 = __m128i;
+inline block16 load16(const char* p) noexcept {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+inline void store16(char* p, block16 b) noexcept {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
+}
+inline block16 xor16(block16 b, std::uint32_t pattern) noexcept {
+  return _mm_xor_si128(b, _mm_set1_epi32(static_cast<int>(pattern)));
+}
+#else
+struct block16 {
+  std::uint64_t lo, hi;
+};
+inline block16 load16(const char* p) noexcept {
+  return {load<std::uint64_t>(p), load<std::uint64_t>(p + 8)};
+}
+inline void store16(char* p, block16 b) noexcept {
+  store(p, b.lo);
+  store(p + 8, b.hi);
+}
+inline block16 xor16(block16 b, std::uint32_t pattern) noexcept {
+  return {b.lo ^ widen(pattern), b.hi ^ widen(pattern)};
+}
+#endif
+
+// Up to 63 bytes (small frames, and the head and tail of large ones) with a
+// fixed handful of loads and stores per size class and no loop: a loop here
+// is one the compiler vectorizes, and the vectorized prologue, epilogue and
+// alias checks cost more than the whole job at these sizes. The size classes
+// cover the range with two (or four) possibly overlapping blocks. All loads
+// come before any store, so dst == src works, and where blocks overlap both
+// stores write the same unmasked byte.
+// REQUIRES: n < 64.
+inline void mask_small(char* dst, const char* src, std::size_t n, std::uint32_t pattern) noexcept {
+  if (n >= 16) {
+    // The blocks ending at n start at n-16 and n-32: the same phase, n % 4.
+    const std::uint32_t end_pattern = advance(pattern, n);
+    const block16 first = xor16(load16(src), pattern);
+    const block16 last = xor16(load16(src + n - 16), end_pattern);
+    if (n > 32) {
+      const block16 second = xor16(load16(src + 16), pattern);
+      const block16 third = xor16(load16(src + n - 32), end_pattern);
+      store16(dst + 16, second);
+      store16(dst + n - 32, third);
+    }
+    store16(dst, first);
+    store16(dst + n - 16, last);
+    return;
   }
-  unsigned char key_bytes[4];
-  std::memcpy(key_bytes, &pattern, 4);
-  for (; i < n; ++i) dst[i] = static_cast<char>(src[i] ^ key_bytes[i & 3]);
+  if (n >= 8) {
+    const std::uint64_t first = load<std::uint64_t>(src) ^ widen(pattern);
+    const std::uint64_t last = load<std::uint64_t>(src + n - 8) ^ widen(advance(pattern, n));
+    store(dst, first);
+    store(dst + n - 8, last);
+    return;
+  }
+  if (n >= 4) {
+    const std::uint32_t first = load<std::uint32_t>(src) ^ pattern;
+    const std::uint32_t last = load<std::uint32_t>(src + n - 4) ^ advance(pattern, n);
+    store(dst, first);
+    store(dst + n - 4, last);
+    return;
+  }
+  unsigned char key[4];
+  std::memcpy(key, &pattern, 4);
+  if (n > 0) dst[0] = static_cast<char>(src[0] ^ key[0]);
+  if (n > 1) dst[1] = static_cast<char>(src[1] ^ key[1]);
+  if (n > 2) dst[2] = static_cast<char>(src[2] ^ key[2]);
 }
 
 #if SWITCHBOARD_MASK_X86
@@ -119,17 +193,14 @@ const bool k_has_avx2 = detect_avx2();
 
 #endif  // SWITCHBOARD_MASK_X86
 
-void mask_any(char* dst, const char* src, std::size_t n, const mask_key& key,
-              std::size_t offset) noexcept {
-  std::uint32_t pattern = pattern_for(key, offset);
-  if (n < k_vector_threshold) {
-    mask_words(dst, src, n, pattern);
-    return;
-  }
+// REQUIRES: n >= k_vector_threshold. Kept out of line so that the small case
+// in mask_any() stays a leaf with nothing to save.
+__attribute__((noinline)) void mask_large(char* dst, const char* src, std::size_t n,
+                                          std::uint32_t pattern) noexcept {
 #if SWITCHBOARD_MASK_X86
   // Head: up to 31 bytes so that dst is 32-byte aligned.
   const std::size_t head = (32 - (reinterpret_cast<std::uintptr_t>(dst) & 31)) & 31;
-  mask_words(dst, src, head, pattern);
+  mask_small(dst, src, head, pattern);
   pattern = advance(pattern, head);
   dst += head;
   src += head;
@@ -140,11 +211,30 @@ void mask_any(char* dst, const char* src, std::size_t n, const mask_key& key,
   } else {
     mask_sse2(dst, src, body, pattern);
   }
-  // body is a multiple of 4, so the pattern's phase is unchanged for the tail.
-  mask_words(dst + body, src + body, n - body, pattern);
+  // body is a multiple of 4, so the pattern's phase is unchanged for the tail
+  // (under 32 bytes).
+  mask_small(dst + body, src + body, n - body, pattern);
 #else
-  mask_words(dst, src, n, pattern);
+  // 64-bit words (a multiple of 4 bytes: the phase is unchanged), then the
+  // under-8-byte tail.
+  const std::size_t body = n & ~std::size_t{7};
+  for (std::size_t i = 0; i < body; i += 8) {
+    store(dst + i, load<std::uint64_t>(src + i) ^ widen(pattern));
+  }
+  mask_small(dst + body, src + body, n - body, pattern);
 #endif
+}
+
+// Small sizes are settled here, inline, without a further call: for a short
+// frame the call and its set-up cost about as much as the masking itself.
+inline void mask_any(char* dst, const char* src, std::size_t n, const mask_key& key,
+                     std::size_t offset) noexcept {
+  const std::uint32_t pattern = pattern_for(key, offset);
+  if (n < k_vector_threshold) {
+    mask_small(dst, src, n, pattern);
+  } else {
+    mask_large(dst, src, n, pattern);
+  }
 }
 
 }  // namespace

@@ -15,6 +15,13 @@
 
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#define SWITCHBOARD_UTF8_SSE2 1
+#else
+#define SWITCHBOARD_UTF8_SSE2 0
+#endif
+
 namespace switchboard::protocol {
 namespace {
 
@@ -29,6 +36,67 @@ constexpr std::size_t k_scalar_limit = 128;
 constexpr std::size_t k_scalar_rest = 16;
 
 constexpr std::uint64_t k_high_bits = 0x8080808080808080ULL;
+constexpr std::uint32_t k_high_bits32 = 0x80808080U;
+
+std::uint64_t load64(const unsigned char* p) noexcept {
+  std::uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+std::uint32_t load32(const unsigned char* p) noexcept {
+  std::uint32_t w;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+// 16 bytes ORed together, to test their high bits at once: an SSE2 register
+// on x86-64 (movemask gathers the high bits), elsewhere two 64-bit words
+// folded into one. Explicit, so the compiler has nothing to vectorize: its
+// vector code for these few ORs costs more than the whole check.
+#if SWITCHBOARD_UTF8_SSE2
+using block16 = __m128i;
+block16 load16(const unsigned char* p) noexcept {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+block16 or16(block16 a, block16 b) noexcept {
+  return _mm_or_si128(a, b);
+}
+bool is_ascii16(block16 b) noexcept {
+  return _mm_movemask_epi8(b) == 0;
+}
+#else
+using block16 = std::uint64_t;
+block16 load16(const unsigned char* p) noexcept {
+  return load64(p) | load64(p + 8);
+}
+block16 or16(block16 a, block16 b) noexcept {
+  return a | b;
+}
+bool is_ascii16(block16 b) noexcept {
+  return (b & k_high_bits) == 0;
+}
+#endif
+
+// True if the n <= 128 bytes at s are all ASCII, with a few loads and no
+// loop. Each size class ORs the blocks that start at s with as many that end
+// at s + n; the two runs overlap or meet, so together they cover every byte.
+bool is_ascii_short(const unsigned char* s, std::size_t n) noexcept {
+  if (n >= 16) {
+    block16 any = or16(load16(s), load16(s + n - 16));
+    if (n > 32) any = or16(any, or16(load16(s + 16), load16(s + n - 32)));
+    if (n > 64) {
+      any = or16(any, or16(load16(s + 32), load16(s + n - 48)));
+      any = or16(any, or16(load16(s + 48), load16(s + n - 64)));
+    }
+    return is_ascii16(any);
+  }
+  if (n >= 8) return ((load64(s) | load64(s + n - 8)) & k_high_bits) == 0;
+  if (n >= 4) return ((load32(s) | load32(s + n - 4)) & k_high_bits32) == 0;
+  if (n == 0) return true;
+  // 1-3 bytes: s[0], s[n/2] and s[n-1] are every byte.
+  return ((s[0] | s[n / 2] | s[n - 1]) & 0x80) == 0;
+}
 
 // Judges the sequence that starts at s[0], of which n >= 1 bytes are present.
 // Returns its length (1-4) when complete and valid, 0 when the bytes present
@@ -77,9 +145,7 @@ bool validate_scalar(const unsigned char* s, std::size_t n) noexcept {
   std::size_t i = 0;
   while (i < n) {
     if (n - i >= 8) {
-      std::uint64_t w;
-      std::memcpy(&w, s + i, 8);
-      if ((w & k_high_bits) == 0) {
+      if ((load64(s + i) & k_high_bits) == 0) {
         i += 8;
         continue;
       }
@@ -119,11 +185,11 @@ std::size_t boundary_before_tail(const unsigned char* s, std::size_t n) noexcept
 bool is_valid_utf8(const char* data, std::size_t size) noexcept {
   if (size > k_scalar_limit) return simdjson::validate_utf8(data, size);
   const auto* s = reinterpret_cast<const unsigned char*>(data);
+  // Most short messages are ASCII: settle them with a few loads and no loop.
+  if (is_ascii_short(s, size)) return true;
   std::size_t i = 0;
   for (; i + 8 <= size; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, s + i, 8);
-    if ((w & k_high_bits) != 0) break;
+    if ((load64(s + i) & k_high_bits) != 0) break;
   }
   // s[i] starts a code point: everything before it is ASCII.
   const std::size_t rest = size - i;

@@ -478,5 +478,183 @@ TEST(message_reader, reset_starts_over) {
   EXPECT_FALSE(reader.close_received());
 }
 
+// --- The fast path (whole small frames) and its boundary with the general path.
+
+// Feeds `wire` in the given chunks, in order, each in a fresh buffer, and
+// records every event but need_more. Stops at an error.
+std::vector<seen> run_chunks(const reader_options& options,
+                             const std::vector<std::string>& chunks) {
+  message_reader reader(options);
+  std::vector<seen> out;
+  for (const std::string& chunk : chunks) {
+    std::vector<char> buf(chunk.begin(), chunk.end());
+    std::span<char> input(buf);
+    for (;;) {
+      const reader_event ev = reader.next(input);
+      if (ev.kind == event_kind::need_more) {
+        EXPECT_TRUE(input.empty());
+        break;
+      }
+      out.push_back(record(ev));
+      if (ev.kind == event_kind::error) return out;
+    }
+  }
+  return out;
+}
+
+// Text of `n` bytes: ASCII, with a 2-byte code point at `at` when it fits.
+std::string text_with_code_point_at(std::size_t n, std::size_t at) {
+  std::string s(n, 'a');
+  if (at + 1 < n) {
+    s[at] = '\xC3';
+    s[at + 1] = '\xA9';
+  }
+  return s;
+}
+
+TEST(message_reader, every_short_length_either_side_of_the_7_bit_limit) {
+  // 0-125 take the fast path, 126-130 the 16-bit length of the general path;
+  // both roles, text and binary, whole and chunked.
+  for (std::size_t n = 0; n <= 130; ++n) {
+    SCOPED_TRACE(n);
+    const std::string ascii(n, 'x');
+    const std::string mixed = text_with_code_point_at(n, n / 2);
+    const std::string wire =
+        masked(opcode::text, ascii) + masked(opcode::binary, ascii) + masked(opcode::text, mixed);
+    const std::vector<seen> want = {message(opcode::text, ascii), message(opcode::binary, ascii),
+                                    message(opcode::text, mixed)};
+    EXPECT_EQ(run_all_chunkings(server(), wire), want);
+    const std::string client_wire = frame(opcode::text, ascii, true, false) +
+                                    frame(opcode::binary, ascii, true, false) +
+                                    frame(opcode::text, mixed, true, false);
+    EXPECT_EQ(run_all_chunkings(client(), client_wire), want);
+  }
+}
+
+TEST(message_reader, every_byte_of_a_short_text_is_checked) {
+  // A bad byte anywhere in a short text fails; a code point anywhere is fine.
+  for (std::size_t n = 1; n <= 130; ++n) {
+    for (std::size_t at = 0; at < n; ++at) {
+      SCOPED_TRACE(testing::Message() << "length " << n << " bad byte at " << at);
+      std::string bad(n, 'a');
+      bad[at] = '\xFF';
+      ASSERT_EQ(run(server(), masked(opcode::text, bad)),
+                std::vector<seen>{failure(error::invalid_utf8)});
+      const std::string good = text_with_code_point_at(n, at);
+      ASSERT_EQ(run(server(), masked(opcode::text, good)),
+                std::vector<seen>{message(opcode::text, good)});
+    }
+  }
+}
+
+TEST(message_reader, frame_ending_exactly_at_the_input_end_or_one_byte_short) {
+  const std::string wire = masked(opcode::text, "exact fit");
+  EXPECT_EQ(run_chunks(server(), {wire}), std::vector<seen>{message(opcode::text, "exact fit")});
+  // One byte short: nothing yet; the last byte completes the message.
+  message_reader reader(server());
+  std::string first = wire.substr(0, wire.size() - 1);
+  std::string last = wire.substr(wire.size() - 1);
+  std::span<char> a(first.data(), first.size());
+  EXPECT_EQ(reader.next(a).kind, event_kind::need_more);
+  EXPECT_TRUE(a.empty());
+  std::span<char> b(last.data(), last.size());
+  EXPECT_EQ(record(reader.next(b)), message(opcode::text, "exact fit"));
+  // Header only, or less than the header (the key cut off): same outcome.
+  for (std::size_t cut = 1; cut <= 6; ++cut) {
+    SCOPED_TRACE(cut);
+    EXPECT_EQ(run_chunks(server(), {wire.substr(0, cut), wire.substr(cut)}),
+              std::vector<seen>{message(opcode::text, "exact fit")});
+  }
+}
+
+TEST(message_reader, frame_after_a_stashed_partial_header) {
+  // The first chunk ends inside a header; the next holds its rest and a whole
+  // frame, which follows the stashed one in order.
+  const std::string one = masked(opcode::binary, "one");
+  const std::string two = masked(opcode::text, "two");
+  for (std::size_t cut = 1; cut < 6; ++cut) {
+    SCOPED_TRACE(cut);
+    EXPECT_EQ(run_chunks(server(), {one.substr(0, cut), one.substr(cut) + two}),
+              (std::vector<seen>{message(opcode::binary, "one"), message(opcode::text, "two")}));
+  }
+}
+
+TEST(message_reader, fast_path_leaves_other_frames_to_the_general_path) {
+  const std::string big(126, 'y');
+  seen compressed = message(opcode::binary, "z");
+  compressed.compressed = true;
+  // RSV1 (negotiated), a fragmented message with a control frame inside, a
+  // 16-bit length, controls between whole frames, then ordinary frames.
+  const std::string wire = frame(opcode::binary, "z", true, true, 4) + masked(opcode::text, "a") +
+                           masked(opcode::text, "frag", false) + masked(opcode::ping, "p") +
+                           masked(opcode::continuation, "ment") + masked(opcode::binary, big) +
+                           masked(opcode::pong, "q") + masked(opcode::text, "after") +
+                           masked(opcode::close, close_payload(1000));
+  EXPECT_EQ(
+      run_all_chunkings(with_rsv1(), wire),
+      (std::vector<seen>{compressed, message(opcode::text, "a"), control(event_kind::ping, "p"),
+                         message(opcode::text, "fragment"), message(opcode::binary, big),
+                         control(event_kind::pong, "q"), message(opcode::text, "after"),
+                         control(event_kind::close, "", 1000)}));
+}
+
+TEST(message_reader, fast_path_shaped_frames_still_break_the_rules) {
+  // Each is a whole small frame that differs from the fast path's shape in
+  // one way, and must fail as the general path says.
+  EXPECT_EQ(run(server(), masked(opcode::text, "x") + frame(opcode::text, "y", true, false)),
+            (std::vector<seen>{message(opcode::text, "x"), failure(error::unmasked_frame)}));
+  EXPECT_EQ(run(client(), frame(opcode::text, "x", true, false) + masked(opcode::text, "y")),
+            (std::vector<seen>{message(opcode::text, "x"), failure(error::masked_frame)}));
+  EXPECT_EQ(run(server(), masked(opcode::text, "x") + frame(opcode::text, "y", true, true, 4)),
+            (std::vector<seen>{message(opcode::text, "x"), failure(error::reserved_bits)}));
+  EXPECT_EQ(run(server(), masked(opcode::text, "x") + frame(opcode::binary, "y", true, true, 1)),
+            (std::vector<seen>{message(opcode::text, "x"), failure(error::reserved_bits)}));
+  EXPECT_EQ(run(server(), masked(opcode::text, "x", false) + masked(opcode::text, "y")),
+            std::vector<seen>{failure(error::expected_continuation)});
+  EXPECT_EQ(
+      run(server(), masked(opcode::text, "x") + masked(opcode::continuation, "y")),
+      (std::vector<seen>{message(opcode::text, "x"), failure(error::unexpected_continuation)}));
+  EXPECT_EQ(
+      run(server(), masked(opcode::close, "") + masked(opcode::binary, "y")),
+      (std::vector<seen>{control(event_kind::close, "", 1005), failure(error::data_after_close)}));
+}
+
+TEST(message_reader, size_limit_below_the_7_bit_maximum) {
+  for (std::uint64_t limit : {0u, 1u, 10u, 124u, 125u, 126u}) {
+    SCOPED_TRACE(limit);
+    const std::string fits(limit, 'f');
+    const std::string over(limit + 1, 'o');
+    EXPECT_EQ(run_all_chunkings(max_size(limit), masked(opcode::binary, fits)),
+              std::vector<seen>{message(opcode::binary, fits)});
+    EXPECT_EQ(run_all_chunkings(max_size(limit), masked(opcode::binary, over)),
+              std::vector<seen>{failure(error::message_too_big)});
+  }
+}
+
+TEST(message_reader, fast_path_utf8_failure_is_sticky_and_consumes_only_the_header) {
+  message_reader reader(server());
+  std::string wire = masked(opcode::text, "ok") + masked(opcode::text, "bad \xC0\xAF") +
+                     masked(opcode::text, "never");
+  std::span<char> input(wire.data(), wire.size());
+  EXPECT_EQ(record(reader.next(input)), message(opcode::text, "ok"));
+  EXPECT_EQ(record(reader.next(input)), failure(error::invalid_utf8));
+  // The bad frame's payload and the frame after it are left unread.
+  EXPECT_EQ(input.size(), 6u + masked(opcode::text, "never").size());
+  const std::size_t left = input.size();
+  EXPECT_EQ(record(reader.next(input)), failure(error::invalid_utf8));
+  EXPECT_EQ(input.size(), left);
+}
+
+TEST(message_reader, stream_mode_fast_path_frames_are_single_parts) {
+  const std::string wire = masked(opcode::text, "one") + masked(opcode::binary, "") +
+                           masked(opcode::text, "t", false) + masked(opcode::continuation, "wo") +
+                           masked(opcode::binary, "three");
+  EXPECT_EQ(run(streaming(), wire),
+            (std::vector<seen>{
+                part(opcode::text, "one", true, true), part(opcode::binary, "", true, true),
+                part(opcode::text, "t", true, false), part(opcode::text, "wo", false, true),
+                part(opcode::binary, "three", true, true)}));
+}
+
 }  // namespace
 }  // namespace switchboard::protocol

@@ -140,6 +140,8 @@ class message_reader {
   enum class state : std::uint8_t { header, payload };
 
   reader_event fail(error e) noexcept;
+  bool read_small_frame(std::span<char>& input, reader_event& out) noexcept;
+  void next_general(std::span<char>& input, reader_event& out) noexcept;
   error check_header() const noexcept;
   bool read_header(std::span<char>& input, reader_event& out) noexcept;
   reader_event read_control(std::span<char>& input) noexcept;
@@ -149,6 +151,13 @@ class message_reader {
   bool append(const char* src, std::size_t size) noexcept;
 
   reader_options options_;
+  // The options as the fast path uses them, worked out once: the MASK bit
+  // every frame must carry (0x80 for a server, 0 for a client; RFC 6455
+  // §5.1), the header size of a frame with a 7-bit length (2, plus 4 of key),
+  // and the largest length it takes (125, or max_message_size if smaller).
+  std::uint8_t mask_bit_ = 0;
+  std::uint8_t short_header_size_ = 2;
+  std::uint8_t short_limit_ = 0;
   error error_ = error::none;
   state state_ = state::header;
   bool close_received_ = false;
