@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Runs the protocol microbenchmarks and prints a Markdown table of medians.
 
+Rates are wall-clock (the benchmarks use UseRealTime); run it on a quiet
+machine, pinned to one core, or the spread column will say it was not.
+
 usage: bench/protocol_report.py BENCH_BINARY [extra google-benchmark flags]
 
 Each benchmark runs 5 times; the median is reported, with the spread
@@ -33,7 +36,7 @@ def main():
     for b in json.loads(out)["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
-        runs.setdefault(b["run_name"], []).append(b)
+        runs.setdefault(b["run_name"].removesuffix("/real_time"), []).append(b)
     print("| benchmark | median | spread | target |")
     print("|---|---|---|---|")
     for name, reps in runs.items():
