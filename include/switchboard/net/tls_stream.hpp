@@ -1,0 +1,202 @@
+// tls_stream.hpp — a TLS connection (server or client side) over a connected
+// TCP socket on an event loop, with the interface of tcp_stream: plaintext in
+// the loop's shared receive buffer, writes through the loop's cork, and only
+// what the kernel refuses kept per connection.
+//
+// Design: OpenSSL on custom BIOs fed from the loop's buffers, not on the fd.
+//
+//   Reading. On each readiness report the stream does ONE recv of ciphertext
+//   into the upper half of the loop's receive buffer, points its BIO at those
+//   bytes, and calls SSL_read until OpenSSL has consumed all of them, decrypting
+//   into the lower half. The plaintext reaches on_data() as a mutable span in
+//   the shared buffer, exactly as with tcp_stream (the WebSocket layer unmasks
+//   in place). Nothing stays hidden in user space: OpenSSL keeps at most a
+//   partial record, which needs more bytes from the kernel anyway, so
+//   level-triggered epoll keeps its meaning (with SSL on the fd and read-ahead,
+//   bytes OpenSSL had already read would never be reported again). A large
+//   read costs one recv instead of two per 16 KiB record.
+//
+//   Writing. Everything sent during one loop iteration is corked as plaintext
+//   (the stream is a cork_sink). At the flush the stream makes it contiguous
+//   (only when the cork holds it in more than one segment) and calls SSL_write
+//   ONCE; the BIO collects the resulting records in a per-thread buffer, which
+//   goes to the kernel with one send. What the kernel refuses is kept as
+//   ciphertext in the stream's own buffer and written on EPOLLOUT; while it
+//   waits, later flushes append their records there directly. The BIO never
+//   refuses bytes, so SSL_write never asks to be retried with the same buffer
+//   and the plaintext never has to be kept. buffered_bytes() counts corked
+//   plaintext plus waiting ciphertext (records add ~22 bytes per 16 KiB).
+//
+//   Why not memory BIOs: BIO_s_mem would copy every byte into a growing
+//   per-connection buffer (kept while idle) on the way in and out; these BIOs
+//   borrow the loop's buffers and cost nothing while idle.
+//
+// Handshake. It runs inside the stream before any on_data: on_handshake()
+// reports its completion (ALPN, version and peer certificate are known then).
+// A client's stream starts it in open() (the ClientHello goes out at once).
+// Bytes sent before it completes are kept and sent right after it. A failure
+// — a certificate refused, plain HTTP or garbage on the TLS port, no common
+// version — is on_close(error) with error in tls_category() (see
+// tls_error.hpp; `error == tls_failure::not_tls` for plain HTTP) and
+// last_error_text() holding OpenSSL's whole story. The alert OpenSSL produced
+// is sent before the socket closes, so the peer learns the reason too. The
+// handshake has no timer of its own: the owner's handshake timeout (the server
+// arms one at accept) bounds it.
+//
+// Closing. A close_notify from the peer is an orderly end: the stream answers
+// with its own, closes, and calls on_close({}). An end of TCP without
+// close_notify is on_close(tls_failure::unexpected_eof). shutdown_write()
+// sends close_notify after everything sent before, then half-closes TCP.
+//
+// Thread-safety: none; a stream is used on its loop's thread only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/io_handler.hpp"
+#include "switchboard/net/tcp_stream.hpp"
+#include "switchboard/net/tls_context.hpp"
+#include "switchboard/net/write_cork.hpp"
+
+struct ssl_st;
+
+namespace switchboard::net {
+
+class tls_stream;
+
+namespace detail {
+struct tls_stream_access;
+}
+
+// What a TLS stream tells its owner: tcp_stream's stream_handler, plus the
+// handshake. Reentrancy: each callback may send, close() the stream, or destroy
+// it (and other streams of the loop).
+class tls_stream_handler {
+ public:
+  // The handshake completed; on_data may follow. Default: nothing.
+  virtual void on_handshake(tls_stream& stream);
+  // Decrypted `data`; it lives in the loop's receive buffer until the call returns.
+  virtual void on_data(tls_stream& stream, std::span<std::byte> data) = 0;
+  // As stream_handler::on_drained: the kernel took every refused byte.
+  virtual void on_drained(tls_stream& stream);
+  // The stream closed itself: empty `error` after the peer's close_notify,
+  // else what went wrong (see above). Not called after the owner's close().
+  virtual void on_close(tls_stream& stream, std::error_code error) = 0;
+
+ protected:
+  tls_stream_handler() noexcept = default;
+  tls_stream_handler(const tls_stream_handler&) = default;
+  tls_stream_handler& operator=(const tls_stream_handler&) = default;
+  ~tls_stream_handler() = default;
+};
+
+class tls_stream final : private io_handler, private cork_sink {
+ public:
+  using handler_type = tls_stream_handler;
+
+  // A closed stream bound to `loop`, reporting to `handler`, configured by
+  // `context` (its side() decides whether the stream accepts or connects).
+  // REQUIRES: `context` outlives the stream.
+  tls_stream(event_loop& loop, tls_stream_handler& handler, tls_context& context) noexcept;
+  // Closes the stream (no on_close, no close_notify). Safe from its callbacks.
+  ~tls_stream();
+
+  // Takes ownership of a connected, non-blocking socket and starts the
+  // handshake. `server_name` (client side) is the host the certificate must
+  // name — a DNS name (also sent as SNI) or an IP address; ignored on the
+  // server side. Errors: from epoll_ctl or OpenSSL; std::errc::invalid_argument
+  // for a verifying client without a server name. The socket is closed then.
+  // REQUIRES: !is_open().
+  std::error_code open(unique_fd socket, std::string_view server_name = {});
+
+  [[nodiscard]] bool is_open() const noexcept { return fd_.get() >= 0; }
+  [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
+  [[nodiscard]] event_loop& loop() const noexcept { return *loop_; }
+
+  // Sends `data` (or the concatenation of `parts`) after everything sent
+  // before; see send_status. The bytes are copied before returning.
+  send_status send(std::span<const std::byte> data);
+  send_status send(std::initializer_list<std::span<const std::byte>> parts);
+
+  // Bytes accepted by send() and not yet taken by the kernel (plaintext
+  // corked or waiting for the handshake, plus refused ciphertext).
+  [[nodiscard]] std::size_t buffered_bytes() const noexcept;
+  // True while ciphertext refused by the kernel waits for EPOLLOUT.
+  [[nodiscard]] bool write_blocked() const noexcept { return pending_head_ < pending_.size(); }
+
+  // Sends close_notify after everything sent so far, then shuts down the
+  // socket's write side once it is written. Later sends are dropped; reading
+  // goes on until the peer's close_notify or end of stream.
+  void shutdown_write();
+
+  // Closes the socket now; buffered bytes are dropped; no on_close. Idempotent.
+  void close() noexcept;
+
+  // After on_handshake: the negotiated ALPN protocol ("" if none), the TLS
+  // version ("TLSv1.3"), the SNI name the client asked for ("" if none), and
+  // the peer certificate's subject ("/CN=localhost"; "" if none).
+  [[nodiscard]] bool handshake_complete() const noexcept { return handshake_done_; }
+  [[nodiscard]] std::string_view alpn_protocol() const noexcept;
+  [[nodiscard]] std::string_view protocol_version() const noexcept;
+  [[nodiscard]] std::string_view server_name() const noexcept;
+  [[nodiscard]] std::string peer_subject() const;
+  // OpenSSL's full account of the last failure (kept after close, for
+  // on_close); "" if none.
+  [[nodiscard]] const std::string& last_error_text() const noexcept { return error_text_; }
+  // SSL_write calls made so far: one per flush that had bytes (for tests).
+  [[nodiscard]] std::uint64_t ssl_write_calls() const noexcept { return ssl_writes_; }
+  // The OpenSSL object, for anything not covered here; null while closed.
+  [[nodiscard]] ssl_st* native_ssl() const noexcept { return ssl_.get(); }
+
+ private:
+  friend struct detail::tls_stream_access;
+  struct ssl_deleter {
+    void operator()(ssl_st* ssl) const noexcept;
+  };
+
+  void on_events(std::uint32_t events) override;
+  void flush_corked(std::span<const iovec> data, std::size_t total) override;
+
+  send_status send_parts(std::span<const std::span<const std::byte>> parts);
+  void receive(std::span<std::byte> plain, detail::lifetime_flag::scope& alive);
+  [[nodiscard]] bool finish_handshake(detail::lifetime_flag::scope& alive);
+  void encrypt(std::span<const iovec> data, std::size_t total);
+  void encrypt(std::span<const std::byte> data);
+  void transmit();
+  [[nodiscard]] bool write_pending();  // false if the stream closed and notified
+  void set_write_interest(bool on);
+  [[nodiscard]] std::error_code take_ssl_error(int ssl_error);
+  void fail(std::error_code error) noexcept;
+  void close_and_notify(std::error_code error);
+
+  event_loop* loop_;
+  tls_stream_handler* handler_;
+  tls_context* context_;
+  unique_fd fd_;
+  std::unique_ptr<ssl_st, ssl_deleter> ssl_;
+  std::shared_ptr<const detail::tls_snapshot> snapshot_;
+  std::span<const std::byte> input_;  // ciphertext the BIO hands OpenSSL (during on_events)
+  std::vector<std::byte> pending_;    // ciphertext refused by the kernel, from pending_head_
+  std::size_t pending_head_ = 0;
+  std::vector<std::byte> early_;  // plaintext sent before the handshake completed
+  std::error_code failure_;       // a write error waiting to be reported
+  std::string error_text_;
+  std::uint64_t ssl_writes_ = 0;
+  std::uint32_t interest_ = 0;
+  bool input_eof_ = false;  // the peer ended TCP; the BIO reports EOF
+  bool handshake_done_ = false;
+  bool write_shut_ = false;        // close_notify sent; sends are dropped
+  bool shut_after_drain_ = false;  // SHUT_WR once pending_ is written
+  detail::lifetime_flag lifetime_;
+};
+
+}  // namespace switchboard::net
