@@ -13,7 +13,13 @@
 // unmeasured, then `--duration` seconds measured. Only
 // replies that arrive inside the measured window are counted. Latency is the
 // time from handing a message to the loop's cork to receiving its echo; echoes
-// come back in order, so each connection keeps a ring of send times.
+// come back in order, so each connection keeps a ring of send times (and of
+// which payload was sent: every echo is checked byte for byte).
+//
+// --payload json sends JSON-like text; --deflate offers permessage-deflate and,
+// where the server agrees, compresses every message sent and inflates every
+// compressed echo (loadgen_deflate.hpp), counting bytes on the wire against
+// payload bytes in both directions for the compression ratio.
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -31,8 +37,9 @@
 #include <thread>
 #include <vector>
 
-#include "latency_histogram.hpp"
+#include "loadgen_deflate.hpp"
 #include "loadgen_options.hpp"
+#include "loadgen_report.hpp"
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/loop_group.hpp"
 #include "switchboard/net/tcp_socket.hpp"
@@ -53,6 +60,8 @@ constexpr std::size_t k_max_pending_per_loop = 256;
 constexpr auto k_close_timeout = 2000ms;
 // Delay before a connect-storm connection retries after a failure.
 constexpr auto k_retry_delay = 10ms;
+// Different JSON messages per loop (--payload json), sent in turn.
+constexpr std::size_t k_json_payloads = 64;
 
 std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -69,27 +78,21 @@ struct shared_state {
   std::atomic<std::uint64_t> given_up{0};     // connections that will never open (echo, idle)
 };
 
-// Per loop thread; read by main() after the threads are joined.
-struct loop_stats {
-  std::uint64_t messages = 0;    // echoes received inside the window
-  std::uint64_t echoes = 0;      // echoes received in all, warm-up and wind-down included
-  std::uint64_t handshakes = 0;  // 101s validated inside the window
-  std::uint64_t cycles = 0;      // connect-storm: connect..close cycles completed in the window
-  std::uint64_t connect_errors = 0;
-  std::uint64_t protocol_errors = 0;  // bad 101, reader errors
-  std::uint64_t closed_early = 0;     // server closed an echo/idle connection
-  std::uint64_t timeouts = 0;
-  latency_histogram latency;
-};
-
 class client_connection;
 
 // Everything one loop thread shares between its connections.
 struct worker {
-  worker(net::event_loop& l, const loadgen_options& o, shared_state& s)
-      : loop(l), options(o), shared(s), payload(o.size, 'x') {
-    scratch.resize(protocol::message_writer::max_frame_size(o.size) + 256);
-  }
+  worker(net::event_loop& l, const loadgen_options& o, shared_state& s, std::uint32_t index)
+      : loop(l),
+        options(o),
+        shared(s),
+        payloads(o.payload == payload_kind::json
+                     ? make_json_payloads(o.size, k_json_payloads, 1 + index)
+                     : std::vector<std::string>{std::string(o.size, 'x')}),
+        op(o.payload == payload_kind::json ? protocol::opcode::text : protocol::opcode::binary),
+        offer(client_offer(o.offer)),
+        offer_header(protocol::write_deflate_offer(offer)),
+        scratch(protocol::message_writer::max_frame_size(o.size) + 256) {}
   void start_all();
   void start_traffic();       // echo mode: every open connection starts sending
   void handshake_finished();  // frees a pending slot and starts queued connections
@@ -97,7 +100,11 @@ struct worker {
   net::event_loop& loop;
   const loadgen_options& options;
   shared_state& shared;
-  std::string payload;
+  std::vector<std::string> payloads;  // sent in turn by each connection
+  protocol::opcode op;
+  protocol::deflate_client_options offer;  // sent when options.deflate
+  protocol::deflate_header offer_header;
+  deflate_codecs codecs;
   std::vector<char> scratch;  // frames are written here, then copied into the cork
   std::string request;        // the upgrade request being written
   protocol::response_parser parser;
@@ -116,8 +123,10 @@ class client_connection final : private net::io_handler, private net::stream_han
         source_(source),
         stream_(w.loop, *this),
         reader_(protocol::reader_options{.role = protocol::role::client,
-                                         .max_message_size = 1ULL << 30}),
-        sent_at_(w.options.inflight) {
+                                         .max_message_size = 1ULL << 30,
+                                         .allow_rsv1 = w.options.deflate}),
+        sent_at_(w.options.inflight),
+        sent_index_(w.options.inflight) {
     timer_.bind<&client_connection::on_timer>(this);
   }
   ~client_connection() {
@@ -141,6 +150,8 @@ class client_connection final : private net::io_handler, private net::stream_han
   void on_frames(std::span<char> input, std::int64_t now);
   void on_raw_bytes(std::size_t bytes, std::int64_t now);
   void on_echo(std::int64_t now);
+  void on_message(const protocol::reader_event& event, std::int64_t now);
+  void count_open();
   void send_message(std::int64_t now);
   void fail(std::uint64_t loop_stats::*counter);
   [[nodiscard]] bool in_window(std::int64_t t) const noexcept {
@@ -155,8 +166,12 @@ class client_connection final : private net::io_handler, private net::stream_han
   net::timer_node timer_;
   protocol::message_reader reader_;
   std::array<char, 24> key_{};
-  std::string head_;                   // the 101 response received so far
-  std::vector<std::int64_t> sent_at_;  // ring of send times of the messages in flight
+  std::string head_;                       // the 101 response received so far
+  std::vector<std::int64_t> sent_at_;      // ring of send times of the messages in flight
+  std::vector<std::uint32_t> sent_index_;  // and of their indexes in worker::payloads
+  connection_deflate deflate_;
+  std::size_t next_payload_ = 0;
+  std::size_t idle_echoes_ = 0;  // idle mode: echoes received before going idle
   std::size_t ring_head_ = 0;
   std::size_t ring_size_ = 0;
   std::size_t raw_partial_ = 0;  // raw mode: bytes of the next echo received so far
@@ -233,8 +248,10 @@ void client_connection::on_connected() {
   state_ = state::upgrading;
   key_ = protocol::generate_key();
   w_.request.clear();
+  const std::string_view extensions = w_.options.deflate ? w_.offer_header.view() : "";
   if (!protocol::write_upgrade_request(
-          w_.request, {.host = w_.options.host_header, .target = w_.options.target},
+          w_.request,
+          {.host = w_.options.host_header, .target = w_.options.target, .extensions = extensions},
           std::string_view(key_.data(), key_.size()))) {
     return fail(&loop_stats::protocol_errors);
   }
@@ -245,6 +262,7 @@ void client_connection::on_connected() {
 void client_connection::on_data(net::tcp_stream& /*stream*/, std::span<std::byte> data) {
   const std::int64_t now = now_ns();
   if (state_ == state::upgrading) return on_upgrade_bytes(data, now);
+  w_.stats.wire_in += data.size();
   if (w_.options.raw) return on_raw_bytes(data.size(), now);
   on_frames({reinterpret_cast<char*>(data.data()), data.size()}, now);
 }
@@ -256,15 +274,25 @@ void client_connection::on_upgrade_bytes(std::span<std::byte> data, std::int64_t
   const protocol::parse_result result = parser.parse(head_);
   if (result.status == protocol::parse_status::need_more) return;
   protocol::handshake_response response;
+  const std::string_view offered[] = {protocol::k_permessage_deflate};
+  const auto offered_extensions =
+      w_.options.deflate ? std::span(offered) : std::span<const std::string_view>();
   if (result.status == protocol::parse_status::error ||
-      protocol::validate_response(parser.head(), std::string_view(key_.data(), key_.size()), {}, {},
-                                  response) != protocol::error::none) {
+      protocol::validate_response(parser.head(), std::string_view(key_.data(), key_.size()), {},
+                                  offered_extensions, response) != protocol::error::none) {
     return fail(&loop_stats::protocol_errors);
+  }
+  if (w_.options.deflate) {
+    if (deflate_.negotiate(parser.head(), w_.offer) != protocol::error::none) {
+      return fail(&loop_stats::protocol_errors);
+    }
+    if (deflate_.active()) ++w_.stats.deflate_agreed;
   }
   // Frames that came with the 101 are fed to the reader from a mutable copy.
   const std::size_t rest = head_.size() - result.consumed;
   std::memcpy(w_.scratch.data(), head_.data() + result.consumed, std::min(rest, w_.scratch.size()));
   std::string().swap(head_);
+  w_.stats.wire_in += rest;
   on_open(now);
   if (rest > 0 && state_ == state::open) on_frames({w_.scratch.data(), rest}, now);
 }
@@ -277,18 +305,22 @@ void client_connection::on_open(std::int64_t now) {
     --w_.pending;
     w_.loop.defer([&w = w_] { w.handshake_finished(); });
   }
-  if (!counted_open_) {
-    counted_open_ = true;
-    w_.shared.established.fetch_add(1, std::memory_order_relaxed);
-  }
   switch (w_.options.mode) {
     case load_mode::echo:
+      count_open();
       // Traffic waits until every connection is open, so handshakes never compete with it.
       if (w_.traffic) start_traffic(now);
       break;
     case load_mode::idle:
+      // Open once its --idle-messages echoes are back: then it is idle for good.
+      if (idle_echoes_ >= w_.options.idle_messages) {
+        count_open();
+      } else {
+        send_message(now);
+      }
       break;
     case load_mode::connect_storm: {
+      count_open();
       if (in_window(now)) ++w_.stats.handshakes;
       state_ = state::closing;
       const std::size_t n = w_.writer.write_close(w_.scratch.data(), 1000);
@@ -299,17 +331,65 @@ void client_connection::on_open(std::int64_t now) {
   }
 }
 
+void client_connection::count_open() {
+  if (counted_open_) return;
+  counted_open_ = true;
+  w_.shared.established.fetch_add(1, std::memory_order_relaxed);
+}
+
 void client_connection::send_message(std::int64_t now) {
   if (ring_size_ == sent_at_.size()) return;  // REQUIRES-like guard: never more than K in flight
-  sent_at_[(ring_head_ + ring_size_) % sent_at_.size()] = now;
+  const std::size_t index = next_payload_++ % w_.payloads.size();
+  const std::string& payload = w_.payloads[index];
+  const std::size_t slot = (ring_head_ + ring_size_) % sent_at_.size();
+  sent_at_[slot] = now;
+  sent_index_[slot] = static_cast<std::uint32_t>(index);
   ++ring_size_;
+  w_.stats.payload_out += payload.size();
   if (w_.options.raw) {
-    stream_.send(std::as_bytes(std::span(w_.payload)));
+    w_.stats.wire_out += payload.size();
+    stream_.send(std::as_bytes(std::span(payload)));
     return;
   }
-  const std::size_t n =
-      w_.writer.write_message(w_.scratch.data(), protocol::opcode::binary, w_.payload);
-  stream_.send(std::as_bytes(std::span(w_.scratch.data(), n)));
+  std::string_view body = payload;
+  const bool compress = deflate_.active();
+  if (compress) {
+    if (deflate_.compress(payload, w_.codecs) != protocol::error::none) {
+      return fail(&loop_stats::protocol_errors);
+    }
+    body = w_.codecs.compressed;
+  }
+  const std::size_t room = protocol::message_writer::max_frame_size(body.size());
+  if (w_.scratch.size() < room) w_.scratch.resize(room);  // deflate may expand
+  char* frame = w_.scratch.data();
+  const std::size_t n = w_.writer.write_message(frame, w_.op, body, 0, compress);
+  w_.stats.wire_out += n;
+  stream_.send(std::as_bytes(std::span(frame, n)));
+}
+
+// A data message: inflate it if compressed, check it is the echo of the oldest
+// message in flight, then count it.
+void client_connection::on_message(const protocol::reader_event& event, std::int64_t now) {
+  std::string_view body = event.payload;
+  if (event.compressed) {
+    if (!deflate_.active()) return fail(&loop_stats::protocol_errors);  // RSV1 not agreed
+    ++w_.stats.compressed_in;
+    if (deflate_.inflate(body, event.op == protocol::opcode::text, w_.codecs) !=
+        protocol::error::none) {
+      return fail(&loop_stats::protocol_errors);
+    }
+    body = w_.codecs.inflated;
+  }
+  w_.stats.payload_in += body.size();
+  if (ring_size_ == 0 || event.op != w_.op || body != w_.payloads[sent_index_[ring_head_]]) {
+    return fail(&loop_stats::mismatches);
+  }
+  if (w_.options.mode == load_mode::echo) return on_echo(now);
+  if (w_.options.mode != load_mode::idle) return;
+  ring_head_ = (ring_head_ + 1) % sent_at_.size();
+  --ring_size_;
+  if (++idle_echoes_ < w_.options.idle_messages) return send_message(now);
+  count_open();
 }
 
 void client_connection::on_echo(std::int64_t now) {
@@ -330,6 +410,7 @@ void client_connection::on_raw_bytes(std::size_t bytes, std::int64_t now) {
   raw_partial_ += bytes;
   while (raw_partial_ >= w_.options.size) {
     raw_partial_ -= w_.options.size;
+    w_.stats.payload_in += w_.options.size;
     on_echo(now);
   }
 }
@@ -341,8 +422,9 @@ void client_connection::on_frames(std::span<char> input, std::int64_t now) {
       case protocol::event_kind::need_more:
         return;
       case protocol::event_kind::message:
-      case protocol::event_kind::message_part:
-        if (w_.options.mode == load_mode::echo) on_echo(now);
+      case protocol::event_kind::message_part:  // not in use: the reader does not stream
+        on_message(event, now);
+        if (state_ != state::open) return;  // failed: the reader was reset
         break;
       case protocol::event_kind::ping: {
         char pong[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
@@ -400,6 +482,7 @@ void client_connection::fail(std::uint64_t loop_stats::*counter) {
   }
   stream_.close();
   reader_.reset();
+  deflate_.reset();
   ring_size_ = 0;
   raw_partial_ = 0;
   state_ = state::idle;
@@ -420,74 +503,18 @@ void client_connection::fail(std::uint64_t loop_stats::*counter) {
   }
 }
 
-void raise_open_file_limit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 void sleep_until_ns(std::int64_t deadline) {
-  for (;;) {
-    const std::int64_t left = deadline - now_ns();
-    if (left <= 0) return;
+  for (std::int64_t left; (left = deadline - now_ns()) > 0;) {
     std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::int64_t>(left, 50'000'000)));
   }
 }
 
-double us(std::uint64_t ns) {
-  return static_cast<double>(ns) / 1000.0;
-}
-
-void report(const loadgen_options& o, const loop_stats& s, std::uint64_t established,
-            double seconds) {
-  const double msg_rate = static_cast<double>(s.messages) / seconds;
-  const double hs_rate = static_cast<double>(s.handshakes) / seconds;
-  const double mib = msg_rate * static_cast<double>(o.size) / (1024.0 * 1024.0);
-  const auto& h = s.latency;
-  if (o.json) {
-    std::printf(
-        "{\"mode\":\"%s\",\"raw\":%s,\"connections\":%zu,\"established\":%llu,\"size\":%zu,"
-        "\"inflight\":%zu,\"threads\":%zu,\"seconds\":%.3f,\"messages\":%llu,\"echoes_total\":%llu,"
-        "\"messages_per_s\":%.1f,\"mib_per_s\":%.2f,\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,"
-        "\"p999\":%.1f,\"max\":%.1f},\"handshakes\":%llu,\"handshakes_per_s\":%.1f,"
-        "\"cycles\":%llu,\"errors\":{\"connect\":%llu,\"protocol\":%llu,\"closed\":%llu,"
-        "\"timeout\":%llu}}\n",
-        mode_name(o.mode), o.raw ? "true" : "false", o.connections,
-        static_cast<unsigned long long>(established), o.size, o.inflight, o.threads, seconds,
-        static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.echoes),
-        msg_rate, mib, us(h.percentile(0.50)), us(h.percentile(0.99)), us(h.percentile(0.999)),
-        us(h.max()), static_cast<unsigned long long>(s.handshakes), hs_rate,
-        static_cast<unsigned long long>(s.cycles),
-        static_cast<unsigned long long>(s.connect_errors),
-        static_cast<unsigned long long>(s.protocol_errors),
-        static_cast<unsigned long long>(s.closed_early),
-        static_cast<unsigned long long>(s.timeouts));
-    return;
-  }
-  std::printf(
-      "mode %s%s: %zu connections (%llu established), %zu B, inflight %zu, %zu thread(s), "
-      "%.2f s measured\n",
-      mode_name(o.mode), o.raw ? " (raw TCP)" : "", o.connections,
-      static_cast<unsigned long long>(established), o.size, o.inflight, o.threads, seconds);
-  if (o.mode == load_mode::echo) {
-    std::printf("messages/s    %.0f  (%.1f MiB/s payload each way)\n", msg_rate, mib);
-    std::printf("latency us    p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", us(h.percentile(0.5)),
-                us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()));
-  } else if (o.mode == load_mode::connect_storm) {
-    std::printf("handshakes/s  %.0f  (%llu full cycles)\n", hs_rate,
-                static_cast<unsigned long long>(s.cycles));
-  }
-  std::printf("errors        connect %llu, protocol %llu, closed by server %llu, timeouts %llu\n",
-              static_cast<unsigned long long>(s.connect_errors),
-              static_cast<unsigned long long>(s.protocol_errors),
-              static_cast<unsigned long long>(s.closed_early),
-              static_cast<unsigned long long>(s.timeouts));
-}
-
 int run(const loadgen_options& options) {
-  raise_open_file_limit();
+  rlimit limit{};  // as many sockets as the hard limit allows
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);
+  }
   std::error_code error;
   net::loop_group_options group_options;
   group_options.threads = options.threads;
@@ -499,7 +526,8 @@ int run(const loadgen_options& options) {
   shared_state shared;
   std::vector<std::unique_ptr<worker>> workers;
   for (std::size_t i = 0; i < group->size(); ++i) {
-    workers.push_back(std::make_unique<worker>(group->loop(i), options, shared));
+    workers.push_back(
+        std::make_unique<worker>(group->loop(i), options, shared, static_cast<std::uint32_t>(i)));
   }
   for (std::size_t i = 0; i < options.connections; ++i) {
     worker& w = *workers[i % workers.size()];
@@ -542,17 +570,7 @@ int run(const loadgen_options& options) {
   (void)group->join();
 
   loop_stats total;
-  for (auto& w : workers) {
-    total.messages += w->stats.messages;
-    total.echoes += w->stats.echoes;
-    total.handshakes += w->stats.handshakes;
-    total.cycles += w->stats.cycles;
-    total.connect_errors += w->stats.connect_errors;
-    total.protocol_errors += w->stats.protocol_errors;
-    total.closed_early += w->stats.closed_early;
-    total.timeouts += w->stats.timeouts;
-    total.latency.merge(w->stats.latency);
-  }
+  for (auto& w : workers) total.merge(w->stats);
   report(options, total, shared.established.load(), static_cast<double>(end - start) / 1e9);
   // Loops are stopped: tear the connections down from this thread, before the loops.
   workers.clear();

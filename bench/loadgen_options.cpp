@@ -23,6 +23,11 @@ constexpr const char* k_usage =
     "  --source-ips A,B,...  local IPv4 addresses to spread connections over\n"
     "  --connect-timeout S   per connect + upgrade attempt (10)\n"
     "  --raw                 raw TCP echo of SIZE-byte messages, no WebSocket\n"
+    "  --payload P           bytes ('x' * SIZE, binary) | json (SIZE-byte JSON-like text) (bytes)\n"
+    "  --deflate             offer permessage-deflate; compress sends, inflate and check echoes\n"
+    "  --deflate-offer O     what to offer, implies --deflate: no-takeover (both\n"
+    "                        *_no_context_takeover, default) | takeover (as browsers offer)\n"
+    "  --idle-messages N     idle mode: echo N messages on each connection, then idle (0)\n"
     "  --json                print one JSON object instead of text\n";
 
 std::uint64_t to_count(std::string_view flag, std::string_view text, std::uint64_t min) {
@@ -99,6 +104,10 @@ const char* mode_name(load_mode mode) noexcept {
   return "?";
 }
 
+const char* offer_name(deflate_offer offer) noexcept {
+  return offer == deflate_offer::takeover ? "takeover" : "no-takeover";
+}
+
 loadgen_options parse_loadgen_options(int argc, char** argv) {
   loadgen_options out;
   bool have_url = false;
@@ -114,6 +123,10 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
     }
     if (flag == "--json") {
       out.json = true;
+      continue;
+    }
+    if (flag == "--deflate") {
+      out.deflate = true;
       continue;
     }
     if (i + 1 >= argc) throw std::invalid_argument(std::string(flag) + ": missing value");
@@ -145,6 +158,25 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
       } else {
         throw std::invalid_argument("--mode: expected echo, connect-storm or idle");
       }
+    } else if (flag == "--payload") {
+      if (value == "bytes") {
+        out.payload = payload_kind::bytes;
+      } else if (value == "json") {
+        out.payload = payload_kind::json;
+      } else {
+        throw std::invalid_argument("--payload: expected bytes or json");
+      }
+    } else if (flag == "--deflate-offer") {
+      out.deflate = true;
+      if (value == "no-takeover") {
+        out.offer = deflate_offer::no_takeover;
+      } else if (value == "takeover") {
+        out.offer = deflate_offer::takeover;
+      } else {
+        throw std::invalid_argument("--deflate-offer: expected no-takeover or takeover");
+      }
+    } else if (flag == "--idle-messages") {
+      out.idle_messages = to_count(flag, value, 0);
     } else if (flag == "--source-ips") {
       parse_sources(value, out);
     } else {
@@ -154,6 +186,9 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
   if (!have_url) throw std::invalid_argument(std::string("--url is required\n") + k_usage);
   if (out.raw && out.mode == load_mode::connect_storm) {
     throw std::invalid_argument("--raw supports --mode echo and idle only");
+  }
+  if (out.raw && (out.deflate || out.payload != payload_kind::bytes)) {
+    throw std::invalid_argument("--raw takes neither --deflate nor --payload json");
   }
   for (const auto& source : out.sources) {
     if (source.family() != out.remote.family()) {

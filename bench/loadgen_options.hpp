@@ -11,6 +11,10 @@
 //   --source-ips A,B,...             local addresses to spread connections over
 //   --connect-timeout S              per connect + upgrade attempt      (10)
 //   --raw                            raw TCP echo, no WebSocket
+//   --payload bytes|json             'x' * SIZE binary, or SIZE-byte JSON-like text (bytes)
+//   --deflate                        offer permessage-deflate (no context takeover)
+//   --deflate-offer no-takeover|takeover   what to offer, implies --deflate (no-takeover)
+//   --idle-messages N                idle mode: echo N messages first, then idle (0)
 //   --json                           one JSON object on stdout
 //
 // Thread-safety: plain values, parsed once in main().
@@ -21,11 +25,13 @@
 #include <string>
 #include <vector>
 
+#include "loadgen_deflate.hpp"
 #include "switchboard/net/tcp_socket.hpp"
 
 namespace switchboard::bench {
 
 enum class load_mode { echo, connect_storm, idle };
+enum class payload_kind { bytes, json };
 
 struct loadgen_options {
   net::endpoint remote;
@@ -42,6 +48,10 @@ struct loadgen_options {
   double connect_timeout_s = 10;
   bool raw = false;
   bool json = false;
+  payload_kind payload = payload_kind::bytes;
+  bool deflate = false;
+  deflate_offer offer = deflate_offer::no_takeover;
+  std::size_t idle_messages = 0;
 };
 
 // Parses argv. Throws std::invalid_argument with a message for the user on a
@@ -49,5 +59,6 @@ struct loadgen_options {
 loadgen_options parse_loadgen_options(int argc, char** argv);
 
 [[nodiscard]] const char* mode_name(load_mode mode) noexcept;
+[[nodiscard]] const char* offer_name(deflate_offer offer) noexcept;
 
 }  // namespace switchboard::bench

@@ -7,13 +7,17 @@
 # handshakes/s, and user-space memory per idle connection.
 #
 #   bench/run_server_bench.sh [--build DIR] [--switchboard PATH] [--seconds S]
-#                             [--warmup S] [--only echo,storm,idle,instr]
+#                             [--warmup S] [--only echo,storm,idle,instr,deflate]
 #                             [--results FILE]
 #                             [--report-only]
 #
 # --only runs some sections and appends to --results (JSON lines); run the rest
 # later with the same --results and the tables cover everything recorded there
 # (a way to keep each command short). A full run takes about 4-5 minutes.
+# `deflate` (not in the default set, about 3 minutes) compares `switchboard echo`
+# with compression off, `--deflate shared` and `--deflate dedicated`: 1 KiB
+# JSON-like text echo (messages/s, server CPU, wire/payload ratio) and memory
+# per idle connection with compression negotiated.
 # Benchmarks are not tests: ctest runs only the bench-smoke check.
 set -euo pipefail
 
@@ -36,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     --only) only=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
     --report-only) report_only=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +72,11 @@ start_server() {
       else
         taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 >"$out" 2>&1 &
       fi ;;
+    deflate-off)
+      taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 >"$out" 2>&1 & ;;
+    deflate-shared|deflate-dedicated)
+      taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 \
+        --deflate "${name#deflate-}" >"$out" 2>&1 & ;;
   esac
   pid[$name]=$!
   for _ in $(seq 200); do
@@ -249,9 +258,79 @@ run_instr() {
   done
 }
 
+# Compression: `switchboard echo` off / --deflate shared / --deflate dedicated,
+# one loop thread each. The load generator offers what fits the mode: nothing
+# for off; no context takeover both ways for shared (what the server answers
+# anyway); a browser's offer (context takeover) for dedicated, since a client
+# that asks for no context takeover gets it from a dedicated server too.
+deflate_client_args() {
+  case $1 in
+    deflate-off) ;;
+    deflate-shared) echo --deflate-offer no-takeover ;;
+    deflate-dedicated) echo --deflate-offer takeover ;;
+  esac
+}
+deflate_modes=(deflate-off deflate-shared deflate-dedicated)
+
+# VmRSS delta / N for N idle connections to a fresh server of each mode, after
+# the upgrade only, or after each connection echoed IDLE_MESSAGES messages.
+deflate_idle() {
+  local point=$1 n=$2 idle_messages=$3 server before after opened log_file loader
+  for server in "${deflate_modes[@]}"; do
+    start_server "$server" bench || continue
+    local url="ws://127.0.0.1:${port[$server]}/" client=()
+    read -ra client <<<"$(deflate_client_args "$server")"
+    # Warm up once, so per-loop state (the receive buffer, shared zlib streams)
+    # is in the baseline, not in the per-connection delta.
+    taskset -c 1 "$loadgen" --url "$url" "${client[@]}" --payload json --size 1024 \
+      --connections 1 --duration 0.3 --warmup 0 >/dev/null || true
+    sleep 0.5
+    before=$(rss_kib "$server")
+    log_file=$(mktemp)
+    taskset -c 1 "$loadgen" --url "$url" "${client[@]}" --payload json --size 1024 --mode idle \
+      --idle-messages "$idle_messages" --connections "$n" --source-ips "$sources" \
+      --duration 8 --warmup 0 >/dev/null 2>"$log_file" &
+    loader=$!
+    for _ in $(seq 1200); do
+      grep -q 'connections open' "$log_file" && break
+      sleep 0.05
+    done
+    sleep 2
+    after=$(rss_kib "$server")
+    opened=$(sed -n 's/.*idle: \([0-9]*\) of.*/\1/p' "$log_file")
+    wait "$loader" || true
+    rm -f "$log_file"
+    opened=${opened:-0}
+    local per
+    per=$(awk -v a="$before" -v b="$after" -v n="$opened" \
+      'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "null" }')
+    echo "{\"server\":\"$server\",\"point\":\"$point\",\"idle\":{\"connections\":$opened,\"rss_before_kib\":$before,\"rss_after_kib\":$after,\"kib_per_connection\":$per}}" >>"$results"
+    log "$server $point: $opened connections, VmRSS $before -> $after KiB, $per KiB each"
+    stop_server "$server"
+  done
+}
+
+run_deflate() {
+  local server common=(--payload json --size 1024 --inflight 1 --duration "$seconds" --warmup "$warmup")
+  for server in "${deflate_modes[@]}"; do start_server "$server" bench || true; done
+  local point conns client=()
+  for point in "json 100 x 1 KiB" "json 1,000 x 1 KiB"; do
+    conns=100; [[ $point == "json 1,000 x 1 KiB" ]] && conns=1000
+    for server in "${deflate_modes[@]}"; do
+      read -ra client <<<"$(deflate_client_args "$server")"
+      record "$server" "$point" --connections "$conns" "${client[@]}" "${common[@]}"
+    done
+  done
+  stop_all
+  deflate_idle "deflate idle 10,000" 10000 0
+  deflate_idle "deflate idle 1,000 after 1 message" 1000 1
+}
+
 if [[ $report_only -eq 0 ]]; then
   [[ -x $switchboard ]] || log "warning: $switchboard missing; its rows stay empty"
-  for tool in "$loadgen" "$raw_echo" "$beast_echo"; do
+  tools=("$loadgen")  # the deflate section needs only the load generator
+  [[ ,$only, =~ ,(echo|storm|idle|instr), ]] && tools+=("$raw_echo" "$beast_echo")
+  for tool in "${tools[@]}"; do
     [[ -x $tool ]] || { echo "missing $tool (build it first)" >&2; exit 1; }
   done
   log "results: $results"
@@ -259,6 +338,7 @@ if [[ $report_only -eq 0 ]]; then
   [[ ,$only, == *,storm,* ]] && run_storm
   [[ ,$only, == *,idle,* ]] && run_idle
   [[ ,$only, == *,instr,* ]] && run_instr
+  [[ ,$only, == *,deflate,* ]] && run_deflate
 fi
 
 echo "Command: \`$command_line\`"
@@ -270,6 +350,8 @@ echo
 import json, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+if all(r["server"].startswith("deflate-") for r in rows):
+    sys.exit(0)  # only compression results: their tables follow
 def get(server, point):
     found = [r for r in rows if r["server"] == server and r["point"] == point]
     return found[-1] if found else None
@@ -371,4 +453,82 @@ for p in ("100 x 16 B", "10 x 64 KiB"):
     # Fewer instructions is better: the ratios are raw / Switchboard and Beast / Switchboard.
     print(f"| {p} | {fmt(v['raw'])} | {fmt(v['switchboard'])} | {fmt(v['beast'])} | "
           f"{ratio(v['raw'], v['switchboard'])} | {ratio(v['beast'], v['switchboard'])} |")
+PY
+
+/usr/bin/python3 - "$results" <<'PY'
+import json, sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+rows = [r for r in rows if r["server"].startswith("deflate-")]
+if not rows:
+    sys.exit(0)
+modes = [("off", "deflate-off"), ("shared", "deflate-shared"), ("dedicated", "deflate-dedicated")]
+def get(server, point):
+    found = [r for r in rows if r["server"] == server and r["point"] == point]
+    return found[-1] if found else None
+def res(server, point):
+    r = get(server, point)
+    return r["result"] if r and r.get("result") else None
+def fmt(v, spec=",.0f"):
+    return "—" if v is None else format(v, spec)
+def ratio(a, b):
+    return "—" if not a or not b else f"{a / b:.2f}"
+
+points = ["json 100 x 1 KiB", "json 1,000 x 1 KiB"]
+print()
+print("Compression: `switchboard echo --threads 1` with `--deflate` absent (off), `shared`, `dedicated`;")
+print("1 KiB JSON-like text (`switchboard_loadgen --payload json --size 1024`, inflight 1). Offers: none")
+print("(off); `--deflate-offer no-takeover` (shared); `--deflate-offer takeover`, as browsers (dedicated).")
+print()
+print("| echo, 1 KiB JSON text | off msg/s | shared msg/s | shared / off | dedicated msg/s | dedicated / off |")
+print("|---|---:|---:|---:|---:|---:|")
+for p in points:
+    v = {m: (res(s, p) or {}).get("messages_per_s") for m, s in modes}
+    print(f"| {p[5:]} | {fmt(v['off'])} | {fmt(v['shared'])} | {ratio(v['shared'], v['off'])} | "
+          f"{fmt(v['dedicated'])} | {ratio(v['dedicated'], v['off'])} |")
+print()
+print("| server CPU µs (user + sys) per echo · cores busy | off | shared | dedicated |")
+print("|---|---|---|---|")
+for p in points:
+    cells = []
+    for m, s in modes:
+        r = get(s, p)
+        ok = r and r.get("result") and r["result"].get("echoes_total")
+        cells.append("—" if not ok else
+                     f"{r['server_cpu_s'] * 1e6 / r['result']['echoes_total']:.2f} · {r['server_cpu']:.2f}")
+    print(f"| {p[5:]} | " + " | ".join(cells) + " |")
+print()
+print("| wire bytes / payload bytes (both directions, frame headers included) | off | shared | dedicated |")
+print("|---|---:|---:|---:|")
+for p in points:
+    cells = []
+    for m, s in modes:
+        d = (res(s, p) or {}).get("deflate")
+        cells.append("—" if not d else f"{d['wire_ratio']:.3f}")
+    print(f"| {p[5:]} | " + " | ".join(cells) + " |")
+print()
+print("| latency µs p50 / p99 · errors | off | shared | dedicated |")
+print("|---|---|---|---|")
+for p in points:
+    cells = []
+    for m, s in modes:
+        r = res(s, p)
+        if not r:
+            cells.append("—")
+            continue
+        lat, bad = r["latency_us"], sum(r.get("errors", {}).values())
+        cells.append(f"{lat['p50']:.0f} / {lat['p99']:.0f}" + (f" · {bad} errors" if bad else ""))
+    print(f"| {p[5:]} | " + " | ".join(cells) + " |")
+print()
+print("| user-space memory per idle connection (VmRSS delta / N) | off | shared | dedicated |")
+print("|---|---:|---:|---:|")
+for p, label in (("deflate idle 10,000", "10,000 idle, after the upgrade"),
+                 ("deflate idle 1,000 after 1 message", "1,000 idle, after one 1 KiB echo each")):
+    cells = []
+    for m, s in modes:
+        r = get(s, p)
+        c = r["idle"] if r else None
+        cells.append("—" if not c or c["kib_per_connection"] is None else
+                     f"{c['kib_per_connection']:.2f} KiB ({c['connections']:,})")
+    print(f"| {label} | " + " | ".join(cells) + " |")
 PY

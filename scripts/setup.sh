@@ -9,10 +9,14 @@ packages=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   # libraries (see the dependency table in README.md)
   libssl-dev zlib1g-dev libsimdjson-dev libcli11-dev
+  # the openssl command makes test certificates at run time
+  openssl ca-certificates
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev valgrind
   # real peers for the integration tests
   python3 python3-websockets nodejs node-ws
+  # browser interop test (tests/browser)
+  chromium
 )
 
 missing=()
@@ -20,7 +24,24 @@ for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ $status == "install ok installed" ]] || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+# --- browser test dependencies (tests/browser) -------------------------------
+# playwright-core, pinned by tests/browser/package-lock.json, drives Debian's
+# /usr/bin/chromium (playwright's own browser download does not work here).
+# Runs after apt (called at both exits below): `npm ci` only when node_modules is
+# missing or older than the lock file; quiet otherwise.
+browser_deps() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+  [[ -f $dir/package-lock.json ]] || return 0
+  [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]] || return 0
+  command -v npm >/dev/null || { echo "setup: npm missing (comes with nodejs)" >&2; return 1; }
+  echo "setup: npm ci in tests/browser" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$dir/node_modules"
+}
+# -----------------------------------------------------------------------------
+
+((${#missing[@]} == 0)) && { browser_deps; exit 0; }
 
 echo "setup: installing ${missing[*]}" >&2
 sudo=()
@@ -32,3 +53,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done" >&2
+browser_deps
