@@ -19,6 +19,9 @@ packages=(
   chromium
 )
 
+sudo=()
+if ((EUID != 0)) && command -v sudo >/dev/null; then sudo=(sudo); fi
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -34,7 +37,11 @@ browser_deps() {
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
   [[ -f $dir/package-lock.json ]] || return 0
   [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]] || return 0
-  command -v npm >/dev/null || { echo "setup: npm missing (comes with nodejs)" >&2; return 1; }
+  if ! command -v npm >/dev/null; then
+    # Debian's nodejs ships without npm (a NodeSource nodejs includes it).
+    echo "setup: installing npm" >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
   echo "setup: npm ci in tests/browser" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   touch "$dir/node_modules"
@@ -44,10 +51,9 @@ browser_deps() {
 ((${#missing[@]} == 0)) && { browser_deps; exit 0; }
 
 echo "setup: installing ${missing[*]}" >&2
-sudo=()
-if ((EUID != 0)); then
-  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-  sudo=(sudo)
+if ((EUID != 0)) && ((${#sudo[@]} == 0)); then
+  echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
+  exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
