@@ -43,6 +43,7 @@ struct connect_settings {
   std::vector<std::string> headers;
   std::string origin;
   bool binary = false;
+  bool deflate = false;
   double connect_timeout = 10.0;
   double close_timeout = 5.0;
 };
@@ -84,6 +85,7 @@ class session final : private net::io_handler {
       }
       options.headers.push_back(std::move(header));
     }
+    options.deflate = settings_.deflate;
     options.connect_timeout = seconds(settings_.connect_timeout);
     options.close_timeout = seconds(settings_.close_timeout);
     client_ = std::make_unique<client::websocket_client>(*loop_, std::move(options), handlers());
@@ -235,6 +237,9 @@ void add_connect_command(CLI::App& app, command_runner& run) {
   cmd->add_option("--header,-H", settings->headers, "Extra request header 'Name: value' (repeatable)");
   cmd->add_option("--origin", settings->origin, "Origin header to send");
   cmd->add_flag("--binary,-b", settings->binary, "Send each line as a binary message");
+  cmd->add_flag("--deflate", settings->deflate,
+                "Offer permessage-deflate (RFC 7692; client_max_window_bits, context takeover) "
+                "and compress/inflate messages if the server accepts");
   cmd->add_option("--connect-timeout", settings->connect_timeout,
                   "Seconds to wait for the TCP connection (default 10)")
       ->check(CLI::PositiveNumber);

@@ -34,6 +34,11 @@ struct echo_options {
   std::string backpressure_policy = "close";
   int shutdown_code = 1001;
   double shutdown_timeout = 5;
+  // permessage-deflate: "" (off), "shared" or "dedicated".
+  std::string deflate;
+  std::size_t deflate_threshold = protocol::k_default_compress_threshold;
+  unsigned deflate_window_bits = 15;
+  unsigned deflate_mem_level = 8;
 };
 
 std::chrono::milliseconds to_ms(double seconds) {
@@ -67,6 +72,16 @@ int run_echo(const echo_options& o) {
   }
   server::server srv(opts);
   server::ws_behavior echo;
+  // Each message goes back compressed or not as the connection negotiated.
+  if (o.deflate == "shared") {
+    echo.compression.mode = server::compression_mode::shared;
+  } else if (o.deflate == "dedicated") {
+    echo.compression.mode = server::compression_mode::dedicated;
+    echo.compression.server_max_window_bits = static_cast<std::uint8_t>(o.deflate_window_bits);
+    echo.compression.client_max_window_bits = static_cast<std::uint8_t>(o.deflate_window_bits);
+    echo.compression.mem_level = static_cast<std::uint8_t>(o.deflate_mem_level);
+  }
+  echo.compression.threshold = o.deflate_threshold;
   echo.on_message = [](server::websocket& ws, std::string_view payload, protocol::opcode op) {
     ws.send(payload, op);
   };
@@ -142,7 +157,29 @@ void add_echo_command(CLI::App& app, command_runner& run) {
                   "seconds to wait for clients' close frames on shutdown")
       ->check(seconds)
       ->capture_default_str();
-  cmd->callback([&run, o] { run = [o] { return run_echo(*o); }; });
+  cmd->add_option("--deflate", o->deflate,
+                  "permessage-deflate (RFC 7692): 'shared' (no context takeover; zlib state per "
+                  "thread only, none per connection) or 'dedicated' (context takeover; ~300 KiB "
+                  "per active connection with the defaults). No value: shared. Absent: off")
+      ->expected(0, 1)
+      ->check(CLI::IsMember({"", "shared", "dedicated"}));
+  cmd->add_option("--deflate-threshold", o->deflate_threshold,
+                  "messages shorter than this many bytes are sent uncompressed")
+      ->capture_default_str();
+  cmd->add_option("--deflate-window-bits", o->deflate_window_bits,
+                  "dedicated: LZ77 window (9-15) of each connection's deflater and the most the "
+                  "client may use; memory 4<<N (deflate) + 1<<N (inflate) bytes")
+      ->check(CLI::Range(9u, 15u))
+      ->capture_default_str();
+  cmd->add_option("--deflate-mem-level", o->deflate_mem_level,
+                  "dedicated: zlib memLevel (1-9) of each connection's deflater; memory 512<<N bytes")
+      ->check(CLI::Range(1u, 9u))
+      ->capture_default_str();
+  cmd->callback([&run, o, cmd] {
+    // A bare --deflate means shared.
+    if (cmd->count("--deflate") > 0 && o->deflate.empty()) o->deflate = "shared";
+    run = [o] { return run_echo(*o); };
+  });
 }
 
 }  // namespace switchboard::app

@@ -50,7 +50,16 @@ void websocket_client::start_attempt() {
   subprotocol_.clear();
   head_buffer_.clear();
   parser_.reset();
-  reader_.reset();
+  if (reader_.options().allow_rsv1) {
+    // The last connection was compressed; this one starts without RSV1.
+    reader_ = protocol::message_reader(protocol::reader_options{
+        protocol::role::client, options_.max_message_size, /*stream=*/false, /*allow_rsv1=*/false});
+  } else {
+    reader_.reset();
+  }
+  deflate_params_.reset();
+  deflater_.reset();
+  inflater_.reset();
   endpoint_index_ = 0;
   // The connector never reports from inside connect(), so starting it before
   // on_state runs is safe, and a close() from on_state cancels it.
@@ -83,8 +92,12 @@ void websocket_client::on_connected(std::error_code error, net::unique_fd socket
   }
   key_ = protocol::generate_key();
   frame_buffer_.clear();
-  const protocol::client_request_options request{url_.host_header, url_.target, options_.origin,
-                                                 protocol_views_, {}, header_views_};
+  protocol::client_request_options request{url_.host_header, url_.target, options_.origin,
+                                           protocol_views_, {}, header_views_};
+  if (options_.deflate) {
+    deflate_offer_ = protocol::write_deflate_offer(options_.deflate_offer);
+    request.extensions = deflate_offer_.view();
+  }
   const bool written = protocol::write_upgrade_request(
       frame_buffer_, request, std::string_view(key_.data(), key_.size()));
   assert(written && "checked by connect()");
@@ -109,9 +122,12 @@ void websocket_client::on_handshake_data(std::span<std::byte> data) {
 
 bool websocket_client::finish_handshake(std::size_t head_size) {
   protocol::handshake_response response;
-  const protocol::error error =
-      protocol::validate_response(parser_.head(), std::string_view(key_.data(), key_.size()),
-                                  protocol_views_, {}, response);
+  const std::string_view offered[] = {protocol::k_permessage_deflate};
+  const protocol::error error = protocol::validate_response(
+      parser_.head(), std::string_view(key_.data(), key_.size()), protocol_views_,
+      options_.deflate ? std::span<const std::string_view>(offered)
+                       : std::span<const std::string_view>(),
+      response);
   if (error != protocol::error::none) {
     std::string text = "handshake failed: ";
     if (error == protocol::error::response_not_101) {
@@ -123,6 +139,7 @@ bool websocket_client::finish_handshake(std::size_t head_size) {
     finish(error, text, k_abnormal, {}, true);
     return false;
   }
+  if (!accept_deflate()) return false;
   phase_timer_.cancel();
   subprotocol_.assign(response.subprotocol);
   // Frames the server sent right behind its 101 arrived in the same read.
@@ -142,6 +159,34 @@ bool websocket_client::finish_handshake(std::size_t head_size) {
   if (!early_frames.empty() && (state_ == client_state::open || state_ == client_state::closing)) {
     read_frames(early_frames);
   }
+  return true;
+}
+
+bool websocket_client::accept_deflate() {
+  if (!options_.deflate) return true;
+  // RFC 7692 §5: an answer we cannot honour fails the connection.
+  const protocol::error error =
+      protocol::validate_deflate_response(parser_.head(), options_.deflate_offer, deflate_params_);
+  if (error != protocol::error::none) {
+    deflate_params_.reset();
+    finish(error, "handshake failed: " + std::string(protocol::describe(error)), k_abnormal, {},
+           true);
+    return false;
+  }
+  if (!deflate_params_) return true;  // declined: an uncompressed connection
+  using protocol::role;
+  // RSV1 now marks compressed messages from the server.
+  reader_ = protocol::message_reader(protocol::reader_options{
+      role::client, options_.max_message_size, /*stream=*/false, /*allow_rsv1=*/true});
+  protocol::deflate_options d;
+  d.window_bits = protocol::deflate_window_bits(*deflate_params_, role::client);
+  d.no_context_takeover = protocol::deflate_no_context_takeover(*deflate_params_, role::client);
+  deflater_.emplace(d);
+  protocol::inflate_options i;
+  i.window_bits = protocol::inflate_window_bits(*deflate_params_, role::client);
+  i.no_context_takeover = protocol::inflate_no_context_takeover(*deflate_params_, role::client);
+  i.max_message_size = options_.max_message_size;
+  inflater_.emplace(i);
   return true;
 }
 

@@ -83,7 +83,17 @@ void websocket_client::read_frames(std::span<char> input) {
         return;
       case protocol::event_kind::message:
       case protocol::event_kind::message_part:  // not in buffered mode
-        if (handlers_.on_message) handlers_.on_message(event.payload, event.op);
+        if (event.compressed) {
+          // RFC 7692 §6.2: bombs (1009), corrupt data and bad UTF-8 (1007).
+          const protocol::error error = inflate_message(event);
+          if (error != protocol::error::none) return fail_protocol(error, alive);
+          if (handlers_.on_message) handlers_.on_message(inflate_buffer_, event.op);
+          if (alive.destroyed()) return;
+          inflate_buffer_.clear();
+          if (inflate_buffer_.capacity() > k_keep_frame_buffer) std::string().swap(inflate_buffer_);
+        } else if (handlers_.on_message) {
+          handlers_.on_message(event.payload, event.op);
+        }
         break;
       case protocol::event_kind::ping:
         // RFC 6455 §5.5.3: answer with the same payload, unless we are closing.
@@ -100,22 +110,33 @@ void websocket_client::read_frames(std::span<char> input) {
       case protocol::event_kind::close:
         on_server_close(event.code, event.payload);
         return;  // nothing may follow a close frame
-      case protocol::event_kind::error: {
-        // Fail the connection (RFC 6455 §7.1.7): our close frame with the
-        // code for the rule broken, then wait for the server to close TCP.
-        const std::string_view rule = protocol::describe(event.err);
-        if (!close_sent_) {
-          send_close_frame(protocol::to_underlying(protocol::close_code_for(event.err)), {});
-          if (alive.destroyed()) return;
-        }
-        if (handlers_.on_error) {
-          handlers_.on_error(event.err, "protocol error from server: " + std::string(rule));
-        }
-        return;
-      }
+      case protocol::event_kind::error:
+        return fail_protocol(event.err, alive);
     }
     if (alive.destroyed()) return;
   }
+}
+
+void websocket_client::fail_protocol(protocol::error error,
+                                     net::detail::lifetime_flag::scope& alive) {
+  // Fail the connection (RFC 6455 §7.1.7): our close frame with the code for
+  // the rule broken, then wait for the server to close TCP.
+  const std::string_view rule = protocol::describe(error);
+  if (!close_sent_) {
+    send_close_frame(protocol::to_underlying(protocol::close_code_for(error)), {});
+    if (alive.destroyed()) return;
+  }
+  if (handlers_.on_error) {
+    handlers_.on_error(error, "protocol error from server: " + std::string(rule));
+  }
+}
+
+protocol::error websocket_client::inflate_message(const protocol::reader_event& event) {
+  // RSV1 is only allowed by the reader once permessage-deflate was agreed.
+  inflate_buffer_.clear();
+  protocol::inflater& inflater = *inflater_;
+  return event.op == protocol::opcode::text ? inflater.inflate_text(event.payload, inflate_buffer_)
+                                            : inflater.inflate(event.payload, inflate_buffer_);
 }
 
 void websocket_client::on_server_close(std::uint16_t code, std::string_view reason) {
@@ -202,8 +223,19 @@ send_status websocket_client::send(std::string_view payload, protocol::opcode op
     return send_status::dropped;
   }
   if (stream_.buffered_bytes() > options_.max_buffered_bytes) return send_status::dropped;
+  bool rsv1 = false;
+  if (deflater_ && protocol::should_compress(payload.size(), options_.compress_threshold)) {
+    deflate_buffer_.clear();
+    // On failure (zlib out of memory) the message goes out uncompressed:
+    // RSV1 is decided per message (RFC 7692 §6).
+    if (deflater_->compress(payload, deflate_buffer_) == protocol::error::none) {
+      payload = deflate_buffer_;
+      rsv1 = true;
+    }
+  }
   frame_buffer_.resize(protocol::message_writer::max_message_wire_size(payload.size()));
-  frame_buffer_.resize(writer_.write_message(frame_buffer_.data(), op, payload));
+  frame_buffer_.resize(writer_.write_message(frame_buffer_.data(), op, payload, 0, rsv1));
+  if (deflate_buffer_.capacity() > k_keep_frame_buffer) std::string().swap(deflate_buffer_);
   const send_status status = stream_.send(as_bytes(frame_buffer_));
   if (frame_buffer_.capacity() > k_keep_frame_buffer) std::string().swap(frame_buffer_);
   return status;

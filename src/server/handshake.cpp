@@ -2,9 +2,11 @@
 // into a pooled buffer, routing by path, validating the upgrade, the
 // application's decision (now or later), and plain HTTP answers.
 #include <cassert>
+#include <optional>
 #include <string>
 
 #include <switchboard/protocol/handshake.hpp>
+#include <switchboard/protocol/permessage_deflate.hpp>
 #include <switchboard/server/endpoint.hpp>
 #include <switchboard/server/websocket.hpp>
 
@@ -95,12 +97,27 @@ void websocket::finish_upgrade(std::string_view subprotocol,
   protocol::accept_options opts;
   opts.subprotocol = subprotocol;
   opts.extra_headers = headers;
+  // permessage-deflate (RFC 7692 §5): the first offer this endpoint's mode can
+  // honour, or none; declined offers are simply left out of the answer.
+  std::optional<protocol::deflate_agreement> agreed;
+  if (behavior_->compression.mode != compression_mode::off) {
+    agreed = protocol::negotiate_deflate(handshake_->parser.head(), policy_for(behavior_->compression));
+  }
+  if (agreed) opts.extensions = agreed->response.view();
   if (!protocol::write_accept_response(out, handshake_->info.key, opts)) {
     // The application handed us a header that would break the head.
     return reject_upgrade(500, "invalid response header");
   }
   stream_.send({reinterpret_cast<const std::byte*>(out.data()), out.size()});
   state_ = state::open;
+  if (agreed) {
+    using protocol::role;
+    deflate_ = true;
+    deflate_takeover_ = !protocol::deflate_no_context_takeover(agreed->params, role::server);
+    inflate_takeover_ = !protocol::inflate_no_context_takeover(agreed->params, role::server);
+    deflate_window_ = protocol::deflate_window_bits(agreed->params, role::server) & 0xF;
+    inflate_window_ = protocol::inflate_window_bits(agreed->params, role::server) & 0xF;
+  }
 }
 
 void websocket::start_open() {

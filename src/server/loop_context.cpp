@@ -133,13 +133,22 @@ void loop_context::release_handshake(handshake_state* hs) noexcept {
   handshakes_.push_back(std::move(owned));
 }
 
-protocol::message_reader* loop_context::acquire_reader(bool streaming) {
-  auto& pool = readers_[streaming ? 1 : 0];
+namespace {
+std::size_t reader_pool(bool streaming, bool allow_rsv1) noexcept {
+  return (streaming ? 1 : 0) + (allow_rsv1 ? 2 : 0);
+}
+// A codec buffer larger than this is freed after its message.
+constexpr std::size_t k_keep_codec_buffer = 1024 * 1024;
+}  // namespace
+
+protocol::message_reader* loop_context::acquire_reader(bool streaming, bool allow_rsv1) {
+  auto& pool = readers_[reader_pool(streaming, allow_rsv1)];
   if (pool.empty()) {
     protocol::reader_options opts;
     opts.role = protocol::role::server;
     opts.max_message_size = options().max_message_size;
     opts.stream = streaming;
+    opts.allow_rsv1 = allow_rsv1;
     return new protocol::message_reader(opts);
   }
   protocol::message_reader* reader = pool.back().release();
@@ -147,13 +156,45 @@ protocol::message_reader* loop_context::acquire_reader(bool streaming) {
   return reader;
 }
 
-void loop_context::release_reader(protocol::message_reader* reader, bool streaming) noexcept {
+void loop_context::release_reader(protocol::message_reader* reader) noexcept {
   std::unique_ptr<protocol::message_reader> owned(reader);
-  auto& pool = readers_[streaming ? 1 : 0];
+  auto& pool = readers_[reader_pool(reader->options().stream, reader->options().allow_rsv1)];
   if (pool.size() >= k_max_pooled_readers) return;
   reader->reset();
   reader->shrink_buffer(k_keep_buffer);
   pool.push_back(std::move(owned));
+}
+
+protocol::deflater& loop_context::shared_deflater(std::uint8_t window_bits, std::uint8_t level) {
+  for (auto& d : deflaters_) {
+    if (d.window_bits == window_bits && d.level == level) return d.deflater;
+  }
+  // Every message from scratch (no context takeover), so any connection
+  // whose agreed window is window_bits can take its output.
+  protocol::deflate_options opts;
+  opts.window_bits = window_bits;
+  opts.level = level;
+  opts.no_context_takeover = true;
+  // REQUIRES of callers: a reference is used before the next call (the vector may move).
+  deflaters_.push_back({window_bits, level, protocol::deflater(opts)});
+  return deflaters_.back().deflater;
+}
+
+protocol::inflater& loop_context::shared_inflater() {
+  if (!inflater_) {
+    // Window 15 inflates whatever window the client agreed to.
+    protocol::inflate_options opts;
+    opts.window_bits = protocol::k_max_window_bits;
+    opts.no_context_takeover = true;
+    opts.max_message_size = options().max_message_size;
+    inflater_ = std::make_unique<protocol::inflater>(opts);
+  }
+  return *inflater_;
+}
+
+void loop_context::trim(std::string& buffer) noexcept {
+  buffer.clear();
+  if (buffer.capacity() > k_keep_codec_buffer) std::string().swap(buffer);
 }
 
 void loop_context::begin_shutdown(bool graceful) {

@@ -20,6 +20,7 @@
 #include <switchboard/net/tcp_listener.hpp>
 #include <switchboard/protocol/http_head.hpp>
 #include <switchboard/protocol/message_reader.hpp>
+#include <switchboard/protocol/permessage_deflate.hpp>
 #include <switchboard/server/endpoint.hpp>
 #include <switchboard/server/http.hpp>
 #include <switchboard/server/options.hpp>
@@ -34,6 +35,15 @@ struct handshake_state {
   std::string head;   // the request head as received (views point here)
   std::string after;  // bytes received after the head (the first frames)
   protocol::upgrade_request info;  // the validated request; views into `head`
+};
+
+// A connection's own zlib state: dedicated mode (context takeover), or the
+// inflater of one compressed message being streamed to on_fragment in shared
+// mode (its pieces arrive over several reads, so the loop's shared inflater
+// cannot hold it). Each member allocates its zlib state on first use.
+struct connection_codec {
+  protocol::deflater deflate;
+  protocol::inflater inflate;
 };
 
 // What lives at one path.
@@ -84,8 +94,29 @@ class loop_context {
 
   handshake_state* acquire_handshake();
   void release_handshake(handshake_state* hs) noexcept;
-  protocol::message_reader* acquire_reader(bool streaming);
-  void release_reader(protocol::message_reader* reader, bool streaming) noexcept;
+  // Readers are pooled by kind: streaming or not, RSV1 allowed or not.
+  protocol::message_reader* acquire_reader(bool streaming, bool allow_rsv1);
+  void release_reader(protocol::message_reader* reader) noexcept;
+
+  // permessage-deflate state shared by the loop's connections (shared mode,
+  // and publishes): one deflater per (window, level) in use, one inflater
+  // (window 15, no context takeover, max_message_size), and the buffers they
+  // write into. REQUIRES: each buffer is used for one message at a time.
+  protocol::deflater& shared_deflater(std::uint8_t window_bits, std::uint8_t level);
+  protocol::inflater& shared_inflater();
+  std::string& deflate_buffer() noexcept { return deflate_buffer_; }
+  std::string& inflate_buffer() noexcept { return inflate_buffer_; }
+  // Frees a codec buffer that one large message grew (bounds the loop's idle memory).
+  static void trim(std::string& buffer) noexcept;
+  // Counts one compressed message (metrics, tests).
+  void count_compressed() noexcept {
+    compressed_messages_.store(compressed_messages_.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_relaxed);
+  }
+  // Any thread.
+  std::uint64_t compressed_messages() const noexcept {
+    return compressed_messages_.load(std::memory_order_relaxed);
+  }
   // A per-loop scratch string for heads and frames being written.
   std::string& scratch() noexcept { return scratch_; }
   // Milliseconds on the loop's clock, truncated to 32 bits (differences wrap).
@@ -94,8 +125,11 @@ class loop_context {
   bool subscribe(websocket& ws, std::string_view name);
   bool unsubscribe(websocket& ws, std::string_view name);
   void unsubscribe_all(websocket& ws) noexcept;
-  // Writes `framed` to every subscriber of `name` on this loop.
-  void deliver(std::string_view name, std::span<const std::byte> framed);
+  // Writes `framed` (a frame of `op` whose payload starts at `header_size`)
+  // to every subscriber of `name` on this loop; those that negotiated
+  // permessage-deflate get it compressed, once per (window, level).
+  void deliver(std::string_view name, protocol::opcode op, std::string_view framed,
+               std::size_t header_size);
 
   // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
   void complete_upgrade(connection_id id, int status, const std::string& text,
@@ -127,7 +161,24 @@ class loop_context {
   std::vector<websocket*> retired_;
   net::event_loop::hook_id free_hook_ = 0;
   std::vector<std::unique_ptr<handshake_state>> handshakes_;
-  std::vector<std::unique_ptr<protocol::message_reader>> readers_[2];
+  std::vector<std::unique_ptr<protocol::message_reader>> readers_[4];
+  struct keyed_deflater {
+    std::uint8_t window_bits;
+    std::uint8_t level;
+    protocol::deflater deflater;
+  };
+  std::vector<keyed_deflater> deflaters_;
+  std::unique_ptr<protocol::inflater> inflater_;
+  std::string deflate_buffer_;
+  std::string inflate_buffer_;
+  struct compressed_frame {
+    std::uint8_t window_bits;
+    std::uint8_t level;
+    bool ok;
+    std::string framed;
+  };
+  std::vector<compressed_frame> publish_frames_;  // deliver()'s per-call cache
+  std::atomic<std::uint64_t> compressed_messages_{0};
   std::string scratch_;
   std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;
   net::timer_node shutdown_timer_;

@@ -170,6 +170,12 @@ std::size_t server::publish(std::string_view topic, std::string_view payload, pr
   return detail::publish_to_loops(*core_, topic, payload, op);
 }
 
+std::uint64_t server::compressed_messages() const noexcept {
+  std::uint64_t total = 0;
+  for (const auto& ctx : core_->contexts) total += ctx->compressed_messages();
+  return total;
+}
+
 std::size_t server::connections() const noexcept {
   return core_->connections.load(std::memory_order_relaxed);
 }

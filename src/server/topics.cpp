@@ -66,13 +66,61 @@ void loop_context::unsubscribe_all(websocket& ws) noexcept {
   ws.topics_.reset();
 }
 
-void loop_context::deliver(std::string_view name, std::span<const std::byte> framed) {
+namespace {
+std::span<const std::byte> as_bytes(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+}  // namespace
+
+void loop_context::deliver(std::string_view name, protocol::opcode op, std::string_view framed,
+                           std::size_t header_size) {
   auto it = topics_.find(name);
   if (it == topics_.end()) return;
+  const std::string_view payload = framed.substr(header_size);
+  // Compressed lazily, once per (window, level) that a subscriber needs, with
+  // the loop's shared deflater: no context, so any subscriber that agreed to
+  // that window can take the same bytes (RFC 7692 §7.1.2.1).
+  publish_frames_.clear();
+  auto compressed = [&](std::uint8_t bits, std::uint8_t level) -> const compressed_frame& {
+    for (const auto& f : publish_frames_) {
+      if (f.window_bits == bits && f.level == level) return f;
+    }
+    std::string& body = deflate_buffer_;
+    body.clear();
+    compressed_frame f{bits, level, false, {}};
+    if (shared_deflater(bits, level).compress(payload, body) == protocol::error::none) {
+      protocol::frame_header h;
+      h.op = op;
+      h.rsv1 = true;  // the message's only frame (RFC 7692 §6.1)
+      h.length = body.size();
+      f.framed.resize(protocol::frame_header_size(body.size(), false));
+      protocol::encode_frame_header(h, f.framed.data());
+      f.framed.append(body);
+      f.ok = true;
+      count_compressed();
+    }
+    trim(body);
+    publish_frames_.push_back(std::move(f));
+    return publish_frames_.back();
+  };
   // Sends never retire a connection (errors surface on a later iteration), so
   // the list is stable while we walk it; index anyway, for safety.
   auto& subscribers = it->second.subscribers;
-  for (std::size_t i = 0; i < subscribers.size(); ++i) subscribers[i]->send_raw(framed);
+  for (std::size_t i = 0; i < subscribers.size(); ++i) {
+    websocket* ws = subscribers[i];
+    if (ws->wants_compression(payload.size())) {
+      const compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
+      if (f.ok) {
+        ws->send_raw(as_bytes(f.framed));
+        // The peer's window now holds this message and our dedicated
+        // deflater's does not: its next message must not refer back.
+        if (ws->deflate_takeover_ && ws->codec_) ws->codec_->deflate.reset();
+        continue;
+      }
+    }
+    ws->send_raw(as_bytes(framed));
+  }
+  publish_frames_.clear();
 }
 
 }  // namespace detail
@@ -98,9 +146,9 @@ std::size_t detail::publish_to_loops(detail::server_core& core, std::string_view
   std::size_t loops = 0;
   for (auto& ctx : core.contexts) {
     detail::loop_context* c = ctx.get();
-    auto deliver = [c, shared] {
-      c->deliver(shared->topic, {reinterpret_cast<const std::byte*>(shared->framed.data()),
-                                 shared->framed.size()});
+    const std::size_t header_size = protocol::frame_header_size(payload.size(), false);
+    auto deliver = [c, shared, op, header_size] {
+      c->deliver(shared->topic, op, shared->framed, header_size);
     };
     // On its own loop thread a publisher writes at once: its messages then keep
     // their order with its direct sends. Other loops get it through post(),

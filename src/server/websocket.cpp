@@ -61,7 +61,7 @@ websocket::~websocket() {
   if (has_handshake_) {
     ctx_->release_handshake(handshake_);
   } else if (reader_ != nullptr) {
-    ctx_->release_reader(reader_, behavior_->on_fragment != nullptr);
+    ctx_->release_reader(reader_);
   }
   if (behavior_ != nullptr && behavior_->destroy_user_data != nullptr) {
     behavior_->destroy_user_data(user_data());
@@ -106,7 +106,7 @@ void websocket::on_data(net::tcp_stream&, std::span<std::byte> data) {
 void websocket::on_frames(std::span<char> input) {
   const bool streaming = behavior_->on_fragment != nullptr;
   const bool fresh = reader_ == nullptr;
-  if (fresh) reader_ = ctx_->acquire_reader(streaming);
+  if (fresh) reader_ = ctx_->acquire_reader(streaming, deflate_);
   const bool single_control = fresh && is_single_control_frame(input);
   bool clean = false;  // the reader holds no partial frame or message
   for (;;) {
@@ -114,21 +114,31 @@ void websocket::on_frames(std::span<char> input) {
     switch (ev.kind) {
       case event_kind::need_more:
         if (clean) {
-          ctx_->release_reader(reader_, streaming);
+          ctx_->release_reader(reader_);
           reader_ = nullptr;
         }
         return;
       case event_kind::message:
         clean = input.empty();
         // After our close frame, data is discarded (RFC 6455 §1.4).
-        if (state_ == state::open && behavior_->on_message) {
-          behavior_->on_message(*this, ev.payload, ev.op);
+        if (state_ == state::open) {
+          if (ev.compressed) {
+            if (!on_compressed(ev)) return;  // failed: inflate error
+          } else if (behavior_->on_message) {
+            behavior_->on_message(*this, ev.payload, ev.op);
+          }
         }
         if (reader_ != nullptr) reader_->shrink_buffer(k_keep_reader_buffer);
         break;
       case event_kind::message_part:
         clean = ev.last && input.empty();
-        if (state_ == state::open) behavior_->on_fragment(*this, ev.payload, ev.op, ev.first, ev.last);
+        if (state_ == state::open) {
+          if (ev.compressed) {
+            on_compressed_part(ev);
+          } else {
+            behavior_->on_fragment(*this, ev.payload, ev.op, ev.first, ev.last);
+          }
+        }
         break;
       case event_kind::ping:
         clean = single_control;
@@ -156,6 +166,110 @@ void websocket::on_frames(std::span<char> input) {
     // A callback may have closed or terminated the connection.
     if (state_ != state::open && state_ != state::closing) return;
   }
+}
+
+// --- permessage-deflate (RFC 7692) -------------------------------------------
+
+detail::connection_codec& websocket::codec() {
+  if (!codec_) {
+    // Windows and takeover as agreed in the upgrade; zlib state comes later,
+    // on each member's first message.
+    const compression_options& c = behavior_->compression;
+    protocol::deflate_options d;
+    d.window_bits = deflate_window_;
+    d.mem_level = c.mem_level;
+    d.level = c.level;
+    d.no_context_takeover = !deflate_takeover_;
+    protocol::inflate_options i;
+    i.window_bits = inflate_window_;
+    i.no_context_takeover = !inflate_takeover_;
+    i.max_message_size = ctx_->options().max_message_size;
+    codec_ = std::make_unique<detail::connection_codec>(
+        detail::connection_codec{protocol::deflater(d), protocol::inflater(i)});
+  }
+  return *codec_;
+}
+
+std::size_t websocket::compression_memory() const noexcept {
+  if (!codec_) return 0;
+  return sizeof(detail::connection_codec) + codec_->deflate.memory_bytes() +
+         codec_->inflate.memory_bytes();
+}
+
+bool websocket::on_compressed(const protocol::reader_event& ev) {
+  // The whole message is here: the loop's inflater serves it unless the
+  // client keeps its context between messages (then only ours has it).
+  protocol::inflater& inf = inflate_takeover_ ? codec().inflate : ctx_->shared_inflater();
+  std::string& out = ctx_->inflate_buffer();
+  out.clear();
+  // The inflater stops at max_message_size + 1 bytes (bombs: 1009), and
+  // checks UTF-8 of text as it inflates (1007); corrupt data is 1007 too.
+  const protocol::error err =
+      ev.op == opcode::text ? inf.inflate_text(ev.payload, out) : inf.inflate(ev.payload, out);
+  if (err != protocol::error::none) {
+    detail::loop_context::trim(out);
+    fail(err);
+    return false;
+  }
+  if (behavior_->on_message) behavior_->on_message(*this, out, ev.op);
+  detail::loop_context::trim(out);
+  return true;
+}
+
+void websocket::on_compressed_part(const protocol::reader_event& ev) {
+  // Pieces of one message arrive over several reads, interleaved with other
+  // connections' messages: a shared inflater cannot hold it, so the message
+  // gets the connection's own (freed at its end unless the context is kept).
+  detail::connection_codec& c = codec();
+  if (ev.first) c.inflate.begin_message(ev.op == opcode::text);
+  std::string& out = ctx_->inflate_buffer();
+  out.clear();
+  protocol::error err = c.inflate.write(ev.payload, out);
+  if (err == protocol::error::none && ev.last) err = c.inflate.finish(out);
+  if (err != protocol::error::none) {
+    detail::loop_context::trim(out);
+    fail(err);
+    return;
+  }
+  behavior_->on_fragment(*this, out, ev.op, ev.first, ev.last);
+  detail::loop_context::trim(out);
+  if (ev.last && !inflate_takeover_) {
+    if (deflate_takeover_) {
+      codec_->inflate.release();
+    } else {
+      codec_.reset();  // shared mode: nothing per connection between messages
+    }
+  }
+}
+
+bool websocket::wants_compression(std::size_t size) const noexcept {
+  return deflate_ && protocol::should_compress(size, behavior_->compression.threshold);
+}
+
+send_status websocket::send_compressed(opcode op, std::string_view payload) {
+  if (state_ != state::open) return send_status::dropped;
+  if (over_backpressure()) return send_status::dropped;
+  const compression_options& c = behavior_->compression;
+  protocol::deflater& d =
+      deflate_takeover_ ? codec().deflate : ctx_->shared_deflater(deflate_window_, c.level);
+  std::string& out = ctx_->deflate_buffer();
+  out.clear();
+  if (d.compress(payload, out) != protocol::error::none) {
+    // zlib could not get memory. RSV1 is chosen per message (RFC 7692 §6),
+    // so the message still goes out, uncompressed; the deflater was reset.
+    detail::loop_context::trim(out);
+    return send_frame(op, payload);
+  }
+  ctx_->count_compressed();
+  char header[protocol::k_max_frame_header_size];
+  protocol::frame_header h;
+  h.op = op;
+  h.rsv1 = true;  // the only (so first) frame of a compressed message (RFC 7692 §6.1)
+  h.length = out.size();
+  const std::size_t n = protocol::encode_frame_header(h, header);
+  const auto status = stream_.send({bytes_of(header, n), bytes_of(out.data(), out.size())});
+  detail::loop_context::trim(out);
+  return from_net(status);
 }
 
 void websocket::on_peer_close(std::uint16_t code, std::string_view reason) {
@@ -198,6 +312,7 @@ void websocket::notify_close(std::uint16_t code, std::string_view reason) {
 
 send_status websocket::send(std::string_view payload, opcode op) {
   assert(op == opcode::text || op == opcode::binary);
+  if (wants_compression(payload.size())) return send_compressed(op, payload);
   return send_frame(op, payload);
 }
 
@@ -341,6 +456,10 @@ void websocket::on_timer() {
         return;
       }
     } else if (now - last_receive_ >= interval) {
+      // Quiet for a while: drop our compression history (~262 KiB). The
+      // next message starts afresh, which any peer decodes (a sender may
+      // always stop referring to its history); the inflater must stay.
+      if (codec_ && deflate_takeover_) codec_->deflate.release();
       ping();
       awaiting_pong_ = true;
       ping_sent_ = now;

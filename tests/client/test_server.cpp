@@ -110,13 +110,19 @@ peer_event server_peer::next() {
     const protocol::reader_event event = reader_.next(input);
     const std::size_t used = rx_.size() - input.size();
     if (event.kind != protocol::event_kind::need_more) {
-      peer_event out{event.kind, event.op, event.code, std::string(event.payload)};
+      peer_event out{event.kind, event.op, event.code, std::string(event.payload),
+                     event.compressed};
       rx_.erase(0, used);
       return out;
     }
     rx_.clear();  // need_more: the reader kept any partial frame
     if (!fill()) return {};
   }
+}
+
+void server_peer::allow_rsv1() {
+  reader_ = protocol::message_reader(
+      protocol::reader_options{protocol::role::server, 64 * 1024 * 1024, false, true});
 }
 
 bool server_peer::wait_eof(std::chrono::milliseconds limit) {

@@ -28,6 +28,7 @@ struct peer_event {
   protocol::opcode op = protocol::opcode::continuation;
   std::uint16_t code = 0;
   std::string payload;
+  bool compressed = false;  // RSV1 (only after allow_rsv1())
 };
 
 // One accepted connection, blocking, with 5 s receive timeouts.
@@ -57,6 +58,8 @@ class server_peer {
   peer_event next();
   // True if the client closes TCP within `limit` (data before EOF is discarded).
   bool wait_eof(std::chrono::milliseconds limit = std::chrono::seconds(5));
+  // Accept RSV1 from the client from now on (permessage-deflate answered).
+  void allow_rsv1();
   // Closes our side now.
   void close() { fd_.reset(); }
 

@@ -153,13 +153,15 @@ std::string ws_client::http_exchange(std::string_view request) {
   return out;
 }
 
-bool ws_client::send_frame(protocol::opcode op, std::string_view payload, bool fin, bool masked) {
+bool ws_client::send_frame(protocol::opcode op, std::string_view payload, bool fin, bool masked,
+                           bool rsv1) {
   std::string frame;
   if (masked) {
-    protocol::message_writer(protocol::role::client).append_frame(frame, op, payload, fin);
+    protocol::message_writer(protocol::role::client).append_frame(frame, op, payload, fin, rsv1);
   } else {
     protocol::frame_header h;
     h.fin = fin;
+    h.rsv1 = rsv1;
     h.op = op;
     h.length = payload.size();
     frame.resize(protocol::frame_header_size(payload.size(), false));
@@ -167,6 +169,12 @@ bool ws_client::send_frame(protocol::opcode op, std::string_view payload, bool f
     frame.append(payload);
   }
   return send_raw(frame);
+}
+
+void ws_client::allow_rsv1() {
+  protocol::reader_options o = client_reader_options();
+  o.allow_rsv1 = true;
+  reader_ = protocol::message_reader(o);
 }
 
 bool ws_client::send_close(std::uint16_t code, std::string_view reason) {
@@ -182,7 +190,7 @@ received ws_client::next() {
     const protocol::reader_event ev = reader_.next(input);
     used_ += before - input.size();
     if (ev.kind != protocol::event_kind::need_more) {
-      received r{ev.kind, ev.op, ev.code, ev.err, std::string(ev.payload)};
+      received r{ev.kind, ev.op, ev.code, ev.err, std::string(ev.payload), ev.compressed};
       return r;
     }
     buffer_.clear();

@@ -87,6 +87,7 @@ struct received {
   std::uint16_t code = 0;
   protocol::error err = protocol::error::none;
   std::string payload;
+  bool compressed = false;  // RSV1 was set (only after allow_rsv1())
 };
 
 // A blocking client socket with a receive timeout (so no read can hang).
@@ -109,9 +110,12 @@ class ws_client {
   // Reads an HTTP response (head and whatever follows until EOF) to a raw request.
   std::string http_exchange(std::string_view request);
 
-  // Sends one masked frame (or an unmasked one when `masked` is false).
+  // Sends one masked frame (or an unmasked one when `masked` is false),
+  // with RSV1 when `rsv1`.
   bool send_frame(protocol::opcode op, std::string_view payload, bool fin = true,
-                  bool masked = true);
+                  bool masked = true, bool rsv1 = false);
+  // Accept RSV1 from the server from now on (permessage-deflate negotiated).
+  void allow_rsv1();
   bool send_message(protocol::opcode op, std::string_view payload) {
     return send_frame(op, payload);
   }

@@ -26,6 +26,7 @@
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/protocol/http_head.hpp>
+#include <switchboard/server/compression.hpp>
 #include <switchboard/server/websocket.hpp>
 
 namespace switchboard::server {
@@ -56,6 +57,10 @@ struct ws_behavior {
   // ours if we failed it, 1006 if TCP went away without a close frame. Called
   // once for every connection that reached on_open. Sends are dropped here.
   std::function<void(websocket& ws, std::uint16_t code, std::string_view reason)> on_close;
+
+  // permessage-deflate for this endpoint (compression.hpp): off by default.
+  // Messages reach on_message / on_fragment inflated; send() compresses.
+  compression_options compression;
 
   // Per-connection user data of type T, stored inline in the connection
   // (no extra allocation), default-constructed before on_upgrade, destroyed

@@ -83,11 +83,17 @@ class server {
   bool close(connection_id id, std::uint16_t code = 1000, std::string reason = {});
 
   // Publishes to every subscriber of `topic` on every loop. The message is
-  // framed once and the same bytes are written to each subscriber. Messages
+  // framed once and the same bytes are written to each subscriber; for
+  // subscribers that negotiated permessage-deflate it is compressed once per
+  // loop (per window size in use) and those bytes are shared. Messages
   // one thread publishes arrive at each subscriber in order. Returns the
   // number of loops it was handed to.
   std::size_t publish(std::string_view topic, std::string_view payload,
                       protocol::opcode op = protocol::opcode::binary);
+
+  // Messages compressed so far (permessage-deflate), server-wide: each
+  // compressed send counts one, each publish one per loop and window size.
+  std::uint64_t compressed_messages() const noexcept;
 
   // WebSocket connections open now (upgraded or upgrading), server-wide.
   std::size_t connections() const noexcept;

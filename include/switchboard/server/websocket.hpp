@@ -36,6 +36,7 @@ struct ws_behavior;
 namespace detail {
 class loop_context;
 struct handshake_state;
+struct connection_codec;
 struct topic;
 }  // namespace detail
 
@@ -60,7 +61,9 @@ class websocket final : private net::stream_handler {
   websocket(const websocket&) = delete;
   websocket& operator=(const websocket&) = delete;
 
-  // Sends one data message (RFC 6455 §5.6) as a single unmasked frame.
+  // Sends one data message (RFC 6455 §5.6) as a single unmasked frame,
+  // compressed (RSV1) when permessage-deflate was negotiated and the payload
+  // is at least the endpoint's compression threshold.
   // op: text (payload must be UTF-8, asserted nowhere — the caller's contract)
   // or binary. Returns dropped if the connection is not open (closing
   // included) or its queue is over max_backpressure (then, with the close
@@ -90,6 +93,11 @@ class websocket final : private net::stream_handler {
 
   // Bytes accepted by send and not yet taken by the kernel.
   std::size_t buffered_amount() const noexcept { return stream_.buffered_bytes(); }
+  // True if permessage-deflate was negotiated for this connection.
+  bool compressed() const noexcept { return deflate_; }
+  // Heap bytes of this connection's own zlib state (dedicated mode; always 0
+  // in shared mode, whose state belongs to the loop).
+  std::size_t compression_memory() const noexcept;
   // True between on_open and the start of the close handshake.
   bool is_open() const noexcept { return state_ == state::open; }
   // For server::send() / server::close() from other threads.
@@ -135,10 +143,15 @@ class websocket final : private net::stream_handler {
 
   // websocket.cpp
   void on_frames(std::span<char> input);
+  bool on_compressed(const protocol::reader_event& ev);
+  void on_compressed_part(const protocol::reader_event& ev);
+  detail::connection_codec& codec();
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void fail(protocol::error err);
   send_status send_frame(protocol::opcode op, std::string_view payload);
   send_status send_raw(std::span<const std::byte> framed);
+  send_status send_compressed(protocol::opcode op, std::string_view payload);
+  bool wants_compression(std::size_t size) const noexcept;
   bool over_backpressure();
   void linger(bool wait_for_fin);
   void after_flush() noexcept;
@@ -160,6 +173,10 @@ class websocket final : private net::stream_handler {
     protocol::message_reader* reader_;
   };
   std::unique_ptr<std::vector<detail::topic*>> topics_;  // null until the first subscribe
+  // Dedicated compression state (and, in shared mode, the inflater of a
+  // streamed compressed message); null otherwise, so shared-mode and
+  // uncompressed connections hold no zlib state.
+  std::unique_ptr<detail::connection_codec> codec_;
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint32_t last_receive_ = 0;  // now_ms() of the last bytes received
@@ -171,8 +188,14 @@ class websocket final : private net::stream_handler {
   bool close_pending_ : 1 = false;  // on_open ran, on_close not yet
   bool linger_armed_ : 1 = false;   // the linger deadline is scheduled
   bool write_shut_ : 1 = false;     // shutdown(SHUT_WR) done
-  bool wait_for_fin_ : 1 = false;
-  bool has_handshake_ : 1 = false;  // handshake_ (not reader_) is the live member   // lingering: half-close and wait for the peer's FIN
+  bool wait_for_fin_ : 1 = false;  // lingering: half-close and wait for the peer's FIN
+  bool has_handshake_ : 1 = false;  // handshake_ (not reader_) is the live member
+  // permessage-deflate, as agreed in the upgrade (RFC 7692):
+  bool deflate_ : 1 = false;           // negotiated
+  bool deflate_takeover_ : 1 = false;  // we keep our compression context: dedicated deflater
+  bool inflate_takeover_ : 1 = false;  // the client keeps its context: dedicated inflater
+  std::uint8_t deflate_window_ : 4 = 15;  // our agreed window, 9-15
+  std::uint8_t inflate_window_ : 4 = 15;  // the client's agreed window, 9-15
 };
 
 }  // namespace switchboard::server
