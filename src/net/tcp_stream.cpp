@@ -6,17 +6,36 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <new>
 
 #include "switchboard/net/tcp_socket.hpp"
 
 namespace switchboard::net {
-namespace {
 
-// Under sustained backpressure the written prefix of the pending buffer is
-// dropped once it is both this large and more than half the buffer.
-constexpr std::size_t k_compact_min = std::size_t{64} * 1024;
+// The bytes the kernel refused, from `head` (the first one not yet written) to
+// `size`, in the `capacity` bytes that follow this header in the same block.
+// It exists only while write_blocked(): created when a write comes up short,
+// freed as soon as the socket has taken the last byte (or on failure, close).
+struct tcp_stream::backlog {
+  std::size_t head;
+  std::size_t size;
+  std::size_t capacity;
 
-}  // namespace
+  [[nodiscard]] std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+  [[nodiscard]] std::size_t unwritten() const noexcept { return size - head; }
+
+  // Header and room for `capacity` bytes (none written yet).
+  static backlog* allocate(std::size_t capacity) {
+    void* memory = ::operator new(sizeof(backlog) + capacity);
+    return ::new (memory) backlog{0, 0, capacity};
+  }
+};
+
+void tcp_stream::backlog_deleter::operator()(backlog* b) const noexcept {
+  b->~backlog();
+  ::operator delete(static_cast<void*>(b));
+}
 
 void stream_handler::on_drained(tcp_stream& /*stream*/) {}
 
@@ -30,9 +49,9 @@ tcp_stream::~tcp_stream() {
 std::error_code tcp_stream::open(unique_fd socket) {
   assert(!is_open() && "tcp_stream::open on an open stream");
   assert(loop_->in_loop_thread());
-  failure_.clear();
-  interest_ = EPOLLIN | EPOLLRDHUP;
-  if (auto error = loop_->add(socket.get(), interest_, *this)) return error;
+  failure_ = 0;
+  want_write_ = 0;
+  if (auto error = loop_->add(socket.get(), EPOLLIN | EPOLLRDHUP, *this)) return error;
   fd_ = std::move(socket);
   return {};
 }
@@ -41,14 +60,14 @@ void tcp_stream::close() noexcept {
   if (!is_open()) return;
   loop_->remove(fd_.get(), *this);
   loop_->cork().discard(*this);
-  std::vector<std::byte>().swap(pending_);
-  pending_head_ = 0;
-  failure_.clear();
+  backlog_.reset();
+  failure_ = 0;
+  want_write_ = 0;
   fd_.reset();
 }
 
 std::size_t tcp_stream::buffered_bytes() const noexcept {
-  return write_cork::corked_bytes(*this) + (pending_.size() - pending_head_);
+  return write_cork::corked_bytes(*this) + (backlog_ ? backlog_->unwritten() : 0);
 }
 
 send_status tcp_stream::send(std::span<const std::byte> data) {
@@ -61,20 +80,25 @@ send_status tcp_stream::send(std::initializer_list<std::span<const std::byte>> p
 }
 
 send_status tcp_stream::status_after_write() const noexcept {
-  if (failure_) return send_status::dropped;
+  if (failed()) return send_status::dropped;
   return write_blocked() ? send_status::backpressure : send_status::ok;
 }
 
 send_status tcp_stream::send_parts(std::span<const std::span<const std::byte>> parts) {
   assert(loop_->in_loop_thread() && "tcp_stream::send called from another thread");
-  if (!is_open() || failure_) return send_status::dropped;
-  if (write_blocked()) {
-    // The kernel has not taken earlier bytes yet: these queue behind them.
-    for (const auto& part : parts) pending_.insert(pending_.end(), part.begin(), part.end());
-    return send_status::backpressure;
-  }
+  if (!is_open() || failed()) return send_status::dropped;
   std::size_t total = 0;
   for (const auto& part : parts) total += part.size();
+  if (write_blocked()) {
+    // The kernel has not taken earlier bytes yet: these queue behind them.
+    std::byte* out = backlog_append_space(total);
+    for (const auto& part : parts) {
+      if (part.empty()) continue;
+      std::memcpy(out, part.data(), part.size());
+      out += part.size();
+    }
+    return send_status::backpressure;
+  }
   if (total >= k_direct_write_min) {
     // Large: write it now, behind what this stream corked earlier in the
     // iteration, instead of copying it into the arena.
@@ -87,8 +111,31 @@ send_status tcp_stream::send_parts(std::span<const std::span<const std::byte>> p
   return send_status::ok;
 }
 
+std::byte* tcp_stream::backlog_append_space(std::size_t size) {
+  backlog* b = backlog_.get();
+  assert(b != nullptr);
+  if (b->capacity - b->size < size) {
+    const std::size_t live = b->unwritten();
+    if (live + size <= b->capacity && b->head >= live) {
+      // Enough room once the written prefix is dropped, and moving the live
+      // bytes costs no more than what was written since they last moved.
+      std::memmove(b->bytes(), b->bytes() + b->head, live);
+    } else {
+      backlog* grown = backlog::allocate(std::max(live + size, 2 * b->capacity));
+      std::memcpy(grown->bytes(), b->bytes() + b->head, live);
+      backlog_.reset(grown);
+      b = grown;
+    }
+    b->head = 0;
+    b->size = live;
+  }
+  std::byte* out = b->bytes() + b->size;
+  b->size += size;
+  return out;
+}
+
 void tcp_stream::flush_corked(std::span<const iovec> data, std::size_t total) {
-  if (failure_) return;  // already failed: the bytes are dropped
+  if (failed()) return;  // already failed: the bytes are dropped
   write_or_buffer(data, total);
 }
 
@@ -110,38 +157,45 @@ void tcp_stream::write_or_buffer(std::span<const iovec> data, std::size_t total)
     index += chunk.size();
   }
   if (written < total) {
-    pending_.reserve(total - written);
-    keep_unwritten(data, written);
+    keep_unwritten(data, written, total);
     set_write_interest(true);
   }
 }
 
-void tcp_stream::keep_unwritten(std::span<const iovec> data, std::size_t written) {
+void tcp_stream::keep_unwritten(std::span<const iovec> data, std::size_t written,
+                                std::size_t total) {
+  backlog_.reset(backlog::allocate(total - written));
+  std::byte* out = backlog_->bytes();
   std::size_t skip = written;
   for (const iovec& v : data) {
     if (skip >= v.iov_len) {
       skip -= v.iov_len;
       continue;
     }
-    const auto* base = static_cast<const std::byte*>(v.iov_base);
-    pending_.insert(pending_.end(), base + skip, base + v.iov_len);
+    const std::size_t n = v.iov_len - skip;
+    std::memcpy(out, static_cast<const std::byte*>(v.iov_base) + skip, n);
+    out += n;
     skip = 0;
   }
+  backlog_->size = static_cast<std::size_t>(out - backlog_->bytes());
+  assert(backlog_->size == total - written);
 }
 
 void tcp_stream::set_write_interest(bool on) {
-  const std::uint32_t wanted = on ? (interest_ | EPOLLOUT) : (interest_ & ~std::uint32_t{EPOLLOUT});
-  if (wanted == interest_) return;
-  if (auto error = loop_->modify(fd_.get(), wanted, *this)) return fail(error);
-  interest_ = wanted;
+  if (want_write_ == (on ? 1u : 0u)) return;
+  const std::uint32_t events = EPOLLIN | EPOLLRDHUP | (on ? std::uint32_t{EPOLLOUT} : 0);
+  if (auto error = loop_->modify(fd_.get(), events, *this)) return fail(error);
+  want_write_ = on ? 1 : 0;
 }
 
 void tcp_stream::fail(std::error_code error) noexcept {
-  if (failure_) return;
-  failure_ = error;
+  if (failed()) return;
+  // Every error recorded here is an errno from a system call: it is kept as
+  // the number and rebuilt with errno_code() when reported.
+  assert(error.category() == std::system_category() && error.value() > 0);
+  failure_ = static_cast<std::uint32_t>(error.value()) & 0x7fff'ffffu;
   loop_->cork().discard(*this);
-  std::vector<std::byte>().swap(pending_);
-  pending_head_ = 0;
+  backlog_.reset();
   // Do not call back from here (we are inside send() or the cork flush).
   // Shutting the socket down makes epoll report EPOLLHUP for it on the next
   // iteration, whatever the interest set; on_events then reports `error`.
@@ -149,22 +203,18 @@ void tcp_stream::fail(std::error_code error) noexcept {
 }
 
 bool tcp_stream::write_pending() {
-  const std::span<const std::byte> rest(pending_.data() + pending_head_,
-                                        pending_.size() - pending_head_);
-  const io_result result = write_some(fd_.get(), rest);
+  backlog& b = *backlog_;
+  const io_result result = write_some(fd_.get(), std::span<const std::byte>(b.bytes() + b.head,
+                                                                           b.unwritten()));
   if (result.error) {
     if (result.would_block()) return true;
     close_and_notify(result.error);
     return false;
   }
-  pending_head_ += result.bytes;
-  if (pending_head_ == pending_.size()) {
-    std::vector<std::byte>().swap(pending_);  // an idle stream keeps no buffer
-    pending_head_ = 0;
+  b.head += result.bytes;
+  if (b.head == b.size) {
+    backlog_.reset();  // an idle stream keeps no buffer
     set_write_interest(false);
-  } else if (pending_head_ >= k_compact_min && pending_head_ > pending_.size() / 2) {
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
-    pending_head_ = 0;
   }
   return true;
 }
@@ -176,7 +226,7 @@ void tcp_stream::close_and_notify(std::error_code error) {
 }
 
 void tcp_stream::on_events(std::uint32_t events) {
-  if (failure_) return close_and_notify(failure_);
+  if (failed()) return close_and_notify(errno_code(static_cast<int>(failure_)));
   detail::lifetime_flag::scope alive(lifetime_);
 
   if ((events & EPOLLOUT) != 0 && write_blocked()) {
@@ -189,7 +239,7 @@ void tcp_stream::on_events(std::uint32_t events) {
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) return;
   // A send from on_drained may have failed; reading a shut-down socket would
   // report a clean end of stream instead of the error.
-  if (failure_) return close_and_notify(failure_);
+  if (failed()) return close_and_notify(errno_code(static_cast<int>(failure_)));
 
   const std::span<std::byte> buffer = loop_->recv_buffer();
   const io_result result = read_some(fd_.get(), buffer);
@@ -197,5 +247,7 @@ void tcp_stream::on_events(std::uint32_t events) {
   if (!result.error) return close_and_notify({});  // orderly end of stream
   if (!result.would_block()) close_and_notify(result.error);
 }
+
+static_assert(sizeof(tcp_stream) <= 80, "an idle tcp_stream should stay within 80 bytes");
 
 }  // namespace switchboard::net

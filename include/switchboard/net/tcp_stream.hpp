@@ -18,6 +18,10 @@
 // the kernel; a server enforces its cap by checking it. The buffer's memory is
 // released once drained, so an idle stream owns no buffer.
 //
+// Memory. The refused bytes and their bookkeeping are one heap block that
+// exists only while write_blocked(); a pending write error is kept as its errno
+// value. An open, idle stream is 80 bytes and owns no heap memory.
+//
 // Errors. A write error (EPIPE, ECONNRESET, ...) never calls back from inside
 // send() or the cork flush: the stream records it, drops its buffered bytes,
 // shuts the socket down — which makes epoll report it — and on the next
@@ -29,10 +33,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <span>
 #include <system_error>
-#include <vector>
 
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/io_handler.hpp"
@@ -97,31 +102,44 @@ class tcp_stream final : private io_handler, private cork_sink {
   // Bytes accepted by send() and not yet taken by the kernel (corked + refused).
   [[nodiscard]] std::size_t buffered_bytes() const noexcept;
   // True while bytes refused by the kernel wait for EPOLLOUT.
-  [[nodiscard]] bool write_blocked() const noexcept { return pending_head_ < pending_.size(); }
+  [[nodiscard]] bool write_blocked() const noexcept { return backlog_ != nullptr; }
 
   // Closes the socket now; buffered bytes are dropped; no on_close. Idempotent.
   void close() noexcept;
 
  private:
+  // What the kernel refused, in one allocation that exists only while bytes
+  // wait for EPOLLOUT (defined in tcp_stream.cpp).
+  struct backlog;
+  struct backlog_deleter {
+    void operator()(backlog* b) const noexcept;
+  };
+
   void on_events(std::uint32_t events) override;
   void flush_corked(std::span<const iovec> data, std::size_t total) override;
 
   send_status send_parts(std::span<const std::span<const std::byte>> parts);
   void write_or_buffer(std::span<const iovec> data, std::size_t total);
-  void keep_unwritten(std::span<const iovec> data, std::size_t written);
+  void keep_unwritten(std::span<const iovec> data, std::size_t written, std::size_t total);
+  std::byte* backlog_append_space(std::size_t size);  // room for `size` more bytes, to fill
   [[nodiscard]] bool write_pending();  // false if the stream closed and notified
   void set_write_interest(bool on);
   void fail(std::error_code error) noexcept;
   void close_and_notify(std::error_code error);
   [[nodiscard]] send_status status_after_write() const noexcept;
+  [[nodiscard]] bool failed() const noexcept { return failure_ != 0; }
 
+  // An idle stream is 80 bytes: the two vtable pointers, the cork links, these
+  // fields and no buffer. Backpressure state lives behind backlog_.
   event_loop* loop_;
   stream_handler* handler_;
   unique_fd fd_;
-  std::uint32_t interest_ = 0;
-  std::vector<std::byte> pending_;  // refused by the kernel; written from pending_head_
-  std::size_t pending_head_ = 0;
-  std::error_code failure_;  // a write error waiting to be reported
+  // Packed into the word after fd_: a write error waiting to be reported (its
+  // errno value, 0 for none; every error here comes from a system call) and
+  // whether EPOLLOUT is in the interest set (EPOLLIN | EPOLLRDHUP always are).
+  std::uint32_t failure_ : 31 = 0;
+  std::uint32_t want_write_ : 1 = 0;
+  std::unique_ptr<backlog, backlog_deleter> backlog_;  // non-null iff write_blocked()
   detail::lifetime_flag lifetime_;
 };
 
