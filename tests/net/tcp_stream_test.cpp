@@ -342,7 +342,7 @@ TEST_F(tcp_stream_test, CloseFromOnDataStopsFurtherCallbacks) {
 
 TEST_F(tcp_stream_test, AnIdleStreamIsSmall) {
   // Everything per connection in this layer; the buffers are per loop.
-  EXPECT_LE(sizeof(tcp_stream), 128u) << "sizeof(tcp_stream) = " << sizeof(tcp_stream);
+  EXPECT_LE(sizeof(tcp_stream), 80u) << "sizeof(tcp_stream) = " << sizeof(tcp_stream);
 }
 
 }  // namespace
