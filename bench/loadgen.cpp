@@ -3,9 +3,10 @@
 // idle connections open so the server's memory per connection can be read.
 //
 // One net::event_loop per thread (net::loop_group), connections spread over
-// them round-robin; each connection is a client_connection below. Frames are
-// written by protocol::message_writer(role::client) — so every frame is masked
-// with a fresh key, as a real client's — and read by message_reader.
+// them round-robin; each connection is a client_connection
+// (loadgen_connection.hpp). Frames are written by
+// protocol::message_writer(role::client) — so every frame is masked with a
+// fresh key, as a real client's — and read by message_reader.
 //
 // Timeline: connect everything (at most k_max_pending_per_loop handshakes in
 // flight per loop, so the server's accept backlog never overflows), then
@@ -20,487 +21,78 @@
 // where the server agrees, compresses every message sent and inflates every
 // compressed echo (loadgen_deflate.hpp), counting bytes on the wire against
 // payload bytes in both directions for the compression ratio.
-#include <netinet/in.h>
+//
+// wss:// URLs run every mode over TLS (net::transport; loadgen_connection.hpp):
+// one tls_context::client per loop thread, verifying the server's certificate
+// against --ca-file for the URL's address, or not at all with --insecure.
+// Connections and the per-thread worker live in loadgen_connection.*; this
+// file runs the phases and prints the report.
 #include <sys/resource.h>
-#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <deque>
-#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "loadgen_deflate.hpp"
+#include "loadgen_connection.hpp"
 #include "loadgen_options.hpp"
 #include "loadgen_report.hpp"
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/loop_group.hpp"
-#include "switchboard/net/tcp_socket.hpp"
-#include "switchboard/net/tcp_stream.hpp"
-#include "switchboard/protocol/handshake.hpp"
-#include "switchboard/protocol/http_head.hpp"
-#include "switchboard/protocol/message_reader.hpp"
-#include "switchboard/protocol/message_writer.hpp"
+#include "switchboard/net/tls_context.hpp"
 
 namespace switchboard::bench {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Handshakes in flight per loop: well under the usual accept backlog (1024+).
-constexpr std::size_t k_max_pending_per_loop = 256;
-// How long a connect-storm connection waits for the server to close TCP.
-constexpr auto k_close_timeout = 2000ms;
-// Delay before a connect-storm connection retries after a failure.
-constexpr auto k_retry_delay = 10ms;
-// Different JSON messages per loop (--payload json), sent in turn.
-constexpr std::size_t k_json_payloads = 64;
-
-std::int64_t now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+// CPU seconds (user + system) this process has used so far, all threads.
+double own_cpu_s() {
+  rusage usage{};
+  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-// Written by main(), read by every loop thread.
-struct shared_state {
-  std::atomic<std::int64_t> window_start{std::numeric_limits<std::int64_t>::max()};
-  std::atomic<std::int64_t> window_end{std::numeric_limits<std::int64_t>::max()};
-  std::atomic<bool> stopping{false};
-  std::atomic<std::uint64_t> established{0};  // first successful open of each connection
-  std::atomic<std::uint64_t> given_up{0};     // connections that will never open (echo, idle)
-};
-
-class client_connection;
-
-// Everything one loop thread shares between its connections.
-struct worker {
-  worker(net::event_loop& l, const loadgen_options& o, shared_state& s, std::uint32_t index)
-      : loop(l),
-        options(o),
-        shared(s),
-        payloads(o.payload == payload_kind::json
-                     ? make_json_payloads(o.size, k_json_payloads, 1 + index)
-                     : std::vector<std::string>{std::string(o.size, 'x')}),
-        op(o.payload == payload_kind::json ? protocol::opcode::text : protocol::opcode::binary),
-        offer(client_offer(o.offer)),
-        offer_header(protocol::write_deflate_offer(offer)),
-        scratch(protocol::message_writer::max_frame_size(o.size) + 256) {}
-  void start_all();
-  void start_traffic();       // echo mode: every open connection starts sending
-  void handshake_finished();  // frees a pending slot and starts queued connections
-
-  net::event_loop& loop;
-  const loadgen_options& options;
-  shared_state& shared;
-  std::vector<std::string> payloads;  // sent in turn by each connection
-  protocol::opcode op;
-  protocol::deflate_client_options offer;  // sent when options.deflate
-  protocol::deflate_header offer_header;
-  deflate_codecs codecs;
-  std::vector<char> scratch;  // frames are written here, then copied into the cork
-  std::string request;        // the upgrade request being written
-  protocol::response_parser parser;
-  protocol::message_writer writer{protocol::role::client};
-  std::vector<std::unique_ptr<client_connection>> connections;
-  std::deque<client_connection*> queued;  // waiting for a handshake slot
-  std::size_t pending = 0;
-  bool traffic = false;  // echo traffic has started (after every connection opened)
-  loop_stats stats;
-};
-
-class client_connection final : private net::io_handler, private net::stream_handler {
- public:
-  client_connection(worker& w, const net::endpoint* source)
-      : w_(w),
-        source_(source),
-        stream_(w.loop, *this),
-        reader_(protocol::reader_options{.role = protocol::role::client,
-                                         .max_message_size = 1ULL << 30,
-                                         .allow_rsv1 = w.options.deflate}),
-        sent_at_(w.options.inflight),
-        sent_index_(w.options.inflight) {
-    timer_.bind<&client_connection::on_timer>(this);
+// CPU seconds (utime + stime) process `pid` has used so far, from
+// /proc/PID/stat; -1 if it cannot be read. Resolution: one clock tick.
+double process_cpu_s(long pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  std::FILE* file = std::fopen(path.c_str(), "r");
+  if (file == nullptr) return -1;
+  char text[1024];
+  const std::size_t n = std::fread(text, 1, sizeof text - 1, file);
+  std::fclose(file);
+  text[n] = '\0';
+  const char* p = std::strrchr(text, ')');  // the command name may hold spaces
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  // After ")": state, then fields 4..13, then utime (14) and stime (15).
+  if (p == nullptr || std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                                  &utime, &stime) != 2) {
+    return -1;
   }
-  ~client_connection() {
-    if (connecting_fd_) w_.loop.remove(connecting_fd_.get(), *this);
-  }
-
-  void start();
-  void start_traffic(std::int64_t now);
-
- private:
-  enum class state { idle, connecting, upgrading, open, closing, retry_wait };
-
-  void on_events(std::uint32_t events) override;  // the non-blocking connect finished
-  void on_data(net::tcp_stream& stream, std::span<std::byte> data) override;
-  void on_close(net::tcp_stream& stream, std::error_code error) override;
-  void on_timer();
-
-  void on_connected();
-  void on_upgrade_bytes(std::span<std::byte> data, std::int64_t now);
-  void on_open(std::int64_t now);
-  void on_frames(std::span<char> input, std::int64_t now);
-  void on_raw_bytes(std::size_t bytes, std::int64_t now);
-  void on_echo(std::int64_t now);
-  void on_message(const protocol::reader_event& event, std::int64_t now);
-  void count_open();
-  void send_message(std::int64_t now);
-  void fail(std::uint64_t loop_stats::*counter);
-  [[nodiscard]] bool in_window(std::int64_t t) const noexcept {
-    return t >= w_.shared.window_start.load(std::memory_order_relaxed) &&
-           t < w_.shared.window_end.load(std::memory_order_relaxed);
-  }
-
-  worker& w_;
-  const net::endpoint* source_;
-  net::unique_fd connecting_fd_;
-  net::tcp_stream stream_;
-  net::timer_node timer_;
-  protocol::message_reader reader_;
-  std::array<char, 24> key_{};
-  std::string head_;                       // the 101 response received so far
-  std::vector<std::int64_t> sent_at_;      // ring of send times of the messages in flight
-  std::vector<std::uint32_t> sent_index_;  // and of their indexes in worker::payloads
-  connection_deflate deflate_;
-  std::size_t next_payload_ = 0;
-  std::size_t idle_echoes_ = 0;  // idle mode: echoes received before going idle
-  std::size_t ring_head_ = 0;
-  std::size_t ring_size_ = 0;
-  std::size_t raw_partial_ = 0;  // raw mode: bytes of the next echo received so far
-  state state_ = state::idle;
-  bool counted_open_ = false;  // added to shared.established once
-  bool holds_slot_ = false;    // counts against worker::pending
-};
-
-void worker::start_all() {
-  for (auto& c : connections) queued.push_back(c.get());
-  handshake_finished();
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-void worker::handshake_finished() {
-  while (pending < k_max_pending_per_loop && !queued.empty()) {
-    client_connection* next = queued.front();
-    queued.pop_front();
-    next->start();
-  }
-}
-
-void worker::start_traffic() {
-  traffic = true;
-  const std::int64_t now = now_ns();
-  for (auto& c : connections) c->start_traffic(now);
-}
-
-void client_connection::start_traffic(std::int64_t now) {
-  if (state_ != state::open || w_.options.mode != load_mode::echo) return;
-  for (std::size_t i = 0; i < w_.options.inflight; ++i) send_message(now);
-}
-
-void client_connection::start() {
-  if (w_.shared.stopping.load(std::memory_order_relaxed)) return;
-  if (!holds_slot_ && w_.options.mode != load_mode::connect_storm) {
-    holds_slot_ = true;
-    ++w_.pending;
-  }
-  std::error_code error;
-  net::unique_fd fd = net::open_tcp_socket(w_.options.remote.family(), error);
-  if (!fd) return fail(&loop_stats::connect_errors);
-  if (source_ != nullptr) {
-    // Let connect() pick the port for the full 4-tuple, not bind() for the address alone:
-    // that is what lets several source addresses multiply the usable ports.
-    (void)net::set_socket_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-    if (::bind(fd.get(), source_->data(), source_->size()) != 0) {
-      return fail(&loop_stats::connect_errors);
-    }
-  }
-  if (::connect(fd.get(), w_.options.remote.data(), w_.options.remote.size()) != 0 &&
-      errno != EINPROGRESS) {
-    return fail(&loop_stats::connect_errors);
-  }
-  if (w_.loop.add(fd.get(), EPOLLOUT, *this)) return fail(&loop_stats::connect_errors);
-  connecting_fd_ = std::move(fd);
-  state_ = state::connecting;
-  w_.loop.timers().schedule(
-      timer_, std::chrono::milliseconds(static_cast<long>(w_.options.connect_timeout_s * 1000)));
-}
-
-void client_connection::on_events(std::uint32_t /*events*/) {
-  w_.loop.remove(connecting_fd_.get(), *this);
-  if (net::socket_error(connecting_fd_.get())) {
-    connecting_fd_.reset();
-    return fail(&loop_stats::connect_errors);
-  }
-  (void)net::set_no_delay(connecting_fd_.get());
-  if (stream_.open(std::move(connecting_fd_))) return fail(&loop_stats::connect_errors);
-  on_connected();
-}
-
-void client_connection::on_connected() {
-  if (w_.options.raw) return on_open(now_ns());
-  state_ = state::upgrading;
-  key_ = protocol::generate_key();
-  w_.request.clear();
-  const std::string_view extensions = w_.options.deflate ? w_.offer_header.view() : "";
-  if (!protocol::write_upgrade_request(
-          w_.request,
-          {.host = w_.options.host_header, .target = w_.options.target, .extensions = extensions},
-          std::string_view(key_.data(), key_.size()))) {
-    return fail(&loop_stats::protocol_errors);
-  }
-  head_.clear();
-  stream_.send(std::as_bytes(std::span(w_.request)));
-}
-
-void client_connection::on_data(net::tcp_stream& /*stream*/, std::span<std::byte> data) {
-  const std::int64_t now = now_ns();
-  if (state_ == state::upgrading) return on_upgrade_bytes(data, now);
-  w_.stats.wire_in += data.size();
-  if (w_.options.raw) return on_raw_bytes(data.size(), now);
-  on_frames({reinterpret_cast<char*>(data.data()), data.size()}, now);
-}
-
-void client_connection::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
-  head_.append(reinterpret_cast<const char*>(data.data()), data.size());
-  auto& parser = w_.parser;
-  parser.reset();
-  const protocol::parse_result result = parser.parse(head_);
-  if (result.status == protocol::parse_status::need_more) return;
-  protocol::handshake_response response;
-  const std::string_view offered[] = {protocol::k_permessage_deflate};
-  const auto offered_extensions =
-      w_.options.deflate ? std::span(offered) : std::span<const std::string_view>();
-  if (result.status == protocol::parse_status::error ||
-      protocol::validate_response(parser.head(), std::string_view(key_.data(), key_.size()), {},
-                                  offered_extensions, response) != protocol::error::none) {
-    return fail(&loop_stats::protocol_errors);
-  }
-  if (w_.options.deflate) {
-    if (deflate_.negotiate(parser.head(), w_.offer) != protocol::error::none) {
-      return fail(&loop_stats::protocol_errors);
-    }
-    if (deflate_.active()) ++w_.stats.deflate_agreed;
-  }
-  // Frames that came with the 101 are fed to the reader from a mutable copy.
-  const std::size_t rest = head_.size() - result.consumed;
-  std::memcpy(w_.scratch.data(), head_.data() + result.consumed, std::min(rest, w_.scratch.size()));
-  std::string().swap(head_);
-  w_.stats.wire_in += rest;
-  on_open(now);
-  if (rest > 0 && state_ == state::open) on_frames({w_.scratch.data(), rest}, now);
-}
-
-void client_connection::on_open(std::int64_t now) {
-  timer_.cancel();
-  state_ = state::open;
-  if (holds_slot_) {
-    holds_slot_ = false;
-    --w_.pending;
-    w_.loop.defer([&w = w_] { w.handshake_finished(); });
-  }
-  switch (w_.options.mode) {
-    case load_mode::echo:
-      count_open();
-      // Traffic waits until every connection is open, so handshakes never compete with it.
-      if (w_.traffic) start_traffic(now);
-      break;
-    case load_mode::idle:
-      // Open once its --idle-messages echoes are back: then it is idle for good.
-      if (idle_echoes_ >= w_.options.idle_messages) {
-        count_open();
-      } else {
-        send_message(now);
-      }
-      break;
-    case load_mode::connect_storm: {
-      count_open();
-      if (in_window(now)) ++w_.stats.handshakes;
-      state_ = state::closing;
-      const std::size_t n = w_.writer.write_close(w_.scratch.data(), 1000);
-      stream_.send(std::as_bytes(std::span(w_.scratch.data(), n)));
-      w_.loop.timers().schedule(timer_, k_close_timeout);
-      break;
-    }
-  }
-}
-
-void client_connection::count_open() {
-  if (counted_open_) return;
-  counted_open_ = true;
-  w_.shared.established.fetch_add(1, std::memory_order_relaxed);
-}
-
-void client_connection::send_message(std::int64_t now) {
-  if (ring_size_ == sent_at_.size()) return;  // REQUIRES-like guard: never more than K in flight
-  const std::size_t index = next_payload_++ % w_.payloads.size();
-  const std::string& payload = w_.payloads[index];
-  const std::size_t slot = (ring_head_ + ring_size_) % sent_at_.size();
-  sent_at_[slot] = now;
-  sent_index_[slot] = static_cast<std::uint32_t>(index);
-  ++ring_size_;
-  w_.stats.payload_out += payload.size();
-  if (w_.options.raw) {
-    w_.stats.wire_out += payload.size();
-    stream_.send(std::as_bytes(std::span(payload)));
-    return;
-  }
-  std::string_view body = payload;
-  const bool compress = deflate_.active();
-  if (compress) {
-    if (deflate_.compress(payload, w_.codecs) != protocol::error::none) {
-      return fail(&loop_stats::protocol_errors);
-    }
-    body = w_.codecs.compressed;
-  }
-  const std::size_t room = protocol::message_writer::max_frame_size(body.size());
-  if (w_.scratch.size() < room) w_.scratch.resize(room);  // deflate may expand
-  char* frame = w_.scratch.data();
-  const std::size_t n = w_.writer.write_message(frame, w_.op, body, 0, compress);
-  w_.stats.wire_out += n;
-  stream_.send(std::as_bytes(std::span(frame, n)));
-}
-
-// A data message: inflate it if compressed, check it is the echo of the oldest
-// message in flight, then count it.
-void client_connection::on_message(const protocol::reader_event& event, std::int64_t now) {
-  std::string_view body = event.payload;
-  if (event.compressed) {
-    if (!deflate_.active()) return fail(&loop_stats::protocol_errors);  // RSV1 not agreed
-    ++w_.stats.compressed_in;
-    if (deflate_.inflate(body, event.op == protocol::opcode::text, w_.codecs) !=
-        protocol::error::none) {
-      return fail(&loop_stats::protocol_errors);
-    }
-    body = w_.codecs.inflated;
-  }
-  w_.stats.payload_in += body.size();
-  if (ring_size_ == 0 || event.op != w_.op || body != w_.payloads[sent_index_[ring_head_]]) {
-    return fail(&loop_stats::mismatches);
-  }
-  if (w_.options.mode == load_mode::echo) return on_echo(now);
-  if (w_.options.mode != load_mode::idle) return;
-  ring_head_ = (ring_head_ + 1) % sent_at_.size();
-  --ring_size_;
-  if (++idle_echoes_ < w_.options.idle_messages) return send_message(now);
-  count_open();
-}
-
-void client_connection::on_echo(std::int64_t now) {
-  ++w_.stats.echoes;
-  if (ring_size_ > 0) {
-    const std::int64_t sent = sent_at_[ring_head_];
-    ring_head_ = (ring_head_ + 1) % sent_at_.size();
-    --ring_size_;
-    if (in_window(now)) {
-      ++w_.stats.messages;
-      w_.stats.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(now - sent, 0)));
-    }
-  }
-  if (!w_.shared.stopping.load(std::memory_order_relaxed)) send_message(now);
-}
-
-void client_connection::on_raw_bytes(std::size_t bytes, std::int64_t now) {
-  raw_partial_ += bytes;
-  while (raw_partial_ >= w_.options.size) {
-    raw_partial_ -= w_.options.size;
-    w_.stats.payload_in += w_.options.size;
-    on_echo(now);
-  }
-}
-
-void client_connection::on_frames(std::span<char> input, std::int64_t now) {
-  for (;;) {
-    const protocol::reader_event event = reader_.next(input);
-    switch (event.kind) {
-      case protocol::event_kind::need_more:
-        return;
-      case protocol::event_kind::message:
-      case protocol::event_kind::message_part:  // not in use: the reader does not stream
-        on_message(event, now);
-        if (state_ != state::open) return;  // failed: the reader was reset
-        break;
-      case protocol::event_kind::ping: {
-        char pong[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
-        const std::size_t n = w_.writer.write_pong(pong, event.payload);
-        stream_.send(std::as_bytes(std::span(pong, n)));
-        break;
-      }
-      case protocol::event_kind::pong:
-        break;
-      case protocol::event_kind::close:
-        // connect-storm: the server answered our close; it closes TCP next (RFC 6455 §7.1.1).
-        if (state_ != state::closing) return fail(&loop_stats::closed_early);
-        return;
-      case protocol::event_kind::error:
-        return fail(&loop_stats::protocol_errors);
-    }
-  }
-}
-
-void client_connection::on_close(net::tcp_stream& /*stream*/, std::error_code /*error*/) {
-  if (state_ == state::closing) {
-    // A full connect / upgrade / close cycle; go again.
-    timer_.cancel();
-    if (in_window(now_ns())) ++w_.stats.cycles;
-    reader_.reset();
-    state_ = state::idle;
-    return start();
-  }
-  fail(&loop_stats::closed_early);
-}
-
-void client_connection::on_timer() {
-  if (state_ == state::retry_wait) {
-    state_ = state::idle;
-    return start();
-  }
-  if (state_ == state::closing) {
-    // The server did not close TCP after the close handshake: give up on it and go on.
-    ++w_.stats.timeouts;
-    stream_.close();
-    reader_.reset();
-    state_ = state::idle;
-    return start();
-  }
-  fail(&loop_stats::timeouts);
-}
-
-void client_connection::fail(std::uint64_t loop_stats::*counter) {
-  const bool stopping = w_.shared.stopping.load(std::memory_order_relaxed);
-  if (!stopping) ++(w_.stats.*counter);
-  timer_.cancel();
-  if (connecting_fd_) {
-    w_.loop.remove(connecting_fd_.get(), *this);
-    connecting_fd_.reset();
-  }
-  stream_.close();
-  reader_.reset();
-  deflate_.reset();
-  ring_size_ = 0;
-  raw_partial_ = 0;
-  state_ = state::idle;
-  if (w_.options.mode == load_mode::connect_storm) {
-    // Keep storming: retry shortly, never from inside this call (bounded recursion).
-    state_ = state::retry_wait;
-    w_.loop.timers().schedule(timer_, k_retry_delay);
-    return;
-  }
-  if (holds_slot_) {
-    holds_slot_ = false;
-    --w_.pending;
-    w_.loop.defer([&w = w_] { w.handshake_finished(); });
-  }
-  if (!counted_open_ && !stopping) {
-    counted_open_ = true;  // never opened: tell main() not to wait for it
-    w_.shared.given_up.fetch_add(1, std::memory_order_relaxed);
-  }
+// wss:// only: the client context of one loop thread. Null (after a message)
+// when it cannot be built, e.g. an unreadable --ca-file.
+std::unique_ptr<net::tls_context> make_client_tls(const loadgen_options& options) {
+  net::tls_client_options tls;
+  tls.ca_file = options.ca_file;
+  tls.insecure_skip_verification = options.insecure;
+  net::tls_error error;
+  auto context = net::tls_context::client(tls, error);
+  if (!context) std::fprintf(stderr, "loadgen: TLS: %s\n", error.text.c_str());
+  return context;
 }
 
 void sleep_until_ns(std::int64_t deadline) {
@@ -526,8 +118,10 @@ int run(const loadgen_options& options) {
   shared_state shared;
   std::vector<std::unique_ptr<worker>> workers;
   for (std::size_t i = 0; i < group->size(); ++i) {
-    workers.push_back(
-        std::make_unique<worker>(group->loop(i), options, shared, static_cast<std::uint32_t>(i)));
+    std::unique_ptr<net::tls_context> tls;
+    if (options.tls && !(tls = make_client_tls(options))) return 1;
+    workers.push_back(std::make_unique<worker>(group->loop(i), options, shared,
+                                               static_cast<std::uint32_t>(i), std::move(tls)));
   }
   for (std::size_t i = 0; i < options.connections; ++i) {
     worker& w = *workers[i % workers.size()];
@@ -564,13 +158,26 @@ int run(const loadgen_options& options) {
   for (std::size_t i = 0; i < workers.size(); ++i) {
     group->post(i, [w = workers[i].get()] { w->start_traffic(); });
   }
+  sleep_until_ns(start);
+  const double cpu_start = own_cpu_s();
+  const double server_start = options.server_pid > 0 ? process_cpu_s(options.server_pid) : -1;
   sleep_until_ns(end);
+  const double cpu_end = own_cpu_s();
+  const double server_end = options.server_pid > 0 ? process_cpu_s(options.server_pid) : -1;
   shared.stopping.store(true);
   group->stop();
   (void)group->join();
 
   loop_stats total;
-  for (auto& w : workers) total.merge(w->stats);
+  total.cpu_s = own_cpu_s();
+  total.window_cpu_s = cpu_end - cpu_start;
+  if (server_start >= 0 && server_end >= 0) total.window_server_cpu_s = server_end - server_start;
+  for (auto& w : workers) {
+    total.merge(w->stats);
+    if (!w->first_tls_error.empty()) {
+      std::fprintf(stderr, "loadgen: first TLS failure: %s\n", w->first_tls_error.c_str());
+    }
+  }
   report(options, total, shared.established.load(), static_cast<double>(end - start) / 1e9);
   // Loops are stopped: tear the connections down from this thread, before the loops.
   workers.clear();

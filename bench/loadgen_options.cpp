@@ -12,7 +12,9 @@ namespace switchboard::bench {
 namespace {
 
 constexpr const char* k_usage =
-    "usage: switchboard_loadgen --url ws://HOST:PORT/PATH [options]\n"
+    "usage: switchboard_loadgen --url ws[s]://HOST:PORT/PATH [options]\n"
+    "  --ca-file FILE        wss://: PEM CA(s) the server certificate must chain to\n"
+    "  --insecure            wss://: do not verify the server certificate\n"
     "  --connections N       concurrent connections (100)\n"
     "  --size BYTES          payload bytes per message (16)\n"
     "  --inflight K          messages in flight per connection (1)\n"
@@ -28,7 +30,9 @@ constexpr const char* k_usage =
     "  --deflate-offer O     what to offer, implies --deflate: no-takeover (both\n"
     "                        *_no_context_takeover, default) | takeover (as browsers offer)\n"
     "  --idle-messages N     idle mode: echo N messages on each connection, then idle (0)\n"
-    "  --json                print one JSON object instead of text\n";
+    "  --json                print one JSON object instead of text\n"
+    "  --server-pid PID      report that process's CPU time (user + sys) inside the\n"
+    "                        measured window, read from /proc (server on this host)\n";
 
 std::uint64_t to_count(std::string_view flag, std::string_view text, std::uint64_t min) {
   std::uint64_t value = 0;
@@ -49,15 +53,20 @@ double to_seconds(std::string_view flag, const std::string& text) {
   return value;
 }
 
-// ws://HOST[:PORT][/PATH], or tcp://HOST:PORT for --raw. HOST is numeric.
+// ws[s]://HOST[:PORT][/PATH], or tcp://HOST:PORT for --raw. HOST is numeric.
 void parse_url(std::string_view url, loadgen_options& out) {
   std::uint16_t default_port = 80;
+  out.tls = false;
   if (url.starts_with("ws://")) {
     url.remove_prefix(5);
+  } else if (url.starts_with("wss://")) {
+    url.remove_prefix(6);
+    default_port = 443;
+    out.tls = true;
   } else if (url.starts_with("tcp://")) {
     url.remove_prefix(6);
   } else {
-    throw std::invalid_argument("--url: expected ws://HOST:PORT/PATH (wss is not supported)");
+    throw std::invalid_argument("--url: expected ws://HOST:PORT/PATH or wss://HOST:PORT/PATH");
   }
   const std::size_t slash = url.find('/');
   const std::string_view authority = url.substr(0, slash);
@@ -73,6 +82,10 @@ void parse_url(std::string_view url, loadgen_options& out) {
   if (!parsed) throw std::invalid_argument("--url: the host must be a numeric address");
   out.remote = *parsed;
   out.host_header = std::string(authority);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  out.server_name = std::string(host);
 }
 
 void parse_sources(std::string_view list, loadgen_options& out) {
@@ -129,6 +142,10 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
       out.deflate = true;
       continue;
     }
+    if (flag == "--insecure") {
+      out.insecure = true;
+      continue;
+    }
     if (i + 1 >= argc) throw std::invalid_argument(std::string(flag) + ": missing value");
     const std::string value = argv[++i];
     if (flag == "--url") {
@@ -177,6 +194,10 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
       }
     } else if (flag == "--idle-messages") {
       out.idle_messages = to_count(flag, value, 0);
+    } else if (flag == "--server-pid") {
+      out.server_pid = static_cast<long>(to_count(flag, value, 1));
+    } else if (flag == "--ca-file") {
+      out.ca_file = value;
     } else if (flag == "--source-ips") {
       parse_sources(value, out);
     } else {
@@ -190,6 +211,16 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
   if (out.raw && (out.deflate || out.payload != payload_kind::bytes)) {
     throw std::invalid_argument("--raw takes neither --deflate nor --payload json");
   }
+  if (out.tls && out.ca_file.empty() && !out.insecure) {
+    throw std::invalid_argument("wss:// needs --ca-file FILE (verify the server) or --insecure");
+  }
+  if (out.tls && !out.ca_file.empty() && out.insecure) {
+    throw std::invalid_argument("--ca-file and --insecure exclude each other");
+  }
+  if (!out.tls && (!out.ca_file.empty() || out.insecure)) {
+    throw std::invalid_argument("--ca-file and --insecure apply to wss:// URLs only");
+  }
+  if (out.tls && out.raw) throw std::invalid_argument("--raw takes ws:// or tcp:// URLs only");
   for (const auto& source : out.sources) {
     if (source.family() != out.remote.family()) {
       throw std::invalid_argument("--source-ips: address family differs from the --url host");

@@ -1,6 +1,10 @@
 // loadgen_options.hpp — the command line of switchboard_loadgen.
 //
-//   --url ws://127.0.0.1:PORT/path   server to load (numeric IPv4/IPv6 host)
+//   --url ws://127.0.0.1:PORT/path   server to load (numeric IPv4/IPv6 host);
+//                                    wss:// for TLS, which needs one of:
+//   --ca-file FILE                   PEM trust anchors the server certificate must
+//                                    chain to (its name: the URL's address)
+//   --insecure                       wss:// without verifying the certificate
 //   --connections N                  concurrent connections            (100)
 //   --size BYTES                     payload bytes per message          (16)
 //   --inflight K                     messages in flight per connection  (1)
@@ -16,6 +20,7 @@
 //   --deflate-offer no-takeover|takeover   what to offer, implies --deflate (no-takeover)
 //   --idle-messages N                idle mode: echo N messages first, then idle (0)
 //   --json                           one JSON object on stdout
+//   --server-pid PID                 also report PID's CPU time inside the measured window
 //
 // Thread-safety: plain values, parsed once in main().
 #pragma once
@@ -52,6 +57,12 @@ struct loadgen_options {
   bool deflate = false;
   deflate_offer offer = deflate_offer::no_takeover;
   std::size_t idle_messages = 0;
+  long server_pid = 0;  // --server-pid: 0 for none
+  // wss://: one tls_context::client per loop thread, from these.
+  bool tls = false;
+  std::string ca_file;       // --ca-file
+  bool insecure = false;     // --insecure
+  std::string server_name;   // the URL's host without brackets: the certificate's IP SAN
 };
 
 // Parses argv. Throws std::invalid_argument with a message for the user on a

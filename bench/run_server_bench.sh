@@ -7,8 +7,8 @@
 # handshakes/s, and user-space memory per idle connection.
 #
 #   bench/run_server_bench.sh [--build DIR] [--switchboard PATH] [--seconds S]
-#                             [--warmup S] [--only echo,storm,idle,instr,deflate]
-#                             [--results FILE]
+#                             [--warmup S] [--only echo,storm,idle,instr,deflate,tls]
+#                             [--results FILE] [--tls-key-type p256|rsa2048]
 #                             [--report-only]
 #
 # --only runs some sections and appends to --results (JSON lines); run the rest
@@ -18,6 +18,12 @@
 # with compression off, `--deflate shared` and `--deflate dedicated`: 1 KiB
 # JSON-like text echo (messages/s, server CPU, wire/payload ratio) and memory
 # per idle connection with compression negotiated.
+# `tls` (not in the default set, about 2.5 minutes with --seconds 5) runs
+# `switchboard echo` twice, plain and with --tls-cert/--tls-key (a test CA and a
+# certificate for 127.0.0.1 made with `openssl` in a temp dir; ECDSA P-256
+# unless --tls-key-type rsa2048), and compares wss:// with ws:// in the same
+# run: echo messages/s and server CPU per echo, connect-storm handshakes/s
+# (full TLS handshake + upgrade + close each) and memory per idle connection.
 # Benchmarks are not tests: ctest runs only the bench-smoke check.
 set -euo pipefail
 
@@ -29,6 +35,8 @@ warmup=2
 only="echo,storm,idle,instr"
 results=""
 report_only=0
+tls_key_type=p256
+tls_dir=""
 command_line="bench/run_server_bench.sh $*"
 
 while [[ $# -gt 0 ]]; do
@@ -40,7 +48,8 @@ while [[ $# -gt 0 ]]; do
     --only) only=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
     --report-only) report_only=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --tls-key-type) tls_key_type=$2; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +86,11 @@ start_server() {
     deflate-shared|deflate-dedicated)
       taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 \
         --deflate "${name#deflate-}" >"$out" 2>&1 & ;;
+    tls-ws|tls-wss)
+      local args=(echo --host 127.0.0.1 --port 0)
+      [[ $mode == bench ]] && args+=(--threads 1)
+      [[ $name == tls-wss ]] && args+=(--tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server.key")
+      taskset -c 0 "$switchboard" "${args[@]}" >"$out" 2>&1 & ;;
   esac
   pid[$name]=$!
   for _ in $(seq 200); do
@@ -110,7 +124,11 @@ stop_server() {
   wait "$p" 2>/dev/null || true
 }
 stop_all() { for name in "${!pid[@]}"; do stop_server "$name"; done; }
-trap stop_all EXIT
+cleanup() {
+  stop_all
+  [[ -z $tls_dir ]] || rm -rf "$tls_dir"
+}
+trap cleanup EXIT
 
 # CPU seconds (user + system) server NAME has used so far.
 cpu_seconds() {
@@ -119,16 +137,26 @@ cpu_seconds() {
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${pid[$1]}/status"; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
+# The URL of server NAME: wss:// for the TLS one.
+server_url() {
+  local scheme=ws
+  [[ $1 == tls-wss ]] && scheme=wss
+  echo "$scheme://127.0.0.1:${port[$1]}/"
+}
+
 # record SERVER POINT LOADGEN-ARGS...: one loadgen run, its JSON extended with
 # the server, the point's name and the server's CPU use during the run.
 record() {
   local server=$1 point=$2; shift 2
   [[ -n ${pid[$server]:-} ]] || return 0
-  local url="ws://127.0.0.1:${port[$server]}/" raw_flag=() cpu0 cpu1 t0 t1 json load
-  [[ $server == raw ]] && raw_flag=(--raw)
+  local url extra=() cpu0 cpu1 t0 t1 json load
+  url=$(server_url "$server")
+  [[ $server == raw ]] && extra=(--raw)
+  [[ $server == tls-wss ]] && extra=(--ca-file "$tls_dir/ca.pem")  # verify, as clients do
   load=$(loadavg)
   cpu0=$(cpu_seconds "$server"); t0=$(date +%s.%N)
-  if ! json=$(taskset -c 1 "$loadgen" --url "$url" "${raw_flag[@]}" --json "$@"); then
+  if ! json=$(taskset -c 1 "$loadgen" --url "$url" "${extra[@]}" --json \
+      --server-pid "${pid[$server]}" "$@"); then
     log "loadgen failed: $server $point"
   fi
   cpu1=$(cpu_seconds "$server"); t1=$(date +%s.%N)
@@ -326,6 +354,100 @@ run_deflate() {
   deflate_idle "deflate idle 1,000 after 1 message" 1000 1
 }
 
+# TLS: a throwaway CA and a server certificate for 127.0.0.1 (IP SAN), so the
+# load generator verifies the server exactly as a client with a CA file would.
+make_tls_certs() {
+  local key=()
+  case $tls_key_type in
+    p256) key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+    rsa2048) key=(-newkey rsa:2048) ;;
+    *) echo "--tls-key-type: expected p256 or rsa2048" >&2; exit 2 ;;
+  esac
+  tls_dir=$(mktemp -d /tmp/switchboard-bench-tls.XXXXXX)
+  (
+    cd "$tls_dir"
+    openssl req -x509 "${key[@]}" -nodes -days 2 -subj "/CN=Switchboard bench CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+      -keyout ca.key -out ca.pem
+    openssl req -new "${key[@]}" -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+    printf '%s\n' "subjectAltName=IP:127.0.0.1" "extendedKeyUsage=serverAuth" \
+      "basicConstraints=CA:FALSE" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.pem
+    openssl verify -CAfile ca.pem server.pem
+  ) >/dev/null 2>"$tls_dir/openssl.log" || { cat "$tls_dir/openssl.log" >&2; exit 1; }
+}
+
+# VmRSS delta / N for N idle connections to a fresh server (its defaults) of
+# each kind, as run_idle; wss:// pays a TLS handshake per connection first.
+tls_idle() {
+  local server n=10000 before after opened log_file loader url
+  for server in tls-ws tls-wss; do
+    start_server "$server" defaults || continue
+    url=$(server_url "$server")
+    local ca=()
+    [[ $server == tls-wss ]] && ca=(--ca-file "$tls_dir/ca.pem")
+    # Warm up every loop (a few connections), so per-thread state — the receive
+    # buffer, OpenSSL's per-thread caches — is in the baseline, not the delta.
+    taskset -c 1 "$loadgen" --url "$url" "${ca[@]}" --connections 8 --duration 0.3 --warmup 0 \
+      >/dev/null || true
+    sleep 0.5
+    before=$(rss_kib "$server")
+    log_file=$(mktemp)
+    taskset -c 1 "$loadgen" --url "$url" "${ca[@]}" --mode idle --connections "$n" \
+      --source-ips "$sources" --duration 8 --warmup 0 --json >"$log_file.json" 2>"$log_file" &
+    loader=$!
+    for _ in $(seq 1800); do
+      grep -q 'connections open' "$log_file" && break
+      sleep 0.05
+    done
+    sleep 2  # let the server settle: nothing is in flight on an idle connection
+    after=$(rss_kib "$server")
+    opened=$(sed -n 's/.*idle: \([0-9]*\) of.*/\1/p' "$log_file")
+    wait "$loader" || true
+    rm -f "$log_file" "$log_file.json"
+    opened=${opened:-0}
+    local per
+    per=$(awk -v a="$before" -v b="$after" -v n="$opened" \
+      'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "null" }')
+    echo "{\"server\":\"$server\",\"point\":\"tls idle\",\"idle\":{\"connections\":$opened,\"rss_before_kib\":$before,\"rss_after_kib\":$after,\"kib_per_connection\":$per}}" >>"$results"
+    log "$server idle: $opened connections, VmRSS $before -> $after KiB, $per KiB each"
+    stop_server "$server"
+  done
+}
+
+# wss:// against ws:// on `switchboard echo --threads 1`, both servers up at
+# once and each point run against both back to back (same machine load).
+run_tls() {
+  if ! "$switchboard" echo --help 2>/dev/null | grep -q -- --tls-cert; then
+    log "$switchboard echo has no --tls-cert: tls skipped"
+    return 0
+  fi
+  command -v openssl >/dev/null || { log "openssl missing: tls skipped"; return 0; }
+  make_tls_certs
+  local server common=(--duration "$seconds" --warmup "$warmup")
+  for server in tls-ws tls-wss; do start_server "$server" bench || true; done
+  for server in tls-ws tls-wss; do
+    record "$server" "tls 100 x 16 B" --connections 100 --size 16 --inflight 4 "${common[@]}"
+  done
+  for server in tls-ws tls-wss; do
+    record "$server" "tls 1,000 x 16 B" --connections 1000 --size 16 --inflight 1 "${common[@]}"
+  done
+  for server in tls-ws tls-wss; do
+    record "$server" "tls 100 x 16 KiB" --connections 100 --size 16384 --inflight 1 "${common[@]}"
+  done
+  for server in tls-ws tls-wss; do
+    record "$server" "tls 1,000 x 16 KiB" --connections 1000 --size 16384 --inflight 1 \
+      "${common[@]}"
+  done
+  for server in tls-ws tls-wss; do
+    record "$server" "tls handshakes" --mode connect-storm --connections 64 \
+      --source-ips "$sources" "${common[@]}"
+  done
+  stop_all
+  tls_idle
+}
+
 if [[ $report_only -eq 0 ]]; then
   [[ -x $switchboard ]] || log "warning: $switchboard missing; its rows stay empty"
   tools=("$loadgen")  # the deflate section needs only the load generator
@@ -339,6 +461,7 @@ if [[ $report_only -eq 0 ]]; then
   [[ ,$only, == *,idle,* ]] && run_idle
   [[ ,$only, == *,instr,* ]] && run_instr
   [[ ,$only, == *,deflate,* ]] && run_deflate
+  [[ ,$only, == *,tls,* ]] && run_tls
 fi
 
 echo "Command: \`$command_line\`"
@@ -350,8 +473,8 @@ echo
 import json, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-if all(r["server"].startswith("deflate-") for r in rows):
-    sys.exit(0)  # only compression results: their tables follow
+if all(r["server"].startswith(("deflate-", "tls-")) for r in rows):
+    sys.exit(0)  # only compression / TLS results: their tables follow
 def get(server, point):
     found = [r for r in rows if r["server"] == server and r["point"] == point]
     return found[-1] if found else None
@@ -531,4 +654,97 @@ for p, label in (("deflate idle 10,000", "10,000 idle, after the upgrade"),
         cells.append("—" if not c or c["kib_per_connection"] is None else
                      f"{c['kib_per_connection']:.2f} KiB ({c['connections']:,})")
     print(f"| {label} | " + " | ".join(cells) + " |")
+PY
+
+/usr/bin/python3 - "$results" <<'PY'
+import json, sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+rows = [r for r in rows if r["server"].startswith("tls-")]
+if not rows:
+    sys.exit(0)
+def get(server, point):
+    found = [r for r in rows if r["server"] == server and r["point"] == point]
+    return found[-1] if found else None
+def res(server, point):
+    r = get(server, point)
+    return r["result"] if r and r.get("result") else None
+def fmt(v, spec=",.0f"):
+    return "—" if v is None else format(v, spec)
+def ratio(a, b):
+    return "—" if not a or not b else f"{a / b:.2f}"
+def window(server, point):  # (server, loadgen) CPU seconds inside the measured window
+    w = (res(server, point) or {}).get("window_cpu_s") or {}
+    return w.get("server"), w.get("loadgen")
+def per_op(server, point, count_key):  # server CPU µs (user + sys) per operation, in the window
+    r = res(server, point)
+    cpu, _ = window(server, point)
+    n = r.get(count_key) if r else None
+    return cpu * 1e6 / n if n and cpu is not None else None
+
+tls = next((res("tls-wss", p) or {}).get("tls") for p in
+           ("tls 100 x 16 B", "tls handshakes", "tls 1,000 x 16 B") if res("tls-wss", p))
+suite = f"{tls['version']} {tls['cipher']}" if tls and tls.get("version") else "?"
+points = [("tls 100 x 16 B", 4), ("tls 1,000 x 16 B", 1), ("tls 100 x 16 KiB", 1),
+          ("tls 1,000 x 16 KiB", 1)]
+print()
+print("TLS: `switchboard echo --threads 1` plain (ws://) and with `--tls-cert/--tls-key` (wss://),")
+print(f"both up at once, each point run against both back to back. Negotiated: {suite}; the load")
+print("generator verifies the server certificate (`--ca-file`). CPU is user + sys inside the measured")
+print("window (`switchboard_loadgen --server-pid`), divided by the echoes / handshakes counted in it;")
+print("\"busy\" is cores used in the window (server on core 0, loadgen on core 1: 1.00 = saturated).")
+print()
+# Per server CPU-second: what the ratio would be if the server's core were the only limit
+# (the shared machine and a loader doing the same crypto blur the wall-clock ratio).
+print("| echo (conns × size, inflight) | ws msg/s | wss msg/s | wss / ws | wss / ws per server CPU-s | target (wss / ws) | met |")
+print("|---|---:|---:|---:|---:|---|---|")
+for p, k in points:
+    ws, wss = ((res(s, p) or {}).get("messages_per_s") for s in ("tls-ws", "tls-wss"))
+    cws, cwss = (per_op(s, p, "messages") for s in ("tls-ws", "tls-wss"))
+    small = p.endswith("16 B")
+    met = "—"
+    if small and ws and wss:
+        met = "yes" if wss / ws >= 0.70 else "**no**"
+    print(f"| {p[4:]}, {k} | {fmt(ws)} | {fmt(wss)} | {ratio(wss, ws)} | {ratio(cws, cwss)} | "
+          f"{'≥ 0.70' if small else '—'} | {met} |")
+ws, wss = ((res(s, "tls handshakes") or {}).get("handshakes_per_s") for s in ("tls-ws", "tls-wss"))
+cws, cwss = (per_op(s, "tls handshakes", "handshakes") for s in ("tls-ws", "tls-wss"))
+print(f"| handshakes/s (connect-storm, 64 at a time; wss: full TLS handshake each) | {fmt(ws)} | "
+      f"{fmt(wss)} | {ratio(wss, ws)} | {ratio(cws, cwss)} | — | — |")
+print()
+print("| server CPU µs per op · busy server / loadgen | ws | wss | wss ÷ ws | TLS adds µs |")
+print("|---|---|---|---:|---:|")
+for p, key, label in [(p, "messages", p[4:] + " echo") for p, _ in points] + \
+        [("tls handshakes", "handshakes", "connect + upgrade + close (storm)")]:
+    v = {s: per_op(s, p, key) for s in ("tls-ws", "tls-wss")}
+    def cell(s):
+        if v[s] is None:
+            return "—"
+        sec = res(s, p)["seconds"]
+        server, loader = window(s, p)
+        return f"{v[s]:.2f} · {server / sec:.2f} / {loader / sec:.2f}"
+    add = "—" if v["tls-ws"] is None or v["tls-wss"] is None else f"{v['tls-wss'] - v['tls-ws']:.2f}"
+    print(f"| {label} | {cell('tls-ws')} | {cell('tls-wss')} | {ratio(v['tls-wss'], v['tls-ws'])} | {add} |")
+print()
+print("| latency µs p50 / p99 · errors | ws | wss |")
+print("|---|---|---|")
+for p, _ in points + [("tls handshakes", 0)]:
+    cells = []
+    for s in ("tls-ws", "tls-wss"):
+        r = res(s, p)
+        if not r:
+            cells.append("—")
+            continue
+        lat, bad = r["latency_us"], sum(r.get("errors", {}).values())
+        cell = "—" if p == "tls handshakes" else f"{lat['p50']:.0f} / {lat['p99']:.0f}"
+        cells.append(cell + (f" · {bad} errors" if bad else ""))
+    print(f"| {p[4:]} | " + " | ".join(cells) + " |")
+print()
+print("| user-space memory per idle connection (VmRSS delta / N, server defaults) | ws | wss | wss − ws |")
+print("|---|---:|---:|---:|")
+c = {s: (get(s, "tls idle") or {}).get("idle") for s in ("tls-ws", "tls-wss")}
+k = {s: c[s]["kib_per_connection"] if c[s] else None for s in c}
+cell = lambda s: "—" if k[s] is None else f"{k[s]:.2f} KiB ({c[s]['connections']:,})"
+diff = "—" if k["tls-ws"] is None or k["tls-wss"] is None else f"{k['tls-wss'] - k['tls-ws']:.2f} KiB"
+print(f"| 10,000 idle, after the upgrade | {cell('tls-ws')} | {cell('tls-wss')} | {diff} |")
 PY
