@@ -10,6 +10,10 @@
 //   * when the server closes: "closed: CODE REASON" on stderr; exit 0 for
 //     1000/1001, 3 otherwise (1006 when the connection dropped);
 //   * connection or handshake failure: "switchboard: ..." on stderr; exit 2.
+//     For wss:// that includes the TLS handshake: the server's certificate is
+//     verified against --ca-file (else the system store) and the URL's host,
+//     and a refusal is one line carrying OpenSSL's reason ("certificate has
+//     expired", "hostname mismatch"); --insecure-skip-verify accepts any.
 // Everything runs on one event loop on the main thread; stdin is one of its
 // descriptors (level-triggered, one read per readiness report).
 #include <fcntl.h>
@@ -26,6 +30,7 @@
 #include "switchboard/client/websocket_client.hpp"
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/signal_watcher.hpp"
+#include "switchboard/net/tls_context.hpp"
 
 namespace switchboard::app {
 namespace {
@@ -44,6 +49,8 @@ struct connect_settings {
   std::string origin;
   bool binary = false;
   bool deflate = false;
+  std::string ca_file;  // wss://: trust anchors; empty: the system store
+  bool insecure_skip_verify = false;
   double connect_timeout = 10.0;
   double close_timeout = 5.0;
 };
@@ -86,6 +93,8 @@ class session final : private net::io_handler {
       options.headers.push_back(std::move(header));
     }
     options.deflate = settings_.deflate;
+    if (!make_tls()) return k_exit_failed;
+    options.tls = tls_.get();
     options.connect_timeout = seconds(settings_.connect_timeout);
     options.close_timeout = seconds(settings_.close_timeout);
     client_ = std::make_unique<client::websocket_client>(*loop_, std::move(options), handlers());
@@ -106,6 +115,24 @@ class session final : private net::io_handler {
   }
 
  private:
+  // wss:// only: the client TLS context (ws:// never needs a trust store).
+  bool make_tls() {
+    client::url parsed;
+    if (client::parse_url(settings_.url, parsed) || !parsed.secure) {
+      return true;  // connect() reports a bad URL
+    }
+    net::tls_client_options tls;
+    tls.ca_file = settings_.ca_file;
+    tls.insecure_skip_verification = settings_.insecure_skip_verify;
+    net::tls_error error;
+    tls_ = net::tls_context::client(tls, error);
+    if (!tls_) {
+      print_error("cannot set up TLS: " + error.text);
+      return false;
+    }
+    return true;
+  }
+
   static std::chrono::milliseconds seconds(double s) {
     return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0));
   }
@@ -215,6 +242,7 @@ class session final : private net::io_handler {
 
   const connect_settings& settings_;
   std::unique_ptr<net::event_loop> loop_;
+  std::unique_ptr<net::tls_context> tls_;  // wss:// only; outlives client_
   std::unique_ptr<client::websocket_client> client_;
   std::string pending_;  // a partial line from stdin
   int exit_code_ = k_exit_abnormal_close;
@@ -230,8 +258,7 @@ void add_connect_command(CLI::App& app, command_runner& run) {
   auto settings = std::make_shared<connect_settings>();
   CLI::App* cmd = app.add_subcommand(
       "connect", "Interactive WebSocket client: stdin lines out as messages, messages to stdout");
-  cmd->add_option("url", settings->url, "ws://host[:port]/path?query (wss:// not yet)")
-      ->required();
+  cmd->add_option("url", settings->url, "ws://host[:port]/path?query or wss://...")->required();
   cmd->add_option("--protocol,-p", settings->protocols,
                   "Offer a subprotocol (repeat for several, preferred first)");
   cmd->add_option("--header,-H", settings->headers, "Extra request header 'Name: value' (repeatable)");
@@ -240,6 +267,11 @@ void add_connect_command(CLI::App& app, command_runner& run) {
   cmd->add_flag("--deflate", settings->deflate,
                 "Offer permessage-deflate (RFC 7692; client_max_window_bits, context takeover) "
                 "and compress/inflate messages if the server accepts");
+  cmd->add_option("--ca-file", settings->ca_file,
+                  "wss://: PEM file of the CAs to trust (default: the system store)");
+  cmd->add_flag("--insecure-skip-verify", settings->insecure_skip_verify,
+                "wss://: accept any server certificate for any name (testing only: it "
+                "allows a man in the middle)");
   cmd->add_option("--connect-timeout", settings->connect_timeout,
                   "Seconds to wait for the TCP connection (default 10)")
       ->check(CLI::PositiveNumber);

@@ -3,6 +3,9 @@
 // message comes back with its opcode. The CLI is a contract other tests rely
 // on: one line "listening on ws://HOST:PORT" on stdout once listening;
 // SIGTERM/SIGINT close every client with the shutdown code and exit 0.
+// With --tls-cert/--tls-key the port speaks wss:// only and the line says
+// "listening on wss://HOST:PORT"; SIGHUP re-reads the certificate and key
+// (one stderr line: reloaded, or why not and that the old one stays).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +14,7 @@
 #include <string>
 
 #include <switchboard/net/signal_watcher.hpp>
+#include <switchboard/net/tls_context.hpp>
 #include <switchboard/server/server.hpp>
 
 #include "commands.hpp"
@@ -19,7 +23,16 @@ namespace switchboard::app {
 
 namespace {
 
+// wss:// settings (TLS only when a certificate is given).
+struct echo_tls_options {
+  std::string cert;                  // PEM chain, leaf first
+  std::string key;                   // PEM, unencrypted
+  std::string ca;                    // PEM: CAs client certificates must chain to
+  std::string client_cert = "none";  // none | request | require
+};
+
 struct echo_options {
+  echo_tls_options tls;  // --tls-*: wss:// when tls.cert is set
   std::string host = "127.0.0.1";
   std::uint16_t port = 9001;
   std::size_t threads = 1;
@@ -37,12 +50,35 @@ struct echo_options {
   // permessage-deflate: "" (off), "shared" or "dedicated".
   std::string deflate;
   std::size_t deflate_threshold = protocol::k_default_compress_threshold;
-  unsigned deflate_window_bits = 15;
-  unsigned deflate_mem_level = 8;
+  // dedicated: the library's lean defaults (11 and 4: ~31 KiB per connection,
+  // at most ~61 KiB; server/compression.hpp).
+  unsigned deflate_window_bits = server::compression_options{}.server_max_window_bits;
+  unsigned deflate_mem_level = server::compression_options{}.mem_level;
 };
 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds{static_cast<std::int64_t>(std::llround(seconds * 1000.0))};
+}
+
+// The server's TLS context, or nullptr with `why` set. REQUIRES: !o.cert.empty().
+std::unique_ptr<net::tls_context> make_echo_tls(const echo_tls_options& o, std::string& why) {
+  net::tls_server_options options;
+  options.certificate_chain_file = o.cert;
+  options.private_key_file = o.key;
+  options.client_ca_file = o.ca;
+  if (o.client_cert == "request") {
+    options.client_auth = net::client_certificates::request;
+  } else if (o.client_cert == "require") {
+    options.client_auth = net::client_certificates::require;
+  }
+  if (options.client_auth != net::client_certificates::none && o.ca.empty()) {
+    why = "--tls-client-cert " + o.client_cert + " needs --tls-ca";
+    return nullptr;
+  }
+  net::tls_error error;
+  auto context = net::tls_context::server(options, error);
+  if (!context) why = error.text;
+  return context;
 }
 
 int run_echo(const echo_options& o) {
@@ -64,9 +100,33 @@ int run_echo(const echo_options& o) {
   opts.shutdown_timeout = to_ms(o.shutdown_timeout);
   opts.handle_signals = true;
 
+  // wss://: the context outlives the server (declared first, destroyed last).
+  std::unique_ptr<net::tls_context> tls;
+  if (!o.tls.cert.empty()) {
+    std::string why;
+    tls = make_echo_tls(o.tls, why);
+    if (!tls) {
+      std::cerr << "switchboard echo: TLS: " << why << "\n";
+      return 1;
+    }
+    opts.tls = tls.get();
+    opts.on_tls_reload = [](const net::tls_error& result) {
+      if (result) {
+        std::fprintf(stderr,
+                     "switchboard echo: SIGHUP: TLS reload failed, keeping the old "
+                     "certificate: %s\n",
+                     result.text.c_str());
+      } else {
+        std::fprintf(stderr, "switchboard echo: SIGHUP: TLS certificate and key reloaded\n");
+      }
+    };
+  }
+
   // Block the signals before anyone can learn the port: a SIGTERM sent right
-  // after the "listening" line then waits for the signalfd instead of killing us.
-  if (auto ec = net::signal_watcher::block({SIGINT, SIGTERM})) {
+  // after the "listening" line then waits for the signalfd instead of killing
+  // us (and so does a SIGHUP with TLS, which reloads the certificate).
+  if (auto ec = tls ? net::signal_watcher::block({SIGINT, SIGTERM, SIGHUP})
+                    : net::signal_watcher::block({SIGINT, SIGTERM})) {
     std::cerr << "switchboard echo: " << ec.message() << "\n";
     return 1;
   }
@@ -92,8 +152,8 @@ int run_echo(const echo_options& o) {
     return 1;
   }
   const bool v6 = o.host.find(':') != std::string::npos && o.host.front() != '[';
-  std::printf("listening on ws://%s%s%s:%u\n", v6 ? "[" : "", o.host.c_str(), v6 ? "]" : "",
-              static_cast<unsigned>(srv.port()));
+  std::printf("listening on %s://%s%s%s:%u\n", tls ? "wss" : "ws", v6 ? "[" : "", o.host.c_str(),
+              v6 ? "]" : "", static_cast<unsigned>(srv.port()));
   std::fflush(stdout);
   if (auto ec = srv.run()) {
     std::cerr << "switchboard echo: " << ec.message() << "\n";
@@ -159,8 +219,9 @@ void add_echo_command(CLI::App& app, command_runner& run) {
       ->capture_default_str();
   cmd->add_option("--deflate", o->deflate,
                   "permessage-deflate (RFC 7692): 'shared' (no context takeover; zlib state per "
-                  "thread only, none per connection) or 'dedicated' (context takeover; ~300 KiB "
-                  "per active connection with the defaults). No value: shared. Absent: off")
+                  "thread only, none per connection) or 'dedicated' (context takeover; with the "
+                  "defaults ~31 KiB per active connection, at most ~61 KiB when the client does "
+                  "not offer client_max_window_bits). No value: shared. Absent: off")
       ->expected(0, 1)
       ->check(CLI::IsMember({"", "shared", "dedicated"}));
   cmd->add_option("--deflate-threshold", o->deflate_threshold,
@@ -168,12 +229,30 @@ void add_echo_command(CLI::App& app, command_runner& run) {
       ->capture_default_str();
   cmd->add_option("--deflate-window-bits", o->deflate_window_bits,
                   "dedicated: LZ77 window (9-15) of each connection's deflater and the most the "
-                  "client may use; memory 4<<N (deflate) + 1<<N (inflate) bytes")
+                  "client may use when it offers client_max_window_bits (else it may use 15); "
+                  "memory 4<<N (deflate) + 1<<N (inflate) bytes. 15 with --deflate-mem-level 8: "
+                  "~301 KiB per connection, better ratio; 9 with 1: ~17 KiB (~48 KiB at most)")
       ->check(CLI::Range(9u, 15u))
       ->capture_default_str();
   cmd->add_option("--deflate-mem-level", o->deflate_mem_level,
                   "dedicated: zlib memLevel (1-9) of each connection's deflater; memory 512<<N bytes")
       ->check(CLI::Range(1u, 9u))
+      ->capture_default_str();
+  CLI::Option* tls_cert =
+      cmd->add_option("--tls-cert", o->tls.cert,
+                      "serve wss:// (TLS 1.2/1.3) with this PEM certificate chain, leaf first; "
+                      "SIGHUP re-reads it and the key");
+  CLI::Option* tls_key =
+      cmd->add_option("--tls-key", o->tls.key, "PEM private key (unencrypted) of --tls-cert");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
+  cmd->add_option("--tls-ca", o->tls.ca, "PEM file of the CAs client certificates must chain to")
+      ->needs(tls_cert);
+  cmd->add_option("--tls-client-cert", o->tls.client_cert,
+                  "ask clients for a certificate: none, request (verified if sent) or require; "
+                  "request and require need --tls-ca")
+      ->check(CLI::IsMember({"none", "request", "require"}))
+      ->needs(tls_cert)
       ->capture_default_str();
   cmd->callback([&run, o, cmd] {
     // A bare --deflate means shared.

@@ -19,7 +19,7 @@ std::error_code websocket_client::connect(std::string_view ws_url) {
   }
   url parsed;
   if (auto error = parse_url(ws_url, parsed)) return error;
-  if (parsed.secure) return client_error::tls_not_supported;
+  if (parsed.secure && options_.tls == nullptr) return client_error::tls_not_supported;
   std::vector<net::endpoint> endpoints;
   if (auto error = resolve(parsed.host, parsed.port, endpoints)) return error;
 
@@ -32,6 +32,9 @@ std::error_code websocket_client::connect(std::string_view ws_url) {
     return client_error::bad_request;
   }
 
+  // Closed here (idle or closed), so the transport may change mode; also
+  // from inside the old connection's callbacks.
+  stream_.set_tls(parsed.secure ? options_.tls : nullptr);
   url_ = std::move(parsed);
   endpoints_ = std::move(endpoints);
   attempt_ = 0;
@@ -43,6 +46,7 @@ std::error_code websocket_client::connect(std::string_view ws_url) {
 void websocket_client::start_attempt() {
   ++attempt_;
   was_open_ = false;
+  tls_established_ = false;
   close_sent_ = false;
   close_received_ = false;
   server_code_ = 0;
@@ -86,8 +90,15 @@ void websocket_client::on_connected(std::error_code error, net::unique_fd socket
     finish(error, text, k_abnormal, {}, true);
     return;
   }
-  if (auto open_error = stream_.open(std::move(socket))) {
-    finish(open_error, "cannot watch the socket: " + open_error.message(), k_abnormal, {}, true);
+  // wss://: the TLS handshake starts here (the ClientHello goes out now); the
+  // upgrade request below waits inside the stream until it completes, and
+  // phase_timer_ bounds both. The URL's host is the name the server's
+  // certificate must carry (a DNS name, also sent as SNI, or an IP address).
+  if (auto open_error = stream_.open(std::move(socket), url_.host)) {
+    const std::string text =
+        stream_.is_tls() ? "cannot start TLS with " + url_.host + ": " + describe(open_error)
+                         : "cannot watch the socket: " + open_error.message();
+    finish(open_error, text, k_abnormal, {}, true);
     return;
   }
   key_ = protocol::generate_key();

@@ -19,7 +19,7 @@ class client_error_category final : public std::error_category {
       case client_error::unsupported_scheme:
         return "unsupported URL scheme (expected ws:// or wss://)";
       case client_error::tls_not_supported:
-        return "TLS (wss://) is not supported yet";
+        return "wss:// needs a TLS context (client_options::tls)";
       case client_error::resolve_failed:
         return "host name did not resolve to an address";
       case client_error::bad_request:

@@ -45,7 +45,7 @@ websocket_client::websocket_client(net::event_loop& loop, client_options options
       handlers_(std::move(handlers)),
       backoff_(options_.reconnect, options_.random_seed),
       connector_(loop),
-      stream_(loop, *this),
+      stream_(loop, *this),  // plain until a wss:// URL sets TLS
       parser_(options_.response_limits),
       reader_(protocol::reader_options{protocol::role::client, options_.max_message_size,
                                        /*stream=*/false, /*allow_rsv1=*/false}) {
@@ -64,7 +64,9 @@ void websocket_client::release_connection() noexcept {
   stream_.close();
 }
 
-void websocket_client::on_data(net::tcp_stream&, std::span<std::byte> data) {
+void websocket_client::on_handshake(net::transport&) { tls_established_ = true; }
+
+void websocket_client::on_data(net::transport&, std::span<std::byte> data) {
   if (state_ == client_state::handshaking) {
     on_handshake_data(data);
   } else if (state_ == client_state::open || state_ == client_state::closing) {
@@ -159,15 +161,32 @@ void websocket_client::send_close_frame(std::uint16_t code, std::string_view rea
   set_state(client_state::closing);
 }
 
-void websocket_client::on_drained(net::tcp_stream&) {
+void websocket_client::on_drained(net::transport&) {
   if (handlers_.on_drained) handlers_.on_drained();
 }
 
-void websocket_client::on_close(net::tcp_stream&, std::error_code error) {
+std::string websocket_client::describe(std::error_code error) const {
+  // OpenSSL's account names the reason ("certificate has expired"); the
+  // code's message only the OpenSSL routine that failed.
+  const std::string_view tls_text = stream_.last_error_text();
+  if (error.category() == net::tls_category() && !tls_text.empty()) {
+    std::string text(tls_text);
+    for (char& c : text) {
+      if (c == '\n' || c == '\r') c = ' ';  // one line for the application's log
+    }
+    return text;
+  }
+  return error.message();
+}
+
+void websocket_client::on_close(net::transport&, std::error_code error) {
   switch (state_) {
     case client_state::handshaking:
-      if (error) {
-        finish(error, "handshake failed: " + error.message(), k_abnormal, {}, true);
+      if (error && stream_.is_tls() && !tls_established_) {
+        finish(error, "TLS handshake with " + url_.host + " failed: " + describe(error), k_abnormal,
+               {}, true);
+      } else if (error) {
+        finish(error, "handshake failed: " + describe(error), k_abnormal, {}, true);
       } else {
         finish(client_error::handshake_eof,
                "handshake failed: the server closed the connection without answering", k_abnormal,
@@ -176,7 +195,7 @@ void websocket_client::on_close(net::tcp_stream&, std::error_code error) {
       return;
     case client_state::open: {
       const std::error_code why = error ? error : client_error::closed_without_frame;
-      finish(why, "connection lost: " + why.message(), k_abnormal, {}, true);
+      finish(why, "connection lost: " + describe(why), k_abnormal, {}, true);
       return;
     }
     case client_state::closing:
@@ -194,9 +213,11 @@ void websocket_client::on_close(net::tcp_stream&, std::error_code error) {
 
 void websocket_client::on_phase_timeout() {
   if (state_ == client_state::handshaking) {
+    const std::string limit = std::to_string(options_.handshake_timeout.count()) + " ms";
     finish(client_error::handshake_timeout,
-           "handshake failed: no response within " +
-               std::to_string(options_.handshake_timeout.count()) + " ms",
+           stream_.is_tls() && !tls_established_
+               ? "TLS handshake with " + url_.host + " failed: no answer within " + limit
+               : "handshake failed: no response within " + limit,
            k_abnormal, {}, true);
   } else if (state_ == client_state::closing) {
     if (close_received_) {

@@ -44,6 +44,8 @@ loop_context::~loop_context() {
 
 const server_options& loop_context::options() const noexcept { return core_->options; }
 
+net::tls_context* loop_context::tls() const noexcept { return core_->options.tls; }
+
 std::error_code loop_context::listen(const net::endpoint& local, bool reuse_port) {
   net::listener_options opts;
   opts.reuse_port = reuse_port;

@@ -83,6 +83,10 @@ class loop_context {
   net::event_loop& loop() const noexcept { return *loop_; }
   std::uint32_t index() const noexcept { return index_; }
   const server_options& options() const noexcept;
+  // The TLS configuration of new connections (server_options::tls), or null
+  // for plain TCP. The handshake timer armed at accept bounds the TLS
+  // handshake too.
+  net::tls_context* tls() const noexcept;
 
   std::error_code listen(const net::endpoint& local, bool reuse_port);
   std::uint16_t port() const noexcept { return listener_ ? listener_->port() : 0; }

@@ -5,6 +5,8 @@
 #include <cassert>
 #include <utility>
 
+#include <switchboard/net/tls_context.hpp>
+
 #include "loop_context.hpp"
 
 namespace switchboard::server {
@@ -126,12 +128,30 @@ std::error_code server::run() {
     std::error_code error;
     // Created here, before the loop threads: it blocks the signals in this
     // thread and the threads inherit the mask, so only the signalfd sees them.
-    core.signals = net::signal_watcher::create(
-        core.group->loop(0), [this](int) { shutdown(); }, error, {SIGINT, SIGTERM});
+    // SIGHUP reloads the certificates, and only when there are some: without
+    // TLS its default action (or the application's own use) stays.
+    auto on_signal = [this](int signal_number) {
+      if (signal_number != SIGHUP) return shutdown();
+      const net::tls_error result = reload_tls();
+      if (core_->options.on_tls_reload) core_->options.on_tls_reload(result);
+    };
+    core.signals =
+        core.options.tls != nullptr
+            ? net::signal_watcher::create(core.group->loop(0), on_signal, error,
+                                          {SIGINT, SIGTERM, SIGHUP})
+            : net::signal_watcher::create(core.group->loop(0), on_signal, error, {SIGINT, SIGTERM});
     if (!core.signals) return error;
   }
   if (auto error = start()) return error;
   return wait();
+}
+
+net::tls_error server::reload_tls() {
+  net::tls_context* tls = core_->options.tls;
+  if (tls == nullptr) {
+    return {std::make_error_code(std::errc::operation_not_supported), "the server has no TLS"};
+  }
+  return tls->reload();
 }
 
 void server::shutdown() {

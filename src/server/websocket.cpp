@@ -1,9 +1,9 @@
 // websocket.cpp — an open connection: frames in (parsed in place from the
 // loop's receive buffer), frames out (through the cork), the close handshake,
-// keepalive and the timeouts, all driven by one timer_node.
+// keepalive and the timeouts, all driven by one timer_node. TLS is the
+// transport's business: this file sees plaintext either way, and differs only
+// in how it ends a connection (close_notify before closing TCP).
 #include <switchboard/server/websocket.hpp>
-
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cassert>
@@ -53,7 +53,7 @@ bool is_single_control_frame(std::span<const char> input) noexcept {
 
 websocket::websocket(detail::loop_context& ctx, std::uint32_t slot,
                      std::uint32_t generation) noexcept
-    : stream_(ctx.loop(), *this), ctx_(&ctx), slot_(slot), generation_(generation) {
+    : stream_(ctx.loop(), *this, ctx.tls()), ctx_(&ctx), slot_(slot), generation_(generation) {
   timer_.bind<&websocket::on_timer>(this);
 }
 
@@ -77,7 +77,7 @@ connection_id websocket::id() const noexcept { return {ctx_->index(), slot_, gen
 
 std::uint32_t websocket::now_ms() const noexcept { return ctx_->now_ms(); }
 
-void websocket::on_data(net::tcp_stream&, std::span<std::byte> data) {
+void websocket::on_data(net::transport&, std::span<std::byte> data) {
   last_receive_ = now_ms();
   awaiting_pong_ = false;  // anything received proves the peer alive
   switch (state_) {
@@ -374,15 +374,17 @@ void websocket::terminate() noexcept {
   ctx_->retire(*this);
 }
 
-void websocket::on_close(net::tcp_stream&, std::error_code) {
-  // The stream has closed itself (peer FIN, reset, write error).
+void websocket::on_close(net::transport&, std::error_code) {
+  // The stream has closed itself: peer FIN or close_notify, reset, write
+  // error, or (TLS) a failed handshake — plain HTTP on the TLS port
+  // included; the TLS context counts those.
   state_ = state::closed;
   timer_.cancel();
   notify_close(protocol::to_underlying(protocol::close_code::abnormal), {});
   ctx_->retire(*this);
 }
 
-void websocket::on_drained(net::tcp_stream&) {
+void websocket::on_drained(net::transport&) {
   if (state_ == state::lingering) {
     if (!write_shut_) after_flush();
   } else if (state_ == state::open && behavior_ != nullptr && behavior_->on_drain) {
@@ -400,17 +402,30 @@ void websocket::linger(bool wait_for_fin) {
   ctx_->loop().timers().schedule(timer_, std::chrono::milliseconds{0});
 }
 
-void websocket::after_flush() noexcept {
+void websocket::after_flush() {
   if (!wait_for_fin_) {
     // Close handshake complete: nothing more may arrive, so closing now
-    // cannot turn unread input into a reset.
+    // cannot turn unread input into a reset. Over TLS the peer gets a
+    // close_notify first (written at once: nothing is blocked here), so it
+    // sees an orderly end rather than a truncation.
+    if (stream_.is_tls()) {
+      stream_.shutdown_write();
+      if (stream_.write_blocked()) {
+        // The kernel refused part of it: closing now would drop the rest.
+        // Read until the peer ends (its close_notify or FIN); the linger
+        // deadline bounds the wait.
+        write_shut_ = true;
+        return;
+      }
+    }
     terminate();
     return;
   }
   // Unread input at close() would make the kernel send a reset that can
-  // destroy our last bytes in flight: half-close and read until the FIN.
+  // destroy our last bytes in flight: half-close (TLS: close_notify first)
+  // and read until the peer's FIN.
   write_shut_ = true;
-  ::shutdown(stream_.native_handle(), SHUT_WR);
+  stream_.shutdown_write();
 }
 
 void websocket::on_timer() {

@@ -250,6 +250,11 @@ async function echoInPage({ url, sizes, timeoutMs }) {
 
 // --- the cases ----------------------------------------------------------------
 
+// `switchboard echo --deflate dedicated` with its default windows (11 both
+// ways, server/compression.hpp), as Chromium reports it.
+const DEDICATED_EXTENSIONS =
+  'permessage-deflate; server_max_window_bits=11; client_max_window_bits=11';
+
 // What ws.extensions must say for each server mode; null when it is right.
 function checkExtensions(mode, extensions) {
   const params = extensions.split(';').map((s) => s.trim()).filter(Boolean);
@@ -263,8 +268,10 @@ function checkExtensions(mode, extensions) {
   if (mode === 'shared' && !(has('client_no_context_takeover') && has('server_no_context_takeover'))) {
     return `shared must agree no context takeover both ways, got "${extensions}"`;
   }
-  if (mode === 'dedicated' && (has('client_no_context_takeover') || has('server_no_context_takeover'))) {
-    return `dedicated keeps context takeover (Chromium does not ask to drop it), got "${extensions}"`;
+  if (mode === 'dedicated' && extensions !== DEDICATED_EXTENSIONS) {
+    return `dedicated keeps context takeover (Chromium does not ask to drop it) and, with the ` +
+      `lean defaults, holds both directions to window 11 (Chromium offers a bare ` +
+      `client_max_window_bits): expected "${DEDICATED_EXTENSIONS}", got "${extensions}"`;
   }
   return null;
 }

@@ -202,6 +202,11 @@ TEST_P(client_server_deflate_test, EchoesEverySize) {
     const bool shared = GetParam() == server::compression_mode::shared;
     EXPECT_EQ(client_->deflate_params()->server_no_context_takeover, shared);
     EXPECT_EQ(client_->deflate_params()->client_no_context_takeover, shared);
+    // Dedicated's lean defaults: window 11 both ways (we offer a bare
+    // client_max_window_bits, so the server may limit ours); shared keeps 15.
+    const std::uint8_t bits = shared ? 15 : 11;
+    EXPECT_EQ(client_->deflate_params()->server_max_window_bits, bits);
+    EXPECT_EQ(client_->deflate_params()->client_max_window_bits, bits);
     for (const auto& m : sent) EXPECT_NE(client_->send(m.payload, m.op), send_status::dropped);
   };
   on_message_hook = [&] {

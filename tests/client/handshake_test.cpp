@@ -202,6 +202,7 @@ TEST_F(client_test, ConnectRefusesWhatItCannotDoAtOnce) {
   client_options options;
   options.protocols = {"not a token"};
   make_client(std::move(options));
+  // No client_options::tls: wss:// cannot be spoken.
   EXPECT_EQ(client_->connect("wss://127.0.0.1/"), client_error::tls_not_supported);
   EXPECT_EQ(client_->connect("http://127.0.0.1/"), client_error::unsupported_scheme);
   EXPECT_EQ(client_->connect("ws://127.0.0.1:99999/"), client_error::bad_url);

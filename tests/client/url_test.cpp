@@ -110,7 +110,7 @@ TEST(resolve, UnknownNameFails) {
 
 TEST(client_error, MessagesAreSentences) {
   EXPECT_EQ(make_error_code(client_error::tls_not_supported).message(),
-            "TLS (wss://) is not supported yet");
+            "wss:// needs a TLS context (client_options::tls)");
   EXPECT_STREQ(client_category().name(), "switchboard.client");
 }
 

@@ -246,10 +246,16 @@ class failure_before_handshake_test(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn(b"switchboard: cannot connect to 127.0.0.1:", result.stderr)
 
-    def test_wss_is_refused_clearly(self):
-        result = run_connect("wss://127.0.0.1:1/")
+    def test_wss_connection_refused_exits_2(self):
+        # wss:// is spoken now (tls_test.py covers it): a closed port fails
+        # like ws://, before any TLS.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        result = run_connect("wss://127.0.0.1:%d/" % port, "--insecure-skip-verify")
         self.assertEqual(result.returncode, 2, result.stderr)
-        self.assertIn(b"TLS (wss://) is not supported yet", result.stderr)
+        self.assertIn(b"switchboard: cannot connect to 127.0.0.1:", result.stderr)
 
     def test_bad_url_exits_2(self):
         result = run_connect("ws://host:0/")

@@ -8,6 +8,7 @@ Usage: /usr/bin/python3 deflate_conformance_test.py <path to switchboard>
 """
 
 import os
+import subprocess
 import sys
 import unittest
 import zlib
@@ -36,13 +37,16 @@ class Deflater:
 
 
 class Inflater:
-    def __init__(self, takeover=True):
-        self.takeover = takeover
-        self.z = zlib.decompressobj(-15)
+    """wbits below 15 checks that the server kept to that window: zlib fails
+    on a distance further back than it."""
+
+    def __init__(self, takeover=True, wbits=15):
+        self.takeover, self.wbits = takeover, wbits
+        self.z = zlib.decompressobj(-wbits)
 
     def inflate(self, data):
         if not self.takeover:
-            self.z = zlib.decompressobj(-15)
+            self.z = zlib.decompressobj(-self.wbits)
         return self.z.decompress(data + TAIL)
 
 
@@ -187,6 +191,73 @@ class DedicatedNegotiation(unittest.TestCase):
                 sizes.append(len(payload))
                 self.assertEqual(Inflater(False).inflate(payload), msg)
             self.assertEqual(len(set(sizes)), 1, sizes)  # each from scratch
+
+
+class DedicatedDefaults(unittest.TestCase):
+    """--deflate dedicated with no window flags: window 11 both ways, memLevel
+    4 (at most ~61 KiB of zlib state per connection)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = EchoServer("--deflate", "dedicated")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def ext(self, offer):
+        with RawClient(self.server.port) as c:
+            return answer(c, offer)
+
+    def test_exact_answers(self):
+        cases = {
+            # Not offered: the client keeps 15 (RFC 7692 §7.1.2.2); ours is named.
+            "permessage-deflate": "permessage-deflate; server_max_window_bits=11",
+            "permessage-deflate; client_max_window_bits":
+                "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11",
+            "permessage-deflate; client_max_window_bits=10":
+                "permessage-deflate; server_max_window_bits=11; client_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=15; client_max_window_bits=15":
+                "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11",
+            "permessage-deflate; server_max_window_bits=9":
+                "permessage-deflate; server_max_window_bits=9",
+            "permessage-deflate; client_no_context_takeover":
+                "permessage-deflate; client_no_context_takeover; server_max_window_bits=11",
+        }
+        for offer, want in cases.items():
+            self.assertEqual(self.ext(offer), want, offer)
+
+    def test_help_lists_the_defaults(self):
+        out = subprocess.run([harness.BINARY_PATH, "echo", "--help"], capture_output=True,
+                             timeout=10 * harness.SLOW).stdout.decode()
+        self.assertRegex(out, r"--deflate-window-bits [^\n]*=11\n")
+        self.assertRegex(out, r"--deflate-mem-level [^\n]*=4\n")
+
+    def test_windows_kept_both_ways(self):
+        # Each direction within 11 bits over messages far larger than the
+        # window, with context takeover: a 15-bit deflater on our side would
+        # fail the server's 11-bit inflater (1007), and the server's output
+        # must inflate with an 11-bit window.
+        with RawClient(self.server.port) as c:
+            answer(c, "permessage-deflate; client_max_window_bits")
+            d, i = Deflater(11), Inflater(wbits=11)
+            for n in range(30):
+                msg = words(100000, n % 3) if n % 10 == 9 else \
+                    b'{"seq":%d,"text":"%s"}' % (n, words(1000, n % 4))
+                c.send_frame(TEXT, d.compress(msg), rsv=4)
+                op, payload, rsv1 = message(c)
+                self.assertTrue(rsv1, n)
+                self.assertEqual(i.inflate(payload), msg, n)
+
+    def test_client_without_window_offer_may_use_15(self):
+        with RawClient(self.server.port) as c:
+            answer(c, "permessage-deflate")
+            d, i = Deflater(15), Inflater(wbits=11)
+            for n in range(5):
+                msg = words(100000, n)
+                c.send_frame(BINARY, d.compress(msg), rsv=4)
+                op, payload, rsv1 = message(c)
+                self.assertEqual(i.inflate(payload), msg, n)
 
 
 class Data(unittest.TestCase):

@@ -3,6 +3,7 @@
 // fragmented compressed messages, context takeover, RSV1 misuse, bombs,
 // corrupt data, UTF-8 after inflating, the threshold, topics compressing
 // once, streaming endpoints, and what a connection holds.
+#include <algorithm>
 #include <cctype>
 #include <string>
 #include <vector>
@@ -70,17 +71,30 @@ compression_options mode(compression_mode m) {
   return c;
 }
 
-// Our end of a compressed connection: the client's codecs for `agreed`.
+// The value of window parameter `name` in an answer, or 15 when absent.
+std::uint8_t window_in(const std::string& answer, const std::string& name) {
+  const std::size_t at = answer.find(name + "=");
+  if (at == std::string::npos) return protocol::k_max_window_bits;
+  return static_cast<std::uint8_t>(std::stoi(answer.substr(at + name.size() + 1)));
+}
+
+// Our end of a compressed connection: the client's codecs, with the windows
+// the server answered: we deflate within client_max_window_bits, and inflate
+// with exactly server_max_window_bits (a server that used more would fail us).
 struct peer {
   peer(std::uint16_t port, const std::string& offer, bool client_takeover, bool server_takeover)
-      : ws(port),
-        deflate(protocol::deflate_options{.no_context_takeover = !client_takeover}),
-        inflate(protocol::inflate_options{.no_context_takeover = !server_takeover,
-                                          .max_message_size = 64u << 20}) {
+      : ws(port) {
     std::string head;
     status = ws.upgrade("/", "Sec-WebSocket-Extensions: " + offer + "\r\n", &head);
     answer = extensions_of(head);
     ws.allow_rsv1();
+    deflate = protocol::deflater(
+        protocol::deflate_options{.window_bits = window_in(answer, "client_max_window_bits"),
+                                  .no_context_takeover = !client_takeover});
+    inflate = protocol::inflater(
+        protocol::inflate_options{.window_bits = window_in(answer, "server_max_window_bits"),
+                                  .no_context_takeover = !server_takeover,
+                                  .max_message_size = 64u << 20});
   }
   // Sends `m` compressed (RSV1) as one frame.
   bool send(opcode op, std::string_view m) {
@@ -129,8 +143,10 @@ TEST_F(deflate_test, DedicatedAnswersConfiguredWindows) {
   EXPECT_NE(p.answer.find("client_max_window_bits=11"), std::string::npos) << p.answer;
   EXPECT_EQ(p.answer.find("no_context_takeover"), std::string::npos) << p.answer;
   // And it works with those windows, across messages: we deflate with the
-  // 11 bits we were given (a larger window would fail the server's inflate).
-  p.deflate = protocol::deflater(protocol::deflate_options{.window_bits = 11});
+  // 11 bits we were given (a larger window would fail the server's inflate)
+  // and inflate with 10.
+  EXPECT_EQ(p.deflate.options().window_bits, 11);
+  EXPECT_EQ(p.inflate.options().window_bits, 10);
   for (int i = 0; i < 20; ++i) {
     const std::string m = words(3000, static_cast<unsigned>(i % 3));
     ASSERT_TRUE(p.send(opcode::text, m));
@@ -138,6 +154,94 @@ TEST_F(deflate_test, DedicatedAnswersConfiguredWindows) {
     ASSERT_EQ(r.kind, event_kind::message);
     EXPECT_TRUE(r.payload == m) << i;
   }
+}
+
+TEST_F(deflate_test, DedicatedDefaultsAnswerWindow11) {
+  // The lean defaults (server/compression.hpp): window 11 both ways, memLevel 4.
+  EXPECT_EQ(compression_options{}.server_max_window_bits, 11);
+  EXPECT_EQ(compression_options{}.client_max_window_bits, 11);
+  EXPECT_EQ(compression_options{}.mem_level, 4);
+  running_server srv(test_options(),
+                     [](server& s) { add_deflate_echo(s, mode(compression_mode::dedicated)); });
+  const struct {
+    const char* offer;
+    const char* answer;
+  } cases[] = {
+      // Not offered: the client may use 15 (RFC 7692 §7.1.2.2); ours is named.
+      {"permessage-deflate", "permessage-deflate; server_max_window_bits=11"},
+      {"permessage-deflate; client_max_window_bits",
+       "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11"},
+      // The client's own smaller limits stand.
+      {"permessage-deflate; client_max_window_bits=9",
+       "permessage-deflate; server_max_window_bits=11; client_max_window_bits=9"},
+      {"permessage-deflate; server_max_window_bits=10; client_max_window_bits",
+       "permessage-deflate; server_max_window_bits=10; client_max_window_bits=11"},
+      // A larger request is answered with ours (§7.1.2.1: equal or smaller).
+      {"permessage-deflate; server_max_window_bits=15",
+       "permessage-deflate; server_max_window_bits=11"},
+      {"permessage-deflate; server_no_context_takeover; client_max_window_bits=15",
+       "permessage-deflate; server_no_context_takeover; server_max_window_bits=11; "
+       "client_max_window_bits=11"},
+  };
+  for (const auto& c : cases) {
+    peer p(srv.port(), c.offer, true, true);
+    ASSERT_EQ(p.status, 101) << c.offer;
+    EXPECT_EQ(p.answer, c.answer) << c.offer;
+  }
+}
+
+TEST_F(deflate_test, DedicatedDefaultsStayUnder64KiBPerConnection) {
+  // After messages both ways, whatever the client offered. Without
+  // client_max_window_bits in the offer our inflater needs window 15: the
+  // worst case (~61 KiB); with it, window 11 (~31 KiB).
+  running_server srv(test_options(),
+                     [](server& s) { add_deflate_echo(s, mode(compression_mode::dedicated)); });
+  for (const char* offer : {"permessage-deflate", "permessage-deflate; client_max_window_bits"}) {
+    const bool bounded = std::string(offer).find("client_max_window_bits") != std::string::npos;
+    peer p(srv.port(), offer, true, true);
+    ASSERT_EQ(p.status, 101) << offer;
+    std::size_t most = 0;
+    for (int i = 0; i < 60; ++i) {
+      // Chat-like messages, a few large ones that fill every window.
+      const std::string m = i % 20 == 19 ? words(200000, static_cast<unsigned>(i))
+                                         : "{\"seq\":" + std::to_string(i) + ",\"text\":\"" +
+                                               words(1000, static_cast<unsigned>(i % 4)) + "\"}";
+      ASSERT_TRUE(p.send(opcode::text, m)) << offer;
+      const received r = p.next();
+      ASSERT_EQ(r.kind, event_kind::message) << offer;
+      ASSERT_TRUE(r.compressed) << offer;  // compressed both ways
+      ASSERT_TRUE(r.payload == m) << offer << " " << i;
+      ASSERT_TRUE(p.ws.send_message(opcode::text, "mem"));
+      const std::size_t bytes = std::stoul(p.next().payload);
+      most = std::max(most, bytes);
+    }
+    std::printf("dedicated defaults, offer \"%s\": at most %zu bytes per connection\n", offer,
+                most);
+    EXPECT_LE(most, 64u * 1024) << offer;
+    if (bounded) {
+      EXPECT_LE(most, 32u * 1024) << offer;  // deflater 22,472 + inflater 9,344 (window 11)
+    } else {
+      EXPECT_GT(most, 60'000u) << offer;  // deflater 22,472 + inflater 40,064 (window 15)
+    }
+  }
+}
+
+TEST_F(deflate_test, DedicatedWindow15IsStillAChoice) {
+  // The knobs set back to zlib's own defaults: the plain answer, and ~301 KiB.
+  compression_options c = mode(compression_mode::dedicated);
+  c.server_max_window_bits = 15;
+  c.client_max_window_bits = 15;
+  c.mem_level = 8;
+  running_server srv(test_options(), [&](server& s) { add_deflate_echo(s, c); });
+  peer p(srv.port(), "permessage-deflate; client_max_window_bits", true, true);
+  ASSERT_EQ(p.status, 101);
+  EXPECT_EQ(p.answer, "permessage-deflate");
+  ASSERT_TRUE(p.send(opcode::text, words(50000)));
+  ASSERT_TRUE(p.next().payload == words(50000));
+  ASSERT_TRUE(p.ws.send_message(opcode::text, "mem"));
+  const std::size_t bytes = std::stoul(p.next().payload);
+  EXPECT_GT(bytes, 300'000u);  // deflater 268,232 + inflater 40,064
+  EXPECT_LT(bytes, 320'000u);
 }
 
 TEST_F(deflate_test, DeclinedOffersGiveNoExtension) {
@@ -254,8 +358,10 @@ TEST_P(deflate_mode_test, ConnectionMemory) {
   std::printf("compression memory per connection (%s): %zu bytes\n",
               takeover ? "dedicated" : "shared", bytes);
   if (takeover) {
-    EXPECT_GT(bytes, 250'000u);  // deflater 262 KiB + inflater 40 KiB
-    EXPECT_LT(bytes, 360'000u);
+    // Defaults, no client_max_window_bits offered: deflater 22,472 (window
+    // 11, memLevel 4) + inflater 40,064 (window 15) + the codec object.
+    EXPECT_GT(bytes, 60'000u);
+    EXPECT_LE(bytes, 64u * 1024);
   } else {
     EXPECT_EQ(bytes, 0u);  // the loop's codecs serve it
   }

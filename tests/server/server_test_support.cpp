@@ -8,6 +8,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -90,6 +95,19 @@ protocol::reader_options client_reader_options() {
 }
 }  // namespace
 
+void ssl_ctx_deleter::operator()(ssl_ctx_st* ctx) const noexcept { SSL_CTX_free(ctx); }
+
+ssl_ctx_ptr make_tls_client_context(const std::string& ca_file) {
+  ssl_ctx_ptr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return nullptr;
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) return nullptr;
+  static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx.get(), alpn, sizeof alpn);
+  return ctx;
+}
+
 ws_client::ws_client(std::uint16_t port, std::chrono::milliseconds timeout)
     : reader_(client_reader_options()) {
   fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -104,9 +122,87 @@ ws_client::ws_client(std::uint16_t port, std::chrono::milliseconds timeout)
   if (::connect(fd_.get(), ep.data(), ep.size()) != 0) fd_.reset();
 }
 
+ws_client::~ws_client() { close(); }
+
+void ws_client::close() {
+  SSL_free(ssl_);  // without SSL_shutdown: tests choose how the connection ends
+  ssl_ = nullptr;
+  fd_.reset();
+}
+
+bool ws_client::start_tls(ssl_ctx_st* ctx, const std::string& host, std::string* error) {
+  auto failed = [&](std::string why) {
+    for (unsigned long e; (e = ERR_get_error()) != 0;) {
+      char text[256];
+      ERR_error_string_n(e, text, sizeof text);
+      why.append(": ").append(text);
+    }
+    if (ssl_ != nullptr) {
+      const long verify = SSL_get_verify_result(ssl_);
+      if (verify != X509_V_OK) why.append(": ").append(X509_verify_cert_error_string(verify));
+    }
+    if (error != nullptr) *error = why;
+    return false;
+  };
+  if (!fd_ || ssl_ != nullptr) return failed("not connected, or TLS already");
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_.get()) != 1) return failed("SSL_new");
+  SSL_set_tlsext_host_name(ssl_, host.c_str());
+  SSL_set1_host(ssl_, host.c_str());
+  if (SSL_connect(ssl_) != 1) return failed("SSL_connect");
+  return true;
+}
+
+std::string ws_client::tls_version() const {
+  return ssl_ != nullptr ? SSL_get_version(ssl_) : "";
+}
+
+std::string ws_client::tls_alpn() const {
+  if (ssl_ == nullptr) return {};
+  const unsigned char* data = nullptr;
+  unsigned int size = 0;
+  SSL_get0_alpn_selected(ssl_, &data, &size);
+  return {reinterpret_cast<const char*>(data), size};
+}
+
+std::string ws_client::tls_peer_subject() const {
+  if (ssl_ == nullptr) return {};
+  X509* cert = SSL_get1_peer_certificate(ssl_);
+  if (cert == nullptr) return {};
+  char text[256];
+  X509_NAME_oneline(X509_get_subject_name(cert), text, sizeof text);
+  X509_free(cert);
+  return text;
+}
+
+bool ws_client::close_notify_received() const {
+  return ssl_ != nullptr && (SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN) != 0;
+}
+
+long ws_client::read_some(char* data, std::size_t size) {
+  if (ssl_ == nullptr) return ::recv(fd_.get(), data, size, 0);
+  ERR_clear_error();
+  errno = 0;
+  const int n = SSL_read(ssl_, data, static_cast<int>(size));
+  if (n > 0) return n;
+  // A clean end (close_notify) is 0 like TCP's EOF; a receive timeout is
+  // SSL_ERROR_SYSCALL with errno EAGAIN; an end without close_notify shows as
+  // an SSL error (OpenSSL 3: "unexpected eof while reading").
+  if (SSL_get_error(ssl_, n) == SSL_ERROR_ZERO_RETURN) return 0;
+  if (errno != EAGAIN && errno != ECONNRESET) errno = 0;
+  return -1;
+}
+
+long ws_client::write_some(const char* data, std::size_t size) {
+  if (ssl_ == nullptr) return ::send(fd_.get(), data, size, MSG_NOSIGNAL);
+  ERR_clear_error();
+  const int n = SSL_write(ssl_, data, static_cast<int>(size));
+  return n > 0 ? n : -1;
+}
+
 bool ws_client::send_raw(std::string_view bytes) {
   while (!bytes.empty()) {
-    const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const long n = write_some(bytes.data(), bytes.size());
     if (n <= 0) return false;
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -115,11 +211,12 @@ bool ws_client::send_raw(std::string_view bytes) {
 
 bool ws_client::fill() {
   char chunk[65536];
-  const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
+  const long n = read_some(chunk, sizeof chunk);
   if (n <= 0) return false;
   buffer_.append(chunk, static_cast<std::size_t>(n));
   return true;
 }
+
 
 int ws_client::upgrade(std::string_view path, std::string_view extra, std::string* head_out) {
   const auto key = protocol::generate_key();
@@ -202,9 +299,11 @@ received ws_client::next() {
 bool ws_client::wait_closed() {
   char chunk[4096];
   for (;;) {
-    const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
+    errno = 0;
+    const long n = read_some(chunk, sizeof chunk);
     if (n == 0) return true;
-    if (n < 0) return errno == ECONNRESET;
+    // TLS: an end without close_notify (errno 0) is closed too.
+    if (n < 0) return errno == ECONNRESET || (ssl_ != nullptr && errno == 0);
   }
 }
 

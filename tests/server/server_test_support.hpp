@@ -1,8 +1,8 @@
 // server_test_support.hpp — helpers for the switchboard::server tests: a
 // server running in-process on its own loop threads, a blocking WebSocket
 // client built from the protocol layer (message_writer / message_reader in the
-// client role) over a plain socket, a per-test watchdog that aborts a hung
-// test, and a descriptor-leak check.
+// client role) over a plain socket or OpenSSL on that socket (wss://), a
+// per-test watchdog that aborts a hung test, and a descriptor-leak check.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -22,6 +22,9 @@
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/protocol/message_reader.hpp>
 #include <switchboard/server/server.hpp>
+
+struct ssl_ctx_st;
+struct ssl_st;
 
 namespace switchboard::server::test {
 
@@ -90,12 +93,37 @@ struct received {
   bool compressed = false;  // RSV1 was set (only after allow_rsv1())
 };
 
+// A blocking OpenSSL client context trusting the PEM file `ca_file` (TLS 1.2
+// and 1.3, ALPN http/1.1), or null if it cannot be made.
+struct ssl_ctx_deleter {
+  void operator()(ssl_ctx_st* ctx) const noexcept;
+};
+using ssl_ctx_ptr = std::unique_ptr<ssl_ctx_st, ssl_ctx_deleter>;
+ssl_ctx_ptr make_tls_client_context(const std::string& ca_file);
+
 // A blocking client socket with a receive timeout (so no read can hang).
+// After start_tls() every byte goes through OpenSSL on the same socket.
 class ws_client {
  public:
   explicit ws_client(std::uint16_t port, std::chrono::milliseconds timeout = 5s);
+  ~ws_client();
+  ws_client(const ws_client&) = delete;
+  ws_client& operator=(const ws_client&) = delete;
   bool connected() const noexcept { return static_cast<bool>(fd_); }
   int fd() const noexcept { return fd_.get(); }
+
+  // Runs the TLS handshake (client side, verifying the server against `ctx`
+  // for the name `host`). False on failure; `error` then holds OpenSSL's
+  // reason.
+  bool start_tls(ssl_ctx_st* ctx, const std::string& host = "localhost",
+                 std::string* error = nullptr);
+  // After start_tls(): the negotiated version ("TLSv1.3"), ALPN protocol and
+  // the server certificate's subject ("/CN=localhost").
+  std::string tls_version() const;
+  std::string tls_alpn() const;
+  std::string tls_peer_subject() const;
+  // True once the server's close_notify arrived (an orderly TLS end).
+  bool close_notify_received() const;
 
   // Sends raw bytes (all of them). False on error.
   bool send_raw(std::string_view bytes);
@@ -126,12 +154,17 @@ class ws_client {
   received next();
   // True if the server closes TCP (EOF or reset) within the receive timeout.
   bool wait_closed();
-  void close() { fd_.reset(); }
+  void close();
 
  private:
   bool fill();  // one recv into buffer_
+  // One read or write of at most `size` bytes: through OpenSSL after
+  // start_tls(), else the socket. <= 0 on EOF or error (errno set).
+  long read_some(char* data, std::size_t size);
+  long write_some(const char* data, std::size_t size);
 
   net::unique_fd fd_;
+  ssl_st* ssl_ = nullptr;
   protocol::message_reader reader_;
   std::string buffer_;   // received, not yet handed to the reader
   std::size_t used_ = 0; // bytes of buffer_ the reader consumed

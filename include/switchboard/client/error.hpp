@@ -18,7 +18,7 @@ enum class client_error : std::uint8_t {
   none = 0,
   bad_url,                 // the URL does not parse as ws://host[:port][/path][?query]
   unsupported_scheme,      // a scheme other than ws:// or wss://
-  tls_not_supported,       // wss:// URLs need TLS, which the client does not do yet
+  tls_not_supported,       // a wss:// URL, but client_options::tls is null
   resolve_failed,          // the host name did not resolve to any IPv4/IPv6 address
   bad_request,             // a subprotocol, header or origin cannot be sent (not a token, CR/LF)
   handshake_timeout,       // no complete response head within the handshake timeout

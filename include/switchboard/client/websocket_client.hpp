@@ -9,7 +9,9 @@
 // backoff and full jitter (backoff.hpp). Every state change is reported to
 // on_state, so an application can show "reconnecting in 1200 ms".
 //
-// Wire behaviour: TCP connect with a timeout (net::tcp_connector); the upgrade
+// Wire behaviour: TCP connect with a timeout (net::tcp_connector); for wss://
+// the TLS handshake (client_options::tls; the URL's host is the name the
+// certificate must carry and the SNI sent), bounded by handshake_timeout; the upgrade
 // request from protocol::write_upgrade_request; the response head parsed with a
 // bounded protocol::response_parser and checked by protocol::validate_response
 // (each failure its own error; a non-101 reports its status); then frames via
@@ -20,10 +22,13 @@
 // server's, then the server closes TCP (RFC 6455 §7.1.1); if that does not
 // happen within close_timeout we close TCP ourselves.
 //
-// Errors never throw: connect() returns what it can tell at once (bad URL, wss,
-// name lookup); everything later reaches on_error with a std::error_code —
-// system errors (connection refused, timed out, reset), protocol::error (the
-// handshake or frame rule broken) or client_error — and a one-line text.
+// Errors never throw: connect() returns what it can tell at once (bad URL,
+// wss:// without a TLS context, name lookup); everything later reaches
+// on_error with a std::error_code — system errors (connection refused, timed
+// out, reset), TLS failures (net::tls_category(); compare with
+// net::tls_failure::certificate_rejected and the like), protocol::error (the
+// handshake or frame rule broken) or client_error — and a one-line text (for
+// TLS, OpenSSL's reason: "... certificate has expired ...").
 //
 // Thread-safety: none. A client, and all its functions, belong to the thread
 // running its loop (or to any one thread while the loop is not running). To act
@@ -52,8 +57,8 @@
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/tcp_connector.hpp"
-#include "switchboard/net/tcp_stream.hpp"
 #include "switchboard/net/timer_wheel.hpp"
+#include "switchboard/net/transport.hpp"
 #include "switchboard/net/unique_function.hpp"
 #include "switchboard/protocol/frame.hpp"
 #include "switchboard/protocol/http_head.hpp"
@@ -132,6 +137,12 @@ struct client_options {
   protocol::deflate_client_options deflate_offer{};
   std::size_t compress_threshold = protocol::k_default_compress_threshold;
 
+  // TLS for wss:// URLs: a client context (net::tls_context::client) with
+  // the trust store and verification settings. Not owned; must outlive the
+  // client. Null: wss:// URLs are refused (client_error::tls_not_supported).
+  // ws:// URLs never use it.
+  net::tls_context* tls = nullptr;
+
   reconnect_policy reconnect{};
   // Seed for the backoff jitter; 0 picks a random one. Tests fix it.
   std::uint64_t random_seed = 0;
@@ -159,7 +170,7 @@ struct client_handlers {
   net::unique_function<void()> on_drained;
 };
 
-class websocket_client final : private net::stream_handler {
+class websocket_client final : private net::transport_handler {
  public:
   // A client on `loop` (which must outlive it), in state idle.
   websocket_client(net::event_loop& loop, client_options options, client_handlers handlers);
@@ -172,7 +183,7 @@ class websocket_client final : private net::stream_handler {
   // calling thread; numeric addresses and localhost do not) and starts
   // connecting; the outcome arrives through the callbacks, never from inside
   // this call. Returns an error and changes nothing for: bad_url,
-  // unsupported_scheme, tls_not_supported (wss://), resolve_failed,
+  // unsupported_scheme, tls_not_supported (wss:// without options.tls), resolve_failed,
   // bad_request (a protocol or header that cannot be sent), already_connecting
   // (state is not idle or closed).
   std::error_code connect(std::string_view ws_url);
@@ -216,10 +227,11 @@ class websocket_client final : private net::stream_handler {
   [[nodiscard]] const client_options& options() const noexcept { return options_; }
 
  private:
-  // net::stream_handler
-  void on_data(net::tcp_stream& stream, std::span<std::byte> data) override;
-  void on_drained(net::tcp_stream& stream) override;
-  void on_close(net::tcp_stream& stream, std::error_code error) override;
+  // net::transport_handler (for TLS, on_data starts after the TLS handshake)
+  void on_handshake(net::transport& stream) override;
+  void on_data(net::transport& stream, std::span<std::byte> data) override;
+  void on_drained(net::transport& stream) override;
+  void on_close(net::transport& stream, std::error_code error) override;
 
   void start_attempt();
   void try_endpoint();
@@ -244,6 +256,8 @@ class websocket_client final : private net::stream_handler {
   void set_state(client_state state, std::uint16_t code = 0,
                  std::chrono::milliseconds delay = std::chrono::milliseconds{0});
   void release_connection() noexcept;
+  // `error` as one line: OpenSSL's account for TLS failures, else message().
+  [[nodiscard]] std::string describe(std::error_code error) const;
 
   net::event_loop* loop_;
   client_options options_;
@@ -251,7 +265,7 @@ class websocket_client final : private net::stream_handler {
   backoff backoff_;
 
   net::tcp_connector connector_;
-  net::tcp_stream stream_;
+  net::transport stream_;            // plain or TLS, per URL (set_tls in connect())
   net::timer_node phase_timer_;      // handshake or close timeout
   net::timer_node reconnect_timer_;  // the backoff delay
 
@@ -280,6 +294,7 @@ class websocket_client final : private net::stream_handler {
   std::string inflate_buffer_;
   std::string subprotocol_;
   bool was_open_ = false;      // the current connection reached open
+  bool tls_established_ = false;  // wss://: the TLS handshake of this connection completed
   bool close_sent_ = false;
   bool close_received_ = false;
   bool user_closed_ = false;   // close() or terminate(): no reconnect

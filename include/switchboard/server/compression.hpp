@@ -29,11 +29,32 @@
 //   dedicated  context takeover both ways where the client agrees: each
 //              connection gets its own deflater and inflater, created on the
 //              first message that needs them and freed when the connection
-//              ends. With the default windows (15) and memLevel 8: deflater
-//              268,232 B + inflater 40,064 B ≈ 300 KiB per connection that
-//              has exchanged messages. deflater ≈ (4 << window) + (512 << mem_level)
-//              + 6 KiB; inflater ≈ (1 << window) + 7.4 KiB (see
-//              protocol/deflate_codec.hpp). To bound idle cost, the deflater's
+//              ends. Sized to stay under 64 KiB per connection by default,
+//              whatever the client offers (measured, after messages both ways,
+//              websocket::compression_memory()):
+//                our deflater, window 11, memLevel 4:        22,472 B
+//                our inflater, when the client offered client_max_window_bits
+//                  (browsers, python websockets, node ws, our client) and so
+//                  is held to window 11:                        9,344 B
+//                  total 31,904 B (~31 KiB) with the codec object
+//                our inflater, when it did not: the client may use window 15
+//                  (RFC 7692 §7.1.2.2: we may not limit it), 40,064 B
+//                  total 62,624 B (~61 KiB), the worst case
+//              deflater ≈ (4 << window) + (512 << mem_level) + 6 KiB; inflater
+//              ≈ (1 << window) + 7.4 KiB (protocol/deflate_codec.hpp). Window
+//              11 (2 KiB of history) still reaches the previous message or two
+//              of a chat-like stream: 1 KiB JSON messages shrink to 0.37 of
+//              their size against 0.31 with 15/8 (~301 KiB per connection)
+//              and 0.52 without context takeover; window 10 falls to 0.50.
+//              Lower: window 10 / memLevel 3 (server and client) is 14,280 +
+//              8,320 B (~22 KiB, ~53 KiB worst case) but barely beats shared
+//              on 1 KiB messages; window 9 / memLevel 1 is 9,160 + 7,808 B
+//              (~17 KiB, ~48 KiB worst case). Higher, for ratio: window 15 /
+//              memLevel 8 (zlib's own defaults) costs ~301 KiB. The deflater
+//              also works less per message with a small window (zlib's match
+//              search ranges over the window): at level 6, window 11 /
+//              memLevel 4 runs ~0.74x the instructions of 15 / 8 on those
+//              messages. To bound idle cost, the deflater's
 //              state is freed when the connection has received nothing for
 //              server_options::ping_interval (at the keepalive ping): the next
 //              message starts a fresh history, which the peer decodes as usual
@@ -46,7 +67,9 @@
 // same frame to every subscriber that negotiated compression; the others get
 // the uncompressed frame. A subscriber in dedicated mode then forgets its
 // deflater's history (the peer's window now holds the published message,
-// ours does not), which costs ratio on its next direct send only.
+// ours does not), which costs ratio on its next direct send only. A loop's
+// deflater for window 11 (dedicated subscribers with the defaults) holds
+// ~142 KiB once, per loop, not per connection.
 //
 // Thread-safety: plain values, copied into the server with the behaviour.
 #pragma once
@@ -71,19 +94,27 @@ struct compression_options {
   // per message outweighs what it saves on short messages; RFC 7692 §6 lets
   // a sender decide per message). 0 compresses everything.
   std::size_t threshold = protocol::k_default_compress_threshold;
-  // zlib level 1-9 (6 is zlib's balance of speed and ratio).
+  // zlib level 1-9 (6 is zlib's balance of speed and ratio). Also the level
+  // of shared mode and of topics. In dedicated mode with the default windows,
+  // 4 runs ~0.8x the instructions of 6 for ~2% more bytes on 1 KiB chat
+  // messages (0.374 vs 0.366 of their size); 1 ~0.7x for 16% more (0.425).
   std::uint8_t level = 6;
 
-  // Dedicated mode only:
+  // Dedicated mode only (defaults: ~31 KiB per connection, at most ~61 KiB;
+  // see "dedicated" above):
   // Window of our per-connection deflater, 9-15 (answered as
-  // server_max_window_bits when below 15). Memory 4 << bits bytes.
-  std::uint8_t server_max_window_bits = protocol::k_max_window_bits;
+  // server_max_window_bits when below 15, or when the client asked for a
+  // limit). Memory 4 << bits bytes.
+  std::uint8_t server_max_window_bits = 11;
   // Window we ask the client to limit itself to, 9-15, when it offered
   // client_max_window_bits (RFC 7692 §7.1.2.2). Bounds our per-connection
-  // inflater: 1 << bits bytes.
-  std::uint8_t client_max_window_bits = protocol::k_max_window_bits;
-  // zlib memLevel 1-9 of the per-connection deflater: 512 << mem_level bytes.
-  std::uint8_t mem_level = 8;
+  // inflater: 1 << bits bytes; a client that did not offer it may use 15
+  // (32 KiB).
+  std::uint8_t client_max_window_bits = 11;
+  // zlib memLevel 1-9 of the per-connection deflater: 512 << mem_level bytes
+  // (4: 8 KiB). Below the window's needs it costs CPU (more hash collisions)
+  // before it costs ratio.
+  std::uint8_t mem_level = 4;
 };
 
 // The negotiation policy a mode stands for (enabled = false for off).

@@ -10,9 +10,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include <switchboard/net/tls_error.hpp>
 #include <switchboard/protocol/close_code.hpp>
+
+namespace switchboard::net {
+class tls_context;
+}
 
 namespace switchboard::server {
 
@@ -75,6 +81,20 @@ struct server_options {
 
   // Event-loop timer resolution. Tests use a finer tick for quick timeouts.
   std::chrono::milliseconds timer_tick{100};
+
+  // TLS: when set, every connection is wss:// — the TLS handshake runs first
+  // (bounded by handshake_timeout, like the request head), then the upgrade.
+  // Plain HTTP or garbage on the port fails the TLS handshake and is dropped
+  // (the context counts it: statistics().not_tls). Not owned: create it with
+  // net::tls_context::server() and keep it alive until the server is gone.
+  // Null (the default): plain ws://.
+  net::tls_context* tls = nullptr;
+  // With tls set and handle_signals, run() also watches SIGHUP and calls
+  // tls->reload(): new connections get the re-read certificate and key, open
+  // ones carry on; on failure the old configuration stays. This hook hears
+  // each outcome (an empty error on success), on a loop thread. SIGHUP is
+  // left alone without tls.
+  std::function<void(const net::tls_error& result)> on_tls_reload;
 };
 
 }  // namespace switchboard::server

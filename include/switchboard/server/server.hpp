@@ -9,6 +9,9 @@
 //   if (auto ec = srv.listen()) ...;            // binds; srv.port() is known now
 //   return srv.run() ? 1 : 0;                   // until SIGTERM/SIGINT or shutdown()
 //
+// TLS: with options.tls set, the same server speaks wss:// on its port (see
+// server_options::tls).
+//
 // Routing: exact path match; the path "*" matches any path no other route
 // has. An unknown path is answered 404; a request that is not an upgrade on
 // a WebSocket path 426 (405 for a method other than GET) unless an HTTP
@@ -67,9 +70,15 @@ class server {
   // loop error, if any.
   std::error_code wait();
   // listen() if not done, installs the SIGINT/SIGTERM watcher (when
-  // options.handle_signals; call from main() before other threads start),
-  // start(), wait().
+  // options.handle_signals; call from main() before other threads start) —
+  // and SIGHUP for reload_tls() when options.tls is set — start(), wait().
   std::error_code run();
+
+  // Re-reads the certificate, key and CA files of options.tls (see
+  // net::tls_context::reload): new connections use them, open ones keep
+  // theirs. On failure the old configuration stays and the error's text says
+  // why. Errors: operation_not_supported without TLS. Any thread.
+  net::tls_error reload_tls();
 
   // Graceful shutdown: stop accepting, close every connection with
   // options.shutdown_code, wait for the peers' close frames up to

@@ -6,7 +6,9 @@
 // destroyed by it after on_close; the application only ever gets a reference
 // inside a callback. Memory: the object is small (see sizeof in the tests) and
 // owns nothing while idle; the endpoint's user data lives inline right after
-// it, in the same allocation.
+// it, in the same allocation. The same object serves ws:// and wss://: its
+// net::transport holds a plain TCP stream inline, or (server_options::tls)
+// a TLS stream in one heap block allocated at accept.
 //
 // Thread-safety: every member function must be called on the connection's
 // loop thread, i.e. from a callback of this server on that loop. From any
@@ -23,8 +25,8 @@
 #include <string_view>
 #include <vector>
 
-#include <switchboard/net/tcp_stream.hpp>
 #include <switchboard/net/timer_wheel.hpp>
+#include <switchboard/net/transport.hpp>
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/protocol/http_head.hpp>
 #include <switchboard/protocol/message_reader.hpp>
@@ -56,7 +58,7 @@ struct connection_id {
   friend bool operator==(const connection_id&, const connection_id&) = default;
 };
 
-class websocket final : private net::stream_handler {
+class websocket final : private net::transport_handler {
  public:
   websocket(const websocket&) = delete;
   websocket& operator=(const websocket&) = delete;
@@ -95,6 +97,8 @@ class websocket final : private net::stream_handler {
   std::size_t buffered_amount() const noexcept { return stream_.buffered_bytes(); }
   // True if permessage-deflate was negotiated for this connection.
   bool compressed() const noexcept { return deflate_; }
+  // True if the connection runs over TLS (wss://).
+  bool secure() const noexcept { return stream_.is_tls(); }
   // Heap bytes of this connection's own zlib state (dedicated mode; always 0
   // in shared mode, whose state belongs to the loop).
   std::size_t compression_memory() const noexcept;
@@ -127,10 +131,10 @@ class websocket final : private net::stream_handler {
   websocket(detail::loop_context& ctx, std::uint32_t slot, std::uint32_t generation) noexcept;
   ~websocket();
 
-  // net::stream_handler
-  void on_data(net::tcp_stream& stream, std::span<std::byte> data) override;
-  void on_drained(net::tcp_stream& stream) override;
-  void on_close(net::tcp_stream& stream, std::error_code error) override;
+  // net::transport_handler (for TLS, on_data starts after the TLS handshake)
+  void on_data(net::transport& stream, std::span<std::byte> data) override;
+  void on_drained(net::transport& stream) override;
+  void on_close(net::transport& stream, std::error_code error) override;
 
   // handshake.cpp
   void on_handshake_data(std::span<std::byte> data);
@@ -154,13 +158,13 @@ class websocket final : private net::stream_handler {
   bool wants_compression(std::size_t size) const noexcept;
   bool over_backpressure();
   void linger(bool wait_for_fin);
-  void after_flush() noexcept;
+  void after_flush();
   void notify_close(std::uint16_t code, std::string_view reason);
   void on_timer();
   void schedule_keepalive();
   std::uint32_t now_ms() const noexcept;
 
-  net::tcp_stream stream_;
+  net::transport stream_;  // plain TCP inline, or TLS in a heap block
   net::timer_node timer_;
   detail::loop_context* ctx_;
   const ws_behavior* behavior_ = nullptr;
@@ -187,7 +191,7 @@ class websocket final : private net::stream_handler {
   bool counted_ : 1 = false;        // holds one of max_connections
   bool close_pending_ : 1 = false;  // on_open ran, on_close not yet
   bool linger_armed_ : 1 = false;   // the linger deadline is scheduled
-  bool write_shut_ : 1 = false;     // shutdown(SHUT_WR) done
+  bool write_shut_ : 1 = false;     // shutdown_write() done (TLS: close_notify sent)
   bool wait_for_fin_ : 1 = false;  // lingering: half-close and wait for the peer's FIN
   bool has_handshake_ : 1 = false;  // handshake_ (not reader_) is the live member
   // permessage-deflate, as agreed in the upgrade (RFC 7692):
