@@ -375,7 +375,10 @@ TEST_F(tcp_stream_backlog_test, AResetWhileBackloggedReportsTheErrorAndFreesTheB
   EXPECT_FALSE(sender->write_blocked());
   EXPECT_EQ(sender->buffered_bytes(), 0u);
   EXPECT_EQ(sender->send(pattern_bytes(0, 10)), send_status::dropped);
-  EXPECT_LE(heap_in_use(), heap_before + 1024);
+  // The megabyte is gone. The slack covers the loop's own first-use
+  // allocations during the run (hook table, event batch), which are not the
+  // stream's and vary with the standard library's growth policy.
+  EXPECT_LE(heap_in_use(), heap_before + 16 * 1024);
 }
 
 TEST_F(tcp_stream_backlog_test, CloseWhileBackloggedFreesItAndAReopenedStreamStartsClean) {
