@@ -48,6 +48,14 @@ using detail::tls_snapshot;
 // Identifies our sessions; needed for resumption once peers are verified.
 constexpr unsigned char k_session_id_context[] = "switchboard";
 
+// Cipher preferences (see the header for why this order).
+constexpr const char* k_tls13_suites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+constexpr const char* k_tls12_ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 int version_number(tls_version v) noexcept {
   return v == tls_version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
 }
@@ -99,8 +107,16 @@ tls_error common_settings(SSL_CTX* ctx, tls_version min, tls_version max) {
     return openssl_failure("setting the protocol versions");
   }
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // Idle connections give their record buffers back (see the header).
+  // Quiet connections give their record buffers back after each use; a stream
+  // clears this on its SSL while the connection is busy (see tls_stream.hpp).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // The cheapest strong suites first (see the header).
+  if (SSL_CTX_set_ciphersuites(ctx, k_tls13_suites) != 1) {
+    return openssl_failure("setting the TLS 1.3 cipher suites");
+  }
+  if (SSL_CTX_set_cipher_list(ctx, k_tls12_ciphers) != 1) {
+    return openssl_failure("setting the TLS 1.2 ciphers");
+  }
   return {};
 }
 
@@ -124,6 +140,8 @@ tls_error build_server_entry(const tls_server_options& options,
   SSL_CTX* ctx = entry->ctx.get();
   if (ctx == nullptr) return openssl_failure("creating a server SSL_CTX");
   if (auto error = common_settings(ctx, options.min_version, options.max_version)) return error;
+  // Our order decides; a client that prefers ChaCha20 (no AES hardware) gets it.
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
   if (auto error =
           load_certificate(ctx, options.certificate_chain_file, options.private_key_file)) {
     return error;
@@ -216,6 +234,8 @@ std::unique_ptr<tls_context> tls_context::server(const tls_server_options& optio
                                                  tls_error& error) {
   std::unique_ptr<tls_context> context(new tls_context(role::server));
   context->server_options_ = options;
+  context->release_buffers_after_ =
+      std::max(options.release_buffers_after, std::chrono::milliseconds{0});
   std::shared_ptr<const tls_snapshot> snapshot;
   error = context->build(snapshot);
   if (error) return nullptr;
@@ -227,6 +247,8 @@ std::unique_ptr<tls_context> tls_context::client(const tls_client_options& optio
                                                  tls_error& error) {
   std::unique_ptr<tls_context> context(new tls_context(role::client));
   context->client_options_ = options;
+  context->release_buffers_after_ =
+      std::max(options.release_buffers_after, std::chrono::milliseconds{0});
   std::shared_ptr<const tls_snapshot> snapshot;
   error = context->build(snapshot);
   if (error) return nullptr;

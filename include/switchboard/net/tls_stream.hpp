@@ -10,11 +10,14 @@
 //   bytes, and calls SSL_read until OpenSSL has consumed all of them, decrypting
 //   into the lower half. The plaintext reaches on_data() as a mutable span in
 //   the shared buffer, exactly as with tcp_stream (the WebSocket layer unmasks
-//   in place). Nothing stays hidden in user space: OpenSSL keeps at most a
-//   partial record, which needs more bytes from the kernel anyway, so
-//   level-triggered epoll keeps its meaning (with SSL on the fd and read-ahead,
-//   bytes OpenSSL had already read would never be reported again). A large
-//   read costs one recv instead of two per 16 KiB record.
+//   in place). The pass ends at WANT_READ or, without asking OpenSSL once
+//   more, as soon as the input is used up and SSL_has_pending() says OpenSSL
+//   holds nothing (the usual case: whole records arrived). Nothing stays
+//   hidden in user space: OpenSSL keeps at most a partial record, which needs
+//   more bytes from the kernel anyway, so level-triggered epoll keeps its
+//   meaning (with SSL on the fd and read-ahead, bytes OpenSSL had already
+//   read would never be reported again). A large read costs one recv instead
+//   of two per 16 KiB record.
 //
 //   Writing. Everything sent during one loop iteration is corked as plaintext
 //   (the stream is a cork_sink). At the flush the stream makes it contiguous
@@ -42,6 +45,27 @@
 // is sent before the socket closes, so the peer learns the reason too. The
 // handshake has no timer of its own: the owner's handshake timeout (the server
 // arms one at accept) bounds it.
+//
+// Record buffers. OpenSSL needs a ~17 KiB read and a ~17 KiB write buffer per
+// connection while it works on records. A quiet connection frees both after
+// each read pass and write (SSL_MODE_RELEASE_BUFFERS, and SSL_free_buffers at
+// the end of a read pass for what that mode misses, e.g. a session ticket), so
+// an idle one holds neither. A busy one — two read passes, or two flushes,
+// less than the context's release_buffers_after apart — stops doing so (for a
+// small echo the malloc/free of two 17 KiB blocks per message cost ~6% of
+// the server's CPU): it keeps them until it has had no TLS I/O for
+// release_buffers_after, then frees them and is quiet again. Busy-ness must be
+// earned by the second operation, not granted by the first (and the pass that
+// completes the handshake does not count), so a connect storm (handshake,
+// upgrade request, 101, then nothing) never holds buffers past its last pass
+// and the heap does not grow by rate × delay × 34 KiB. One timer per
+// stream, armed only while busy, re-armed lazily (an I/O only stores the time).
+//
+// OpenSSL's error queue. SSL_get_error needs it empty before SSL_read; it is
+// checked (ERR_peek_error) and cleared only when something is in it, which
+// after our own calls it never is (a failure drains it). SSL_write is not
+// preceded by a check: the BIO never refuses, so any failed SSL_write is fatal
+// whatever SSL_get_error says, and the queue is drained then.
 //
 // Closing. A close_notify from the peer is an orderly end: the stream answers
 // with its own, closes, and calls on_close({}). An end of TCP without
@@ -154,6 +178,9 @@ class tls_stream final : private io_handler, private cork_sink {
   [[nodiscard]] const std::string& last_error_text() const noexcept { return error_text_; }
   // SSL_write calls made so far: one per flush that had bytes (for tests).
   [[nodiscard]] std::uint64_t ssl_write_calls() const noexcept { return ssl_writes_; }
+  // True while the stream counts as busy and keeps its record buffers between
+  // uses (see above); false while it frees them after each use.
+  [[nodiscard]] bool keeps_record_buffers() const noexcept { return keep_buffers_; }
   // The OpenSSL object, for anything not covered here; null while closed.
   [[nodiscard]] ssl_st* native_ssl() const noexcept { return ssl_.get(); }
 
@@ -177,6 +204,8 @@ class tls_stream final : private io_handler, private cork_sink {
   [[nodiscard]] std::error_code take_ssl_error(int ssl_error);
   void fail(std::error_code error) noexcept;
   void close_and_notify(std::error_code error);
+  void note_use(steady_time& last) noexcept;  // a read pass or a flush: maybe busy now
+  void on_release_timer() noexcept;
 
   event_loop* loop_;
   tls_stream_handler* handler_;
@@ -191,11 +220,16 @@ class tls_stream final : private io_handler, private cork_sink {
   std::error_code failure_;       // a write error waiting to be reported
   std::string error_text_;
   std::uint64_t ssl_writes_ = 0;
+  // The last read pass and flush after the handshake; min(): none yet.
+  steady_time last_read_ = steady_time::min();
+  steady_time last_write_ = steady_time::min();
+  timer_node release_timer_;  // armed while keep_buffers_
   std::uint32_t interest_ = 0;
   bool input_eof_ = false;  // the peer ended TCP; the BIO reports EOF
   bool handshake_done_ = false;
   bool write_shut_ = false;        // close_notify sent; sends are dropped
   bool shut_after_drain_ = false;  // SHUT_WR once pending_ is written
+  bool keep_buffers_ = false;      // busy: SSL_MODE_RELEASE_BUFFERS cleared on ssl_
   detail::lifetime_flag lifetime_;
 };
 
