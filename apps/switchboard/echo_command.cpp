@@ -120,6 +120,10 @@ int run_echo(const echo_options& o) {
         std::fprintf(stderr, "switchboard echo: SIGHUP: TLS certificate and key reloaded\n");
       }
     };
+    opts.on_tls_handshake_error = [](std::error_code error, std::string_view reason) {
+      const std::string text = reason.empty() ? error.message() : std::string(reason);
+      std::fprintf(stderr, "switchboard echo: TLS handshake failed: %s\n", text.c_str());
+    };
   }
 
   // Block the signals before anyone can learn the port: a SIGTERM sent right

@@ -374,10 +374,14 @@ void websocket::terminate() noexcept {
   ctx_->retire(*this);
 }
 
-void websocket::on_close(net::transport&, std::error_code) {
+void websocket::on_close(net::transport&, std::error_code error) {
   // The stream has closed itself: peer FIN or close_notify, reset, write
   // error, or (TLS) a failed handshake — plain HTTP on the TLS port
-  // included; the TLS context counts those.
+  // included; the TLS context counts those and the hook logs them.
+  if (error && stream_.is_tls() && !stream_.handshake_complete()) {
+    const auto& hook = ctx_->options().on_tls_handshake_error;
+    if (hook) hook(error, stream_.last_error_text());
+  }
   state_ = state::closed;
   timer_.cancel();
   notify_close(protocol::to_underlying(protocol::close_code::abnormal), {});

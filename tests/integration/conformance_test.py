@@ -18,6 +18,21 @@ import unittest
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+
+# SWITCHBOARD_CONFORMANCE_TLS=1 runs every case over wss:// instead: the server
+# gets a test certificate (made with the openssl command) and each raw client
+# wraps its socket in TLS before speaking WebSocket by hand.
+OVER_TLS = os.environ.get("SWITCHBOARD_CONFORMANCE_TLS") == "1"
+if OVER_TLS:
+    import atexit  # noqa: E402
+    import shutil  # noqa: E402
+    import tempfile  # noqa: E402
+
+    import tls_harness  # noqa: E402
+    _CERT_DIR = tempfile.mkdtemp(prefix="switchboard-conformance-tls-")
+    atexit.register(shutil.rmtree, _CERT_DIR, True)
+    CERTS = tls_harness.make_certs(_CERT_DIR)
+    CLIENT_TLS = tls_harness.client_context(ca=CERTS.ca)
 from harness import (CLOSE, CONT, PING, PONG, TEXT, EchoServer,  # noqa: E402
                      PeerClosed, RawClient, build_frame, close_payload)
 
@@ -29,7 +44,10 @@ class ServerCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = EchoServer(*cls.ARGS)
+        if OVER_TLS:
+            cls.server = tls_harness.TlsEchoServer(CERTS.server, *cls.ARGS)
+        else:
+            cls.server = EchoServer(*cls.ARGS)
 
     @classmethod
     def tearDownClass(cls):
@@ -45,7 +63,10 @@ class ServerCase(unittest.TestCase):
                       % (self.server.proc.returncode, self.server.stderr_text()))
 
     def client(self, **kw):
-        c = RawClient(self.server.port, **kw)
+        if OVER_TLS:
+            c = tls_harness.TlsRawClient(self.server.port, CLIENT_TLS, **kw)
+        else:
+            c = RawClient(self.server.port, **kw)
         self.addCleanup(c.close)
         return c
 

@@ -324,6 +324,16 @@ class NotTls(TlsServerCase):
         self.dropped(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         self.assertServing()
 
+    def test_failed_handshake_is_logged_with_openssls_reason(self):
+        self.dropped(b"GET /logged HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        deadline = time.monotonic() + 3 * harness.SLOW
+        while "TLS handshake failed: " not in self.server.stderr_text() \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # OpenSSL names plain HTTP on a TLS port "http request".
+        self.assertIn("TLS handshake failed: ", self.server.stderr_text())
+        self.assertIn("http request", self.server.stderr_text())
+
     def test_garbage_dropped(self):
         self.dropped(bytes((i * 37 + 11) % 256 for i in range(300)))
         self.dropped(b"\x16\x03\x01\x00\x05hello")  # a handshake record that makes no sense

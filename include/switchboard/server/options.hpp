@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <string>
 
 #include <switchboard/net/tls_error.hpp>
@@ -95,6 +96,12 @@ struct server_options {
   // each outcome (an empty error on success), on a loop thread. SIGHUP is
   // left alone without tls.
   std::function<void(const net::tls_error& result)> on_tls_reload;
+  // Hears every TLS handshake that failed (plain HTTP or garbage on the TLS
+  // port, no common protocol or cipher, a rejected client certificate, a
+  // peer that hung up mid-handshake), with the error and OpenSSL's reason
+  // text, on a loop thread — for logs. The context counts them too
+  // (tls_context::statistics()).
+  std::function<void(std::error_code error, std::string_view reason)> on_tls_handshake_error;
 };
 
 }  // namespace switchboard::server
