@@ -234,21 +234,20 @@ std::unique_ptr<tls_context> tls_context::server(const tls_server_options& optio
                                                  tls_error& error) {
   std::unique_ptr<tls_context> context(new tls_context(role::server));
   context->server_options_ = options;
-  context->release_buffers_after_ =
-      std::max(options.release_buffers_after, std::chrono::milliseconds{0});
-  std::shared_ptr<const tls_snapshot> snapshot;
-  error = context->build(snapshot);
-  if (error) return nullptr;
-  context->active_ = std::move(snapshot);
-  return context;
+  return finish_create(std::move(context), options.release_buffers_after, error);
 }
 
 std::unique_ptr<tls_context> tls_context::client(const tls_client_options& options,
                                                  tls_error& error) {
   std::unique_ptr<tls_context> context(new tls_context(role::client));
   context->client_options_ = options;
-  context->release_buffers_after_ =
-      std::max(options.release_buffers_after, std::chrono::milliseconds{0});
+  return finish_create(std::move(context), options.release_buffers_after, error);
+}
+
+std::unique_ptr<tls_context> tls_context::finish_create(std::unique_ptr<tls_context> context,
+                                                        std::chrono::milliseconds release_after,
+                                                        tls_error& error) {
+  context->release_buffers_after_ = std::max(release_after, std::chrono::milliseconds{0});
   std::shared_ptr<const tls_snapshot> snapshot;
   error = context->build(snapshot);
   if (error) return nullptr;

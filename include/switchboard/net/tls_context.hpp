@@ -166,6 +166,11 @@ class tls_context {
 
   explicit tls_context(role r) noexcept : role_(r) {}
   [[nodiscard]] tls_error build(std::shared_ptr<const detail::tls_snapshot>& out) const;
+  // The part of server() and client() after the role's options are stored:
+  // the buffer-release delay, the first build, and the active snapshot.
+  [[nodiscard]] static std::unique_ptr<tls_context> finish_create(
+      std::unique_ptr<tls_context> context, std::chrono::milliseconds release_after,
+      tls_error& error);
 
   role role_;
   std::chrono::milliseconds release_buffers_after_{0};
