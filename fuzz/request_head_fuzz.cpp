@@ -12,6 +12,8 @@
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/protocol/http_head.hpp>
 
+#include "head_chunks.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -109,19 +111,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   request_parser chunked(limits);
   std::unique_ptr<char[]> buf;
-  parse_result r{0, parse_status::need_more, error::none};
-  std::size_t have = 0;
-  for (std::size_t step = 0; r.status == parse_status::need_more && have < input.size(); ++step) {
-    const std::size_t chunk =
-        schedule_len == 0 ? input.size() : std::size_t{schedule[step % schedule_len]} + 1;
-    have = std::min(input.size(), have + chunk);
-    buf = std::make_unique<char[]>(have);
-    std::memcpy(buf.get(), input.data(), have);
-    r = chunked.parse({buf.get(), have});
-    check(r.consumed <= have);
-    check((r.status == parse_status::error) == (r.err != error::none));
-    if (r.status != parse_status::complete) check(r.consumed == 0);
-  }
+  const parse_result r = switchboard::fuzz::feed_in_chunks(chunked, input, schedule, schedule_len,
+                                                           buf, check);
 
   // Chunking must not change the outcome.
   request_parser one_shot(limits);
