@@ -15,8 +15,18 @@
 //   - a message never grows the output past the limit: on success at most
 //     `limit` bytes, on any error at most limit + 1
 //   - only none, message_too_big, inflate_failed, invalid_utf8
-//   - the same messages and the same error whether a message is fed in the
-//     schedule's pieces or whole (a second inflater replays each message whole)
+//   - the same messages whether a message is fed in the schedule's pieces or
+//     whole (a second inflater replays each message whole): when both runs
+//     succeed, the outputs are equal. They may disagree on failure, in two
+//     ways, both from zlib's two decode paths (a fast one taken when a call
+//     has at least 6 input bytes and 258 bytes of room, a slow one otherwise):
+//       * a message wrong in two ways at once (corrupt data whose output is
+//         also bad UTF-8, or also over the limit) shows either fault first;
+//       * a back-reference farther than the agreed window is refused when the
+//         referenced bytes are only in zlib's window, but accepted when they
+//         are still in the output of the same inflate() call (zlib is built
+//         without INFLATE_STRICT). So one run may fail with inflate_failed
+//         while the other succeeds; no other error may differ that way.
 //   - successful text messages are UTF-8
 // Round-trip mode: each message is deflated in the schedule's pieces, then
 // inflated whole, and must come back byte for byte.
@@ -83,7 +93,10 @@ void inflate_mode(bool text, const inflate_options& options, schedule& s, const 
     std::string again;
     const std::string_view payload(buf.get(), pos - start);
     const error e2 = text ? whole.inflate_text(payload, again) : whole.inflate(payload, again);
-    check(e == e2);
+    if ((e == error::none) != (e2 == error::none)) {
+      check(e == error::inflate_failed || e2 == error::inflate_failed);
+      return;
+    }
     if (e == error::none) check(out == again);
     if (e != error::none) return;        // the connection would be closed
     idle = pos == start ? idle + 1 : 0;  // a schedule of zeros makes no progress
