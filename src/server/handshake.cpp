@@ -1,7 +1,10 @@
 // handshake.cpp — from the first byte to the 101: reading the request head
 // into a pooled buffer, routing by path, validating the upgrade, the
-// application's decision (now or later), and plain HTTP answers.
+// application's decision (now or later), plain HTTP requests (with their
+// bodies) and answers, and counting the handshakes the server turns away.
+#include <algorithm>
 #include <cassert>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -14,24 +17,102 @@
 
 namespace switchboard::server {
 
+namespace {
+
+using protocol::error;
+
+// The counter of a handshake error: the protocol::error of the same name.
+handshake_failure failure_for(error e) noexcept {
+  switch (e) {
+    case error::head_too_large: return handshake_failure::head_too_large;
+    case error::too_many_headers: return handshake_failure::too_many_headers;
+    case error::header_line_too_long: return handshake_failure::header_line_too_long;
+    case error::request_line_too_long: return handshake_failure::request_line_too_long;
+    case error::bad_request_line: return handshake_failure::bad_request_line;
+    case error::bad_http_version: return handshake_failure::bad_http_version;
+    case error::bad_header_name: return handshake_failure::bad_header_name;
+    case error::missing_header_colon: return handshake_failure::missing_header_colon;
+    case error::bad_header_value: return handshake_failure::bad_header_value;
+    case error::obs_fold: return handshake_failure::obs_fold;
+    case error::bare_lf: return handshake_failure::bare_lf;
+    case error::whitespace_before_colon: return handshake_failure::whitespace_before_colon;
+    case error::method_not_get: return handshake_failure::method_not_get;
+    case error::http_version_too_old: return handshake_failure::http_version_too_old;
+    case error::missing_host: return handshake_failure::missing_host;
+    case error::duplicate_host: return handshake_failure::duplicate_host;
+    case error::missing_upgrade: return handshake_failure::missing_upgrade;
+    case error::missing_connection_upgrade: return handshake_failure::missing_connection_upgrade;
+    case error::missing_version: return handshake_failure::missing_version;
+    case error::unsupported_version: return handshake_failure::unsupported_version;
+    case error::missing_key: return handshake_failure::missing_key;
+    case error::duplicate_key: return handshake_failure::duplicate_key;
+    case error::bad_key: return handshake_failure::bad_key;
+    case error::bad_extension_header: return handshake_failure::bad_extension_header;
+    case error::bad_protocol_header: return handshake_failure::bad_protocol_header;
+    default: return handshake_failure::bad_request;
+  }
+}
+
+enum class length_status : std::uint8_t { ok, bad };
+
+// The body length a request declares (RFC 9112 §6.3, RFC 9110 §8.6):
+// Content-Length is 1*DIGIT; repeated fields, or a list in one field, are
+// accepted only if every value is the same. 0 without the field. Values too
+// large for 64 bits saturate (they are over any limit anyway).
+length_status content_length(const protocol::request_head& head, std::uint64_t& out) noexcept {
+  constexpr std::uint64_t k_max = std::numeric_limits<std::uint64_t>::max();
+  bool seen = false;
+  out = 0;
+  for (const protocol::http_header& field : head.headers()) {
+    if (!protocol::ascii_iequals(field.name, "Content-Length")) continue;
+    protocol::list_cursor list(field.value);
+    std::string_view element;
+    bool any = false;
+    while (list.next(element)) {
+      any = true;
+      std::uint64_t value = 0;
+      for (const char c : element) {
+        if (c < '0' || c > '9') return length_status::bad;  // 1*DIGIT, no sign, no space
+        const auto digit = static_cast<std::uint64_t>(c - '0');
+        value = value > (k_max - digit) / 10 ? k_max : value * 10 + digit;
+      }
+      // Disagreeing lengths: a request-smuggling vector; refuse (RFC 9112 §6.3).
+      if (seen && value != out) return length_status::bad;
+      out = value;
+      seen = true;
+    }
+    if (!any) return length_status::bad;  // an empty Content-Length
+  }
+  return length_status::ok;
+}
+
+// True if the client waits for "100 Continue" before sending its body
+// (RFC 9110 §10.1.1; HTTP/1.0 clients do not wait).
+bool expects_continue(const protocol::request_head& head) noexcept {
+  if (head.version_major() < 1 || (head.version_major() == 1 && head.version_minor() < 1)) {
+    return false;
+  }
+  const auto expect = head.find("Expect");
+  return expect && protocol::ascii_iequals(*expect, "100-continue");
+}
+
+}  // namespace
+
 void websocket::on_handshake_data(std::span<std::byte> data) {
   if (!has_handshake_) {
     handshake_ = ctx_->acquire_handshake();
     has_handshake_ = true;
   }
   detail::handshake_state& hs = *handshake_;
+  // The head is in and routed to an HTTP handler: these are body bytes.
+  if (hs.handler != nullptr) return on_body_data(data);
   hs.head.append(reinterpret_cast<const char*>(data.data()), data.size());
   const protocol::parse_result r = hs.parser.parse(hs.head);
   if (r.status == protocol::parse_status::need_more) return;
-  if (r.status == protocol::parse_status::error) {
-    // A malformed or oversized head (431, 414, 400): answer and close.
-    std::string& out = ctx_->scratch();
-    out.clear();
-    protocol::write_rejection(out, r.err);
-    respond_http(out);
-    return;
-  }
-  // Bytes after the head are the first frames: they wait for the 101.
+  // A malformed or oversized head (431, 414, 400): answer and close.
+  if (r.status == protocol::parse_status::error) return reject_handshake(r.err);
+  // Bytes after the head are the first frames (they wait for the 101) or
+  // the start of an HTTP request's body.
   hs.after.assign(hs.head, r.consumed);
   on_head_complete();
 }
@@ -41,35 +122,28 @@ void websocket::on_head_complete() {
   const protocol::request_head& head = hs.parser.head();
   detail::server_core& core = ctx_->core();
   const detail::route* route = core.find_route(head.path());
-  if (route == nullptr) return reject_upgrade(404, "no such path");
+  if (route == nullptr) return reject_handshake(handshake_failure::not_found, 404, "no such path");
 
   const bool upgrade = head.has_token("Upgrade", "websocket");
   if (!upgrade || !route->ws) {
     if (const http_handler* handler = route->find_http(head.method())) {
-      http_request request(head);
-      http_response response;
-      (*handler)(request, response);
-      if (state_ != state::handshake) return;  // the handler terminated us
-      std::string& out = ctx_->scratch();
-      out.clear();
-      response.serialize(out, head.method() != "HEAD");
-      return respond_http(out);
+      hs.handler = handler;
+      return start_http();
     }
     // An HTTP-only path without a handler for this method.
-    if (!route->ws) return reject_upgrade(405, "method not allowed");
+    if (!route->ws) {
+      return reject_handshake(handshake_failure::method_not_allowed, 405, "method not allowed");
+    }
   }
 
-  protocol::error err = protocol::validate_upgrade(head, hs.info);
-  if (err != protocol::error::none) {
-    // Not a valid opening handshake (RFC 6455 §4.2.1): 426 for a plain GET,
-    // 405 for another method, 400 for a broken upgrade.
-    std::string& out = ctx_->scratch();
-    out.clear();
-    protocol::write_rejection(out, err);
-    return respond_http(out);
-  }
+  // Not a valid opening handshake (RFC 6455 §4.2.1): 426 for a plain GET,
+  // 405 for another method, 400 for a broken upgrade.
+  const protocol::error err = protocol::validate_upgrade(head, hs.info);
+  if (err != protocol::error::none) return reject_handshake(err);
   // max_connections: refuse before upgrading, so the client may retry elsewhere.
-  if (!core.try_count_connection()) return reject_upgrade(503, "too many connections");
+  if (!core.try_count_connection()) {
+    return reject_handshake(handshake_failure::max_connections, 503, "too many connections");
+  }
   counted_ = true;
   behavior_ = route->ws.get();
   if (behavior_->construct_user_data != nullptr) behavior_->construct_user_data(user_data());
@@ -106,7 +180,7 @@ void websocket::finish_upgrade(std::string_view subprotocol,
   if (agreed) opts.extensions = agreed->response.view();
   if (!protocol::write_accept_response(out, handshake_->info.key, opts)) {
     // The application handed us a header that would break the head.
-    return reject_upgrade(500, "invalid response header");
+    return reject_handshake(handshake_failure::bad_response_header, 500, "invalid response header");
   }
   stream_.send({reinterpret_cast<const std::byte*>(out.data()), out.size()});
   state_ = state::open;
@@ -132,6 +206,77 @@ void websocket::start_open() {
     on_frames({hs->after.data(), hs->after.size()});
   }
   ctx_->release_handshake(hs);
+}
+
+void websocket::start_http() {
+  detail::handshake_state& hs = *handshake_;
+  const protocol::request_head& head = hs.parser.head();
+  // Bodies are framed by Content-Length alone: a chunked (or otherwise
+  // transfer-coded) body is refused before it is read (RFC 9110 §15.5.12).
+  if (head.count("Transfer-Encoding") != 0) {
+    return reject_handshake(handshake_failure::transfer_encoding, 411,
+                            "chunked request bodies are not supported; send Content-Length");
+  }
+  std::uint64_t length = 0;
+  if (content_length(head, length) != length_status::ok) {
+    return reject_handshake(handshake_failure::bad_content_length, 400, "bad Content-Length");
+  }
+  // max_http_body: refused from the head alone, before a byte of it is buffered.
+  if (length > ctx_->options().max_http_body) {
+    return reject_handshake(handshake_failure::body_too_large, 413, "request body too large");
+  }
+  hs.body_length = static_cast<std::size_t>(length);
+  if (hs.after.size() >= hs.body_length) {
+    // All here already (one request per connection: what follows is ignored).
+    hs.after.resize(hs.body_length);
+    return run_http_handler();
+  }
+  // The rest arrives in later reads (on_body_data), still bounded by the
+  // handshake timeout armed at accept.
+  if (expects_continue(head)) {
+    static constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
+    stream_.send({reinterpret_cast<const std::byte*>(k_continue.data()), k_continue.size()});
+  }
+}
+
+void websocket::on_body_data(std::span<const std::byte> data) {
+  detail::handshake_state& hs = *handshake_;
+  // Only what Content-Length announced; bytes after it are not read as a request.
+  const std::size_t take = std::min(data.size(), hs.body_length - hs.after.size());
+  hs.after.append(reinterpret_cast<const char*>(data.data()), take);
+  if (hs.after.size() == hs.body_length) run_http_handler();
+}
+
+void websocket::run_http_handler() {
+  detail::handshake_state& hs = *handshake_;
+  const protocol::request_head& head = hs.parser.head();
+  http_request request(head, hs.after);
+  http_response response;
+  (*hs.handler)(request, response);
+  if (state_ != state::handshake) return;  // the handler terminated us
+  std::string& out = ctx_->scratch();
+  out.clear();
+  response.serialize(out, head.method() != "HEAD");
+  respond_http(out);
+}
+
+void websocket::reject_handshake(handshake_failure reason, int status, std::string_view body) {
+  ctx_->count_handshake_failure(reason, status);
+  reject_upgrade(status, body);
+}
+
+void websocket::reject_handshake(protocol::error err) {
+  ctx_->count_handshake_failure(failure_for(err), protocol::http_status_for(err));
+  std::string& out = ctx_->scratch();
+  out.clear();
+  protocol::write_rejection(out, err);
+  respond_http(out);
+}
+
+void websocket::drop_handshake(handshake_failure reason) {
+  // No answer: the client is gone, too slow, or we are stopping.
+  ctx_->count_handshake_failure(reason, 0);
+  terminate();
 }
 
 void websocket::reject_upgrade(int status, std::string_view body) {

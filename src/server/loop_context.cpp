@@ -76,9 +76,16 @@ void loop_context::on_accept(net::unique_fd socket) {
   auto* ws = ::new (memory) websocket(*this, index, slots_[index].generation);
   slots_[index].ws = ws;
   ++live_;
-  if (shutting_down_ || ws->stream_.open(std::move(socket))) {
+  if (shutting_down_) {
     ws->state_ = websocket::state::closed;
     retire(*ws);
+    return;
+  }
+  if (ws->stream_.open(std::move(socket))) {
+    // Registration or TLS state failed (descriptors, memory): nothing to answer with.
+    ws->state_ = websocket::state::closed;
+    retire(*ws);
+    count_handshake_failure(handshake_failure::open_failed, 0);
     return;
   }
   ws->last_receive_ = now_ms();
@@ -130,6 +137,8 @@ void loop_context::release_handshake(handshake_state* hs) noexcept {
   hs->parser.reset();
   hs->head.clear();
   hs->after.clear();
+  hs->handler = nullptr;
+  hs->body_length = 0;
   if (hs->head.capacity() > k_keep_buffer) std::string().swap(hs->head);
   if (hs->after.capacity() > k_keep_buffer) std::string().swap(hs->after);
   handshakes_.push_back(std::move(owned));
@@ -199,6 +208,13 @@ void loop_context::trim(std::string& buffer) noexcept {
   if (buffer.capacity() > k_keep_codec_buffer) std::string().swap(buffer);
 }
 
+void loop_context::count_handshake_failure(handshake_failure reason, int status) {
+  loop_counters::add(counters_.handshake_failures[static_cast<std::size_t>(reason)], 1);
+  if (const auto& hook = options().on_handshake_failure) {
+    hook(status, handshake_failure_token(reason));
+  }
+}
+
 void loop_context::begin_shutdown(bool graceful) {
   if (!shutting_down_) {
     shutting_down_ = true;
@@ -216,8 +232,10 @@ void loop_context::begin_shutdown(bool graceful) {
     if (ws == nullptr) continue;
     if (graceful && ws->state_ == websocket::state::open) {
       ws->close(code, "server shutting down");
-    } else if (!graceful || ws->state_ == websocket::state::handshake ||
+    } else if (ws->state_ == websocket::state::handshake ||
                ws->state_ == websocket::state::upgrading) {
+      ws->drop_handshake(handshake_failure::shutdown);
+    } else if (!graceful) {
       ws->terminate();
     }
   }

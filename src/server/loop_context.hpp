@@ -5,6 +5,7 @@
 // where marked; server_core's atomics are shared by all loops.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -33,8 +34,15 @@ struct handshake_state {
   explicit handshake_state(const protocol::http_limits& limits) : parser(limits) {}
   protocol::request_parser parser;
   std::string head;   // the request head as received (views point here)
-  std::string after;  // bytes received after the head (the first frames)
+  // Bytes received after the head: the first frames of an upgrade, or the
+  // body of a plain HTTP request (never appended to `head`, whose views must
+  // stay put).
+  std::string after;
   protocol::upgrade_request info;  // the validated request; views into `head`
+  // Plain HTTP: the handler, set while its body is being read, and the
+  // body's length (Content-Length).
+  const http_handler* handler = nullptr;
+  std::size_t body_length = 0;
 };
 
 // A connection's own zlib state: dedicated mode (context takeover), or the
@@ -65,9 +73,35 @@ struct string_hash {
   }
 };
 
+// One subscription as its topic sees it: 16 bytes. A publication with
+// sequence s reaches `ws` if s - 1 >= after (unsigned, so s = 0, unsequenced,
+// wraps to the maximum and always passes): one compare per delivery.
+struct topic_subscriber {
+  websocket* ws;
+  std::uint64_t after;
+};
+
 struct topic {
   std::string name;
-  std::vector<websocket*> subscribers;
+  std::vector<topic_subscriber> subscribers;
+};
+
+// A loop's counters (server_statistics): written only by the loop's thread
+// with a relaxed load and store (no locked read-modify-write on the hot
+// path), read by any thread.
+struct loop_counters {
+  using counter = std::atomic<std::uint64_t>;
+  static void add(counter& c, std::uint64_t n) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  static std::uint64_t read(const counter& c) noexcept { return c.load(std::memory_order_relaxed); }
+  counter messages_received{0};
+  counter bytes_received{0};
+  counter messages_sent{0};
+  counter bytes_sent{0};
+  counter backpressure_drops{0};
+  counter compressed_messages{0};
+  std::array<counter, k_handshake_failure_reasons> handshake_failures{};
 };
 
 class server_core;
@@ -113,27 +147,41 @@ class loop_context {
   // Frees a codec buffer that one large message grew (bounds the loop's idle memory).
   static void trim(std::string& buffer) noexcept;
   // Counts one compressed message (metrics, tests).
-  void count_compressed() noexcept {
-    compressed_messages_.store(compressed_messages_.load(std::memory_order_relaxed) + 1,
-                               std::memory_order_relaxed);
+  void count_compressed() noexcept { loop_counters::add(counters_.compressed_messages, 1); }
+  // Counts received data: `bytes` of payload (after inflating), and one
+  // message when `complete` (a streamed message counts at its last piece).
+  void count_received(std::size_t bytes, bool complete = true) noexcept {
+    loop_counters::add(counters_.messages_received, complete ? 1 : 0);
+    loop_counters::add(counters_.bytes_received, bytes);
   }
+  // Counts `messages` data messages of `bytes` payload bytes in all, sent.
+  void count_sent(std::uint64_t messages, std::uint64_t bytes) noexcept {
+    loop_counters::add(counters_.messages_sent, messages);
+    loop_counters::add(counters_.bytes_sent, bytes);
+  }
+  void count_backpressure_drop() noexcept { loop_counters::add(counters_.backpressure_drops, 1); }
+  // Counts a handshake the server turned away and tells the application's
+  // hook (server_options::on_handshake_failure); `status` 0: no answer.
+  void count_handshake_failure(handshake_failure reason, int status);
   // Any thread.
   std::uint64_t compressed_messages() const noexcept {
-    return compressed_messages_.load(std::memory_order_relaxed);
+    return loop_counters::read(counters_.compressed_messages);
   }
+  const loop_counters& counters() const noexcept { return counters_; }
   // A per-loop scratch string for heads and frames being written.
   std::string& scratch() noexcept { return scratch_; }
   // Milliseconds on the loop's clock, truncated to 32 bits (differences wrap).
   std::uint32_t now_ms() const noexcept;
 
-  bool subscribe(websocket& ws, std::string_view name);
+  bool subscribe(websocket& ws, std::string_view name, std::uint64_t after);
   bool unsubscribe(websocket& ws, std::string_view name);
   void unsubscribe_all(websocket& ws) noexcept;
   // Writes `framed` (a frame of `op` whose payload starts at `header_size`)
-  // to every subscriber of `name` on this loop; those that negotiated
-  // permessage-deflate get it compressed, once per (window, level).
+  // to every subscriber of `name` on this loop whose `after` lets `sequence`
+  // through; those that negotiated permessage-deflate get it compressed,
+  // once per (window, level).
   void deliver(std::string_view name, protocol::opcode op, std::string_view framed,
-               std::size_t header_size);
+               std::size_t header_size, std::uint64_t sequence);
 
   // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
   void complete_upgrade(connection_id id, int status, const std::string& text,
@@ -182,7 +230,7 @@ class loop_context {
     std::string framed;
   };
   std::vector<compressed_frame> publish_frames_;  // deliver()'s per-call cache
-  std::atomic<std::uint64_t> compressed_messages_{0};
+  loop_counters counters_;
   std::string scratch_;
   std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;
   net::timer_node shutdown_timer_;
@@ -218,9 +266,10 @@ class server_core {
 // The loop_context whose loop runs on this thread (set when the loop starts).
 inline thread_local loop_context* current_context = nullptr;
 
-// Frames `payload` once and hands it to every loop's subscribers of `topic`.
+// Frames `payload` once and hands it to every loop's subscribers of `topic`
+// (`sequence` as in server::publish).
 std::size_t publish_to_loops(server_core& core, std::string_view topic, std::string_view payload,
-                             protocol::opcode op);
+                             protocol::opcode op, std::uint64_t sequence, bool queued);
 
 // Offset of the user data after a websocket: sizeof rounded up to max_align_t.
 constexpr std::size_t k_user_data_offset =

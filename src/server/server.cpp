@@ -186,13 +186,34 @@ bool server::close(connection_id id, std::uint16_t code, std::string reason) {
   return true;
 }
 
-std::size_t server::publish(std::string_view topic, std::string_view payload, protocol::opcode op) {
-  return detail::publish_to_loops(*core_, topic, payload, op);
+std::size_t server::publish(std::string_view topic, std::string_view payload, protocol::opcode op,
+                            std::uint64_t sequence, publish_delivery delivery) {
+  return detail::publish_to_loops(*core_, topic, payload, op, sequence,
+                                  delivery == publish_delivery::queued);
 }
 
 std::uint64_t server::compressed_messages() const noexcept {
   std::uint64_t total = 0;
   for (const auto& ctx : core_->contexts) total += ctx->compressed_messages();
+  return total;
+}
+
+server_statistics server::statistics() const noexcept {
+  using detail::loop_counters;
+  server_statistics total;
+  for (const auto& ctx : core_->contexts) {
+    const loop_counters& c = ctx->counters();
+    total.messages_received += loop_counters::read(c.messages_received);
+    total.bytes_received += loop_counters::read(c.bytes_received);
+    total.messages_sent += loop_counters::read(c.messages_sent);
+    total.bytes_sent += loop_counters::read(c.bytes_sent);
+    total.backpressure_drops += loop_counters::read(c.backpressure_drops);
+    total.compressed_messages += loop_counters::read(c.compressed_messages);
+    for (std::size_t i = 0; i < k_handshake_failure_reasons; ++i) {
+      total.handshake_failures[i] += loop_counters::read(c.handshake_failures[i]);
+    }
+  }
+  total.connections = core_->connections.load(std::memory_order_relaxed);
   return total;
 }
 

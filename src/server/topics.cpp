@@ -1,6 +1,7 @@
 // topics.cpp — per-loop pub/sub: each loop keeps its own subscriber lists;
 // a publish frames the message once into a shared, immutable buffer and posts
-// it to every loop, which writes the same bytes to each of its subscribers.
+// it to every loop, which writes the same bytes to each of its subscribers
+// whose subscription position (`after`) the message's sequence passes.
 #include <algorithm>
 #include <cassert>
 #include <memory>
@@ -13,16 +14,16 @@
 
 namespace switchboard::server {
 
-bool websocket::subscribe(std::string_view topic) {
+bool websocket::subscribe(std::string_view topic, std::uint64_t after) {
   if (state_ != state::open) return false;  // nothing would reach it
-  return ctx_->subscribe(*this, topic);
+  return ctx_->subscribe(*this, topic, after);
 }
 
 bool websocket::unsubscribe(std::string_view topic) { return ctx_->unsubscribe(*this, topic); }
 
 namespace detail {
 
-bool loop_context::subscribe(websocket& ws, std::string_view name) {
+bool loop_context::subscribe(websocket& ws, std::string_view name, std::uint64_t after) {
   auto it = topics_.find(name);
   if (it == topics_.end()) it = topics_.emplace(std::string(name), topic{std::string(name), {}}).first;
   topic* t = &it->second;
@@ -30,19 +31,28 @@ bool loop_context::subscribe(websocket& ws, std::string_view name) {
   auto& mine = *ws.topics_;
   if (std::find(mine.begin(), mine.end(), t) != mine.end()) return false;  // already subscribed
   mine.push_back(t);
-  t->subscribers.push_back(&ws);
+  t->subscribers.push_back({&ws, after});
   return true;
 }
 
 namespace {
-template <class T>
-bool erase_one(std::vector<T>& v, const T& value) noexcept {
-  auto it = std::find(v.begin(), v.end(), value);
+// Removes the first element that `matches` by moving the last one into its
+// place: order among subscribers does not matter; each one's messages stay ordered.
+template <class T, class Pred>
+bool erase_one_if(std::vector<T>& v, Pred matches) noexcept {
+  auto it = std::find_if(v.begin(), v.end(), matches);
   if (it == v.end()) return false;
-  // Order among subscribers does not matter; each one's messages stay ordered.
   *it = v.back();
   v.pop_back();
   return true;
+}
+
+bool erase_one(std::vector<topic*>& v, topic* t) noexcept {
+  return erase_one_if(v, [t](topic* x) { return x == t; });
+}
+
+bool erase_one(std::vector<topic_subscriber>& v, const websocket* ws) noexcept {
+  return erase_one_if(v, [ws](const topic_subscriber& s) { return s.ws == ws; });
 }
 }  // namespace
 
@@ -73,9 +83,12 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 }  // namespace
 
 void loop_context::deliver(std::string_view name, protocol::opcode op, std::string_view framed,
-                           std::size_t header_size) {
+                           std::size_t header_size, std::uint64_t sequence) {
   auto it = topics_.find(name);
   if (it == topics_.end()) return;
+  // sequence > after, with 0 (unsequenced) wrapping to the maximum so it
+  // passes every `after`: one unsigned compare per subscriber.
+  const std::uint64_t position = sequence - 1;
   const std::string_view payload = framed.substr(header_size);
   // Compressed lazily, once per (window, level) that a subscriber needs, with
   // the loop's shared deflater: no context, so any subscriber that agreed to
@@ -106,54 +119,68 @@ void loop_context::deliver(std::string_view name, protocol::opcode op, std::stri
   // Sends never retire a connection (errors surface on a later iteration), so
   // the list is stable while we walk it; index anyway, for safety.
   auto& subscribers = it->second.subscribers;
+  std::uint64_t sent = 0;  // counted once at the end, not per subscriber
   for (std::size_t i = 0; i < subscribers.size(); ++i) {
-    websocket* ws = subscribers[i];
+    // The subscriber already has it (it caught up on history to `after`).
+    if (position < subscribers[i].after) continue;
+    websocket* ws = subscribers[i].ws;
     if (ws->wants_compression(payload.size())) {
       const compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
       if (f.ok) {
-        ws->send_raw(as_bytes(f.framed));
+        if (ws->send_raw(as_bytes(f.framed)) != send_status::dropped) ++sent;
         // The peer's window now holds this message and our dedicated
         // deflater's does not: its next message must not refer back.
         if (ws->deflate_takeover_ && ws->codec_) ws->codec_->deflate.reset();
         continue;
       }
     }
-    ws->send_raw(as_bytes(framed));
+    if (ws->send_raw(as_bytes(framed)) != send_status::dropped) ++sent;
   }
   publish_frames_.clear();
+  count_sent(sent, sent * payload.size());
 }
 
 }  // namespace detail
 
-// A framed message shared by every loop it is posted to.
+// A framed message shared by every loop it is posted to. Everything about
+// it lives here, so the task posted to each loop holds two pointers.
 struct published_message {
   std::string topic;
   std::string framed;
+  std::uint64_t sequence;
+  std::size_t header_size;
+  protocol::opcode op;
 };
 
 std::size_t detail::publish_to_loops(detail::server_core& core, std::string_view topic,
-                             std::string_view payload, protocol::opcode op) {
+                                     std::string_view payload, protocol::opcode op,
+                                     std::uint64_t sequence, bool queued) {
   auto message = std::make_shared<published_message>();
   message->topic.assign(topic);
+  message->sequence = sequence;
+  message->header_size = protocol::frame_header_size(payload.size(), false);
+  message->op = op;
   // Framed once: every subscriber on every loop gets these same bytes.
   protocol::frame_header h;
   h.op = op;
   h.length = payload.size();
-  message->framed.resize(protocol::frame_header_size(payload.size(), false));
+  message->framed.resize(message->header_size);
   protocol::encode_frame_header(h, message->framed.data());
   message->framed.append(payload);
   std::shared_ptr<const published_message> shared = std::move(message);
   std::size_t loops = 0;
   for (auto& ctx : core.contexts) {
     detail::loop_context* c = ctx.get();
-    const std::size_t header_size = protocol::frame_header_size(payload.size(), false);
-    auto deliver = [c, shared, op, header_size] {
-      c->deliver(shared->topic, op, shared->framed, header_size);
+    auto deliver = [c, shared] {
+      c->deliver(shared->topic, shared->op, shared->framed, shared->header_size, shared->sequence);
     };
+    static_assert(sizeof(deliver) <= net::task::k_inline_size, "posting must not allocate");
     // On its own loop thread a publisher writes at once: its messages then keep
     // their order with its direct sends. Other loops get it through post(),
     // which is FIFO per posting thread, so each publisher's order holds there too.
-    if (detail::current_context == c) {
+    // `queued` sends the own loop's share through its queue as well: then the
+    // order of every loop is the order of the posts, whichever thread made them.
+    if (detail::current_context == c && !queued) {
       deliver();
     } else {
       c->loop().post(std::move(deliver));

@@ -88,7 +88,7 @@ void websocket::on_data(net::transport&, std::span<std::byte> data) {
       // A client may pipeline frames after its head; keep them for after the 101,
       // but not without bound while the application decides.
       if (handshake_->after.size() + data.size() > ctx_->options().max_head_size) {
-        terminate();
+        drop_handshake(handshake_failure::pipelined_too_large);
         return;
       }
       handshake_->after.append(reinterpret_cast<const char*>(data.data()), data.size());
@@ -124,8 +124,9 @@ void websocket::on_frames(std::span<char> input) {
         if (state_ == state::open) {
           if (ev.compressed) {
             if (!on_compressed(ev)) return;  // failed: inflate error
-          } else if (behavior_->on_message) {
-            behavior_->on_message(*this, ev.payload, ev.op);
+          } else {
+            ctx_->count_received(ev.payload.size());
+            if (behavior_->on_message) behavior_->on_message(*this, ev.payload, ev.op);
           }
         }
         if (reader_ != nullptr) reader_->shrink_buffer(k_keep_reader_buffer);
@@ -136,6 +137,7 @@ void websocket::on_frames(std::span<char> input) {
           if (ev.compressed) {
             on_compressed_part(ev);
           } else {
+            ctx_->count_received(ev.payload.size(), ev.last);
             behavior_->on_fragment(*this, ev.payload, ev.op, ev.first, ev.last);
           }
         }
@@ -211,6 +213,7 @@ bool websocket::on_compressed(const protocol::reader_event& ev) {
     fail(err);
     return false;
   }
+  ctx_->count_received(out.size());
   if (behavior_->on_message) behavior_->on_message(*this, out, ev.op);
   detail::loop_context::trim(out);
   return true;
@@ -231,6 +234,7 @@ void websocket::on_compressed_part(const protocol::reader_event& ev) {
     fail(err);
     return;
   }
+  ctx_->count_received(out.size(), ev.last);
   behavior_->on_fragment(*this, out, ev.op, ev.first, ev.last);
   detail::loop_context::trim(out);
   if (ev.last && !inflate_takeover_) {
@@ -312,8 +316,10 @@ void websocket::notify_close(std::uint16_t code, std::string_view reason) {
 
 send_status websocket::send(std::string_view payload, opcode op) {
   assert(op == opcode::text || op == opcode::binary);
-  if (wants_compression(payload.size())) return send_compressed(op, payload);
-  return send_frame(op, payload);
+  const send_status status =
+      wants_compression(payload.size()) ? send_compressed(op, payload) : send_frame(op, payload);
+  if (status != send_status::dropped) ctx_->count_sent(1, payload.size());
+  return status;
 }
 
 send_status websocket::send_frame(opcode op, std::string_view payload) {
@@ -337,6 +343,7 @@ bool websocket::over_backpressure() {
   // Checked before queueing, so one message of any size always fits on top
   // of max_backpressure and memory stays bounded by the cap plus one message.
   if (stream_.buffered_bytes() <= ctx_->options().max_backpressure) return false;
+  ctx_->count_backpressure_drop();
   if (ctx_->options().policy == backpressure_policy::close) {
     close(protocol::to_underlying(protocol::close_code::policy_violation), "backpressure limit");
   }
@@ -378,9 +385,14 @@ void websocket::on_close(net::transport&, std::error_code error) {
   // The stream has closed itself: peer FIN or close_notify, reset, write
   // error, or (TLS) a failed handshake — plain HTTP on the TLS port
   // included; the TLS context counts those and the hook logs them.
-  if (error && stream_.is_tls() && !stream_.handshake_complete()) {
+  const bool tls_failed = error && stream_.is_tls() && !stream_.handshake_complete();
+  if (tls_failed) {
     const auto& hook = ctx_->options().on_tls_handshake_error;
     if (hook) hook(error, stream_.last_error_text());
+  }
+  if (state_ == state::handshake || state_ == state::upgrading) {
+    ctx_->count_handshake_failure(
+        tls_failed ? handshake_failure::tls_handshake : handshake_failure::peer_closed, 0);
   }
   state_ = state::closed;
   timer_.cancel();
@@ -437,7 +449,8 @@ void websocket::on_timer() {
   switch (state_) {
     case state::handshake:
     case state::upgrading:
-      terminate();  // handshake timeout: a slowloris client gets no answer
+      // Handshake timeout: a slowloris client gets no answer.
+      drop_handshake(handshake_failure::handshake_timeout);
       return;
     case state::closing:
       terminate();  // the peer never answered our close frame
@@ -472,6 +485,12 @@ void websocket::on_timer() {
     if (awaiting_pong_) {
       if (pong > 0 && now - ping_sent_ >= pong) {
         close(protocol::to_underlying(protocol::close_code::policy_violation), "pong timeout");
+        // A peer that let a ping go unanswered this long is most likely gone:
+        // wait for its close frame no longer than it had for the pong, so the
+        // application hears of a dead peer after ping_interval + 2 x pong_timeout.
+        if (state_ == state::closing && pong < static_cast<std::uint32_t>(opts.close_timeout.count())) {
+          ctx_->loop().timers().schedule(timer_, opts.pong_timeout);
+        }
         return;
       }
     } else if (now - last_receive_ >= interval) {

@@ -66,6 +66,18 @@ class server_test : public ::testing::Test {
 // prefix + decimal n (spelled out: GCC 12 warns falsely on "lit" + std::string&&).
 std::string numbered(std::string_view prefix, long n);
 
+// Polls `done` every 5 ms for up to `limit`; true once it holds (for what the
+// server updates on its own threads: counters, hooks).
+template <class Predicate>
+bool wait_until(Predicate done, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
 // Installs an echo endpoint at "*" (every message back with its opcode).
 void add_echo(server& s);
 

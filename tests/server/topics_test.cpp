@@ -27,6 +27,13 @@ void pubsub_server(server& s) {
       ws.send(numbered("ok:", ws.id().loop), opcode::text);
     } else if (p.starts_with("unsub:")) {
       ws.send(ws.unsubscribe(p.substr(6)) ? "unsubscribed" : "not subscribed", opcode::text);
+    } else if (p.starts_with("qpub:") || p.starts_with("ipub:")) {
+      // One publication, then a direct send: queued delivery puts the
+      // direct send first on the publisher's own loop, immediate the other way.
+      const auto delivery =
+          p[0] == 'q' ? publish_delivery::queued : publish_delivery::immediate;
+      s.publish(p.substr(5), "published", opcode::text, 0, delivery);
+      ws.send("direct", opcode::text);
     } else if (p.starts_with("pub:")) {
       const auto colon = p.find(':', 4);
       const std::string topic(p.substr(4, colon - 4));
@@ -72,6 +79,141 @@ TEST_F(topics_test, PublishReachesEverySubscriberOnceInOrderAcrossLoops) {
   EXPECT_EQ(clients[1]->next().payload, "unsubscribed");
   ASSERT_TRUE(clients[1]->send_message(opcode::text, "unsub:room"));
   EXPECT_EQ(clients[1]->next().payload, "not subscribed");
+}
+
+// "after:T:H" subscribes to T with after = H and answers "ok:<loop>" (or
+// "already" if it was subscribed). "recover:T:H" is the realtime layer's
+// catch-up: while this loop is busy in the callback, another thread publishes
+// sequences 1..5 to T (so they queue for this loop), and only then does the
+// connection subscribe with after = H.
+void sequenced_server(server& s) {
+  ws_behavior b;
+  b.on_message = [&s](websocket& ws, std::string_view p, opcode) {
+    const auto colon = p.find(':', p.find(':') + 1);
+    const std::string topic(p.substr(p.find(':') + 1, colon - p.find(':') - 1));
+    const auto after = std::stoull(std::string(p.substr(colon + 1)));
+    if (p.starts_with("after:")) {
+      ws.send(ws.subscribe(topic, after) ? numbered("ok:", ws.id().loop) : "already", opcode::text);
+    } else if (p.starts_with("recover:")) {
+      std::thread([&s, topic] {
+        for (int i = 1; i <= 5; ++i) s.publish(topic, numbered("s", i), opcode::text, i);
+      }).join();
+      ws.subscribe(topic, after);
+      ws.send(numbered("ok:", ws.id().loop), opcode::text);
+    }
+  };
+  s.ws("/", std::move(b));
+}
+
+// Reads messages until the pong for a ping sent now: everything that was
+// delivered before it.
+std::vector<std::string> drain(ws_client& c) {
+  EXPECT_TRUE(c.send_frame(opcode::ping, "end"));
+  std::vector<std::string> got;
+  for (;;) {
+    received r = c.next();
+    if (r.kind != event_kind::message) {
+      EXPECT_EQ(r.kind, event_kind::pong);
+      return got;
+    }
+    got.push_back(std::move(r.payload));
+  }
+}
+
+TEST_F(topics_test, QueuedDeliveryGoesThroughTheOwnLoopsQueue) {
+  running_server srv(test_options(), pubsub_server);
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  ASSERT_TRUE(c.send_message(opcode::text, "sub:t"));
+  ASSERT_EQ(c.next().payload, "ok:0");
+  ASSERT_TRUE(c.send_message(opcode::text, "ipub:t"));
+  EXPECT_EQ(c.next().payload, "published");
+  EXPECT_EQ(c.next().payload, "direct");
+  ASSERT_TRUE(c.send_message(opcode::text, "qpub:t"));
+  EXPECT_EQ(c.next().payload, "direct");
+  EXPECT_EQ(c.next().payload, "published");
+}
+
+TEST_F(topics_test, SequencedPublishSkipsWhatTheSubscriberAlreadyHas) {
+  running_server srv(test_options(), sequenced_server);
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  ASSERT_TRUE(c.send_message(opcode::text, "after:room:3"));
+  ASSERT_EQ(c.next().payload, "ok:0");
+  // Subscribing again fails and keeps the first position.
+  ASSERT_TRUE(c.send_message(opcode::text, "after:room:0"));
+  ASSERT_EQ(c.next().payload, "already");
+  ws_client all(srv.port());
+  ASSERT_EQ(all.upgrade(), 101);
+  ASSERT_TRUE(all.send_message(opcode::text, "after:room:0"));
+  ASSERT_EQ(all.next().payload, "ok:0");
+  for (std::uint64_t i = 1; i <= 5; ++i) {
+    srv.get().publish("room", numbered("s", static_cast<long>(i)), opcode::text, i);
+    srv.get().publish("room", numbered("u", static_cast<long>(i)), opcode::text);  // unsequenced
+  }
+  EXPECT_EQ(drain(c), (std::vector<std::string>{"u1", "u2", "u3", "s4", "u4", "s5", "u5"}));
+  EXPECT_EQ(drain(all),
+            (std::vector<std::string>{"s1", "u1", "s2", "u2", "s3", "u3", "s4", "u4", "s5", "u5"}));
+}
+
+TEST_F(topics_test, SequencedPublishOnTwoLoops) {
+  auto options = test_options();
+  options.threads = 2;
+  running_server srv(options, sequenced_server);
+  std::vector<std::unique_ptr<ws_client>> clients;
+  std::set<std::string> loops;
+  // The kernel spreads connections over the loops' listeners at random:
+  // connect until both loops hold some (at least 8 connections, at most 64).
+  for (int i = 0; i < 64 && (i < 8 || loops.size() < 2); ++i) {
+    auto c = std::make_unique<ws_client>(srv.port());
+    ASSERT_EQ(c->upgrade(), 101);
+    ASSERT_TRUE(c->send_message(opcode::text, "after:room:3"));
+    const received ok = c->next();
+    ASSERT_EQ(ok.payload.substr(0, 3), "ok:");
+    loops.insert(ok.payload);
+    clients.push_back(std::move(c));
+  }
+  ASSERT_EQ(loops.size(), 2u) << "64 connections all landed on one loop";
+  for (std::uint64_t i = 1; i <= 5; ++i) {
+    srv.get().publish("room", numbered("s", static_cast<long>(i)), opcode::text, i);
+    srv.get().publish("room", numbered("u", static_cast<long>(i)), opcode::text);
+  }
+  for (auto& c : clients) {
+    EXPECT_EQ(drain(*c), (std::vector<std::string>{"u1", "u2", "u3", "s4", "u4", "s5", "u5"}));
+  }
+}
+
+TEST_F(topics_test, PublicationsQueuedBeforeTheSubscribeAreFilteredOnEveryLoop) {
+  auto options = test_options();
+  options.threads = 2;
+  running_server srv(options, sequenced_server);
+  std::vector<std::unique_ptr<ws_client>> clients;
+  std::set<std::string> loops;
+  for (int i = 0; i < 64 && (i < 8 || loops.size() < 2); ++i) {
+    auto c = std::make_unique<ws_client>(srv.port());
+    ASSERT_EQ(c->upgrade(), 101);
+    // Client i has history of its own topic up to i % 4 (0: none); 1..5 are
+    // published while its loop is inside the callback, then it subscribes.
+    ASSERT_TRUE(c->send_message(opcode::text, numbered(numbered("recover:feed", i) + ":", i % 4)));
+    const received ok = c->next();
+    ASSERT_EQ(ok.payload.substr(0, 3), "ok:");
+    loops.insert(ok.payload);
+    clients.push_back(std::move(c));
+  }
+  ASSERT_EQ(loops.size(), 2u) << "64 connections all landed on one loop";
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    srv.get().publish(numbered("feed", static_cast<long>(i)), "s6", opcode::text, 6);
+    srv.get().publish(numbered("feed", static_cast<long>(i)), "plain", opcode::text);
+  }
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    // Exactly what lies after its position, once, in order.
+    std::vector<std::string> expected;
+    for (std::size_t n = i % 4 + 1; n <= 6; ++n) {
+      expected.push_back(numbered("s", static_cast<long>(n)));
+    }
+    expected.emplace_back("plain");
+    EXPECT_EQ(drain(*clients[i]), expected) << "client " << i;
+  }
 }
 
 TEST_F(topics_test, CrossThreadSendAndClose) {

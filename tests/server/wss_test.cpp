@@ -196,6 +196,12 @@ TEST_F(wss_test, PlainHttpAndGarbageOnTheTlsPortAreDroppedAndCounted) {
   })) << "not_tls "
       << server_tls_->statistics().not_tls - not_tls_before;
   EXPECT_TRUE(eventually([&] { return srv.get().connections() == 0; }));
+  // The server's statistics count them as failed handshakes (no answer).
+  EXPECT_TRUE(eventually([&] {
+    return srv.get().statistics().handshake_failures_for(handshake_failure::tls_handshake) ==
+           std::size(requests);
+  })) << srv.get().statistics().handshake_failures_for(handshake_failure::tls_handshake);
+  EXPECT_EQ(srv.get().statistics().handshake_failures_total(), std::size(requests));
   // And the port still serves TLS.
   auto c = upgraded(srv.port());
   ASSERT_TRUE(c->send_message(opcode::text, "still serving"));

@@ -1,10 +1,20 @@
 // switchboard/server/http.hpp — plain HTTP requests on the WebSocket router:
 // the read-only request a handler sees and the response it fills in
-// (for /metrics, /healthz, static files, and the errors the router sends).
+// (for /metrics, /healthz, a publish API, static files, and the errors the
+// router sends).
 //
-// Responses are sent whole, with Content-Length and "Connection: close": one
-// request per connection, no keep-alive, no request bodies (a request with a
-// body is answered and the body discarded).
+// One request per connection, no keep-alive: the response is sent whole,
+// with Content-Length and "Connection: close", and the connection closes.
+// Request bodies: a request routed to a handler may carry a body of exactly
+// Content-Length bytes (RFC 9112 §6.3), read whole before the handler runs
+// (http_request::body()) within server_options::handshake_timeout, and at
+// most server_options::max_http_body bytes: a larger Content-Length is
+// answered 413 without reading the body, a malformed one (not digits, or
+// repeated with different values) 400, and any Transfer-Encoding 411
+// (chunked bodies are not supported). A client that sent "Expect:
+// 100-continue" gets "100 Continue" before the body is read. Requests not
+// routed to a handler (404, 405, 426) are answered at once and their body
+// discarded.
 //
 // Thread-safety: both objects live on the loop thread for the duration of one
 // handler call; they are not synchronized.
@@ -19,10 +29,12 @@
 
 namespace switchboard::server {
 
-// A parsed request head. Views are valid only during the handler call.
+// A parsed request head and its body. Views are valid only during the
+// handler call.
 class http_request {
  public:
-  explicit http_request(const protocol::request_head& head) noexcept : head_(&head) {}
+  explicit http_request(const protocol::request_head& head, std::string_view body = {}) noexcept
+      : head_(&head), body_(body) {}
   std::string_view method() const noexcept { return head_->method(); }
   std::string_view target() const noexcept { return head_->target(); }
   std::string_view path() const noexcept { return head_->path(); }
@@ -33,9 +45,12 @@ class http_request {
   }
   // Everything else: all headers, cookies, version.
   const protocol::request_head& head() const noexcept { return *head_; }
+  // The request body: exactly Content-Length bytes; empty without one.
+  std::string_view body() const noexcept { return body_; }
 
  private:
   const protocol::request_head* head_;
+  std::string_view body_;
 };
 
 // The response a handler builds. Defaults: 200, text/plain, empty body.

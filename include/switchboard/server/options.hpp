@@ -11,8 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <string_view>
 #include <string>
+#include <string_view>
 
 #include <switchboard/net/tls_error.hpp>
 #include <switchboard/protocol/close_code.hpp>
@@ -30,6 +30,113 @@ enum class backpressure_policy : std::uint8_t {
   drop,   // drop the new message (send returns dropped); the connection stays open
 };
 
+// Why the server itself turned a connection away before it became a
+// WebSocket (or before a plain HTTP handler ran). Rejections the application
+// makes (upgrade_request::reject, an HTTP handler's own status) are not
+// handshake failures. Each reason has a stable token, handshake_failure_token():
+// the enumerator's name. Counted per reason in server::statistics() and
+// reported to server_options::on_handshake_failure with the HTTP status sent
+// (0: dropped without an answer).
+enum class handshake_failure : std::uint8_t {
+  // The request head does not parse (RFC 9112); 431, 414 or 400. The tokens
+  // are the names of the protocol::error that rejected it.
+  head_too_large,           // 431: over max_head_size
+  too_many_headers,         // 431
+  header_line_too_long,     // 431
+  request_line_too_long,    // 414
+  bad_request_line,         // 400
+  bad_http_version,         // 400
+  bad_header_name,          // 400
+  missing_header_colon,     // 400
+  bad_header_value,         // 400
+  obs_fold,                 // 400
+  bare_lf,                  // 400
+  whitespace_before_colon,  // 400
+  // Not a valid opening handshake (RFC 6455 §4.2.1); the protocol::error's name.
+  method_not_get,              // 405
+  http_version_too_old,        // 505
+  missing_host,                // 400
+  duplicate_host,              // 400
+  missing_upgrade,             // 426: a plain request to a WebSocket-only path
+  missing_connection_upgrade,  // 400
+  missing_version,             // 426
+  unsupported_version,         // 426
+  missing_key,                 // 400
+  duplicate_key,               // 400
+  bad_key,                     // 400
+  bad_extension_header,        // 400
+  bad_protocol_header,         // 400
+  bad_request,                 // 400: any other malformed request
+  // Routing and limits.
+  not_found,            // 404: no route for the path
+  method_not_allowed,   // 405: an HTTP-only path without a handler for the method
+  max_connections,      // 503: max_connections reached
+  bad_response_header,  // 500: on_upgrade's accept() passed a header with CR/LF
+  // Request bodies of plain HTTP handlers (see max_http_body).
+  body_too_large,      // 413: Content-Length over max_http_body
+  bad_content_length,  // 400: not digits, or repeated with different values
+  transfer_encoding,   // 411: Transfer-Encoding (chunked bodies are not supported)
+  // Dropped without an answer (status 0).
+  handshake_timeout,    // the head (or body, or deferred decision) took over handshake_timeout
+  peer_closed,          // the client closed or reset the connection mid-handshake
+  tls_handshake,        // the TLS handshake failed (see on_tls_handshake_error)
+  pipelined_too_large,  // over max_head_size of frames sent while on_upgrade deferred
+  shutdown,             // the server shut down mid-handshake
+  open_failed,          // the accepted socket could not be set up (epoll, TLS state)
+};
+
+// Number of handshake_failure reasons (the size of the per-reason counters).
+inline constexpr std::size_t k_handshake_failure_reasons =
+    static_cast<std::size_t>(handshake_failure::open_failed) + 1;
+
+// The stable token of a reason ("bad_key", "max_connections", ...), for
+// metrics labels and logs.
+constexpr std::string_view handshake_failure_token(handshake_failure reason) noexcept {
+  constexpr std::string_view k_tokens[k_handshake_failure_reasons] = {
+      "head_too_large",
+      "too_many_headers",
+      "header_line_too_long",
+      "request_line_too_long",
+      "bad_request_line",
+      "bad_http_version",
+      "bad_header_name",
+      "missing_header_colon",
+      "bad_header_value",
+      "obs_fold",
+      "bare_lf",
+      "whitespace_before_colon",
+      "method_not_get",
+      "http_version_too_old",
+      "missing_host",
+      "duplicate_host",
+      "missing_upgrade",
+      "missing_connection_upgrade",
+      "missing_version",
+      "unsupported_version",
+      "missing_key",
+      "duplicate_key",
+      "bad_key",
+      "bad_extension_header",
+      "bad_protocol_header",
+      "bad_request",
+      "not_found",
+      "method_not_allowed",
+      "max_connections",
+      "bad_response_header",
+      "body_too_large",
+      "bad_content_length",
+      "transfer_encoding",
+      "handshake_timeout",
+      "peer_closed",
+      "tls_handshake",
+      "pipelined_too_large",
+      "shutdown",
+      "open_failed",
+  };
+  const auto i = static_cast<std::size_t>(reason);
+  return i < k_handshake_failure_reasons ? k_tokens[i] : std::string_view("unknown");
+}
+
 struct server_options {
   // Numeric address to listen on ("127.0.0.1", "::1", "0.0.0.0"); no host names.
   std::string host = "127.0.0.1";
@@ -44,6 +151,12 @@ struct server_options {
   // Largest request head (request line + headers). Larger is answered 431
   // (or 414 for a request line alone over the line limit).
   std::size_t max_head_size = 16 * 1024;
+  // Largest request body a plain HTTP handler accepts (http_request::body()),
+  // in bytes. The body is read whole before the handler runs, within
+  // handshake_timeout like the head; a Content-Length over this is answered
+  // 413 without reading the body. 1 MiB fits publish calls and form posts
+  // and bounds what one connection can make the server hold.
+  std::size_t max_http_body = 1024 * 1024;
 
   // The client must complete its request head within this time; slowloris
   // clients that trickle bytes are dropped without an answer.
@@ -56,7 +169,9 @@ struct server_options {
   // idle cut-off (60 s).
   std::chrono::milliseconds ping_interval{30'000};
   // After a keepalive ping, anything received (a pong, usually) within this
-  // time keeps the connection; otherwise it is closed with 1008.
+  // time keeps the connection; otherwise it is closed with 1008, and its
+  // close frame is awaited for at most pong_timeout more (not close_timeout):
+  // on_close hears of a dead peer after ping_interval + 2 x pong_timeout.
   std::chrono::milliseconds pong_timeout{10'000};
   // After we send a close frame, wait this long for the peer's close frame,
   // then close TCP anyway. Also bounds the wait for the peer's FIN after we
@@ -102,6 +217,25 @@ struct server_options {
   // text, on a loop thread — for logs. The context counts them too
   // (tls_context::statistics()).
   std::function<void(std::error_code error, std::string_view reason)> on_tls_handshake_error;
+
+  // Hears every handshake failure the server itself answered or dropped (see
+  // handshake_failure; not the application's own rejections), on the loop
+  // thread, after it was counted in server::statistics(): `status` is the
+  // HTTP status sent (0 when dropped without an answer: handshake timeout,
+  // peer gone mid-handshake, TLS handshake failure, shutdown), `reason` the
+  // stable token (handshake_failure_token). For logs; must not block. The
+  // tokens: head_too_large, too_many_headers, header_line_too_long,
+  // request_line_too_long, bad_request_line, bad_http_version,
+  // bad_header_name, missing_header_colon, bad_header_value, obs_fold,
+  // bare_lf, whitespace_before_colon, method_not_get, http_version_too_old,
+  // missing_host, duplicate_host, missing_upgrade,
+  // missing_connection_upgrade, missing_version, unsupported_version,
+  // missing_key, duplicate_key, bad_key, bad_extension_header,
+  // bad_protocol_header, bad_request, not_found, method_not_allowed,
+  // max_connections, bad_response_header, body_too_large,
+  // bad_content_length, transfer_encoding, handshake_timeout, peer_closed,
+  // tls_handshake, pipelined_too_large, shutdown, open_failed.
+  std::function<void(int status, std::string_view reason)> on_handshake_failure;
 };
 
 }  // namespace switchboard::server

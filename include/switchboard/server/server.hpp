@@ -16,13 +16,19 @@
 // has. An unknown path is answered 404; a request that is not an upgrade on
 // a WebSocket path 426 (405 for a method other than GET) unless an HTTP
 // handler for that method and path exists; an HTTP path without a handler
-// for the method 405.
+// for the method 405. A handler sees the request's body (Content-Length, up
+// to options.max_http_body; http.hpp).
+//
+// Metrics: statistics() sums each loop's counters (messages and bytes both
+// ways, backpressure drops, handshakes turned away by reason), and
+// options.on_handshake_failure hears each handshake failure as it happens.
 //
 // Thread-safety: ws(), http(), listen(), start(), run() and wait() from one
-// controlling thread (not a loop thread). send(), close(), publish() and
-// shutdown() from any thread, loop threads included.
+// controlling thread (not a loop thread). send(), close(), publish(),
+// statistics() and shutdown() from any thread, loop threads included.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -41,6 +47,44 @@ namespace switchboard::server {
 namespace detail {
 class server_core;
 }
+
+// Server-wide counters since listen(), for metrics (server::statistics()).
+// Each loop counts its own connections without atomic read-modify-writes;
+// the sum is read counter by counter, so it is not one atomic snapshot, but
+// every counter only grows.
+struct server_statistics {
+  // Data messages handed to on_message (or completed through on_fragment),
+  // and their payload bytes after inflating. Control frames are not counted.
+  std::uint64_t messages_received = 0;
+  std::uint64_t bytes_received = 0;
+  // Data messages accepted for sending (send() not dropped; each topic
+  // delivery counts once per subscriber), and their payload bytes before
+  // compression.
+  std::uint64_t messages_sent = 0;
+  std::uint64_t bytes_sent = 0;
+  // Sends refused for max_backpressure: with the drop policy each lost
+  // message, with the close policy each connection it closed (1008).
+  std::uint64_t backpressure_drops = 0;
+  // As server::compressed_messages().
+  std::uint64_t compressed_messages = 0;
+  // WebSocket connections open now (upgraded or upgrading), as connections().
+  std::size_t connections = 0;
+  // Handshakes the server itself turned away, by reason (options.hpp:
+  // handshake_failure; index with static_cast<std::size_t>(reason)).
+  std::array<std::uint64_t, k_handshake_failure_reasons> handshake_failures{};
+
+  std::uint64_t handshake_failures_for(handshake_failure reason) const noexcept {
+    return handshake_failures[static_cast<std::size_t>(reason)];
+  }
+  std::uint64_t handshake_failures_total() const noexcept {
+    std::uint64_t total = 0;
+    for (const std::uint64_t n : handshake_failures) total += n;
+    return total;
+  }
+};
+
+// How server::publish() reaches the publisher's own loop.
+enum class publish_delivery : std::uint8_t { immediate, queued };
 
 class server {
  public:
@@ -97,12 +141,29 @@ class server {
   // loop (per window size in use) and those bytes are shared. Messages
   // one thread publishes arrive at each subscriber in order. Returns the
   // number of loops it was handed to.
+  // `sequence` 0 is unsequenced: every subscriber gets it. Otherwise a
+  // subscriber that subscribed with `after` (websocket::subscribe) gets it
+  // only if sequence > after; the check runs on the subscriber's loop when
+  // the message is delivered, so a publication that was already queued for
+  // that loop when the subscription was made is filtered too. The server
+  // neither assigns nor orders sequences: that is the caller's business.
+  // `delivery` immediate (the default): on the publisher's own loop thread
+  // the subscribers are written to at once, so a publication keeps its order
+  // with that thread's direct sends. queued: the own loop gets it through its
+  // queue like every other loop, so publications made by several threads in
+  // one order (under one lock) reach every loop in that order; the
+  // publisher's direct sends of the same callback then go first.
   std::size_t publish(std::string_view topic, std::string_view payload,
-                      protocol::opcode op = protocol::opcode::binary);
+                      protocol::opcode op = protocol::opcode::binary, std::uint64_t sequence = 0,
+                      publish_delivery delivery = publish_delivery::immediate);
 
   // Messages compressed so far (permessage-deflate), server-wide: each
   // compressed send counts one, each publish one per loop and window size.
   std::uint64_t compressed_messages() const noexcept;
+
+  // The counters of every loop, summed (see server_statistics). Any thread;
+  // all zero before listen().
+  server_statistics statistics() const noexcept;
 
   // WebSocket connections open now (upgraded or upgrading), server-wide.
   std::size_t connections() const noexcept;

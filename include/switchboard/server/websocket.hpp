@@ -34,6 +34,7 @@
 namespace switchboard::server {
 
 struct ws_behavior;
+enum class handshake_failure : std::uint8_t;  // options.hpp
 
 namespace detail {
 class loop_context;
@@ -89,8 +90,19 @@ class websocket final : private net::transport_handler {
 
   // Topics (RFC-independent pub/sub): messages published with
   // server::publish() to `topic` reach every subscriber. Returns false if
-  // already (un)subscribed or not open.
-  bool subscribe(std::string_view topic);
+  // already (un)subscribed or not open; subscribing again does not change
+  // `after`.
+  // `after`: of the publications with a sequence (server::publish's
+  // `sequence` != 0), only those with a sequence greater than `after` reach
+  // this connection; unsequenced ones always do. A subscriber that caught up
+  // on history up to H subscribes with after = H and so never gets a
+  // message twice, even one published before this call and still queued for
+  // this loop. 0 (the default) takes every publication.
+  // Memory: 24 bytes per subscription (a 16-byte {connection, after} entry
+  // in the topic's list, an 8-byte topic pointer in the connection's) plus
+  // the lists' spare capacity; the topic itself (name, list) is one entry
+  // per loop, shared by its subscribers there.
+  bool subscribe(std::string_view topic, std::uint64_t after = 0);
   bool unsubscribe(std::string_view topic);
 
   // Bytes accepted by send and not yet taken by the kernel.
@@ -139,6 +151,12 @@ class websocket final : private net::transport_handler {
   // handshake.cpp
   void on_handshake_data(std::span<std::byte> data);
   void on_head_complete();
+  void start_http();
+  void on_body_data(std::span<const std::byte> data);
+  void run_http_handler();
+  void reject_handshake(handshake_failure reason, int status, std::string_view body);
+  void reject_handshake(protocol::error err);
+  void drop_handshake(handshake_failure reason);
   void finish_upgrade(std::string_view subprotocol,
                       std::span<const protocol::http_header> headers);
   void start_open();
