@@ -9,10 +9,14 @@ packages=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   # libraries (see the dependency table in README.md)
   libssl-dev zlib1g-dev libsimdjson-dev libcli11-dev
+  libtomlplusplus-dev
+  libspdlog-dev
+  libjwt-dev
   # the openssl command makes test certificates at run time
   openssl ca-certificates
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev valgrind
+  python3-prometheus-client
   # real peers for the integration tests
   python3 python3-websockets nodejs node-ws
   # browser interop test (tests/browser)

@@ -17,4 +17,8 @@ void add_echo_command(CLI::App& app, command_runner& run);
 // `switchboard connect URL`: an interactive client (connect_command.cpp).
 void add_connect_command(CLI::App& app, command_runner& run);
 
+// `switchboard serve`: the realtime server, configured by a TOML file, the
+// environment and flags (serve_command.cpp, serve_config.hpp).
+void add_serve_command(CLI::App& app, command_runner& run);
+
 }  // namespace switchboard::app

@@ -1,5 +1,7 @@
-// switchboard — WebSocket echo server and client (the realtime server,
-// `switchboard serve`, comes with the realtime layer).
+// switchboard — the realtime messaging server (`switchboard serve`), an
+// RFC 6455 echo server (`switchboard echo`) and an interactive client
+// (`switchboard connect URL`). Each subcommand lives in its own file
+// (commands.hpp); main() parses and runs the chosen one.
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
@@ -8,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Switchboard: a WebSocket toolkit and realtime messaging server"};
   app.require_subcommand(1);
   switchboard::app::command_runner run;
+  switchboard::app::add_serve_command(app, run);
   switchboard::app::add_echo_command(app, run);
   switchboard::app::add_connect_command(app, run);
   CLI11_PARSE(app, argc, argv);

@@ -1,0 +1,100 @@
+// switchboard/realtime/config.hpp — everything `switchboard serve` can be
+// told, with its default. The TOML file and the command-line flags of
+// `switchboard serve` fill this struct (apps/switchboard/serve_config.cpp);
+// docs/protocol.md says what each option means on the wire.
+//
+// Durations are seconds (double) here because that is how people write them
+// in a config file; the service converts them.
+//
+// Thread-safety: plain values; the service copies them at construction.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace switchboard::realtime {
+
+// Who may publish on a namespace's channels from a WebSocket.
+enum class publish_policy : std::uint8_t {
+  subscribers,  // only connections subscribed to the channel (the default)
+  any,          // any connection allowed to use the channel
+  none,         // nobody: only the HTTP API publishes
+};
+
+// Options of one namespace (the part of a channel name before the first ':').
+struct namespace_options {
+  // Publications kept per channel for history and recovery (0: none).
+  std::size_t history_size = 100;
+  // Seconds a publication is kept (0: until newer ones push it out).
+  double history_ttl = 300;
+  // Track who is subscribed; send join/leave pushes.
+  bool presence = true;
+  publish_policy publish = publish_policy::subscribers;
+};
+
+// The name of the namespace of channels whose name has no ':'.
+inline constexpr const char* k_default_namespace = "default";
+
+enum class compression_mode : std::uint8_t { off, shared, dedicated };
+enum class overflow_policy : std::uint8_t { close, drop };
+
+struct realtime_config {
+  // [server]
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::size_t threads = 1;
+  // Origins allowed to open /ws ("https://app.example.com"); empty: any. A
+  // request without Origin (not from a browser) is always allowed.
+  std::vector<std::string> allowed_origins;
+  std::size_t max_connections = 10'000;
+  // Serve the demo chat page at / (and the browser SDK at /switchboard.js).
+  bool demo = true;
+  compression_mode compression = compression_mode::shared;
+  std::string tls_cert;  // PEM files; both set: wss:// and https://
+  std::string tls_key;
+
+  // [auth]
+  std::string jwt_secret;  // HS256 key; empty: tokens are refused
+  bool allow_anonymous = false;
+  double connect_timeout = 10;  // seconds to send `connect` when it is needed
+  std::string cookie_name = "switchboard_token";
+  bool allow_token_in_url = false;
+
+  // [api]
+  std::string api_key;  // X-API-Key for /api/*; empty: the API answers 403
+
+  // [limits]
+  std::size_t max_message_size = 64 * 1024;      // inbound WebSocket message
+  std::size_t max_publication_size = 64 * 1024;  // `data` of one publication
+  double command_rate = 100;                     // commands per second (refill)
+  double command_burst = 200;                    // bucket size
+  std::size_t rate_limit_close = 100;            // commands refused in a row before close 1008
+  std::size_t max_subscriptions = 256;           // channels per connection
+  std::size_t max_backpressure = 1024 * 1024;
+  overflow_policy backpressure_policy = overflow_policy::close;
+
+  // [keepalive]
+  double ping_interval = 25;
+  double pong_timeout = 10;
+
+  // [shutdown]
+  std::uint16_t shutdown_code = 1012;
+  double shutdown_timeout = 5;
+
+  // [history]
+  std::string snapshot_file;  // empty: history does not survive a restart
+
+  // [log]
+  std::string log_format = "text";  // text | json
+  std::string log_level = "info";   // trace debug info warn error off
+
+  // [namespaces.NAME]; "default" holds channels without ':'. Channels of a
+  // namespace not listed here are refused (404).
+  std::map<std::string, namespace_options, std::less<>> namespaces = {
+      {k_default_namespace, namespace_options{}}};
+};
+
+}  // namespace switchboard::realtime
