@@ -217,6 +217,8 @@ struct service::impl {
   void publish_locked(channel_state& ch, std::string_view data, const connection_state* from,
                       std::string& result);
   void leave_locked(connection_state& conn, channel_state& ch, server::websocket* ws);
+  // Sends a join or leave push about `conn` to the channel's subscribers.
+  void push_presence(std::string_view kind, const channel_state& ch, const connection_state& conn);
   void append_recovery(const channel_state& ch, const stream_position& since, std::size_t limit,
                        std::string& out);
 
@@ -539,21 +541,26 @@ void service::impl::publish_locked(channel_state& ch, std::string_view data,
   maybe_drop(ch);
 }
 
+void service::impl::push_presence(std::string_view kind, const channel_state& ch,
+                                  const connection_state& conn) {
+  std::string push = "{\"push\":";
+  append_json_string(push, kind);
+  push.append(",\"channel\":");
+  append_json_string(push, ch.name);
+  push.append(",\"info\":");
+  push.append(conn.presence_json);
+  push.push_back('}');
+  // Unsequenced: a presence change is not part of the channel's history.
+  srv->publish(ch.topic, push, protocol::opcode::text, 0, server::publish_delivery::queued);
+}
+
 void service::impl::leave_locked(connection_state& conn, channel_state& ch,
                                  server::websocket* ws) {
   if (ws) ws->unsubscribe(ch.topic);
   ch.members.erase(&conn);
   conn.subs.erase(std::find(conn.subs.begin(), conn.subs.end(), &ch));
   subscription_count.fetch_sub(1, std::memory_order_relaxed);
-  if (ch.ns->presence) {
-    std::string push = "{\"push\":\"leave\",\"channel\":";
-    append_json_string(push, ch.name);
-    push.append(",\"info\":");
-    push.append(conn.presence_json);
-    push.push_back('}');
-    srv->publish(ch.topic, push, protocol::opcode::text, 0,
-                 server::publish_delivery::queued);
-  }
+  if (ch.ns->presence) push_presence("leave", ch, conn);
   maybe_drop(ch);
 }
 
@@ -854,15 +861,7 @@ std::optional<failure> service::impl::cmd_subscribe(server::websocket& ws, conne
   ch.members.insert(&conn);
   conn.subs.push_back(&ch);
   subscription_count.fetch_add(1, std::memory_order_relaxed);
-  if (ns->presence) {
-    std::string push = "{\"push\":\"join\",\"channel\":";
-    append_json_string(push, ch.name);
-    push.append(",\"info\":");
-    push.append(conn.presence_json);
-    push.push_back('}');
-    srv->publish(ch.topic, push, protocol::opcode::text, 0,
-                 server::publish_delivery::queued);
-  }
+  if (ns->presence) push_presence("join", ch, conn);
   return std::nullopt;
 }
 
