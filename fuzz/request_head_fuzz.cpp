@@ -2,8 +2,10 @@
 // arrives in fuzzer-chosen chunks, the parser sees the whole growing buffer
 // each time (a fresh allocation of exactly that size, so ASan catches any read
 // past it and any view kept from an older buffer), and a complete head goes
-// through validate_upgrade, select_subprotocol, parse_extensions and the
-// writers. Invariants are checked with __builtin_trap().
+// through validate_upgrade, select_subprotocol, parse_extensions, the
+// writers, and request_body_length (checked against a model that reads
+// Content-Length as decimal strings, not numbers). Invariants are checked
+// with __builtin_trap().
 //
 // Input layout: byte 0 = control. Bits 0-2: n, the number of schedule bytes
 // that follow (0 = feed everything at once); bit 3: small limits. The next n
@@ -18,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +61,62 @@ void check_head(const request_head& head, std::string_view input, std::size_t co
     check(is_token(h.name) && is_field_value(h.value));
     check(h.value.empty() || (!is_ows(h.value.front()) && !is_ows(h.value.back())));
     check(head.count(h.name) >= 1 && head.find(h.name).has_value());
+  }
+}
+
+// The decimal value of a Content-Length element as request_body_length must
+// read it: leading zeros dropped, and anything past 2^64 - 1 saturated to it.
+// Strings, not arithmetic, so the model shares no overflow logic with the code.
+std::string saturated_decimal(std::string_view digits) {
+  constexpr std::string_view k_max = "18446744073709551615";
+  while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
+  if (digits.size() > k_max.size() || (digits.size() == k_max.size() && digits > k_max))
+    return std::string(k_max);
+  return std::string(digits);
+}
+
+// request_body_length against the rules of RFC 9112 §6.3 as its header states them.
+void check_body_length(const request_head& head) {
+  const body_length body = request_body_length(head);
+  bool transfer_coded = false;
+  bool any_length = false;
+  bool bad = false;
+  std::optional<std::string> value;  // the one decimal value every element has
+  for (const auto& h : head.headers()) {
+    if (ascii_iequals(h.name, "Transfer-Encoding")) transfer_coded = true;
+    if (!ascii_iequals(h.name, "Content-Length")) continue;
+    any_length = true;
+    bool elements = false;
+    // The list, split by hand: elements between commas, OWS trimmed, empty ones skipped.
+    std::size_t start = 0;
+    while (start <= h.value.size()) {
+      std::size_t comma = h.value.find(',', start);
+      if (comma == std::string_view::npos) comma = h.value.size();
+      std::string_view e = h.value.substr(start, comma - start);
+      while (!e.empty() && is_ows(e.front())) e.remove_prefix(1);
+      while (!e.empty() && is_ows(e.back())) e.remove_suffix(1);
+      start = comma + 1;
+      if (e.empty()) continue;
+      elements = true;
+      if (e.find_first_not_of("0123456789") != std::string_view::npos) {
+        bad = true;
+        continue;
+      }
+      const std::string v = saturated_decimal(e);
+      if (value && *value != v) bad = true;
+      value = v;
+    }
+    if (!elements) bad = true;
+  }
+  if (transfer_coded) {
+    check(body.framing == body_framing::transfer_coded && body.bytes == 0);
+  } else if (!any_length) {
+    check(body.framing == body_framing::none && body.bytes == 0);
+  } else if (bad) {
+    check(body.framing == body_framing::bad && body.bytes == 0);
+  } else {
+    check(body.framing == body_framing::content_length && value.has_value());
+    check(std::to_string(body.bytes) == *value);
   }
 }
 
@@ -130,6 +189,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   request_parser head_only(limits);
   check(head_only.parse(input.substr(0, whole.consumed)).consumed == whole.consumed);
   check(same_head(head_only.head(), one_shot.head()));
+  check_body_length(one_shot.head());
   serve(one_shot.head());
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <array>
 #include <cassert>
 #include <cstring>
+#include <limits>
 
 namespace switchboard::protocol {
 namespace {
@@ -150,6 +151,38 @@ std::optional<std::string_view> request_head::cookie(std::string_view name) cons
     }
   }
   return std::nullopt;
+}
+
+body_length request_body_length(const request_head& head) noexcept {
+  constexpr std::uint64_t k_max = std::numeric_limits<std::uint64_t>::max();
+  // RFC 9112 §6.3 rule 3: Transfer-Encoding overrides Content-Length; the
+  // caller refuses or decodes, but never reads a length next to it.
+  if (head.count("Transfer-Encoding") != 0) return {body_framing::transfer_coded, 0};
+  body_length out;
+  for (const http_header& field : head.headers()) {
+    if (!ascii_iequals(field.name, "Content-Length")) continue;
+    list_cursor list(field.value);
+    std::string_view element;
+    bool any = false;
+    while (list.next(element)) {
+      any = true;
+      std::uint64_t value = 0;
+      for (const char c : element) {
+        // Content-Length = 1*DIGIT (RFC 9110 §8.6): no sign, no space, no hex.
+        if (!is_digit(c)) return {body_framing::bad, 0};
+        const auto digit = static_cast<std::uint64_t>(c - '0');
+        value = value > (k_max - digit) / 10 ? k_max : value * 10 + digit;
+      }
+      // Two lengths that disagree: the request-smuggling vector (RFC 9112 §6.3 rule 5).
+      if (out.framing == body_framing::content_length && value != out.bytes) {
+        return {body_framing::bad, 0};
+      }
+      out = {body_framing::content_length, value};
+    }
+    // "Content-Length:" or "Content-Length: ," names no length at all.
+    if (!any) return {body_framing::bad, 0};
+  }
+  return out;
 }
 
 namespace detail {

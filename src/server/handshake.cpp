@@ -4,7 +4,6 @@
 // bodies) and answers, and counting the handshakes the server turns away.
 #include <algorithm>
 #include <cassert>
-#include <limits>
 #include <optional>
 #include <string>
 
@@ -51,39 +50,6 @@ handshake_failure failure_for(error e) noexcept {
     case error::bad_protocol_header: return handshake_failure::bad_protocol_header;
     default: return handshake_failure::bad_request;
   }
-}
-
-enum class length_status : std::uint8_t { ok, bad };
-
-// The body length a request declares (RFC 9112 §6.3, RFC 9110 §8.6):
-// Content-Length is 1*DIGIT; repeated fields, or a list in one field, are
-// accepted only if every value is the same. 0 without the field. Values too
-// large for 64 bits saturate (they are over any limit anyway).
-length_status content_length(const protocol::request_head& head, std::uint64_t& out) noexcept {
-  constexpr std::uint64_t k_max = std::numeric_limits<std::uint64_t>::max();
-  bool seen = false;
-  out = 0;
-  for (const protocol::http_header& field : head.headers()) {
-    if (!protocol::ascii_iequals(field.name, "Content-Length")) continue;
-    protocol::list_cursor list(field.value);
-    std::string_view element;
-    bool any = false;
-    while (list.next(element)) {
-      any = true;
-      std::uint64_t value = 0;
-      for (const char c : element) {
-        if (c < '0' || c > '9') return length_status::bad;  // 1*DIGIT, no sign, no space
-        const auto digit = static_cast<std::uint64_t>(c - '0');
-        value = value > (k_max - digit) / 10 ? k_max : value * 10 + digit;
-      }
-      // Disagreeing lengths: a request-smuggling vector; refuse (RFC 9112 §6.3).
-      if (seen && value != out) return length_status::bad;
-      out = value;
-      seen = true;
-    }
-    if (!any) return length_status::bad;  // an empty Content-Length
-  }
-  return length_status::ok;
 }
 
 // True if the client waits for "100 Continue" before sending its body
@@ -211,21 +177,24 @@ void websocket::start_open() {
 void websocket::start_http() {
   detail::handshake_state& hs = *handshake_;
   const protocol::request_head& head = hs.parser.head();
-  // Bodies are framed by Content-Length alone: a chunked (or otherwise
-  // transfer-coded) body is refused before it is read (RFC 9110 §15.5.12).
-  if (head.count("Transfer-Encoding") != 0) {
-    return reject_handshake(handshake_failure::transfer_encoding, 411,
-                            "chunked request bodies are not supported; send Content-Length");
-  }
-  std::uint64_t length = 0;
-  if (content_length(head, length) != length_status::ok) {
-    return reject_handshake(handshake_failure::bad_content_length, 400, "bad Content-Length");
+  const protocol::body_length body = protocol::request_body_length(head);
+  switch (body.framing) {
+    case protocol::body_framing::transfer_coded:
+      // Bodies are framed by Content-Length alone: a chunked (or otherwise
+      // transfer-coded) body is refused before it is read (RFC 9110 §15.5.12).
+      return reject_handshake(handshake_failure::transfer_encoding, 411,
+                              "chunked request bodies are not supported; send Content-Length");
+    case protocol::body_framing::bad:
+      return reject_handshake(handshake_failure::bad_content_length, 400, "bad Content-Length");
+    case protocol::body_framing::none:
+    case protocol::body_framing::content_length:
+      break;
   }
   // max_http_body: refused from the head alone, before a byte of it is buffered.
-  if (length > ctx_->options().max_http_body) {
+  if (body.bytes > ctx_->options().max_http_body) {
     return reject_handshake(handshake_failure::body_too_large, 413, "request body too large");
   }
-  hs.body_length = static_cast<std::size_t>(length);
+  hs.body_length = static_cast<std::size_t>(body.bytes);
   if (hs.after.size() >= hs.body_length) {
     // All here already (one request per connection: what follows is ignored).
     hs.after.resize(hs.body_length);

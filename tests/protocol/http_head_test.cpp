@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -432,6 +434,100 @@ TEST(http_head, token_helpers) {
   ASSERT_TRUE(list.next(e));
   EXPECT_EQ(e, "b");
   EXPECT_FALSE(list.next(e));
+}
+
+// --- request bodies ----------------------------------------------------------
+
+// The framing request_body_length gives for a request with `fields`.
+body_length body_of(std::string_view fields) {
+  request_parser p;
+  const auto text = "POST / HTTP/1.1\r\n" + std::string(fields) + "\r\n";
+  const auto r = p.parse(text);
+  EXPECT_EQ(r.status, parse_status::complete) << fields;
+  return request_body_length(p.head());
+}
+
+TEST(http_head, body_length_reads_agreeing_content_lengths) {
+  struct row {
+    std::string_view fields;
+    std::uint64_t bytes;
+  };
+  const row rows[] = {
+      {"Content-Length: 0\r\n", 0},
+      {"Content-Length: 5\r\n", 5},
+      {"content-length:\t12 \r\n", 12},
+      {"Content-Length: 005\r\n", 5},  // leading zeros are digits too
+      {"Content-Length: 5\r\nContent-Length: 5\r\n", 5},
+      {"Content-Length: 5, 5\r\n", 5},
+      {"Content-Length: 5,,5,\r\n", 5},  // empty list elements are skipped
+      {"Content-Length: 5\r\nX-Other: 6\r\nCONTENT-LENGTH: 05, 5\r\n", 5},
+      {"Content-Length: 18446744073709551615\r\n", 18446744073709551615u},
+  };
+  for (const auto& row : rows) {
+    const auto b = body_of(row.fields);
+    EXPECT_EQ(b.framing, body_framing::content_length) << row.fields;
+    EXPECT_EQ(b.bytes, row.bytes) << row.fields;
+  }
+}
+
+TEST(http_head, body_length_saturates_past_64_bits) {
+  constexpr auto k_max = std::numeric_limits<std::uint64_t>::max();
+  for (const std::string_view fields :
+       {"Content-Length: 18446744073709551616\r\n", "Content-Length: 99999999999999999999999\r\n",
+        // Both saturate, so they agree: over every limit either way.
+        "Content-Length: 18446744073709551616, 18446744073709551617\r\n"}) {
+    const auto b = body_of(fields);
+    EXPECT_EQ(b.framing, body_framing::content_length) << fields;
+    EXPECT_EQ(b.bytes, k_max) << fields;
+  }
+}
+
+TEST(http_head, body_length_refuses_malformed_or_disagreeing_lengths) {
+  for (const std::string_view fields : {
+           "Content-Length: abc\r\n",
+           "Content-Length: -1\r\n",
+           "Content-Length: +5\r\n",
+           "Content-Length: 5 5\r\n",
+           "Content-Length: 0x10\r\n",
+           "Content-Length: 1e3\r\n",
+           "Content-Length: 5;\r\n",
+           "Content-Length: \"5\"\r\n",
+           "Content-Length:\r\n",
+           "Content-Length: ,\r\n",
+           "Content-Length: 5\r\nContent-Length:\r\n",
+           "Content-Length: 5\r\nContent-Length: 6\r\n",
+           "Content-Length: 5, 6\r\n",
+           "Content-Length: 5, x\r\n",
+           "Content-Length: 0\r\nContent-Length: 18446744073709551616\r\n",
+       }) {
+    const auto b = body_of(fields);
+    EXPECT_EQ(b.framing, body_framing::bad) << fields;
+    EXPECT_EQ(b.bytes, 0u) << fields;
+  }
+}
+
+TEST(http_head, body_length_transfer_encoding_overrides_content_length) {
+  for (const std::string_view fields : {
+           "Transfer-Encoding: chunked\r\n",
+           "transfer-encoding: gzip, chunked\r\n",
+           "Transfer-Encoding: gzip\r\n",
+           "Transfer-Encoding:\r\n",
+           "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+           "Transfer-Encoding: chunked\r\nContent-Length: nonsense\r\n",
+       }) {
+    const auto b = body_of(fields);
+    EXPECT_EQ(b.framing, body_framing::transfer_coded) << fields;
+    EXPECT_EQ(b.bytes, 0u) << fields;
+  }
+}
+
+TEST(http_head, body_length_is_none_without_either_field) {
+  for (const std::string_view fields :
+       {"", "Host: x\r\n", "Content-Length-X: 5\r\n", "Transfer-Encodings: chunked\r\n"}) {
+    const auto b = body_of(fields);
+    EXPECT_EQ(b.framing, body_framing::none) << fields;
+    EXPECT_EQ(b.bytes, 0u) << fields;
+  }
 }
 
 // --- responses ---------------------------------------------------------------

@@ -128,6 +128,37 @@ class request_head : public header_fields {
   int version_minor_ = 0;
 };
 
+// How a request head says its body is delimited (RFC 9112 §6.1-6.3).
+enum class body_framing : std::uint8_t {
+  none,            // neither Content-Length nor Transfer-Encoding: no body (§6.3 rule 7)
+  content_length,  // Content-Length fields that all agree: `bytes` long
+  transfer_coded,  // a Transfer-Encoding field: the body is chunked or otherwise coded
+  bad,             // a Content-Length that is malformed or disagrees with itself
+};
+
+// The outcome of request_body_length.
+struct body_length {
+  body_framing framing = body_framing::none;
+  // The body's size when framing is content_length, else 0. A value past
+  // 2^64 - 1 reads as 2^64 - 1, more than any limit can allow.
+  std::uint64_t bytes = 0;
+};
+
+// Decides how long the body after `head` is, from its Content-Length and
+// Transfer-Encoding fields (RFC 9112 §6.3, RFC 9110 §8.6). The rules:
+//   - any Transfer-Encoding field (whatever its value, even empty) gives
+//     transfer_coded, with or without Content-Length: it overrides that field
+//     (§6.3 rule 3), and a request carrying both is a smuggling attempt;
+//   - every Content-Length field is a comma-separated list (RFC 9110 §5.6.1)
+//     of elements that are 1*DIGIT: no sign, no space inside, no hex; leading
+//     zeros are allowed ("005" is 5);
+//   - all elements of all Content-Length fields must have the same value, else
+//     bad (two lengths are the classic request-smuggling vector); values that
+//     differ only past 2^64 - 1 count as the same, since both saturate;
+//   - a Content-Length field with no element ("" or ",") is bad.
+// Pure: reads only `head`, which must be valid (see request_head).
+body_length request_body_length(const request_head& head) noexcept;
+
 // A parsed response head, with the same lifetime rules as request_head.
 class response_head : public header_fields {
  public:
