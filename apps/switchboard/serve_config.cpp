@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <span>
 #include <sstream>
@@ -686,12 +687,21 @@ std::string load_config_file(const std::string& path, realtime_config& config) {
   }
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return path + ": is a directory, not a config file";
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) return path + ": cannot read the config file";
+  return load_config_string(std::move(text).str(), path, config);
+}
+
+std::string load_config_string(std::string_view text, const std::string& origin,
+                               realtime_config& config) {
   try {
-    const toml::table root = toml::parse_file(path);
-    load_root(root, config, path);
+    const toml::table root = toml::parse(text, origin);
+    load_root(root, config, origin);
   } catch (const toml::parse_error& e) {
-    if (e.source().begin.line == 0) return path + ": " + std::string(e.description());
-    return where(path, e.source()) + ": " + std::string(e.description());
+    if (e.source().begin.line == 0) return origin + ": " + std::string(e.description());
+    return where(origin, e.source()) + ": " + std::string(e.description());
   } catch (const located_error& e) {
     return e.what();
   }

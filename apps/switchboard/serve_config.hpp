@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <switchboard/realtime/config.hpp>
 #include <vector>
 
@@ -29,6 +30,11 @@ namespace switchboard::app {
 // reason" when the file cannot be read). On error `config` may be partly
 // updated; throw it away.
 std::string load_config_file(const std::string& path, realtime::realtime_config& config);
+
+// The same for TOML text already in memory; `origin` stands for FILE in the
+// errors. load_config_file() reads the file and calls this.
+std::string load_config_string(std::string_view text, const std::string& origin,
+                               realtime::realtime_config& config);
 
 // The checks that need the whole configuration, run after the file, the
 // environment and the flags: tls_cert and tls_key both or neither;

@@ -253,7 +253,11 @@ bool write_error_response(std::string& out, int status, std::string_view body,
   } else {
     out.append("Connection: close\r\n");
   }
-  if (status == 405) out.append("Allow: GET\r\n");
+  if (status == 405 && std::none_of(extra.begin(), extra.end(), [](const http_header& h) {
+        return ascii_iequals(h.name, "Allow");
+      })) {
+    out.append("Allow: GET\r\n");
+  }
   put_headers(out, extra);
   out.append("\r\n").append(body);
   return true;

@@ -45,6 +45,7 @@
 #include <switchboard/server/server.hpp>
 
 #include "assets.hpp"
+#include "command.hpp"
 #include "json.hpp"
 
 namespace switchboard::realtime {
@@ -53,6 +54,10 @@ namespace {
 
 using detail::append_json_string;
 using detail::append_uint;
+using detail::command;
+using detail::failure;
+using detail::parse_command;
+using detail::stream_position;
 
 constexpr std::string_view k_subprotocol = "switchboard.v1";
 constexpr std::size_t k_max_anonymous_info = 1024;
@@ -146,18 +151,6 @@ struct string_hash {
   }
 };
 
-// A command's failure: the protocol's numeric code and a message.
-struct failure {
-  int code;
-  std::string message;
-};
-
-// The `since` of subscribe and history.
-struct stream_position {
-  std::string epoch;
-  std::uint64_t offset = 0;
-};
-
 }  // namespace
 
 struct service::impl {
@@ -219,8 +212,13 @@ struct service::impl {
   void leave_locked(connection_state& conn, channel_state& ch, server::websocket* ws);
   // Sends a join or leave push about `conn` to the channel's subscribers.
   void push_presence(std::string_view kind, const channel_state& ch, const connection_state& conn);
+  // Appends ,"recovered":…[,"reason":…],"publications":[…]: what came after
+  // `since` (at most `limit`, oldest first), or when that cannot be told and
+  // `latest_when_lost`, the last `limit` kept publications.
   void append_recovery(const channel_state& ch, const stream_position& since, std::size_t limit,
-                       std::string& out);
+                       bool latest_when_lost, std::string& out);
+  // Appends the last `limit` kept publications, oldest first, comma-separated.
+  void append_latest(const channel_state& ch, std::size_t limit, std::string& out);
 
   // --- the protocol --------------------------------------------------------------
   void on_upgrade(server::upgrade_request& req);
@@ -230,24 +228,22 @@ struct service::impl {
   // Runs one command. Its result goes to `result`; subscribe sends its own
   // reply (under the hub's lock, before any live push) and sets `replied`.
   std::optional<failure> dispatch(server::websocket& ws, connection_state& conn,
-                                  std::string_view cmd, std::string_view id,
-                                  simdjson::dom::object obj, std::string& result,
-                                  bool& close_after, bool& replied);
-  std::optional<failure> cmd_connect(connection_state& conn, simdjson::dom::object obj,
+                                  const command& c, std::string& result, bool& close_after,
+                                  bool& replied);
+  std::optional<failure> cmd_connect(connection_state& conn, const command& c,
                                      std::string& result, bool& close_after);
   std::optional<failure> cmd_subscribe(server::websocket& ws, connection_state& conn,
-                                       simdjson::dom::object obj, std::string_view id,
-                                       bool& replied);
+                                       const command& c, bool& replied);
   std::optional<failure> cmd_unsubscribe(server::websocket& ws, connection_state& conn,
-                                         simdjson::dom::object obj, std::string& result);
-  std::optional<failure> cmd_publish(connection_state& conn, simdjson::dom::object obj,
+                                         const command& c, std::string& result);
+  std::optional<failure> cmd_publish(connection_state& conn, const command& c,
                                      std::string& result);
-  std::optional<failure> cmd_presence(connection_state& conn, simdjson::dom::object obj,
+  std::optional<failure> cmd_presence(connection_state& conn, const command& c,
                                       std::string& result);
-  std::optional<failure> cmd_history(connection_state& conn, simdjson::dom::object obj,
+  std::optional<failure> cmd_history(connection_state& conn, const command& c,
                                      std::string& result);
   // Common checks of a command's "channel": name, namespace, token grant.
-  std::optional<failure> check_channel(const connection_state* conn, simdjson::dom::object obj,
+  std::optional<failure> check_channel(const connection_state* conn, const command& c,
                                        std::string_view& name, const namespace_options*& ns);
 
   // --- HTTP ------------------------------------------------------------------
@@ -283,20 +279,6 @@ void append_failure(std::string& out, std::string_view id, const failure& f) {
   out.append(",\"message\":");
   append_json_string(out, f.message);
   out.append("}}");
-}
-
-// Reads an optional {"epoch": "...", "offset": N}.
-std::optional<failure> read_since(simdjson::dom::object obj, std::optional<stream_position>& since) {
-  simdjson::dom::element e;
-  if (obj["since"].get(e)) return std::nullopt;  // absent
-  simdjson::dom::object s;
-  std::string_view epoch;
-  std::uint64_t offset = 0;
-  if (e.get(s) || s["epoch"].get(epoch) || s["offset"].get(offset)) {
-    return failure{400, "since must be {\"epoch\": string, \"offset\": unsigned integer}"};
-  }
-  since = stream_position{std::string(epoch), offset};
-  return std::nullopt;
 }
 
 }  // namespace
@@ -564,10 +546,8 @@ void service::impl::leave_locked(connection_state& conn, channel_state& ch,
   maybe_drop(ch);
 }
 
-// Appends ,"recovered":…[,"reason":…],"publications":[…] for `since`, at
-// most `limit` publications, oldest first.
 void service::impl::append_recovery(const channel_state& ch, const stream_position& since,
-                                    std::size_t limit, std::string& out) {
+                                    std::size_t limit, bool latest_when_lost, std::string& out) {
   const char* reason = nullptr;
   const std::uint64_t first_kept = ch.history.empty() ? ch.top + 1 : ch.history.front().offset;
   if (since.epoch != ch.epoch) {
@@ -594,8 +574,18 @@ void service::impl::append_recovery(const channel_state& ch, const stream_positi
       first = false;
       out.append(p.json);
     }
+  } else if (latest_when_lost) {
+    append_latest(ch, limit, out);
   }
   out.push_back(']');
+}
+
+void service::impl::append_latest(const channel_state& ch, std::size_t limit, std::string& out) {
+  const std::size_t skip = ch.history.size() > limit ? ch.history.size() - limit : 0;
+  for (std::size_t i = skip; i < ch.history.size(); ++i) {
+    if (i != skip) out.push_back(',');
+    out.append(ch.history[i].json);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -693,26 +683,12 @@ void service::impl::on_message(server::websocket& ws, std::string_view payload,
   reply.clear();
   result.clear();
 
-  simdjson::dom::element root;
-  simdjson::dom::object obj;
-  std::string id;
-  std::string_view cmd;
-  std::optional<failure> fail;
+  command c;
   bool close_after = false;
   bool replied = false;
-  if (parser.parse(payload.data(), payload.size()).get(root) || root.get(obj)) {
-    fail = failure{400, "bad request: a command is one JSON object"};
-  } else {
-    simdjson::dom::element id_value;
-    if (!obj["id"].get(id_value)) {
-      if (id_value.is_number() || id_value.is_string()) {
-        id = simdjson::minify(id_value);
-      } else {
-        fail = failure{400, "bad request: id must be a number or a string"};
-      }
-    }
-    if (!fail && obj["cmd"].get(cmd)) fail = failure{400, "bad request: no cmd"};
-  }
+  std::optional<failure> fail = parse_command(parser, payload, c);
+  const std::string_view id = c.id;
+  const std::string_view cmd = c.cmd;
   if (!fail) {
     if (!conn.bucket->take(mono_ms())) {
       rate_limited->inc();
@@ -724,7 +700,7 @@ void service::impl::on_message(server::websocket& ws, std::string_view payload,
       fail = failure{429, "rate limit exceeded"};
     } else {
       conn.refused = 0;
-      fail = dispatch(ws, conn, cmd, id, obj, result, close_after, replied);
+      fail = dispatch(ws, conn, c, result, close_after, replied);
     }
   }
   if (fail) {
@@ -747,32 +723,29 @@ void service::impl::on_message(server::websocket& ws, std::string_view payload,
 }
 
 std::optional<failure> service::impl::dispatch(server::websocket& ws, connection_state& conn,
-                                               std::string_view cmd, std::string_view id,
-                                               simdjson::dom::object obj, std::string& result,
+                                               const command& c, std::string& result,
                                                bool& close_after, bool& replied) {
-  if (cmd == "connect") return cmd_connect(conn, obj, result, close_after);
+  const std::string_view cmd = c.cmd;
+  if (cmd == "connect") return cmd_connect(conn, c, result, close_after);
   if (conn.needs_connect) return failure{401, "not authenticated: send connect first"};
   if (cmd == "ping") return std::nullopt;
-  if (cmd == "subscribe") return cmd_subscribe(ws, conn, obj, id, replied);
-  if (cmd == "unsubscribe") return cmd_unsubscribe(ws, conn, obj, result);
-  if (cmd == "publish") return cmd_publish(conn, obj, result);
-  if (cmd == "presence") return cmd_presence(conn, obj, result);
-  if (cmd == "history") return cmd_history(conn, obj, result);
+  if (cmd == "subscribe") return cmd_subscribe(ws, conn, c, replied);
+  if (cmd == "unsubscribe") return cmd_unsubscribe(ws, conn, c, result);
+  if (cmd == "publish") return cmd_publish(conn, c, result);
+  if (cmd == "presence") return cmd_presence(conn, c, result);
+  if (cmd == "history") return cmd_history(conn, c, result);
   return failure{400, "unknown command: " + std::string(cmd)};
 }
 
-std::optional<failure> service::impl::cmd_connect(connection_state& conn,
-                                                  simdjson::dom::object obj, std::string& result,
-                                                  bool& close_after) {
+std::optional<failure> service::impl::cmd_connect(connection_state& conn, const command& c,
+                                                  std::string& result, bool& close_after) {
   if (conn.connected) return failure{409, "already connected"};
   if (!conn.subs.empty()) return failure{409, "connect must come before subscribe"};
-  std::string_view token;
-  const bool has_token = !obj["token"].get(token);
   std::string info;
-  if (has_token) {
+  if (c.has_token) {
     token_result r;
     if (verifier) {
-      r = verifier->verify(token, wall_ms() / 1000);
+      r = verifier->verify(c.token, wall_ms() / 1000);
     } else {
       r.error = "tokens are not accepted (no auth.jwt_secret)";
     }
@@ -790,10 +763,9 @@ std::optional<failure> service::impl::cmd_connect(connection_state& conn,
       close_after = true;
       return failure{401, "token required"};
     }
-    simdjson::dom::element e;
-    if (!obj["info"].get(e)) {
-      if (!e.is_object()) return failure{400, "info must be an object"};
-      info = simdjson::minify(e);
+    if (c.info_error) return c.info_error;
+    if (c.has_info) {
+      info = c.info;
       if (info.size() > k_max_anonymous_info) return failure{413, "info is over 1 KiB"};
     }
   }
@@ -815,10 +787,10 @@ std::optional<failure> service::impl::cmd_connect(connection_state& conn,
 }
 
 std::optional<failure> service::impl::check_channel(const connection_state* conn,
-                                                    simdjson::dom::object obj,
-                                                    std::string_view& name,
+                                                    const command& c, std::string_view& name,
                                                     const namespace_options*& ns) {
-  if (obj["channel"].get(name)) return failure{400, "bad request: no channel"};
+  if (!c.has_channel) return failure{400, "bad request: no channel"};
+  name = c.channel;
   if (!valid_channel_name(name)) return failure{422, "invalid channel name"};
   ns = find_namespace(name);
   if (!ns) {
@@ -831,19 +803,18 @@ std::optional<failure> service::impl::check_channel(const connection_state* conn
 }
 
 std::optional<failure> service::impl::cmd_subscribe(server::websocket& ws, connection_state& conn,
-                                                    simdjson::dom::object obj,
-                                                    std::string_view id, bool& replied) {
+                                                    const command& c, bool& replied) {
   std::string_view name;
   const namespace_options* ns = nullptr;
-  if (auto f = check_channel(&conn, obj, name, ns)) return f;
-  std::optional<stream_position> since;
-  if (auto f = read_since(obj, since)) return f;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
+  if (c.since_error) return c.since_error;
+  const std::optional<stream_position>& since = c.since;
   if (conn.find_sub(name)) return failure{409, "already subscribed"};
   if (conn.subs.size() >= config.max_subscriptions) {
     return failure{429, "subscription limit reached (limits.max_subscriptions)"};
   }
   std::string reply;
-  append_reply_start(reply, id);
+  append_reply_start(reply, c.id);
   std::lock_guard lock(mutex);
   channel_state& ch = channel(name, ns);
   prune(ch, wall_ms());
@@ -853,7 +824,7 @@ std::optional<failure> service::impl::cmd_subscribe(server::websocket& ws, conne
   append_json_string(reply, ch.epoch);
   reply.append(",\"offset\":");
   append_uint(reply, ch.top);
-  if (since) append_recovery(ch, *since, SIZE_MAX, reply);
+  if (since) append_recovery(ch, *since, SIZE_MAX, false, reply);
   reply.append("}}");
   ws.send(reply, protocol::opcode::text);
   replied = true;
@@ -866,10 +837,10 @@ std::optional<failure> service::impl::cmd_subscribe(server::websocket& ws, conne
 }
 
 std::optional<failure> service::impl::cmd_unsubscribe(server::websocket& ws,
-                                                      connection_state& conn,
-                                                      simdjson::dom::object obj, std::string&) {
-  std::string_view name;
-  if (obj["channel"].get(name)) return failure{400, "bad request: no channel"};
+                                                      connection_state& conn, const command& c,
+                                                      std::string&) {
+  if (!c.has_channel) return failure{400, "bad request: no channel"};
+  const std::string_view name = c.channel;
   if (!valid_channel_name(name)) return failure{422, "invalid channel name"};
   std::lock_guard lock(mutex);
   channel_state* ch = conn.find_sub(name);
@@ -878,34 +849,31 @@ std::optional<failure> service::impl::cmd_unsubscribe(server::websocket& ws,
   return std::nullopt;
 }
 
-std::optional<failure> service::impl::cmd_publish(connection_state& conn,
-                                                  simdjson::dom::object obj, std::string& result) {
+std::optional<failure> service::impl::cmd_publish(connection_state& conn, const command& c,
+                                                  std::string& result) {
   std::string_view name;
   const namespace_options* ns = nullptr;
-  if (auto f = check_channel(&conn, obj, name, ns)) return f;
-  simdjson::dom::element data;
-  if (obj["data"].get(data)) return failure{400, "bad request: no data"};
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
+  if (!c.has_data) return failure{400, "bad request: no data"};
   if (ns->publish == publish_policy::none) {
     return failure{403, "publishing is not allowed in this namespace"};
   }
   if (ns->publish == publish_policy::subscribers && !conn.find_sub(name)) {
     return failure{403, "subscribe before publishing"};
   }
-  const std::string minified = simdjson::minify(data);
-  if (minified.size() > config.max_publication_size) {
+  if (c.data.size() > config.max_publication_size) {
     return failure{413, "publication over limits.max_publication_size"};
   }
   std::lock_guard lock(mutex);
-  publish_locked(channel(name, ns), minified, &conn, result);
+  publish_locked(channel(name, ns), c.data, &conn, result);
   return std::nullopt;
 }
 
-std::optional<failure> service::impl::cmd_presence(connection_state& conn,
-                                                   simdjson::dom::object obj,
+std::optional<failure> service::impl::cmd_presence(connection_state& conn, const command& c,
                                                    std::string& result) {
   std::string_view name;
   const namespace_options* ns = nullptr;
-  if (auto f = check_channel(&conn, obj, name, ns)) return f;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
   if (!ns->presence) return failure{405, "presence is off in this namespace"};
   result = "{\"channel\":";
   append_json_string(result, name);
@@ -923,21 +891,17 @@ std::optional<failure> service::impl::cmd_presence(connection_state& conn,
   return std::nullopt;
 }
 
-std::optional<failure> service::impl::cmd_history(connection_state& conn,
-                                                  simdjson::dom::object obj, std::string& result) {
+std::optional<failure> service::impl::cmd_history(connection_state& conn, const command& c,
+                                                  std::string& result) {
   std::string_view name;
   const namespace_options* ns = nullptr;
-  if (auto f = check_channel(&conn, obj, name, ns)) return f;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
   if (ns->history_size == 0) return failure{405, "history is off in this namespace"};
-  std::optional<stream_position> since;
-  if (auto f = read_since(obj, since)) return f;
+  if (c.since_error) return c.since_error;
+  const std::optional<stream_position>& since = c.since;
+  if (c.limit_error) return c.limit_error;
   std::size_t limit = ns->history_size;
-  simdjson::dom::element limit_value;
-  if (!obj["limit"].get(limit_value)) {
-    std::uint64_t l = 0;
-    if (limit_value.get(l) || l == 0) return failure{400, "limit must be a positive integer"};
-    limit = std::min<std::size_t>(limit, l);
-  }
+  if (c.limit) limit = std::min<std::size_t>(limit, *c.limit);
   std::lock_guard lock(mutex);
   channel_state& ch = channel(name, ns);
   prune(ch, wall_ms());
@@ -948,14 +912,10 @@ std::optional<failure> service::impl::cmd_history(connection_state& conn,
   result.append(",\"offset\":");
   append_uint(result, ch.top);
   if (since) {
-    append_recovery(ch, *since, limit, result);
+    append_recovery(ch, *since, limit, true, result);
   } else {
     result.append(",\"publications\":[");
-    const std::size_t skip = ch.history.size() > limit ? ch.history.size() - limit : 0;
-    for (std::size_t i = skip; i < ch.history.size(); ++i) {
-      if (i != skip) result.push_back(',');
-      result.append(ch.history[i].json);
-    }
+    append_latest(ch, limit, result);
     result.push_back(']');
   }
   result.push_back('}');
@@ -990,26 +950,26 @@ void service::impl::api_publish(const server::http_request& req, server::http_re
     json_error(res, 400, "the body must be a JSON object");
     return;
   }
+  command c;
+  detail::read_command_fields(obj, c);
   std::string_view name;
   const namespace_options* ns = nullptr;
-  if (auto f = check_channel(nullptr, obj, name, ns)) {
+  if (auto f = check_channel(nullptr, c, name, ns)) {
     json_error(res, f->code, f->message);
     return;
   }
-  simdjson::dom::element data;
-  if (obj["data"].get(data)) {
+  if (!c.has_data) {
     json_error(res, 400, "no data");
     return;
   }
-  const std::string minified = simdjson::minify(data);
-  if (minified.size() > config.max_publication_size) {
+  if (c.data.size() > config.max_publication_size) {
     json_error(res, 413, "publication over limits.max_publication_size");
     return;
   }
   std::string result;
   {
     std::lock_guard lock(mutex);
-    publish_locked(channel(name, ns), minified, nullptr, result);
+    publish_locked(channel(name, ns), c.data, nullptr, result);
   }
   res.set_content_type("application/json");
   res.set_body(std::move(result));

@@ -98,7 +98,18 @@ void websocket::on_head_complete() {
     }
     // An HTTP-only path without a handler for this method.
     if (!route->ws) {
-      return reject_handshake(handshake_failure::method_not_allowed, 405, "method not allowed");
+      // RFC 9110 §15.5.6: Allow lists the methods the path has.
+      std::string allow;
+      for (const auto& [method, h] : route->http) {
+        if (!allow.empty()) allow.append(", ");
+        allow.append(method);
+      }
+      const protocol::http_header extra[] = {{"Allow", allow}};
+      ctx_->count_handshake_failure(handshake_failure::method_not_allowed, 405);
+      std::string& out = ctx_->scratch();
+      out.clear();
+      if (!protocol::write_error_response(out, 405, "method not allowed", extra)) out.clear();
+      return respond_http(out);
     }
   }
 

@@ -252,7 +252,8 @@ class server_core {
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> loops_running{0};
   std::atomic<bool> shutdown_requested{false};
-  bool started = false;
+  // Written by start() on the controlling thread, read by shutdown() on any.
+  std::atomic<bool> started{false};
 
   // The route for `path`: exact, else "*", else nullptr.
   const route* find_route(std::string_view path) const noexcept;

@@ -1,16 +1,18 @@
 #!/usr/bin/python3
 """`switchboard serve` from the outside, against docs/protocol.md: python3-websockets
-(Debian, 10.4) and raw sockets as clients, urllib/http.client for the HTTP API.
+(Debian, 10.4) and raw sockets as clients, http.client and asyncio streams for the
+HTTP API, PyJWT (Debian python3-jwt) for tokens.
 
 Each test class starts its own server (`serve --host 127.0.0.1 --port 0 --config
 <tmp toml>`) and stops it with SIGTERM, expecting exit 0; every server is killed in a
 finally block whatever happens. Covered: tokens in the Authorization header, a cookie
-and the connect command; 401 before the 101 with its reason; Origin; every command
-and its error codes; the close codes 1003/1007/1008/1009/4001/1012; the rate limit;
-the HTTP API; /healthz; /metrics (parsed, counters moving); presence with abrupt and
-silent clients; graceful shutdown with 50 clients; the snapshot across a restart;
-recovery under churn (1,000 publications while 20 clients drop and come back); bad
-configurations.
+and the connect command, and their order; 401 before the 101 with its reason; Origin;
+every command and its error codes; the close codes 1003/1007/1008/1009/4001/1012;
+the rate limit, max_connections and the backpressure cap; the HTTP API; /healthz;
+/metrics (parse_metrics.py, counters moving); presence with abrupt and silent clients;
+graceful shutdown with 50 clients; the snapshot across a restart; recovery under
+churn (1,000 publications while 20 clients drop and come back); bad configurations.
+Time bounds scale with SWITCHBOARD_IT_SLOWDOWN (ASan builds).
 
 Usage: /usr/bin/python3 serve_test.py <path to switchboard>
 """
@@ -257,6 +259,25 @@ def api_publish(port, body, key=API_KEY, timeout=5.0):
     return status, answer
 
 
+async def api_publish_async(port, body, key=API_KEY, timeout=5.0):
+    """api_publish() for asyncio code: (status, parsed JSON answer)."""
+    async def go():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            data = json.dumps(body).encode()
+            writer.write(b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\nX-API-Key: %s\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (key.encode(), len(data), data))
+            await writer.drain()
+            return await reader.read()  # "Connection: close": the answer ends at EOF
+        finally:
+            writer.close()
+    raw = await asyncio.wait_for(go(), slow(timeout))
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(payload) if payload else None
+
+
 def metrics_text(port):
     status, headers, body = http_request(port, "GET", "/metrics")
     if status != 200:
@@ -420,6 +441,26 @@ class Auth(ServerTestCase):
                                  409)
         run(go())
 
+    def test_authorization_header_comes_before_the_cookie(self):
+        with RawClient(self.server.port) as c:
+            resp = c.handshake("/ws", expect_status=401, headers={
+                "Authorization": "Bearer " + token("bob", expires_in=-5),
+                "Cookie": "switchboard_token=" + token("carol")})
+            self.assertIn("token expired", resp.body.decode())
+
+        async def go():
+            cookie = "switchboard_token=" + token("carol")
+            async with connect_ws(self.server.port, token("bob"), cookie=cookie) as ws:
+                s = Session(ws)
+                await s.request("subscribe", channel="chat:order")
+                await s.request("publish", channel="chat:order", data=1)
+                self.assertEqual((await s.push("message", "chat:order"))["user"], "bob")
+            # An empty cookie counts as absent.
+            async with connect_ws(self.server.port,
+                                  cookie="switchboard_token=; other=1") as ws:
+                self.assertEqual((await Session(ws).request("ping"))["error"]["code"], 401)
+        run(go())
+
     def test_token_in_connect_command(self):
         async def go():
             async with connect_ws(self.server.port) as ws:
@@ -564,6 +605,13 @@ class Commands(ServerTestCase):
                                          since={"epoch": epoch, "offset": 2})
                 self.assertEqual([p["data"] for p in since["result"]["publications"]], [3, 4, 5])
                 self.assertIs(since["result"]["recovered"], True)
+                # An unusable since: recovered false, and history lists what it has.
+                other = await sa.request("history", channel="chat:cmd", limit=3,
+                                         since={"epoch": "not-" + epoch, "offset": 2})
+                self.assertEqual((other["result"]["recovered"], other["result"]["reason"]),
+                                 (False, "epoch changed"), other)
+                self.assertEqual([p["offset"] for p in other["result"]["publications"]],
+                                 [3, 4, 5], other)
                 self.assertEqual((await sa.request("unsubscribe", channel="chat:cmd"))["result"], {})
                 # After unsubscribing, no more pushes reach it.
                 await sb.request("publish", channel="chat:cmd", data=6)
@@ -1154,22 +1202,24 @@ class Churn(ServerTestCase):
         rng = random.Random(seed)
         port = self.server.port
         n = self.PUBLICATIONS
-        published = threading.Event()
+        published = asyncio.Event()
         publisher_errors = []
 
-        def publisher():
+        async def publisher():
+            # On the test's event loop, not a thread: a thread would wait for the
+            # GIL at every socket call and publish at a fraction of the pace.
             interval = 0.008 * harness.SLOW  # ~125/s: about 8 s of publishing
             next_at = time.monotonic()
             try:
                 for i in range(1, n + 1):
-                    status, answer = api_publish(port, {"channel": self.CHANNEL,
-                                                        "data": {"i": i}})
+                    status, answer = await api_publish_async(
+                        port, {"channel": self.CHANNEL, "data": {"i": i}})
                     if status != 200 or answer.get("offset") != i:
                         publisher_errors.append((i, status, answer))
                         return
                     next_at += interval
-                    time.sleep(max(0.0, next_at - time.monotonic()))
-            except Exception as e:  # reported by the test, not lost in the thread
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            except Exception as e:  # reported by the test, not lost in the task
                 publisher_errors.append(repr(e))
             finally:
                 published.set()
@@ -1233,18 +1283,19 @@ class Churn(ServerTestCase):
 
         async def go():
             # Everyone subscribes before the first publication: offset 0 of one epoch.
-            async with connect_ws(port) as ws:
+            # This subscriber keeps the channel's state and reads nothing until the
+            # end (max_queue=None: its close must not wait for a reader).
+            async with connect_ws(port, max_queue=None) as ws:
                 first = await Session(ws).request("subscribe", channel=self.CHANNEL)
                 epoch = first["result"]["epoch"]
                 self.assertEqual(first["result"]["offset"], 0)
                 stats = {"abrupt": 0, "clean": 0}
-                thread = threading.Thread(target=publisher, daemon=True)
-                thread.start()
+                publishing = asyncio.ensure_future(publisher())
                 try:
                     results = await asyncio.gather(
                         *(client(i, epoch, stats) for i in range(self.CLIENTS)))
                 finally:
-                    await asyncio.to_thread(thread.join, slow(60))
+                    await publishing
                 return results, stats
 
         started = time.monotonic()

@@ -1080,6 +1080,11 @@ TEST_F(service_test, HistoryReturnsTheLastPublicationsWithLimitAndSince) {
   const json other = channel_command(c, "history", "chat:h", since("feedfacefeedface", 3));
   EXPECT_EQ(other.raw("/result/recovered"), "false") << other.text();
   EXPECT_EQ(other.str("/result/reason"), "epoch changed");
+  // Unlike subscribe, history then lists the publications it has (up to limit).
+  EXPECT_EQ(offsets(other, "/result/publications"), range(1, 5)) << other.text();
+  const json other2 =
+      channel_command(c, "history", "chat:h", since("feedfacefeedface", 3) + R"(,"limit":2)");
+  EXPECT_EQ(offsets(other2, "/result/publications"), range(4, 5)) << other2.text();
 
   // The limit cannot exceed history_size (3 in "short"), and "short" keeps 3.
   for (int i = 1; i <= 5; ++i) publish(c, "short:h", std::to_string(i));

@@ -119,10 +119,24 @@ TEST_F(handshake_test, HttpHandlerAnswersOnSharedRouter) {
   EXPECT_NE(r.find("X-Test: 1\r\n"), std::string::npos);
   EXPECT_EQ(r.substr(r.size() - 4), "ok q");
   ws_client post(srv.port());
-  EXPECT_EQ(post.http_exchange("POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 405", 0),
-            0u);
+  const std::string refused = post.http_exchange("POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(refused.rfind("HTTP/1.1 405", 0), 0u) << refused;
+  // Allow names the methods the path has (RFC 9110 §15.5.6), not a fixed GET.
+  EXPECT_NE(refused.find("\r\nAllow: GET\r\n"), std::string::npos) << refused;
   ws_client ws(srv.port());
   EXPECT_EQ(ws.upgrade("/ws"), 101);
+}
+
+TEST_F(handshake_test, MethodNotAllowedListsThePathsMethods) {
+  running_server srv(test_options(), [](server& s) {
+    s.http("POST", "/api", [](const http_request&, http_response&) {});
+    s.http("PUT", "/api", [](const http_request&, http_response&) {});
+  });
+  ws_client c(srv.port());
+  const std::string r = c.http_exchange("GET /api HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 405", 0), 0u) << r;
+  EXPECT_NE(r.find("\r\nAllow: POST, PUT\r\n"), std::string::npos) << r;
+  EXPECT_EQ(r.find("Allow: GET"), std::string::npos) << r;
 }
 
 TEST_F(handshake_test, SyncRejectAndSubprotocol) {

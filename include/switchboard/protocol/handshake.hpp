@@ -98,7 +98,7 @@ struct accept_options {
 // Content-Length and "Connection: close". 426 adds "Upgrade: websocket",
 // the "Upgrade" connection option (RFC 9110 §7.8) and
 // "Sec-WebSocket-Version: 13" (RFC 6455 §4.2.2, §4.4); 405 adds "Allow: GET"
-// (RFC 9110 §15.5.6). `status` must be 100-599 (else false); the body is sent
+// (RFC 9110 §15.5.6) unless `extra` has its own Allow. `status` must be 100-599 (else false); the body is sent
 // as is.
 [[nodiscard]] bool write_error_response(std::string& out, int status, std::string_view body,
                                         std::span<const http_header> extra = {});
