@@ -127,13 +127,42 @@ struct publication {
   std::string json;      // {"offset":N,"data":…,"client":"…","user":"…"}
 };
 
+// A channel's kept publications, oldest first. libstdc++'s deque allocates
+// its map and first block (~550 B) even when empty, and most channels (one
+// per user, say) keep nothing most of the time: the deque exists only while
+// it holds something.
+class history_buffer {
+ public:
+  bool empty() const noexcept { return !q_; }
+  std::size_t size() const noexcept { return q_ ? q_->size() : 0; }
+  const publication& front() const { return q_->front(); }
+  const publication& operator[](std::size_t i) const { return (*q_)[i]; }
+  void push_back(publication p) {
+    if (!q_) q_ = std::make_unique<std::deque<publication>>();
+    q_->push_back(std::move(p));
+  }
+  void pop_front() {
+    q_->pop_front();
+    if (q_->empty()) q_.reset();
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    if (q_) {
+      for (const publication& p : *q_) f(p);
+    }
+  }
+
+ private:
+  std::unique_ptr<std::deque<publication>> q_;  // null when empty
+};
+
 struct channel_state {
   std::string name;
   std::string epoch;
   std::string topic;  // the server topic: name + '#' + epoch
   const namespace_options* ns = nullptr;
   std::uint64_t top = 0;  // the last offset given out
-  std::deque<publication> history;
+  history_buffer history;
   std::unordered_set<connection_state*> members;
 };
 
@@ -567,13 +596,13 @@ void service::impl::append_recovery(const channel_state& ch, const stream_positi
   if (!reason) {
     bool first = true;
     std::size_t n = 0;
-    for (const publication& p : ch.history) {
-      if (p.offset <= since.offset) continue;
-      if (n++ == limit) break;
+    ch.history.for_each([&](const publication& p) {
+      if (p.offset <= since.offset || n >= limit) return;
+      ++n;
       if (!first) out.push_back(',');
       first = false;
       out.append(p.json);
-    }
+    });
   } else if (latest_when_lost) {
     append_latest(ch, limit, out);
   }
@@ -1090,7 +1119,7 @@ void service::impl::save_snapshot() {
       append_uint(line, ch->top);
       line.append(",\"history\":[");
       bool first = true;
-      for (const publication& p : ch->history) {
+      ch->history.for_each([&](const publication& p) {
         if (!first) line.push_back(',');
         first = false;
         line.push_back('[');
@@ -1100,7 +1129,7 @@ void service::impl::save_snapshot() {
         line.push_back(',');
         line.append(p.json);
         line.push_back(']');
-      }
+      });
       line.append("]}\n");
       out << line;
       ++saved;
