@@ -19,90 +19,30 @@
 // Bounded: every case has a deadline and a watchdog ends the whole run; the
 // server and the browser are killed on every way out.
 // Environment: SWITCHBOARD_CHROMIUM overrides the browser path.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import {
+  commandLine, escapeHtml, launchBrowser, loadChromium, onExit, run, startServer as start,
+  stopServer, summary, withDeadline,
+} from './harness.mjs';
 
-const [binary, artifactDirArg] = process.argv.slice(2);
-const artifactDir = path.resolve(artifactDirArg ?? 'browser-artifacts');
-const chromiumPath = process.env.SWITCHBOARD_CHROMIUM ?? '/usr/bin/chromium';
+const { binary, artifactDir } = commandLine();
 const CASE_TIMEOUT_MS = 60_000;
-const WATCHDOG_MS = 170_000; // under ctest's TIMEOUT 180
 const SIZES = [0, 1, 125, 126, 64 * 1024, 1024 * 1024, 4 * 1024 * 1024];
 
-const servers = new Set(); // live server processes, killed on any exit
 let browser = null;
-let pageServer = null; // the static page's HTTP server
 
 const BLANK_PAGE = '<!doctype html><meta charset="utf-8"><title>switchboard echo</title><body></body>';
 
-function killEverything() {
-  for (const child of servers) {
-    try { child.kill('SIGKILL'); } catch { /* already gone */ }
-  }
-  servers.clear();
-  // playwright also kills the browser when this process exits; this is for
-  // the watchdog path, where we exit without awaiting anything.
-  if (browser) browser.close().catch(() => {});
-  if (pageServer) pageServer.close();
-}
-process.on('exit', killEverything);
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => { killEverything(); process.exit(1); });
-}
-const watchdog = setTimeout(() => {
-  console.log(`FAIL: watchdog: the whole run took over ${WATCHDOG_MS / 1000} s`);
-  console.log('0 passed, 1 failed');
-  killEverything();
-  process.exit(1);
-}, WATCHDOG_MS);
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  const deadline = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
 // --- the server ---------------------------------------------------------------
 
+// `switchboard echo` on a free port; its url resolves to ws://HOST:PORT/.
 function startServer(extraArgs) {
-  const child = spawn(binary, ['echo', '--host', '127.0.0.1', '--port', '0', ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  servers.add(child);
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => { servers.delete(child); resolve({ code, signal }); });
-  });
-  const url = new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (line) => {
-      const m = /^listening on (ws:\/\/\S+?)\/?$/.exec(line.trim());
-      if (m) resolve(m[1] + '/');
-    });
-    child.on('error', reject);
-    exited.then(({ code, signal }) =>
-      reject(new Error(`server exited (${code ?? signal}) before listening: ${stderr.trim()}`)));
-  });
-  return { child, exited, url: withDeadline(url, 10_000, 'server start'), stderr: () => stderr };
-}
-
-async function stopServer(server) {
-  if (server.child.exitCode !== null || server.child.signalCode !== null) {
-    return server.exited;
-  }
-  server.child.kill('SIGTERM');
-  try {
-    return await withDeadline(server.exited, 10_000, 'server exit after SIGTERM');
-  } catch (e) {
-    server.child.kill('SIGKILL');
-    throw e;
-  }
+  const server = start(binary, ['echo', '--host', '127.0.0.1', '--port', '0', ...extraArgs],
+    /^listening on (ws:\/\/\S+?)\/?$/);
+  return { ...server, url: server.url.then((url) => `${url}/`) };
 }
 
 function serverHasDeflate() {
@@ -276,15 +216,19 @@ function checkExtensions(mode, extensions) {
   return null;
 }
 
-// Serves BLANK_PAGE on 127.0.0.1 at a free port; resolves to its URL.
+// Serves BLANK_PAGE on 127.0.0.1 at a free port (closed on every way out);
+// resolves to {url, close}.
 function startPageServer() {
-  pageServer = createServer((req, res) => {
+  const pageServer = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     res.end(BLANK_PAGE);
   });
+  const forget = onExit(() => pageServer.close());
+  const close = () => { forget(); pageServer.close(); };
   return new Promise((resolve, reject) => {
     pageServer.once('error', reject);
-    pageServer.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${pageServer.address().port}/`));
+    pageServer.listen(0, '127.0.0.1',
+      () => resolve({ url: `http://127.0.0.1:${pageServer.address().port}/`, close }));
   });
 }
 
@@ -325,20 +269,16 @@ async function runCase(mode, pageUrl) {
   } finally {
     if (context) await context.close().catch(() => {});
     try {
-      const { code, signal } = await stopServer(server);
+      const { code, signal } = await stopServer(server, 10_000);
       if (code !== 0) failures.push(`server exited with ${code ?? signal} on SIGTERM, expected 0`);
     } catch (e) {
       failures.push(String(e.message ?? e));
     }
   }
-  if (failures.length && server.stderr().trim()) {
-    failures.push(`server stderr: ${server.stderr().trim().split('\n').slice(-5).join(' | ')}`);
+  if (failures.length && server.output().trim()) {
+    failures.push(`server output: ${server.output().trim().split('\n').slice(-5).join(' | ')}`);
   }
   return { mode, failures, result };
-}
-
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 }
 
 function statusPage(outcomes, chromiumVersion) {
@@ -377,29 +317,13 @@ async function main() {
     console.log('usage: node echo_browser_test.mjs SWITCHBOARD_BINARY [ARTIFACT_DIR]');
     return 2;
   }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    console.log(`FAIL: playwright-core is not installed in tests/browser (run scripts/setup.sh): ${e.message}`);
-    console.log('0 passed, 1 failed');
-    return 1;
-  }
-  if (!existsSync(chromiumPath)) {
-    console.log(`FAIL: ${chromiumPath} is missing (run scripts/setup.sh: Debian package chromium)`);
-    console.log('0 passed, 1 failed');
-    return 1;
-  }
-  browser = await withDeadline(chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    // playwright gives every launch a fresh, temporary --user-data-dir.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  }), 60_000, 'Chromium launch');
+  const chromium = await loadChromium();
+  if (!chromium) return 1;
+  browser = await launchBrowser(chromium);
   const version = `Chromium ${browser.version()}`;
 
-  const pageUrl = await startPageServer();
+  const pageServer = await startPageServer();
+  const pageUrl = pageServer.url;
   const deflate = serverHasDeflate();
   const outcomes = [];
   for (const mode of ['off', 'shared', 'dedicated']) {
@@ -434,23 +358,12 @@ async function main() {
   await browser.close();
   browser = null;
   pageServer.close();
-  pageServer = null;
 
   const passed = outcomes.filter((o) => !o.skipped && o.failures.length === 0).length;
   const failed = outcomes.filter((o) => !o.skipped && o.failures.length > 0).length;
   const skipped = outcomes.filter((o) => o.skipped).length;
-  console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ''));
+  summary(passed, failed, skipped);
   return failed === 0 && passed > 0 ? 0 : 1;
 }
 
-main().then((code) => {
-  clearTimeout(watchdog);
-  killEverything();
-  process.exitCode = code;
-}, (e) => {
-  clearTimeout(watchdog);
-  console.log(`FAIL: ${e.stack ?? e}`);
-  console.log('0 passed, 1 failed');
-  killEverything();
-  process.exitCode = 1;
-});
+run(main);

@@ -25,51 +25,20 @@
 // a deadline and a watchdog ends the whole run; the server and the browser
 // are killed on every way out.
 // Environment: SWITCHBOARD_CHROMIUM overrides the browser path.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import {
+  commandLine, escapeHtml, failRun, launchBrowser, loadChromium, onExit, run,
+  startServer as start, stopServer as stop, summary, withDeadline,
+} from './harness.mjs';
 
-const [binary, artifactDirArg] = process.argv.slice(2);
-const artifactDir = path.resolve(artifactDirArg ?? 'browser-artifacts');
-const chromiumPath = process.env.SWITCHBOARD_CHROMIUM ?? '/usr/bin/chromium';
-const WATCHDOG_MS = 170_000; // under ctest's TIMEOUT 180
+const { binary, artifactDir } = commandLine();
 const STEP_MS = 20_000; // one wait inside a step
 const RECONNECT_MS = 40_000; // a backoff (cap 15 s) plus a server start
 
-const servers = new Set(); // live server processes, killed on any exit
 let browser = null;
-let tmpDir = null;
-
-function killEverything() {
-  for (const child of servers) {
-    try { child.kill('SIGKILL'); } catch { /* already gone */ }
-  }
-  servers.clear();
-  if (browser) browser.close().catch(() => {});
-  if (tmpDir) {
-    try { rmSync(tmpDir, { recursive: true, force: true }); } catch { /* best effort */ }
-  }
-}
-process.on('exit', killEverything);
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => { killEverything(); process.exit(1); });
-}
-const watchdog = setTimeout(() => {
-  console.log(`FAIL: watchdog: the whole run took over ${WATCHDOG_MS / 1000} s`);
-  console.log('0 passed, 1 failed');
-  killEverything();
-  process.exit(1);
-}, WATCHDOG_MS);
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  const deadline = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -97,41 +66,15 @@ function writeConfig(dir) {
   return { file, snapshot };
 }
 
+// `switchboard serve` with `configFile` on `port` (0: a free one); its url
+// resolves to http://127.0.0.1:PORT.
 function startServer(configFile, port) {
-  const child = spawn(binary,
+  return start(binary,
     ['serve', '--host', '127.0.0.1', '--port', String(port), '--config', configFile],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  servers.add(child);
-  let output = '';
-  const keep = (d) => { output = (output + d).slice(-4000); };
-  child.stderr.on('data', keep);
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => { servers.delete(child); resolve({ code, signal }); });
-  });
-  const url = new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (line) => {
-      keep(`${line}\n`);
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
-      if (m) resolve(m[1]);
-    });
-    child.on('error', reject);
-    exited.then(({ code, signal }) =>
-      reject(new Error(`server exited (${code ?? signal}) before listening: ${output.trim()}`)));
-  });
-  return { child, exited, url: withDeadline(url, 10_000, 'server start'), output: () => output };
+    /listening on (http:\/\/127\.0\.0\.1:\d+)/);
 }
 
-async function stopServer(server) {
-  if (server.child.exitCode !== null || server.child.signalCode !== null) return server.exited;
-  server.child.kill('SIGTERM');
-  try {
-    return await withDeadline(server.exited, 15_000, 'server exit after SIGTERM');
-  } catch (e) {
-    server.child.kill('SIGKILL');
-    throw e;
-  }
-}
+const stopServer = (server) => stop(server, 15_000);
 
 // --- the pages ----------------------------------------------------------------
 
@@ -276,10 +219,6 @@ async function writeScreenshot(shots) {
   return file;
 }
 
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-}
-
 async function main() {
   if (!binary) {
     console.log('usage: node serve_browser_test.mjs SWITCHBOARD_BINARY [ARTIFACT_DIR]');
@@ -287,26 +226,14 @@ async function main() {
   }
   const help = spawnSync(binary, ['serve', '--help'], { encoding: 'utf8', timeout: 10_000 });
   if (help.status !== 0) {
-    console.log(`FAIL: \`${binary} serve --help\` exits ${help.status ?? help.signal}: ` +
+    return failRun(`\`${binary} serve --help\` exits ${help.status ?? help.signal}: ` +
       `${(help.stderr || help.stdout || '').trim().split('\n')[0]}`);
-    console.log('0 passed, 1 failed');
-    return 1;
   }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    console.log(`FAIL: playwright-core is not installed in tests/browser (run scripts/setup.sh): ${e.message}`);
-    console.log('0 passed, 1 failed');
-    return 1;
-  }
-  if (!existsSync(chromiumPath)) {
-    console.log(`FAIL: ${chromiumPath} is missing (run scripts/setup.sh: Debian package chromium)`);
-    console.log('0 passed, 1 failed');
-    return 1;
-  }
+  const chromium = await loadChromium();
+  if (!chromium) return 1;
 
-  tmpDir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-serve-'));
+  const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-serve-'));
+  onExit(() => rmSync(tmpDir, { recursive: true, force: true }));
   const config = writeConfig(tmpDir);
   let server = startServer(config.file, 0);
   let url;
@@ -318,12 +245,7 @@ async function main() {
   try {
     url = await server.url;
     const port = Number(new URL(url).port);
-    browser = await withDeadline(chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    }), 60_000, 'Chromium launch');
+    browser = await launchBrowser(chromium);
 
     let ok = await step('the server serves the demo page', async () => {
       const files = { '/': 'text/html', '/switchboard.js': 'javascript', '/demo.js': 'javascript', '/demo.css': 'text/css' };
@@ -448,18 +370,8 @@ async function main() {
   }
   const passed = results.filter((r) => r.ok).length;
   const failed = results.length - passed;
-  console.log(`${passed} passed, ${failed} failed`);
+  summary(passed, failed);
   return failed === 0 ? 0 : 1;
 }
 
-main().then((code) => {
-  clearTimeout(watchdog);
-  killEverything();
-  process.exitCode = code;
-}, (e) => {
-  clearTimeout(watchdog);
-  console.log(`FAIL: ${e.stack ?? e}`);
-  console.log('0 passed, 1 failed');
-  killEverything();
-  process.exitCode = 1;
-});
+run(main);

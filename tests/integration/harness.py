@@ -1,7 +1,8 @@
 """Shared helpers for the integration suites that drive `switchboard echo`.
 
 What is here:
-  * EchoServer: starts `switchboard echo --port 0 ...`, reads the one
+  * EchoServer: starts `switchboard echo --port 0 ...` (or another subcommand
+    with the same contract), reads the one
     `listening on ws://HOST:PORT` line with a timeout, stops the process with a
     signal and reports its exit status (killing it if it overstays), and reads
     its RSS and open-fd count from /proc.
@@ -65,12 +66,17 @@ def _read_line(fd, timeout):
 
 
 class EchoServer:
-    """One `switchboard echo` process bound to 127.0.0.1 on a kernel-chosen port."""
+    """One `switchboard echo` process bound to 127.0.0.1 on a kernel-chosen port.
 
-    def __init__(self, *args, startup_timeout=10.0):
+    `command` and `scheme` serve other subcommands with the same start-up
+    contract: `switchboard COMMAND --host 127.0.0.1 --port 0 ARGS...`, whose
+    first stdout line is `listening on SCHEME://HOST:PORT` (serve_test.py runs
+    `serve`, which prints an http:// line)."""
+
+    def __init__(self, *args, startup_timeout=10.0, command="echo", scheme="ws"):
         if BINARY_PATH is None:
             raise ServerError("harness.main() was not called with the binary path")
-        self.argv = [BINARY_PATH, "echo", "--host", "127.0.0.1", "--port", "0"]
+        self.argv = [BINARY_PATH, command, "--host", "127.0.0.1", "--port", "0"]
         self.argv += [str(a) for a in args]
         self._stderr = tempfile.TemporaryFile()
         self._stderr_saved = ""
@@ -84,7 +90,8 @@ class EchoServer:
             self.kill()
             raise ServerError("%s\n--- stderr ---\n%s" % (e, self.stderr_text()))
         self.listening_line = line
-        m = re.fullmatch(rb"listening on ws://([^\s:]+):(\d+)\n", line)
+        m = re.fullmatch(rb"listening on " + re.escape(scheme.encode()) + rb"://([^\s:]+):(\d+)\n",
+                         line)
         if not m:
             self.kill()
             raise ServerError("unexpected first stdout line %r" % line)

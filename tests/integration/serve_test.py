@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -37,7 +36,7 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from harness import CLOSE, TEXT, RawClient, ServerError  # noqa: E402
+from harness import CLOSE, TEXT, RawClient  # noqa: E402
 
 import jwt  # noqa: E402  (Debian python3-jwt)
 import websockets  # noqa: E402  (Debian python3-websockets; run with /usr/bin/python3)
@@ -118,92 +117,29 @@ def base_config(**overrides):
     return sections
 
 
-class ServeServer:
-    """One `switchboard serve` process on 127.0.0.1 and a kernel-chosen port."""
+class ServeServer(harness.EchoServer):
+    """One `switchboard serve` process on 127.0.0.1 and a kernel-chosen port, with
+    `sections` written to a temporary serve.toml; harness.EchoServer does the
+    rest (the listening line, stop and stop_checked, kill, stderr)."""
 
     def __init__(self, sections, startup_timeout=10.0, extra_args=()):
-        if harness.BINARY_PATH is None:
-            raise ServerError("harness.main() was not called with the binary path")
         self.dir = tempfile.mkdtemp(prefix="switchboard-serve-test-")
         self.config_path = os.path.join(self.dir, "serve.toml")
         with open(self.config_path, "w") as f:
             f.write(toml_text(sections))
-        self.argv = [harness.BINARY_PATH, "serve", "--host", "127.0.0.1", "--port", "0",
-                     "--config", self.config_path] + list(extra_args)
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self._stderr)
         try:
-            line = harness._read_line(self.proc.stdout.fileno(), slow(startup_timeout))
-            m = re.fullmatch(rb"listening on http://127\.0\.0\.1:(\d+)\n", line)
-            if not m:
-                raise ServerError("unexpected first stdout line %r" % line)
-        except ServerError as e:
-            self.kill()
-            raise ServerError("%s\n--- stderr ---\n%s" % (e, self.stderr_text()))
-        self.port = int(m.group(1))
-        self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
-        self._drain.start()
-
-    def _drain_stdout(self):
-        try:
-            while os.read(self.proc.stdout.fileno(), 65536):
-                pass
-        except (OSError, ValueError):
-            pass
+            super().__init__("--config", self.config_path, *extra_args,
+                             startup_timeout=startup_timeout, command="serve", scheme="http")
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     @property
     def url(self):
         return "ws://127.0.0.1:%d/ws" % self.port
 
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stderr_text(self, limit=6000):
-        try:
-            self._stderr.seek(0)
-            text = self._stderr.read().decode(errors="replace")
-        except (OSError, ValueError):
-            return "<stderr closed>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
-
-    def stop(self, timeout=10.0):
-        """SIGTERM and wait: (exit code, seconds); (None, s) if it had to be killed."""
-        if self.proc.poll() is not None:
-            return self.proc.returncode, 0.0
-        start = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=slow(timeout))
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None, time.monotonic() - start
-        return code, time.monotonic() - start
-
-    def stop_checked(self, testcase, timeout=10.0):
-        code, elapsed = self.stop(timeout)
-        testcase.assertEqual(code, 0, "serve exited with %r after SIGTERM\n--- stderr ---\n%s"
-                             % (code, self.stderr_text()))
-        return elapsed
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            self.proc.stdout.close()
-        except (OSError, ValueError):
-            pass
-
     def cleanup(self):
         self.kill()
-        try:
-            self._stderr.close()
-        except OSError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -1047,18 +983,28 @@ class Presence(ServerTestCase):
                 self.assertEqual((await sa.push("leave", "chat:room"))["info"]["user"], "bob")
         run(go())
 
+    async def watch_raw_member(self, a, channel, user):
+        """Subscribes `a` to `channel` (taking its own join), then opens a raw
+        connection as `user` and subscribes it too: (a's Session, the raw client)."""
+        sa = Session(a)
+        await sa.request("subscribe", channel=channel)
+        await sa.push("join", channel)
+        raw = await asyncio.to_thread(raw_open, self.server.port,
+                                      {"Authorization": "Bearer " + token(user)})
+        try:
+            r = await asyncio.to_thread(raw_request, raw,
+                                        {"id": 1, "cmd": "subscribe", "channel": channel})
+            self.assertIn("result", r)
+        except BaseException:
+            raw.close()
+            raise
+        return sa, raw
+
     def test_abrupt_drop_sends_leave(self):
         async def go():
             async with connect_ws(self.server.port) as a:
-                sa = Session(a)
-                await sa.request("subscribe", channel="chat:drop")
-                await sa.push("join", "chat:drop")
-                raw = await asyncio.to_thread(raw_open, self.server.port,
-                                              {"Authorization": "Bearer " + token("zed")})
+                sa, raw = await self.watch_raw_member(a, "chat:drop", "zed")
                 try:
-                    r = await asyncio.to_thread(raw_request, raw,
-                                                {"id": 1, "cmd": "subscribe", "channel": "chat:drop"})
-                    self.assertIn("result", r)
                     await sa.push("join", "chat:drop", match=lambda m: m["info"].get("user") == "zed")
                     start = time.monotonic()
                     raw.abort()  # RST, no close frame
@@ -1073,15 +1019,8 @@ class Presence(ServerTestCase):
     def test_silent_client_is_dropped_by_keepalive_and_leaves(self):
         async def go():
             async with connect_ws(self.server.port) as a:
-                sa = Session(a)
-                await sa.request("subscribe", channel="chat:silent")
-                await sa.push("join", "chat:silent")
-                raw = await asyncio.to_thread(raw_open, self.server.port,
-                                              {"Authorization": "Bearer " + token("quiet")})
+                sa, raw = await self.watch_raw_member(a, "chat:silent", "quiet")
                 try:
-                    r = await asyncio.to_thread(
-                        raw_request, raw, {"id": 1, "cmd": "subscribe", "channel": "chat:silent"})
-                    self.assertIn("result", r)
                     # From here on the raw client reads nothing and answers no ping.
                     start = time.monotonic()
                     leave = await sa.push("leave", "chat:silent", timeout=6,
