@@ -3,19 +3,15 @@
 // (subscriber) or publish at a paced rate (publisher). See fanout_client.hpp.
 #include "fanout_client.hpp"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/timerfd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 
-#include "switchboard/net/tcp_socket.hpp"
-#include "switchboard/protocol/handshake.hpp"
+#include "ws_client_io.hpp"
 
 namespace switchboard::bench {
 namespace {
@@ -102,21 +98,8 @@ void ws_client::start() {
   if (w_.shared.stopping.load(std::memory_order_relaxed)) return;
   holds_slot_ = true;
   ++w_.pending;
-  std::error_code error;
-  net::unique_fd fd = net::open_tcp_socket(w_.options.remote.family(), error);
+  net::unique_fd fd = start_connect(w_.options.remote, source_);
   if (!fd) return fail(&client_counters::connect_errors);
-  if (source_ != nullptr) {
-    // connect() picks the port for the whole 4-tuple: several source
-    // addresses multiply the usable ephemeral ports.
-    (void)net::set_socket_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-    if (::bind(fd.get(), source_->data(), source_->size()) != 0) {
-      return fail(&client_counters::connect_errors);
-    }
-  }
-  if (::connect(fd.get(), w_.options.remote.data(), w_.options.remote.size()) != 0 &&
-      errno != EINPROGRESS) {
-    return fail(&client_counters::connect_errors);
-  }
   if (w_.loop.add(fd.get(), EPOLLOUT, *this)) return fail(&client_counters::connect_errors);
   connecting_fd_ = std::move(fd);
   state_ = state::connecting;
@@ -126,24 +109,16 @@ void ws_client::start() {
 
 void ws_client::on_events(std::uint32_t /*events*/) {
   w_.loop.remove(connecting_fd_.get(), *this);
-  if (net::socket_error(connecting_fd_.get())) {
-    connecting_fd_.reset();
-    return fail(&client_counters::connect_errors);
-  }
-  (void)net::set_no_delay(connecting_fd_.get());
+  if (!connect_finished(connecting_fd_)) return fail(&client_counters::connect_errors);
   if (stream_.open(std::move(connecting_fd_))) return fail(&client_counters::connect_errors);
   state_ = state::upgrading;
-  key_ = protocol::generate_key();
-  w_.request.clear();
+  head_.clear();
   const std::string_view protocols[] = {k_subprotocol};
-  if (!protocol::write_upgrade_request(
-          w_.request,
-          {.host = w_.options.host_header, .target = w_.options.target, .protocols = protocols},
-          std::string_view(key_.data(), key_.size()))) {
+  if (!send_upgrade_request(
+          stream_, w_.request, key_,
+          {.host = w_.options.host_header, .target = w_.options.target, .protocols = protocols})) {
     return fail(&client_counters::protocol_errors);
   }
-  head_.clear();
-  stream_.send(std::as_bytes(std::span(w_.request)));
 }
 
 void ws_client::on_data(net::transport& /*t*/, std::span<std::byte> data) {
@@ -153,20 +128,19 @@ void ws_client::on_data(net::transport& /*t*/, std::span<std::byte> data) {
 }
 
 void ws_client::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
-  head_.append(reinterpret_cast<const char*>(data.data()), data.size());
-  auto& parser = w_.parser;
-  parser.reset();
-  const protocol::parse_result result = parser.parse(head_);
-  if (result.status == protocol::parse_status::need_more) return;
-  protocol::handshake_response response;
   const std::string_view protocols[] = {k_subprotocol};
-  if (result.status == protocol::parse_status::error ||
-      protocol::validate_response(parser.head(), std::string_view(key_.data(), key_.size()),
-                                  protocols, {}, response) != protocol::error::none) {
-    return fail(&client_counters::protocol_errors);
+  std::size_t consumed = 0;
+  switch (read_upgrade_response(head_, data, w_.parser, std::string_view(key_.data(), key_.size()),
+                                protocols, {}, consumed)) {
+    case upgrade_status::need_more:
+      return;
+    case upgrade_status::failed:
+      return fail(&client_counters::protocol_errors);
+    case upgrade_status::done:
+      break;
   }
   // Frames that came with the 101 are fed to the reader from a mutable copy.
-  std::string rest = head_.substr(result.consumed);
+  std::string rest = head_.substr(consumed);
   std::string().swap(head_);
   state_ = state::open;
   on_ready();
@@ -174,31 +148,22 @@ void ws_client::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
 }
 
 void ws_client::on_frames(std::span<char> input, std::int64_t now) {
-  for (;;) {
-    const protocol::reader_event event = reader_.next(input);
-    switch (event.kind) {
-      case protocol::event_kind::need_more:
-        return;
-      case protocol::event_kind::message:
-      case protocol::event_kind::message_part:  // not in use: the reader does not stream
-        if (event.op != protocol::opcode::text) return fail(&client_counters::protocol_errors);
-        on_text(event.payload, now);
-        if (state_ != state::open) return;  // failed: the reader was reset
-        break;
-      case protocol::event_kind::ping: {
-        ++w_.counters.pings;
-        char pong[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
-        const std::size_t n = w_.writer.write_pong(pong, event.payload);
-        stream_.send(std::as_bytes(std::span(pong, n)));
-        break;
-      }
-      case protocol::event_kind::pong:
-        break;
-      case protocol::event_kind::close:
-        return fail(&client_counters::closed);
-      case protocol::event_kind::error:
-        return fail(&client_counters::protocol_errors);
+  const auto on_message = [&](const protocol::reader_event& event) {
+    if (event.op != protocol::opcode::text) {
+      fail(&client_counters::protocol_errors);
+      return false;
     }
+    on_text(event.payload, now);
+    return state_ == state::open;  // else failed: the reader was reset
+  };
+  switch (read_frames(reader_, input, w_.writer, stream_, on_message, &w_.counters.pings)) {
+    case frames_end::need_more:
+    case frames_end::stopped:
+      return;
+    case frames_end::close:
+      return fail(&client_counters::closed);
+    case frames_end::error:
+      return fail(&client_counters::protocol_errors);
   }
 }
 

@@ -2,11 +2,13 @@
 // walking, as switchboard_loadgen does.
 #include "fanout_options.hpp"
 
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
+
+#include "cli_parse.hpp"
 
 namespace switchboard::bench {
 namespace {
@@ -39,25 +41,9 @@ constexpr const char* k_usage =
     "  --server-pid PID      report that process's CPU time and VmRSS (from /proc)\n"
     "  --json                one JSON object per step instead of text\n";
 
-std::uint64_t to_count(std::string_view flag, std::string_view text, std::uint64_t min) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value < min) {
-    throw std::invalid_argument(std::string(flag) + ": expected an integer >= " +
-                                std::to_string(min) + ", got '" + std::string(text) + "'");
-  }
-  return value;
-}
-
-double to_number(std::string_view flag, const std::string& text, double min) {
-  char* end = nullptr;
-  const double value = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || *end != '\0' || !(value >= min)) {
-    throw std::invalid_argument(std::string(flag) + ": expected a number >= " +
-                                std::to_string(min) + ", got '" + text + "'");
-  }
-  return value;
-}
+using cli::for_each_item;
+using cli::to_count;
+using cli::to_number;
 
 // ws://HOST[:PORT][/PATH]; HOST is numeric.
 void parse_url(std::string_view url, fanout_options& out) {
@@ -65,30 +51,10 @@ void parse_url(std::string_view url, fanout_options& out) {
     throw std::invalid_argument("--url: expected ws://HOST:PORT/PATH (wss:// is not supported)");
   }
   url.remove_prefix(5);
-  const std::size_t slash = url.find('/');
-  const std::string_view authority = url.substr(0, slash);
-  out.target = slash == std::string_view::npos ? "/ws" : std::string(url.substr(slash));
-  std::string_view host = authority;
-  std::uint16_t port = 80;
-  const std::size_t colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port = static_cast<std::uint16_t>(to_count("--url port", authority.substr(colon + 1), 1));
-  }
-  auto parsed = net::endpoint::parse(host, port);
-  if (!parsed) throw std::invalid_argument("--url: the host must be a numeric address");
-  out.remote = *parsed;
-  out.host_header = std::string(authority);
-}
-
-template <class F>
-void for_each_item(std::string_view list, F&& f) {
-  while (!list.empty()) {
-    const std::size_t comma = list.find(',');
-    f(list.substr(0, comma));
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
+  cli::url_rest rest = cli::parse_url_rest(url, 80, "/ws");
+  out.remote = rest.remote;
+  out.host_header = std::move(rest.host_header);
+  out.target = std::move(rest.target);
 }
 
 }  // namespace
@@ -203,14 +169,7 @@ fanout_options parse_fanout_options(int argc, char** argv) {
     } else if (flag == "--threads") {
       out.threads = to_count(flag, value, 1);
     } else if (flag == "--source-ips") {
-      for_each_item(value, [&](std::string_view item) {
-        auto parsed = net::endpoint::parse(item, 0);
-        if (!parsed) {
-          throw std::invalid_argument("--source-ips: not a numeric address: '" + std::string(item) +
-                                      "'");
-        }
-        out.sources.push_back(*parsed);
-      });
+      cli::parse_source_ips(value, out.sources);
     } else if (flag == "--connect-timeout") {
       out.connect_timeout_s = to_number(flag, value, 0.1);
     } else if (flag == "--server-pid") {
@@ -223,11 +182,7 @@ fanout_options parse_fanout_options(int argc, char** argv) {
   if (out.scenario == fanout_scenario::memory && out.server_pid == 0) {
     throw std::invalid_argument("--scenario memory needs --server-pid");
   }
-  for (const auto& source : out.sources) {
-    if (source.family() != out.remote.family()) {
-      throw std::invalid_argument("--source-ips: address family differs from the --url host");
-    }
-  }
+  cli::check_source_families(out.sources, out.remote);
   if (out.half_duration_s < 0) out.half_duration_s = out.duration_s;
   return out;
 }

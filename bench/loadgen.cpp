@@ -27,8 +27,6 @@
 // against --ca-file for the URL's address, or not at all with --insecure.
 // Connections and the per-thread worker live in loadgen_connection.*; this
 // file runs the phases and prints the report.
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -43,6 +41,7 @@
 #include "loadgen_connection.hpp"
 #include "loadgen_options.hpp"
 #include "loadgen_report.hpp"
+#include "process_stats.hpp"
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/loop_group.hpp"
 #include "switchboard/net/tls_context.hpp"
@@ -51,37 +50,6 @@ namespace switchboard::bench {
 namespace {
 
 using namespace std::chrono_literals;
-
-// CPU seconds (user + system) this process has used so far, all threads.
-double own_cpu_s() {
-  rusage usage{};
-  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
-  const auto seconds = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-// CPU seconds (utime + stime) process `pid` has used so far, from
-// /proc/PID/stat; -1 if it cannot be read. Resolution: one clock tick.
-double process_cpu_s(long pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  std::FILE* file = std::fopen(path.c_str(), "r");
-  if (file == nullptr) return -1;
-  char text[1024];
-  const std::size_t n = std::fread(text, 1, sizeof text - 1, file);
-  std::fclose(file);
-  text[n] = '\0';
-  const char* p = std::strrchr(text, ')');  // the command name may hold spaces
-  unsigned long long utime = 0;
-  unsigned long long stime = 0;
-  // After ")": state, then fields 4..13, then utime (14) and stime (15).
-  if (p == nullptr || std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                                  &utime, &stime) != 2) {
-    return -1;
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 // wss:// only: the client context of one loop thread. Null (after a message)
 // when it cannot be built, e.g. an unreadable --ca-file.
@@ -102,11 +70,7 @@ void sleep_until_ns(std::int64_t deadline) {
 }
 
 int run(const loadgen_options& options) {
-  rlimit limit{};  // as many sockets as the hard limit allows
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &limit);
-  }
+  raise_fd_limit();  // as many sockets as the hard limit allows
   std::error_code error;
   net::loop_group_options group_options;
   group_options.threads = options.threads;
@@ -159,17 +123,17 @@ int run(const loadgen_options& options) {
     group->post(i, [w = workers[i].get()] { w->start_traffic(); });
   }
   sleep_until_ns(start);
-  const double cpu_start = own_cpu_s();
-  const double server_start = options.server_pid > 0 ? process_cpu_s(options.server_pid) : -1;
+  const double cpu_start = own_cpu_seconds();
+  const double server_start = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : -1;
   sleep_until_ns(end);
-  const double cpu_end = own_cpu_s();
-  const double server_end = options.server_pid > 0 ? process_cpu_s(options.server_pid) : -1;
+  const double cpu_end = own_cpu_seconds();
+  const double server_end = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : -1;
   shared.stopping.store(true);
   group->stop();
   (void)group->join();
 
   loop_stats total;
-  total.cpu_s = own_cpu_s();
+  total.cpu_s = own_cpu_seconds();
   total.window_cpu_s = cpu_end - cpu_start;
   if (server_start >= 0 && server_end >= 0) total.window_server_cpu_s = server_end - server_start;
   for (auto& w : workers) {

@@ -3,19 +3,15 @@
 // traffic (see loadgen.cpp for the timeline, loadgen_connection.hpp for TLS).
 #include "loadgen_connection.hpp"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <openssl/ssl.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
 
-#include "switchboard/net/tcp_socket.hpp"
 #include "switchboard/net/tls_error.hpp"
+#include "ws_client_io.hpp"
 
 namespace switchboard::bench {
 namespace {
@@ -95,21 +91,8 @@ void client_connection::start() {
     holds_slot_ = true;
     ++w_.pending;
   }
-  std::error_code error;
-  net::unique_fd fd = net::open_tcp_socket(w_.options.remote.family(), error);
+  net::unique_fd fd = start_connect(w_.options.remote, source_);
   if (!fd) return fail(&loop_stats::connect_errors);
-  if (source_ != nullptr) {
-    // Let connect() pick the port for the full 4-tuple, not bind() for the address alone:
-    // that is what lets several source addresses multiply the usable ports.
-    (void)net::set_socket_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-    if (::bind(fd.get(), source_->data(), source_->size()) != 0) {
-      return fail(&loop_stats::connect_errors);
-    }
-  }
-  if (::connect(fd.get(), w_.options.remote.data(), w_.options.remote.size()) != 0 &&
-      errno != EINPROGRESS) {
-    return fail(&loop_stats::connect_errors);
-  }
   if (w_.loop.add(fd.get(), EPOLLOUT, *this)) return fail(&loop_stats::connect_errors);
   connecting_fd_ = std::move(fd);
   state_ = state::connecting;
@@ -119,11 +102,7 @@ void client_connection::start() {
 
 void client_connection::on_events(std::uint32_t /*events*/) {
   w_.loop.remove(connecting_fd_.get(), *this);
-  if (net::socket_error(connecting_fd_.get())) {
-    connecting_fd_.reset();
-    return fail(&loop_stats::connect_errors);
-  }
-  (void)net::set_no_delay(connecting_fd_.get());
+  if (!connect_finished(connecting_fd_)) return fail(&loop_stats::connect_errors);
   // TLS: the ClientHello goes out now; the certificate must name the URL's address.
   if (auto error = stream_.open(std::move(connecting_fd_), w_.options.server_name)) {
     if (stream_.is_tls() && w_.first_tls_error.empty()) {
@@ -154,17 +133,14 @@ void client_connection::on_handshake(net::transport& t) {
 void client_connection::on_connected() {
   if (w_.options.raw) return on_open(now_ns());
   state_ = state::upgrading;
-  key_ = protocol::generate_key();
-  w_.request.clear();
+  head_.clear();
   const std::string_view extensions = w_.options.deflate ? w_.offer_header.view() : "";
-  if (!protocol::write_upgrade_request(
-          w_.request,
-          {.host = w_.options.host_header, .target = w_.options.target, .extensions = extensions},
-          std::string_view(key_.data(), key_.size()))) {
+  if (!send_upgrade_request(stream_, w_.request, key_,
+                            {.host = w_.options.host_header,
+                             .target = w_.options.target,
+                             .extensions = extensions})) {
     return fail(&loop_stats::protocol_errors);
   }
-  head_.clear();
-  stream_.send(std::as_bytes(std::span(w_.request)));
 }
 
 void client_connection::on_data(net::transport& /*t*/, std::span<std::byte> data) {
@@ -176,30 +152,29 @@ void client_connection::on_data(net::transport& /*t*/, std::span<std::byte> data
 }
 
 void client_connection::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
-  head_.append(reinterpret_cast<const char*>(data.data()), data.size());
-  auto& parser = w_.parser;
-  parser.reset();
-  const protocol::parse_result result = parser.parse(head_);
-  if (result.status == protocol::parse_status::need_more) return;
-  protocol::handshake_response response;
   const std::string_view offered[] = {protocol::k_permessage_deflate};
   const auto offered_extensions =
       w_.options.deflate ? std::span(offered) : std::span<const std::string_view>();
-  if (result.status == protocol::parse_status::error ||
-      protocol::validate_response(parser.head(), std::string_view(key_.data(), key_.size()), {},
-                                  offered_extensions, response) != protocol::error::none) {
-    return fail(&loop_stats::protocol_errors);
+  std::size_t consumed = 0;
+  switch (read_upgrade_response(head_, data, w_.parser, std::string_view(key_.data(), key_.size()),
+                                {}, offered_extensions, consumed)) {
+    case upgrade_status::need_more:
+      return;
+    case upgrade_status::failed:
+      return fail(&loop_stats::protocol_errors);
+    case upgrade_status::done:
+      break;
   }
   if (w_.options.deflate) {
-    if (deflate_.negotiate(parser.head(), w_.offer) != protocol::error::none) {
+    if (deflate_.negotiate(w_.parser.head(), w_.offer) != protocol::error::none) {
       return fail(&loop_stats::protocol_errors);
     }
     if (deflate_.active()) ++w_.stats.deflate_agreed;
   }
   ++w_.stats.upgrades;
   // Frames that came with the 101 are fed to the reader from a mutable copy.
-  const std::size_t rest = head_.size() - result.consumed;
-  std::memcpy(w_.scratch.data(), head_.data() + result.consumed, std::min(rest, w_.scratch.size()));
+  const std::size_t rest = head_.size() - consumed;
+  std::memcpy(w_.scratch.data(), head_.data() + consumed, std::min(rest, w_.scratch.size()));
   std::string().swap(head_);
   w_.stats.wire_in += rest;
   on_open(now);
@@ -325,31 +300,20 @@ void client_connection::on_raw_bytes(std::size_t bytes, std::int64_t now) {
 }
 
 void client_connection::on_frames(std::span<char> input, std::int64_t now) {
-  for (;;) {
-    const protocol::reader_event event = reader_.next(input);
-    switch (event.kind) {
-      case protocol::event_kind::need_more:
-        return;
-      case protocol::event_kind::message:
-      case protocol::event_kind::message_part:  // not in use: the reader does not stream
-        on_message(event, now);
-        if (state_ != state::open) return;  // failed: the reader was reset
-        break;
-      case protocol::event_kind::ping: {
-        char pong[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
-        const std::size_t n = w_.writer.write_pong(pong, event.payload);
-        stream_.send(std::as_bytes(std::span(pong, n)));
-        break;
-      }
-      case protocol::event_kind::pong:
-        break;
-      case protocol::event_kind::close:
-        // connect-storm: the server answered our close; it closes TCP next (RFC 6455 §7.1.1).
-        if (state_ != state::closing) return fail(&loop_stats::closed_early);
-        return;
-      case protocol::event_kind::error:
-        return fail(&loop_stats::protocol_errors);
-    }
+  const auto on_data_message = [&](const protocol::reader_event& event) {
+    on_message(event, now);
+    return state_ == state::open;  // else failed: the reader was reset
+  };
+  switch (read_frames(reader_, input, w_.writer, stream_, on_data_message)) {
+    case frames_end::need_more:
+    case frames_end::stopped:
+      return;
+    case frames_end::close:
+      // connect-storm: the server answered our close; it closes TCP next (RFC 6455 §7.1.1).
+      if (state_ != state::closing) return fail(&loop_stats::closed_early);
+      return;
+    case frames_end::error:
+      return fail(&loop_stats::protocol_errors);
   }
 }
 

@@ -2,11 +2,13 @@
 // argv walking: the tool has a dozen flags and no subcommands.
 #include "loadgen_options.hpp"
 
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
+
+#include "cli_parse.hpp"
 
 namespace switchboard::bench {
 namespace {
@@ -34,24 +36,8 @@ constexpr const char* k_usage =
     "  --server-pid PID      report that process's CPU time (user + sys) inside the\n"
     "                        measured window, read from /proc (server on this host)\n";
 
-std::uint64_t to_count(std::string_view flag, std::string_view text, std::uint64_t min) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value < min) {
-    throw std::invalid_argument(std::string(flag) + ": expected an integer >= " +
-                                std::to_string(min) + ", got '" + std::string(text) + "'");
-  }
-  return value;
-}
-
-double to_seconds(std::string_view flag, const std::string& text) {
-  char* end = nullptr;
-  const double value = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || *end != '\0' || !(value >= 0)) {
-    throw std::invalid_argument(std::string(flag) + ": expected seconds >= 0, got '" + text + "'");
-  }
-  return value;
-}
+using cli::to_count;
+using cli::to_seconds;
 
 // ws[s]://HOST[:PORT][/PATH], or tcp://HOST:PORT for --raw. HOST is numeric.
 void parse_url(std::string_view url, loadgen_options& out) {
@@ -68,39 +54,15 @@ void parse_url(std::string_view url, loadgen_options& out) {
   } else {
     throw std::invalid_argument("--url: expected ws://HOST:PORT/PATH or wss://HOST:PORT/PATH");
   }
-  const std::size_t slash = url.find('/');
-  const std::string_view authority = url.substr(0, slash);
-  out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
-  std::string_view host = authority;
-  std::uint16_t port = default_port;
-  const std::size_t colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port = static_cast<std::uint16_t>(to_count("--url port", authority.substr(colon + 1), 1));
-  }
-  auto parsed = net::endpoint::parse(host, port);
-  if (!parsed) throw std::invalid_argument("--url: the host must be a numeric address");
-  out.remote = *parsed;
-  out.host_header = std::string(authority);
+  cli::url_rest rest = cli::parse_url_rest(url, default_port, "/");
+  out.remote = rest.remote;
+  out.host_header = std::move(rest.host_header);
+  out.target = std::move(rest.target);
+  std::string_view host = rest.host;
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
   out.server_name = std::string(host);
-}
-
-void parse_sources(std::string_view list, loadgen_options& out) {
-  while (!list.empty()) {
-    const std::size_t comma = list.find(',');
-    const std::string_view item = list.substr(0, comma);
-    auto parsed = net::endpoint::parse(item, 0);
-    if (!parsed) {
-      throw std::invalid_argument("--source-ips: not a numeric address: '" + std::string(item) +
-                                  "'");
-    }
-    out.sources.push_back(*parsed);
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
 }
 
 }  // namespace
@@ -199,7 +161,7 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
     } else if (flag == "--ca-file") {
       out.ca_file = value;
     } else if (flag == "--source-ips") {
-      parse_sources(value, out);
+      cli::parse_source_ips(value, out.sources);
     } else {
       throw std::invalid_argument("unknown option '" + std::string(flag) + "'\n" + k_usage);
     }
@@ -221,11 +183,7 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
     throw std::invalid_argument("--ca-file and --insecure apply to wss:// URLs only");
   }
   if (out.tls && out.raw) throw std::invalid_argument("--raw takes ws:// or tcp:// URLs only");
-  for (const auto& source : out.sources) {
-    if (source.family() != out.remote.family()) {
-      throw std::invalid_argument("--source-ips: address family differs from the --url host");
-    }
-  }
+  cli::check_source_families(out.sources, out.remote);
   return out;
 }
 

@@ -72,16 +72,13 @@ work=$(mktemp -d /tmp/switchboard-serve-bench.XXXXXX)
 server_pid=""
 server_port=""
 
-log() { echo "# $*" >&2; }
+# shellcheck source=bench/bench_common.sh
+source "$repo/bench/bench_common.sh"
 
 server_cpu=(); loader_cpu=()
 if [[ $pin == 1 && $(nproc) -ge 2 ]]; then
   server_cpu=(taskset -c 0); loader_cpu=(taskset -c 1)
 fi
-
-# Several source addresses, so 10,000-connection sections never run short of
-# ephemeral ports (loopback answers on all of 127/8; TIME_WAIT lasts 60 s).
-sources="127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
 
 # The bench's server configuration. `bench` has no presence (a join push to
 # every subscriber per subscribe would dominate set-up) and lets any
@@ -130,16 +127,7 @@ stop_server() {
   local p=$server_pid
   [[ -n $p ]] || return 0
   server_pid=""
-  kill -TERM "$p" 2>/dev/null || return 0
-  for _ in $(seq 100); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$p" 2>/dev/null; then
-    log "server ($p) ignored SIGTERM for 5 s; killing it"
-    kill -KILL "$p" 2>/dev/null || true
-  fi
-  wait "$p" 2>/dev/null || true
+  stop_pid server "$p"
 }
 cleanup() {
   stop_server
@@ -153,11 +141,7 @@ start_server() {
   "${server_cpu[@]}" "$switchboard" serve --host 127.0.0.1 --port 0 --config "$work/serve.toml" \
     >"$work/server.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 200); do
-    grep -q 'listening on' "$work/server.log" && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  wait_listening "$work/server.log" "$server_pid"
   server_port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
     "$work/server.log" | head -1)
   if [[ -z $server_port ]]; then
@@ -174,7 +158,7 @@ run() {
   local section=$1; shift
   start_server || return 1
   local load out rc=0
-  load=$(cut -d' ' -f1 /proc/loadavg)
+  load=$(loadavg)
   out="$work/fanout.out"
   "${loader_cpu[@]}" "$fanout" --url "ws://127.0.0.1:$server_port/ws" --server-pid "$server_pid" \
     --json "$@" >"$out" 2>"$work/fanout.err" || rc=$?
@@ -235,7 +219,7 @@ run_instr() {
       delivered+=("$(sed -n 's/.*"delivered":\([0-9]*\).*/\1/p' <<<"$step")")
       acked+=("$(sed -n 's/.*"acked":\([0-9]*\).*/\1/p' <<<"$step")")
     done
-    echo "{\"section\":\"instr-$kind\",\"load\":$(cut -d' ' -f1 /proc/loadavg),\"smoke\":$smoke,\"r\":{\"instr\":{\"subscribers\":$subs,\"rates\":[$rate,$((rate * 2))],\"seconds\":$seconds,\"ir\":[${ir[0]},${ir[1]}],\"delivered\":[${delivered[0]},${delivered[1]}],\"publications\":[${acked[0]},${acked[1]}]}}}" >>"$results"
+    echo "{\"section\":\"instr-$kind\",\"load\":$(loadavg),\"smoke\":$smoke,\"r\":{\"instr\":{\"subscribers\":$subs,\"rates\":[$rate,$((rate * 2))],\"seconds\":$seconds,\"ir\":[${ir[0]},${ir[1]}],\"delivered\":[${delivered[0]},${delivered[1]}],\"publications\":[${acked[0]},${acked[1]}]}}}" >>"$results"
     log "instr $kind: Ir ${ir[*]}, delivered ${delivered[*]}, publications ${acked[*]}"
   done
 }

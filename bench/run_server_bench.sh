@@ -60,12 +60,9 @@ beast_echo="$build/bench/switchboard_beast_echo"
 [[ -n $results ]] || results=$(mktemp /tmp/switchboard-bench.XXXXXX.jsonl)
 touch "$results"
 
-# Several source addresses for the points with many connections, so ephemeral
-# ports never run short (loopback answers on all of 127/8).
-sources="127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
+# shellcheck source=bench/bench_common.sh
+source "$repo/bench/bench_common.sh"
 declare -A pid port  # per server name
-
-log() { echo "# $*" >&2; }
 
 # start_server NAME MODE: MODE "bench" pins the server to one loop thread where
 # it has a choice; "defaults" starts it exactly as a user would.
@@ -93,11 +90,7 @@ start_server() {
       taskset -c 0 "$switchboard" "${args[@]}" >"$out" 2>&1 & ;;
   esac
   pid[$name]=$!
-  for _ in $(seq 200); do
-    grep -q 'listening on' "$out" && break
-    kill -0 "${pid[$name]}" 2>/dev/null || break
-    sleep 0.05
-  done
+  wait_listening "$out" "${pid[$name]}"
   port[$name]=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\)\/\{0,1\}$/\1/p' "$out" | head -1)
   rm -f "$out"
   if [[ -z ${port[$name]} ]]; then
@@ -112,16 +105,7 @@ stop_server() {
   local name=$1 p=${pid[$1]:-}
   [[ -n $p ]] || return 0
   unset "pid[$name]"
-  kill -TERM "$p" 2>/dev/null || return 0
-  for _ in $(seq 100); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$p" 2>/dev/null; then
-    log "$name ($p) ignored SIGTERM for 5 s; killing it"
-    kill -KILL "$p"
-  fi
-  wait "$p" 2>/dev/null || true
+  stop_pid "$name" "$p"
 }
 stop_all() { for name in "${!pid[@]}"; do stop_server "$name"; done; }
 cleanup() {
@@ -135,7 +119,6 @@ cpu_seconds() {
   awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/${pid[$1]}/stat"
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${pid[$1]}/status"; }
-loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
 # The URL of server NAME: wss:// for the TLS one.
 server_url() {
