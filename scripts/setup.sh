@@ -16,7 +16,7 @@ packages=(
   openssl ca-certificates
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev valgrind
-  python3-prometheus-client
+  python3-prometheus-client python3-jwt
   # real peers for the integration tests
   python3 python3-websockets nodejs node-ws
   # browser interop test (tests/browser)
