@@ -212,7 +212,7 @@ void add_serve_command(CLI::App& app, command_runner& run) {
   CLI::App* cmd = app.add_subcommand(
       "serve",
       "realtime server: channels, presence, history with recovery, JWT auth on /ws "
-      "(switchboard.v1), the HTTP publish API, SSE, /metrics and the demo page");
+      "(switchboard.v1), the HTTP publish API, /metrics and the demo page");
   add_serve_options(*cmd, *flags);
   cmd->callback([&run, flags] { run = [flags] { return run_serve(*flags); }; });
 }
