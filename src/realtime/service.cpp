@@ -236,6 +236,13 @@ struct service::impl {
   channel_state& channel(std::string_view name, const namespace_options* ns);
   void prune(channel_state& ch, std::int64_t now_wall);
   void maybe_drop(channel_state& ch);
+  // Appends "channel":…,"epoch":…,"offset":… (the channel's stream now).
+  static void append_stream(const channel_state& ch, std::string& out);
+  // The part of a publication the WebSocket and HTTP paths share: the size
+  // limit, then publish_locked() under the hub's lock.
+  std::optional<failure> publish(std::string_view name, const namespace_options* ns,
+                                 std::string_view data, const connection_state* from,
+                                 std::string& result);
   void publish_locked(channel_state& ch, std::string_view data, const connection_state* from,
                       std::string& result);
   void leave_locked(connection_state& conn, channel_state& ch, server::websocket* ws);
@@ -511,6 +518,26 @@ void service::impl::maybe_drop(channel_state& ch) {
   if (!ch.members.empty() || !ch.history.empty()) return;
   channels.erase(ch.name);
   channel_count.store(channels.size(), std::memory_order_relaxed);
+}
+
+void service::impl::append_stream(const channel_state& ch, std::string& out) {
+  out.append("\"channel\":");
+  append_json_string(out, ch.name);
+  out.append(",\"epoch\":");
+  append_json_string(out, ch.epoch);
+  out.append(",\"offset\":");
+  append_uint(out, ch.top);
+}
+
+std::optional<failure> service::impl::publish(std::string_view name, const namespace_options* ns,
+                                              std::string_view data,
+                                              const connection_state* from, std::string& result) {
+  if (data.size() > config.max_publication_size) {
+    return failure{413, "publication over limits.max_publication_size"};
+  }
+  std::lock_guard lock(mutex);
+  publish_locked(channel(name, ns), data, from, result);
+  return std::nullopt;
 }
 
 void service::impl::publish_locked(channel_state& ch, std::string_view data,
@@ -847,12 +874,8 @@ std::optional<failure> service::impl::cmd_subscribe(server::websocket& ws, conne
   std::lock_guard lock(mutex);
   channel_state& ch = channel(name, ns);
   prune(ch, wall_ms());
-  reply.append("\"result\":{\"channel\":");
-  append_json_string(reply, ch.name);
-  reply.append(",\"epoch\":");
-  append_json_string(reply, ch.epoch);
-  reply.append(",\"offset\":");
-  append_uint(reply, ch.top);
+  reply.append("\"result\":{");
+  append_stream(ch, reply);
   if (since) append_recovery(ch, *since, SIZE_MAX, false, reply);
   reply.append("}}");
   ws.send(reply, protocol::opcode::text);
@@ -890,12 +913,7 @@ std::optional<failure> service::impl::cmd_publish(connection_state& conn, const 
   if (ns->publish == publish_policy::subscribers && !conn.find_sub(name)) {
     return failure{403, "subscribe before publishing"};
   }
-  if (c.data.size() > config.max_publication_size) {
-    return failure{413, "publication over limits.max_publication_size"};
-  }
-  std::lock_guard lock(mutex);
-  publish_locked(channel(name, ns), c.data, &conn, result);
-  return std::nullopt;
+  return publish(name, ns, c.data, &conn, result);
 }
 
 std::optional<failure> service::impl::cmd_presence(connection_state& conn, const command& c,
@@ -934,12 +952,8 @@ std::optional<failure> service::impl::cmd_history(connection_state& conn, const 
   std::lock_guard lock(mutex);
   channel_state& ch = channel(name, ns);
   prune(ch, wall_ms());
-  result = "{\"channel\":";
-  append_json_string(result, ch.name);
-  result.append(",\"epoch\":");
-  append_json_string(result, ch.epoch);
-  result.append(",\"offset\":");
-  append_uint(result, ch.top);
+  result = "{";
+  append_stream(ch, result);
   if (since) {
     append_recovery(ch, *since, limit, true, result);
   } else {
@@ -991,14 +1005,10 @@ void service::impl::api_publish(const server::http_request& req, server::http_re
     json_error(res, 400, "no data");
     return;
   }
-  if (c.data.size() > config.max_publication_size) {
-    json_error(res, 413, "publication over limits.max_publication_size");
-    return;
-  }
   std::string result;
-  {
-    std::lock_guard lock(mutex);
-    publish_locked(channel(name, ns), c.data, nullptr, result);
+  if (auto f = publish(name, ns, c.data, nullptr, result)) {
+    json_error(res, f->code, f->message);
+    return;
   }
   res.set_content_type("application/json");
   res.set_body(std::move(result));
@@ -1111,12 +1121,8 @@ void service::impl::save_snapshot() {
     for (auto& [name, ch] : channels) {
       prune(*ch, now_wall);
       if (ch->top == 0) continue;
-      line = "{\"channel\":";
-      append_json_string(line, ch->name);
-      line.append(",\"epoch\":");
-      append_json_string(line, ch->epoch);
-      line.append(",\"offset\":");
-      append_uint(line, ch->top);
+      line = "{";
+      append_stream(*ch, line);
       line.append(",\"history\":[");
       bool first = true;
       ch->history.for_each([&](const publication& p) {
