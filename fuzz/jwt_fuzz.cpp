@@ -36,7 +36,7 @@
 #include <string>
 #include <string_view>
 #include <switchboard/protocol/http_head.hpp>
-#include <switchboard/realtime/auth.hpp>
+#include "auth.hpp"
 #include <vector>
 
 #include "head_chunks.hpp"

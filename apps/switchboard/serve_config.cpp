@@ -543,15 +543,6 @@ std::vector<std::string_view> keys_of(std::string_view section) {
   return out;
 }
 
-// Channel-name characters other than ':' (which ends the namespace).
-bool is_namespace_name(std::string_view name) {
-  if (name.empty() || name.size() > 127) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.' || c == '@' || c == '=';
-  });
-}
-
 void load_namespaces(const toml::key& section_key, const toml::node& node, realtime_config& config,
                      const std::string& file) {
   const toml::table* table = node.as_table();
@@ -564,9 +555,9 @@ void load_namespaces(const toml::key& section_key, const toml::node& node, realt
   for (const namespace_key& spec : k_namespace_keys) ns_keys.push_back(spec.key);
   for (auto&& [name, value] : *table) {
     const std::string qualified = "namespaces." + std::string(name.str());
-    if (!is_namespace_name(name.str())) {
+    if (!realtime::valid_namespace_name(name.str())) {
       throw located_error(where(file, name.source()) + ": " + qualified +
-                          ": a namespace name is 1 to 127 of A-Z a-z 0-9 _ - . @ =");
+                          ": a namespace name is 1 to 126 of A-Z a-z 0-9 _ - . @ =");
     }
     const toml::table* ns_table = value.as_table();
     if (!ns_table) {
@@ -708,21 +699,6 @@ std::string load_config_string(std::string_view text, const std::string& origin,
   return {};
 }
 
-std::string check_config(const realtime_config& config) {
-  if (config.tls_cert.empty() != config.tls_key.empty()) {
-    return std::string("server: set both tls_cert and tls_key, or neither (only ") +
-           (config.tls_cert.empty() ? "tls_key" : "tls_cert") + " is set)";
-  }
-  if (config.max_publication_size > config.max_message_size) {
-    return "limits: max_publication_size (" + std::to_string(config.max_publication_size) +
-           ") must not exceed max_message_size (" + std::to_string(config.max_message_size) + ")";
-  }
-  if (config.jwt_secret.empty() && !config.allow_anonymous) {
-    return "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)";
-  }
-  return {};
-}
-
 void add_serve_options(CLI::App& cmd, serve_flags& flags) {
   cmd.add_option("-c,--config", flags.config_file,
                  "TOML configuration file (docs/configuration.md); the flags below override it")
@@ -792,7 +768,7 @@ std::string build_serve_config(const serve_flags& flags, realtime_config& config
       return flag.name + ": " + e.reason;
     }
   }
-  return check_config(config);
+  return realtime::check_config(config);
 }
 
 }  // namespace switchboard::app

@@ -36,12 +36,6 @@ std::string load_config_file(const std::string& path, realtime::realtime_config&
 std::string load_config_string(std::string_view text, const std::string& origin,
                                realtime::realtime_config& config);
 
-// The checks that need the whole configuration, run after the file, the
-// environment and the flags: tls_cert and tls_key both or neither;
-// max_publication_size <= max_message_size; somebody can connect (a JWT secret
-// or anonymous access). Returns "" or the reason.
-std::string check_config(const realtime::realtime_config& config);
-
 // One flag as given on the command line: its long name ("--port") and its
 // values as typed (none for a switch such as --no-demo).
 struct given_flag {
@@ -72,7 +66,7 @@ inline constexpr const char* k_env_api_key = "SWITCHBOARD_API_KEY";
 
 // Builds the configuration: `config` is reset to the built-in defaults, then
 // the file (if flags.config_file is set), the environment (`env`; std::getenv
-// when empty), the flags, and check_config(). Returns "" or the error.
+// when empty), the flags, and realtime::check_config(). Returns "" or the error.
 std::string build_serve_config(const serve_flags& flags, realtime::realtime_config& config,
                                const env_lookup& env = {});
 

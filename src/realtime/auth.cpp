@@ -10,7 +10,7 @@
 // and checks the HMAC with a constant-time comparison; afterwards it asks
 // libjwt which algorithm it verified with. Claims are read with simdjson from
 // the same bytes that were signed.
-#include "switchboard/realtime/auth.hpp"
+#include "auth.hpp"
 
 #include <jwt.h>
 #include <openssl/crypto.h>

@@ -1,6 +1,8 @@
 // command.cpp — the switchboard.v1 command parser (see command.hpp).
 #include "command.hpp"
 
+#include "wire.hpp"
+
 namespace switchboard::realtime::detail {
 
 std::optional<failure> parse_command(simdjson::dom::parser& parser, std::string_view payload,
@@ -10,18 +12,18 @@ std::optional<failure> parse_command(simdjson::dom::parser& parser, std::string_
   simdjson::dom::object obj;
   // Protocol: a command is one JSON object (docs/protocol.md, "Commands and replies").
   if (parser.parse(payload.data(), payload.size()).get(root) || root.get(obj)) {
-    return failure{400, "bad request: a command is one JSON object"};
+    return make_failure(errors::not_an_object);
   }
   simdjson::dom::element id;
   if (!obj["id"].get(id)) {
     // The id is echoed verbatim in the reply, so it must be a JSON scalar we can copy.
     if (!id.is_number() && !id.is_string()) {
-      return failure{400, "bad request: id must be a number or a string"};
+      return make_failure(errors::bad_id);
     }
     out.id = simdjson::minify(id);
   }
   // Every command names itself; a non-string cmd is as good as none.
-  if (obj["cmd"].get(out.cmd)) return failure{400, "bad request: no cmd"};
+  if (obj["cmd"].get(out.cmd)) return make_failure(errors::no_cmd);
   read_command_fields(obj, out);
   return std::nullopt;
 }
@@ -39,8 +41,7 @@ void read_command_fields(simdjson::dom::object obj, command& out) {
     std::uint64_t offset = 0;
     // since = {"epoch": string, "offset": unsigned integer}; other keys are ignored.
     if (e.get(s) || s["epoch"].get(epoch) || s["offset"].get(offset)) {
-      out.since_error =
-          failure{400, "since must be {\"epoch\": string, \"offset\": unsigned integer}"};
+      out.since_error = make_failure(errors::bad_since);
     } else {
       out.since = stream_position{std::string(epoch), offset};
     }
@@ -55,7 +56,7 @@ void read_command_fields(simdjson::dom::object obj, command& out) {
     std::uint64_t limit = 0;
     // limit 0 would ask for nothing; refuse it rather than guess.
     if (e.get(limit) || limit == 0) {
-      out.limit_error = failure{400, "limit must be a positive integer"};
+      out.limit_error = make_failure(errors::bad_limit);
     } else {
       out.limit = limit;
     }
@@ -64,7 +65,7 @@ void read_command_fields(simdjson::dom::object obj, command& out) {
   if (!obj["info"].get(e)) {
     // Presence info is shown to others as an object; anything else is refused.
     if (!e.is_object()) {
-      out.info_error = failure{400, "info must be an object"};
+      out.info_error = make_failure(errors::bad_info);
     } else {
       out.has_info = true;
       out.info = simdjson::minify(e);

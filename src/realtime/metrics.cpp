@@ -1,5 +1,5 @@
 // metrics.cpp — the Prometheus registry and its text exposition (format 0.0.4).
-#include "switchboard/realtime/metrics.hpp"
+#include "metrics.hpp"
 
 #include <algorithm>
 #include <charconv>

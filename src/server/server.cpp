@@ -186,6 +186,21 @@ bool server::close(connection_id id, std::uint16_t code, std::string reason) {
   return true;
 }
 
+bool server::dispatch(connection_id id, net::unique_function<void(websocket*)> fn) {
+  if (id.loop >= core_->contexts.size()) return false;
+  detail::loop_context* c = core_->contexts[id.loop].get();
+  const auto run = [c, id](net::unique_function<void(websocket*)>& f) {
+    websocket* ws = c->find(id);
+    f(ws && ws->is_open() ? ws : nullptr);
+  };
+  if (detail::current_context == c) {
+    run(fn);
+    return true;
+  }
+  c->loop().post([run, f = std::move(fn)]() mutable { run(f); });
+  return true;
+}
+
 std::size_t server::publish(std::string_view topic, std::string_view payload, protocol::opcode op,
                             std::uint64_t sequence, publish_delivery delivery) {
   return detail::publish_to_loops(*core_, topic, payload, op, sequence,

@@ -18,6 +18,7 @@
 namespace switchboard::app {
 namespace {
 
+using realtime::check_config;
 using realtime::realtime_config;
 
 // Every field, one per line: two configurations are equal when their dumps are.
@@ -382,14 +383,26 @@ TEST(ServeConfigErrors, EmptyStringsWhereTheyMakeNoSense) {
 
 TEST(ServeConfigErrors, BadNamespaceName) {
   EXPECT_EQ(load_error("[namespaces.\"chat:room\"]\n"),
-            "FILE:1:13: namespaces.chat:room: a namespace name is 1 to 127 of A-Z a-z 0-9 _ - . "
+            "FILE:1:13: namespaces.chat:room: a namespace name is 1 to 126 of A-Z a-z 0-9 _ - . "
             "@ =");
   EXPECT_NE(load_error("[namespaces.\"with space\"]\n").find("namespaces.with space: a namespace"),
             std::string::npos);
   EXPECT_NE(load_error("[namespaces.\"\"]\n").find("a namespace name is"), std::string::npos);
   EXPECT_NE(
-      load_error("[namespaces.\"" + std::string(128, 'a') + "\"]\n").find("a namespace name is"),
+      load_error("[namespaces.\"" + std::string(127, 'a') + "\"]\n").find("a namespace name is"),
       std::string::npos);
+  // 126 leaves room for ':' and one character: the longest usable namespace.
+  EXPECT_EQ(load_error("[namespaces.\"" + std::string(126, 'a') + "\"]\n"), "");
+}
+
+TEST(ServeConfigCheck, NamespaceNamesFromCodeAreCheckedToo) {
+  // A program that fills realtime_config itself gets the file's rule.
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.namespaces["bad name"] = {};
+  EXPECT_EQ(check_config(c),
+            "namespaces: invalid namespace name 'bad name': a namespace name is 1 to 126 of A-Z "
+            "a-z 0-9 _ - . @ =");
 }
 
 // --- checks over the whole configuration -----------------------------------

@@ -1,7 +1,7 @@
 // Tests for token_verifier and find_token. Tokens are built here, independently
 // of the code under test: JSON text, a base64url encoder written below, and
 // OpenSSL's HMAC for the signature.
-#include "switchboard/realtime/auth.hpp"
+#include "auth.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>

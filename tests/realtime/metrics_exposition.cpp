@@ -7,7 +7,7 @@
 #include <initializer_list>
 #include <iostream>
 #include <limits>
-#include <switchboard/realtime/metrics.hpp>
+#include "metrics.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

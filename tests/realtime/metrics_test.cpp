@@ -1,7 +1,7 @@
 // Tests for the Prometheus registry: values, labels, escaping, histogram
 // buckets, and concurrent updates. metrics_exposition.cpp + parse_metrics.py
 // check the same output with an independent parser (prometheus_client).
-#include "switchboard/realtime/metrics.hpp"
+#include "metrics.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Tests for token_bucket, the per-connection command rate limit.
-#include "switchboard/realtime/rate_limit.hpp"
+#include "rate_limit.hpp"
 
 #include <gtest/gtest.h>
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace switchboard::realtime {
@@ -96,5 +97,18 @@ struct realtime_config {
   std::map<std::string, namespace_options, std::less<>> namespaces = {
       {k_default_namespace, namespace_options{}}};
 };
+
+// True if `name` can name a namespace: 1 to 126 of A-Z a-z 0-9 _ - . @ =
+// (room left for ':' and a channel name within the 128-byte channel limit).
+bool valid_namespace_name(std::string_view name) noexcept;
+
+// The checks a configuration must pass before a service runs it, the one
+// place they are made (`switchboard serve` calls it after the file, the
+// environment and the flags; service::listen() calls it again for programs
+// that fill the struct themselves): tls_cert and tls_key both or neither;
+// max_publication_size <= max_message_size; somebody can connect (a JWT
+// secret or anonymous access); namespace names valid. Returns "" or one line
+// saying what is wrong and how to fix it.
+std::string check_config(const realtime_config& config);
 
 }  // namespace switchboard::realtime

@@ -36,6 +36,7 @@
 #include <string_view>
 #include <system_error>
 
+#include <switchboard/net/unique_function.hpp>
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/server/endpoint.hpp>
 #include <switchboard/server/http.hpp>
@@ -134,6 +135,13 @@ class server {
   bool send(connection_id id, std::string_view payload,
             protocol::opcode op = protocol::opcode::binary);
   bool close(connection_id id, std::uint16_t code = 1000, std::string reason = {});
+  // Runs `fn` on the loop of connection `id` with its websocket, or with
+  // nullptr if by then the connection is gone or no longer open (so `fn` can
+  // undo what it was going to attach to it). Called on that loop (from one
+  // of its callbacks), `fn` runs before dispatch() returns; from any other
+  // thread it is posted. Returns false only if the id names no loop (then
+  // `fn` never runs).
+  bool dispatch(connection_id id, net::unique_function<void(websocket*)> fn);
 
   // Publishes to every subscriber of `topic` on every loop. The message is
   // framed once and the same bytes are written to each subscriber; for

@@ -1,4 +1,4 @@
-// switchboard/realtime/channel.hpp — channel names and their namespaces
+// channel.hpp — private: channel names and their namespaces
 // (docs/protocol.md, "Channels and namespaces").
 //
 // A name is 1-128 bytes of A-Z a-z 0-9 _ - . @ = :; the part before the
@@ -12,6 +12,8 @@
 namespace switchboard::realtime {
 
 inline constexpr std::size_t k_max_channel_name = 128;
+// A namespace leaves room for ':' and at least one character of a name.
+inline constexpr std::size_t k_max_namespace_name = k_max_channel_name - 2;
 
 // True for a character allowed in a channel name (':' included).
 constexpr bool is_channel_char(char c) noexcept {
@@ -28,14 +30,7 @@ constexpr bool valid_channel_name(std::string_view name) noexcept {
   return true;
 }
 
-// True if `name` can name a namespace (a channel-name prefix without ':').
-constexpr bool valid_namespace_name(std::string_view name) noexcept {
-  if (name.empty() || name.size() > k_max_channel_name) return false;
-  for (char c : name) {
-    if (c == ':' || !is_channel_char(c)) return false;
-  }
-  return true;
-}
+// valid_namespace_name() is public: <switchboard/realtime/config.hpp>.
 
 // The namespace of a valid channel name; `fallback` (the default namespace's
 // name) when the name has no ':'.

@@ -1,4 +1,4 @@
-// switchboard/realtime/metrics.hpp — a small Prometheus registry: counters,
+// metrics.hpp — private: a small Prometheus registry: counters,
 // one-label counter families, gauges and counters read from callbacks, and
 // one-label histograms, rendered in the text exposition format 0.0.4
 // (https://prometheus.io/docs/instrumenting/exposition_formats/).

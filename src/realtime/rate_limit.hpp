@@ -1,4 +1,4 @@
-// switchboard/realtime/rate_limit.hpp — the token bucket behind the per-connection
+// rate_limit.hpp — private: the token bucket behind the per-connection
 // command rate limit (limits.command_rate, limits.command_burst in
 // docs/protocol.md, "Errors").
 //

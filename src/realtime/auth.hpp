@@ -1,4 +1,4 @@
-// switchboard/realtime/auth.hpp — HS256 JSON Web Tokens for `switchboard serve`:
+// auth.hpp — private: HS256 JSON Web Tokens for `switchboard serve`:
 // checking a token (RFC 7519, RFC 7515) and finding it in an upgrade request.
 //
 // A token is accepted only when all of these hold: it is three base64url parts

@@ -1,0 +1,149 @@
+// broker.hpp — private: the seam between this node and everything that
+// crosses nodes. A broker owns each channel's stream (epoch, offsets,
+// history) and its presence, and tells the node about publications and
+// presence changes through broker_events — its own and, for a broker shared
+// by several nodes, the other nodes'.
+//
+// The hub (hub.hpp) is the broker's only caller on a node. The memory broker
+// (memory_broker.hpp) is the embedded default; a networked broker implements
+// the same contract with its calls answered later, from its own thread.
+//
+// Ordering: the broker assigns offsets, so a channel has one order, the same
+// on every node; broker_events::on_publication is called for one channel in
+// that order, one call at a time.
+//
+// Completions: every call that answers does so through a completion, exactly
+// once, possibly before the call returns (the memory broker always does) and
+// possibly on another thread (a networked broker). A completion is never run
+// with a broker lock held, so it may call the broker again.
+//
+// Thread-safety: every member function may be called from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <switchboard/net/unique_function.hpp>
+#include <switchboard/realtime/config.hpp>
+
+#include "command.hpp"
+
+namespace switchboard::realtime::detail {
+
+// How presence shows one client; shared by every channel the client is in.
+struct presence_entry {
+  std::string client;  // the client id (unique in the cluster)
+  std::string json;    // {"client":"…","user":"…","info":{…}} (wire.hpp presence_json())
+};
+
+struct publish_result {
+  std::optional<failure> error;  // set: nothing was published
+  std::string epoch;
+  std::uint64_t offset = 0;
+};
+
+// What to read from a channel's stream.
+struct read_request {
+  // Set: recovery — what came after this position, and whether that can be
+  // told exactly (same epoch, position not ahead, nothing missing between).
+  std::optional<stream_position> since;
+  std::size_t limit = SIZE_MAX;  // at most this many publications, oldest first
+  // When `since` cannot be served: false, no publications (subscribe tells
+  // the client it did not recover); true, the latest `limit` (history).
+  bool latest_when_lost = false;
+};
+
+struct read_result {
+  std::optional<failure> error;  // set: the stream could not be read
+  std::string epoch;             // the stream's position now
+  std::uint64_t offset = 0;
+  // Set when the request had `since`: whether it was recovered, and if not why.
+  std::optional<bool> recovered;
+  std::string_view reason;
+  // Kept publications, oldest first, each {"offset":N,…} (wire.hpp
+  // append_publication), comma-separated: what recovery sent, or the latest.
+  std::string publications;
+};
+
+struct channel_info {
+  std::string name;
+  std::string epoch;
+  std::uint64_t offset = 0;
+};
+
+// The node's side of the broker: what it hears about channels it subscribed
+// to (subscribe_node). REQUIRES: an implementation never calls back into the
+// broker from these (they may run with a broker lock held).
+class broker_events {
+ public:
+  // A publication of `channel`, in offset order. `tail` is the publication
+  // after its offset (wire.hpp publication_tail()).
+  virtual void on_publication(std::string_view channel, std::string_view epoch,
+                              std::uint64_t offset, std::string_view tail) = 0;
+  // A client joined (`join`) or left the presence of `channel`.
+  virtual void on_presence(std::string_view channel, std::string_view epoch, bool join,
+                           std::string_view entry_json) = 0;
+
+ protected:
+  ~broker_events() = default;
+};
+
+class broker {
+ public:
+  template <class T>
+  using completion = net::unique_function<void(T)>;
+
+  virtual ~broker() = default;
+
+  // Starts the broker (loads saved state, connects). Returns "" or why it
+  // cannot start. `events` must outlive the broker.
+  virtual std::string start(broker_events& events) = 0;
+  // Stops it (saves state). Idempotent.
+  virtual void stop() = 0;
+  // "" while the broker can serve; otherwise why not (/healthz says it).
+  virtual std::string health() const = 0;
+
+  // The node has its first local subscriber of `channel` / its last one left.
+  // While subscribed, the node gets the channel's events and the channel's
+  // stream keeps its epoch.
+  virtual void subscribe_node(std::string_view channel, const namespace_options& ns) = 0;
+  virtual void unsubscribe_node(std::string_view channel) = 0;
+
+  // Publishes: takes the next offset, keeps the publication as the namespace
+  // says (history size, TTL), emits on_publication, then completes.
+  virtual void publish(std::string_view channel, const namespace_options& ns, std::string tail,
+                       completion<publish_result> done) = 0;
+
+  // Reads the channel's position and kept publications (see read_request).
+  virtual void read(std::string_view channel, const namespace_options& ns, read_request request,
+                    completion<read_result> done) = 0;
+
+  // Presence: `entry` joins / leaves `channel` (on_presence follows).
+  virtual void presence_add(std::string_view channel, std::shared_ptr<const presence_entry> entry) = 0;
+  virtual void presence_remove(std::string_view channel, std::string_view client) = 0;
+  // The entries of `channel`, comma-separated JSON objects, in no set order.
+  struct presence_result {
+    std::optional<failure> error;
+    std::string entries;
+  };
+  virtual void presence(std::string_view channel, completion<presence_result> done) = 0;
+
+  // Every channel with state (subscribers or kept history), in no set order.
+  struct channels_result {
+    std::optional<failure> error;
+    std::vector<channel_info> channels;
+  };
+  virtual void channels(completion<channels_result> done) = 0;
+  // Channels with state now (a gauge; may lag).
+  virtual std::size_t channel_count() const = 0;
+
+  // Periodic upkeep (history TTL); called about every 200 ms.
+  virtual void tick() = 0;
+};
+
+}  // namespace switchboard::realtime::detail

@@ -1,0 +1,125 @@
+// http_api.cpp — POST /api/publish, GET /api/channels (see http_api.hpp).
+//
+// The handlers answer synchronously, so they need a broker that completes
+// before returning (the memory broker does).
+#include "http_api.hpp"
+
+#include <openssl/crypto.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cassert>
+
+#include "json.hpp"
+#include "wire.hpp"
+
+namespace switchboard::realtime::detail {
+
+namespace {
+
+void json_error(server::http_response& res, int status, std::string_view message) {
+  res.set_status(status);
+  res.set_content_type("application/json");
+  res.set_body(http_error_body(status, message));
+}
+
+}  // namespace
+
+http_api::http_api(const realtime_config& config, hub& h, const sessions& s)
+    : config_(config), hub_(h), sessions_(s) {}
+
+void http_api::install(server::server& srv) {
+  srv.http("POST", "/api/publish", [this](const server::http_request& req,
+                                          server::http_response& res) { publish(req, res); });
+  srv.http("GET", "/api/channels", [this](const server::http_request& req,
+                                          server::http_response& res) { channels(req, res); });
+}
+
+bool http_api::check_api_key(const server::http_request& req, server::http_response& res) const {
+  if (config_.api_key.empty()) {
+    json_error(res, 403, "the HTTP API is off: no api.key configured");
+    return false;
+  }
+  const auto key = req.header("X-API-Key");
+  // Constant time: the comparison must not tell an attacker how much of a guess was right.
+  if (!key || key->size() != config_.api_key.size() ||
+      CRYPTO_memcmp(key->data(), config_.api_key.data(), key->size()) != 0) {
+    json_error(res, 401, key ? "bad API key" : "missing X-API-Key");
+    return false;
+  }
+  return true;
+}
+
+void http_api::publish(const server::http_request& req, server::http_response& res) {
+  if (!check_api_key(req, res)) return;
+  thread_local simdjson::dom::parser parser;
+  const std::string_view body = req.body();
+  simdjson::dom::element root;
+  simdjson::dom::object obj;
+  if (parser.parse(body.data(), body.size()).get(root) || root.get(obj)) {
+    json_error(res, 400, "the body must be a JSON object");
+    return;
+  }
+  command c;
+  read_command_fields(obj, c);
+  std::string_view name;
+  const namespace_options* ns = nullptr;
+  if (auto f = sessions_.check_channel(nullptr, c, name, ns)) {
+    json_error(res, f->code, f->message);
+    return;
+  }
+  if (!c.has_data) {
+    json_error(res, 400, "no data");
+    return;
+  }
+  bool answered = false;
+  hub_.publish(name, *ns, c.data, {}, {}, [&](publish_result r) {
+    answered = true;
+    if (r.error) {
+      json_error(res, r.error->code, r.error->message);
+      return;
+    }
+    std::string result;
+    append_publish_result(result, r.epoch, r.offset);
+    res.set_content_type("application/json");
+    res.set_body(std::move(result));
+  });
+  assert(answered && "the HTTP API needs a broker that completes before returning");
+}
+
+void http_api::channels(const server::http_request& req, server::http_response& res) {
+  if (!check_api_key(req, res)) return;
+  broker::channels_result r;
+  bool answered = false;
+  hub_.backend().channels([&](broker::channels_result got) {
+    r = std::move(got);
+    answered = true;
+  });
+  assert(answered && "the HTTP API needs a broker that completes before returning");
+  if (r.error) {
+    json_error(res, r.error->code, r.error->message);
+    return;
+  }
+  std::sort(r.channels.begin(), r.channels.end(),
+            [](const channel_info& a, const channel_info& b) { return a.name < b.name; });
+  std::string body = "{\"channels\":[";
+  bool first = true;
+  for (const channel_info& ch : r.channels) {
+    if (!first) body.push_back(',');
+    first = false;
+    body.append("{\"channel\":");
+    append_json_string(body, ch.name);
+    body.append(",\"subscribers\":");
+    append_uint(body, hub_.subscribers(ch.name));
+    body.append(",\"epoch\":");
+    append_json_string(body, ch.epoch);
+    body.append(",\"offset\":");
+    append_uint(body, ch.offset);
+    body.push_back('}');
+  }
+  body.append("]}");
+  res.set_content_type("application/json");
+  res.set_body(std::move(body));
+}
+
+}  // namespace switchboard::realtime::detail

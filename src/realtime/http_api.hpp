@@ -1,0 +1,37 @@
+// http_api.hpp — private: the HTTP API of `switchboard serve` (docs/protocol.md,
+// "HTTP API"): POST /api/publish and GET /api/channels, behind X-API-Key.
+// Publishing goes through the hub like a WebSocket publish: the same size
+// limit, offsets, history and metrics.
+//
+// Thread-safety: the handlers run on loop threads, any number at once.
+#pragma once
+
+#include <switchboard/realtime/config.hpp>
+#include <switchboard/server/http.hpp>
+#include <switchboard/server/server.hpp>
+
+#include "hub.hpp"
+#include "session.hpp"
+
+namespace switchboard::realtime::detail {
+
+class http_api {
+ public:
+  // Every reference must outlive this object.
+  http_api(const realtime_config& config, hub& h, const sessions& s);
+
+  // Adds the API's routes to `srv`. REQUIRES: before srv.listen().
+  void install(server::server& srv);
+
+ private:
+  // False (and `res` holds the 401/403) unless the request has the API key.
+  bool check_api_key(const server::http_request& req, server::http_response& res) const;
+  void publish(const server::http_request& req, server::http_response& res);
+  void channels(const server::http_request& req, server::http_response& res);
+
+  const realtime_config& config_;
+  hub& hub_;
+  const sessions& sessions_;
+};
+
+}  // namespace switchboard::realtime::detail

@@ -1,0 +1,92 @@
+// hub.cpp — this node's channels and fan-out (see hub.hpp).
+#include "hub.hpp"
+
+#include "wire.hpp"
+
+namespace switchboard::realtime::detail {
+
+hub::hub(const realtime_config& config, server::server& srv, broker& b, counter& publications)
+    : config_(config), srv_(srv), broker_(b), publications_(publications) {}
+
+std::string hub::topic_of(std::string_view channel, std::string_view epoch) {
+  std::string t;
+  t.reserve(channel.size() + 1 + epoch.size());
+  t.append(channel);
+  t.push_back('#');
+  t.append(epoch);
+  return t;
+}
+
+local_channel& hub::join(std::string_view name, const namespace_options& ns) {
+  std::lock_guard lock(mutex_);
+  auto it = channels_.find(name);
+  if (it == channels_.end()) {
+    auto ch = std::make_unique<local_channel>();
+    ch->name.assign(name);
+    ch->ns = &ns;
+    it = channels_.emplace(ch->name, std::move(ch)).first;
+  }
+  local_channel& ch = *it->second;
+  // Under the hub's lock, so a concurrent last leave can't unsubscribe the
+  // node between this subscribe and the caller's read.
+  if (ch.subscribers++ == 0) broker_.subscribe_node(name, ns);
+  return ch;
+}
+
+void hub::leave(local_channel& ch) {
+  std::lock_guard lock(mutex_);
+  if (--ch.subscribers != 0) return;
+  broker_.unsubscribe_node(ch.name);
+  channels_.erase(ch.name);
+}
+
+const std::string& hub::set_epoch(local_channel& ch, std::string_view epoch) {
+  std::lock_guard lock(mutex_);
+  if (ch.topic.size() != ch.name.size() + 1 + epoch.size() ||
+      std::string_view(ch.topic).substr(ch.name.size() + 1) != epoch) {
+    ch.topic = topic_of(ch.name, epoch);
+  }
+  return ch.topic;
+}
+
+std::size_t hub::subscribers(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  const auto it = channels_.find(name);
+  return it == channels_.end() ? 0 : it->second->subscribers;
+}
+
+void hub::publish(std::string_view channel, const namespace_options& ns, std::string_view data,
+                  std::string_view client, std::string_view user,
+                  broker::completion<publish_result> done) {
+  if (data.size() > config_.max_publication_size) {
+    done(publish_result{make_failure(errors::publication_too_large), {}, 0});
+    return;
+  }
+  broker_.publish(channel, ns, publication_tail(data, client, user),
+                  [this, done = std::move(done)](publish_result r) mutable {
+                    if (!r.error) publications_.inc();
+                    done(std::move(r));
+                  });
+}
+
+void hub::on_publication(std::string_view channel, std::string_view epoch, std::uint64_t offset,
+                         std::string_view tail) {
+  thread_local std::string push;
+  thread_local std::string topic;
+  publication_push(push, channel, epoch, offset, tail);
+  topic.assign(channel);
+  topic.push_back('#');
+  topic.append(epoch);
+  srv_.publish(topic, push, protocol::opcode::text, offset, server::publish_delivery::queued);
+}
+
+void hub::on_presence(std::string_view channel, std::string_view epoch, bool join,
+                      std::string_view entry_json) {
+  thread_local std::string push;
+  presence_push(push, join ? "join" : "leave", channel, entry_json);
+  // Unsequenced: a presence change is not part of the channel's history.
+  srv_.publish(topic_of(channel, epoch), push, protocol::opcode::text, 0,
+               server::publish_delivery::queued);
+}
+
+}  // namespace switchboard::realtime::detail

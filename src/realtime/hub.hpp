@@ -1,0 +1,100 @@
+// hub.hpp — private: this node's channels. Which channels have local
+// subscribers (and how many), the server topic each one is delivered on, the
+// fan-out of the broker's events to this node's connections, and the one
+// publish path that WebSocket and HTTP publishers share.
+//
+// Delivery: a publication goes out as server::publish(topic, push, sequence =
+// offset, queued): through every loop's FIFO queue, so each loop sees a
+// channel's publications in the broker's order, and a subscriber that caught
+// up to offset H (websocket::subscribe(topic, H)) gets every later one once.
+// The topic is "channel#epoch": a new epoch is a new topic, so offsets of an
+// old epoch never filter a new one.
+//
+// Thread-safety: every member function may be called from any thread. The
+// hub's mutex is taken before the broker's, never after: broker events do
+// not take it.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <switchboard/realtime/config.hpp>
+#include <switchboard/server/server.hpp>
+
+#include "broker.hpp"
+#include "metrics.hpp"
+
+namespace switchboard::realtime::detail {
+
+// A channel with subscribers on this node. Owned by the hub; connections
+// hold pointers to the ones they are subscribed to (valid while subscribed).
+struct local_channel {
+  std::string name;
+  std::string topic;  // "name#epoch"; set by the first subscriber's read
+  const namespace_options* ns = nullptr;
+  std::size_t subscribers = 0;
+};
+
+class hub final : public broker_events {
+ public:
+  // `srv` and `b` must outlive the hub; `publications` counts accepted ones.
+  hub(const realtime_config& config, server::server& srv, broker& b, counter& publications);
+
+  broker& backend() noexcept { return broker_; }
+
+  // A connection of this node subscribes / stops. The first local subscriber
+  // subscribes the node in the broker; the last one unsubscribes it.
+  local_channel& join(std::string_view name, const namespace_options& ns);
+  void leave(local_channel& ch);
+  // Sets the channel's topic from the epoch its subscriber read, and returns
+  // it. REQUIRES: the caller joined `ch`.
+  const std::string& set_epoch(local_channel& ch, std::string_view epoch);
+  // Subscribers on this node, by channel name (0 if none).
+  std::size_t subscribers(std::string_view name);
+  // Subscriptions on this node, over every channel.
+  std::size_t subscriptions() const noexcept {
+    return subscriptions_.load(std::memory_order_relaxed);
+  }
+  void count_subscription(int delta) noexcept {
+    subscriptions_.fetch_add(static_cast<std::size_t>(delta), std::memory_order_relaxed);
+  }
+
+  // The publish path of every transport: checks the size limit, publishes
+  // through the broker, counts it. `client`/`user` name the publisher (empty
+  // for the HTTP API). `done` runs once, maybe before this returns.
+  void publish(std::string_view channel, const namespace_options& ns, std::string_view data,
+               std::string_view client, std::string_view user,
+               broker::completion<publish_result> done);
+
+  static std::string topic_of(std::string_view channel, std::string_view epoch);
+
+  // broker_events: fan-out to this node's subscribers.
+  void on_publication(std::string_view channel, std::string_view epoch, std::uint64_t offset,
+                      std::string_view tail) override;
+  void on_presence(std::string_view channel, std::string_view epoch, bool join,
+                   std::string_view entry_json) override;
+
+ private:
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+
+  const realtime_config& config_;
+  server::server& srv_;
+  broker& broker_;
+  counter& publications_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::unique_ptr<local_channel>, string_hash, std::equal_to<>>
+      channels_;
+  std::atomic<std::size_t> subscriptions_{0};
+};
+
+}  // namespace switchboard::realtime::detail

@@ -1,0 +1,483 @@
+// session.cpp — the switchboard.v1 session of a /ws connection (see
+// session.hpp).
+//
+// Commands that need the broker (subscribe, publish, presence, history) send
+// their reply from the broker's completion, on the connection's loop
+// (server::dispatch). With the memory broker that happens before the command
+// returns; with a networked broker it happens later, and a connection that
+// closed meanwhile gets nothing (a subscribe then undoes its join).
+//
+// Subscribe without gaps or duplicates: the node is subscribed in the broker
+// (hub::join) before the stream is read, so every publication after the read
+// reaches this loop's queue; the reply (history up to offset H) is sent, then
+// the connection joins the topic with after = H. A publication already queued
+// for this loop with an offset <= H is skipped for it, every later one is
+// delivered after the reply.
+#include "session.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "channel.hpp"
+#include "json.hpp"
+#include "support.hpp"
+#include "wire.hpp"
+
+namespace switchboard::realtime::detail {
+
+namespace {
+
+constexpr std::size_t k_max_anonymous_info = 1024;
+
+// The completion of a broker call made for `ws`: `then(websocket*, result)`
+// runs on the connection's loop (at once if the broker answered before
+// returning), with nullptr if the connection is gone or closing.
+template <class T, class F>
+broker::completion<T> on_loop(server::server& srv, const server::websocket& ws, F then) {
+  return [&srv, id = ws.id(), then = std::move(then)](T result) mutable {
+    srv.dispatch(id, [then = std::move(then), r = std::move(result)](
+                         server::websocket* w) mutable { then(w, std::move(r)); });
+  };
+}
+
+void send_text(server::websocket& ws, const std::string& message) {
+  ws.send(message, protocol::opcode::text);
+}
+
+}  // namespace
+
+local_channel* connection_state::find_sub(std::string_view name) const noexcept {
+  for (local_channel* ch : subs) {
+    if (ch->name == name) return ch;
+  }
+  return nullptr;
+}
+
+sessions::sessions(const realtime_config& config, hub& h, const token_verifier* verifier,
+                   session_metrics metrics, log_function log)
+    : config_(config), hub_(h), verifier_(verifier), metrics_(metrics), log_(std::move(log)) {}
+
+void sessions::install(server::ws_behavior& b, server::server& srv) {
+  srv_ = &srv;
+  b.with_user_data<connection_state>();
+  b.on_upgrade = [this](server::upgrade_request& req) { on_upgrade(req); };
+  b.on_open = [this](server::websocket& ws) { on_open(ws); };
+  b.on_message = [this](server::websocket& ws, std::string_view payload, protocol::opcode op) {
+    on_message(ws, payload, op);
+  };
+  b.on_close = [this](server::websocket& ws, std::uint16_t code, std::string_view) {
+    on_close(ws, code);
+  };
+}
+
+void sessions::tick() {
+  const std::uint64_t now = mono_ms();
+  std::vector<server::connection_id> late;
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    for (auto it = connect_deadlines_.begin(); it != connect_deadlines_.end();) {
+      if (it->second <= now) {
+        late.push_back(it->first->id);
+        it = connect_deadlines_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& id : late) {
+    say(log_level::info, "connection closed: no connect within auth.connect_timeout");
+    srv_->close(id, k_close_auth, "authentication timeout");
+  }
+}
+
+token_result sessions::authenticate(std::string_view token, std::string_view what) {
+  token_result r;
+  if (verifier_) {
+    r = verifier_->verify(token, wall_ms() / 1000);
+  } else {
+    r.error = "tokens are not accepted (no auth.jwt_secret)";
+  }
+  if (!r.claims) {
+    metrics_.handshake_failures->with("auth").inc();
+    say(log_level::warn, std::string(what) + " refused: " + r.error);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Connection lifecycle
+
+void sessions::on_upgrade(server::upgrade_request& req) {
+  auto& conn = req.data<connection_state>();
+  const std::string_view origin = req.origin();
+  // Origin is decided before the 101 (DESIGN: never after). No Origin: not a browser.
+  if (!config_.allowed_origins.empty() && !origin.empty() &&
+      std::find(config_.allowed_origins.begin(), config_.allowed_origins.end(), origin) ==
+          config_.allowed_origins.end()) {
+    conn.rejected = true;
+    metrics_.handshake_failures->with("origin").inc();
+    say(log_level::warn, "upgrade refused: origin not allowed: " + std::string(origin));
+    req.reject(403, "origin not allowed");
+    return;
+  }
+  if (auto token = find_token(req.head(), req.query(), config_.cookie_name,
+                              config_.allow_token_in_url)) {
+    token_result r = authenticate(*token, "upgrade");
+    // A token in the request is checked before the 101: a bad one is a 401, not a close.
+    if (!r.claims) {
+      conn.rejected = true;
+      req.reject(401, r.error);
+      return;
+    }
+    conn.user = r.claims->user;
+    conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+    conn.connected = true;
+  } else if (!config_.allow_anonymous) {
+    conn.needs_connect = true;
+  }
+  conn.client = random_hex(8);
+  conn.bucket.emplace(config_.command_rate, config_.command_burst);
+  const std::string_view offered[] = {k_subprotocol};
+  if (req.select_subprotocol(offered)) {
+    req.accept(k_subprotocol);
+  } else {
+    req.accept();
+  }
+}
+
+void sessions::on_open(server::websocket& ws) {
+  auto& conn = ws.data<connection_state>();
+  conn.id = ws.id();
+  conn.presence = std::make_shared<const presence_entry>(presence_entry{
+      conn.client, presence_json(conn.client, conn.user,
+                                  conn.claims ? std::string_view(conn.claims->info) : "")});
+  if (conn.needs_connect) {
+    std::lock_guard lock(deadlines_mutex_);
+    connect_deadlines_[&conn] =
+        mono_ms() + static_cast<std::uint64_t>(to_ms(config_.connect_timeout).count());
+  }
+}
+
+void sessions::on_close(server::websocket& ws, std::uint16_t code) {
+  auto& conn = ws.data<connection_state>();
+  metrics_.closes->with(std::to_string(code)).inc();
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    connect_deadlines_.erase(&conn);
+  }
+  while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
+}
+
+void sessions::leave(connection_state& conn, local_channel& ch, server::websocket* ws) {
+  if (ws) ws->unsubscribe(ch.topic);
+  conn.subs.erase(std::find(conn.subs.begin(), conn.subs.end(), &ch));
+  hub_.count_subscription(-1);
+  // The leave push goes out before the node may unsubscribe (the stream's epoch names its topic).
+  if (ch.ns->presence) hub_.backend().presence_remove(ch.name, conn.client);
+  hub_.leave(ch);
+}
+
+// ---------------------------------------------------------------------------
+// Commands
+
+void sessions::on_message(server::websocket& ws, std::string_view payload, protocol::opcode op) {
+  auto& conn = ws.data<connection_state>();
+  // switchboard.v1 is JSON text only (docs/protocol.md, "Close codes").
+  if (op != protocol::opcode::text) {
+    ws.close(1003, "binary messages are not supported");
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  thread_local simdjson::dom::parser parser;
+  thread_local std::string reply;
+  thread_local std::string result;
+  reply.clear();
+  result.clear();
+
+  command c;
+  bool close_after = false;
+  bool replied = false;
+  std::optional<failure> fail = parse_command(parser, payload, c);
+  const std::string_view cmd = c.cmd;
+  if (!fail) {
+    if (!conn.bucket->take(mono_ms())) {
+      metrics_.rate_limited->inc();
+      if (++conn.refused >= config_.rate_limit_close) {
+        say(log_level::warn, "connection " + conn.client + " closed: rate limit exceeded");
+        ws.close(1008, "rate limit exceeded");
+        return;
+      }
+      fail = make_failure(errors::rate_limited);
+    } else {
+      conn.refused = 0;
+      fail = dispatch(ws, conn, c, result, close_after, replied);
+    }
+  }
+  if (fail) {
+    reply_error(reply, c.id, *fail);
+    send_text(ws, reply);
+  } else if (!replied) {
+    reply_result(reply, c.id, result);
+    send_text(ws, reply);
+  }
+  if (close_after) ws.close(k_close_auth, fail ? std::string_view(fail->message) : "");
+  const std::string_view label =
+      cmd == "connect" || cmd == "subscribe" || cmd == "unsubscribe" || cmd == "publish" ||
+              cmd == "presence" || cmd == "history" || cmd == "ping"
+          ? cmd
+          : std::string_view("invalid");
+  metrics_.command_duration->observe(
+      label, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
+std::optional<failure> sessions::dispatch(server::websocket& ws, connection_state& conn,
+                                          const command& c, std::string& result,
+                                          bool& close_after, bool& replied) {
+  const std::string_view cmd = c.cmd;
+  if (cmd == "connect") return cmd_connect(conn, c, result, close_after);
+  if (conn.needs_connect) return make_failure(errors::not_authenticated);
+  if (cmd == "ping") return std::nullopt;
+  if (cmd == "unsubscribe") return cmd_unsubscribe(ws, conn, c);
+  // The rest answer from the broker's completion.
+  std::optional<failure> f;
+  if (cmd == "subscribe") {
+    f = cmd_subscribe(ws, conn, c);
+  } else if (cmd == "publish") {
+    f = cmd_publish(ws, conn, c);
+  } else if (cmd == "presence") {
+    f = cmd_presence(ws, conn, c);
+  } else if (cmd == "history") {
+    f = cmd_history(ws, conn, c);
+  } else {
+    return make_failure(errors::unknown_command, cmd);
+  }
+  if (!f) replied = true;
+  return f;
+}
+
+std::optional<failure> sessions::cmd_connect(connection_state& conn, const command& c,
+                                             std::string& result, bool& close_after) {
+  if (conn.connected) return make_failure(errors::already_connected);
+  if (!conn.subs.empty()) return make_failure(errors::connect_after_subscribe);
+  std::string info;
+  if (c.has_token) {
+    token_result r = authenticate(c.token, "connect");
+    if (!r.claims) {
+      close_after = true;
+      return make_failure(errors::bad_token, r.error);
+    }
+    conn.user = r.claims->user;
+    info = r.claims->info;
+    conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+  } else {
+    if (!config_.allow_anonymous) {
+      close_after = true;
+      return make_failure(errors::token_required);
+    }
+    if (c.info_error) return c.info_error;
+    if (c.has_info) {
+      info = c.info;
+      if (info.size() > k_max_anonymous_info) return make_failure(errors::info_too_large);
+    }
+  }
+  conn.connected = true;
+  conn.needs_connect = false;
+  conn.presence = std::make_shared<const presence_entry>(
+      presence_entry{conn.client, presence_json(conn.client, conn.user, info)});
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    connect_deadlines_.erase(&conn);
+  }
+  result = "{\"client\":";
+  append_json_string(result, conn.client);
+  if (!conn.user.empty()) {
+    result.append(",\"user\":");
+    append_json_string(result, conn.user);
+  }
+  result.push_back('}');
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::check_channel(const connection_state* conn, const command& c,
+                                               std::string_view& name,
+                                               const namespace_options*& ns) const {
+  if (!c.has_channel) return make_failure(errors::no_channel);
+  name = c.channel;
+  if (!valid_channel_name(name)) return make_failure(errors::invalid_channel);
+  const auto it = config_.namespaces.find(namespace_of(name, k_default_namespace));
+  if (it == config_.namespaces.end()) {
+    return make_failure(errors::unknown_namespace, namespace_of(name, k_default_namespace));
+  }
+  ns = &it->second;
+  if (conn && !conn->grants(name)) return make_failure(errors::channel_not_granted, name);
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection_state& conn,
+                                               const command& c) {
+  std::string_view name;
+  const namespace_options* ns = nullptr;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
+  if (c.since_error) return c.since_error;
+  if (conn.find_sub(name)) return make_failure(errors::already_subscribed);
+  if (conn.subs.size() >= config_.max_subscriptions) {
+    return make_failure(errors::subscription_limit);
+  }
+  local_channel& ch = hub_.join(name, *ns);
+  read_request request;
+  request.since = c.since;
+  hub_.backend().read(
+      name, *ns, std::move(request),
+      on_loop<read_result>(*srv_, ws, [this, &ch, id = c.id](server::websocket* w, read_result r) {
+        if (!w) {  // closed meanwhile: nothing to attach to
+          hub_.leave(ch);
+          return;
+        }
+        thread_local std::string reply;
+        if (r.error) {
+          hub_.leave(ch);
+          reply_error(reply, id, *r.error);
+          send_text(*w, reply);
+          return;
+        }
+        auto& conn = w->data<connection_state>();
+        const std::string& topic = hub_.set_epoch(ch, r.epoch);
+        reply_start(reply, id);
+        reply.append("\"result\":{");
+        append_stream(reply, ch.name, r.epoch, r.offset);
+        if (r.recovered) {
+          reply.append(",\"recovered\":");
+          reply.append(*r.recovered ? "true" : "false");
+          if (!*r.recovered) {
+            reply.append(",\"reason\":");
+            append_json_string(reply, r.reason);
+          }
+          reply.append(",\"publications\":[");
+          reply.append(r.publications);
+          reply.push_back(']');
+        }
+        reply.append("}}");
+        send_text(*w, reply);
+        w->subscribe(topic, r.offset);
+        conn.subs.push_back(&ch);
+        hub_.count_subscription(1);
+        if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
+      }));
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_unsubscribe(server::websocket& ws, connection_state& conn,
+                                                 const command& c) {
+  if (!c.has_channel) return make_failure(errors::no_channel);
+  const std::string_view name = c.channel;
+  if (!valid_channel_name(name)) return make_failure(errors::invalid_channel);
+  local_channel* ch = conn.find_sub(name);
+  if (!ch) return make_failure(errors::not_subscribed);
+  leave(conn, *ch, &ws);
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_state& conn,
+                                             const command& c) {
+  std::string_view name;
+  const namespace_options* ns = nullptr;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
+  if (!c.has_data) return make_failure(errors::no_data);
+  if (ns->publish == publish_policy::none) return make_failure(errors::publish_not_allowed);
+  if (ns->publish == publish_policy::subscribers && !conn.find_sub(name)) {
+    return make_failure(errors::subscribe_first);
+  }
+  hub_.publish(name, *ns, c.data, conn.client, conn.user,
+               on_loop<publish_result>(*srv_, ws, [id = c.id](server::websocket* w,
+                                                              publish_result r) {
+                 if (!w) return;
+                 thread_local std::string reply;
+                 thread_local std::string result;
+                 if (r.error) {
+                   reply_error(reply, id, *r.error);
+                 } else {
+                   result.clear();
+                   append_publish_result(result, r.epoch, r.offset);
+                   reply_result(reply, id, result);
+                 }
+                 send_text(*w, reply);
+               }));
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_state& conn,
+                                              const command& c) {
+  std::string_view name;
+  const namespace_options* ns = nullptr;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
+  if (!ns->presence) return make_failure(errors::presence_off);
+  hub_.backend().presence(
+      name, on_loop<broker::presence_result>(
+                *srv_, ws,
+                [id = c.id, channel = std::string(name)](server::websocket* w,
+                                                         broker::presence_result r) {
+                  if (!w) return;
+                  thread_local std::string reply;
+                  thread_local std::string result;
+                  if (r.error) {
+                    reply_error(reply, id, *r.error);
+                  } else {
+                    result = "{\"channel\":";
+                    append_json_string(result, channel);
+                    result.append(",\"clients\":[");
+                    result.append(r.entries);
+                    result.append("]}");
+                    reply_result(reply, id, result);
+                  }
+                  send_text(*w, reply);
+                }));
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_history(server::websocket& ws, connection_state& conn,
+                                             const command& c) {
+  std::string_view name;
+  const namespace_options* ns = nullptr;
+  if (auto f = check_channel(&conn, c, name, ns)) return f;
+  if (ns->history_size == 0) return make_failure(errors::history_off);
+  if (c.since_error) return c.since_error;
+  if (c.limit_error) return c.limit_error;
+  read_request request;
+  request.since = c.since;
+  request.limit = ns->history_size;
+  if (c.limit) request.limit = std::min<std::size_t>(request.limit, *c.limit);
+  request.latest_when_lost = true;
+  hub_.backend().read(
+      name, *ns, std::move(request),
+      on_loop<read_result>(*srv_, ws, [id = c.id, channel = std::string(name)](
+                                          server::websocket* w, read_result r) {
+        if (!w) return;
+        thread_local std::string reply;
+        thread_local std::string result;
+        if (r.error) {
+          reply_error(reply, id, *r.error);
+        } else {
+          result.clear();
+          result.push_back('{');
+          append_stream(result, channel, r.epoch, r.offset);
+          if (r.recovered) {
+            result.append(",\"recovered\":");
+            result.append(*r.recovered ? "true" : "false");
+            if (!*r.recovered) {
+              result.append(",\"reason\":");
+              append_json_string(result, r.reason);
+            }
+          }
+          result.append(",\"publications\":[");
+          result.append(r.publications);
+          result.append("]}");
+          reply_result(reply, id, result);
+        }
+        send_text(*w, reply);
+      }));
+  return std::nullopt;
+}
+
+}  // namespace switchboard::realtime::detail

@@ -1,0 +1,127 @@
+// session.hpp — private: the switchboard.v1 session of one /ws connection:
+// the upgrade (Origin, token), the commands (connect, subscribe, unsubscribe,
+// publish, presence, history, ping), the per-connection limits (rate,
+// subscriptions) and what a connection leaves behind when it closes.
+// docs/protocol.md is the contract; wire.hpp builds every byte it sends.
+//
+// Thread-safety: the ws_behavior callbacks run on the connection's loop, as
+// the server calls them; tick() runs on any thread (the service's
+// housekeeping thread). Connections of different loops share the hub and the
+// broker, which are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <switchboard/realtime/config.hpp>
+#include <switchboard/realtime/service.hpp>
+#include <switchboard/server/server.hpp>
+#include <switchboard/server/websocket.hpp>
+
+#include "auth.hpp"
+#include "hub.hpp"
+#include "metrics.hpp"
+#include "rate_limit.hpp"
+
+namespace switchboard::realtime::detail {
+
+// The metrics a session moves; owned by the service's registry.
+struct session_metrics {
+  counter* rate_limited = nullptr;
+  counter_family* handshake_failures = nullptr;  // by reason
+  counter_family* closes = nullptr;              // by close code
+  histogram_family* command_duration = nullptr;  // by command
+};
+
+// Per-connection state, stored inline in the server's connection object
+// (ws_behavior::with_user_data): no allocation beyond the strings.
+struct connection_state {
+  server::connection_id id{};
+  std::string client;  // 16 hex digits, unique in the server
+  std::string user;    // token "sub"; empty for anonymous clients
+  // How presence shows this client (shared with the broker's presence lists).
+  std::shared_ptr<const presence_entry> presence;
+  std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
+  std::optional<token_bucket> bucket;
+  std::vector<local_channel*> subs;
+  std::uint32_t refused = 0;   // commands refused by the rate limit in a row
+  bool needs_connect = false;  // no token yet and anonymous access is off
+  bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
+  bool rejected = false;       // on_upgrade refused it (no on_open follows)
+
+  bool grants(std::string_view channel) const noexcept {
+    return !claims || claims->grants(channel);
+  }
+  local_channel* find_sub(std::string_view name) const noexcept;
+};
+
+class sessions {
+ public:
+  // Every reference must outlive this object; `verifier` is null when tokens
+  // are not accepted.
+  sessions(const realtime_config& config, hub& h, const token_verifier* verifier,
+           session_metrics metrics, log_function log);
+
+  // Makes `b` run sessions: user data, on_upgrade, on_open, on_message,
+  // on_close. `srv` is where tick() closes late connections.
+  void install(server::ws_behavior& b, server::server& srv);
+
+  // Closes connections that did not `connect` within auth.connect_timeout.
+  void tick();
+
+  // Checks a command's "channel": present, valid, in a configured namespace,
+  // and (when `conn` is set) granted by its token. Shared with the HTTP API.
+  std::optional<failure> check_channel(const connection_state* conn, const command& c,
+                                       std::string_view& name, const namespace_options*& ns) const;
+
+ private:
+  void say(log_level level, std::string_view message) const {
+    if (log_) log_(level, message);
+  }
+  // The one place a token becomes claims: checked against the secret and
+  // the clock; a refusal is counted and logged (`what` says where).
+  token_result authenticate(std::string_view token, std::string_view what);
+
+  void on_upgrade(server::upgrade_request& req);
+  void on_open(server::websocket& ws);
+  void on_message(server::websocket& ws, std::string_view payload, protocol::opcode op);
+  void on_close(server::websocket& ws, std::uint16_t code);
+
+  // Runs one command. A command answered at once puts its result in
+  // `result`; one that answers from a broker completion sets `replied`.
+  std::optional<failure> dispatch(server::websocket& ws, connection_state& conn,
+                                  const command& c, std::string& result, bool& close_after,
+                                  bool& replied);
+  std::optional<failure> cmd_connect(connection_state& conn, const command& c,
+                                     std::string& result, bool& close_after);
+  // These four answer from the broker's completion (on_loop in session.cpp).
+  std::optional<failure> cmd_subscribe(server::websocket& ws, connection_state& conn,
+                                       const command& c);
+  std::optional<failure> cmd_publish(server::websocket& ws, connection_state& conn,
+                                     const command& c);
+  std::optional<failure> cmd_presence(server::websocket& ws, connection_state& conn,
+                                      const command& c);
+  std::optional<failure> cmd_history(server::websocket& ws, connection_state& conn,
+                                     const command& c);
+  std::optional<failure> cmd_unsubscribe(server::websocket& ws, connection_state& conn,
+                                         const command& c);
+  // Leaves one channel: topic, presence, hub. `ws` null when closing.
+  void leave(connection_state& conn, local_channel& ch, server::websocket* ws);
+
+  const realtime_config& config_;
+  hub& hub_;
+  const token_verifier* verifier_;
+  session_metrics metrics_;
+  log_function log_;
+  server::server* srv_ = nullptr;
+  std::mutex deadlines_mutex_;
+  std::unordered_map<connection_state*, std::uint64_t> connect_deadlines_;  // mono ms
+};
+
+}  // namespace switchboard::realtime::detail

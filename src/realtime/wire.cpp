@@ -1,0 +1,121 @@
+// wire.cpp — the switchboard.v1 envelopes (see wire.hpp).
+#include "wire.hpp"
+
+#include "json.hpp"
+
+namespace switchboard::realtime::detail {
+
+void reply_start(std::string& out, std::string_view id) {
+  out.clear();
+  out.push_back('{');
+  if (!id.empty()) {
+    out.append("\"id\":");
+    out.append(id);
+    out.push_back(',');
+  }
+}
+
+void reply_result(std::string& out, std::string_view id, std::string_view result) {
+  reply_start(out, id);
+  out.append("\"result\":");
+  out.append(result.empty() ? std::string_view("{}") : result);
+  out.push_back('}');
+}
+
+void reply_error(std::string& out, std::string_view id, const failure& f) {
+  reply_start(out, id);
+  out.append("\"error\":{\"code\":");
+  append_uint(out, static_cast<std::uint64_t>(f.code));
+  out.append(",\"message\":");
+  append_json_string(out, f.message);
+  out.append("}}");
+}
+
+void append_stream(std::string& out, std::string_view channel, std::string_view epoch,
+                   std::uint64_t offset) {
+  out.append("\"channel\":");
+  append_json_string(out, channel);
+  out.append(",\"epoch\":");
+  append_json_string(out, epoch);
+  out.append(",\"offset\":");
+  append_uint(out, offset);
+}
+
+void append_publish_result(std::string& out, std::string_view epoch, std::uint64_t offset) {
+  out.append("{\"epoch\":");
+  append_json_string(out, epoch);
+  out.append(",\"offset\":");
+  append_uint(out, offset);
+  out.push_back('}');
+}
+
+std::string publication_tail(std::string_view data, std::string_view client,
+                             std::string_view user) {
+  std::string tail = "\"data\":";
+  tail.append(data);
+  if (!client.empty()) {
+    tail.append(",\"client\":");
+    append_json_string(tail, client);
+    if (!user.empty()) {
+      tail.append(",\"user\":");
+      append_json_string(tail, user);
+    }
+  }
+  return tail;
+}
+
+void append_publication(std::string& out, std::uint64_t offset, std::string_view tail) {
+  out.append("{\"offset\":");
+  append_uint(out, offset);
+  out.push_back(',');
+  out.append(tail);
+  out.push_back('}');
+}
+
+void publication_push(std::string& out, std::string_view channel, std::string_view epoch,
+                      std::uint64_t offset, std::string_view tail) {
+  out.clear();
+  out.append("{\"push\":\"message\",");
+  append_stream(out, channel, epoch, offset);
+  out.push_back(',');
+  out.append(tail);
+  out.push_back('}');
+}
+
+void presence_push(std::string& out, std::string_view kind, std::string_view channel,
+                   std::string_view presence_json) {
+  out.clear();
+  out.append("{\"push\":");
+  append_json_string(out, kind);
+  out.append(",\"channel\":");
+  append_json_string(out, channel);
+  out.append(",\"info\":");
+  out.append(presence_json);
+  out.push_back('}');
+}
+
+std::string presence_json(std::string_view client, std::string_view user, std::string_view info) {
+  std::string p = "{\"client\":";
+  append_json_string(p, client);
+  if (!user.empty()) {
+    p.append(",\"user\":");
+    append_json_string(p, user);
+  }
+  if (!info.empty()) {
+    p.append(",\"info\":");
+    p.append(info);
+  }
+  p.push_back('}');
+  return p;
+}
+
+std::string http_error_body(int status, std::string_view message) {
+  std::string body = "{\"error\":{\"code\":";
+  append_uint(body, static_cast<std::uint64_t>(status));
+  body.append(",\"message\":");
+  append_json_string(body, message);
+  body.append("}}");
+  return body;
+}
+
+}  // namespace switchboard::realtime::detail

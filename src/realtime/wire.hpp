@@ -1,0 +1,131 @@
+// wire.hpp — private: everything switchboard.v1 puts on the wire, in one
+// place. The named error table (docs/protocol.md, "Errors", lists the same
+// rows), the close codes the realtime layer sends, and the builders of every
+// reply, push and HTTP error body. Nothing else in realtime/ writes a raw
+// error code or an envelope.
+//
+// Thread-safety: pure functions over their arguments; the tables are
+// constants.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "command.hpp"
+
+namespace switchboard::realtime::detail {
+
+// One row of the error table: the protocol code a client branches on and the
+// message a person reads. Some rows take a detail appended to the message
+// ("unknown namespace: " + name).
+struct error_def {
+  int code;
+  std::string_view message;
+};
+
+// The error table. Each name says when it is sent; docs/protocol.md has the
+// same rows in the same order.
+namespace errors {
+// 400: the command cannot be run as sent.
+inline constexpr error_def not_an_object{400, "bad request: a command is one JSON object"};
+inline constexpr error_def bad_id{400, "bad request: id must be a number or a string"};
+inline constexpr error_def no_cmd{400, "bad request: no cmd"};
+inline constexpr error_def unknown_command{400, "unknown command: "};  // + cmd
+inline constexpr error_def no_channel{400, "bad request: no channel"};
+inline constexpr error_def no_data{400, "bad request: no data"};
+inline constexpr error_def bad_since{
+    400, "since must be {\"epoch\": string, \"offset\": unsigned integer}"};
+inline constexpr error_def bad_limit{400, "limit must be a positive integer"};
+inline constexpr error_def bad_info{400, "info must be an object"};
+// 401: who is asking is not known.
+inline constexpr error_def not_authenticated{401, "not authenticated: send connect first"};
+inline constexpr error_def token_required{401, "token required"};
+inline constexpr error_def bad_token{401, ""};  // + the verifier's reason
+// 403: known, but not allowed.
+inline constexpr error_def channel_not_granted{403, "channel not granted by the token: "};  // + name
+inline constexpr error_def publish_not_allowed{403, "publishing is not allowed in this namespace"};
+inline constexpr error_def subscribe_first{403, "subscribe before publishing"};
+// 404: the thing named does not exist.
+inline constexpr error_def unknown_namespace{404, "unknown namespace: "};  // + namespace
+inline constexpr error_def not_subscribed{404, "not subscribed"};
+// 405: the namespace has the feature off.
+inline constexpr error_def presence_off{405, "presence is off in this namespace"};
+inline constexpr error_def history_off{405, "history is off in this namespace"};
+// 409: the command conflicts with the connection's state.
+inline constexpr error_def already_connected{409, "already connected"};
+inline constexpr error_def connect_after_subscribe{409, "connect must come before subscribe"};
+inline constexpr error_def already_subscribed{409, "already subscribed"};
+// 413: too large.
+inline constexpr error_def publication_too_large{413,
+                                                 "publication over limits.max_publication_size"};
+inline constexpr error_def info_too_large{413, "info is over 1 KiB"};
+// 422: a name that can never be valid.
+inline constexpr error_def invalid_channel{422, "invalid channel name"};
+// 429: a limit of this connection.
+inline constexpr error_def rate_limited{429, "rate limit exceeded"};
+inline constexpr error_def subscription_limit{
+    429, "subscription limit reached (limits.max_subscriptions)"};
+}  // namespace errors
+
+// The failure for `e`, its message followed by `detail`.
+inline failure make_failure(const error_def& e, std::string_view detail = {}) {
+  std::string message(e.message);
+  message.append(detail);
+  return failure{e.code, std::move(message)};
+}
+
+// Close codes the realtime layer sends (docs/protocol.md, "Close codes"); the
+// RFC 6455 ones come from protocol::close_code.
+inline constexpr std::uint16_t k_close_auth = 4001;  // authentication failed or timed out
+
+// The subprotocol of docs/protocol.md.
+inline constexpr std::string_view k_subprotocol = "switchboard.v1";
+
+// --- replies ---------------------------------------------------------------
+
+// out = {"id":ID,   (no id: just "{")
+void reply_start(std::string& out, std::string_view id);
+// out = {"id":ID,"result":RESULT}   (RESULT empty: {})
+void reply_result(std::string& out, std::string_view id, std::string_view result);
+// out = {"id":ID,"error":{"code":C,"message":"…"}}
+void reply_error(std::string& out, std::string_view id, const failure& f);
+
+// Appends "channel":"…","epoch":"…","offset":N — a channel's stream position.
+void append_stream(std::string& out, std::string_view channel, std::string_view epoch,
+                   std::uint64_t offset);
+
+// A result of publish: {"epoch":"…","offset":N}
+void append_publish_result(std::string& out, std::string_view epoch, std::uint64_t offset);
+
+// --- publications and pushes -------------------------------------------------
+
+// The part of a kept publication after its offset:
+//   "data":DATA[,"client":"…"[,"user":"…"]]
+// `client` empty: published through the HTTP API.
+std::string publication_tail(std::string_view data, std::string_view client, std::string_view user);
+
+// A kept publication, as history and recovery list it:
+//   {"offset":N,TAIL}
+void append_publication(std::string& out, std::uint64_t offset, std::string_view tail);
+
+// The push of a publication to subscribers:
+//   {"push":"message","channel":"…","epoch":"…","offset":N,TAIL}
+void publication_push(std::string& out, std::string_view channel, std::string_view epoch,
+                      std::uint64_t offset, std::string_view tail);
+
+// A presence push, kind "join" or "leave":
+//   {"push":KIND,"channel":"…","info":PRESENCE}
+void presence_push(std::string& out, std::string_view kind, std::string_view channel,
+                   std::string_view presence_json);
+
+// How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
+std::string presence_json(std::string_view client, std::string_view user, std::string_view info);
+
+// --- HTTP ------------------------------------------------------------------
+
+// {"error":{"code":STATUS,"message":"…"}} — the body of every API error.
+std::string http_error_body(int status, std::string_view message);
+
+}  // namespace switchboard::realtime::detail

@@ -1,0 +1,189 @@
+// memory_broker_test.cpp — the embedded broker on its own, with a fake clock
+// and a recording event sink: offsets and epochs, recovery and its three
+// refusals, history size and TTL (no sleeping), when a channel's state goes,
+// presence events and the snapshot round trip.
+#include "memory_broker.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace switchboard::realtime::detail {
+namespace {
+
+struct recorder final : broker_events {
+  struct event {
+    std::string channel, epoch;
+    std::uint64_t offset;  // 0 for presence
+    std::string body;      // tail, or "+"/"-" and the entry
+  };
+  std::vector<event> events;
+  void on_publication(std::string_view channel, std::string_view epoch, std::uint64_t offset,
+                      std::string_view tail) override {
+    events.push_back({std::string(channel), std::string(epoch), offset, std::string(tail)});
+  }
+  void on_presence(std::string_view channel, std::string_view epoch, bool join,
+                   std::string_view entry) override {
+    std::string body(1, join ? '+' : '-');
+    body.append(entry);
+    events.push_back({std::string(channel), std::string(epoch), 0, std::move(body)});
+  }
+};
+
+class memory_broker_test : public ::testing::Test {
+ protected:
+  memory_broker_test() {
+    config.namespaces["chat"] = namespace_options{3, 10, true, publish_policy::any};
+    ns = &config.namespaces.at("chat");
+  }
+
+  std::unique_ptr<memory_broker> make(std::string snapshot = {}) {
+    memory_broker_options o;
+    o.snapshot_file = std::move(snapshot);
+    o.wall_clock = [this] { return now; };
+    auto b = std::make_unique<memory_broker>(config, std::move(o));
+    EXPECT_EQ(b->start(events), "");
+    return b;
+  }
+
+  publish_result publish(broker& b, std::string_view channel, std::string data) {
+    publish_result out;
+    b.publish(channel, *ns, "\"data\":" + data, [&](publish_result r) { out = std::move(r); });
+    return out;
+  }
+
+  read_result read(broker& b, std::string_view channel, read_request rq) {
+    read_result out;
+    b.read(channel, *ns, std::move(rq), [&](read_result r) { out = std::move(r); });
+    return out;
+  }
+
+  realtime_config config;
+  const namespace_options* ns = nullptr;
+  recorder events;
+  std::int64_t now = 1'000'000;
+};
+
+TEST_F(memory_broker_test, offsets_count_up_in_one_epoch_and_events_follow_them) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  const auto first = publish(*b, "chat:a", "1");
+  const auto second = publish(*b, "chat:a", "2");
+  ASSERT_FALSE(first.error);
+  EXPECT_EQ(first.offset, 1u);
+  EXPECT_EQ(second.offset, 2u);
+  EXPECT_EQ(first.epoch, second.epoch);
+  EXPECT_EQ(first.epoch.size(), 16u);
+  ASSERT_EQ(events.events.size(), 2u);
+  EXPECT_EQ(events.events[1].offset, 2u);
+  EXPECT_EQ(events.events[1].body, "\"data\":2");
+  EXPECT_EQ(events.events[1].epoch, first.epoch);
+}
+
+TEST_F(memory_broker_test, recovery_is_exact_or_says_why_not) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  std::string epoch;
+  for (int i = 1; i <= 5; ++i) epoch = publish(*b, "chat:a", std::to_string(i)).epoch;
+  // Kept: 3, 4, 5 (history_size 3).
+  read_request rq;
+  rq.since = stream_position{epoch, 3};
+  auto r = read(*b, "chat:a", rq);
+  EXPECT_EQ(r.offset, 5u);
+  ASSERT_TRUE(r.recovered);
+  EXPECT_TRUE(*r.recovered);
+  EXPECT_EQ(r.publications, R"({"offset":4,"data":4},{"offset":5,"data":5})");
+
+  rq.since = stream_position{epoch, 1};  // 2 is gone
+  r = read(*b, "chat:a", rq);
+  EXPECT_FALSE(*r.recovered);
+  EXPECT_EQ(r.reason, "too far behind");
+  EXPECT_EQ(r.publications, "");
+
+  rq.since = stream_position{epoch, 6};
+  EXPECT_EQ(read(*b, "chat:a", rq).reason, "offset ahead of the stream");
+  rq.since = stream_position{"other", 5};
+  EXPECT_EQ(read(*b, "chat:a", rq).reason, "epoch changed");
+
+  rq.latest_when_lost = true;  // history: the latest instead
+  rq.limit = 2;
+  EXPECT_EQ(read(*b, "chat:a", rq).publications, R"({"offset":4,"data":4},{"offset":5,"data":5})");
+}
+
+TEST_F(memory_broker_test, history_expires_by_the_clock_without_sleeping) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  const std::string epoch = publish(*b, "chat:a", "1").epoch;
+  now += 6'000;
+  publish(*b, "chat:a", "2");
+  now += 5'000;  // 1 is 11 s old (TTL 10), 2 is 5 s old
+  b->tick();
+  read_request rq;
+  rq.since = stream_position{epoch, 0};
+  const auto r = read(*b, "chat:a", rq);
+  EXPECT_FALSE(*r.recovered);
+  EXPECT_EQ(r.reason, "too far behind");
+  EXPECT_EQ(read(*b, "chat:a", {}).publications, R"({"offset":2,"data":2})");
+}
+
+TEST_F(memory_broker_test, a_channel_without_subscribers_history_or_presence_is_forgotten) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  const std::string epoch = publish(*b, "chat:a", "1").epoch;
+  b->unsubscribe_node("chat:a");
+  EXPECT_EQ(b->channel_count(), 1u);  // history holds it
+  now += 11'000;
+  b->tick();
+  EXPECT_EQ(b->channel_count(), 0u);
+  // A new stream: new epoch, offsets from 1, and recovery from the old epoch is refused.
+  const auto again = publish(*b, "chat:a", "2");
+  EXPECT_NE(again.epoch, epoch);
+  EXPECT_EQ(again.offset, 1u);
+}
+
+TEST_F(memory_broker_test, presence_joins_lists_and_leaves) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  b->presence_add("chat:a", std::make_shared<const presence_entry>(
+                                presence_entry{"c1", R"({"client":"c1"})"}));
+  b->presence_add("chat:a", std::make_shared<const presence_entry>(
+                                presence_entry{"c2", R"({"client":"c2"})"}));
+  std::string listed;
+  b->presence("chat:a", [&](broker::presence_result r) { listed = r.entries; });
+  EXPECT_TRUE(listed == R"({"client":"c1"},{"client":"c2"})" ||
+              listed == R"({"client":"c2"},{"client":"c1"})")
+      << listed;
+  b->presence_remove("chat:a", "c1");
+  b->presence_remove("chat:a", "nobody");  // no event for a client that isn't there
+  ASSERT_EQ(events.events.size(), 3u);
+  EXPECT_EQ(events.events[0].body, R"(+{"client":"c1"})");
+  EXPECT_EQ(events.events[2].body, R"(-{"client":"c1"})");
+}
+
+TEST_F(memory_broker_test, a_snapshot_keeps_epochs_offsets_and_history) {
+  const auto path =
+      (std::filesystem::temp_directory_path() / ("sb_mb_" + std::to_string(::getpid()))).string();
+  std::string epoch;
+  {
+    auto b = make(path);
+    b->subscribe_node("chat:a", *ns);
+    for (int i = 1; i <= 4; ++i) epoch = publish(*b, "chat:a", std::to_string(i)).epoch;
+    b->stop();
+  }
+  auto b = make(path);
+  read_request rq;
+  rq.since = stream_position{epoch, 2};
+  const auto r = read(*b, "chat:a", rq);
+  EXPECT_TRUE(*r.recovered);
+  EXPECT_EQ(r.publications, R"({"offset":3,"data":3},{"offset":4,"data":4})");
+  EXPECT_EQ(publish(*b, "chat:a", "5").offset, 5u);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace switchboard::realtime::detail
