@@ -1,5 +1,6 @@
-// topics_test.cpp — publish/subscribe across loops, cross-thread send and
-// close, and the size of a connection object.
+// topics_test.cpp — publish/subscribe across loops, cross-thread send,
+// close and dispatch, and the size of a connection object.
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -253,6 +254,64 @@ TEST_F(topics_test, CrossThreadSendAndClose) {
   EXPECT_TRUE(c.wait_closed());
   // A stale id is ignored.
   EXPECT_TRUE(srv.get().send(id, "nobody"));
+}
+
+TEST_F(topics_test, DispatchRunsOnTheConnectionsLoopOrSaysItIsGone) {
+  std::mutex mutex;
+  std::vector<connection_id> ids;
+  // "inline": dispatch() from the connection's own callback runs before it returns.
+  running_server srv(test_options(), [&](server& s) {
+    ws_behavior b;
+    b.on_open = [&](websocket& ws) {
+      std::lock_guard lock(mutex);
+      ids.push_back(ws.id());
+    };
+    b.on_message = [&s](websocket& ws, std::string_view, opcode) {
+      bool ran = false;
+      s.dispatch(ws.id(), [&](websocket* w) {
+        ran = w == &ws;
+        if (w) w->send("first", opcode::text);
+      });
+      ws.send(ran ? "ran inline" : "not inline", opcode::text);
+    };
+    s.ws("/", std::move(b));
+  });
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return !ids.empty();
+  }));
+  const connection_id id = ids.front();
+  ASSERT_TRUE(c.send_message(opcode::text, "go"));
+  EXPECT_EQ(c.next().payload, "first");
+  EXPECT_EQ(c.next().payload, "ran inline");
+
+  // From another thread: posted to the loop, runs there with the connection.
+  std::atomic<int> outcome{0};
+  std::thread other([&] {
+    EXPECT_TRUE(srv.get().dispatch(id, [&](websocket* w) {
+      if (w) w->send("from afar", opcode::text);
+      outcome = w ? 1 : 2;
+    }));
+  });
+  other.join();
+  EXPECT_EQ(c.next().payload, "from afar");
+  EXPECT_TRUE(wait_until([&] { return outcome.load() == 1; }));
+
+  // Once the connection is gone the function still runs, with nullptr.
+  ASSERT_TRUE(c.send_close(1000));
+  EXPECT_EQ(c.next().kind, event_kind::close);
+  EXPECT_TRUE(c.wait_closed());
+  outcome = 0;
+  ASSERT_TRUE(wait_until([&] {
+    srv.get().dispatch(id, [&](websocket* w) { outcome = w ? 1 : 2; });
+    return wait_until([&] { return outcome.load() != 0; }, 1s) && outcome.load() == 2;
+  }));
+  // An id that names no loop: false, and the function never runs.
+  connection_id nowhere = id;
+  nowhere.loop = 99;
+  EXPECT_FALSE(srv.get().dispatch(nowhere, [&](websocket*) { ADD_FAILURE() << "ran"; }));
 }
 
 TEST_F(topics_test, ConnectionObjectIsSmall) {
