@@ -6,6 +6,7 @@
 // With --tls-cert/--tls-key the port speaks wss:// only and the line says
 // "listening on wss://HOST:PORT"; SIGHUP re-reads the certificate and key
 // (one stderr line: reloaded, or why not and that the old one stays).
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +16,7 @@
 
 #include <switchboard/net/signal_watcher.hpp>
 #include <switchboard/net/tls_context.hpp>
+#include <switchboard/net/cpus.hpp>
 #include <switchboard/server/server.hpp>
 
 #include "commands.hpp"
@@ -35,7 +37,7 @@ struct echo_options {
   echo_tls_options tls;  // --tls-*: wss:// when tls.cert is set
   std::string host = "127.0.0.1";
   std::uint16_t port = 9001;
-  std::size_t threads = 1;
+  std::size_t threads = 0;  // 0: auto, one loop per usable CPU
   std::uint64_t max_message_size = 16 * 1024 * 1024;
   double idle_timeout = 0;
   double ping_interval = 30;
@@ -85,7 +87,7 @@ int run_echo(const echo_options& o) {
   server::server_options opts;
   opts.host = o.host;
   opts.port = o.port;
-  opts.threads = o.threads;
+  opts.threads = o.threads != 0 ? o.threads : net::usable_cpus();
   opts.max_message_size = o.max_message_size;
   opts.idle_timeout = to_ms(o.idle_timeout);
   opts.ping_interval = to_ms(o.ping_interval);
@@ -175,9 +177,27 @@ void add_echo_command(CLI::App& app, command_runner& run) {
   const auto seconds = CLI::NonNegativeNumber;
   cmd->add_option("--host", o->host, "numeric address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "TCP port (0 picks a free one)")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "event-loop threads (SO_REUSEPORT)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1024}))
-      ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--threads",
+         [o](const std::string& v) {
+           // "auto" is the default; a number is checked by the validator below.
+           o->threads = v == "auto" ? 0 : static_cast<std::size_t>(std::stoul(v));
+         },
+         "event-loop threads (SO_REUSEPORT); auto: one per usable CPU (affinity mask and "
+         "cgroup quota)")
+      ->type_name("N|auto")
+      ->default_str("auto")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "auto") return {};
+            std::size_t n = 0;
+            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (ec != std::errc{} || end != v.data() + v.size() || n < 1 || n > 1024) {
+              return "must be auto or 1 to 1024, got " + v;
+            }
+            return {};
+          },
+          "", "threads"));
   cmd->add_option("--max-message-size", o->max_message_size,
                   "largest message in bytes; larger closes with 1009")
       ->check(CLI::PositiveNumber)

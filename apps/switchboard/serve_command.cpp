@@ -20,6 +20,7 @@
 #include <string_view>
 #include <switchboard/net/signal_watcher.hpp>
 #include <switchboard/protocol/utf8.hpp>
+#include <switchboard/net/cpus.hpp>
 #include <switchboard/realtime/service.hpp>
 
 #include "commands.hpp"
@@ -194,7 +195,7 @@ int run_serve(const serve_flags& flags) {
     namespaces += (namespaces.empty() ? "" : ", ") + entry.first;
   }
   logger->info("switchboard {} serving on {}: {} thread(s), namespaces: {}", SWITCHBOARD_VERSION,
-               url, config.threads, namespaces);
+               url, config.threads != 0 ? config.threads : net::usable_cpus(), namespaces);
 
   if (auto ec = svc.run()) {
     const std::string why = svc.error_message().empty() ? ec.message() : svc.error_message();

@@ -55,6 +55,8 @@ struct value_rule {
   std::span<const std::string_view> choices = {};
   bool (*accept)(std::int64_t) = nullptr;
   std::string_view accept_text = {};
+  // Integers: a word that stands for 0 ("auto"), in the file as a string.
+  std::string_view zero_word = {};
 };
 
 constexpr std::string_view k_compression_names[] = {"off", "shared", "dedicated"};
@@ -72,7 +74,7 @@ bool is_shutdown_code(std::int64_t code) {
 constexpr value_rule k_any{};
 constexpr value_rule k_non_empty{.non_empty = true};
 constexpr value_rule k_port{.min = 0, .max = 65535};
-constexpr value_rule k_threads{.min = 1, .max = 64};
+constexpr value_rule k_threads{.min = 1, .max = 64, .zero_word = "auto"};
 constexpr value_rule k_count{.min = 0};
 constexpr value_rule k_positive_count{.min = 1};
 constexpr value_rule k_seconds{.min = 0, .max = k_max_seconds};
@@ -123,7 +125,9 @@ const config_key k_keys[] = {
     {"server", "port", &realtime_config::port, k_port, "TCP port; 0 picks a free one", "--port",
      "PORT"},
     {"server", "threads", &realtime_config::threads, k_threads,
-     "event-loop threads, one SO_REUSEPORT listener each", "--threads", "N"},
+     "event-loop threads, one SO_REUSEPORT listener each; \"auto\": one per usable CPU "
+     "(affinity mask and cgroup quota)",
+     "--threads", "N|auto"},
     {"server", "allowed_origins", &realtime_config::allowed_origins, k_non_empty,
      "an Origin allowed to open /ws (repeat for more; replaces the file's list); none: any "
      "origin; a request without Origin (not a browser) is always allowed",
@@ -396,7 +400,14 @@ T read_node(const toml::node& node, const value_rule& rule) {
     throw wrong_type("a number", node);
   } else if constexpr (std::is_integral_v<T>) {
     if (const auto* v = node.as_integer()) return static_cast<T>(check_integer(rule, v->get()));
-    throw wrong_type("an integer", node);
+    if (const auto* v = node.as_string(); v && !rule.zero_word.empty()) {
+      if (v->get() == rule.zero_word) return T{0};
+      throw bad_value{"expected an integer or \"" + std::string(rule.zero_word) + "\", got " +
+                      toml_quoted(v->get())};
+    }
+    throw wrong_type(rule.zero_word.empty() ? "an integer"
+                                            : "an integer or \"" + std::string(rule.zero_word) + "\"",
+                     node);
   } else if constexpr (std::is_enum_v<T>) {
     if (const auto* v = node.as_string()) return static_cast<T>(choice_index(rule, v->get()));
     throw wrong_type("a string (" + join_choices(rule.choices) + ")", node);
@@ -473,6 +484,7 @@ T read_flag(const config_key& spec, const std::vector<std::string>& values) {
     } else if constexpr (std::is_same_v<T, double>) {
       return check_number(spec.rule, parse_number(text));
     } else if constexpr (std::is_integral_v<T>) {
+      if (!spec.rule.zero_word.empty() && text == spec.rule.zero_word) return T{0};
       return static_cast<T>(check_integer(spec.rule, parse_integer(text)));
     } else {
       static_assert(std::is_enum_v<T>);
@@ -512,6 +524,7 @@ std::string default_text(const key_spec<S>& spec) {
         } else if constexpr (std::is_same_v<T, double>) {
           return format_number(value);
         } else if constexpr (std::is_integral_v<T>) {
+          if (value == 0 && !spec.rule.zero_word.empty()) return toml_quoted(spec.rule.zero_word);
           return std::to_string(value);
         } else if constexpr (std::is_enum_v<T>) {
           return toml_quoted(spec.rule.choices[static_cast<std::size_t>(value)]);

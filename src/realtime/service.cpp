@@ -17,6 +17,7 @@
 #include <optional>
 #include <thread>
 
+#include <switchboard/net/cpus.hpp>
 #include <switchboard/net/tls_context.hpp>
 #include <switchboard/server/server.hpp>
 
@@ -107,7 +108,7 @@ void service::impl::build_server() {
   server::server_options o;
   o.host = config.host;
   o.port = config.port;
-  o.threads = config.threads;
+  o.threads = config.threads != 0 ? config.threads : net::usable_cpus();
   o.max_message_size = config.max_message_size;
   o.max_connections = config.max_connections;
   o.ping_interval = to_ms(config.ping_interval);

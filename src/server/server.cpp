@@ -2,9 +2,13 @@
 // signals, and the cross-thread entry points (send, close, publish, shutdown).
 #include <switchboard/server/server.hpp>
 
+#include <sys/socket.h>
+
 #include <cassert>
+#include <cerrno>
 #include <utility>
 
+#include <switchboard/net/tcp_socket.hpp>
 #include <switchboard/net/tls_context.hpp>
 
 #include "loop_context.hpp"
@@ -80,6 +84,17 @@ std::error_code server::listen() {
   if (!group) return error;
   std::vector<std::unique_ptr<detail::loop_context>> contexts;
   const bool reuse_port = group->size() > 1;
+  // SO_REUSEPORT lets any process of the same user join a listening port, so
+  // a second server on a port in use would start and silently take half of
+  // its connections. A plain bind first makes "address in use" an error again.
+  if (reuse_port && local->port() != 0) {
+    net::unique_fd probe = net::open_tcp_socket(local->family(), error);
+    if (!probe) return error;
+    if ((error = net::set_socket_option(probe.get(), SOL_SOCKET, SO_REUSEADDR, 1))) return error;
+    if (::bind(probe.get(), local->data(), local->size()) != 0) {
+      return std::error_code(errno, std::system_category());
+    }
+  }
   for (std::size_t i = 0; i < group->size(); ++i) {
     auto ctx = std::make_unique<detail::loop_context>(core, group->loop(i), static_cast<std::uint32_t>(i));
     // Every loop binds the port the first one got (port 0 picks it once).

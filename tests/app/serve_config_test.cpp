@@ -624,6 +624,25 @@ TEST(ServeConfigPrecedence, WholeConfigChecksRunAfterTheFlags) {
             "limits: max_publication_size (65536) must not exceed max_message_size (1000)");
 }
 
+TEST(ServeConfigThreads, AutoIsTheDefaultAndAWordOrANumber) {
+  EXPECT_EQ(realtime_config{}.threads, 0u);  // 0 is "auto"
+  realtime_config c;
+  EXPECT_EQ(load("[server]\nthreads = \"auto\"\n", c), "");
+  EXPECT_EQ(c.threads, 0u);
+  EXPECT_EQ(load("[server]\nthreads = 3\n", c), "");
+  EXPECT_EQ(c.threads, 3u);
+  EXPECT_EQ(load_error("[server]\nthreads = \"many\"\n"),
+            "FILE:2:11: server.threads: expected an integer or \"auto\", got \"many\"");
+  EXPECT_EQ(load_error("[server]\nthreads = 0\n"),
+            "FILE:2:11: server.threads: must be from 1 to 64, got 0");
+  ASSERT_EQ(build_serve_config(parse_flags({"--allow-anonymous", "--threads", "auto"}), c, no_env()),
+            "");
+  EXPECT_EQ(c.threads, 0u);
+  ASSERT_EQ(build_serve_config(parse_flags({"--allow-anonymous", "--threads", "2"}), c, no_env()),
+            "");
+  EXPECT_EQ(c.threads, 2u);
+}
+
 TEST(ServeConfigFlags, BadValuesNameTheFlag) {
   realtime_config c;
   const auto error = [&](std::vector<std::string> args) {
@@ -658,7 +677,7 @@ TEST(ServeConfigHelp, DocumentsEveryKeyWithItsDefault) {
   // Every key of the file, with its default as TOML.
   for (const char* entry : {"server.host = \"127.0.0.1\"",
                             "server.port = 8080",
-                            "server.threads = 1",
+                            "server.threads = \"auto\"",
                             "server.allowed_origins = []",
                             "server.max_connections = 10000",
                             "server.demo = true",

@@ -314,6 +314,17 @@ TEST_F(topics_test, DispatchRunsOnTheConnectionsLoopOrSaysItIsGone) {
   EXPECT_FALSE(srv.get().dispatch(nowhere, [&](websocket*) { ADD_FAILURE() << "ran"; }));
 }
 
+TEST_F(topics_test, SeveralLoopsStillRefuseAPortInUse) {
+  // Each loop has its own SO_REUSEPORT listener; a second server must not join them.
+  auto options = test_options();
+  options.threads = 2;
+  running_server first(options, [](server& s) { s.ws("/", ws_behavior{}); });
+  options.port = first.port();
+  server second(options);
+  second.ws("/", ws_behavior{});
+  EXPECT_EQ(second.listen(), std::errc::address_in_use);
+}
+
 TEST_F(topics_test, ConnectionObjectIsSmall) {
   // What an idle open connection costs in user space: this object (plus the
   // endpoint's user data). Reader and handshake state are pooled per loop.

@@ -46,7 +46,8 @@ struct realtime_config {
   // [server]
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  std::size_t threads = 1;
+  // Event loops; 0 ("auto"): one per usable CPU (net::usable_cpus()).
+  std::size_t threads = 0;
   // Origins allowed to open /ws ("https://app.example.com"); empty: any. A
   // request without Origin (not from a browser) is always allowed.
   std::vector<std::string> allowed_origins;
