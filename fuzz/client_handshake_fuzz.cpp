@@ -28,14 +28,6 @@
 //   - no agreement without error means no permessage-deflate in the answer;
 //   - the codec settings from an agreement work: a message deflated by each
 //     side inflates back on the other.
-#include <switchboard/protocol/deflate_codec.hpp>
-#include <switchboard/protocol/deflate_negotiation.hpp>
-#include <switchboard/protocol/extensions.hpp>
-#include <switchboard/protocol/handshake.hpp>
-#include <switchboard/protocol/http_head.hpp>
-
-#include "head_chunks.hpp"
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -44,7 +36,14 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <switchboard/protocol/deflate_codec.hpp>
+#include <switchboard/protocol/deflate_negotiation.hpp>
+#include <switchboard/protocol/extensions.hpp>
+#include <switchboard/protocol/handshake.hpp>
+#include <switchboard/protocol/http_head.hpp>
 #include <vector>
+
+#include "head_chunks.hpp"
 
 namespace {
 
@@ -113,7 +112,8 @@ void check_deflate(const response_head& head, const deflate_client_options& offe
     for (const auto& p : x.params) check(known_param(p.name));
   }
   const deflate_params& p = *agreed;
-  check(p.server_max_window_bits >= k_min_window_bits && p.server_max_window_bits <= k_max_window_bits);
+  check(p.server_max_window_bits >= k_min_window_bits &&
+        p.server_max_window_bits <= k_max_window_bits);
   check(p.server_max_window_bits <= offer.server_max_window_bits);
   check(p.client_max_window_bits >= k_min_deflate_window_bits &&
         p.client_max_window_bits <= k_max_window_bits);
@@ -121,7 +121,8 @@ void check_deflate(const response_head& head, const deflate_client_options& offe
     check(p.client_max_window_bits == k_max_window_bits);
   } else {
     // An offer of 8 goes out as 9 (zlib cannot deflate with 8).
-    check(p.client_max_window_bits <= std::max(offer.client_max_window_bits, k_min_deflate_window_bits));
+    check(p.client_max_window_bits <=
+          std::max(offer.client_max_window_bits, k_min_deflate_window_bits));
   }
   if (offer.server_no_context_takeover) check(p.server_no_context_takeover);
   if (offer.client_no_context_takeover) check(p.client_no_context_takeover);
@@ -159,8 +160,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const response_head& head = parser.head();
   const auto protocols =
       offer_no_protocols ? std::span<const std::string_view>{} : std::span(k_protocols);
-  const auto extensions = offer_deflate ? std::span(k_offered_extensions)
-                                        : std::span<const std::string_view>{};
+  const auto extensions =
+      offer_deflate ? std::span(k_offered_extensions) : std::span<const std::string_view>{};
   handshake_response response;
   const error e = validate_response(head, k_key, protocols, extensions, response);
   if (e != error::none) {
