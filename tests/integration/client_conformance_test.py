@@ -517,6 +517,15 @@ class Cases:
         peer.close_first()
         self.driver.check_closed(self, run.wait(), 1000, "bye")
 
+    def test_close_frame_and_tcp_close_together(self):
+        # Servers often close TCP right behind their close frame: still a normal close.
+        peer, run = self.open()
+        peer.send_frame(CLOSE, close_body(1000, "bye"))
+        peer.wire.shutdown_write()
+        peer.expect_close(1000)
+        peer.expect_eof()
+        self.driver.check_closed(self, run.wait(), 1000, "bye")
+
     def test_close_codes_are_echoed(self):
         for code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
                      3000, 3999, 4000, 4999):
