@@ -6,7 +6,8 @@
 //
 //   client_conformance_driver URL [--protocol P]... [--deflate]
 //       [--deflate-no-client-window] [--deflate-server-no-context-takeover]
-//       [--max-message-size N] [--close-timeout-ms N] [--ca-file F]
+//       [--max-message-size N] [--handshake-timeout-ms N] [--close-timeout-ms N]
+//       [--ca-file F]
 //
 // Output lines:
 //   open SUBPROTOCOL|-               the handshake succeeded
@@ -66,6 +67,8 @@ int main(int argc, char** argv) {
       options.deflate_offer.server_no_context_takeover = true;
     } else if (arg == "--max-message-size" && has_value) {
       options.max_message_size = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--handshake-timeout-ms" && has_value) {
+      options.handshake_timeout = std::chrono::milliseconds(std::strtoll(argv[++i], nullptr, 10));
     } else if (arg == "--close-timeout-ms" && has_value) {
       options.close_timeout = std::chrono::milliseconds(std::strtoll(argv[++i], nullptr, 10));
     } else if (arg == "--ca-file" && has_value) {

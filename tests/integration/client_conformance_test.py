@@ -226,6 +226,29 @@ class Cases:
         r = run.wait()
         self.driver.check_handshake_error(self, r, "closed the connection without answering")
 
+    @library_only
+    def test_no_response_times_out(self):
+        peer, run, _ = self.start(Options(handshake_timeout_ms=300))
+        peer.expect_eof()  # the client gives up and closes TCP, sending nothing
+        self.driver.check_handshake_error(self, run.wait(), "no response within 300 ms")
+
+    @library_only
+    def test_response_dribbled_past_the_timeout(self):
+        # The timeout bounds the whole head, not the gap between bytes.
+        peer, run, req = self.start(Options(handshake_timeout_ms=300))
+        head = response_head(req)
+        start = time.monotonic()
+        for i in range(len(head) - 4):
+            try:
+                peer.send(head[i:i + 1])
+            except OSError:
+                break
+            if peer.closed_by_client(0.05):
+                break
+        self.assertLess(time.monotonic() - start, 5 * harness.SLOW)
+        peer.expect_eof()
+        self.driver.check_handshake_error(self, run.wait(), "no response within 300 ms")
+
     def test_unoffered_subprotocol(self):
         self.rejects_handshake(UNOFFERED_PROTOCOL, lambda r: response_head(r, protocol="chat"))
 

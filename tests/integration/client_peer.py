@@ -373,6 +373,16 @@ class Peer:
             raise AssertionError("the client closed TCP before the server did")
         raise AssertionError("the client sent %r while it should wait" % bytes(self.buf[:80]))
 
+    def closed_by_client(self, seconds):
+        """True if the client closed TCP within `seconds` (bytes it sends are kept)."""
+        try:
+            self._fill(time.monotonic() + seconds)
+        except Timeout:
+            return False
+        except Eof:
+            return True
+        return False
+
     def close(self):
         self.wire.close()
 
@@ -430,13 +440,14 @@ class Options:
 
     def __init__(self, protocols=(), deflate=False, deflate_no_client_window=False,
                  deflate_server_no_context_takeover=False, max_message_size=None,
-                 close_timeout_ms=None, path="/"):
+                 close_timeout_ms=None, handshake_timeout_ms=None, path="/"):
         self.protocols = list(protocols)
         self.deflate = deflate
         self.deflate_no_client_window = deflate_no_client_window
         self.deflate_server_no_context_takeover = deflate_server_no_context_takeover
         self.max_message_size = max_message_size
         self.close_timeout_ms = close_timeout_ms
+        self.handshake_timeout_ms = handshake_timeout_ms
         self.path = path
 
 
@@ -506,6 +517,8 @@ class LibraryDriver(Driver):
             args += ["--max-message-size", str(o.max_message_size)]
         if o.close_timeout_ms:
             args += ["--close-timeout-ms", str(o.close_timeout_ms)]
+        if o.handshake_timeout_ms:
+            args += ["--handshake-timeout-ms", str(o.handshake_timeout_ms)]
         if self.ca_file:
             args += ["--ca-file", self.ca_file]
         return args
@@ -539,7 +552,8 @@ class EchoDriver(Driver):
     """`switchboard connect URL --echo`: the exit status and one line on stderr."""
 
     name = "connect_echo"
-    unsupported = ("deflate_no_client_window", "deflate_server_no_context_takeover")
+    unsupported = ("deflate_no_client_window", "deflate_server_no_context_takeover",
+                   "handshake_timeout_ms")
 
     def argv(self, url, o):
         args = [self.path, "connect", url, "--echo"]
