@@ -14,6 +14,16 @@
 //     verified against --ca-file (else the system store) and the URL's host,
 //     and a refusal is one line carrying OpenSSL's reason ("certificate has
 //     expired", "hostname mismatch"); --insecure-skip-verify accepts any.
+//
+// With --echo (a peer for conformance harnesses and servers under test):
+//   * stdin is not read and nothing goes to stdout; every message received is
+//     sent back with its opcode (text or binary); pings are answered by the
+//     library;
+//   * exit 0 only when the server closes with 1000; any other end is one line
+//     on stderr and exit 3: "closed: CODE REASON" for another close code,
+//     "protocol error from server: RULE; we closed with CODE" when the server
+//     broke RFC 6455 (our close frame carried CODE), "connection lost: ..."
+//     when TCP ended without a close frame. Failures before the 101: exit 2.
 // Everything runs on one event loop on the main thread; stdin is one of its
 // descriptors (level-triggered, one read per readiness report).
 #include <fcntl.h>
@@ -31,6 +41,8 @@
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/signal_watcher.hpp"
 #include "switchboard/net/tls_context.hpp"
+#include "switchboard/protocol/close_code.hpp"
+#include "switchboard/protocol/error.hpp"
 
 namespace switchboard::app {
 namespace {
@@ -38,6 +50,7 @@ namespace {
 constexpr int k_exit_ok = 0;
 constexpr int k_exit_failed = 2;          // never connected: connect, handshake, usage
 constexpr int k_exit_abnormal_close = 3;  // the server closed with another code, or dropped
+                                          // (--echo: also a protocol error from the server)
 
 constexpr int k_stdin = 0;
 constexpr std::size_t k_stdin_chunk = 64 * 1024;
@@ -49,6 +62,8 @@ struct connect_settings {
   std::string origin;
   bool binary = false;
   bool deflate = false;
+  bool echo = false;  // send every message back; stdin unused
+  std::uint64_t max_message_size = 16 * 1024 * 1024;
   std::string ca_file;  // wss://: trust anchors; empty: the system store
   bool insecure_skip_verify = false;
   double connect_timeout = 10.0;
@@ -93,6 +108,7 @@ class session final : private net::io_handler {
       options.headers.push_back(std::move(header));
     }
     options.deflate = settings_.deflate;
+    options.max_message_size = settings_.max_message_size;
     if (!make_tls()) return k_exit_failed;
     options.tls = tls_.get();
     options.connect_timeout = seconds(settings_.connect_timeout);
@@ -139,6 +155,7 @@ class session final : private net::io_handler {
 
   client::client_handlers handlers() {
     client::client_handlers h;
+    if (settings_.echo) return echo_handlers(std::move(h));
     h.on_open = [this](std::string_view) { start_reading(); };
     h.on_message = [](std::string_view payload, protocol::opcode) {
       std::fwrite(payload.data(), 1, payload.size(), stdout);
@@ -155,6 +172,51 @@ class session final : private net::io_handler {
       if (!input_done_) print_error(text);
       if (!opened_) exit_code_ = k_exit_failed;
     };
+    return common_handlers(std::move(h));
+  }
+
+  // --echo: messages go back with their opcode, stdin stays unread, and the
+  // exit status says whether the server closed with 1000.
+  client::client_handlers echo_handlers(client::client_handlers h) {
+    h.on_message = [this](std::string_view payload, protocol::opcode op) {
+      if (client_->send(payload, op) != client::send_status::dropped) return;
+      // Only a server that sends faster than it reads gets here (the send
+      // buffer is over max_buffered_bytes): give up rather than grow.
+      if (client_->state() != client::client_state::open) return;
+      print_error("cannot echo: the send buffer is full (the server does not read)");
+      failed_ = true;
+      client_->close(1008, "send buffer full");
+    };
+    h.on_close = [this](std::uint16_t code, std::string_view reason) {
+      if (failed_) return;  // the reason is already on stderr
+      if (code == 1000) {
+        if (!input_done_) exit_code_ = k_exit_ok;
+        return;
+      }
+      std::fprintf(stderr, "closed: %u %.*s\n", static_cast<unsigned>(code),
+                   static_cast<int>(reason.size()), reason.data());
+      if (!input_done_) exit_code_ = k_exit_abnormal_close;
+    };
+    h.on_error = [this](std::error_code error, std::string_view text) {
+      // After a signal, a slow server is no failure; after the first error,
+      // what follows (a close timeout) is its consequence, not news.
+      if (input_done_ || failed_) return;
+      failed_ = true;
+      if (error.category() == protocol::protocol_category() &&
+          !protocol::is_handshake_error(static_cast<protocol::error>(error.value()))) {
+        // The library failed the connection with the code for the rule broken.
+        const auto code = protocol::close_code_for(static_cast<protocol::error>(error.value()));
+        print_error(std::string(text) + "; we closed with " +
+                    std::to_string(protocol::to_underlying(code)));
+      } else {
+        print_error(text);
+      }
+      exit_code_ = opened_ ? k_exit_abnormal_close : k_exit_failed;
+    };
+    return common_handlers(std::move(h));
+  }
+
+  client::client_handlers common_handlers(client::client_handlers h) {
     h.on_state = [this](const client::state_change& change) {
       if (change.state == client::client_state::open) opened_ = true;
       if (change.state == client::client_state::closed) loop_->stop();
@@ -250,6 +312,7 @@ class session final : private net::io_handler {
   bool reading_ = false;
   bool paused_ = false;
   bool input_done_ = false;
+  bool failed_ = false;  // --echo: the reason the session failed is on stderr
 };
 
 }  // namespace
@@ -257,13 +320,22 @@ class session final : private net::io_handler {
 void add_connect_command(CLI::App& app, command_runner& run) {
   auto settings = std::make_shared<connect_settings>();
   CLI::App* cmd = app.add_subcommand(
-      "connect", "Interactive WebSocket client: stdin lines out as messages, messages to stdout");
+      "connect",
+      "WebSocket client: stdin lines out as messages, messages to stdout (or, with --echo, "
+      "every message sent back)");
   cmd->add_option("url", settings->url, "ws://host[:port]/path?query or wss://...")->required();
   cmd->add_option("--protocol,-p", settings->protocols,
                   "Offer a subprotocol (repeat for several, preferred first)");
   cmd->add_option("--header,-H", settings->headers, "Extra request header 'Name: value' (repeatable)");
   cmd->add_option("--origin", settings->origin, "Origin header to send");
   cmd->add_flag("--binary,-b", settings->binary, "Send each line as a binary message");
+  cmd->add_flag("--echo", settings->echo,
+                "Do not read stdin: send every message received back with its opcode (text or "
+                "binary), print nothing, and exit 0 only if the server closes with 1000");
+  cmd->add_option("--max-message-size", settings->max_message_size,
+                  "Largest message accepted from the server, in bytes (inflated size with "
+                  "--deflate); larger fails the connection with 1009 (default 16777216)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--deflate", settings->deflate,
                 "Offer permessage-deflate (RFC 7692; client_max_window_bits, context takeover) "
                 "and compress/inflate messages if the server accepts");
@@ -284,7 +356,11 @@ void add_connect_command(CLI::App& app, command_runner& run) {
       "     closed with 1000 (normal) or 1001 (going away)\n"
       "  2  connection or handshake failed, or bad arguments\n"
       "  3  the server closed with any other code, or the connection dropped (1006)\n"
-      "When the server closes, 'closed: CODE REASON' is printed to stderr.");
+      "When the server closes, 'closed: CODE REASON' is printed to stderr.\n"
+      "With --echo: 0 only when the server closes with 1000 (nothing printed); 3 with\n"
+      "one line on stderr for any other close code ('closed: CODE REASON'), a\n"
+      "protocol error from the server ('protocol error from server: RULE; we closed\n"
+      "with CODE') or a dropped connection; 2 as above.");
   cmd->callback([&run, settings] {
     run = [settings] { return session(*settings).run(); };
   });

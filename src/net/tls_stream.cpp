@@ -489,11 +489,12 @@ void tls_stream::receive(std::span<std::byte> plain, detail::lifetime_flag::scop
     if (ssl_error == SSL_ERROR_WANT_READ && !input_eof_) break;  // all input consumed
     std::error_code error;
     if (ssl_error == SSL_ERROR_ZERO_RETURN) {
-      // The peer's close_notify: answer it (best effort) and end in order.
-      if (!write_shut_) {
-        write_shut_ = true;
-        SSL_shutdown(ssl_.get());
-      }
+      // The peer's close_notify ends its data, not ours. What came before it
+      // goes to the handler first, which may still answer (a WebSocket close
+      // frame is echoed, RFC 6455 5.5.1); shutdown_write() then sends that
+      // answer and our close_notify after it (best effort), and we end in order.
+      if (!deliver()) return;
+      shutdown_write();
       ERR_clear_error();
     } else {
       error = take_ssl_error(ssl_error);

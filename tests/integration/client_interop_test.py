@@ -3,7 +3,8 @@
 
 Runs our interactive client (the contract documented in
 apps/switchboard/connect_command.cpp) against a python3-websockets 10.4 server
-and a node `ws` 8 server: echo of several lines (UTF-8 included), subprotocol
+and a node `ws` 8 server: echo of several lines (UTF-8 included), `--echo` as
+the peer of a server that talks first (text, binary, deflate), subprotocol
 choice, request headers, a server-initiated close with 4000 (exit 3), a
 handshake rejected with 403 (exit 2), and failures found before any handshake.
 
@@ -205,6 +206,45 @@ class python_websockets_test(unittest.TestCase):
         code, err = client.finish(close_stdin=False)
         self.assertEqual(code, 3, err)
         self.assertIn("closed: 4000 bye now", err)
+
+
+class python_echo_peer_test(unittest.TestCase):
+    """`connect --echo` as the peer of a python3-websockets server that talks first."""
+
+    def run_echo(self, close_code, *args):
+        got = []
+        self.extensions = []
+
+        async def talk(ws):
+            self.extensions = [e.name for e in ws.extensions]
+            messages = ["hello", "h\u00e9llo \U0001f600", "", b"\x00\xff raw", "a" * 70000]
+            for message in messages:
+                await ws.send(message)
+                got.append(await ws.recv())
+            await ws.close(close_code, "done")
+
+        server = python_server(talk)
+        try:
+            result = run_connect(server.url(), "--echo", *args)
+        finally:
+            server.stop()
+        self.assertEqual(got, ["hello", "h\u00e9llo \U0001f600", "", b"\x00\xff raw", "a" * 70000])
+        return result
+
+    def test_echo_exits_0_on_1000_and_prints_nothing(self):
+        result = self.run_echo(1000)
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, b"", b""))
+        self.assertEqual(self.extensions, [])
+
+    def test_echo_with_deflate(self):
+        result = self.run_echo(1000, "--deflate")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.extensions, ["permessage-deflate"])
+
+    def test_echo_exits_3_on_another_code(self):
+        result = self.run_echo(4000)
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertEqual(result.stderr, b"closed: 4000 done\n")
 
 
 class python_rejection_test(unittest.TestCase):

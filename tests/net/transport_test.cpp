@@ -194,6 +194,31 @@ TEST_P(transport_test, ShutdownWriteAfterCorkedBytes) {
   EXPECT_EQ(s->native_handle(), -1);
 }
 
+// The peer's last bytes and the end of its write side in one read (for TLS,
+// data and close_notify in the same segment): the handler sees the bytes
+// first and may still answer them, and the answer reaches the peer before
+// our end. A WebSocket close frame is echoed this way (RFC 6455 5.5.1).
+TEST_P(transport_test, AnswerToLastWordsArrivingWithTheEnd) {
+  recording_handler server;
+  recording_handler client;
+  client.data_fn = [](transport& t, std::span<std::byte>) {
+    EXPECT_EQ(t.send(as_bytes("answer")), send_status::ok);
+  };
+  const auto ends = connect(server, client);
+  transport* const c = ends.first;
+  transport* const s = ends.second;
+  ASSERT_TRUE(wait_until_ready(*c, *s));
+  loop->post([s = s] {
+    EXPECT_EQ(s->send(as_bytes("last words")), send_status::ok);
+    s->shutdown_write();  // corked bytes and the end leave in one flush
+  });
+  ASSERT_TRUE(run_until([&] { return client.of[c].closes == 1 && server.of[s].closes == 1; }));
+  EXPECT_EQ(client.of[c].received, "last words");
+  EXPECT_EQ(server.of[s].received, "answer");
+  EXPECT_FALSE(client.of[c].close_error) << client.of[c].close_error.message();
+  EXPECT_FALSE(server.of[s].close_error) << server.of[s].close_error.message();
+}
+
 TEST_P(transport_test, ShutdownWriteWithNothingBuffered) {
   recording_handler server;
   recording_handler client;

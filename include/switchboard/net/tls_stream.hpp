@@ -67,8 +67,10 @@
 // preceded by a check: the BIO never refuses, so any failed SSL_write is fatal
 // whatever SSL_get_error says, and the queue is drained then.
 //
-// Closing. A close_notify from the peer is an orderly end: the stream answers
-// with its own, closes, and calls on_close({}). An end of TCP without
+// Closing. A close_notify from the peer is an orderly end: the data before it
+// goes to on_data first (what the handler sends from there still goes out),
+// then the stream answers with its own close_notify, closes, and calls
+// on_close({}). An end of TCP without
 // close_notify is on_close(tls_failure::unexpected_eof). shutdown_write()
 // sends close_notify after everything sent before, then half-closes TCP.
 //
