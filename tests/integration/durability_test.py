@@ -12,7 +12,7 @@
   * the global bounds: limits.max_channels (error 503 and its counter), and a 20 MB
     flood of 60 KB publications into new channels with a 4 MiB history_memory:
     switchboard_history_bytes stays under the limit, evictions are counted, RSS stays
-    bounded and comes back down once the channels are gone.
+    bounded and comes back down once the channels are gone (RSS checked outside ASan).
 
 Every server runs on 127.0.0.1, port 0, with its state in a temporary directory.
 Usage: /usr/bin/python3 durability_test.py <path to switchboard>
@@ -34,6 +34,10 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
+
+# Set by tests/integration/CMakeLists.txt for the asan preset: RSS figures are
+# the sanitizer's there, so the RSS bounds are checked in release builds only.
+ASAN = os.environ.get("SWITCHBOARD_IT_ASAN") == "1"
 from serve_test import (API_KEY, SECRET, ServeServer, Session, api_publish,  # noqa: E402
                         base_config, connect_ws, metric_samples, run, slow, toml_text)
 
@@ -278,20 +282,25 @@ class Bounds(StateDir):
         self.assertGreater(samples["switchboard_history_bytes"], limit / 2)
         self.assertGreater(samples["switchboard_history_evictions_total"], 200)
         # Kept history is bounded by the limit; what the process holds on top of its
-        # baseline stays within a few times that (buffers, allocator slack).
-        self.assertLess(peak - baseline, 8 * limit // 1024, "peak %d KiB, baseline %d KiB"
-                        % (peak, baseline))
+        # baseline stays within a few times that (buffers, allocator slack). Not
+        # under ASan: its allocator keeps freed memory in quarantine on purpose.
+        if not ASAN:
+            self.assertLess(peak - baseline, 8 * limit // 1024, "peak %d KiB, baseline %d KiB"
+                            % (peak, baseline))
         # After the TTL, the channels are forgotten; malloc_trim hands the pages back.
         deadline = time.monotonic() + slow(10)
         while time.monotonic() < deadline:
             samples = metric_samples(server.port)
-            if samples["switchboard_channels"] == 0 and server.rss_kib() < 2 * baseline + 2048:
+            if samples["switchboard_channels"] == 0 and (
+                    ASAN or server.rss_kib() < 2 * baseline + 2048):
                 break
             time.sleep(0.5)
         self.assertEqual(samples["switchboard_history_bytes"], 0)
-        self.assertLess(server.rss_kib(), 2 * baseline + 2048,
-                        "RSS back within 2x baseline (baseline %d KiB, peak %d KiB)"
-                        % (baseline, peak))
+        self.assertEqual(samples["switchboard_channels"], 0)
+        if not ASAN:
+            self.assertLess(server.rss_kib(), 2 * baseline + 2048,
+                            "RSS back within 2x baseline (baseline %d KiB, peak %d KiB)"
+                            % (baseline, peak))
         server.stop_checked(self)
 
 
