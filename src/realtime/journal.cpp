@@ -49,8 +49,8 @@ bool get_bytes(std::string_view& in, std::size_t n, std::string_view& out) {
 }
 
 std::uint32_t checksum(std::string_view payload) {
-  return static_cast<std::uint32_t>(
-      ::crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size())));
+  return static_cast<std::uint32_t>(::crc32(0, reinterpret_cast<const Bytef*>(payload.data()),
+                                            static_cast<uInt>(payload.size())));
 }
 
 // Frames the payload appended to `out` since `start` (where 8 bytes were reserved).
@@ -176,7 +176,9 @@ journal_scan scan_journal(std::string_view bytes,
 journal_writer::journal_writer(std::string path, int fd, std::size_t size)
     : path_(std::move(path)), fd_(fd), size_(size) {}
 
-journal_writer::~journal_writer() { ::close(fd_); }
+journal_writer::~journal_writer() {
+  ::close(fd_);
+}
 
 std::unique_ptr<journal_writer> journal_writer::create(
     const std::string& path, const journal_header& header, std::string& error,

@@ -60,7 +60,7 @@ void encode_journal_header(std::string& out, const journal_header& h);
 void encode_journal_record(std::string& out, const journal_record& r);
 
 struct journal_scan {
-  std::string error;     // set: not a journal (bad magic or header); nothing else is valid
+  std::string error;  // set: not a journal (bad magic or header); nothing else is valid
   journal_header header;
   std::size_t valid_bytes = 0;  // magic, header and every whole record before the first bad one
   std::size_t records = 0;

@@ -68,7 +68,8 @@ class durability_test : public ::testing::Test {
 
   publish_result publish(broker& b, std::string_view channel, const std::string& data) {
     publish_result out;
-    b.publish(channel, ns(channel), "\"data\":" + data, [&](publish_result r) { out = std::move(r); });
+    b.publish(channel, ns(channel), "\"data\":" + data,
+              [&](publish_result r) { out = std::move(r); });
     return out;
   }
 
