@@ -77,9 +77,9 @@ struct channel_info {
 };
 
 struct broker_stats {
-  std::size_t history_bytes = 0;         // kept publications, over every channel
-  std::uint64_t history_evictions = 0;   // dropped to stay under limits.history_memory
-  std::uint64_t channels_refused = 0;    // new channels refused by limits.max_channels
+  std::size_t history_bytes = 0;        // kept publications, over every channel
+  std::uint64_t history_evictions = 0;  // dropped to stay under limits.history_memory
+  std::uint64_t channels_refused = 0;   // new channels refused by limits.max_channels
 };
 
 // The node's side of the broker: what it hears about channels it subscribed

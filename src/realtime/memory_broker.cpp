@@ -31,7 +31,9 @@ struct kept_publication {
 
 // What a kept publication counts against limits.history_memory: its text
 // and about what the deque, the string's heap block and malloc add to it.
-std::size_t cost_of(const kept_publication& p) { return p.json.size() + 80; }
+std::size_t cost_of(const kept_publication& p) {
+  return p.json.size() + 80;
+}
 
 // The journal is rewritten (compacted into the snapshot) once it is this
 // many times the size of what it describes, and at least k_compact_floor.
@@ -217,8 +219,8 @@ void memory_broker::publish(std::string_view channel, const namespace_options& n
     if (journal_) {
       // Before anyone sees the publication: what a crash keeps is a prefix
       // of what was delivered, never less (journal.hpp).
-      const journal_record r{offset, now_wall, keep, s.name, s.epoch,
-                             keep ? std::string_view(tail) : std::string_view()};
+      journal_record r{offset, now_wall, keep, s.name, s.epoch, {}};
+      if (keep) r.tail = tail;
       if (std::string e = journal_->append(r, options_.journal_fsync == fsync_policy::always);
           !e.empty()) {
         if (journal_error_.empty() && options_.log) options_.log(log_level::error, e);
@@ -392,7 +394,6 @@ void memory_broker::tick() {
   }
 }
 
-
 // ---------------------------------------------------------------------------
 // Durability: the snapshot, the journal, and the proof that epochs may be kept.
 
@@ -462,12 +463,11 @@ std::string memory_broker::load_state() {
           });
       if (!scan.error.empty()) {
         // Why: refuse rather than overwrite a file that is not ours.
-        return options_.journal_file + ": " + scan.error +
-               " (move it away to start without it)";
+        return options_.journal_file + ": " + scan.error + " (move it away to start without it)";
       }
       if (continues) {
-        say(log_level::info, "journal: " + std::to_string(replayed) + " publications replayed from " +
-                                 options_.journal_file);
+        say(log_level::info, "journal: " + std::to_string(replayed) +
+                                 " publications replayed from " + options_.journal_file);
         const std::size_t cut = bytes.size() - scan.valid_bytes;
         if (scan.torn) {
           say(log_level::warn, "journal: the last record was incomplete (" + scan.bad_reason +
@@ -485,9 +485,8 @@ std::string memory_broker::load_state() {
           // Every publication anyone saw was written before it was seen; it
           // is still in the file if it was fsynced first, or if the machine
           // did not restart (the page cache outlives the process).
-          proven = !scan.corrupt &&
-                   (jh.fsync == static_cast<std::uint8_t>(fsync_policy::always) ||
-                    (!boot.empty() && jh.boot == boot));
+          proven = !scan.corrupt && (jh.fsync == static_cast<std::uint8_t>(fsync_policy::always) ||
+                                     (!boot.empty() && jh.boot == boot));
         }
       }
     }
@@ -512,10 +511,10 @@ std::string memory_broker::load_state() {
     return {};
   }
   std::string e;
-  journal_ = journal_writer::create(options_.journal_file,
-                                    journal_header{static_cast<std::uint8_t>(options_.journal_fsync),
-                                                   id, boot},
-                                    e, [&] { return write_snapshot(id, false); });
+  journal_ = journal_writer::create(
+      options_.journal_file,
+      journal_header{static_cast<std::uint8_t>(options_.journal_fsync), id, boot}, e,
+      [&] { return write_snapshot(id, false); });
   if (!journal_) return "journal: " + e;
   compact_floor_ = k_compact_floor;
   last_sync_ms_ = mono_ms();

@@ -53,10 +53,9 @@ struct snapshot_header {
 // calls `channel` for each channel line, then `publication` for each of its
 // history entries (in file order, offsets checked to be 1..offset). Returns ""
 // or "PATH:LINE: reason".
-std::string read_snapshot(
-    const std::string& path, snapshot_header& header,
-    const std::function<void(const snapshot_channel&)>& channel,
-    const std::function<void(snapshot_publication&&)>& publication);
+std::string read_snapshot(const std::string& path, snapshot_header& header,
+                          const std::function<void(const snapshot_channel&)>& channel,
+                          const std::function<void(snapshot_publication&&)>& publication);
 
 class snapshot_writer {
  public:
