@@ -465,6 +465,11 @@ std::string memory_broker::load_state() {
         // Why: refuse rather than overwrite a file that is not ours.
         return options_.journal_file + ": " + scan.error + " (move it away to start without it)";
       }
+      if (!continues && !proven) {
+        say(log_level::warn, "journal: " + options_.journal_file +
+                                 " does not continue the snapshot it sits beside (it belongs to "
+                                 "an earlier state, or the snapshot was replaced); not replayed");
+      }
       if (continues) {
         say(log_level::info, "journal: " + std::to_string(replayed) +
                                  " publications replayed from " + options_.journal_file);
