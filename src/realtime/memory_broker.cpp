@@ -608,6 +608,7 @@ void memory_broker::save_snapshot() {
   };
   if (std::string e = write_snapshot(random_hex(8), true); !e.empty()) {
     say(log_level::error, "snapshot: " + e);
+    journal_error_ = "snapshot not saved at shutdown: " + e;  // health(): the exit says so
     if (journal_) {
       // The journal still holds what the snapshot could not: make it durable.
       if (std::string s = journal_->sync(); !s.empty()) say(log_level::error, s);

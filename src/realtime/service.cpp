@@ -260,6 +260,12 @@ std::error_code service::run() {
   const std::error_code ec = s.srv->run();
   s.stop_housekeeping();
   s.broker_->stop();
+  // Why: history that could not be saved is lost; the exit status must say so
+  // (issue 14, finding 6), not only a log line.
+  if (std::string why = s.broker_->health(); !ec && !why.empty()) {
+    s.error = std::move(why);
+    return std::make_error_code(std::errc::io_error);
+  }
   return ec;
 }
 

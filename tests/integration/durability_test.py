@@ -8,7 +8,8 @@
     acknowledged publication is in the history exactly once, same epoch, offsets
     1..N without a gap, and the next publication continues at N+1;
   * a torn journal (cut mid-record): the server starts, logs the cut, keeps the rest;
-  * state paths that can't be written: exit 2 with the key and the reason;
+  * state paths that can't be written: exit 2 with the key and the reason; a snapshot
+    that can't be saved at shutdown: exit 1, not 0;
   * the global bounds: limits.max_channels (error 503 and its counter), and a 20 MB
     flood of 60 KB publications into new channels with a 4 MiB history_memory:
     switchboard_history_bytes stays under the limit, evictions are counted, RSS stays
@@ -230,6 +231,20 @@ class Paths(unittest.TestCase):
             r = self.serve_with({"snapshot_file": d})
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"not a regular file", r.stderr)
+
+
+class SaveAtShutdown(StateDir):
+    def test_a_snapshot_that_cannot_be_saved_at_shutdown_exits_1(self):
+        sub = os.path.join(self.state, "sub")
+        os.mkdir(sub)
+        sections = config(self.state)
+        sections["history"]["snapshot_file"] = os.path.join(sub, "state.json")
+        server = self.start(sections)
+        api_publish(server.port, {"channel": "chat:s", "data": 1})
+        shutil.rmtree(sub)  # the directory is gone: PATH.tmp can't be created
+        code, _ = server.stop(timeout=10)
+        self.assertEqual(code, 1, server.stderr_text())
+        self.assertIn("snapshot not saved at shutdown", server.stderr_text())
 
 
 class Bounds(StateDir):
