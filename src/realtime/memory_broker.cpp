@@ -150,10 +150,15 @@ void memory_broker::push_kept(stream& s, std::uint64_t offset, std::int64_t time
 
 void memory_broker::pop_kept(stream& s) {
   const kept_publication& front = s.history.front();
-  oldest_.erase({front.seq, &s});
+  // The set's node is taken out and put back with the next key: no
+  // allocation per publication on a full channel.
+  auto node = oldest_.extract({front.seq, &s});
   history_bytes_ -= cost_of(front);
   s.history.pop_front();
-  if (!s.history.empty()) oldest_.emplace(s.history.front().seq, &s);
+  if (!s.history.empty()) {
+    node.value().first = s.history.front().seq;
+    oldest_.insert(std::move(node));
+  }
   history_bytes_gauge_.store(history_bytes_, std::memory_order_relaxed);
 }
 
