@@ -1,12 +1,7 @@
 // memory_broker.cpp — the embedded broker (see memory_broker.hpp).
 #include "memory_broker.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <utility>
