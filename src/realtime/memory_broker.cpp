@@ -484,10 +484,10 @@ std::string memory_broker::load_state() {
           // for whoever wants to look at what could not be replayed.
           const std::string kept = options_.journal_file + ".damaged";
           const bool moved = std::rename(options_.journal_file.c_str(), kept.c_str()) == 0;
-          say(log_level::error, "journal: damaged at offset " + std::to_string(scan.valid_bytes) +
-                                    " (" + scan.bad_reason + "); " + std::to_string(cut) +
-                                    " bytes after it not replayed" +
-                                    (moved ? ", file kept as " + kept : ", and it could not be kept"));
+          say(log_level::error,
+              "journal: damaged at offset " + std::to_string(scan.valid_bytes) + " (" +
+                  scan.bad_reason + "); " + std::to_string(cut) + " bytes after it not replayed" +
+                  (moved ? ", file kept as " + kept : ", and it could not be kept"));
         }
         if (!proven) {
           // Every publication anyone saw was written before it was seen; it
