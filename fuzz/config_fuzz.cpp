@@ -92,6 +92,9 @@ void check_values(const realtime_config& c) {
   check(c.shutdown_code == 1000 || c.shutdown_code == 1001 || c.shutdown_code == 1012 ||
         (c.shutdown_code >= 4000 && c.shutdown_code <= 4999));
   check(duration(c.shutdown_timeout, false));
+  check(c.max_channels >= 1 && c.history_memory >= 1);
+  check(c.journal_fsync == fsync_policy::always || c.journal_fsync == fsync_policy::everysec ||
+        c.journal_fsync == fsync_policy::no);
   check(one_of(c.log_format, {"text", "json"}));
   check(one_of(c.log_level, {"trace", "debug", "info", "warn", "error", "off"}));
   for (const auto& [name, ns] : c.namespaces) {
@@ -123,6 +126,8 @@ bool same(const realtime_config& a, const realtime_config& b) {
          a.backpressure_policy == b.backpressure_policy && a.ping_interval == b.ping_interval &&
          a.pong_timeout == b.pong_timeout && a.shutdown_code == b.shutdown_code &&
          a.shutdown_timeout == b.shutdown_timeout && a.snapshot_file == b.snapshot_file &&
+         a.journal_file == b.journal_file && a.journal_fsync == b.journal_fsync &&
+         a.max_channels == b.max_channels && a.history_memory == b.history_memory &&
          a.log_format == b.log_format && a.log_level == b.log_level;
 }
 
@@ -151,8 +156,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Loading the same text again over it changes nothing: each key replaces.
   check(switchboard::app::load_config_string(text, origin, config2).empty());
   check(same(config, config2));
-  const std::string whole = switchboard::app::check_config(config);
+  const std::string whole = switchboard::realtime::check_config(config);
   check(whole.empty() || starts_with(whole, "server: ") || starts_with(whole, "limits: ") ||
-        starts_with(whole, "auth: "));
+        starts_with(whole, "auth: ") || starts_with(whole, "history: ") ||
+        starts_with(whole, "namespaces: "));
   return 0;
 }

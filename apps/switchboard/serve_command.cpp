@@ -8,7 +8,8 @@
 //     TLS, IPv6 hosts in brackets), once the port is bound;
 //   - log lines on stderr, text or JSON (one object per line);
 //   - exit 0 after a graceful shutdown (SIGTERM/SIGINT), 1 when the server
-//     cannot listen or fails while running, 2 for a bad configuration.
+//     cannot listen or fails while running, 2 for a bad configuration
+//     (state files of [history] that cannot be written included).
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -161,6 +162,12 @@ std::string listen_url(const realtime::realtime_config& config, std::uint16_t po
 int run_serve(const serve_flags& flags) {
   realtime::realtime_config config;
   if (std::string error = build_serve_config(flags, config); !error.empty()) {
+    std::fprintf(stderr, "switchboard serve: %s\n", error.c_str());
+    return 2;
+  }
+  // Why: a state file that can't be written would otherwise be found out at
+  // shutdown, with the history already lost.
+  if (std::string error = realtime::check_storage(config); !error.empty()) {
     std::fprintf(stderr, "switchboard serve: %s\n", error.c_str());
     return 2;
   }

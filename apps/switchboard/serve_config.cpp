@@ -30,6 +30,7 @@ namespace switchboard::app {
 namespace {
 
 using realtime::compression_mode;
+using realtime::fsync_policy;
 using realtime::namespace_options;
 using realtime::overflow_policy;
 using realtime::publish_policy;
@@ -62,6 +63,7 @@ struct value_rule {
 constexpr std::string_view k_compression_names[] = {"off", "shared", "dedicated"};
 constexpr std::string_view k_overflow_names[] = {"close", "drop"};
 constexpr std::string_view k_publish_names[] = {"subscribers", "any", "none"};
+constexpr std::string_view k_fsync_names[] = {"always", "everysec", "no"};
 constexpr std::string_view k_log_formats[] = {"text", "json"};
 constexpr std::string_view k_log_levels[] = {"trace", "debug", "info", "warn", "error", "off"};
 
@@ -85,6 +87,7 @@ constexpr value_rule k_shutdown_code{.accept = is_shutdown_code,
 constexpr value_rule k_compression{.choices = k_compression_names};
 constexpr value_rule k_overflow{.choices = k_overflow_names};
 constexpr value_rule k_publish{.choices = k_publish_names};
+constexpr value_rule k_fsync{.choices = k_fsync_names};
 constexpr value_rule k_log_format{.choices = k_log_formats};
 constexpr value_rule k_log_level{.choices = k_log_levels};
 
@@ -94,7 +97,7 @@ constexpr value_rule k_log_level{.choices = k_log_levels};
 template <class S>
 using member = std::variant<std::string S::*, bool S::*, std::uint16_t S::*, std::size_t S::*,
                             double S::*, std::vector<std::string> S::*, compression_mode S::*,
-                            overflow_policy S::*, publish_policy S::*>;
+                            overflow_policy S::*, publish_policy S::*, fsync_policy S::*>;
 
 template <class M>
 struct member_traits;
@@ -180,6 +183,11 @@ const config_key k_keys[] = {
      "bytes queued for a slow reader before backpressure_policy applies"},
     {"limits", "backpressure_policy", &realtime_config::backpressure_policy, k_overflow,
      "over max_backpressure: close (1008) or drop the messages that do not fit"},
+    {"limits", "max_channels", &realtime_config::max_channels, k_positive_count,
+     "channels with subscribers, history or presence at once over the server; a new one past "
+     "it gets error 503"},
+    {"limits", "history_memory", &realtime_config::history_memory, k_positive_count,
+     "bytes of kept publications over every channel; past it the oldest are dropped first"},
     // [keepalive]
     {"keepalive", "ping_interval", &realtime_config::ping_interval, k_seconds,
      "seconds of silence before the server pings a connection (0: never)", "--ping-interval",
@@ -199,6 +207,13 @@ const config_key k_keys[] = {
      "history is written here on shutdown and read back at start; empty: it does not survive "
      "a restart",
      "--snapshot-file", "PATH"},
+    {"history", "journal", &realtime_config::journal_file, k_any,
+     "append-only journal of publications, replayed over snapshot_file at start so a crash "
+     "loses nothing acknowledged (see journal_fsync); empty: no journal",
+     "--journal", "PATH"},
+    {"history", "journal_fsync", &realtime_config::journal_fsync, k_fsync,
+     "when the journal is fsynced: always (before each publish is acknowledged), everysec or "
+     "no (the kernel decides)"},
     // [log]
     {"log", "format", &realtime_config::log_format, k_log_format,
      "log lines on stderr: text or json (one object per line)", "--log-format", "FORMAT"},

@@ -76,6 +76,12 @@ struct channel_info {
   std::uint64_t offset = 0;
 };
 
+struct broker_stats {
+  std::size_t history_bytes = 0;        // kept publications, over every channel
+  std::uint64_t history_evictions = 0;  // dropped to stay under limits.history_memory
+  std::uint64_t channels_refused = 0;   // new channels refused by limits.max_channels
+};
+
 // The node's side of the broker: what it hears about channels it subscribed
 // to (subscribe_node). REQUIRES: an implementation never calls back into the
 // broker from these (they may run with a broker lock held).
@@ -141,6 +147,9 @@ class broker {
   virtual void channels(completion<channels_result> done) = 0;
   // Channels with state now (a gauge; may lag).
   virtual std::size_t channel_count() const = 0;
+  // Gauges and counters for /metrics (may lag). A broker that keeps no
+  // history here reports zeros.
+  virtual broker_stats stats() const { return {}; }
 
   // Periodic upkeep (history TTL); called about every 200 ms.
   virtual void tick() = 0;

@@ -25,6 +25,13 @@ std::string check_config(const realtime_config& config) {
   if (config.jwt_secret.empty() && !config.allow_anonymous) {
     return "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)";
   }
+  if (!config.journal_file.empty() && config.snapshot_file.empty()) {
+    return "history: journal needs history.snapshot_file (the journal is replayed over it and "
+           "compacted into it)";
+  }
+  if (!config.journal_file.empty() && config.journal_file == config.snapshot_file) {
+    return "history: journal and snapshot_file must be two different files";
+  }
   for (const auto& [name, ns] : config.namespaces) {
     // "default" names the channels without ':' and is always allowed.
     if (name != k_default_namespace && !valid_namespace_name(name)) {

@@ -1,11 +1,15 @@
 // memory_broker.cpp — the embedded broker (see memory_broker.hpp).
 #include "memory_broker.hpp"
 
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <utility>
 #include <vector>
 
 #include "channel.hpp"
 #include "snapshot.hpp"
+#include "storage.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -16,8 +20,20 @@ namespace {
 struct kept_publication {
   std::uint64_t offset;
   std::int64_t time_ms;  // wall clock, so a snapshot keeps TTLs across restarts
+  std::uint64_t seq;     // order of keeping over every channel (history_memory)
   std::string json;      // {"offset":N,"data":…,"client":"…","user":"…"}
 };
+
+// What a kept publication counts against limits.history_memory: its text
+// and about what the deque, the string's heap block and malloc add to it.
+std::size_t cost_of(const kept_publication& p) {
+  return p.json.size() + 80;
+}
+
+// The journal is rewritten (compacted into the snapshot) once it is this
+// many times the size of what it describes, and at least k_compact_floor.
+constexpr std::size_t k_compact_factor = 2;
+constexpr std::size_t k_compact_floor = 8u << 20;
 
 // A channel's kept publications, oldest first. libstdc++'s deque allocates
 // its map and first block (~550 B) even when empty, and most channels (one
@@ -75,7 +91,7 @@ std::int64_t memory_broker::now() const {
 std::string memory_broker::start(broker_events& events) {
   events_ = &events;
   std::lock_guard lock(mutex_);
-  return load_snapshot();
+  return load_state();
 }
 
 void memory_broker::stop() {
@@ -85,12 +101,21 @@ void memory_broker::stop() {
   save_snapshot();
 }
 
-memory_broker::stream& memory_broker::stream_of(std::string_view name,
+memory_broker::stream* memory_broker::stream_of(std::string_view name,
                                                 const namespace_options& ns) {
-  if (stream* s = find(name)) return *s;
+  if (stream* s = find(name)) return s;
+  // Why: every channel costs memory whoever names it; an anonymous client
+  // must not be able to make the server hold an unbounded number.
+  if (streams_.size() >= config_.max_channels) return nullptr;
+  return &create_stream(name, ns, random_hex(8));
+}
+
+memory_broker::stream& memory_broker::create_stream(std::string_view name,
+                                                    const namespace_options& ns,
+                                                    std::string epoch) {
   auto s = std::make_unique<stream>();
   s->name.assign(name);
-  s->epoch = random_hex(8);
+  s->epoch = std::move(epoch);
   s->ns = &ns;
   stream& ref = *s;
   streams_.emplace(s->name, std::move(s));
@@ -106,7 +131,46 @@ memory_broker::stream* memory_broker::find(std::string_view name) {
 void memory_broker::prune(stream& s, std::int64_t now_wall) {
   if (s.ns->history_ttl <= 0) return;
   const auto ttl = static_cast<std::int64_t>(s.ns->history_ttl * 1000.0);
-  while (!s.history.empty() && s.history.front().time_ms + ttl <= now_wall) s.history.pop_front();
+  while (!s.history.empty() && s.history.front().time_ms + ttl <= now_wall) pop_kept(s);
+}
+
+void memory_broker::push_kept(stream& s, std::uint64_t offset, std::int64_t time_ms,
+                              std::string json) {
+  kept_publication p{offset, time_ms, ++next_seq_, std::move(json)};
+  if (s.history.empty()) oldest_.emplace(p.seq, &s);
+  history_bytes_ += cost_of(p);
+  s.history.push_back(std::move(p));
+  history_bytes_gauge_.store(history_bytes_, std::memory_order_relaxed);
+}
+
+void memory_broker::pop_kept(stream& s) {
+  const kept_publication& front = s.history.front();
+  // The set's node is taken out and put back with the next key: no
+  // allocation per publication on a full channel.
+  auto node = oldest_.extract({front.seq, &s});
+  history_bytes_ -= cost_of(front);
+  s.history.pop_front();
+  if (!s.history.empty()) {
+    node.value().first = s.history.front().seq;
+    oldest_.insert(std::move(node));
+  }
+  history_bytes_gauge_.store(history_bytes_, std::memory_order_relaxed);
+}
+
+void memory_broker::clear_kept(stream& s) {
+  while (!s.history.empty()) pop_kept(s);
+}
+
+// Why: limits.history_memory bounds what every channel keeps together; the
+// oldest publication of the server goes first, whichever channel holds it.
+// A client that asks for it later is told "too far behind".
+void memory_broker::evict_over_budget() {
+  while (history_bytes_ > config_.history_memory && !oldest_.empty()) {
+    stream& victim = *oldest_.begin()->second;
+    pop_kept(victim);
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+    if (victim.history.empty()) maybe_drop(victim);
+  }
 }
 
 void memory_broker::maybe_drop(stream& s) {
@@ -117,11 +181,19 @@ void memory_broker::maybe_drop(stream& s) {
 
 void memory_broker::subscribe_node(std::string_view channel, const namespace_options& ns) {
   std::lock_guard lock(mutex_);
-  stream_of(channel, ns).node_subscribed = true;
+  if (stream* s = stream_of(channel, ns)) {
+    s->node_subscribed = true;
+  } else {
+    refused_nodes_.emplace(channel);  // the subscriber's read is refused
+  }
 }
 
 void memory_broker::unsubscribe_node(std::string_view channel) {
   std::lock_guard lock(mutex_);
+  if (const auto it = refused_nodes_.find(channel); it != refused_nodes_.end()) {
+    refused_nodes_.erase(it);
+    return;
+  }
   if (stream* s = find(channel)) {
     s->node_subscribed = false;
     maybe_drop(*s);
@@ -131,33 +203,64 @@ void memory_broker::unsubscribe_node(std::string_view channel) {
 void memory_broker::publish(std::string_view channel, const namespace_options& ns,
                             std::string tail, completion<publish_result> done) {
   publish_result result;
-  {
+  [&] {
     std::lock_guard lock(mutex_);
-    stream& s = stream_of(channel, ns);
+    stream* sp = stream_of(channel, ns);
+    if (!sp) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      result.error = make_failure(errors::channel_limit);
+      return;
+    }
+    stream& s = *sp;
     const std::int64_t now_wall = now();
     prune(s, now_wall);
-    const std::uint64_t offset = ++s.top;
+    const std::uint64_t offset = s.top + 1;
+    const bool keep = s.ns->history_size > 0;
+    if (journal_) {
+      // Before anyone sees the publication: what a crash keeps is a prefix
+      // of what was delivered, never less (journal.hpp).
+      journal_record r{offset, now_wall, keep, s.name, s.epoch, {}};
+      if (keep) r.tail = tail;
+      if (std::string e = journal_->append(r, options_.journal_fsync == fsync_policy::always);
+          !e.empty()) {
+        if (journal_error_.empty() && options_.log) options_.log(log_level::error, e);
+        journal_error_ = std::move(e);
+        result.error = make_failure(errors::history_not_saved);
+        maybe_drop(s);
+        return;
+      }
+      journal_error_.clear();
+    }
+    s.top = offset;
     events_->on_publication(s.name, s.epoch, offset, tail);
     result.epoch = s.epoch;
     result.offset = offset;
-    if (s.ns->history_size > 0) {
+    if (keep) {
       std::string json;
       json.reserve(tail.size() + 24);
       append_publication(json, offset, tail);
-      s.history.push_back(kept_publication{offset, now_wall, std::move(json)});
-      while (s.history.size() > s.ns->history_size) s.history.pop_front();
+      push_kept(s, offset, now_wall, std::move(json));
+      while (s.history.size() > s.ns->history_size) pop_kept(s);
     }
     maybe_drop(s);
-  }
+    evict_over_budget();
+    maybe_compact();
+  }();
   done(std::move(result));
 }
 
 void memory_broker::read(std::string_view channel, const namespace_options& ns,
                          read_request request, completion<read_result> done) {
   read_result r;
-  {
+  [&] {
     std::lock_guard lock(mutex_);
-    stream& s = stream_of(channel, ns);
+    stream* sp = refused_nodes_.contains(channel) ? nullptr : stream_of(channel, ns);
+    if (!sp) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      r.error = make_failure(errors::channel_limit);
+      return;
+    }
+    stream& s = *sp;
     prune(s, now());
     r.epoch = s.epoch;
     r.offset = s.top;
@@ -196,7 +299,7 @@ void memory_broker::read(std::string_view channel, const namespace_options& ns,
       append_latest();
     }
     maybe_drop(s);
-  }
+  }();
   done(std::move(r));
 }
 
@@ -253,56 +356,251 @@ void memory_broker::channels(completion<channels_result> done) {
 
 std::size_t memory_broker::channel_count() const { return count_.load(std::memory_order_relaxed); }
 
-void memory_broker::tick() {
+broker_stats memory_broker::stats() const {
+  return {history_bytes_gauge_.load(std::memory_order_relaxed),
+          evictions_.load(std::memory_order_relaxed), refused_.load(std::memory_order_relaxed)};
+}
+
+std::string memory_broker::health() const {
   std::lock_guard lock(mutex_);
-  const std::int64_t now_wall = now();
-  std::vector<stream*> all;
-  all.reserve(streams_.size());
-  for (auto& [name, s] : streams_) all.push_back(s.get());
-  for (stream* s : all) {
-    prune(*s, now_wall);
-    maybe_drop(*s);
+  return journal_error_;
+}
+
+void memory_broker::tick() {
+  std::shared_ptr<journal_writer> to_sync;
+  {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now_wall = now();
+    std::vector<stream*> all;
+    all.reserve(streams_.size());
+    for (auto& [name, s] : streams_) all.push_back(s.get());
+    for (stream* s : all) {
+      prune(*s, now_wall);
+      maybe_drop(*s);
+    }
+    const std::uint64_t mono = mono_ms();
+    if (journal_ && options_.journal_fsync == fsync_policy::everysec &&
+        mono - last_sync_ms_ >= 1000) {
+      last_sync_ms_ = mono;
+      to_sync = journal_;
+    }
+  }
+  // Outside the mutex: publishers append meanwhile; the file stays open while
+  // `to_sync` holds it even if a compaction replaces it.
+  if (to_sync) {
+    if (std::string e = to_sync->sync(); !e.empty() && options_.log) {
+      options_.log(log_level::error, e);
+    }
   }
 }
 
+// ---------------------------------------------------------------------------
+// Durability: the snapshot, the journal, and the proof that epochs may be kept.
+
 // REQUIRES: mutex_.
-std::string memory_broker::load_snapshot() {
+std::string memory_broker::load_state() {
   if (options_.snapshot_file.empty()) return {};
+  const auto say = [&](log_level level, const std::string& m) {
+    if (options_.log) options_.log(level, m);
+  };
+  const std::int64_t now_wall = now();
   std::size_t loaded = 0;
   stream* current = nullptr;  // null: the line's namespace is not configured
-  const std::int64_t now_wall = now();
-  const auto finish = [&] {
-    if (!current) return;
-    while (current->history.size() > current->ns->history_size) current->history.pop_front();
-    prune(*current, now_wall);
-  };
+  snapshot_header header;
   std::string error = read_snapshot(
-      options_.snapshot_file,
+      options_.snapshot_file, header,
       [&](const snapshot_channel& c) {
-        finish();
         current = nullptr;
         const auto ns = config_.namespaces.find(namespace_of(c.name, k_default_namespace));
         if (ns == config_.namespaces.end()) return;  // the namespace was removed from the config
-        auto s = std::make_unique<stream>();
-        s->name = c.name;
-        s->epoch = c.epoch;
-        s->ns = &ns->second;
+        stream* s = find(c.name);
+        if (s) {
+          clear_kept(*s);  // a repeated line: the last one wins
+          s->epoch = c.epoch;
+        } else {
+          s = &create_stream(c.name, ns->second, c.epoch);
+        }
         s->top = c.offset;
-        current = s.get();
-        streams_[s->name] = std::move(s);
+        current = s;
         ++loaded;
       },
       [&](snapshot_publication&& p) {
-        if (current) current->history.push_back({p.offset, p.time_ms, std::move(p.json)});
+        if (!current) return;
+        push_kept(*current, p.offset, p.time_ms, std::move(p.json));
+        while (current->history.size() > current->ns->history_size) pop_kept(*current);
       });
-  finish();
-  count_.store(streams_.size(), std::memory_order_relaxed);
   if (!error.empty()) return error;
-  if (options_.log) {
-    options_.log(log_level::info, "snapshot: " + std::to_string(loaded) +
-                                      " channels restored from " + options_.snapshot_file);
+  if (header.found || loaded != 0) {
+    say(log_level::info, "snapshot: " + std::to_string(loaded) + " channels restored from " +
+                             options_.snapshot_file);
   }
+  // The snapshot alone proves the state only if a clean shutdown wrote it.
+  bool proven = header.found && header.clean;
+  const std::string boot = options_.boot_id.empty() ? boot_id() : options_.boot_id;
+
+  if (!options_.journal_file.empty()) {
+    std::string bytes;
+    {
+      std::ifstream in(options_.journal_file, std::ios::binary);
+      if (in) bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    if (!bytes.empty()) {
+      bool continues = false;
+      journal_header jh;
+      std::size_t replayed = 0;
+      const journal_scan scan = scan_journal(
+          bytes,
+          [&](const journal_header& h) {
+            jh = h;
+            // Only over the snapshot it was started from: an older journal is
+            // already in the snapshot (or belongs to another state entirely).
+            continues = header.found && !header.id.empty() && h.base == header.id;
+            return continues;
+          },
+          [&](const journal_record& r) {
+            replay(r, now_wall);
+            ++replayed;
+          });
+      if (!scan.error.empty()) {
+        // Why: refuse rather than overwrite a file that is not ours.
+        return options_.journal_file + ": " + scan.error + " (move it away to start without it)";
+      }
+      if (!continues && !proven) {
+        say(log_level::warn, "journal: " + options_.journal_file +
+                                 " does not continue the snapshot it sits beside (it belongs to "
+                                 "an earlier state, or the snapshot was replaced); not replayed");
+      }
+      if (continues) {
+        say(log_level::info, "journal: " + std::to_string(replayed) +
+                                 " publications replayed from " + options_.journal_file);
+        const std::size_t cut = bytes.size() - scan.valid_bytes;
+        if (scan.torn) {
+          say(log_level::warn, "journal: the last record was incomplete (" + scan.bad_reason +
+                                   "); " + std::to_string(cut) + " bytes at offset " +
+                                   std::to_string(scan.valid_bytes) +
+                                   " cut (a write the crash interrupted: never acknowledged)");
+        } else if (scan.corrupt) {
+          // Why: a new journal replaces this one below; keep the damaged one
+          // for whoever wants to look at what could not be replayed.
+          const std::string kept = options_.journal_file + ".damaged";
+          const bool moved = std::rename(options_.journal_file.c_str(), kept.c_str()) == 0;
+          say(log_level::error,
+              "journal: damaged at offset " + std::to_string(scan.valid_bytes) + " (" +
+                  scan.bad_reason + "); " + std::to_string(cut) + " bytes after it not replayed" +
+                  (moved ? ", file kept as " + kept : ", and it could not be kept"));
+        }
+        if (!proven) {
+          // Every publication anyone saw was written before it was seen; it
+          // is still in the file if it was fsynced first, or if the machine
+          // did not restart (the page cache outlives the process).
+          proven = !scan.corrupt && (jh.fsync == static_cast<std::uint8_t>(fsync_policy::always) ||
+                                     (!boot.empty() && jh.boot == boot));
+        }
+      }
+    }
+  }
+
+  if (!proven && !streams_.empty()) {
+    for (auto& [name, s] : streams_) s->epoch = random_hex(8);
+    say(log_level::warn,
+        "the previous run did not shut down cleanly and nothing proves the saved history is "
+        "complete: " +
+            std::to_string(streams_.size()) +
+            " channels start new epochs (clients are told to reload, never given wrong data)");
+  }
+  evict_over_budget();
+
+  // Invalidate the clean mark before serving: from now on only a clean
+  // shutdown (or the journal) proves the state. With a journal, the snapshot
+  // is its new base, written between the journal's creation and its rename.
+  const std::string id = random_hex(8);
+  if (options_.journal_file.empty()) {
+    if (std::string e = write_snapshot(id, false); !e.empty()) return "snapshot: " + e;
+    return {};
+  }
+  std::string e;
+  journal_ = journal_writer::create(
+      options_.journal_file,
+      journal_header{static_cast<std::uint8_t>(options_.journal_fsync), id, boot}, e,
+      [&] { return write_snapshot(id, false); });
+  if (!journal_) return "journal: " + e;
+  compact_floor_ = k_compact_floor;
+  last_sync_ms_ = mono_ms();
   return {};
+}
+
+// REQUIRES: mutex_. One publication of the journal, over what is loaded.
+void memory_broker::replay(const journal_record& r, std::int64_t now_wall) {
+  const auto ns = config_.namespaces.find(namespace_of(r.channel, k_default_namespace));
+  if (ns == config_.namespaces.end() || !valid_channel_name(r.channel)) return;
+  stream* s = find(r.channel);
+  if (!s) {
+    s = &create_stream(r.channel, ns->second, std::string(r.epoch));
+    s->top = r.offset - 1;
+  } else if (s->epoch != r.epoch) {
+    // The channel was forgotten and started again under a new epoch.
+    clear_kept(*s);
+    s->epoch.assign(r.epoch);
+    s->top = r.offset - 1;
+  }
+  if (r.offset <= s->top) return;  // already in the snapshot
+  // A gap (history was off for a while): what is kept before it can't be
+  // served as a continuous stream.
+  if (r.offset != s->top + 1) clear_kept(*s);
+  s->top = r.offset;
+  prune(*s, now_wall);
+  if (r.kept && s->ns->history_size > 0) {
+    std::string json;
+    append_publication(json, r.offset, r.tail);
+    push_kept(*s, r.offset, r.time_ms, std::move(json));
+    while (s->history.size() > s->ns->history_size) pop_kept(*s);
+  }
+  evict_over_budget();
+}
+
+// REQUIRES: mutex_.
+std::string memory_broker::write_snapshot(const std::string& id, bool clean) {
+  snapshot_writer out(options_.snapshot_file, id, clean);
+  if (!out.ok()) return out.error();
+  const std::int64_t now_wall = now();
+  for (auto& [name, s] : streams_) {
+    prune(*s, now_wall);
+    if (s->top == 0) continue;
+    out.begin_channel(s->name, s->epoch, s->top);
+    s->history.for_each(
+        [&](const kept_publication& p) { out.add(p.offset, p.time_ms, p.json); });
+    out.end_channel();
+  }
+  return out.commit();
+}
+
+// REQUIRES: mutex_. Rewrites the journal into the snapshot once it is
+// k_compact_factor times what it describes.
+void memory_broker::maybe_compact() {
+  if (!journal_) return;
+  const std::size_t live = history_bytes_ + streams_.size() * 64;
+  const std::size_t size = journal_->size();
+  if (size <= compact_floor_ || size <= k_compact_factor * live) return;
+  const std::string id = random_hex(8);
+  std::string e;
+  auto next = journal_writer::create(
+      options_.journal_file,
+      journal_header{static_cast<std::uint8_t>(options_.journal_fsync), id,
+                     options_.boot_id.empty() ? boot_id() : options_.boot_id},
+      e, [&] { return write_snapshot(id, false); });
+  if (!next) {
+    // The old journal and its snapshot still hold everything: go on with
+    // them, and try again after as much again has been written.
+    compact_floor_ = size + k_compact_floor;
+    if (options_.log) options_.log(log_level::error, "journal: compaction failed: " + e);
+    return;
+  }
+  journal_ = std::move(next);
+  compact_floor_ = k_compact_floor;
+  if (options_.log) {
+    options_.log(log_level::debug, "journal: compacted " + std::to_string(size) + " bytes into " +
+                                       options_.snapshot_file);
+  }
 }
 
 // REQUIRES: mutex_.
@@ -311,26 +609,18 @@ void memory_broker::save_snapshot() {
   const auto say = [&](log_level level, const std::string& m) {
     if (options_.log) options_.log(level, m);
   };
-  snapshot_writer out(options_.snapshot_file);
-  if (!out.ok()) {
-    say(log_level::error, "snapshot: cannot write " + options_.snapshot_file + ".tmp");
+  if (std::string e = write_snapshot(random_hex(8), true); !e.empty()) {
+    say(log_level::error, "snapshot: " + e);
+    journal_error_ = "snapshot not saved at shutdown: " + e;  // health(): the exit says so
+    if (journal_) {
+      // The journal still holds what the snapshot could not: make it durable.
+      if (std::string s = journal_->sync(); !s.empty()) say(log_level::error, s);
+    }
     return;
   }
-  const std::int64_t now_wall = now();
+  journal_.reset();  // the clean snapshot holds everything; the journal is behind it
   std::size_t saved = 0;
-  for (auto& [name, s] : streams_) {
-    prune(*s, now_wall);
-    if (s->top == 0) continue;
-    out.begin_channel(s->name, s->epoch, s->top);
-    s->history.for_each(
-        [&](const kept_publication& p) { out.add(p.offset, p.time_ms, p.json); });
-    out.end_channel();
-    ++saved;
-  }
-  if (std::string error = out.commit(); !error.empty()) {
-    say(log_level::error, "snapshot: " + error);
-    return;
-  }
+  for (const auto& [name, s] : streams_) saved += s->top != 0 ? 1 : 0;
   say(log_level::info,
       "snapshot: " + std::to_string(saved) + " channels saved to " + options_.snapshot_file);
 }

@@ -1,7 +1,18 @@
 // memory_broker.hpp — private: the embedded broker, for one node. Streams,
 // history and presence live in this process behind one mutex; every call
 // completes before it returns. History survives a clean restart through the
-// snapshot file (snapshot.hpp).
+// snapshot file (snapshot.hpp), and a crash through the journal (journal.hpp)
+// when there is one.
+//
+// Epochs are never reused for different data: a start keeps the saved epochs
+// only when it can prove the state it loaded is the last one — a snapshot
+// written by a clean shutdown, or a journal that holds every publication
+// anyone saw (fsync "always", or the same boot: the page cache survived).
+// Otherwise every channel starts a new epoch (docs/durability.md).
+//
+// Global bounds: limits.max_channels streams at once (a new one past it is
+// refused), limits.history_memory bytes of kept publications over all
+// channels (past it the oldest publications of the server go first).
 //
 // A channel has state while the node is subscribed to it, it keeps
 // publications or it has presence members; when the last of those goes, the
@@ -16,18 +27,27 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/realtime/service.hpp>
 
 #include "broker.hpp"
+#include "journal.hpp"
 
 namespace switchboard::realtime::detail {
 
 struct memory_broker_options {
   std::string snapshot_file;  // empty: history does not survive a restart
+  std::string journal_file;   // empty: no journal; needs snapshot_file
+  fsync_policy journal_fsync = fsync_policy::everysec;
+  // The machine's boot id; empty: read it from the kernel. Tests set it to
+  // play a machine restart.
+  std::string boot_id;
   // Milliseconds since the Unix epoch; tests pass their own clock to check
   // TTLs without sleeping.
   std::function<std::int64_t()> wall_clock;
@@ -42,7 +62,8 @@ class memory_broker final : public broker {
 
   std::string start(broker_events& events) override;
   void stop() override;
-  std::string health() const override { return {}; }
+  std::string health() const override;
+  broker_stats stats() const override;
 
   void subscribe_node(std::string_view channel, const namespace_options& ns) override;
   void unsubscribe_node(std::string_view channel) override;
@@ -67,12 +88,24 @@ class memory_broker final : public broker {
   };
 
   std::int64_t now() const;
-  // The channel's stream, created (new epoch) if it has none. REQUIRES: mutex_.
-  stream& stream_of(std::string_view name, const namespace_options& ns);
+  // The channel's stream, created (new epoch) if it has none; null when it
+  // has none and limits.max_channels are in use. REQUIRES: mutex_.
+  stream* stream_of(std::string_view name, const namespace_options& ns);
+  stream& create_stream(std::string_view name, const namespace_options& ns, std::string epoch);
   stream* find(std::string_view name);
   void prune(stream& s, std::int64_t now_wall);
   void maybe_drop(stream& s);
-  std::string load_snapshot();
+  // History with the global accounting (bytes, the server-wide oldest).
+  void push_kept(stream& s, std::uint64_t offset, std::int64_t time_ms, std::string json);
+  void pop_kept(stream& s);
+  void clear_kept(stream& s);
+  void evict_over_budget();
+
+  // Durability (memory_broker.cpp, end).
+  std::string load_state();
+  void replay(const journal_record& r, std::int64_t now_wall);
+  std::string write_snapshot(const std::string& id, bool clean);
+  void maybe_compact();
   void save_snapshot();
 
   const realtime_config& config_;
@@ -82,6 +115,23 @@ class memory_broker final : public broker {
   std::unordered_map<std::string, std::unique_ptr<stream>, string_hash, std::equal_to<>> streams_;
   std::atomic<std::size_t> count_{0};
   bool stopped_ = false;
+
+  // Channels the node subscribed to while max_channels were in use: reads of
+  // them are refused until the node unsubscribes.
+  std::unordered_set<std::string, string_hash, std::equal_to<>> refused_nodes_;
+  // Streams with history by the sequence number of their oldest kept
+  // publication: the first one holds the oldest publication of the server.
+  std::set<std::pair<std::uint64_t, stream*>> oldest_;
+  std::uint64_t next_seq_ = 0;
+  std::size_t history_bytes_ = 0;
+  std::atomic<std::size_t> history_bytes_gauge_{0};
+  std::atomic<std::uint64_t> evictions_{0};
+  std::atomic<std::uint64_t> refused_{0};
+
+  std::shared_ptr<journal_writer> journal_;
+  std::string journal_error_;  // the last append's failure; "" while it works
+  std::size_t compact_floor_ = 0;
+  std::uint64_t last_sync_ms_ = 0;
 };
 
 }  // namespace switchboard::realtime::detail

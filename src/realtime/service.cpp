@@ -26,6 +26,7 @@
 #include "http_api.hpp"
 #include "hub.hpp"
 #include "memory_broker.hpp"
+#include "memory_release.hpp"
 #include "metrics.hpp"
 #include "session.hpp"
 #include "support.hpp"
@@ -79,6 +80,15 @@ void service::impl::setup_metrics() {
                     [s] { return static_cast<double>(s->hub_->subscriptions()); });
   metrics.add_gauge("switchboard_channels", "Channels with state (subscribers or history)",
                     [s] { return static_cast<double>(s->broker_->channel_count()); });
+  metrics.add_gauge("switchboard_history_bytes",
+                    "Bytes of kept publications over every channel (limits.history_memory)",
+                    [s] { return static_cast<double>(s->broker_->stats().history_bytes); });
+  metrics.add_counter_fn("switchboard_history_evictions_total",
+                         "Publications dropped from history to stay under limits.history_memory",
+                         [s] { return s->broker_->stats().history_evictions; });
+  metrics.add_counter_fn("switchboard_channels_refused_total",
+                         "Commands refused because limits.max_channels were in use",
+                         [s] { return s->broker_->stats().channels_refused; });
   metrics.add_counter_fn("switchboard_messages_received_total", "WebSocket messages received",
                          [s] { return s->srv->statistics().messages_received; });
   metrics.add_counter_fn("switchboard_messages_sent_total",
@@ -174,11 +184,13 @@ void service::impl::build_server() {
 
 void service::impl::housekeeping_loop() {
   std::unique_lock lock(housekeeping_mutex);
+  memory_release release;
   while (!housekeeping_stop) {
     housekeeping_cv.wait_for(lock, std::chrono::milliseconds(200));
     if (housekeeping_stop) break;
     sessions_->tick();
     broker_->tick();
+    release.tick(mono_ms());
   }
 }
 
@@ -224,6 +236,8 @@ std::error_code service::listen() {
   }
   memory_broker_options mo;
   mo.snapshot_file = s.config.snapshot_file;
+  mo.journal_file = s.config.journal_file;
+  mo.journal_fsync = s.config.journal_fsync;
   mo.log = s.log;
   s.broker_ = std::make_unique<memory_broker>(s.config, std::move(mo));
   s.setup_metrics();
@@ -247,6 +261,12 @@ std::error_code service::run() {
   const std::error_code ec = s.srv->run();
   s.stop_housekeeping();
   s.broker_->stop();
+  // Why: history that could not be saved is lost; the exit status must say so
+  // (issue 14, finding 6), not only a log line.
+  if (std::string why = s.broker_->health(); !ec && !why.empty()) {
+    s.error = std::move(why);
+    return std::make_error_code(std::errc::io_error);
+  }
   return ec;
 }
 

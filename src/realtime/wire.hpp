@@ -67,6 +67,11 @@ inline constexpr error_def invalid_channel{422, "invalid channel name"};
 inline constexpr error_def rate_limited{429, "rate limit exceeded"};
 inline constexpr error_def subscription_limit{
     429, "subscription limit reached (limits.max_subscriptions)"};
+// 503: a limit or a failure of the whole server; the command may work later.
+inline constexpr error_def channel_limit{
+    503, "too many channels on the server (limits.max_channels); try again later"};
+inline constexpr error_def history_not_saved{
+    503, "the publication could not be written to the journal; nothing was published"};
 }  // namespace errors
 
 // The failure for `e`, its message followed by `detail`.

@@ -39,7 +39,9 @@ std::string dump(const realtime_config& c) {
       << "\nbackpressure_policy=" << static_cast<int>(c.backpressure_policy)
       << "\nping_interval=" << c.ping_interval << "\npong_timeout=" << c.pong_timeout
       << "\nshutdown_code=" << c.shutdown_code << "\nshutdown_timeout=" << c.shutdown_timeout
-      << "\nsnapshot_file=" << c.snapshot_file << "\nlog_format=" << c.log_format
+      << "\nmax_channels=" << c.max_channels << "\nhistory_memory=" << c.history_memory
+      << "\nsnapshot_file=" << c.snapshot_file << "\njournal=" << c.journal_file
+      << "\njournal_fsync=" << static_cast<int>(c.journal_fsync) << "\nlog_format=" << c.log_format
       << "\nlog_level=" << c.log_level << "\n";
   for (const auto& [name, ns] : c.namespaces) {
     out << "namespace " << name << ": " << ns.history_size << " " << ns.history_ttl << " "
@@ -130,6 +132,8 @@ rate_limit_close = 7
 max_subscriptions = 8
 max_backpressure = 65536
 backpressure_policy = "drop"
+max_channels = 12
+history_memory = 4096
 
 [keepalive]
 ping_interval = 15
@@ -141,6 +145,8 @@ timeout = 0
 
 [history]
 snapshot_file = "/tmp/state.json"
+journal = "/tmp/state.journal"
+journal_fsync = "always"
 
 [log]
 format = "json"
@@ -186,6 +192,10 @@ publish = "none"
   EXPECT_EQ(c.shutdown_code, 4001);
   EXPECT_EQ(c.shutdown_timeout, 0);
   EXPECT_EQ(c.snapshot_file, "/tmp/state.json");
+  EXPECT_EQ(c.journal_file, "/tmp/state.journal");
+  EXPECT_EQ(c.journal_fsync, realtime::fsync_policy::always);
+  EXPECT_EQ(c.max_channels, 12u);
+  EXPECT_EQ(c.history_memory, 4096u);
   EXPECT_EQ(c.log_format, "json");
   EXPECT_EQ(c.log_level, "debug");
 
@@ -443,6 +453,17 @@ TEST(ServeConfigCheck, PublicationFitsInAMessage) {
   EXPECT_EQ(check_config(c), "");
 }
 
+TEST(ServeConfigCheck, JournalNeedsASnapshotFileOfItsOwn) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.journal_file = "j";
+  EXPECT_NE(check_config(c).find("journal needs history.snapshot_file"), std::string::npos);
+  c.snapshot_file = "j";
+  EXPECT_NE(check_config(c).find("two different files"), std::string::npos);
+  c.snapshot_file = "s";
+  EXPECT_EQ(check_config(c), "");
+}
+
 // --- precedence: default < file < environment < flag -------------------------
 
 TEST(ServeConfigPrecedence, DefaultsWithoutFileOrFlags) {
@@ -532,6 +553,8 @@ TEST(ServeConfigPrecedence, EveryFlagSetsItsKey) {
                                             "0",
                                             "--snapshot-file",
                                             "s.json",
+                                            "--journal",
+                                            "j.bin",
                                             "--compression",
                                             "off",
                                             "--tls-cert",
@@ -559,6 +582,7 @@ TEST(ServeConfigPrecedence, EveryFlagSetsItsKey) {
   EXPECT_EQ(c.pong_timeout, 2);
   EXPECT_EQ(c.shutdown_timeout, 0);
   EXPECT_EQ(c.snapshot_file, "s.json");
+  EXPECT_EQ(c.journal_file, "j.bin");
   EXPECT_EQ(c.compression, realtime::compression_mode::off);
   EXPECT_EQ(c.tls_cert, "c.pem");
   EXPECT_EQ(c.tls_key, "k.pem");
@@ -725,6 +749,7 @@ TEST(ServeConfigHelp, DocumentsEveryKeyWithItsDefault) {
                            "--pong-timeout",
                            "--shutdown-timeout",
                            "--snapshot-file",
+                           "--journal",
                            "--compression",
                            "--tls-cert",
                            "--tls-key",

@@ -41,6 +41,10 @@ inline constexpr const char* k_default_namespace = "default";
 
 enum class compression_mode : std::uint8_t { off, shared, dedicated };
 enum class overflow_policy : std::uint8_t { close, drop };
+// When the journal is fsynced (like Redis's appendfsync): before each
+// publication is delivered and acknowledged, about once a second, or when
+// the kernel decides. docs/durability.md says what each survives.
+enum class fsync_policy : std::uint8_t { always, everysec, no };
 
 struct realtime_config {
   // [server]
@@ -77,6 +81,12 @@ struct realtime_config {
   std::size_t max_subscriptions = 256;           // channels per connection
   std::size_t max_backpressure = 1024 * 1024;
   overflow_policy backpressure_policy = overflow_policy::close;
+  // Channels with state (subscribers, history or presence) at once, over the
+  // whole server; a new one past it is refused (error 503). About 0.5 KiB each.
+  std::size_t max_channels = 100'000;
+  // Bytes of kept publications over every channel; past it the oldest
+  // publications of the whole server are dropped first.
+  std::size_t history_memory = 64u << 20;
 
   // [keepalive]
   double ping_interval = 25;
@@ -88,6 +98,10 @@ struct realtime_config {
 
   // [history]
   std::string snapshot_file;  // empty: history does not survive a restart
+  // Append-only journal of publications; needs snapshot_file (its base).
+  // Empty: what was published since the last snapshot is lost on a crash.
+  std::string journal_file;
+  fsync_policy journal_fsync = fsync_policy::everysec;
 
   // [log]
   std::string log_format = "text";  // text | json
@@ -111,5 +125,13 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // secret or anonymous access); namespace names valid. Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
+
+// Checks that the state files of [history] (snapshot_file, journal_file) can
+// be written: their directory takes new files and an existing file is a
+// regular file open to reading and writing. Touches the file system (creates
+// and removes PATH.tmp), so it is separate from check_config(); `switchboard
+// serve` calls it before listening and exits 2 on an error. Returns "" or one
+// line naming the key, the path and the reason.
+std::string check_storage(const realtime_config& config);
 
 }  // namespace switchboard::realtime
