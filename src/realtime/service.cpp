@@ -1,13 +1,14 @@
 // service.cpp — `switchboard serve` put together: the server and its routes,
 // the broker, the hub, the sessions of /ws, the HTTP API, metrics, the demo
-// page, and the housekeeping thread (connect deadlines, history TTL) that
-// wakes every 200 ms. Each part lives in its own file:
+// page, and the housekeeping thread (connect deadlines, history TTL, presence
+// pushes, returning freed memory to the OS) that wakes every 200 ms. Each part lives in its own file:
 //
 //   session.cpp        the switchboard.v1 commands of a /ws connection
 //   hub.cpp            this node's channels, fan-out to its connections
 //   broker.hpp         what crosses nodes; memory_broker.cpp is the default
 //   http_api.cpp       POST /api/publish, GET /api/channels
 //   wire.cpp           every reply, push and error on the wire
+//   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
 //   config.cpp         check_config()
 #include <switchboard/realtime/service.hpp>
@@ -16,6 +17,10 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#if defined(__GLIBC__)  // defined by the standard headers above
+#include <malloc.h>
+#endif
 
 #include <switchboard/net/tls_context.hpp>
 #include <switchboard/server/server.hpp>
@@ -32,6 +37,24 @@
 namespace switchboard::realtime {
 
 using namespace detail;
+
+namespace {
+
+// Housekeeping ticks (200 ms) between two release_free_memory() calls.
+constexpr std::uint64_t k_trim_every_ticks = 25;
+
+// Hands the heap's free pages back to the OS. glibc keeps what a spike of
+// connections, queues or history freed (in every thread's arena) and RSS
+// stays at the peak; malloc_trim returns it (issue: memory must go back after
+// a flood ends). Every 5 s: a trim walks the arenas, which is cheap next to
+// the flood it follows, and nothing to do when the heap is steady.
+void release_free_memory() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
+
+}  // namespace
 
 struct service::impl {
   explicit impl(realtime_config c, log_function l) : config(std::move(c)), log(std::move(l)) {}
@@ -87,6 +110,17 @@ void service::impl::setup_metrics() {
                          [s] { return s->srv->statistics().bytes_received; });
   metrics.add_counter_fn("switchboard_bytes_sent_total", "WebSocket payload bytes sent",
                          [s] { return s->srv->statistics().bytes_sent; });
+  metrics.add_gauge("switchboard_outbound_bytes",
+                    "Bytes queued for slow readers over all connections (limits.max_outbound_memory)",
+                    [s] { return static_cast<double>(s->srv->statistics().outbound_bytes); });
+  metrics.add_counter_fn(
+      "switchboard_outbound_memory_drops_total",
+      "Messages dropped or connections closed because limits.max_outbound_memory was reached",
+      [s] { return s->srv->statistics().outbound_memory_drops; });
+  metrics.add_counter_fn("switchboard_presence_pushes_total",
+                         "Presence pushes (one per channel per tick at most, whatever the "
+                         "number of subscribers)",
+                         [s] { return s->hub_->presence_pushes(); });
   metrics.add_counter_fn("switchboard_backpressure_drops_total",
                          "Messages dropped or connections closed for backpressure",
                          [s] { return s->srv->statistics().backpressure_drops; });
@@ -113,6 +147,7 @@ void service::impl::build_server() {
   o.ping_interval = to_ms(config.ping_interval);
   o.pong_timeout = to_ms(config.pong_timeout);
   o.max_backpressure = config.max_backpressure;
+  o.max_outbound_memory = config.max_outbound_memory;
   o.policy = config.backpressure_policy == overflow_policy::drop ? server::backpressure_policy::drop
                                                                  : server::backpressure_policy::close;
   o.shutdown_code = static_cast<protocol::close_code>(config.shutdown_code);
@@ -172,12 +207,15 @@ void service::impl::build_server() {
 }
 
 void service::impl::housekeeping_loop() {
+  std::uint64_t ticks = 0;
   std::unique_lock lock(housekeeping_mutex);
   while (!housekeeping_stop) {
     housekeeping_cv.wait_for(lock, std::chrono::milliseconds(200));
     if (housekeeping_stop) break;
     sessions_->tick();
     broker_->tick();
+    hub_->tick_presence(mono_ms());
+    if (++ticks % k_trim_every_ticks == 0) release_free_memory();
   }
 }
 
