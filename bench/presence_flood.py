@@ -251,6 +251,8 @@ def flood(binary, clients, hold=5.0, settle=8.0, rcvbuf=None, extra_config="", l
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     return out
 
 

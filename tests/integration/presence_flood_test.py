@@ -29,8 +29,8 @@ class PresenceFlood(unittest.TestCase):
 
     def test_1000_silent_members_stay_bounded_and_are_pushed_in_batches(self):
         clients = 1000
-        r = presence_flood.flood(harness.BINARY_PATH, clients, hold=2.0 * harness.SLOW,
-                                 settle=7.0, log=lambda *a: None)
+        r = presence_flood.flood(harness.BINARY_PATH, clients, hold=3.0 * harness.SLOW,
+                                 settle=8.0, log=lambda *a: None)
         msg = repr(r)
         self.assertTrue(r["server_alive"], msg)
         # Bounded: the clients' own state and a few batched pushes, far from
