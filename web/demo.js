@@ -72,7 +72,16 @@ function displayName(entry) {
   return entry.info?.name ?? entry.user ?? `guest ${String(entry.client).slice(0, 6)}`;
 }
 
+let crowd = null; // the member count while the room is too big to list (counts only)
+
 function renderPresence() {
+  if (crowd !== null) {
+    const li = document.createElement('li');
+    li.dataset.testid = 'presence-count';
+    li.textContent = `${crowd} here`;
+    ui.presence.replaceChildren(li);
+    return;
+  }
   const entries = [...present.values()].sort((a, b) => displayName(a).localeCompare(displayName(b)));
   ui.presence.replaceChildren(...entries.map((entry) => {
     const li = document.createElement('li');
@@ -87,9 +96,19 @@ function renderPresence() {
 async function reloadPresence() {
   if (!client) return;
   try {
-    const { clients } = await client.presence(channel);
     present.clear();
-    for (const entry of clients ?? []) present.set(entry.client, entry);
+    crowd = null;
+    // Page by page (the server lists 100 per reply by default).
+    for (let cursor; ;) {
+      const page = await client.presence(channel, cursor === undefined ? {} : { cursor });
+      if (!page.clients) { // more members than the server lists: the count only
+        crowd = page.count;
+        break;
+      }
+      for (const entry of page.clients) present.set(entry.client, entry);
+      if (!page.cursor) break;
+      cursor = page.cursor;
+    }
     ui.presence.classList.remove('stale');
     renderPresence();
   } catch (e) {
@@ -138,6 +157,15 @@ function join(name, room) {
     message: live(showMessage),
     join: live((entry) => { present.set(entry.client, entry); renderPresence(); }),
     leave: live((entry) => { present.delete(entry.client); renderPresence(); }),
+    presence: live(({ count, countsOnly }) => {
+      if (countsOnly) {
+        present.clear();
+        crowd = count;
+        renderPresence();
+      } else if (crowd !== null) {
+        reloadPresence(); // listed again: the changes alone do not make the list
+      }
+    }),
     subscribed: live(({ recovered, resumed }) => {
       ui.messages.dataset.recovered = resumed ? String(recovered) : '';
       reloadPresence();

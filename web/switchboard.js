@@ -137,7 +137,12 @@ function deferred() {
  * Made by Client.subscribe(). Events:
  *  - `message` (publication): {channel, epoch, offset, data, client?, user?},
  *    in offset order, each offset once;
- *  - `join`, `leave` (presence entry): {client, user?, info?};
+ *  - `join`, `leave` (presence entry): {client, user?, info?}, one per
+ *    change of a presence push;
+ *  - `presence`: each presence push: {count, joins, leaves}, or {count,
+ *    countsOnly: true} while the channel has more members than the server
+ *    lists (no join/leave events then; after counts-only pushes, reload the
+ *    list with client.presence() when `joins` come back);
  *  - `subscribed`: {channel, epoch, offset, recovered, resumed, reason?} after
  *    every successful subscribe (resumed: `since` was sent; recovered: the
  *    server filled the gap);
@@ -507,9 +512,20 @@ export class Client extends Emitter {
     return this.#request('publish', { channel, data });
   }
 
-  /** Resolves with {channel, clients: [{client, user?, info?}, …]}. */
-  presence(channel) {
-    return this.#request('presence', { channel });
+  /**
+   * One page of the channel's presence. Resolves with {channel, count,
+   * clients?: [{client, user?, info?}, …], cursor?}: `clients` in client-id
+   * order, absent when the channel has more members than the server lists
+   * (counts only); `cursor`, when more follow, is passed back for the next page.
+   * @param {string} channel
+   * @param {{limit?: number, cursor?: string}} [options] limit: entries per
+   *   page (server default 100, at most 1000)
+   */
+  presence(channel, { limit, cursor } = {}) {
+    const fields = { channel };
+    if (limit !== undefined) fields.limit = limit;
+    if (cursor !== undefined) fields.cursor = cursor;
+    return this.#request('presence', fields);
   }
 
   /**
@@ -786,12 +802,27 @@ export class Client extends Emitter {
 
   #pushed(msg) {
     const kind = msg.push;
-    if (kind === 'message' || kind === 'join' || kind === 'leave') {
+    if (kind === 'message' || kind === 'presence' || kind === 'join' || kind === 'leave') {
       // Pushes still in flight after an unsubscribe find no subscription: dropped.
       const sub = typeof msg.channel === 'string' ? this.#subs.get(msg.channel) : undefined;
       if (!sub) return;
-      if (kind === 'message') sub._push(msg);
-      else sub.emit(kind, msg.info ?? {});
+      if (kind === 'message') {
+        sub._push(msg);
+      } else if (kind === 'presence') {
+        // One push per channel per server tick: the count and, unless the
+        // channel reports counts only, who joined and left since the last one.
+        const listed = Array.isArray(msg.joins) && Array.isArray(msg.leaves);
+        const count = typeof msg.count === 'number' ? msg.count : null;
+        sub.emit('presence', listed
+          ? { count, joins: msg.joins, leaves: msg.leaves }
+          : { count, countsOnly: true });
+        if (listed) {
+          for (const entry of msg.leaves) sub.emit('leave', entry ?? {});
+          for (const entry of msg.joins) sub.emit('join', entry ?? {});
+        }
+      } else {
+        sub.emit(kind, msg.info ?? {}); // one change per push (servers before presence batching)
+      }
       return;
     }
     this.emit('push', msg);

@@ -188,6 +188,9 @@ const config_key k_keys[] = {
      "it gets error 503"},
     {"limits", "history_memory", &realtime_config::history_memory, k_positive_count,
      "bytes of kept publications over every channel; past it the oldest are dropped first"},
+    {"limits", "max_outbound_memory", &realtime_config::max_outbound_memory, k_count,
+     "bytes queued for slow readers over all connections (0: no limit); past it the largest "
+     "queues go first, as backpressure_policy says"},
     // [keepalive]
     {"keepalive", "ping_interval", &realtime_config::ping_interval, k_seconds,
      "seconds of silence before the server pings a connection (0: never)", "--ping-interval",
@@ -227,7 +230,11 @@ const namespace_key k_namespace_keys[] = {
     {"namespaces.NAME", "history_ttl", &namespace_options::history_ttl, k_seconds,
      "seconds a publication is kept (0: until newer ones push it out)"},
     {"namespaces.NAME", "presence", &namespace_options::presence, k_any,
-     "track who is subscribed; send join/leave pushes"},
+     "track who is subscribed; push joins and leaves (coalesced, one push per tick)"},
+    {"namespaces.NAME", "presence_max_members", &namespace_options::presence_max_members,
+     k_count,
+     "past this many members a channel's presence reports counts only (no member list, no "
+     "joins and leaves)"},
     {"namespaces.NAME", "publish", &namespace_options::publish, k_publish,
      "who may publish from a WebSocket: subscribers, any (allowed by the token) or none (only "
      "the HTTP API)"},

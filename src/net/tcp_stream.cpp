@@ -60,7 +60,7 @@ void tcp_stream::close() noexcept {
   if (!is_open()) return;
   loop_->remove(fd_.get(), *this);
   loop_->cork().discard(*this);
-  backlog_.reset();
+  drop_backlog();
   failure_ = 0;
   want_write_ = 0;
   fd_.reset();
@@ -111,6 +111,12 @@ send_status tcp_stream::send_parts(std::span<const std::span<const std::byte>> p
   return send_status::ok;
 }
 
+void tcp_stream::drop_backlog() noexcept {
+  if (!backlog_) return;
+  loop_->count_held_write_bytes(-static_cast<std::ptrdiff_t>(backlog_->unwritten()));
+  backlog_.reset();
+}
+
 std::byte* tcp_stream::backlog_append_space(std::size_t size) {
   backlog* b = backlog_.get();
   assert(b != nullptr);
@@ -131,6 +137,7 @@ std::byte* tcp_stream::backlog_append_space(std::size_t size) {
   }
   std::byte* out = b->bytes() + b->size;
   b->size += size;
+  loop_->count_held_write_bytes(static_cast<std::ptrdiff_t>(size));
   return out;
 }
 
@@ -179,6 +186,7 @@ void tcp_stream::keep_unwritten(std::span<const iovec> data, std::size_t written
   }
   backlog_->size = static_cast<std::size_t>(out - backlog_->bytes());
   assert(backlog_->size == total - written);
+  loop_->count_held_write_bytes(static_cast<std::ptrdiff_t>(backlog_->size));
 }
 
 void tcp_stream::set_write_interest(bool on) {
@@ -195,7 +203,7 @@ void tcp_stream::fail(std::error_code error) noexcept {
   assert(error.category() == std::system_category() && error.value() > 0);
   failure_ = static_cast<std::uint32_t>(error.value()) & 0x7fff'ffffu;
   loop_->cork().discard(*this);
-  backlog_.reset();
+  drop_backlog();
   // Do not call back from here (we are inside send() or the cork flush).
   // Shutting the socket down makes epoll report EPOLLHUP for it on the next
   // iteration, whatever the interest set; on_events then reports `error`.
@@ -212,6 +220,7 @@ bool tcp_stream::write_pending() {
     return false;
   }
   b.head += result.bytes;
+  loop_->count_held_write_bytes(-static_cast<std::ptrdiff_t>(result.bytes));
   if (b.head == b.size) {
     backlog_.reset();  // an idle stream keeps no buffer
     set_write_interest(false);

@@ -90,6 +90,7 @@ struct tls_stream_access {
     std::vector<std::byte>& out = stream.write_blocked() ? stream.pending_ : scratch().cipher;
     const auto* bytes = reinterpret_cast<const std::byte*>(data);
     out.insert(out.end(), bytes, bytes + size);
+    if (&out == &stream.pending_) stream.count_pending();
     *written = size;
     return 1;
   }
@@ -225,6 +226,7 @@ void tls_stream::close() noexcept {
   input_ = {};
   std::vector<std::byte>().swap(pending_);
   pending_head_ = 0;
+  count_pending();
   std::vector<std::byte>().swap(early_);
   failure_.clear();
   input_eof_ = handshake_done_ = write_shut_ = shut_after_drain_ = false;
@@ -306,6 +308,7 @@ void tls_stream::transmit() {
   if (result.bytes < out.size()) {
     pending_.assign(out.begin() + static_cast<std::ptrdiff_t>(result.bytes), out.end());
     pending_head_ = 0;
+    count_pending();
     set_write_interest(true);
   }
   trim(out);
@@ -361,9 +364,19 @@ void tls_stream::fail(std::error_code error) noexcept {
   loop_->cork().discard(*this);
   std::vector<std::byte>().swap(pending_);
   pending_head_ = 0;
+  count_pending();
   // Not from here (inside send, open or the cork flush): shutting the socket
   // down makes epoll report it next iteration; on_events then reports `error`.
   ::shutdown(fd_.get(), SHUT_RDWR);
+}
+
+void tls_stream::count_pending() noexcept {
+  // The loop sums what its streams hold for slow peers (a server's global
+  // outbound bound): the ciphertext refused by the kernel, not yet written.
+  const std::size_t now = pending_.size() - pending_head_;
+  loop_->count_held_write_bytes(static_cast<std::ptrdiff_t>(now) -
+                                static_cast<std::ptrdiff_t>(counted_pending_));
+  counted_pending_ = now;
 }
 
 bool tls_stream::write_pending() {
@@ -376,9 +389,11 @@ bool tls_stream::write_pending() {
     return false;
   }
   pending_head_ += result.bytes;
+  count_pending();
   if (pending_head_ == pending_.size()) {
     std::vector<std::byte>().swap(pending_);  // an idle stream keeps no buffer
     pending_head_ = 0;
+    count_pending();
     set_write_interest(false);
     if (shut_after_drain_) {
       shut_after_drain_ = false;

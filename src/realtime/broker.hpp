@@ -91,7 +91,9 @@ class broker_events {
   // after its offset (wire.hpp publication_tail()).
   virtual void on_publication(std::string_view channel, std::string_view epoch,
                               std::uint64_t offset, std::string_view tail) = 0;
-  // A client joined (`join`) or left the presence of `channel`.
+  // A client joined (`join`) or left the presence of `channel`. The node
+  // coalesces these per tick (hub.hpp); `entry_json` is presence_json()'s,
+  // so it starts with the client id.
   virtual void on_presence(std::string_view channel, std::string_view epoch, bool join,
                            std::string_view entry_json) = 0;
 
@@ -132,12 +134,24 @@ class broker {
   // Presence: `entry` joins / leaves `channel` (on_presence follows).
   virtual void presence_add(std::string_view channel, std::shared_ptr<const presence_entry> entry) = 0;
   virtual void presence_remove(std::string_view channel, std::string_view client) = 0;
-  // The entries of `channel`, comma-separated JSON objects, in no set order.
+  // A page of the members of `channel`, in client-id order: those whose
+  // client id sorts after `cursor` ("" for the first page), at most `limit`.
+  // A channel with more than `max_members` members is listed by its count
+  // only (docs/protocol.md, "Presence"); `limit` 0 asks for the count only.
+  struct presence_request {
+    std::string cursor;
+    std::size_t limit = SIZE_MAX;
+    std::size_t max_members = SIZE_MAX;
+  };
   struct presence_result {
     std::optional<failure> error;
-    std::string entries;
+    std::size_t count = 0;  // members now
+    bool listed = false;    // false: over max_members (or limit 0), no entries
+    std::string entries;    // the page's entries, comma-separated JSON objects
+    std::string next;       // the cursor of the next page; empty on the last one
   };
-  virtual void presence(std::string_view channel, completion<presence_result> done) = 0;
+  virtual void presence(std::string_view channel, presence_request request,
+                        completion<presence_result> done) = 0;
 
   // Every channel with state (subscribers or kept history), in no set order.
   struct channels_result {

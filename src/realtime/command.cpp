@@ -62,6 +62,16 @@ void read_command_fields(simdjson::dom::object obj, command& out) {
     }
   }
 
+  if (!obj["cursor"].get(e)) {
+    std::string_view cursor;
+    // A cursor is a client id from a presence reply; anything long is not one.
+    if (e.get(cursor) || cursor.size() > 128) {
+      out.cursor_error = make_failure(errors::bad_cursor);
+    } else {
+      out.cursor.assign(cursor);
+    }
+  }
+
   if (!obj["info"].get(e)) {
     // Presence info is shown to others as an object; anything else is refused.
     if (!e.is_object()) {

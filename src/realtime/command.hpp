@@ -66,6 +66,8 @@ struct command {
   std::string info;                      // minified object; set when has_info
   bool has_info = false;                 // "info" is present and an object
   std::optional<failure> info_error;     // "info" present but not an object (400)
+  std::string cursor;                    // "cursor" of presence: where the next page starts
+  std::optional<failure> cursor_error;   // "cursor" present but not a string of <= 128 bytes
 };
 
 // Parses one text message into `out` (reset first). Returns nullopt, or the

@@ -1,6 +1,7 @@
 // hub.cpp — this node's channels and fan-out (see hub.hpp).
 #include "hub.hpp"
 
+#include "channel.hpp"
 #include "wire.hpp"
 
 namespace switchboard::realtime::detail {
@@ -82,11 +83,37 @@ void hub::on_publication(std::string_view channel, std::string_view epoch, std::
 
 void hub::on_presence(std::string_view channel, std::string_view epoch, bool join,
                       std::string_view entry_json) {
-  thread_local std::string push;
-  presence_push(push, join ? "join" : "leave", channel, entry_json);
-  // Unsequenced: a presence change is not part of the channel's history.
-  srv_.publish(topic_of(channel, epoch), push, protocol::opcode::text, 0,
-               server::publish_delivery::queued);
+  // Coalesced: pushed by the next tick_presence().
+  presence_.add(channel, epoch, join, entry_json);
+}
+
+void hub::tick_presence(std::uint64_t now_ms) {
+  for (presence_batcher::batch& b : presence_.take(now_ms)) {
+    const auto ns = config_.namespaces.find(namespace_of(b.channel, k_default_namespace));
+    if (ns == config_.namespaces.end()) continue;
+    broker::presence_request count_only;
+    count_only.limit = 0;
+    const std::size_t max_members = ns->second.presence_max_members;
+    // The count comes from the broker (it knows every node's members); the
+    // push goes out from its completion. (The name is copied first: the
+    // completion takes `b` by move.)
+    const std::string channel = b.channel;
+    broker_.presence(
+        channel, std::move(count_only),
+        [this, b = std::move(b), max_members](broker::presence_result r) {
+          if (r.error) return;
+          const bool counts_only = r.count > max_members;
+          const bool has_changes = !b.joins.empty() || !b.leaves.empty();
+          if (!presence_.note_push(b.channel, b.epoch, counts_only, r.count, has_changes)) return;
+          std::string push;
+          presence_push(push, b.channel, r.count, counts_only ? nullptr : &b.joins,
+                        counts_only ? nullptr : &b.leaves);
+          presence_pushes_.fetch_add(1, std::memory_order_relaxed);
+          // Unsequenced: presence is not part of the channel's history.
+          srv_.publish(topic_of(b.channel, b.epoch), push, protocol::opcode::text, 0,
+                       server::publish_delivery::queued);
+        });
+  }
 }
 
 }  // namespace switchboard::realtime::detail

@@ -10,9 +10,14 @@
 // The topic is "channel#epoch": a new epoch is a new topic, so offsets of an
 // old epoch never filter a new one.
 //
+// Presence: the broker's joins and leaves are not pushed one by one but
+// coalesced per channel (presence_batch.hpp) and pushed by tick_presence(),
+// which the service's housekeeping calls every 200 ms: one push per channel
+// per tick, {"push":"presence",…} (wire.hpp presence_push()).
+//
 // Thread-safety: every member function may be called from any thread. The
 // hub's mutex is taken before the broker's, never after: broker events do
-// not take it.
+// not take it (the presence batcher has its own).
 #pragma once
 
 #include <cstddef>
@@ -28,6 +33,7 @@
 
 #include "broker.hpp"
 #include "metrics.hpp"
+#include "presence_batch.hpp"
 
 namespace switchboard::realtime::detail {
 
@@ -73,6 +79,20 @@ class hub final : public broker_events {
 
   static std::string topic_of(std::string_view channel, std::string_view epoch);
 
+  // Pushes the presence changes collected since the last call: one push per
+  // channel that has any, with its member count; a channel over its
+  // namespace's presence_max_members gets its count only, at most once a
+  // second. `now_ms`: a monotonic clock.
+  void tick_presence(std::uint64_t now_ms);
+  // Presence pushes sent since start (each counts once, whatever the number
+  // of subscribers).
+  std::uint64_t presence_pushes() const noexcept {
+    return presence_pushes_.load(std::memory_order_relaxed);
+  }
+
+  // How often a counts-only channel may be pushed.
+  static constexpr std::uint64_t k_presence_count_interval_ms = 1000;
+
   // broker_events: fan-out to this node's subscribers.
   void on_publication(std::string_view channel, std::string_view epoch, std::uint64_t offset,
                       std::string_view tail) override;
@@ -95,6 +115,8 @@ class hub final : public broker_events {
   std::unordered_map<std::string, std::unique_ptr<local_channel>, string_hash, std::equal_to<>>
       channels_;
   std::atomic<std::size_t> subscriptions_{0};
+  presence_batcher presence_{k_presence_count_interval_ms};
+  std::atomic<std::uint64_t> presence_pushes_{0};
 };
 
 }  // namespace switchboard::realtime::detail

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -64,8 +65,8 @@ class history_buffer {
   std::unique_ptr<std::deque<kept_publication>> q_;  // null when empty
 };
 
-using presence_map =
-    std::unordered_map<std::string_view, std::shared_ptr<const presence_entry>>;
+// By client id, ordered: a presence page starts after its cursor in O(log n).
+using presence_map = std::map<std::string_view, std::shared_ptr<const presence_entry>>;
 
 }  // namespace
 
@@ -311,7 +312,9 @@ void memory_broker::presence_add(std::string_view channel,
   if (!s) return;
   if (!s->presence) s->presence = std::make_unique<presence_map>();
   const presence_entry& e = *entry;
-  (*s->presence)[e.client] = std::move(entry);
+  // The key views the entry's own id: replace the pair, never only the value.
+  s->presence->erase(e.client);
+  s->presence->emplace(e.client, std::move(entry));
   events_->on_presence(s->name, s->epoch, true, e.json);
 }
 
@@ -328,17 +331,28 @@ void memory_broker::presence_remove(std::string_view channel, std::string_view c
   maybe_drop(*s);
 }
 
-void memory_broker::presence(std::string_view channel, completion<presence_result> done) {
+void memory_broker::presence(std::string_view channel, presence_request request,
+                             completion<presence_result> done) {
   presence_result r;
   {
     std::lock_guard lock(mutex_);
     if (stream* s = find(channel); s && s->presence) {
-      bool first = true;
-      for (const auto& [client, entry] : *s->presence) {
-        if (!first) r.entries.push_back(',');
-        first = false;
-        r.entries.append(entry->json);
+      const presence_map& members = *s->presence;
+      r.count = members.size();
+      // A crowded channel is told by its count: listing it is what made
+      // presence quadratic (docs/protocol.md, "Presence").
+      if (r.count <= request.max_members && request.limit > 0) {
+        r.listed = true;
+        auto it = request.cursor.empty() ? members.begin()
+                                         : members.upper_bound(std::string_view(request.cursor));
+        for (std::size_t n = 0; it != members.end() && n < request.limit; ++it, ++n) {
+          if (n != 0) r.entries.push_back(',');
+          r.entries.append(it->second->json);
+          if (n + 1 == request.limit && std::next(it) != members.end()) r.next.assign(it->first);
+        }
       }
+    } else {
+      r.listed = request.limit > 0;
     }
   }
   done(std::move(r));

@@ -73,7 +73,8 @@ class memory_broker final : public broker {
             completion<read_result> done) override;
   void presence_add(std::string_view channel, std::shared_ptr<const presence_entry> entry) override;
   void presence_remove(std::string_view channel, std::string_view client) override;
-  void presence(std::string_view channel, completion<presence_result> done) override;
+  void presence(std::string_view channel, presence_request request,
+                completion<presence_result> done) override;
   void channels(completion<channels_result> done) override;
   std::size_t channel_count() const override;
   void tick() override;

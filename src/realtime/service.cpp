@@ -1,13 +1,14 @@
 // service.cpp — `switchboard serve` put together: the server and its routes,
 // the broker, the hub, the sessions of /ws, the HTTP API, metrics, the demo
-// page, and the housekeeping thread (connect deadlines, history TTL) that
-// wakes every 200 ms. Each part lives in its own file:
+// page, and the housekeeping thread (connect deadlines, history TTL, presence
+// pushes, returning freed memory to the OS) that wakes every 200 ms. Each part lives in its own file:
 //
 //   session.cpp        the switchboard.v1 commands of a /ws connection
 //   hub.cpp            this node's channels, fan-out to its connections
 //   broker.hpp         what crosses nodes; memory_broker.cpp is the default
 //   http_api.cpp       POST /api/publish, GET /api/channels
 //   wire.cpp           every reply, push and error on the wire
+//   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
 //   config.cpp         check_config()
 #include <switchboard/realtime/service.hpp>
@@ -98,6 +99,17 @@ void service::impl::setup_metrics() {
                          [s] { return s->srv->statistics().bytes_received; });
   metrics.add_counter_fn("switchboard_bytes_sent_total", "WebSocket payload bytes sent",
                          [s] { return s->srv->statistics().bytes_sent; });
+  metrics.add_gauge("switchboard_outbound_bytes",
+                    "Bytes queued for slow readers over all connections (limits.max_outbound_memory)",
+                    [s] { return static_cast<double>(s->srv->statistics().outbound_bytes); });
+  metrics.add_counter_fn(
+      "switchboard_outbound_memory_drops_total",
+      "Messages dropped or connections closed because limits.max_outbound_memory was reached",
+      [s] { return s->srv->statistics().outbound_memory_drops; });
+  metrics.add_counter_fn("switchboard_presence_pushes_total",
+                         "Presence pushes (one per channel per tick at most, whatever the "
+                         "number of subscribers)",
+                         [s] { return s->hub_->presence_pushes(); });
   metrics.add_counter_fn("switchboard_backpressure_drops_total",
                          "Messages dropped or connections closed for backpressure",
                          [s] { return s->srv->statistics().backpressure_drops; });
@@ -124,6 +136,7 @@ void service::impl::build_server() {
   o.ping_interval = to_ms(config.ping_interval);
   o.pong_timeout = to_ms(config.pong_timeout);
   o.max_backpressure = config.max_backpressure;
+  o.max_outbound_memory = config.max_outbound_memory;
   o.policy = config.backpressure_policy == overflow_policy::drop ? server::backpressure_policy::drop
                                                                  : server::backpressure_policy::close;
   o.shutdown_code = static_cast<protocol::close_code>(config.shutdown_code);
@@ -184,13 +197,14 @@ void service::impl::build_server() {
 
 void service::impl::housekeeping_loop() {
   std::unique_lock lock(housekeeping_mutex);
-  memory_release release;
+  memory_release release;  // malloc_trim every 2 s (memory_release.hpp)
   while (!housekeeping_stop) {
     housekeeping_cv.wait_for(lock, std::chrono::milliseconds(200));
     if (housekeeping_stop) break;
     sessions_->tick();
     broker_->tick();
     release.tick(mono_ms());
+    hub_->tick_presence(mono_ms());
   }
 }
 

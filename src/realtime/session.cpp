@@ -30,6 +30,9 @@ namespace switchboard::realtime::detail {
 namespace {
 
 constexpr std::size_t k_max_anonymous_info = 1024;
+// Presence entries per reply: by default, and at most (`limit`).
+constexpr std::size_t k_presence_page = 100;
+constexpr std::size_t k_max_presence_page = 1000;
 
 // The completion of a broker call made for `ws`: `then(websocket*, result)`
 // runs on the connection's loop (at once if the broker answered before
@@ -413,26 +416,33 @@ std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_
   const namespace_options* ns = nullptr;
   if (auto f = check_channel(&conn, c, name, ns)) return f;
   if (!ns->presence) return make_failure(errors::presence_off);
+  if (c.limit_error) return c.limit_error;
+  if (c.cursor_error) return c.cursor_error;
+  // Replies page (docs/protocol.md, "presence"): one reply never carries more
+  // than k_max_presence_page entries, whatever the channel holds.
+  broker::presence_request request;
+  request.cursor = c.cursor;
+  request.limit = std::min<std::uint64_t>(c.limit.value_or(k_presence_page), k_max_presence_page);
+  request.max_members = ns->presence_max_members;
   hub_.backend().presence(
-      name, on_loop<broker::presence_result>(
-                *srv_, ws,
-                [id = c.id, channel = std::string(name)](server::websocket* w,
-                                                         broker::presence_result r) {
-                  if (!w) return;
-                  thread_local std::string reply;
-                  thread_local std::string result;
-                  if (r.error) {
-                    reply_error(reply, id, *r.error);
-                  } else {
-                    result = "{\"channel\":";
-                    append_json_string(result, channel);
-                    result.append(",\"clients\":[");
-                    result.append(r.entries);
-                    result.append("]}");
-                    reply_result(reply, id, result);
-                  }
-                  send_text(*w, reply);
-                }));
+      name, std::move(request),
+      on_loop<broker::presence_result>(
+          *srv_, ws,
+          [id = c.id, channel = std::string(name)](server::websocket* w,
+                                                   broker::presence_result r) {
+            if (!w) return;
+            thread_local std::string reply;
+            thread_local std::string result;
+            if (r.error) {
+              reply_error(reply, id, *r.error);
+            } else {
+              result.clear();
+              append_presence_result(result, channel, r.count, r.listed ? &r.entries : nullptr,
+                                     r.next);
+              reply_result(reply, id, result);
+            }
+            send_text(*w, reply);
+          }));
   return std::nullopt;
 }
 

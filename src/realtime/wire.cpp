@@ -82,16 +82,48 @@ void publication_push(std::string& out, std::string_view channel, std::string_vi
   out.push_back('}');
 }
 
-void presence_push(std::string& out, std::string_view kind, std::string_view channel,
-                   std::string_view presence_json) {
+void presence_push(std::string& out, std::string_view channel, std::size_t count,
+                   const std::string* joins, const std::string* leaves) {
   out.clear();
-  out.append("{\"push\":");
-  append_json_string(out, kind);
-  out.append(",\"channel\":");
+  out.append("{\"push\":\"presence\",\"channel\":");
   append_json_string(out, channel);
-  out.append(",\"info\":");
-  out.append(presence_json);
+  out.append(",\"count\":");
+  append_uint(out, count);
+  if (joins && leaves) {
+    out.append(",\"joins\":[");
+    out.append(*joins);
+    out.append("],\"leaves\":[");
+    out.append(*leaves);
+    out.push_back(']');
+  }
   out.push_back('}');
+}
+
+void append_presence_result(std::string& out, std::string_view channel, std::size_t count,
+                            const std::string* entries, std::string_view next) {
+  out.append("{\"channel\":");
+  append_json_string(out, channel);
+  out.append(",\"count\":");
+  append_uint(out, count);
+  if (entries) {
+    out.append(",\"clients\":[");
+    out.append(*entries);
+    out.push_back(']');
+    if (!next.empty()) {
+      out.append(",\"cursor\":");
+      append_json_string(out, next);
+    }
+  }
+  out.push_back('}');
+}
+
+std::string_view presence_client(std::string_view presence_json) {
+  // presence_json() writes {"client":"ID",… and an id never needs escaping.
+  constexpr std::string_view prefix = "{\"client\":\"";
+  if (presence_json.substr(0, prefix.size()) != prefix) return {};
+  const std::string_view rest = presence_json.substr(prefix.size());
+  const std::size_t end = rest.find('"');
+  return end == std::string_view::npos ? std::string_view() : rest.substr(0, end);
 }
 
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info) {

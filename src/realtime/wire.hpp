@@ -8,6 +8,7 @@
 // constants.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,6 +40,8 @@ inline constexpr error_def bad_since{
     400, "since must be {\"epoch\": string, \"offset\": unsigned integer}"};
 inline constexpr error_def bad_limit{400, "limit must be a positive integer"};
 inline constexpr error_def bad_info{400, "info must be an object"};
+inline constexpr error_def bad_cursor{
+    400, "cursor must be the string a presence reply gave (at most 128 bytes)"};
 // 401: who is asking is not known.
 inline constexpr error_def not_authenticated{401, "not authenticated: send connect first"};
 inline constexpr error_def token_required{401, "token required"};
@@ -120,10 +123,24 @@ void append_publication(std::string& out, std::uint64_t offset, std::string_view
 void publication_push(std::string& out, std::string_view channel, std::string_view epoch,
                       std::uint64_t offset, std::string_view tail);
 
-// A presence push, kind "join" or "leave":
-//   {"push":KIND,"channel":"…","info":PRESENCE}
-void presence_push(std::string& out, std::string_view kind, std::string_view channel,
-                   std::string_view presence_json);
+// The presence push of one tick (docs/protocol.md, "Presence"): the
+// channel's member count and, unless it reports counts only, the entries that
+// joined and left since the last push, each a comma-separated list of
+// presence_json() objects:
+//   {"push":"presence","channel":"…","count":N,"joins":[…],"leaves":[…]}
+//   {"push":"presence","channel":"…","count":N}          (counts only)
+void presence_push(std::string& out, std::string_view channel, std::size_t count,
+                   const std::string* joins, const std::string* leaves);
+
+// The result of the presence command: {"channel":"…","count":N} and, when
+// `entries` is set, ,"clients":[ENTRIES] and ,"cursor":"NEXT" if NEXT is not
+// empty.
+void append_presence_result(std::string& out, std::string_view channel, std::size_t count,
+                            const std::string* entries, std::string_view next);
+
+// The client id that a presence_json() object starts with; "" if it does not
+// have that shape.
+std::string_view presence_client(std::string_view presence_json);
 
 // How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info);

@@ -100,6 +100,7 @@ struct loop_counters {
   counter messages_sent{0};
   counter bytes_sent{0};
   counter backpressure_drops{0};
+  counter outbound_memory_drops{0};
   counter compressed_messages{0};
   std::array<counter, k_handshake_failure_reasons> handshake_failures{};
 };
@@ -160,6 +161,15 @@ class loop_context {
     loop_counters::add(counters_.bytes_sent, bytes);
   }
   void count_backpressure_drop() noexcept { loop_counters::add(counters_.backpressure_drops, 1); }
+  void count_outbound_memory_drop() noexcept {
+    loop_counters::add(counters_.outbound_memory_drops, 1);
+  }
+
+  // server_options::max_outbound_memory, asked before a send to `ws`, which
+  // already has a queue (write-blocked): true if the send must be dropped.
+  // Over the limit it schedules shed_outbound() (close policy) for later in
+  // this iteration; past the slack it marks `ws` to be closed there too.
+  bool outbound_over_limit(websocket& ws);
   // Counts a handshake the server turned away and tells the application's
   // hook (server_options::on_handshake_failure); `status` 0: no answer.
   void count_handshake_failure(handshake_failure reason, int status);
@@ -194,6 +204,9 @@ class loop_context {
 
  private:
   void on_accept(net::unique_fd socket);
+  // Closes the marked connections, then the largest queues until the
+  // server-wide total is under 7/8 of max_outbound_memory (close policy).
+  void shed_outbound();
   void free_retired() noexcept;
   void on_shutdown_deadline();
   void check_done() noexcept;
@@ -234,6 +247,8 @@ class loop_context {
   std::string scratch_;
   std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;
   net::timer_node shutdown_timer_;
+  std::vector<connection_id> shed_marked_;  // lost a message over the limit: close them
+  bool shed_scheduled_ = false;
   bool shutting_down_ = false;
   bool done_ = false;
 };
@@ -260,6 +275,9 @@ class server_core {
   // Takes one of max_connections; false when the limit is reached.
   bool try_count_connection() noexcept;
   void uncount_connection() noexcept { connections.fetch_sub(1, std::memory_order_relaxed); }
+  // Bytes queued for slow readers over every loop (max_outbound_memory). Any
+  // thread; O(loops).
+  std::size_t outbound_bytes() const noexcept;
   // A loop finished its shutdown; the last one stops the group.
   void loop_done() noexcept;
 };

@@ -238,12 +238,14 @@ server_statistics server::statistics() const noexcept {
     total.messages_sent += loop_counters::read(c.messages_sent);
     total.bytes_sent += loop_counters::read(c.bytes_sent);
     total.backpressure_drops += loop_counters::read(c.backpressure_drops);
+    total.outbound_memory_drops += loop_counters::read(c.outbound_memory_drops);
     total.compressed_messages += loop_counters::read(c.compressed_messages);
     for (std::size_t i = 0; i < k_handshake_failure_reasons; ++i) {
       total.handshake_failures[i] += loop_counters::read(c.handshake_failures[i]);
     }
   }
   total.connections = core_->connections.load(std::memory_order_relaxed);
+  total.outbound_bytes = core_->outbound_bytes();
   return total;
 }
 

@@ -342,7 +342,12 @@ send_status websocket::send_raw(std::span<const std::byte> framed) {
 bool websocket::over_backpressure() {
   // Checked before queueing, so one message of any size always fits on top
   // of max_backpressure and memory stays bounded by the cap plus one message.
-  if (stream_.buffered_bytes() <= ctx_->options().max_backpressure) return false;
+  if (stream_.buffered_bytes() <= ctx_->options().max_backpressure) {
+    // The server-wide bound (outbound.cpp), asked only by connections that
+    // already have a queue: readers that keep up never pay for it.
+    return ctx_->options().max_outbound_memory != 0 && stream_.write_blocked() &&
+           ctx_->outbound_over_limit(*this);
+  }
   ctx_->count_backpressure_drop();
   if (ctx_->options().policy == backpressure_policy::close) {
     close(protocol::to_underlying(protocol::close_code::policy_violation), "backpressure limit");

@@ -37,6 +37,7 @@ std::string dump(const realtime_config& c) {
       << "\nmax_subscriptions=" << c.max_subscriptions
       << "\nmax_backpressure=" << c.max_backpressure
       << "\nbackpressure_policy=" << static_cast<int>(c.backpressure_policy)
+      << "\nmax_outbound_memory=" << c.max_outbound_memory
       << "\nping_interval=" << c.ping_interval << "\npong_timeout=" << c.pong_timeout
       << "\nshutdown_code=" << c.shutdown_code << "\nshutdown_timeout=" << c.shutdown_timeout
       << "\nmax_channels=" << c.max_channels << "\nhistory_memory=" << c.history_memory
@@ -45,7 +46,8 @@ std::string dump(const realtime_config& c) {
       << "\nlog_level=" << c.log_level << "\n";
   for (const auto& [name, ns] : c.namespaces) {
     out << "namespace " << name << ": " << ns.history_size << " " << ns.history_ttl << " "
-        << ns.presence << " " << static_cast<int>(ns.publish) << "\n";
+        << ns.presence << " " << ns.presence_max_members << " " << static_cast<int>(ns.publish)
+        << "\n";
   }
   return out.str();
 }
@@ -134,6 +136,7 @@ max_backpressure = 65536
 backpressure_policy = "drop"
 max_channels = 12
 history_memory = 4096
+max_outbound_memory = 1000000
 
 [keepalive]
 ping_interval = 15
@@ -156,6 +159,7 @@ level = "debug"
 history_size = 50
 history_ttl = 60
 presence = false
+presence_max_members = 20
 publish = "any"
 
 [namespaces.feed]
@@ -187,6 +191,7 @@ publish = "none"
   EXPECT_EQ(c.max_subscriptions, 8u);
   EXPECT_EQ(c.max_backpressure, 65536u);
   EXPECT_EQ(c.backpressure_policy, realtime::overflow_policy::drop);
+  EXPECT_EQ(c.max_outbound_memory, 1000000u);
   EXPECT_EQ(c.ping_interval, 15);
   EXPECT_EQ(c.pong_timeout, 0.5);
   EXPECT_EQ(c.shutdown_code, 4001);
@@ -204,6 +209,7 @@ publish = "none"
   EXPECT_EQ(chat.history_size, 50u);
   EXPECT_EQ(chat.history_ttl, 60);
   EXPECT_FALSE(chat.presence);
+  EXPECT_EQ(chat.presence_max_members, 20u);
   EXPECT_EQ(chat.publish, realtime::publish_policy::any);
   // Keys a namespace leaves out have namespace_options' defaults.
   const auto& feed = c.namespaces.at("feed");
@@ -722,6 +728,7 @@ TEST(ServeConfigHelp, DocumentsEveryKeyWithItsDefault) {
                             "limits.max_subscriptions = 256",
                             "limits.max_backpressure = 1048576",
                             "limits.backpressure_policy = \"close\"",
+                            "limits.max_outbound_memory = 268435456",
                             "keepalive.ping_interval = 25",
                             "keepalive.pong_timeout = 10",
                             "shutdown.code = 1012",
@@ -732,6 +739,7 @@ TEST(ServeConfigHelp, DocumentsEveryKeyWithItsDefault) {
                             "namespaces.NAME.history_size = 100",
                             "namespaces.NAME.history_ttl = 300",
                             "namespaces.NAME.presence = true",
+                            "namespaces.NAME.presence_max_members = 1000",
                             "namespaces.NAME.publish = \"subscribers\""}) {
     EXPECT_NE(help.find(entry), std::string::npos) << entry << "\n" << help;
   }

@@ -265,11 +265,23 @@ class Session:
         self.inbox = []
         self.seen = []
         self._id = 0
+        self._expanded = []
 
     async def recv(self, timeout=5.0):
+        """The next message. A presence push ({"push": "presence", "joins": [...],
+        "leaves": [...]}) comes first as itself, then as one {"push": "join"} or
+        {"push": "leave"} per entry, "info" the entry, so tests can wait for one
+        client's change."""
+        if self._expanded:
+            return self._expanded.pop(0)
         raw = await asyncio.wait_for(self.ws.recv(), slow(timeout))
         msg = json.loads(raw)
         self.seen.append(msg)
+        if msg.get("push") == "presence":
+            for kind in ("join", "leave"):
+                for entry in msg.get(kind + "s", []):
+                    self._expanded.append({"push": kind, "channel": msg["channel"],
+                                           "info": entry, "batched": True})
         return msg
 
     async def send(self, obj):
@@ -569,6 +581,8 @@ class Commands(ServerTestCase):
             ({"cmd": "publish", "channel": "nowhere:x", "data": 1}, 404),
             ({"cmd": "unsubscribe", "channel": "chat:never"}, 404),
             ({"cmd": "presence", "channel": "bare:x"}, 405),
+            ({"cmd": "presence", "channel": "chat:x", "cursor": 7}, 400),
+            ({"cmd": "presence", "channel": "chat:x", "limit": 0}, 400),
             ({"cmd": "history", "channel": "bare:x"}, 405),
             ({"cmd": "publish", "channel": "feed:x", "data": 1}, 403),
             ({"cmd": "publish", "channel": "lobby", "data": 1}, 403),
@@ -981,6 +995,43 @@ class Presence(ServerTestCase):
                     await sa.push("join", "chat:room")
                 # b closed normally: leave
                 self.assertEqual((await sa.push("leave", "chat:room"))["info"]["user"], "bob")
+        run(go())
+
+    def test_joins_of_a_tick_come_in_one_push_with_the_count(self):
+        async def go():
+            async with connect_ws(self.server.port, token("alice")) as a:
+                sa = Session(a)
+                await sa.request("subscribe", channel="chat:crowd")
+                first = await sa.push("presence", "chat:crowd")
+                self.assertEqual((first["count"], first["leaves"]), (1, []), first)
+                self.assertEqual([e["user"] for e in first["joins"]], ["alice"])
+                # Ten clients subscribe at once: fewer pushes than joins, each join once.
+                others = [await connect_ws(self.server.port, token("u%d" % i)) for i in range(10)]
+                try:
+                    await asyncio.gather(*(Session(o).request("subscribe", channel="chat:crowd")
+                                           for o in others))
+                    joined = set()
+                    pushes = 0
+                    while len(joined) < 10:
+                        p = await sa.push("presence", "chat:crowd")
+                        pushes += 1
+                        joined.update(e["user"] for e in p["joins"])
+                    self.assertEqual(joined, {"u%d" % i for i in range(10)})
+                    self.assertLessEqual(pushes, 3, "one push per 200 ms tick")
+                    self.assertEqual(p["count"], 11)
+                    # A page of the list, in client order, with a cursor.
+                    page = (await sa.request("presence", channel="chat:crowd", limit=4))["result"]
+                    self.assertEqual(page["count"], 11)
+                    ids = [c["client"] for c in page["clients"]]
+                    self.assertEqual(ids, sorted(ids))
+                    self.assertEqual(page["cursor"], ids[-1])
+                    rest = (await sa.request("presence", channel="chat:crowd",
+                                             cursor=page["cursor"], limit=100))["result"]
+                    self.assertNotIn("cursor", rest)
+                    self.assertEqual(len(ids) + len(rest["clients"]), 11)
+                finally:
+                    for o in others:
+                        await o.close()
         run(go())
 
     async def watch_raw_member(self, a, channel, user):

@@ -179,6 +179,8 @@ TEST_F(tcp_stream_test, BackpressureBuffersWhatTheKernelRefusesAndDrains) {
   EXPECT_TRUE(stream.write_blocked());
   EXPECT_GE(stream.buffered_bytes(), k_target);
   EXPECT_EQ(handler.drained, 0);
+  // The loop counts what its streams hold for slow peers (nothing is corked now).
+  EXPECT_EQ(loop->held_write_bytes(), stream.buffered_bytes());
 
   // Phase 2: the peer reads everything; EPOLLOUT drains the buffer.
   std::string received;
@@ -192,8 +194,27 @@ TEST_F(tcp_stream_test, BackpressureBuffersWhatTheKernelRefusesAndDrains) {
   ASSERT_TRUE(test::run_for_at_most(*loop, 10s));
   EXPECT_EQ(handler.drained, 1);
   EXPECT_EQ(stream.buffered_bytes(), 0u);
+  EXPECT_EQ(loop->held_write_bytes(), 0u);
   ASSERT_EQ(peer.received.size(), sent);
   EXPECT_TRUE(peer.received == test::pattern(0, sent)) << "bytes lost or reordered";
+}
+
+TEST_F(tcp_stream_test, HeldBytesFollowTheBacklogAndGoWithTheStream) {
+  unique_fd peer_fd;
+  unique_fd fd;
+  std::tie(peer_fd, fd) = test::tcp_pair();
+  const int small = 16 * 1024;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  ::setsockopt(peer_fd.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  scripted_handler handler;
+  tcp_stream& stream = open(std::move(fd), handler);
+  const std::string big(256 * 1024, 'h');  // direct writes: nothing corked
+  for (int i = 0; i < 4; ++i) ASSERT_NE(stream.send(as_bytes(big)), send_status::dropped);
+  ASSERT_TRUE(stream.write_blocked());
+  EXPECT_EQ(loop->held_write_bytes(), stream.buffered_bytes());
+  EXPECT_GT(loop->held_write_bytes(), big.size());
+  stream.close();  // the peer never read: the bytes are dropped, and uncounted
+  EXPECT_EQ(loop->held_write_bytes(), 0u);
 }
 
 TEST_F(tcp_stream_test, PeerEndOfStreamClosesWithAnEmptyError) {

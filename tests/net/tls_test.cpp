@@ -477,6 +477,8 @@ TEST_F(tls_test, BackpressureBuffersCiphertextAndDrains) {
   EXPECT_TRUE(sender.write_blocked());
   EXPECT_GE(sender.buffered_bytes(), k_target);
   EXPECT_EQ(sender_handler.drained, 0);
+  // The loop counts the ciphertext its streams hold for slow peers.
+  EXPECT_EQ(loop->held_write_bytes(), sender.buffered_bytes());
 
   // Phase 2: the peer reads; EPOLLOUT drains the ciphertext; on_drained fires.
   peer_thread = run_peer();
@@ -488,6 +490,7 @@ TEST_F(tls_test, BackpressureBuffersCiphertextAndDrains) {
                        << sender.buffered_bytes() << ", drained " << sender_handler.drained;
   EXPECT_EQ(sender_handler.drained, 1);
   EXPECT_EQ(sender.buffered_bytes(), 0u);
+  EXPECT_EQ(loop->held_write_bytes(), 0u);
   EXPECT_FALSE(sender.write_blocked());
   ASSERT_EQ(peer.received.size(), sent);
   EXPECT_TRUE(peer.received == test::pattern(0, sent)) << "bytes lost or reordered";

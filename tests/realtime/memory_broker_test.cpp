@@ -154,15 +154,86 @@ TEST_F(memory_broker_test, presence_joins_lists_and_leaves) {
   b->presence_add("chat:a", std::make_shared<const presence_entry>(
                                 presence_entry{"c2", R"({"client":"c2"})"}));
   std::string listed;
-  b->presence("chat:a", [&](broker::presence_result r) { listed = r.entries; });
-  EXPECT_TRUE(listed == R"({"client":"c1"},{"client":"c2"})" ||
-              listed == R"({"client":"c2"},{"client":"c1"})")
-      << listed;
+  b->presence("chat:a", {}, [&](broker::presence_result r) { listed = r.entries; });
+  EXPECT_EQ(listed, R"({"client":"c1"},{"client":"c2"})");  // in client-id order
   b->presence_remove("chat:a", "c1");
   b->presence_remove("chat:a", "nobody");  // no event for a client that isn't there
   ASSERT_EQ(events.events.size(), 3u);
   EXPECT_EQ(events.events[0].body, R"(+{"client":"c1"})");
   EXPECT_EQ(events.events[2].body, R"(-{"client":"c1"})");
+}
+
+// {"client":"ID"} (appended: GCC 12 warns falsely on "lit" + std::string&&).
+std::string entry_of(std::string_view id) {
+  std::string e = R"({"client":")";
+  e.append(id);
+  e.append("\"}");
+  return e;
+}
+
+broker::presence_result presence_of(broker& b, std::string_view channel, std::string cursor,
+                                    std::size_t limit, std::size_t max_members = SIZE_MAX) {
+  broker::presence_result out;
+  broker::presence_request rq;
+  rq.cursor = std::move(cursor);
+  rq.limit = limit;
+  rq.max_members = max_members;
+  b.presence(channel, std::move(rq), [&](broker::presence_result r) { out = std::move(r); });
+  return out;
+}
+
+TEST_F(memory_broker_test, presence_pages_in_client_order_from_a_cursor) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  for (const char* id : {"c5", "c1", "c4", "c2", "c3"}) {
+    b->presence_add("chat:a",
+                    std::make_shared<const presence_entry>(presence_entry{id, entry_of(id)}));
+  }
+  auto page = presence_of(*b, "chat:a", "", 2);
+  EXPECT_EQ(page.count, 5u);
+  EXPECT_TRUE(page.listed);
+  EXPECT_EQ(page.entries, R"({"client":"c1"},{"client":"c2"})");
+  EXPECT_EQ(page.next, "c2");
+  // A member that leaves or joins before the cursor does not shift the next page.
+  b->presence_remove("chat:a", "c1");
+  page = presence_of(*b, "chat:a", page.next, 2);
+  EXPECT_EQ(page.entries, R"({"client":"c3"},{"client":"c4"})");
+  EXPECT_EQ(page.next, "c4");
+  page = presence_of(*b, "chat:a", page.next, 2);
+  EXPECT_EQ(page.entries, R"({"client":"c5"})");
+  EXPECT_EQ(page.next, "") << "the last page has no cursor";
+  // Exactly a full last page: no cursor either.
+  page = presence_of(*b, "chat:a", "c3", 2);
+  EXPECT_EQ(page.entries, R"({"client":"c4"},{"client":"c5"})");
+  EXPECT_EQ(page.next, "");
+  // A cursor past the end: an empty page.
+  page = presence_of(*b, "chat:a", "zz", 2);
+  EXPECT_TRUE(page.listed);
+  EXPECT_EQ(page.entries, "");
+}
+
+TEST_F(memory_broker_test, presence_over_max_members_reports_the_count_only) {
+  auto b = make();
+  b->subscribe_node("chat:a", *ns);
+  for (int i = 0; i < 4; ++i) {
+    const std::string id(1, static_cast<char>('a' + i));
+    b->presence_add("chat:a",
+                    std::make_shared<const presence_entry>(presence_entry{id, entry_of(id)}));
+  }
+  auto r = presence_of(*b, "chat:a", "", 100, 3);
+  EXPECT_EQ(r.count, 4u);
+  EXPECT_FALSE(r.listed);
+  EXPECT_EQ(r.entries, "");
+  r = presence_of(*b, "chat:a", "", 100, 4);  // at the maximum: still listed
+  EXPECT_TRUE(r.listed);
+  EXPECT_EQ(r.count, 4u);
+  r = presence_of(*b, "chat:a", "", 0);  // limit 0: the count alone
+  EXPECT_EQ(r.count, 4u);
+  EXPECT_FALSE(r.listed);
+  r = presence_of(*b, "chat:nobody", "", 100);
+  EXPECT_EQ(r.count, 0u);
+  EXPECT_TRUE(r.listed);
+  EXPECT_EQ(r.entries, "");
 }
 
 TEST_F(memory_broker_test, a_snapshot_keeps_epochs_offsets_and_history) {

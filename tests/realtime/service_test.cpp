@@ -244,11 +244,25 @@ class rt_client {
     }
     return std::nullopt;
   }
-  // Pushes of kind `push` ("message", "join", "leave") on `channel` seen so far.
+  // Pushes of kind `push` ("message", "presence") on `channel` seen so far.
+  // "join" and "leave" list the entries of the presence pushes' joins and
+  // leaves, each as {"push":"join","channel":…,"info":ENTRY}.
   std::vector<json> pushes(std::string_view push, std::string_view channel) const {
     std::vector<json> out;
+    const bool entries = push == "join" || push == "leave";
     for (const json& m : seen) {
-      if (m.str("/push") == push && m.str("/channel") == channel) out.push_back(m);
+      if (m.str("/channel") != channel) continue;
+      if (!entries) {
+        if (m.str("/push") == push) out.push_back(m);
+        continue;
+      }
+      if (m.str("/push") != "presence") continue;
+      const std::string list = push == "join" ? "/joins" : "/leaves";
+      for (std::size_t i = 0; i < m.size(list); ++i) {
+        out.emplace_back(R"({"push":")" + std::string(push) + R"(","channel":")" +
+                         std::string(channel) + R"(","info":)" +
+                         m.raw(list + "/" + std::to_string(i)) + "}");
+      }
     }
     return out;
   }
@@ -916,6 +930,72 @@ TEST_F(service_test, JoinAndLeavePushesReachTheChannel) {
   run_for(300ms);
   EXPECT_TRUE(a.pushes("join", "bare:q").empty());
   EXPECT_TRUE(a.pushes("leave", "bare:q").empty());
+}
+
+TEST_F(service_test, PresencePushesAreCoalescedAndCarryTheCount) {
+  start();
+  rt_client& a = user_client("alice");
+  subscribe(a, "chat:k");
+  ASSERT_TRUE(run_until([&] { return a.pushes("join", "chat:k").size() == 1; }));
+  const json first = a.pushes("presence", "chat:k").at(0);
+  EXPECT_EQ(first.num("/count"), 1) << first.text();
+  EXPECT_EQ(first.size("/leaves"), 0u) << first.text();
+  // Five clients join within one tick: one push lists them all.
+  std::vector<rt_client*> others;
+  for (int i = 0; i < 5; ++i) others.push_back(&user_client("u" + std::to_string(i)));
+  for (rt_client* c : others) subscribe(*c, "chat:k");
+  ASSERT_TRUE(run_until([&] { return a.pushes("join", "chat:k").size() == 6; }));
+  run_for(500ms);  // what else would come
+  const auto presence = a.pushes("presence", "chat:k");
+  EXPECT_LE(presence.size(), 3u) << "5 joins in fewer pushes than joins (one per tick)";
+  EXPECT_EQ(presence.back().num("/count"), 6) << presence.back().text();
+  EXPECT_EQ(a.pushes("join", "chat:k").size(), 6u) << "each join once";
+}
+
+TEST_F(service_test, PresenceOverMaxMembersReportsCountsOnlyAndRepliesPage) {
+  config_.namespaces.at("chat").presence_max_members = 3;
+  start();
+  rt_client& a = user_client("alice");
+  subscribe(a, "chat:crowd");
+  std::vector<rt_client*> others;
+  for (int i = 0; i < 2; ++i) others.push_back(&user_client("m" + std::to_string(i)));
+  for (rt_client* c : others) subscribe(*c, "chat:crowd");
+  ASSERT_TRUE(run_until([&] { return a.pushes("join", "chat:crowd").size() == 3; }));
+  // At the maximum: listed, and pages by client id with a cursor.
+  json p = request(a, R"("cmd":"presence","channel":"chat:crowd","limit":2)");
+  EXPECT_EQ(p.num("/result/count"), 3) << p.text();
+  ASSERT_EQ(p.size("/result/clients"), 2u) << p.text();
+  const std::string cursor = p.str("/result/cursor");
+  EXPECT_EQ(cursor, p.str("/result/clients/1/client")) << p.text();
+  p = request(a, R"("cmd":"presence","channel":"chat:crowd","limit":2,"cursor":")" + cursor +
+                     "\"");
+  ASSERT_EQ(p.size("/result/clients"), 1u) << p.text();
+  EXPECT_GT(p.str("/result/clients/0/client"), cursor);
+  EXPECT_FALSE(p.has("/result/cursor")) << "the last page has no cursor: " << p.text();
+  EXPECT_EQ(request(a, R"("cmd":"presence","channel":"chat:crowd","cursor":5)").error_code(), 400);
+
+  // One more: counts only, in the reply and in the pushes.
+  rt_client& d = user_client("dave");
+  subscribe(d, "chat:crowd");
+  ASSERT_TRUE(run_until([&] {
+    const auto ps = a.pushes("presence", "chat:crowd");
+    return !ps.empty() && ps.back().num("/count") == 4;
+  }));
+  const json counted = a.pushes("presence", "chat:crowd").back();
+  EXPECT_FALSE(counted.has("/joins")) << counted.text();
+  EXPECT_FALSE(counted.has("/leaves")) << counted.text();
+  EXPECT_EQ(a.pushes("join", "chat:crowd").size(), 3u) << "dave's join is not listed";
+  p = request(a, R"("cmd":"presence","channel":"chat:crowd")");
+  EXPECT_EQ(p.num("/result/count"), 4) << p.text();
+  EXPECT_FALSE(p.has("/result/clients")) << p.text();
+
+  // Back under the maximum: a push with joins and leaves again (clients reload the list).
+  d.ws->close();
+  ASSERT_TRUE(run_until([&] {
+    const auto ps = a.pushes("presence", "chat:crowd");
+    return ps.back().num("/count") == 3 && ps.back().has("/leaves");
+  }, 5s));
+  EXPECT_EQ(request(a, R"("cmd":"presence","channel":"chat:crowd")").size("/result/clients"), 3u);
 }
 
 // The subscribe reply comes before any live push of the channel, and pushes

@@ -191,7 +191,7 @@ function record(client) {
 // Subscription handlers that log into `log` as [event, payload].
 function logger(log) {
   const handlers = {};
-  for (const name of ['message', 'join', 'leave', 'reset', 'subscribed', 'error']) {
+  for (const name of ['message', 'join', 'leave', 'presence', 'reset', 'subscribed', 'error']) {
     handlers[name] = (payload) => log.push([name, payload]);
   }
   return handlers;
@@ -591,6 +591,44 @@ test('presence pushes reach the subscription as join and leave', () =>
     server.send(server.last, { push: 'join', channel: 'chat:elsewhere', info: entry });
     await until(() => log.filter(([e]) => e === 'leave').length === 1, 'the leave');
     assert.deepEqual(log.filter(([e]) => e === 'join' || e === 'leave'), [['join', entry], ['leave', entry]]);
+  }));
+
+test('a presence push becomes a presence event and one join or leave per entry', () =>
+  withServer(async (server, track) => {
+    const client = track(makeClient(server));
+    const log = [];
+    await client.connect();
+    await client.subscribe('chat:p', logger(log));
+    const bob = { client: 'c9', user: 'bob' };
+    const ann = { client: 'c1', user: 'ann' };
+    const cid = { client: 'c5' };
+    server.send(server.last, { push: 'presence', channel: 'chat:p', count: 2, joins: [bob, ann], leaves: [cid] });
+    server.send(server.last, { push: 'presence', channel: 'chat:elsewhere', count: 1, joins: [bob], leaves: [] });
+    server.send(server.last, { push: 'presence', channel: 'chat:p', count: 5000 });
+    await until(() => log.filter(([e]) => e === 'presence').length === 2, 'two presence events');
+    await sleep(20);
+    assert.deepEqual(log.filter(([e]) => e === 'presence' || e === 'join' || e === 'leave'), [
+      ['presence', { count: 2, joins: [bob, ann], leaves: [cid] }],
+      ['leave', cid], ['join', bob], ['join', ann],
+      ['presence', { count: 5000, countsOnly: true }],
+    ]);
+  }));
+
+test('presence() passes limit and cursor for a page', () =>
+  withServer(async (server, track) => {
+    const client = track(makeClient(server));
+    await client.connect();
+    const seen = [];
+    server.onCommand = (conn, msg) => {
+      if (msg.cmd !== 'presence') return false;
+      seen.push({ limit: msg.limit, cursor: msg.cursor });
+      server.reply(conn, msg, { channel: msg.channel, count: 3, clients: [{ client: 'c3' }] });
+      return true;
+    };
+    const page = await client.presence('chat:r', { limit: 2, cursor: 'c2' });
+    assert.deepEqual(page, { channel: 'chat:r', count: 3, clients: [{ client: 'c3' }] });
+    await client.presence('chat:r');
+    assert.deepEqual(seen, [{ limit: 2, cursor: 'c2' }, { limit: undefined, cursor: undefined }]);
   }));
 
 // --- heartbeat ---------------------------------------------------------------------

@@ -138,6 +138,21 @@ class event_loop {
   // The write cork, flushed at the end of every iteration.
   [[nodiscard]] write_cork& cork() noexcept { return cork_; }
 
+  // Bytes the loop's streams hold for peers that do not take them fast
+  // enough: what the kernel refused and is not yet written (a TCP stream's
+  // backlog, a TLS stream's pending records). A server bounds its memory
+  // with it. Any thread (relaxed: a gauge).
+  [[nodiscard]] std::size_t held_write_bytes() const noexcept {
+    return held_write_bytes_.load(std::memory_order_relaxed);
+  }
+  // Streams report such bytes as they queue (+) and leave (-). Loop thread
+  // only, so a plain load and store do (no locked read-modify-write).
+  void count_held_write_bytes(std::ptrdiff_t delta) noexcept {
+    held_write_bytes_.store(
+        held_write_bytes_.load(std::memory_order_relaxed) + static_cast<std::size_t>(delta),
+        std::memory_order_relaxed);
+  }
+
   // True on the thread running run(), and on any thread while not running.
   [[nodiscard]] bool in_loop_thread() const noexcept;
   // Completed iterations, for tests and metrics.
@@ -192,6 +207,7 @@ class event_loop {
   std::atomic<bool> running_{false};
   std::atomic<std::thread::id> owner_{};
   std::uint64_t iterations_ = 0;
+  std::atomic<std::size_t> held_write_bytes_{0};
   std::size_t registered_ = 0;  // descriptors registered, for the destructor's check
 };
 

@@ -16,7 +16,8 @@
 // later sends queue behind it, and on_drained() fires when it is all written.
 // buffered_bytes() counts every byte accepted by send() and not yet handed to
 // the kernel; a server enforces its cap by checking it. The buffer's memory is
-// released once drained, so an idle stream owns no buffer.
+// released once drained, so an idle stream owns no buffer. The loop sums the
+// refused bytes of all its streams (event_loop::held_write_bytes()).
 //
 // Memory. The refused bytes and their bookkeeping are one heap block that
 // exists only while write_blocked(); a pending write error is kept as its errno
@@ -122,6 +123,7 @@ class tcp_stream final : private io_handler, private cork_sink {
   void write_or_buffer(std::span<const iovec> data, std::size_t total);
   void keep_unwritten(std::span<const iovec> data, std::size_t written, std::size_t total);
   std::byte* backlog_append_space(std::size_t size);  // room for `size` more bytes, to fill
+  void drop_backlog() noexcept;  // frees the backlog, uncounting its bytes from the loop
   [[nodiscard]] bool write_pending();  // false if the stream closed and notified
   void set_write_interest(bool on);
   void fail(std::error_code error) noexcept;

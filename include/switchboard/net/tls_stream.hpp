@@ -202,6 +202,7 @@ class tls_stream final : private io_handler, private cork_sink {
   void encrypt(std::span<const std::byte> data);
   void transmit();
   [[nodiscard]] bool write_pending();  // false if the stream closed and notified
+  void count_pending() noexcept;       // tells the loop pending_'s unwritten bytes
   void set_write_interest(bool on);
   [[nodiscard]] std::error_code take_ssl_error(int ssl_error);
   void fail(std::error_code error) noexcept;
@@ -218,6 +219,7 @@ class tls_stream final : private io_handler, private cork_sink {
   std::span<const std::byte> input_;  // ciphertext the BIO hands OpenSSL (during on_events)
   std::vector<std::byte> pending_;    // ciphertext refused by the kernel, from pending_head_
   std::size_t pending_head_ = 0;
+  std::size_t counted_pending_ = 0;  // pending_'s unwritten bytes as the loop counts them
   std::vector<std::byte> early_;  // plaintext sent before the handshake completed
   std::error_code failure_;       // a write error waiting to be reported
   std::string error_text_;

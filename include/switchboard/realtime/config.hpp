@@ -31,9 +31,14 @@ struct namespace_options {
   std::size_t history_size = 100;
   // Seconds a publication is kept (0: until newer ones push it out).
   double history_ttl = 300;
-  // Track who is subscribed; send join/leave pushes.
+  // Track who is subscribed; push joins and leaves (coalesced per tick).
   bool presence = true;
   publish_policy publish = publish_policy::subscribers;
+  // Past this many members a channel's presence reports counts only: the
+  // `presence` reply gives the count without the list, and subscribers get a
+  // count push at most once a second instead of each join and leave. Bounds
+  // the N x N fan-out of a crowded channel (docs/protocol.md, "Presence").
+  std::size_t presence_max_members = 1000;
 };
 
 // The name of the namespace of channels whose name has no ':'.
@@ -87,6 +92,10 @@ struct realtime_config {
   // Bytes of kept publications over every channel; past it the oldest
   // publications of the whole server are dropped first.
   std::size_t history_memory = 64u << 20;
+  // Bytes queued for slow readers over all connections (0: no limit). Past
+  // it backpressure_policy hits the largest queues first. 256 MiB fits a
+  // small machine; raise it with the memory you give the server.
+  std::size_t max_outbound_memory = 256 * 1024 * 1024;
 
   // [keepalive]
   double ping_interval = 25;

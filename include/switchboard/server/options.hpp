@@ -186,6 +186,22 @@ struct server_options {
   // to a slow reader and bounds memory; one message always fits on top.
   std::size_t max_backpressure = 1024 * 1024;
   backpressure_policy policy = backpressure_policy::close;
+  // Bytes queued for slow readers over all connections, server-wide: the
+  // bytes every loop holds for peers whose socket is full
+  // (net::event_loop::held_write_bytes()). Each queue
+  // staying under max_backpressure does not bound their sum: ten thousand
+  // readers that never read hold ten thousand queues. Past this total the
+  // largest queues go first. With the close policy, the connections with the
+  // largest queues are closed (on_close hears 1008; their queues are dropped
+  // at once, as a close frame would wait behind them) until the total is
+  // under 7/8 of the limit, later in the same loop iteration; a connection
+  // with a queue that is sent to while the total is over 9/8 of the limit
+  // loses that message and is closed with them. With the drop policy, while
+  // the total is over the limit, every send to a connection that already has
+  // a queue is dropped (send returns dropped); connections that keep up are
+  // not touched. Counted in statistics().outbound_memory_drops. 256 MiB fits
+  // a small machine. 0: no limit.
+  std::size_t max_outbound_memory = 256 * 1024 * 1024;
 
   // Graceful shutdown: the close code every connection gets (1001 going away,
   // or 1012 service restart so clients reconnect at once), and how long the

@@ -66,6 +66,11 @@ struct server_statistics {
   // Sends refused for max_backpressure: with the drop policy each lost
   // message, with the close policy each connection it closed (1008).
   std::uint64_t backpressure_drops = 0;
+  // Bytes queued for slow readers now, over all connections (the gauge that
+  // max_outbound_memory bounds), and the sends dropped plus connections
+  // closed because it was reached.
+  std::size_t outbound_bytes = 0;
+  std::uint64_t outbound_memory_drops = 0;
   // As server::compressed_messages().
   std::uint64_t compressed_messages = 0;
   // WebSocket connections open now (upgraded or upgrading), as connections().

@@ -175,6 +175,8 @@ class websocket final : private net::transport_handler {
   send_status send_compressed(protocol::opcode op, std::string_view payload);
   bool wants_compression(std::size_t size) const noexcept;
   bool over_backpressure();
+  // outbound.cpp: closed for max_outbound_memory, its queue dropped at once.
+  void shed();
   void linger(bool wait_for_fin);
   void after_flush();
   void notify_close(std::uint16_t code, std::string_view reason);
