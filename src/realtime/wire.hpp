@@ -67,6 +67,8 @@ inline constexpr error_def invalid_channel{422, "invalid channel name"};
 inline constexpr error_def rate_limited{429, "rate limit exceeded"};
 inline constexpr error_def subscription_limit{
     429, "subscription limit reached (limits.max_subscriptions)"};
+// 503: the broker (Redis) cannot be reached; try again later.
+inline constexpr error_def broker_unavailable{503, "broker unavailable: "};  // + why
 }  // namespace errors
 
 // The failure for `e`, its message followed by `detail`.
