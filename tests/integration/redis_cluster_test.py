@@ -1,0 +1,407 @@
+#!/usr/bin/python3
+"""Several `switchboard serve` nodes on one Redis (the redis broker), from the
+outside: python3-websockets clients and the HTTP API against two or three
+nodes and a redis-server the test starts itself (127.0.0.1, a free port, a
+temporary directory, no persistence; never the system service).
+
+Covered: a client on node A gets what is published on node B (WebSocket and
+HTTP API); history and recovery across nodes; presence cluster-wide with
+join/leave pushes, and a killed node's clients leaving within the lease;
+/api/channels on any node; 10 clients reconnecting at random to either node
+while 300 publications go through both nodes, each ending with 1..300
+exactly once and in order; Redis unreachable at start (/healthz 503 with the
+reason, then 200 once Redis is there); Redis restarted empty (a new epoch,
+subscribers closed with 1012, `recovered: false` with "epoch changed" on
+resubscribe, nothing delivered twice); publishes answered 503 while Redis is
+down.
+
+Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
+"""
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from serve_test import (Session, ServeServer, api_publish, api_publish_async,  # noqa: E402
+                        base_config, close_code_of, connect_ws, http_request, run, slow)
+
+import websockets  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:`port` with its data in a temporary directory."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="switchboard-redis-it-")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--save", "", "--appendonly", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("redis-server did not start on port %d" % self.port)
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+API_KEY = "serve-test-key"
+
+
+def node_config(redis_url, **extra):
+    overrides = {
+        "auth": {"allow_anonymous": True},
+        "api": {"key": API_KEY},
+        "broker": {"urls": [redis_url], "key_prefix": "it%d:" % os.getpid(),
+                   "presence_lease": 2, "presence_refresh": 0.4},
+    }
+    overrides.update(extra)
+    return base_config(**overrides)
+
+
+def wait_health(port, status, timeout=10.0, contains=b""):
+    deadline = time.monotonic() + slow(timeout)
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = http_request(port, "GET", "/healthz", timeout=1)
+            if last[0] == status and contains in last[2]:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("/healthz did not answer %d within %.0fs: %r" % (status, timeout, last))
+
+
+class Cluster(unittest.TestCase):
+    """Two nodes on one Redis, shared by the cases (each uses its own channels)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer()
+        cls.nodes = []
+        try:
+            for _ in range(2):
+                cls.nodes.append(ServeServer(node_config(cls.redis.url)))
+            for n in cls.nodes:
+                wait_health(n.port, 200)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for n in cls.nodes:
+                code, _ = n.stop(timeout=10)
+                if code != 0:
+                    raise AssertionError("serve exited with %r\n%s" % (code, n.stderr_text()))
+        finally:
+            for n in cls.nodes:
+                n.cleanup()
+            cls.redis.cleanup()
+
+    @property
+    def a(self):
+        return self.nodes[0].port
+
+    @property
+    def b(self):
+        return self.nodes[1].port
+
+    def test_publications_cross_nodes(self):
+        async def go():
+            async with connect_ws(self.a) as wa, connect_ws(self.b) as wb:
+                sa, sb = Session(wa), Session(wb)
+                a_client = (await sa.request("connect"))["result"]["client"]
+                r = await sa.request("subscribe", channel="chat:cross")
+                self.assertEqual(r["result"]["offset"], 0, r)
+                epoch = r["result"]["epoch"]
+                r = await sb.request("subscribe", channel="chat:cross")
+                self.assertEqual(r["result"]["epoch"], epoch, "one stream, one epoch, any node")
+                # A's own join, then B's join pushed across nodes.
+                join = await sa.push("join", "chat:cross",
+                                     match=lambda m: m["info"]["client"] != a_client)
+                pub = await sb.request("publish", channel="chat:cross", data={"n": 1})
+                self.assertEqual(pub["result"], {"epoch": epoch, "offset": 1})
+                m = await sa.push("message", "chat:cross")
+                self.assertEqual((m["offset"], m["data"], m["epoch"]), (1, {"n": 1}, epoch))
+                self.assertEqual(m["client"], join["info"]["client"])
+                status, answer = await api_publish_async(self.b, {"channel": "chat:cross",
+                                                                  "data": "over http"})
+                self.assertEqual((status, answer), (200, {"epoch": epoch, "offset": 2}))
+                m = await sa.push("message", "chat:cross")
+                self.assertEqual((m["offset"], m["data"]), (2, "over http"))
+                # Presence is cluster-wide: both nodes list both clients.
+                for s in (sa, sb):
+                    p = await s.request("presence", channel="chat:cross")
+                    self.assertEqual(len(p["result"]["clients"]), 2, p)
+                # The HTTP API's channel list is cluster-wide too.
+                status, _, body = http_request(self.a, "GET", "/api/channels",
+                                               headers={"X-API-Key": API_KEY})
+                self.assertEqual(status, 200)
+                self.assertIn(b'"channel":"chat:cross"', body)
+                self.assertIn(b'"offset":2', body)
+        run(go())
+
+    def test_history_and_recovery_across_nodes(self):
+        async def go():
+            epoch = None
+            for i in range(1, 6):
+                status, answer = api_publish(self.a, {"channel": "chat:hist", "data": i})
+                self.assertEqual(status, 200, answer)
+                epoch = answer["epoch"]
+            async with connect_ws(self.b) as wb:
+                s = Session(wb)
+                r = await s.request("subscribe", channel="chat:hist",
+                                    since={"epoch": epoch, "offset": 2})
+                self.assertIs(r["result"]["recovered"], True, r)
+                self.assertEqual([p["data"] for p in r["result"]["publications"]], [3, 4, 5])
+                h = await s.request("history", channel="chat:hist", limit=2)
+                self.assertEqual([p["offset"] for p in h["result"]["publications"]], [4, 5])
+                r = await s.request("history", channel="chat:hist",
+                                    since={"epoch": "other", "offset": 1})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "epoch changed"))
+                # short keeps 3: recovery from offset 1 of 6 is too far behind.
+                for i in range(6):
+                    status, answer = api_publish(self.a, {"channel": "short:hist", "data": i})
+                r = await s.request("subscribe", channel="short:hist",
+                                    since={"epoch": answer["epoch"], "offset": 1})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "too far behind"), r)
+        run(go())
+
+    def test_churn_across_nodes_exactly_once_in_order(self):
+        total, clients = 300, 10
+        channel = "chat:churn"
+        rng = random.Random(9)
+
+        subscribed = []
+        all_subscribed = asyncio.Event()
+
+        async def client(idx, done):
+            got = []
+            position = None
+            while True:
+                finished = done.is_set()
+                port = rng.choice([self.a, self.b])
+                async with connect_ws(port) as ws:
+                    s = Session(ws)
+                    fields = {"channel": channel}
+                    if position:
+                        fields["since"] = position
+                    r = await s.request("subscribe", **fields)
+                    res = r["result"]
+                    if position:
+                        self.assertIs(res.get("recovered"), True, (idx, r))
+                    for p in res.get("publications", []):
+                        got.append(p["offset"])
+                    position = {"epoch": res["epoch"], "offset": got[-1] if got else res["offset"]}
+                    if idx not in subscribed:  # the publisher starts once everyone is in
+                        subscribed.append(idx)
+                        if len(subscribed) == clients:
+                            all_subscribed.set()
+                    if finished:
+                        self.assertEqual(got, list(range(1, total + 1)), "client %d" % idx)
+                        return
+                    deadline = time.monotonic() + rng.uniform(0.05, 0.4)
+                    for m in s.inbox:
+                        if m.get("push") == "message":
+                            got.append(m["offset"])
+                    s.inbox.clear()
+                    while time.monotonic() < deadline:
+                        try:
+                            m = await s.recv(max(0.01, deadline - time.monotonic()))
+                        except asyncio.TimeoutError:
+                            break
+                        if m.get("push") == "message":
+                            self.assertEqual(m["epoch"], position["epoch"])
+                            got.append(m["offset"])
+                    # Exactly once, in order, so far.
+                    self.assertEqual(got, list(range(1, len(got) + 1)), "client %d" % idx)
+                    if got:
+                        position["offset"] = got[-1]
+                await asyncio.sleep(rng.uniform(0, 0.1))
+
+        async def publisher(done):
+            await all_subscribed.wait()
+            for i in range(1, total + 1):
+                port = self.a if i % 2 else self.b
+                status, answer = await api_publish_async(port, {"channel": channel, "data": i})
+                self.assertEqual(status, 200, answer)
+                self.assertEqual(answer["offset"], i)
+                await asyncio.sleep(0.005)
+            done.set()
+
+        async def main():
+            done = asyncio.Event()
+            await asyncio.gather(publisher(done), *(client(i, done) for i in range(clients)))
+
+        run(main(), timeout=90)
+
+    def test_killed_node_clients_leave_within_the_lease(self):
+        third = ServeServer(node_config(self.redis.url))
+        try:
+            wait_health(third.port, 200)
+
+            async def go():
+                async with connect_ws(self.a) as wa:
+                    sa = Session(wa)
+                    await sa.request("connect")
+                    await sa.request("subscribe", channel="chat:lease")
+                    async with connect_ws(third.port) as wt:
+                        st = Session(wt)
+                        victim = (await st.request("connect"))["result"]["client"]
+                        await st.request("subscribe", channel="chat:lease")
+                        await sa.push("join", "chat:lease",
+                                      match=lambda m: m["info"]["client"] == victim)
+                        p = await sa.request("presence", channel="chat:lease")
+                        self.assertEqual(len(p["result"]["clients"]), 2, p)
+                        gone = [c for c in p["result"]["clients"] if c["client"] == victim]
+                        third.kill()  # kill -9: no leave from it
+                        started = time.monotonic()
+                        leave = await sa.push("leave", "chat:lease", timeout=6)
+                        self.assertEqual(leave["info"], gone[0])
+                        # lease 2 s + one refresh period (0.4 s) + slack
+                        self.assertLess(time.monotonic() - started, slow(4))
+                        p = await sa.request("presence", channel="chat:lease")
+                        self.assertEqual(len(p["result"]["clients"]), 1, p)
+            run(go())
+        finally:
+            third.cleanup()
+
+
+class RedisFaults(unittest.TestCase):
+    def test_unreachable_at_start_then_healthy(self):
+        port = free_port()
+        node = ServeServer(node_config("redis://127.0.0.1:%d" % port))
+        redis = None
+        try:
+            # "connecting" first, then why the last attempt failed.
+            status, _, body = wait_health(node.port, 503, contains=b"refused")
+            self.assertIn(b"redis://127.0.0.1:%d" % port, body)
+            status, answer = api_publish(node.port, {"channel": "chat:x", "data": 1})
+            self.assertEqual(status, 503, answer)
+            self.assertIn("broker unavailable", answer["error"]["message"])
+
+            async def ws_error():
+                async with connect_ws(node.port) as ws:
+                    r = await Session(ws).request("subscribe", channel="chat:x")
+                    self.assertEqual(r["error"]["code"], 503, r)
+            run(ws_error())
+            redis = RedisServer(port)
+            wait_health(node.port, 200, timeout=10)
+            status, answer = api_publish(node.port, {"channel": "chat:x", "data": 1})
+            self.assertEqual((status, answer["offset"]), (200, 1), answer)
+            node.stop_checked(self)
+        finally:
+            node.cleanup()
+            if redis:
+                redis.cleanup()
+
+    def test_redis_restarted_empty_new_epoch_nothing_twice(self):
+        redis = RedisServer()
+        nodes = []
+        try:
+            nodes = [ServeServer(node_config(redis.url)) for _ in range(2)]
+            a, b = nodes[0].port, nodes[1].port
+            for n in nodes:
+                wait_health(n.port, 200)
+
+            async def go():
+                seen = set()
+
+                def note(m):
+                    key = (m["epoch"], m["offset"])
+                    self.assertNotIn(key, seen, "delivered twice")
+                    seen.add(key)
+
+                async with connect_ws(a) as wa:
+                    s = Session(wa)
+                    r = await s.request("subscribe", channel="chat:lost")
+                    old = r["result"]["epoch"]
+                    for i in range(1, 4):
+                        status, _ = await api_publish_async(b, {"channel": "chat:lost", "data": i})
+                        self.assertEqual(status, 200)
+                        note(await s.push("message", "chat:lost"))
+                    redis.kill()
+                    wait_health(a, 503)
+                    status, answer = await api_publish_async(b, {"channel": "chat:lost", "data": 9})
+                    self.assertEqual(status, 503, answer)
+                    redis.start()  # empty: no save, no AOF
+                    for port in (a, b):
+                        wait_health(port, 200)
+                    # Node A finds the stream gone: its subscriber is told to start again.
+                    self.assertEqual(await close_code_of(wa, timeout=10), 1012)
+                for m in s.inbox:
+                    if m.get("push") == "message":
+                        note(m)
+                status, answer = await api_publish_async(b, {"channel": "chat:lost", "data": 4})
+                self.assertEqual(status, 200)
+                new = answer["epoch"]
+                self.assertNotEqual(new, old)
+                async with connect_ws(random.choice([a, b])) as wa:
+                    s = Session(wa)
+                    r = await s.request("subscribe", channel="chat:lost",
+                                        since={"epoch": old, "offset": 3})
+                    res = r["result"]
+                    self.assertEqual((res["recovered"], res["reason"], res["epoch"]),
+                                     (False, "epoch changed", new), r)
+                    self.assertEqual(res["publications"], [])
+                    status, answer = await api_publish_async(a, {"channel": "chat:lost", "data": 5})
+                    m = await s.push("message", "chat:lost")
+                    note(m)
+                    self.assertEqual((m["epoch"], m["offset"]), (new, answer["offset"]))
+            run(go(), timeout=60)
+            for n in nodes:
+                n.stop_checked(self)
+        finally:
+            for n in nodes:
+                n.cleanup()
+            redis.cleanup()
+
+
+if __name__ == "__main__":
+    harness.main()
