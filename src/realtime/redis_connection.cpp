@@ -20,8 +20,14 @@ namespace {
 
 constexpr std::size_t k_read_chunk = 64 * 1024;
 
+// Errors name the URL, without its credentials (they end up in logs).
 std::string url_error(std::string_view url, std::string_view why) {
-  return "redis URL " + std::string(url) + ": " + std::string(why);
+  std::string shown(url);
+  if (url.starts_with("redis://")) {
+    const auto at = url.rfind('@');
+    if (at != std::string_view::npos) shown = "redis://***" + std::string(url.substr(at));
+  }
+  return "redis URL " + shown + ": " + std::string(why);
 }
 
 std::string percent_decode(std::string_view s) {
@@ -42,18 +48,19 @@ std::string percent_decode(std::string_view s) {
 
 }  // namespace
 
-std::string parse_redis_url(std::string_view url, redis_url& out) {
+std::string parse_redis_url_syntax(std::string_view url, redis_url& out) {
   out = redis_url{};
   if (url.starts_with("unix://")) {
     const std::string_view path = url.substr(7);
     // unix:///run/redis.sock: the path is absolute; no password, no db.
-    if (path.empty() || path.front() != '/') return url_error(url, "the socket path must be absolute (unix:///path)");
-    sockaddr_un sun{};
-    if (path.size() >= sizeof(sun.sun_path)) return url_error(url, "the socket path is too long");
-    sun.sun_family = AF_UNIX;
-    std::memcpy(sun.sun_path, path.data(), path.size());
-    std::memcpy(&out.address, &sun, sizeof(sun));
-    out.address_size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    if (path.empty() || path.front() != '/') {
+      return url_error(url, "the socket path must be absolute (unix:///path)");
+    }
+    if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+      return url_error(url, "the socket path is too long");
+    }
+    if (path.find('\0') != std::string_view::npos) return url_error(url, "NUL in the path");
+    out.unix_path.assign(path);
     out.text.assign(url);
     return {};
   }
@@ -77,27 +84,39 @@ std::string parse_redis_url(std::string_view url, redis_url& out) {
       out.password = percent_decode(cred.substr(colon + 1));
     }
   }
-  std::string host;
   std::string_view port_part;
+  bool bracketed = false;
   if (rest.starts_with('[')) {  // [IPv6]:port
     const auto close = rest.find(']');
     if (close == std::string_view::npos) return url_error(url, "unclosed '[' in the host");
-    host.assign(rest.substr(1, close - 1));
+    out.host.assign(rest.substr(1, close - 1));
     rest = rest.substr(close + 1);
-    if (rest.starts_with(':')) port_part = rest.substr(1);
-    else if (!rest.empty()) return url_error(url, "unexpected text after the host");
+    bracketed = true;
+    if (rest.starts_with(':')) {
+      port_part = rest.substr(1);
+    } else if (!rest.empty()) {
+      return url_error(url, "unexpected text after the host");
+    }
   } else {
     const auto colon = rest.rfind(':');
-    host.assign(rest.substr(0, colon));
-    if (colon != std::string_view::npos) port_part = rest.substr(colon + 1);
+    out.host.assign(rest.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_part = rest.substr(colon + 1);
+      // An empty port after ':' is not the default port.
+      if (port_part.empty()) return url_error(url, "the port must be 1-65535");
+    }
   }
-  if (host.empty()) return url_error(url, "no host");
-  unsigned port = 6379;
+  if (out.host.empty()) return url_error(url, "no host");
+  if (out.host.find_first_of(std::string_view("\0/@[] ", 6)) != std::string::npos) {
+    return url_error(url, "invalid character in the host");
+  }
   if (!port_part.empty()) {
+    unsigned port = 0;
     const auto [p, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), port);
     if (ec != std::errc{} || p != port_part.data() + port_part.size() || port == 0 || port > 65535) {
       return url_error(url, "the port must be 1-65535");
     }
+    out.port = static_cast<std::uint16_t>(port);
   }
   if (!db_part.empty()) {
     const auto [p, ec] = std::from_chars(db_part.data(), db_part.data() + db_part.size(), out.db);
@@ -105,25 +124,42 @@ std::string parse_redis_url(std::string_view url, redis_url& out) {
       return url_error(url, "the database must be a number (redis://host:port/0)");
     }
   }
+  out.text = "redis://" + (bracketed ? "[" + out.host + "]" : out.host) + ":" +
+             std::to_string(out.port) + (out.db ? "/" + std::to_string(out.db) : "");
+  return {};
+}
+
+std::string resolve_redis_url(redis_url& url) {
+  if (!url.unix_path.empty()) {
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::memcpy(sun.sun_path, url.unix_path.data(), url.unix_path.size());
+    std::memcpy(&url.address, &sun, sizeof(sun));
+    url.address_size =
+        static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + url.unix_path.size() + 1);
+    return {};
+  }
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_family = AF_UNSPEC;
   addrinfo* found = nullptr;
-  // Resolved once, at start-up (off the loop): getaddrinfo blocks.
-  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) {
-    return url_error(url, "host " + host + " does not resolve");
+  if (::getaddrinfo(url.host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) {
+    return url_error(url.text, "host " + url.host + " does not resolve");
   }
-  std::memcpy(&out.address, found->ai_addr, found->ai_addrlen);
-  out.address_size = found->ai_addrlen;
+  std::memcpy(&url.address, found->ai_addr, found->ai_addrlen);
+  url.address_size = found->ai_addrlen;
   ::freeaddrinfo(found);
-  if (out.address.ss_family == AF_INET) {
-    reinterpret_cast<sockaddr_in&>(out.address).sin_port = htons(static_cast<std::uint16_t>(port));
+  if (url.address.ss_family == AF_INET) {
+    reinterpret_cast<sockaddr_in&>(url.address).sin_port = htons(url.port);
   } else {
-    reinterpret_cast<sockaddr_in6&>(out.address).sin6_port = htons(static_cast<std::uint16_t>(port));
+    reinterpret_cast<sockaddr_in6&>(url.address).sin6_port = htons(url.port);
   }
-  out.text = "redis://" + std::string(host.find(':') != std::string::npos ? "[" + host + "]" : host) +
-             ":" + std::to_string(port) + (out.db ? "/" + std::to_string(out.db) : "");
   return {};
+}
+
+std::string parse_redis_url(std::string_view url, redis_url& out) {
+  if (std::string e = parse_redis_url_syntax(url, out); !e.empty()) return e;
+  return resolve_redis_url(out);
 }
 
 std::string_view reply_text(const redisReply* r) noexcept {

@@ -49,15 +49,24 @@ namespace switchboard::realtime::detail {
 
 struct redis_url {
   std::string text;  // the URL without its password, for logs and /healthz
+  std::string host;  // redis:// only: a name or a numeric address
+  std::uint16_t port = 6379;
+  std::string unix_path;  // unix:// only
+  std::string user;       // AUTH user (Redis 6 ACL); empty: AUTH password only
+  std::string password;   // empty: no AUTH
+  int db = 0;             // SELECT when not 0
+  // Filled by resolve_redis_url().
   sockaddr_storage address{};
   socklen_t address_size = 0;
-  std::string user;      // AUTH user (Redis 6 ACL); empty: AUTH password only
-  std::string password;  // empty: no AUTH
-  int db = 0;            // SELECT when not 0
 };
 
-// Parses (and for a host name, resolves) `url`. Returns "" and fills `out`,
-// or says what is wrong ("redis URL …: …").
+// Reads `url`'s syntax (no I/O). Returns "" and fills `out`, or says what is
+// wrong ("redis URL …: …").
+std::string parse_redis_url_syntax(std::string_view url, redis_url& out);
+// Resolves the host (getaddrinfo: it blocks, so at start-up, off the loop)
+// or builds the unix address. Returns "" or why not.
+std::string resolve_redis_url(redis_url& url);
+// Both.
 std::string parse_redis_url(std::string_view url, redis_url& out);
 
 // The view of a bulk / status / error reply's text ("" for other types).
