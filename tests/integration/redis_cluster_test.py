@@ -7,7 +7,10 @@ temporary directory, no persistence; never the system service).
 Covered: a client on node A gets what is published on node B (WebSocket and
 HTTP API); history and recovery across nodes; presence cluster-wide with
 join/leave pushes, and a killed node's clients leaving within the lease;
-/api/channels on any node; 10 clients reconnecting at random to either node
+/api/channels on any node; a node SIGTERMed mid-stream (its client gets 1012,
+reconnects to another node and recovers exactly once); channels sharded over
+two redis-servers (both hold some, every node reaches every channel, node
+lists in different orders agree); 10 clients reconnecting at random to either node
 while 300 publications go through both nodes, each ending with 1..300
 exactly once and in order; Redis unreachable at start (/healthz 503 with the
 reason, then 200 once Redis is there); Redis restarted empty (a new epoch,
@@ -281,6 +284,62 @@ class Cluster(unittest.TestCase):
 
         run(main(), timeout=90)
 
+    def test_sigterm_node_clients_recover_elsewhere_exactly_once(self):
+        third = ServeServer(node_config(self.redis.url))
+        try:
+            wait_health(third.port, 200)
+            total = 60
+            channel = "chat:deploy"
+
+            async def go():
+                got = []
+                done = asyncio.Event()
+                ready = asyncio.Event()
+
+                async def publisher():
+                    await ready.wait()
+                    for i in range(1, total + 1):
+                        status, answer = await api_publish_async(self.a, {"channel": channel,
+                                                                          "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, i))
+                        if i == total // 2:
+                            third.send_signal(signal.SIGTERM)  # the deploy case
+                        await asyncio.sleep(0.01)
+                    done.set()
+
+                async def client():
+                    async with connect_ws(third.port) as ws:
+                        s = Session(ws)
+                        r = await s.request("subscribe", channel=channel)
+                        epoch = r["result"]["epoch"]
+                        ready.set()
+                        try:
+                            while True:
+                                m = await s.recv(10)
+                                if m.get("push") == "message":
+                                    got.append(m["offset"])
+                        except websockets.ConnectionClosed:
+                            pass
+                        self.assertEqual(ws.close_code, 1012)
+                    # Reconnect through "the load balancer" to another node.
+                    async with connect_ws(self.b) as ws:
+                        s = Session(ws)
+                        r = await s.request("subscribe", channel=channel,
+                                            since={"epoch": epoch,
+                                                   "offset": got[-1] if got else 0})
+                        self.assertIs(r["result"]["recovered"], True, r)
+                        got.extend(p["offset"] for p in r["result"]["publications"])
+                        while len(got) < total:
+                            m = await s.push("message", channel, timeout=10)
+                            got.append(m["offset"])
+                    self.assertEqual(got, list(range(1, total + 1)))
+
+                await asyncio.gather(publisher(), client())
+            run(go(), timeout=60)
+            self.assertEqual(third.wait(10), 0, third.stderr_text())
+        finally:
+            third.cleanup()
+
     def test_killed_node_clients_leave_within_the_lease(self):
         third = ServeServer(node_config(self.redis.url))
         try:
@@ -311,6 +370,58 @@ class Cluster(unittest.TestCase):
             run(go())
         finally:
             third.cleanup()
+
+
+def redis_dbsize(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"DBSIZE\r\n")
+        reply = s.recv(64)
+    assert reply.startswith(b":"), reply
+    return int(reply[1:].strip())
+
+
+class Sharded(unittest.TestCase):
+    def test_channels_spread_over_two_redis_and_still_reach_every_node(self):
+        shards = [RedisServer(), RedisServer()]
+        nodes = []
+        try:
+            urls = [r.url for r in shards]
+            nodes = [ServeServer(node_config(urls[0], broker={"urls": urls,
+                                                              "key_prefix": "shard:"})),
+                     ServeServer(node_config(urls[0], broker={"urls": list(reversed(urls)),
+                                                              "key_prefix": "shard:"}))]
+            for n in nodes:
+                wait_health(n.port, 200)
+            names = ["chat:room%d" % i for i in range(20)]
+
+            async def go():
+                async with connect_ws(nodes[1].port) as ws:
+                    s = Session(ws)
+                    for name in names:
+                        self.assertIn("result", await s.request("subscribe", channel=name))
+                    for i, name in enumerate(names):
+                        status, answer = await api_publish_async(
+                            nodes[0].port, {"channel": name, "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, 1), answer)
+                    for i, name in enumerate(names):
+                        m = await s.push("message", name)
+                        self.assertEqual(m["data"], i)
+            run(go())
+            # Both shards hold channels (20 names on 2 shards: all on one has p = 2^-19).
+            self.assertGreater(redis_dbsize(shards[0].port), 0)
+            self.assertGreater(redis_dbsize(shards[1].port), 0)
+            status, _, body = http_request(nodes[1].port, "GET", "/api/channels",
+                                           headers={"X-API-Key": API_KEY})
+            self.assertEqual(status, 200)
+            for name in names:
+                self.assertIn(('"channel":"%s"' % name).encode(), body)
+            for n in nodes:
+                n.stop_checked(self)
+        finally:
+            for n in nodes:
+                n.cleanup()
+            for r in shards:
+                r.cleanup()
 
 
 class RedisFaults(unittest.TestCase):
