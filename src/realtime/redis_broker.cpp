@@ -134,6 +134,10 @@ struct redis_broker::state {
     std::string epoch;             // known: from a read or a publication
     std::uint64_t delivered = 0;   // the last offset handed to on_publication
     int reads_in_flight = 0;
+    // The node may have missed publications (a reconnect, or a gap in the
+    // offsets it heard): events wait until a recovery read says what to do.
+    bool recovering = false;
+    bool recovery_sent = false;
     std::vector<waiting_read> waiting;  // reads waiting for the confirmation
     std::deque<held_event> held;
     std::map<std::string, std::string, std::less<>> presence;  // client → entry json (ours)
@@ -235,6 +239,10 @@ struct redis_broker::state {
 
   void on_cmd_ready(shard& s) {
     update_health();
+    // Recoveries that could not be sent while the command connection was away.
+    for (auto& [name, c] : channels) {
+      if (c->home == &s) send_recovery(*c);
+    }
     // Redis may have restarted empty: put our presence entries back now.
     refresh_presence(&s);
   }
@@ -279,18 +287,34 @@ struct redis_broker::state {
   void on_confirmed(channel& c) {
     c.confirmed = true;
     // A reconnect: catch up from what the node delivered (rule 3's source).
-    if (!c.epoch.empty()) {
-      read_request rq;
-      rq.since = stream_position{c.epoch, c.delivered};
-      ++c.reads_in_flight;
-      send_read(c.name, *c.ns, rq, c.generation, [](read_result) {}, true);
-    }
+    if (!c.epoch.empty()) start_recovery(c);
     std::vector<waiting_read> w;
     w.swap(c.waiting);
     for (waiting_read& r : w) {
       ++c.reads_in_flight;
       send_read(c.name, *r.ns, std::move(r.request), c.generation, std::move(r.done), false);
     }
+  }
+
+  void start_recovery(channel& c) {
+    c.recovering = true;
+    c.recovery_sent = false;
+    send_recovery(c);
+  }
+
+  // Reads the stream after the node's last delivered offset; without a
+  // command connection now, on_cmd_ready sends it later (events wait).
+  void send_recovery(channel& c) {
+    if (!c.recovering || c.recovery_sent || !c.confirmed || !c.home->cmd->ready()) return;
+    c.recovery_sent = true;
+    read_request rq;
+    rq.since = stream_position{c.epoch, c.delivered};
+    ++c.reads_in_flight;
+    send_read(c.name, *c.ns, rq, c.generation, [](read_result) {}, true);
+  }
+
+  bool blocked(const channel& c) const {
+    return c.reads_in_flight > 0 || c.epoch.empty() || c.recovering;
   }
 
   void on_message(std::string_view key_name, std::string_view payload) {
@@ -315,15 +339,13 @@ struct redis_broker::state {
     } else {
       return;
     }
-    if (c->reads_in_flight > 0 || c->epoch.empty()) {
-      if (c->held.size() >= k_max_held) {
-        say(log_level::warn, "redis: too many held events for " + c->name + "; oldest dropped");
-        c->held.pop_front();
-      }
-      c->held.push_back(std::move(ev));
-      return;
+    if (c->held.size() >= k_max_held) {
+      // Redis stalls under a flood: the recovery read will fill what this drops.
+      say(log_level::warn, "redis: too many held events for " + c->name + "; oldest dropped");
+      c->held.pop_front();
     }
-    deliver(*c, ev);
+    c->held.push_back(std::move(ev));
+    release_held(*c);
   }
 
   void deliver(channel& c, const held_event& ev) {
@@ -345,10 +367,17 @@ struct redis_broker::state {
   }
 
   void release_held(channel& c) {
-    while (c.reads_in_flight == 0 && !c.held.empty() && !c.epoch.empty()) {
-      held_event ev = std::move(c.held.front());
+    while (!blocked(c) && !c.held.empty()) {
+      const held_event& ev = c.held.front();
+      if (ev.kind == 'm' && ev.epoch == c.epoch && ev.offset > c.delivered + 1) {
+        // A gap in what the node heard (lost pub/sub messages): read what is
+        // missing before delivering anything later. ev stays held.
+        start_recovery(c);
+        return;
+      }
+      held_event taken = std::move(c.held.front());
       c.held.pop_front();
-      deliver(c, ev);
+      deliver(c, taken);
     }
   }
 
@@ -461,6 +490,11 @@ struct redis_broker::state {
           channel* c = generation ? find(name) : nullptr;
           if (c && c->generation != generation) c = nullptr;
           if (c && !p.result.error) learn(*c, p, recovery);
+          if (c && recovery) {
+            c->recovery_sent = false;
+            // Failed (Redis away): still recovering; on_cmd_ready sends it again.
+            if (!p.result.error) c->recovering = false;
+          }
           done(std::move(p.result));
           if (c) {
             --c->reads_in_flight;
