@@ -6,7 +6,9 @@ temporary directory, no persistence; never the system service).
 
 Covered: a client on node A gets what is published on node B (WebSocket and
 HTTP API); history and recovery across nodes; presence cluster-wide with
-join/leave pushes, and a killed node's clients leaving within the lease;
+join/leave pushes, and a killed node's clients leaving within the lease; a
+node's SUBSCRIBE connection lost mid-stream (its subscribers still get every
+publication once, in order, from the stream);
 /api/channels on any node; a node SIGTERMed mid-stream (its client gets 1012,
 reconnects to another node and recovers exactly once); channels sharded over
 two redis-servers (both hold some, every node reaches every channel, node
@@ -340,6 +342,40 @@ class Cluster(unittest.TestCase):
         finally:
             third.cleanup()
 
+    def test_lost_subscriber_connection_is_caught_up_from_the_stream(self):
+        total, channel = 120, "chat:catchup"
+
+        async def go():
+            async with connect_ws(self.a) as wa:
+                s = Session(wa)
+                await s.request("subscribe", channel=channel)
+                got = []
+
+                async def publisher():
+                    for i in range(1, total + 1):
+                        # The last kill comes just before the last publications:
+                        # only the node's catch-up read after its reconnect can
+                        # deliver them (no later publication reveals the gap).
+                        if i in (30, 70, total - 4):
+                            # Every node's SUBSCRIBE connection drops; publications
+                            # go on through node B's command connection meanwhile.
+                            self.assertGreaterEqual(redis_command(self.redis.port,
+                                                                  b"CLIENT KILL TYPE pubsub"), 1)
+                        status, answer = await api_publish_async(self.b, {"channel": channel,
+                                                                          "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, i))
+                        await asyncio.sleep(0.004)
+
+                async def reader():
+                    while len(got) < total:
+                        m = await s.push("message", channel, timeout=10)
+                        got.append(m["offset"])
+
+                await asyncio.gather(publisher(), reader())
+                self.assertEqual(got, list(range(1, total + 1)), "caught up, once, in order")
+                self.assertFalse(wa.closed)
+        run(go())
+
     def test_killed_node_clients_leave_within_the_lease(self):
         third = ServeServer(node_config(self.redis.url))
         try:
@@ -372,12 +408,149 @@ class Cluster(unittest.TestCase):
             third.cleanup()
 
 
-def redis_dbsize(port):
+class Nginx:
+    """Debian's nginx with deploy/nginx.conf, its upstreams and listen port
+    rewritten to the test's, in a scratch prefix (never the system service)."""
+
+    def __init__(self, node_ports):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="switchboard-nginx-it-")
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        with open(os.path.join(os.path.dirname(os.path.dirname(HERE)), "deploy",
+                               "nginx.conf")) as f:
+            conf = f.read()
+        for shipped, actual in zip((8081, 8082, 8083), node_ports):
+            conf = conf.replace("127.0.0.1:%d" % shipped, "127.0.0.1:%d" % actual)
+        conf = conf.replace("listen 127.0.0.1:8080;", "listen 127.0.0.1:%d;" % self.port)
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-p", self.dir, "-e", "stderr", "-c", self.conf,
+                                      "-g", "daemon off;"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_health(self.port, 200)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BehindNginx(unittest.TestCase):
+    """Redis, three nodes and nginx with the shipped config: clients reconnect
+    through nginx while their node gets SIGTERM, then kill -9."""
+
+    def test_deploy_and_crash_through_the_load_balancer(self):
+        redis = RedisServer()
+        nodes, lb = [], None
+        try:
+            nodes = [ServeServer(node_config(redis.url)) for _ in range(3)]
+            for n in nodes:
+                wait_health(n.port, 200)
+            lb = Nginx([n.port for n in nodes])
+            total, clients, channel = 400, 10, "chat:lb"
+            alive = list(nodes)
+
+            def node_with_subscribers():
+                for n in alive:
+                    status, _, body = http_request(n.port, "GET", "/api/channels",
+                                                   headers={"X-API-Key": API_KEY})
+                    if status == 200 and b'"subscribers":0' not in body and channel.encode() in body:
+                        return n
+                return None
+
+            async def go():
+                done = asyncio.Event()
+                subscribed = []
+                everyone_in = asyncio.Event()
+                closes = []
+
+                async def client(idx):
+                    got, position = [], None
+                    while True:
+                        finished = done.is_set()
+                        try:
+                            async with connect_ws(lb.port) as ws:
+                                s = Session(ws)
+                                fields = {"channel": channel}
+                                if position:
+                                    fields["since"] = position
+                                r = await s.request("subscribe", **fields)
+                                res = r["result"]
+                                if position:
+                                    self.assertIs(res["recovered"], True, r)
+                                got.extend(p["offset"] for p in res.get("publications", []))
+                                position = {"epoch": res["epoch"],
+                                            "offset": got[-1] if got else res["offset"]}
+                                if idx not in subscribed:
+                                    subscribed.append(idx)
+                                    if len(subscribed) == clients:
+                                        everyone_in.set()
+                                if finished:
+                                    break
+                                try:
+                                    while not done.is_set():
+                                        try:
+                                            m = await s.recv(0.2)
+                                        except asyncio.TimeoutError:
+                                            continue
+                                        if m.get("push") == "message":
+                                            got.append(m["offset"])
+                                            position["offset"] = m["offset"]
+                                except websockets.ConnectionClosed:
+                                    closes.append(ws.close_code)
+                        except (OSError, websockets.InvalidStatusCode,
+                                websockets.InvalidHandshake, asyncio.TimeoutError):
+                            pass  # the balancer had no node for us yet: try again
+                        await asyncio.sleep(random.uniform(0.01, 0.1))
+                    self.assertEqual(got, list(range(1, total + 1)), "client %d" % idx)
+
+                async def publisher():
+                    await everyone_in.wait()
+                    for i in range(1, total + 1):
+                        if i == total // 3 or i == 2 * total // 3:
+                            victim = node_with_subscribers()
+                            self.assertIsNotNone(victim, "nobody subscribed anywhere?")
+                            alive.remove(victim)
+                            if i == total // 3:
+                                victim.send_signal(signal.SIGTERM)  # deploy: 1012
+                            else:
+                                victim.kill()  # crash
+                        n = alive[i % len(alive)]
+                        status, answer = await api_publish_async(n.port, {"channel": channel,
+                                                                          "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, i), answer)
+                        await asyncio.sleep(0.003)
+                    done.set()
+
+                await asyncio.gather(publisher(), *(client(i) for i in range(clients)))
+                self.assertIn(1012, closes, "the SIGTERMed node's clients got 1012")
+            run(go(), timeout=120)
+        finally:
+            if lb:
+                lb.cleanup()
+            for n in nodes:
+                n.cleanup()
+            redis.cleanup()
+
+
+def redis_command(port, line):
+    """An inline command; the integer it answers."""
     with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(b"DBSIZE\r\n")
+        s.sendall(line + b"\r\n")
         reply = s.recv(64)
     assert reply.startswith(b":"), reply
     return int(reply[1:].strip())
+
+
+def redis_dbsize(port):
+    return redis_command(port, b"DBSIZE")
 
 
 class Sharded(unittest.TestCase):
