@@ -11,8 +11,9 @@
 // old epoch never filter a new one.
 //
 // Thread-safety: every member function may be called from any thread. The
-// hub's mutex is taken before the broker's, never after: broker events do
-// not take it.
+// hub's mutex is taken before the broker's, never after: on_publication and
+// on_presence do not take it; on_stream_lost does, and only a broker that
+// calls events without holding a lock of its own (the Redis broker) calls it.
 #pragma once
 
 #include <cstddef>

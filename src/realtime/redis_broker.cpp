@@ -190,6 +190,10 @@ struct redis_broker::state {
 
   static failure unavailable(const shard& s) {
     std::string why = s.cmd->last_error();
+    if (s.cmd->ready()) {
+      why = s.cmd->saturated() ? s.cmd->url().text + " is not keeping up"
+                               : "lost the connection to " + s.cmd->url().text;
+    }
     if (why.empty()) why = "not connected to " + s.cmd->url().text;
     return make_failure(errors::broker_unavailable, why);
   }

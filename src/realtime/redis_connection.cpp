@@ -10,6 +10,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <vector>
@@ -18,7 +19,8 @@ namespace switchboard::realtime::detail {
 
 namespace {
 
-constexpr std::size_t k_read_chunk = 64 * 1024;
+// Most bytes read per recv(); the loop reads again while a read fills it.
+constexpr std::size_t k_read_chunk = 256 * 1024;
 
 // Errors name the URL, without its credentials (they end up in logs).
 std::string url_error(std::string_view url, std::string_view why) {
@@ -212,9 +214,9 @@ void redis_connection::stop() {
 }
 
 void redis_connection::command(std::span<const std::string_view> argv, reply_handler done) {
-  if (state_ != state::ready) {
-    // Not connected: fail fast (the caller answers 503) rather than queue
-    // without bound while Redis is away.
+  if (state_ != state::ready || saturated()) {
+    // Not connected, or Redis not keeping up: fail fast (the caller answers
+    // 503) rather than queue without bound.
     loop_.defer([done = std::move(done)]() mutable {
       if (done) done(nullptr);
     });
@@ -308,9 +310,12 @@ void redis_connection::on_events(std::uint32_t events) {
 
 void redis_connection::on_readable() {
   const std::weak_ptr<bool> alive = alive_;
-  char buf[k_read_chunk];
+  // The loop's shared receive buffer: the reader copies what it keeps.
+  const std::span<std::byte> space = loop_.recv_buffer();
+  char* buf = reinterpret_cast<char*>(space.data());
+  const std::size_t cap = std::min(space.size(), k_read_chunk);
   for (;;) {
-    const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+    const ssize_t n = ::recv(fd_.get(), buf, cap, 0);
     if (n == 0) return lose("connection to " + url_.text + " closed by the server");
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -331,7 +336,7 @@ void redis_connection::on_readable() {
       // A callback may have stopped, lost or destroyed the connection.
       if (alive.expired() || !fd_ || reader_ == nullptr) return;
     }
-    if (static_cast<std::size_t>(n) < sizeof(buf)) return;
+    if (static_cast<std::size_t>(n) < cap) return;
   }
 }
 
@@ -378,16 +383,14 @@ void redis_connection::flush() {
 }
 
 void redis_connection::lose(std::string why) {
-  const bool was_ready = state_ == state::ready;
   const std::weak_ptr<bool> alive = alive_;
+  last_error_ = std::move(why);  // before the failed callbacks run: they may ask why
   stop();  // fails the pending callbacks
   if (alive.expired() || state_ != state::stopped) return;  // a callback restarted or destroyed it
-  last_error_ = std::move(why);
   state_ = state::waiting;
   const auto delay = backoff_.delay(attempt_++);
   loop_.update_now();
   loop_.timers().schedule(timer_, delay);
-  (void)was_ready;
   if (cb_.on_down) cb_.on_down(last_error_);
 }
 

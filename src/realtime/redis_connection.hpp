@@ -78,6 +78,9 @@ struct redis_connection_options {
   // Reconnect delays: attempt n waits uniform [0, min(cap, base·2^n)].
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_cap{5000};
+  // Bytes of commands the kernel has not taken yet past which new commands
+  // fail at once: a Redis that stalls must not grow the node without bound.
+  std::size_t max_unsent = 64 * 1024 * 1024;
 };
 
 class redis_connection final : private net::io_handler {
@@ -105,14 +108,16 @@ class redis_connection final : private net::io_handler {
   void stop();
 
   bool ready() const noexcept { return state_ == state::ready; }
+  // Ready but refusing commands: max_unsent bytes wait for the kernel.
+  bool saturated() const noexcept { return out_.size() > options_.max_unsent; }
   const redis_url& url() const noexcept { return url_; }
   // Why the last attempt failed or the connection was lost ("" if never).
   const std::string& last_error() const noexcept { return last_error_; }
   // Commands sent and not answered yet.
   std::size_t in_flight() const noexcept { return pending_.size(); }
 
-  // Sends one command. Not ready: `done(nullptr)` runs later in this loop
-  // iteration (never inside this call).
+  // Sends one command. Not ready, or over max_unsent: `done(nullptr)` runs
+  // later in this loop iteration (never inside this call).
   void command(std::span<const std::string_view> argv, reply_handler done);
   void command(std::initializer_list<std::string_view> argv, reply_handler done) {
     command(std::span<const std::string_view>(argv.begin(), argv.size()), std::move(done));
