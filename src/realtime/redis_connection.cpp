@@ -224,7 +224,19 @@ void redis_connection::command(std::span<const std::string_view> argv, reply_han
   }
   append(argv);
   pending_.push_back(std::move(done));
-  flush();
+  schedule_flush();
+}
+
+void redis_connection::schedule_flush() {
+  // One write per loop iteration, after everything posted in it: Redis then
+  // reads a batch of commands per read, and both sides save a syscall each.
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  loop_.defer([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    flush_scheduled_ = false;
+    flush();
+  });
 }
 
 void redis_connection::append(std::span<const std::string_view> argv) {

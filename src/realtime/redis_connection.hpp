@@ -4,8 +4,8 @@
 // the socket, its non-blocking connect, the write buffer and the reconnect
 // timer are ours, so nothing blocks the loop and no hiredis thread exists.
 //
-// Commands are pipelined: command() appends to one write buffer, flushed at
-// once (or when the socket is writable again), and replies are matched to
+// Commands are pipelined: command() appends to one write buffer, written
+// once per loop iteration (or when the socket is writable again), and replies are matched to
 // their callbacks in FIFO order — Redis answers one connection in order.
 // A subscriber connection (pubsub mode) also receives pushes ("message"
 // arrays) that answer no command; they go to callbacks::on_message.
@@ -132,6 +132,7 @@ class redis_connection final : private net::io_handler {
   void on_readable();
   void handle_reply(redisReply* reply);
   void flush();
+  void schedule_flush();
   void append(std::span<const std::string_view> argv);
   // Drops the socket, fails every pending callback and schedules a retry.
   void lose(std::string why);
@@ -151,6 +152,7 @@ class redis_connection final : private net::io_handler {
   std::string out_;  // formatted commands not yet taken by the kernel
   std::deque<reply_handler> pending_;
   std::size_t handshake_replies_ = 0;  // AUTH / SELECT replies still due
+  bool flush_scheduled_ = false;       // a deferred flush() is pending this iteration
   std::string last_error_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
