@@ -242,6 +242,11 @@ struct redis_broker::state {
   // ---- connections -------------------------------------------------------
 
   void on_cmd_ready(shard& s) {
+    // First in the pipe: the EVALSHAs behind them find their scripts (a
+    // restarted Redis has none; NOSCRIPT + EVAL would cost a round trip each).
+    for (const script* sc : {&publish_script, &read_script, &presence_script}) {
+      s.cmd->command({"SCRIPT", "LOAD", sc->body}, [](const redisReply*) {});
+    }
     update_health();
     // Recoveries that could not be sent while the command connection was away.
     for (auto& [name, c] : channels) {
