@@ -96,6 +96,7 @@ API_KEY = "serve-test-key"
 
 def node_config(redis_url, **extra):
     overrides = {
+        "namespaces.brief": {"history_ttl": 1, "history_size": 10, "publish": "any"},
         "auth": {"allow_anonymous": True},
         "api": {"key": API_KEY},
         "broker": {"urls": [redis_url], "key_prefix": "it%d:" % os.getpid(),
@@ -209,6 +210,13 @@ class Cluster(unittest.TestCase):
                                     since={"epoch": "other", "offset": 1})
                 self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
                                  (False, "epoch changed"))
+                r = await s.request("subscribe", channel="chat:hist2",
+                                    since={"epoch": epoch, "offset": 1})
+                self.assertEqual(r["result"]["reason"], "epoch changed", r)
+                r = await s.request("history", channel="chat:hist",
+                                    since={"epoch": epoch, "offset": 99})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "offset ahead of the stream"), r)
                 # short keeps 3: recovery from offset 1 of 6 is too far behind.
                 for i in range(6):
                     status, answer = api_publish(self.a, {"channel": "short:hist", "data": i})
@@ -216,6 +224,29 @@ class Cluster(unittest.TestCase):
                                     since={"epoch": answer["epoch"], "offset": 1})
                 self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
                                  (False, "too far behind"), r)
+        run(go())
+
+    def test_history_ttl_is_kept_in_redis(self):
+        async def go():
+            for i in range(3):
+                status, answer = api_publish(self.a, {"channel": "brief:t", "data": i})
+                self.assertEqual(status, 200, answer)
+            epoch = answer["epoch"]
+            async with connect_ws(self.b) as wb:
+                s = Session(wb)
+                h = await s.request("history", channel="brief:t")
+                self.assertEqual([p["data"] for p in h["result"]["publications"]], [0, 1, 2])
+                await asyncio.sleep(1.3)  # history_ttl = 1 s
+                h = await s.request("history", channel="brief:t")
+                self.assertEqual(h["result"]["publications"], [], h)
+                self.assertEqual((h["result"]["epoch"], h["result"]["offset"]), (epoch, 3))
+                r = await s.request("subscribe", channel="brief:t",
+                                    since={"epoch": epoch, "offset": 1})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "too far behind"), r)
+                r2 = await s.request("history", channel="brief:t",
+                                     since={"epoch": epoch, "offset": 3})
+                self.assertIs(r2["result"]["recovered"], True, "nothing missed: exact")
         run(go())
 
     def test_churn_across_nodes_exactly_once_in_order(self):
