@@ -191,6 +191,11 @@ void redis_connection::start() {
 
 void redis_connection::stop() {
   const bool was_stopped = state_ == state::stopped;
+  if (fd_ && state_ == state::ready && !out_.empty()) {
+    // Commands of this iteration not flushed yet (the leave pushes of a
+    // shutdown): best effort, whatever the kernel takes now goes out.
+    (void)::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+  }
   timer_.cancel();
   if (fd_) {
     loop_.remove(fd_.get(), *this);

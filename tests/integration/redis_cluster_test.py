@@ -340,9 +340,26 @@ class Cluster(unittest.TestCase):
                         await asyncio.sleep(0.01)
                     done.set()
 
+                async def watcher():
+                    # On another node: the SIGTERMed node's client leaves at once
+                    # (its leave goes out before the node stops), not after the lease.
+                    async with connect_ws(self.a) as wa:
+                        sw = Session(wa)
+                        await sw.request("subscribe", channel=channel)
+                        await ready.wait()
+                        await sw.push("join", channel,
+                                      match=lambda m: m["info"]["client"] == victim[0])
+                        await done.wait()
+                        leave = await sw.push("leave", channel, timeout=1.5,
+                                              match=lambda m: m["info"]["client"] == victim[0])
+                        self.assertEqual(leave["info"]["client"], victim[0])
+
+                victim = []
+
                 async def client():
                     async with connect_ws(third.port) as ws:
                         s = Session(ws)
+                        victim.append((await s.request("connect"))["result"]["client"])
                         r = await s.request("subscribe", channel=channel)
                         epoch = r["result"]["epoch"]
                         ready.set()
@@ -367,7 +384,7 @@ class Cluster(unittest.TestCase):
                             got.append(m["offset"])
                     self.assertEqual(got, list(range(1, total + 1)))
 
-                await asyncio.gather(publisher(), client())
+                await asyncio.gather(publisher(), client(), watcher())
             run(go(), timeout=60)
             self.assertEqual(third.wait(10), 0, third.stderr_text())
         finally:
