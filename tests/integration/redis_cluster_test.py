@@ -226,6 +226,29 @@ class Cluster(unittest.TestCase):
                                  (False, "too far behind"), r)
         run(go())
 
+    def test_scripts_flushed_from_redis_are_sent_again(self):
+        status, answer = api_publish(self.a, {"channel": "chat:flush", "data": 1})
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(redis_status(self.redis.port, b"SCRIPT FLUSH"), b"+OK")
+        # EVALSHA now answers NOSCRIPT: the broker falls back to EVAL (which loads it).
+        for i in (2, 3):
+            status, answer = api_publish(self.b, {"channel": "chat:flush", "data": i})
+            self.assertEqual((status, answer["offset"]), (200, i), answer)
+
+    def test_key_prefix_keeps_deployments_apart(self):
+        other = ServeServer(node_config(self.redis.url,
+                                        broker={"urls": [self.redis.url], "key_prefix": "other:"}))
+        try:
+            wait_health(other.port, 200)
+            for _ in range(3):
+                status, answer = api_publish(self.a, {"channel": "chat:apart", "data": "a"})
+            self.assertEqual(answer["offset"], 3)
+            status, answer = api_publish(other.port, {"channel": "chat:apart", "data": "b"})
+            self.assertEqual((status, answer["offset"]), (200, 1), "its own stream")
+            other.stop_checked(self)
+        finally:
+            other.cleanup()
+
     def test_history_ttl_is_kept_in_redis(self):
         async def go():
             for i in range(3):
@@ -595,6 +618,12 @@ def redis_command(port, line):
         reply = s.recv(64)
     assert reply.startswith(b":"), reply
     return int(reply[1:].strip())
+
+
+def redis_status(port, line):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(line + b"\r\n")
+        return s.recv(64).strip()
 
 
 def redis_dbsize(port):
