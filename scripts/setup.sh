@@ -12,6 +12,10 @@ packages=(
   libtomlplusplus-dev
   libspdlog-dev
   libjwt-dev
+  # the Redis broker: hiredis's RESP reader and formatter; redis-server for its tests
+  libhiredis-dev redis-server
+  # the load balancer of the cluster test and scripts/cluster.sh (never run as a service)
+  nginx
   # the openssl command makes test certificates at run time
   openssl ca-certificates
   # tests and benchmarks

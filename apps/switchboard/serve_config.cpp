@@ -217,6 +217,19 @@ const config_key k_keys[] = {
     {"history", "journal_fsync", &realtime_config::journal_fsync, k_fsync,
      "when the journal is fsynced: always (before each publish is acknowledged), everysec or "
      "no (the kernel decides)"},
+    // [broker]
+    {"broker", "urls", &realtime_config::broker_urls, k_non_empty,
+     "the broker: memory (the default: this process alone) or a Redis URL, "
+     "redis://[:password@]host:port[/db] or unix:///path/redis.sock; repeat for shards (every "
+     "node lists the same URLs); replaces the file's list",
+     "--broker", "URL"},
+    {"broker", "key_prefix", &realtime_config::broker_key_prefix, k_any,
+     "prefix of every Redis key and pub/sub channel, so deployments can share a Redis"},
+    {"broker", "presence_lease", &realtime_config::presence_lease, k_positive_number,
+     "seconds a client's presence entry lives in Redis without a refresh (a dead node's clients "
+     "leave within it)"},
+    {"broker", "presence_refresh", &realtime_config::presence_refresh, k_positive_number,
+     "seconds between a node's presence refreshes; below presence_lease"},
     // [log]
     {"log", "format", &realtime_config::log_format, k_log_format,
      "log lines on stderr: text or json (one object per line)", "--log-format", "FORMAT"},
@@ -240,8 +253,9 @@ const namespace_key k_namespace_keys[] = {
      "the HTTP API)"},
 };
 
-constexpr std::string_view k_sections[] = {"server",   "auth",    "api", "limits",    "keepalive",
-                                           "shutdown", "history", "log", "namespaces"};
+constexpr std::string_view k_sections[] = {"server",   "auth",    "api",    "limits",
+                                           "keepalive", "shutdown", "history", "broker",
+                                           "log",      "namespaces"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

@@ -96,6 +96,16 @@ class broker_events {
   // so it starts with the client id.
   virtual void on_presence(std::string_view channel, std::string_view epoch, bool join,
                            std::string_view entry_json) = 0;
+  // The node can no longer deliver `channel` without a gap: its stream was
+  // lost (a new `epoch`) or publications were missed that the stream no
+  // longer keeps (same epoch). The node's subscribers of the channel must
+  // subscribe again (and learn that recovery failed). Called before any
+  // read of the channel that reports `epoch` completes. The memory broker
+  // never calls it; a networked broker does after a reconnect.
+  virtual void on_stream_lost(std::string_view channel, std::string_view epoch) {
+    (void)channel;
+    (void)epoch;
+  }
 
  protected:
   ~broker_events() = default;

@@ -5,6 +5,7 @@
 
 namespace switchboard::realtime {
 
+
 bool valid_namespace_name(std::string_view name) noexcept {
   if (name.empty() || name.size() > k_max_namespace_name) return false;
   for (char c : name) {
@@ -12,6 +13,35 @@ bool valid_namespace_name(std::string_view name) noexcept {
   }
   return true;
 }
+
+namespace {
+
+std::string check_broker(const realtime_config& config) {
+  const auto& urls = config.broker_urls;
+  const bool memory = urls.empty() || (urls.size() == 1 && urls.front() == "memory");
+  if (!memory) {
+    for (const std::string& u : urls) {
+      if (u == "memory") return "broker: \"memory\" cannot be combined with Redis URLs";
+      if (!u.starts_with("redis://") && !u.starts_with("unix://")) {
+        return "broker: '" + u +
+               "' is not a broker URL: use memory, redis://[:password@]host:port[/db] or "
+               "unix:///path/redis.sock";
+      }
+    }
+    // With Redis, history lives in Redis (its persistence settings decide what survives).
+    if (!config.snapshot_file.empty()) {
+      return "history: snapshot_file is for the memory broker; with Redis, history is Redis's "
+             "(configure its persistence)";
+    }
+  }
+  if (!(config.presence_refresh > 0) || !(config.presence_refresh < config.presence_lease)) {
+    return "broker: presence_refresh must be above 0 and below presence_lease (an entry must "
+           "be renewed before its lease runs out)";
+  }
+  return {};
+}
+
+}  // namespace
 
 std::string check_config(const realtime_config& config) {
   if (config.tls_cert.empty() != config.tls_key.empty()) {
@@ -39,6 +69,7 @@ std::string check_config(const realtime_config& config) {
              "': a namespace name is 1 to 126 of A-Z a-z 0-9 _ - . @ =";
     }
   }
+  if (std::string e = check_broker(config); !e.empty()) return e;
   return {};
 }
 

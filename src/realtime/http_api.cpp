@@ -1,14 +1,16 @@
 // http_api.cpp — POST /api/publish, GET /api/channels (see http_api.hpp).
 //
-// The handlers answer synchronously, so they need a broker that completes
-// before returning (the memory broker does).
+// The handlers answer from the broker's completion: at once when it
+// completes before returning (the memory broker), otherwise later through
+// a deferred response (http_response::defer()) from the broker's thread.
 #include "http_api.hpp"
 
 #include <openssl/crypto.h>
 #include <simdjson.h>
 
 #include <algorithm>
-#include <cassert>
+#include <memory>
+#include <mutex>
 
 #include "json.hpp"
 #include "wire.hpp"
@@ -22,6 +24,37 @@ void json_error(server::http_response& res, int status, std::string_view message
   res.set_content_type("application/json");
   res.set_body(http_error_body(status, message));
 }
+
+// Where a broker completion answers: `res` itself while the handler runs
+// (the broker completed before returning), else a deferred response.
+class answer {
+ public:
+  explicit answer(server::http_response& res) : res_(&res) {}
+  // Call after starting the broker call: from now on completions defer.
+  void handler_returns() {
+    std::lock_guard lock(mutex_);
+    if (!done_) responder_ = res_->defer();
+    res_ = nullptr;
+  }
+  template <class F>
+  void fill(F&& f) {
+    std::lock_guard lock(mutex_);
+    done_ = true;
+    if (res_) {
+      f(*res_);
+      return;
+    }
+    server::http_response out;
+    f(out);
+    responder_.respond(std::move(out));
+  }
+
+ private:
+  std::mutex mutex_;
+  server::http_response* res_;
+  server::http_responder responder_;
+  bool done_ = false;
+};
 
 }  // namespace
 
@@ -72,30 +105,32 @@ void http_api::publish(const server::http_request& req, server::http_response& r
     json_error(res, 400, "no data");
     return;
   }
-  bool answered = false;
-  hub_.publish(name, *ns, c.data, {}, {}, [&](publish_result r) {
-    answered = true;
-    if (r.error) {
-      json_error(res, r.error->code, r.error->message);
-      return;
-    }
-    std::string result;
-    append_publish_result(result, r.epoch, r.offset);
-    res.set_content_type("application/json");
-    res.set_body(std::move(result));
+  auto a = std::make_shared<answer>(res);
+  hub_.publish(name, *ns, c.data, {}, {}, [a](publish_result r) {
+    a->fill([&](server::http_response& out) {
+      if (r.error) {
+        json_error(out, r.error->code, r.error->message);
+        return;
+      }
+      std::string result;
+      append_publish_result(result, r.epoch, r.offset);
+      out.set_content_type("application/json");
+      out.set_body(std::move(result));
+    });
   });
-  assert(answered && "the HTTP API needs a broker that completes before returning");
+  a->handler_returns();
 }
 
 void http_api::channels(const server::http_request& req, server::http_response& res) {
   if (!check_api_key(req, res)) return;
-  broker::channels_result r;
-  bool answered = false;
-  hub_.backend().channels([&](broker::channels_result got) {
-    r = std::move(got);
-    answered = true;
+  auto a = std::make_shared<answer>(res);
+  hub_.backend().channels([this, a](broker::channels_result r) {
+    a->fill([&](server::http_response& out) { list_channels(r, out); });
   });
-  assert(answered && "the HTTP API needs a broker that completes before returning");
+  a->handler_returns();
+}
+
+void http_api::list_channels(broker::channels_result& r, server::http_response& res) const {
   if (r.error) {
     json_error(res, r.error->code, r.error->message);
     return;

@@ -28,6 +28,7 @@ class http_api {
   bool check_api_key(const server::http_request& req, server::http_response& res) const;
   void publish(const server::http_request& req, server::http_response& res);
   void channels(const server::http_request& req, server::http_response& res);
+  void list_channels(broker::channels_result& r, server::http_response& res) const;
 
   const realtime_config& config_;
   hub& hub_;

@@ -1,6 +1,8 @@
 // hub.cpp — this node's channels and fan-out (see hub.hpp).
 #include "hub.hpp"
 
+#include <algorithm>
+
 #include "channel.hpp"
 #include "wire.hpp"
 
@@ -41,13 +43,42 @@ void hub::leave(local_channel& ch) {
   channels_.erase(ch.name);
 }
 
-const std::string& hub::set_epoch(local_channel& ch, std::string_view epoch) {
+const std::string* hub::attach(local_channel& ch, std::string_view epoch,
+                               server::connection_id id) {
   std::lock_guard lock(mutex_);
-  if (ch.topic.size() != ch.name.size() + 1 + epoch.size() ||
-      std::string_view(ch.topic).substr(ch.name.size() + 1) != epoch) {
+  if (ch.topic.empty()) {
     ch.topic = topic_of(ch.name, epoch);
+  } else if (std::string_view(ch.topic).substr(ch.name.size() + 1) != epoch) {
+    return nullptr;  // read before on_stream_lost moved the channel on
   }
-  return ch.topic;
+  ch.members.push_back(id);
+  return &ch.topic;
+}
+
+void hub::detach(local_channel& ch, server::connection_id id) {
+  std::lock_guard lock(mutex_);
+  const auto it = std::find(ch.members.begin(), ch.members.end(), id);
+  if (it != ch.members.end()) {
+    *it = ch.members.back();
+    ch.members.pop_back();
+  }
+}
+
+void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
+  std::vector<server::connection_id> lost;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = channels_.find(channel);
+    if (it == channels_.end()) return;
+    local_channel& ch = *it->second;
+    ch.topic = topic_of(ch.name, epoch);
+    lost.swap(ch.members);
+  }
+  // The protocol has no "resubscribe" push: a reconnect is how a client
+  // learns (subscribe with since → recovered: false) that it missed data.
+  for (const server::connection_id& id : lost) {
+    srv_.close(id, 1012, "channel stream lost: reconnect and subscribe again");
+  }
 }
 
 std::size_t hub::subscribers(std::string_view name) {

@@ -16,8 +16,10 @@
 // per tick, {"push":"presence",…} (wire.hpp presence_push()).
 //
 // Thread-safety: every member function may be called from any thread. The
-// hub's mutex is taken before the broker's, never after: broker events do
-// not take it (the presence batcher has its own).
+// hub's mutex is taken before the broker's, never after: on_publication and
+// on_presence do not take it (the presence batcher has its own lock);
+// on_stream_lost does, and only a broker that calls events without holding a
+// lock of its own (the Redis broker) calls it.
 #pragma once
 
 #include <cstddef>
@@ -27,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/server/server.hpp>
@@ -41,9 +44,12 @@ namespace switchboard::realtime::detail {
 // hold pointers to the ones they are subscribed to (valid while subscribed).
 struct local_channel {
   std::string name;
-  std::string topic;  // "name#epoch"; set by the first subscriber's read
+  std::string topic;  // "name#epoch"; set by the first attach() (or on_stream_lost)
   const namespace_options* ns = nullptr;
   std::size_t subscribers = 0;
+  // Connections attached (attach()), so a lost stream can tell them
+  // (on_stream_lost). Guarded by the hub's mutex.
+  std::vector<server::connection_id> members;
 };
 
 class hub final : public broker_events {
@@ -57,9 +63,13 @@ class hub final : public broker_events {
   // subscribes the node in the broker; the last one unsubscribes it.
   local_channel& join(std::string_view name, const namespace_options& ns);
   void leave(local_channel& ch);
-  // Sets the channel's topic from the epoch its subscriber read, and returns
-  // it. REQUIRES: the caller joined `ch`.
-  const std::string& set_epoch(local_channel& ch, std::string_view epoch);
+  // A subscriber's read reported `epoch`: attaches connection `id` and
+  // returns the topic to subscribe to (set_epoch() for the first one). Null
+  // if the channel's stream changed since that read (on_stream_lost): the
+  // read is stale and the connection must subscribe again.
+  // REQUIRES: the caller joined `ch`; detach() before leave().
+  const std::string* attach(local_channel& ch, std::string_view epoch, server::connection_id id);
+  void detach(local_channel& ch, server::connection_id id);
   // Subscribers on this node, by channel name (0 if none).
   std::size_t subscribers(std::string_view name);
   // Subscriptions on this node, over every channel.
@@ -98,6 +108,9 @@ class hub final : public broker_events {
                       std::string_view tail) override;
   void on_presence(std::string_view channel, std::string_view epoch, bool join,
                    std::string_view entry_json) override;
+  // Closes the channel's attached connections with 1012: they reconnect,
+  // subscribe with `since` and are told `recovered: false`.
+  void on_stream_lost(std::string_view channel, std::string_view epoch) override;
 
  private:
   struct string_hash {

@@ -5,7 +5,8 @@
 //
 //   session.cpp        the switchboard.v1 commands of a /ws connection
 //   hub.cpp            this node's channels, fan-out to its connections
-//   broker.hpp         what crosses nodes; memory_broker.cpp is the default
+//   broker.hpp         what crosses nodes; memory_broker.cpp is the default,
+//                      redis_broker.cpp shares channels between nodes
 //   http_api.cpp       POST /api/publish, GET /api/channels
 //   wire.cpp           every reply, push and error on the wire
 //   presence_batch.cpp presence joins and leaves coalesced per tick
@@ -29,6 +30,7 @@
 #include "memory_broker.hpp"
 #include "memory_release.hpp"
 #include "metrics.hpp"
+#include "redis_broker.hpp"
 #include "session.hpp"
 #include "support.hpp"
 
@@ -174,7 +176,13 @@ void service::impl::build_server() {
   sessions_->install(b, *srv);
   srv->ws("/ws", std::move(b));
 
-  srv->http("GET", "/healthz", [](const server::http_request&, server::http_response& res) {
+  srv->http("GET", "/healthz", [this](const server::http_request&, server::http_response& res) {
+    // A broker that cannot serve (Redis unreachable) takes the node out of rotation.
+    if (std::string why = broker_->health(); !why.empty()) {
+      res.set_status(503);
+      res.set_body("unavailable: " + why + "\n");
+      return;
+    }
     res.set_body("ok\n");
   });
   srv->http("GET", "/metrics", [this](const server::http_request&, server::http_response& res) {
@@ -217,6 +225,26 @@ void service::impl::stop_housekeeping() {
   if (housekeeper.joinable()) housekeeper.join();
 }
 
+// The broker the configuration names: memory (the default) or Redis.
+std::unique_ptr<broker> make_broker(const realtime_config& config, const log_function& log) {
+  const auto& urls = config.broker_urls;
+  if (!urls.empty() && !(urls.size() == 1 && urls.front() == "memory")) {
+    redis_broker_options ro;
+    ro.urls = urls;
+    ro.key_prefix = config.broker_key_prefix;
+    ro.presence_lease = config.presence_lease;
+    ro.presence_refresh = config.presence_refresh;
+    ro.log = log;
+    return std::make_unique<redis_broker>(config, std::move(ro));
+  }
+  memory_broker_options mo;
+  mo.snapshot_file = config.snapshot_file;
+  mo.journal_file = config.journal_file;
+  mo.journal_fsync = config.journal_fsync;
+  mo.log = log;
+  return std::make_unique<memory_broker>(config, std::move(mo));
+}
+
 // ---------------------------------------------------------------------------
 // service
 
@@ -248,12 +276,7 @@ std::error_code service::listen() {
       return std::make_error_code(std::errc::invalid_argument);
     }
   }
-  memory_broker_options mo;
-  mo.snapshot_file = s.config.snapshot_file;
-  mo.journal_file = s.config.journal_file;
-  mo.journal_fsync = s.config.journal_fsync;
-  mo.log = s.log;
-  s.broker_ = std::make_unique<memory_broker>(s.config, std::move(mo));
+  s.broker_ = make_broker(s.config, s.log);
   s.setup_metrics();
   s.build_server();
   if (std::string e = s.broker_->start(*s.hub_); !e.empty()) {

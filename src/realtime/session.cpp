@@ -177,6 +177,7 @@ void sessions::leave(connection_state& conn, local_channel& ch, server::websocke
   if (ws) ws->unsubscribe(ch.topic);
   conn.subs.erase(std::find(conn.subs.begin(), conn.subs.end(), &ch));
   hub_.count_subscription(-1);
+  hub_.detach(ch, conn.id);
   // The leave push goes out before the node may unsubscribe (the stream's epoch names its topic).
   if (ch.ns->presence) hub_.backend().presence_remove(ch.name, conn.client);
   hub_.leave(ch);
@@ -346,7 +347,13 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
           return;
         }
         auto& conn = w->data<connection_state>();
-        const std::string& topic = hub_.set_epoch(ch, r.epoch);
+        const std::string* attached = hub_.attach(ch, r.epoch, w->id());
+        if (!attached) {  // the stream was lost after this read (hub::on_stream_lost)
+          hub_.leave(ch);
+          w->close(1012, "channel stream lost: reconnect and subscribe again");
+          return;
+        }
+        const std::string& topic = *attached;
         reply_start(reply, id);
         reply.append("\"result\":{");
         append_stream(reply, ch.name, r.epoch, r.offset);

@@ -75,6 +75,8 @@ inline constexpr error_def channel_limit{
     503, "too many channels on the server (limits.max_channels); try again later"};
 inline constexpr error_def history_not_saved{
     503, "the publication could not be written to the journal; nothing was published"};
+// 503: the broker (Redis) cannot be reached; try again later.
+inline constexpr error_def broker_unavailable{503, "broker unavailable: "};  // + why
 }  // namespace errors
 
 // The failure for `e`, its message followed by `detail`.

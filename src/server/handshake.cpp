@@ -221,6 +221,7 @@ void websocket::start_http() {
 
 void websocket::on_body_data(std::span<const std::byte> data) {
   detail::handshake_state& hs = *handshake_;
+  if (hs.deferred) return;  // the handler ran: later bytes are not a request
   // Only what Content-Length announced; bytes after it are not read as a request.
   const std::size_t take = std::min(data.size(), hs.body_length - hs.after.size());
   hs.after.append(reinterpret_cast<const char*>(data.data()), take);
@@ -229,11 +230,21 @@ void websocket::on_body_data(std::span<const std::byte> data) {
 
 void websocket::run_http_handler() {
   detail::handshake_state& hs = *handshake_;
-  const protocol::request_head& head = hs.parser.head();
-  http_request request(head, hs.after);
+  http_request request(hs.parser.head(), hs.after);
   http_response response;
+  response.ctx_ = ctx_;
+  response.id_ = id();
   (*hs.handler)(request, response);
   if (state_ != state::handshake) return;  // the handler terminated us
+  if (response.deferred()) {
+    hs.deferred = true;  // loop_context::complete_http answers
+    return;
+  }
+  send_http_response(response);
+}
+
+void websocket::send_http_response(const http_response& response) {
+  const protocol::request_head& head = handshake_->parser.head();
   std::string& out = ctx_->scratch();
   out.clear();
   response.serialize(out, head.method() != "HEAD");
@@ -315,6 +326,23 @@ void upgrade_handle::reject(int status, std::string body) const {
   ctx->loop().post([ctx, id = id_, status, text = std::move(body)] {
     ctx->complete_upgrade(id, status, text, {});
   });
+}
+
+void http_responder::respond(http_response response) const {
+  if (ctx_ == nullptr) return;
+  detail::loop_context* ctx = ctx_;
+  ctx->loop().post([ctx, id = id_, r = std::move(response)] { ctx->complete_http(id, r); });
+}
+
+void detail::loop_context::complete_http(connection_id id, const http_response& response) {
+  websocket* ws = find(id);
+  // Gone, timed out, or already answered: nothing to do.
+  if (ws == nullptr || ws->state_ != websocket::state::handshake || !ws->has_handshake_ ||
+      !ws->handshake_->deferred) {
+    return;
+  }
+  ws->handshake_->deferred = false;
+  ws->send_http_response(response);
 }
 
 void detail::loop_context::complete_upgrade(

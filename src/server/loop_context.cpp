@@ -139,6 +139,7 @@ void loop_context::release_handshake(handshake_state* hs) noexcept {
   hs->after.clear();
   hs->handler = nullptr;
   hs->body_length = 0;
+  hs->deferred = false;
   if (hs->head.capacity() > k_keep_buffer) std::string().swap(hs->head);
   if (hs->after.capacity() > k_keep_buffer) std::string().swap(hs->after);
   handshakes_.push_back(std::move(owned));

@@ -43,6 +43,7 @@ struct handshake_state {
   // body's length (Content-Length).
   const http_handler* handler = nullptr;
   std::size_t body_length = 0;
+  bool deferred = false;  // the handler deferred its answer (http_responder)
 };
 
 // A connection's own zlib state: dedicated mode (context takeover), or the
@@ -194,6 +195,9 @@ class loop_context {
                std::size_t header_size, std::uint64_t sequence);
 
   // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
+  // Sends a deferred HTTP answer (http_responder::respond) if the request
+  // still waits for it.
+  void complete_http(connection_id id, const http_response& response);
   void complete_upgrade(connection_id id, int status, const std::string& text,
                         const std::vector<std::pair<std::string, std::string>>& headers);
 

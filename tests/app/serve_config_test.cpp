@@ -42,7 +42,10 @@ std::string dump(const realtime_config& c) {
       << "\nshutdown_code=" << c.shutdown_code << "\nshutdown_timeout=" << c.shutdown_timeout
       << "\nmax_channels=" << c.max_channels << "\nhistory_memory=" << c.history_memory
       << "\nsnapshot_file=" << c.snapshot_file << "\njournal=" << c.journal_file
-      << "\njournal_fsync=" << static_cast<int>(c.journal_fsync) << "\nlog_format=" << c.log_format
+      << "\njournal_fsync=" << static_cast<int>(c.journal_fsync) << "\nbroker_urls=";
+  for (const auto& u : c.broker_urls) out << u << ",";
+  out << "\nkey_prefix=" << c.broker_key_prefix << "\npresence_lease=" << c.presence_lease
+      << "\npresence_refresh=" << c.presence_refresh << "\nlog_format=" << c.log_format
       << "\nlog_level=" << c.log_level << "\n";
   for (const auto& [name, ns] : c.namespaces) {
     out << "namespace " << name << ": " << ns.history_size << " " << ns.history_ttl << " "
@@ -607,6 +610,55 @@ TEST(ServeConfigPrecedence, OriginFlagsReplaceTheFilesList) {
                 c, no_env()),
             "");
   EXPECT_EQ(c.allowed_origins, (std::vector<std::string>{"https://flag.example"}));
+}
+
+TEST(ServeConfig, BrokerKeys) {
+  realtime_config c;
+  ASSERT_EQ(load("[auth]\nallow_anonymous = true\n[broker]\n"
+                 "urls = [\"redis://:pw@10.0.0.1:6379/2\", \"unix:///run/redis.sock\"]\n"
+                 "key_prefix = \"prod:\"\npresence_lease = 20\npresence_refresh = 5\n",
+                 c),
+            "");
+  EXPECT_EQ(c.broker_urls,
+            (std::vector<std::string>{"redis://:pw@10.0.0.1:6379/2", "unix:///run/redis.sock"}));
+  EXPECT_EQ(c.broker_key_prefix, "prod:");
+  EXPECT_EQ(c.presence_lease, 20);
+  EXPECT_EQ(c.presence_refresh, 5);
+  EXPECT_EQ(check_config(c), "");
+}
+
+TEST(ServeConfigPrecedence, BrokerFlagsRepeatForShardsAndReplaceTheFilesList) {
+  temp_file file("[auth]\nallow_anonymous = true\n[broker]\nurls = [\"redis://file:6379\"]\n");
+  realtime_config c;
+  ASSERT_EQ(build_serve_config(parse_flags({"--config", file.path(), "--broker",
+                                            "redis://a:6379", "--broker", "redis://b:6379"}),
+                               c, no_env()),
+            "");
+  EXPECT_EQ(c.broker_urls, (std::vector<std::string>{"redis://a:6379", "redis://b:6379"}));
+}
+
+TEST(ServeConfigCheck, BrokerRules) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.broker_urls = {"memory"};
+  EXPECT_EQ(check_config(c), "");
+  c.broker_urls = {"memory", "redis://a:6379"};
+  EXPECT_EQ(check_config(c), "broker: \"memory\" cannot be combined with Redis URLs");
+  c.broker_urls = {"http://a:6379"};
+  EXPECT_EQ(check_config(c),
+            "broker: 'http://a:6379' is not a broker URL: use memory, "
+            "redis://[:password@]host:port[/db] or unix:///path/redis.sock");
+  c.broker_urls = {"redis://a:6379"};
+  EXPECT_EQ(check_config(c), "");
+  c.snapshot_file = "state.json";
+  EXPECT_EQ(check_config(c),
+            "history: snapshot_file is for the memory broker; with Redis, history is Redis's "
+            "(configure its persistence)");
+  c.snapshot_file.clear();
+  c.presence_refresh = 30;
+  EXPECT_EQ(check_config(c),
+            "broker: presence_refresh must be above 0 and below presence_lease (an entry must "
+            "be renewed before its lease runs out)");
 }
 
 TEST(ServeConfigPrecedence, SwitchesOverrideTheFile) {

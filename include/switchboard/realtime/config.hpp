@@ -112,6 +112,15 @@ struct realtime_config {
   std::string journal_file;
   fsync_policy journal_fsync = fsync_policy::everysec;
 
+  // [broker]
+  // Empty or {"memory"}: the embedded in-memory broker (one node). Otherwise
+  // Redis URLs, one per shard (redis://[:password@]host:port[/db] or
+  // unix:///path): nodes on the same Redis act as one.
+  std::vector<std::string> broker_urls;
+  std::string broker_key_prefix = "switchboard:";  // before every Redis key
+  double presence_lease = 30;    // seconds a node's presence entry lives unrefreshed
+  double presence_refresh = 10;  // seconds between a node's refreshes
+
   // [log]
   std::string log_format = "text";  // text | json
   std::string log_level = "info";   // trace debug info warn error off
@@ -131,7 +140,9 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // environment and the flags; service::listen() calls it again for programs
 // that fill the struct themselves): tls_cert and tls_key both or neither;
 // max_publication_size <= max_message_size; somebody can connect (a JWT
-// secret or anonymous access); namespace names valid. Returns "" or one line
+// secret or anonymous access); namespace names valid; broker URLs memory
+// alone or redis:// / unix:// ones, no snapshot file with Redis, and
+// presence_refresh below presence_lease. Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
 

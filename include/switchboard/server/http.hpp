@@ -16,8 +16,15 @@
 // routed to a handler (404, 405, 426) are answered at once and their body
 // discarded.
 //
-// Thread-safety: both objects live on the loop thread for the duration of one
-// handler call; they are not synchronized.
+// Deferred answers: a handler that needs another thread (a broker over the
+// network) calls http_response::defer() and returns; whoever holds the
+// http_responder answers later, from any thread. Until then the request
+// waits, bounded by server_options::handshake_timeout counted from accept
+// (the connection is then dropped without an answer).
+//
+// Thread-safety: request and response live on the loop thread for the
+// duration of one handler call; they are not synchronized. An http_responder
+// may be used from any thread.
 #pragma once
 
 #include <functional>
@@ -26,6 +33,7 @@
 #include <string_view>
 
 #include <switchboard/protocol/http_head.hpp>
+#include <switchboard/server/websocket.hpp>
 
 namespace switchboard::server {
 
@@ -53,9 +61,39 @@ class http_request {
   std::string_view body_;
 };
 
+namespace detail {
+class loop_context;
+}
+class http_response;
+
+// Answers a deferred request (http_response::defer()). Copyable; the first
+// respond() counts, later ones are ignored. A request whose connection is
+// gone by then is dropped silently.
+class http_responder {
+ public:
+  http_responder() = default;
+  // Sends `response` on the request's loop. Any thread.
+  void respond(http_response response) const;
+
+ private:
+  friend class http_response;
+  http_responder(detail::loop_context* ctx, connection_id id) noexcept : ctx_(ctx), id_(id) {}
+  detail::loop_context* ctx_ = nullptr;
+  connection_id id_;
+};
+
 // The response a handler builds. Defaults: 200, text/plain, empty body.
 class http_response {
  public:
+  // Answers later instead: what this object holds when the handler returns
+  // is not sent; the returned handle's respond() sends its own response.
+  // REQUIRES: called during the handler, on a response the server made.
+  http_responder defer() noexcept {
+    deferred_ = true;
+    return http_responder(ctx_, id_);
+  }
+  bool deferred() const noexcept { return deferred_; }
+
   void set_status(int status) noexcept { status_ = status; }
   int status() const noexcept { return status_; }
   // Adds a header. Returns false, adding nothing, if the name is not a token
@@ -77,6 +115,11 @@ class http_response {
   std::string content_type_ = "text/plain; charset=utf-8";
   std::string headers_;  // "Name: value\r\n" lines
   std::string body_;
+  // Set by the server for defer().
+  friend class websocket;
+  detail::loop_context* ctx_ = nullptr;
+  connection_id id_;
+  bool deferred_ = false;
 };
 
 // Answers one plain HTTP request. Runs on the loop thread; must not throw.

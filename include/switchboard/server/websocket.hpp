@@ -33,6 +33,8 @@
 
 namespace switchboard::server {
 
+class http_response;
+
 struct ws_behavior;
 enum class handshake_failure : std::uint8_t;  // options.hpp
 
@@ -154,6 +156,7 @@ class websocket final : private net::transport_handler {
   void start_http();
   void on_body_data(std::span<const std::byte> data);
   void run_http_handler();
+  void send_http_response(const http_response& response);
   void reject_handshake(handshake_failure reason, int status, std::string_view body);
   void reject_handshake(protocol::error err);
   void drop_handshake(handshake_failure reason);

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# run_redis_bench.sh — `switchboard serve` on the Redis broker against the
+# memory broker, same run, same load generator (switchboard_fanout):
+#   fanout   1,000 subscribers of one channel at fixed publication rates:
+#            deliveries per node CPU-second, publish→delivery latency, and
+#            Redis's CPU per publication;
+#   publish  one subscriber, publication rates raised until the node no
+#            longer keeps up (bisected): publications/s one node pushes
+#            through one Redis shard.
+# Each broker gets a fresh node (one loop thread) on 127.0.0.1; the Redis
+# broker a fresh redis-server (free port, temporary directory, no
+# persistence). Nothing is pinned: the node, Redis and the load generator
+# share the machine's cores, so read the ratios, not the absolute figures.
+#
+#   bench/run_redis_bench.sh [--build DIR] [--duration S] [--subscribers N]
+#                            [--rates R1,R2,...] [--smoke]
+# Prints Markdown tables. Benchmarks are not tests.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build="$repo/build/release"
+duration=5
+subscribers=1000
+rates=10,100,300
+smoke=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --build) build=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --subscribers) subscribers=$2; shift 2 ;;
+    --rates) rates=$2; shift 2 ;;
+    --smoke) smoke=1; duration=1; subscribers=50; rates=10; shift ;;
+    *) echo "run_redis_bench.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+switchboard="$build/apps/switchboard/switchboard"
+fanout="$build/bench/switchboard_fanout"
+[[ -x $switchboard && -x $fanout ]] || { echo "build $build first (switchboard, switchboard_fanout)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/switchboard-redis-bench-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+cat >"$work/serve.toml" <<'TOML'
+[server]
+threads = 1
+max_connections = 30000
+demo = false
+[auth]
+allow_anonymous = true
+[limits]
+command_rate = 10000000
+command_burst = 10000000
+max_backpressure = 262144
+backpressure_policy = "drop"
+[log]
+level = "warn"
+[namespaces.bench]
+presence = false
+publish = "any"
+TOML
+
+# start_node BROKER_ARGS... — a node on a free port; sets node_pid, node_port.
+start_node() {
+  node_port=$(free_port)
+  "$switchboard" serve --config "$work/serve.toml" --port "$node_port" "$@" \
+    >"$work/node.log" 2>&1 &
+  node_pid=$!
+  pids+=("$node_pid")
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$node_port/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "node did not become healthy:" >&2; cat "$work/node.log" >&2; exit 1
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
+  >"$work/redis.log" 2>&1 &
+redis_pid=$!
+pids+=("$redis_pid")
+sleep 0.3
+
+results="$work/results.jsonl"
+for broker in memory redis; do
+  args=()
+  [[ $broker == redis ]] && args=(--broker "redis://127.0.0.1:$redis_port")
+  start_node "${args[@]}"
+  r0=$(cpu_ticks "$redis_pid")
+  "$fanout" --url "ws://127.0.0.1:$node_port/ws" --scenario fanout --subscribers "$subscribers" \
+    --rates "$rates" --duration "$duration" --warmup 1 --server-pid "$node_pid" --json |
+    grep '"scenario"' | sed "s/^{/{\"broker\":\"$broker\",\"section\":\"fanout\",/" >>"$results"
+  r1=$(cpu_ticks "$redis_pid")
+  echo "{\"broker\":\"$broker\",\"section\":\"redis_cpu_fanout\",\"seconds\":$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { print (b - a) / hz }')}" >>"$results"
+  prates=1000,3000,10000,30000,100000
+  [[ $smoke == 1 ]] && prates=100
+  r0=$(cpu_ticks "$redis_pid")
+  "$fanout" --url "ws://127.0.0.1:$node_port/ws" --scenario fanout --subscribers 1 \
+    --rates "$prates" --until-saturated --refine 2 --inflight 2000 --duration "$duration" \
+    --warmup 1 --server-pid "$node_pid" --json |
+    grep '"scenario"\|max_sustained' | sed "s/^{/{\"broker\":\"$broker\",\"section\":\"publish\",/" >>"$results"
+  r1=$(cpu_ticks "$redis_pid")
+  echo "{\"broker\":\"$broker\",\"section\":\"redis_cpu_publish\",\"seconds\":$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { print (b - a) / hz }')}" >>"$results"
+  kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
+done
+# Redis's own time per script call (all of them: publishes and subscribe reads).
+redis-cli -p "$redis_port" INFO commandstats | tr -d '\r' | grep '^cmdstat_evalsha:' |
+  sed 's/^cmdstat_evalsha:/{"section":"evalsha","stats":"/; s/$/"}/' >>"$results" || true
+
+/usr/bin/python3 - "$results" "$(uptime)" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("load:", sys.argv[2].split("load average:")[-1].strip())
+fan = {}
+for r in rows:
+    if r.get("section") == "fanout":
+        fan[(r["broker"], r["rate"])] = r
+cpu = {r["broker"]: r["seconds"] for r in rows if r.get("section") == "redis_cpu_fanout"}
+print("\n| publications/s × subscribers | broker | delivered / expected | p50 ms | p99 ms | "
+      "deliveries per node CPU-s | redis ÷ memory |")
+print("|---|---|---|---|---|---|---|")
+for (broker, rate), r in sorted(fan.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    mem = fan.get(("memory", rate))
+    ratio = ""
+    if broker == "redis" and mem and mem["deliveries_per_server_cpu_s"]:
+        ratio = "%.0f%%" % (100 * r["deliveries_per_server_cpu_s"] / mem["deliveries_per_server_cpu_s"])
+    lat = r["latency_ms"]
+    print("| %g × %d | %s | %d / %d | %.2f | %.2f | %.0f | %s |" % (
+        rate, r["subscribers"], broker, r["delivered"], r["expected"], lat["p50"], lat["p99"],
+        r["deliveries_per_server_cpu_s"], ratio))
+pubs = sum(r["acked"] for (b, _), r in fan.items() if b == "redis")
+if pubs and "redis" in cpu:
+    print("\nredis-server CPU over the redis fan-out steps: %.2f s for %d publications "
+          "(%.1f µs each, pub/sub to one node included)" % (cpu["redis"], pubs, 1e6 * cpu["redis"] / pubs))
+pcpu = {r["broker"]: r["seconds"] for r in rows if r.get("section") == "redis_cpu_publish"}
+ppubs = sum(r["acked"] for r in rows if r.get("section") == "publish" and r["broker"] == "redis"
+            and "acked" in r)
+if ppubs and "redis" in pcpu:
+    print("redis-server CPU over the publish sweep: %.2f s for %d publications (%.1f µs each)"
+          % (pcpu["redis"], ppubs, 1e6 * pcpu["redis"] / ppubs))
+for r in rows:
+    if r.get("section") == "evalsha":
+        print("redis INFO commandstats, EVALSHA:", r["stats"])
+print("\n| broker | highest sustained publications/s (1 subscriber) | p99 ms at it |")
+print("|---|---|---|")
+for broker in ("memory", "redis"):
+    best = [r for r in rows if r.get("section") == "publish" and r["broker"] == broker
+            and "max_sustained_rate" in r]
+    steps = [r for r in rows if r.get("section") == "publish" and r["broker"] == broker
+             and r.get("sustained")]
+    top = max(steps, key=lambda r: r["rate"]) if steps else None
+    print("| %s | %s | %s |" % (broker, "%.0f" % best[0]["max_sustained_rate"] if best else "?",
+                                "%.2f" % top["latency_ms"]["p99"] if top else "?"))
+PY

@@ -1,0 +1,127 @@
+// redis_scripts.hpp — private: the Lua scripts of the Redis broker. Each
+// runs atomically in Redis, so a channel's epoch, offset, stream and
+// pub/sub message can never disagree.
+//
+// Keys of channel C (P is the key prefix): P m:C a hash {e: epoch, o: last
+// offset}; P s:C the stream, entry id "<offset>-0" with fields t (Redis
+// time, ms) and d (the publication tail); P p:C a sorted set of presence
+// entries (JSON) scored by lease expiry (ms); P c:C the pub/sub channel.
+// Pub/sub payloads: "m<epoch> <offset> <tail>", "j<entry json>",
+// "l<entry json>".
+#pragma once
+
+namespace switchboard::realtime::detail::redis_scripts {
+
+// A missing epoch is a lost stream: a fresh epoch (ARGV new_epoch), offset
+// 0 and no stream, so an offset is never reused for different data.
+#define SWITCHBOARD_REDIS_EPOCH                                   \
+  "local e = redis.call('HGET', KEYS[1], 'e')\n"                  \
+  "local top = 0\n"                                               \
+  "if not e then\n"                                               \
+  "  e = ARGV[1]\n"                                               \
+  "  redis.call('DEL', KEYS[2])\n"                                \
+  "  redis.call('HSET', KEYS[1], 'e', e, 'o', 0)\n"               \
+  "else\n"                                                        \
+  "  top = tonumber(redis.call('HGET', KEYS[1], 'o'))\n"          \
+  "end\n"                                                         \
+  "local function now_ms()\n"                                     \
+  "  local t = redis.call('TIME')\n"                              \
+  "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+  "end\n"
+
+// KEYS: meta, stream, pub/sub channel. ARGV: new_epoch, tail, history
+// size, stream ttl ms (0: none), meta ttl ms. Returns {epoch, offset}.
+inline constexpr const char* k_publish = SWITCHBOARD_REDIS_EPOCH
+    "local o = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
+    "local size = tonumber(ARGV[3])\n"
+    "if size > 0 then\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', size, o .. '-0', 't', now_ms(), 'd', ARGV[2])\n"
+    "  if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "  else redis.call('PEXPIRE', KEYS[2], ARGV[5]) end\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "redis.call('PUBLISH', KEYS[3], 'm' .. e .. ' ' .. o .. ' ' .. ARGV[2])\n"
+    "return {e, o}\n";
+
+// KEYS: meta, stream. ARGV: new_epoch, has_since (0/1), since epoch, since
+// offset, limit (0: all), ttl ms (0: none), latest_when_lost (0/1), meta
+// ttl ms. Returns {epoch, top, reason ("" = recovered or no since),
+// id1, tail1, id2, tail2, …} oldest first. The same rules as the memory
+// broker: recovery only inside one epoch, not ahead of the stream, and
+// while everything after `since` is kept.
+inline constexpr const char* k_read = SWITCHBOARD_REDIS_EPOCH
+    "redis.call('PEXPIRE', KEYS[1], ARGV[8])\n"
+    "local ttl = tonumber(ARGV[6])\n"
+    "if ttl > 0 then\n"
+    "  local now = now_ms()\n"
+    "  while true do\n"
+    "    local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
+    "    if #first == 0 or tonumber(first[1][2][2]) + ttl > now then break end\n"
+    "    redis.call('XDEL', KEYS[2], first[1][1])\n"
+    "  end\n"
+    "end\n"
+    "local first_kept = top + 1\n"
+    "local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
+    "if #head > 0 then first_kept = tonumber(string.match(head[1][1], '^%d+')) end\n"
+    "local out = {e, top, ''}\n"
+    "local from = nil\n"
+    "if ARGV[2] == '1' then\n"
+    "  local so = tonumber(ARGV[4])\n"
+    "  local reason = ''\n"
+    "  if ARGV[3] ~= e then reason = 'epoch changed'\n"
+    "  elseif so > top then reason = 'offset ahead of the stream'\n"
+    "  elseif so + 1 < first_kept then reason = 'too far behind' end\n"
+    "  out[3] = reason\n"
+    "  if reason == '' then from = so\n"
+    "  elseif ARGV[7] ~= '1' then return out end\n"
+    "end\n"
+    "local limit = tonumber(ARGV[5])\n"
+    "local entries\n"
+    "if from then\n"
+    "  local start = '(' .. string.format('%d', from) .. '-0'\n"
+    "  if limit > 0 then entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', limit)\n"
+    "  else entries = redis.call('XRANGE', KEYS[2], start, '+') end\n"
+    "  for i = 1, #entries do\n"
+    "    out[#out + 1] = entries[i][1]; out[#out + 1] = entries[i][2][4]\n"
+    "  end\n"
+    "else\n"
+    "  if limit > 0 then entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)\n"
+    "  else entries = redis.call('XREVRANGE', KEYS[2], '+', '-') end\n"
+    "  for i = #entries, 1, -1 do\n"
+    "    out[#out + 1] = entries[i][1]; out[#out + 1] = entries[i][2][4]\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+#undef SWITCHBOARD_REDIS_EPOCH
+
+// KEYS: presence set, pub/sub channel. ARGV: mode (add | remove | refresh |
+// list), lease ms, entries…. Entries whose lease ran out (their node died)
+// leave first, with a leave push. add: (re)lease, join push. refresh:
+// (re)lease; an entry that was missing (Redis lost it) joins again. remove:
+// leave push if it was there. list: returns the entries.
+inline constexpr const char* k_presence =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "for _, j in ipairs(gone) do\n"
+    "  redis.call('ZREM', KEYS[1], j)\n"
+    "  redis.call('PUBLISH', KEYS[2], 'l' .. j)\n"
+    "end\n"
+    "local mode = ARGV[1]\n"
+    "local lease = tonumber(ARGV[2])\n"
+    "if mode == 'list' then return redis.call('ZRANGE', KEYS[1], 0, -1) end\n"
+    "for i = 3, #ARGV do\n"
+    "  if mode == 'remove' then\n"
+    "    if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then\n"
+    "      redis.call('PUBLISH', KEYS[2], 'l' .. ARGV[i])\n"
+    "    end\n"
+    "  else\n"
+    "    local added = redis.call('ZADD', KEYS[1], now + lease, ARGV[i])\n"
+    "    if mode == 'add' or added == 1 then redis.call('PUBLISH', KEYS[2], 'j' .. ARGV[i]) end\n"
+    "  end\n"
+    "end\n"
+    "if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PEXPIRE', KEYS[1], lease * 2) end\n"
+    "return 0\n";
+
+}  // namespace switchboard::realtime::detail::redis_scripts

@@ -1,0 +1,768 @@
+#!/usr/bin/python3
+"""Several `switchboard serve` nodes on one Redis (the redis broker), from the
+outside: python3-websockets clients and the HTTP API against two or three
+nodes and a redis-server the test starts itself (127.0.0.1, a free port, a
+temporary directory, no persistence; never the system service).
+
+Covered: a client on node A gets what is published on node B (WebSocket and
+HTTP API); history and recovery across nodes; presence cluster-wide with
+join/leave pushes, and a killed node's clients leaving within the lease; a
+node's SUBSCRIBE connection lost mid-stream (its subscribers still get every
+publication once, in order, from the stream);
+/api/channels on any node; a node SIGTERMed mid-stream (its client gets 1012,
+reconnects to another node and recovers exactly once); channels sharded over
+two redis-servers (both hold some, every node reaches every channel, node
+lists in different orders agree); 10 clients reconnecting at random to either node
+while 300 publications go through both nodes, each ending with 1..300
+exactly once and in order; Redis unreachable at start (/healthz 503 with the
+reason, then 200 once Redis is there); Redis restarted empty (a new epoch,
+subscribers closed with 1012, `recovered: false` with "epoch changed" on
+resubscribe, nothing delivered twice); publishes answered 503 while Redis is
+down.
+
+Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
+"""
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from serve_test import (Session, ServeServer, api_publish, api_publish_async,  # noqa: E402
+                        base_config, close_code_of, connect_ws, http_request, run, slow)
+
+import websockets  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:`port` with its data in a temporary directory."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="switchboard-redis-it-")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--save", "", "--appendonly", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("redis-server did not start on port %d" % self.port)
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+API_KEY = "serve-test-key"
+
+
+def node_config(redis_url, **extra):
+    overrides = {
+        "namespaces.brief": {"history_ttl": 1, "history_size": 10, "publish": "any"},
+        "auth": {"allow_anonymous": True},
+        "api": {"key": API_KEY},
+        "broker": {"urls": [redis_url], "key_prefix": "it%d:" % os.getpid(),
+                   "presence_lease": 2, "presence_refresh": 0.4},
+    }
+    overrides.update(extra)
+    return base_config(**overrides)
+
+
+def wait_health(port, status, timeout=10.0, contains=b""):
+    deadline = time.monotonic() + slow(timeout)
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = http_request(port, "GET", "/healthz", timeout=1)
+            if last[0] == status and contains in last[2]:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("/healthz did not answer %d within %.0fs: %r" % (status, timeout, last))
+
+
+class Cluster(unittest.TestCase):
+    """Two nodes on one Redis, shared by the cases (each uses its own channels)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer()
+        cls.nodes = []
+        try:
+            for _ in range(2):
+                cls.nodes.append(ServeServer(node_config(cls.redis.url)))
+            for n in cls.nodes:
+                wait_health(n.port, 200)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for n in cls.nodes:
+                code, _ = n.stop(timeout=10)
+                if code != 0:
+                    raise AssertionError("serve exited with %r\n%s" % (code, n.stderr_text()))
+        finally:
+            for n in cls.nodes:
+                n.cleanup()
+            cls.redis.cleanup()
+
+    @property
+    def a(self):
+        return self.nodes[0].port
+
+    @property
+    def b(self):
+        return self.nodes[1].port
+
+    def test_publications_cross_nodes(self):
+        async def go():
+            async with connect_ws(self.a) as wa, connect_ws(self.b) as wb:
+                sa, sb = Session(wa), Session(wb)
+                a_client = (await sa.request("connect"))["result"]["client"]
+                r = await sa.request("subscribe", channel="chat:cross")
+                self.assertEqual(r["result"]["offset"], 0, r)
+                epoch = r["result"]["epoch"]
+                r = await sb.request("subscribe", channel="chat:cross")
+                self.assertEqual(r["result"]["epoch"], epoch, "one stream, one epoch, any node")
+                # A's own join, then B's join pushed across nodes.
+                join = await sa.push("join", "chat:cross",
+                                     match=lambda m: m["info"]["client"] != a_client)
+                pub = await sb.request("publish", channel="chat:cross", data={"n": 1})
+                self.assertEqual(pub["result"], {"epoch": epoch, "offset": 1})
+                m = await sa.push("message", "chat:cross")
+                self.assertEqual((m["offset"], m["data"], m["epoch"]), (1, {"n": 1}, epoch))
+                self.assertEqual(m["client"], join["info"]["client"])
+                status, answer = await api_publish_async(self.b, {"channel": "chat:cross",
+                                                                  "data": "over http"})
+                self.assertEqual((status, answer), (200, {"epoch": epoch, "offset": 2}))
+                m = await sa.push("message", "chat:cross")
+                self.assertEqual((m["offset"], m["data"]), (2, "over http"))
+                # Presence is cluster-wide: both nodes list both clients.
+                for s in (sa, sb):
+                    p = await s.request("presence", channel="chat:cross")
+                    self.assertEqual(len(p["result"]["clients"]), 2, p)
+                # The HTTP API's channel list is cluster-wide too.
+                status, _, body = http_request(self.a, "GET", "/api/channels",
+                                               headers={"X-API-Key": API_KEY})
+                self.assertEqual(status, 200)
+                self.assertIn(b'"channel":"chat:cross"', body)
+                self.assertIn(b'"offset":2', body)
+        run(go())
+
+    def test_history_and_recovery_across_nodes(self):
+        async def go():
+            epoch = None
+            for i in range(1, 6):
+                status, answer = api_publish(self.a, {"channel": "chat:hist", "data": i})
+                self.assertEqual(status, 200, answer)
+                epoch = answer["epoch"]
+            async with connect_ws(self.b) as wb:
+                s = Session(wb)
+                r = await s.request("subscribe", channel="chat:hist",
+                                    since={"epoch": epoch, "offset": 2})
+                self.assertIs(r["result"]["recovered"], True, r)
+                self.assertEqual([p["data"] for p in r["result"]["publications"]], [3, 4, 5])
+                h = await s.request("history", channel="chat:hist", limit=2)
+                self.assertEqual([p["offset"] for p in h["result"]["publications"]], [4, 5])
+                r = await s.request("history", channel="chat:hist",
+                                    since={"epoch": "other", "offset": 1})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "epoch changed"))
+                r = await s.request("subscribe", channel="chat:hist2",
+                                    since={"epoch": epoch, "offset": 1})
+                self.assertEqual(r["result"]["reason"], "epoch changed", r)
+                r = await s.request("history", channel="chat:hist",
+                                    since={"epoch": epoch, "offset": 99})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "offset ahead of the stream"), r)
+                # short keeps 3: recovery from offset 1 of 6 is too far behind.
+                for i in range(6):
+                    status, answer = api_publish(self.a, {"channel": "short:hist", "data": i})
+                r = await s.request("subscribe", channel="short:hist",
+                                    since={"epoch": answer["epoch"], "offset": 1})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "too far behind"), r)
+        run(go())
+
+    def test_scripts_flushed_from_redis_are_sent_again(self):
+        status, answer = api_publish(self.a, {"channel": "chat:flush", "data": 1})
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(redis_status(self.redis.port, b"SCRIPT FLUSH"), b"+OK")
+        # EVALSHA now answers NOSCRIPT: the broker falls back to EVAL (which loads it).
+        for i in (2, 3):
+            status, answer = api_publish(self.b, {"channel": "chat:flush", "data": i})
+            self.assertEqual((status, answer["offset"]), (200, i), answer)
+
+    def test_key_prefix_keeps_deployments_apart(self):
+        other = ServeServer(node_config(self.redis.url,
+                                        broker={"urls": [self.redis.url], "key_prefix": "other:"}))
+        try:
+            wait_health(other.port, 200)
+            for _ in range(3):
+                status, answer = api_publish(self.a, {"channel": "chat:apart", "data": "a"})
+            self.assertEqual(answer["offset"], 3)
+            status, answer = api_publish(other.port, {"channel": "chat:apart", "data": "b"})
+            self.assertEqual((status, answer["offset"]), (200, 1), "its own stream")
+            other.stop_checked(self)
+        finally:
+            other.cleanup()
+
+    def test_history_ttl_is_kept_in_redis(self):
+        async def go():
+            for i in range(3):
+                status, answer = api_publish(self.a, {"channel": "brief:t", "data": i})
+                self.assertEqual(status, 200, answer)
+            epoch = answer["epoch"]
+            async with connect_ws(self.b) as wb:
+                s = Session(wb)
+                h = await s.request("history", channel="brief:t")
+                self.assertEqual([p["data"] for p in h["result"]["publications"]], [0, 1, 2])
+                await asyncio.sleep(1.3)  # history_ttl = 1 s
+                h = await s.request("history", channel="brief:t")
+                self.assertEqual(h["result"]["publications"], [], h)
+                self.assertEqual((h["result"]["epoch"], h["result"]["offset"]), (epoch, 3))
+                r = await s.request("subscribe", channel="brief:t",
+                                    since={"epoch": epoch, "offset": 1})
+                self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
+                                 (False, "too far behind"), r)
+                r2 = await s.request("history", channel="brief:t",
+                                     since={"epoch": epoch, "offset": 3})
+                self.assertIs(r2["result"]["recovered"], True, "nothing missed: exact")
+        run(go())
+
+    def test_churn_across_nodes_exactly_once_in_order(self):
+        total, clients = 300, 10
+        channel = "chat:churn"
+        rng = random.Random(9)
+
+        subscribed = []
+        all_subscribed = asyncio.Event()
+
+        async def client(idx, done):
+            got = []
+            position = None
+            while True:
+                finished = done.is_set()
+                port = rng.choice([self.a, self.b])
+                async with connect_ws(port) as ws:
+                    s = Session(ws)
+                    fields = {"channel": channel}
+                    if position:
+                        fields["since"] = position
+                    r = await s.request("subscribe", **fields)
+                    res = r["result"]
+                    if position:
+                        self.assertIs(res.get("recovered"), True, (idx, r))
+                    for p in res.get("publications", []):
+                        got.append(p["offset"])
+                    position = {"epoch": res["epoch"], "offset": got[-1] if got else res["offset"]}
+                    if idx not in subscribed:  # the publisher starts once everyone is in
+                        subscribed.append(idx)
+                        if len(subscribed) == clients:
+                            all_subscribed.set()
+                    if finished:
+                        self.assertEqual(got, list(range(1, total + 1)), "client %d" % idx)
+                        return
+                    deadline = time.monotonic() + rng.uniform(0.05, 0.4)
+                    for m in s.inbox:
+                        if m.get("push") == "message":
+                            got.append(m["offset"])
+                    s.inbox.clear()
+                    while time.monotonic() < deadline:
+                        try:
+                            m = await s.recv(max(0.01, deadline - time.monotonic()))
+                        except asyncio.TimeoutError:
+                            break
+                        if m.get("push") == "message":
+                            self.assertEqual(m["epoch"], position["epoch"])
+                            got.append(m["offset"])
+                    # Exactly once, in order, so far.
+                    self.assertEqual(got, list(range(1, len(got) + 1)), "client %d" % idx)
+                    if got:
+                        position["offset"] = got[-1]
+                await asyncio.sleep(rng.uniform(0, 0.1))
+
+        async def publisher(done):
+            await all_subscribed.wait()
+            for i in range(1, total + 1):
+                port = self.a if i % 2 else self.b
+                status, answer = await api_publish_async(port, {"channel": channel, "data": i})
+                self.assertEqual(status, 200, answer)
+                self.assertEqual(answer["offset"], i)
+                await asyncio.sleep(0.005)
+            done.set()
+
+        async def main():
+            done = asyncio.Event()
+            await asyncio.gather(publisher(done), *(client(i, done) for i in range(clients)))
+
+        run(main(), timeout=90)
+
+    def test_sigterm_node_clients_recover_elsewhere_exactly_once(self):
+        third = ServeServer(node_config(self.redis.url))
+        try:
+            wait_health(third.port, 200)
+            total = 60
+            channel = "chat:deploy"
+
+            async def go():
+                got = []
+                done = asyncio.Event()
+                ready = asyncio.Event()
+
+                async def publisher():
+                    await ready.wait()
+                    for i in range(1, total + 1):
+                        status, answer = await api_publish_async(self.a, {"channel": channel,
+                                                                          "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, i))
+                        if i == total // 2:
+                            third.send_signal(signal.SIGTERM)  # the deploy case
+                        await asyncio.sleep(0.01)
+                    done.set()
+
+                async def watcher():
+                    # On another node: the SIGTERMed node's client leaves at once
+                    # (its leave goes out before the node stops), not after the lease.
+                    async with connect_ws(self.a) as wa:
+                        sw = Session(wa)
+                        await sw.request("subscribe", channel=channel)
+                        await ready.wait()
+                        await sw.push("join", channel,
+                                      match=lambda m: m["info"]["client"] == victim[0])
+                        await done.wait()
+                        leave = await sw.push("leave", channel, timeout=1.5,
+                                              match=lambda m: m["info"]["client"] == victim[0])
+                        self.assertEqual(leave["info"]["client"], victim[0])
+
+                victim = []
+
+                async def client():
+                    async with connect_ws(third.port) as ws:
+                        s = Session(ws)
+                        victim.append((await s.request("connect"))["result"]["client"])
+                        r = await s.request("subscribe", channel=channel)
+                        epoch = r["result"]["epoch"]
+                        ready.set()
+                        try:
+                            while True:
+                                m = await s.recv(10)
+                                if m.get("push") == "message":
+                                    got.append(m["offset"])
+                        except websockets.ConnectionClosed:
+                            pass
+                        self.assertEqual(ws.close_code, 1012)
+                    # Reconnect through "the load balancer" to another node.
+                    async with connect_ws(self.b) as ws:
+                        s = Session(ws)
+                        r = await s.request("subscribe", channel=channel,
+                                            since={"epoch": epoch,
+                                                   "offset": got[-1] if got else 0})
+                        self.assertIs(r["result"]["recovered"], True, r)
+                        got.extend(p["offset"] for p in r["result"]["publications"])
+                        while len(got) < total:
+                            m = await s.push("message", channel, timeout=10)
+                            got.append(m["offset"])
+                    self.assertEqual(got, list(range(1, total + 1)))
+
+                await asyncio.gather(publisher(), client(), watcher())
+            run(go(), timeout=60)
+            self.assertEqual(third.wait(10), 0, third.stderr_text())
+        finally:
+            third.cleanup()
+
+    def test_lost_subscriber_connection_is_caught_up_from_the_stream(self):
+        total, channel = 120, "chat:catchup"
+
+        async def go():
+            async with connect_ws(self.a) as wa:
+                s = Session(wa)
+                await s.request("subscribe", channel=channel)
+                got = []
+
+                async def publisher():
+                    for i in range(1, total + 1):
+                        # The last kill comes just before the last publications:
+                        # only the node's catch-up read after its reconnect can
+                        # deliver them (no later publication reveals the gap).
+                        if i in (30, 70, total - 4):
+                            # Every node's SUBSCRIBE connection drops; publications
+                            # go on through node B's command connection meanwhile.
+                            self.assertGreaterEqual(redis_command(self.redis.port,
+                                                                  b"CLIENT KILL TYPE pubsub"), 1)
+                        status, answer = await api_publish_async(self.b, {"channel": channel,
+                                                                          "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, i))
+                        await asyncio.sleep(0.004)
+
+                async def reader():
+                    while len(got) < total:
+                        m = await s.push("message", channel, timeout=10)
+                        got.append(m["offset"])
+
+                await asyncio.gather(publisher(), reader())
+                self.assertEqual(got, list(range(1, total + 1)), "caught up, once, in order")
+                self.assertFalse(wa.closed)
+        run(go())
+
+    def test_killed_node_clients_leave_within_the_lease(self):
+        third = ServeServer(node_config(self.redis.url))
+        try:
+            wait_health(third.port, 200)
+
+            async def go():
+                async with connect_ws(self.a) as wa:
+                    sa = Session(wa)
+                    await sa.request("connect")
+                    await sa.request("subscribe", channel="chat:lease")
+                    async with connect_ws(third.port) as wt:
+                        st = Session(wt)
+                        victim = (await st.request("connect"))["result"]["client"]
+                        await st.request("subscribe", channel="chat:lease")
+                        await sa.push("join", "chat:lease",
+                                      match=lambda m: m["info"]["client"] == victim)
+                        p = await sa.request("presence", channel="chat:lease")
+                        self.assertEqual(len(p["result"]["clients"]), 2, p)
+                        gone = [c for c in p["result"]["clients"] if c["client"] == victim]
+                        third.kill()  # kill -9: no leave from it
+                        started = time.monotonic()
+                        leave = await sa.push("leave", "chat:lease", timeout=6)
+                        self.assertEqual(leave["info"], gone[0])
+                        # lease 2 s + one refresh period (0.4 s) + slack
+                        self.assertLess(time.monotonic() - started, slow(4))
+                        p = await sa.request("presence", channel="chat:lease")
+                        self.assertEqual(len(p["result"]["clients"]), 1, p)
+            run(go())
+        finally:
+            third.cleanup()
+
+
+class Nginx:
+    """Debian's nginx with deploy/nginx.conf, its upstreams and listen port
+    rewritten to the test's, in a scratch prefix (never the system service)."""
+
+    def __init__(self, node_ports):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="switchboard-nginx-it-")
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        with open(os.path.join(os.path.dirname(os.path.dirname(HERE)), "deploy",
+                               "nginx.conf")) as f:
+            conf = f.read()
+        for shipped, actual in zip((8081, 8082, 8083), node_ports):
+            conf = conf.replace("127.0.0.1:%d" % shipped, "127.0.0.1:%d" % actual)
+        conf = conf.replace("listen 127.0.0.1:8080;", "listen 127.0.0.1:%d;" % self.port)
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-p", self.dir, "-e", "stderr", "-c", self.conf,
+                                      "-g", "daemon off;"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_health(self.port, 200)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BehindNginx(unittest.TestCase):
+    """Redis, three nodes and nginx with the shipped config: clients reconnect
+    through nginx while their node gets SIGTERM, then kill -9."""
+
+    def test_deploy_and_crash_through_the_load_balancer(self):
+        redis = RedisServer()
+        nodes, lb = [], None
+        try:
+            nodes = [ServeServer(node_config(redis.url)) for _ in range(3)]
+            for n in nodes:
+                wait_health(n.port, 200)
+            lb = Nginx([n.port for n in nodes])
+            total, clients, channel = 400, 10, "chat:lb"
+            alive = list(nodes)
+
+            def node_with_subscribers():
+                for n in alive:
+                    status, _, body = http_request(n.port, "GET", "/api/channels",
+                                                   headers={"X-API-Key": API_KEY})
+                    if status == 200 and b'"subscribers":0' not in body and channel.encode() in body:
+                        return n
+                return None
+
+            async def go():
+                done = asyncio.Event()
+                subscribed = []
+                everyone_in = asyncio.Event()
+                closes = []
+
+                async def client(idx):
+                    got, position = [], None
+                    while True:
+                        finished = done.is_set()
+                        try:
+                            async with connect_ws(lb.port) as ws:
+                                s = Session(ws)
+                                fields = {"channel": channel}
+                                if position:
+                                    fields["since"] = position
+                                r = await s.request("subscribe", **fields)
+                                res = r["result"]
+                                if position:
+                                    self.assertIs(res["recovered"], True, r)
+                                got.extend(p["offset"] for p in res.get("publications", []))
+                                position = {"epoch": res["epoch"],
+                                            "offset": got[-1] if got else res["offset"]}
+                                if idx not in subscribed:
+                                    subscribed.append(idx)
+                                    if len(subscribed) == clients:
+                                        everyone_in.set()
+                                if finished:
+                                    break
+                                try:
+                                    while not done.is_set():
+                                        try:
+                                            m = await s.recv(0.2)
+                                        except asyncio.TimeoutError:
+                                            continue
+                                        if m.get("push") == "message":
+                                            got.append(m["offset"])
+                                            position["offset"] = m["offset"]
+                                except websockets.ConnectionClosed:
+                                    closes.append(ws.close_code)
+                        except (OSError, websockets.InvalidStatusCode,
+                                websockets.InvalidHandshake, asyncio.TimeoutError):
+                            pass  # the balancer had no node for us yet: try again
+                        await asyncio.sleep(random.uniform(0.01, 0.1))
+                    self.assertEqual(got, list(range(1, total + 1)), "client %d" % idx)
+
+                async def publisher():
+                    await everyone_in.wait()
+                    for i in range(1, total + 1):
+                        if i == total // 3 or i == 2 * total // 3:
+                            victim = node_with_subscribers()
+                            self.assertIsNotNone(victim, "nobody subscribed anywhere?")
+                            alive.remove(victim)
+                            if i == total // 3:
+                                victim.send_signal(signal.SIGTERM)  # deploy: 1012
+                            else:
+                                victim.kill()  # crash
+                        n = alive[i % len(alive)]
+                        status, answer = await api_publish_async(n.port, {"channel": channel,
+                                                                          "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, i), answer)
+                        await asyncio.sleep(0.003)
+                    done.set()
+
+                await asyncio.gather(publisher(), *(client(i) for i in range(clients)))
+                self.assertIn(1012, closes, "the SIGTERMed node's clients got 1012")
+            run(go(), timeout=120)
+        finally:
+            if lb:
+                lb.cleanup()
+            for n in nodes:
+                n.cleanup()
+            redis.cleanup()
+
+
+def redis_command(port, line):
+    """An inline command; the integer it answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(line + b"\r\n")
+        reply = s.recv(64)
+    assert reply.startswith(b":"), reply
+    return int(reply[1:].strip())
+
+
+def redis_status(port, line):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(line + b"\r\n")
+        return s.recv(64).strip()
+
+
+def redis_dbsize(port):
+    return redis_command(port, b"DBSIZE")
+
+
+class Sharded(unittest.TestCase):
+    def test_channels_spread_over_two_redis_and_still_reach_every_node(self):
+        shards = [RedisServer(), RedisServer()]
+        nodes = []
+        try:
+            urls = [r.url for r in shards]
+            nodes = [ServeServer(node_config(urls[0], broker={"urls": urls,
+                                                              "key_prefix": "shard:"})),
+                     ServeServer(node_config(urls[0], broker={"urls": list(reversed(urls)),
+                                                              "key_prefix": "shard:"}))]
+            for n in nodes:
+                wait_health(n.port, 200)
+            names = ["chat:room%d" % i for i in range(20)]
+
+            async def go():
+                async with connect_ws(nodes[1].port) as ws:
+                    s = Session(ws)
+                    for name in names:
+                        self.assertIn("result", await s.request("subscribe", channel=name))
+                    for i, name in enumerate(names):
+                        status, answer = await api_publish_async(
+                            nodes[0].port, {"channel": name, "data": i})
+                        self.assertEqual((status, answer["offset"]), (200, 1), answer)
+                    for i, name in enumerate(names):
+                        m = await s.push("message", name)
+                        self.assertEqual(m["data"], i)
+            run(go())
+            # Both shards hold channels (20 names on 2 shards: all on one has p = 2^-19).
+            self.assertGreater(redis_dbsize(shards[0].port), 0)
+            self.assertGreater(redis_dbsize(shards[1].port), 0)
+            status, _, body = http_request(nodes[1].port, "GET", "/api/channels",
+                                           headers={"X-API-Key": API_KEY})
+            self.assertEqual(status, 200)
+            for name in names:
+                self.assertIn(('"channel":"%s"' % name).encode(), body)
+            for n in nodes:
+                n.stop_checked(self)
+        finally:
+            for n in nodes:
+                n.cleanup()
+            for r in shards:
+                r.cleanup()
+
+
+class RedisFaults(unittest.TestCase):
+    def test_unreachable_at_start_then_healthy(self):
+        port = free_port()
+        node = ServeServer(node_config("redis://127.0.0.1:%d" % port))
+        redis = None
+        try:
+            # "connecting" first, then why the last attempt failed.
+            status, _, body = wait_health(node.port, 503, contains=b"refused")
+            self.assertIn(b"redis://127.0.0.1:%d" % port, body)
+            status, answer = api_publish(node.port, {"channel": "chat:x", "data": 1})
+            self.assertEqual(status, 503, answer)
+            self.assertIn("broker unavailable", answer["error"]["message"])
+
+            async def ws_error():
+                async with connect_ws(node.port) as ws:
+                    r = await Session(ws).request("subscribe", channel="chat:x")
+                    self.assertEqual(r["error"]["code"], 503, r)
+            run(ws_error())
+            redis = RedisServer(port)
+            wait_health(node.port, 200, timeout=10)
+            status, answer = api_publish(node.port, {"channel": "chat:x", "data": 1})
+            self.assertEqual((status, answer["offset"]), (200, 1), answer)
+            node.stop_checked(self)
+        finally:
+            node.cleanup()
+            if redis:
+                redis.cleanup()
+
+    def test_redis_restarted_empty_new_epoch_nothing_twice(self):
+        redis = RedisServer()
+        nodes = []
+        try:
+            nodes = [ServeServer(node_config(redis.url)) for _ in range(2)]
+            a, b = nodes[0].port, nodes[1].port
+            for n in nodes:
+                wait_health(n.port, 200)
+
+            async def go():
+                seen = set()
+
+                def note(m):
+                    key = (m["epoch"], m["offset"])
+                    self.assertNotIn(key, seen, "delivered twice")
+                    seen.add(key)
+
+                async with connect_ws(a) as wa:
+                    s = Session(wa)
+                    r = await s.request("subscribe", channel="chat:lost")
+                    old = r["result"]["epoch"]
+                    for i in range(1, 4):
+                        status, _ = await api_publish_async(b, {"channel": "chat:lost", "data": i})
+                        self.assertEqual(status, 200)
+                        note(await s.push("message", "chat:lost"))
+                    redis.kill()
+                    wait_health(a, 503)
+                    status, answer = await api_publish_async(b, {"channel": "chat:lost", "data": 9})
+                    self.assertEqual(status, 503, answer)
+                    redis.start()  # empty: no save, no AOF
+                    for port in (a, b):
+                        wait_health(port, 200)
+                    # Node A finds the stream gone: its subscriber is told to start again.
+                    self.assertEqual(await close_code_of(wa, timeout=10), 1012)
+                for m in s.inbox:
+                    if m.get("push") == "message":
+                        note(m)
+                status, answer = await api_publish_async(b, {"channel": "chat:lost", "data": 4})
+                self.assertEqual(status, 200)
+                new = answer["epoch"]
+                self.assertNotEqual(new, old)
+                async with connect_ws(random.choice([a, b])) as wa:
+                    s = Session(wa)
+                    r = await s.request("subscribe", channel="chat:lost",
+                                        since={"epoch": old, "offset": 3})
+                    res = r["result"]
+                    self.assertEqual((res["recovered"], res["reason"], res["epoch"]),
+                                     (False, "epoch changed", new), r)
+                    self.assertEqual(res["publications"], [])
+                    status, answer = await api_publish_async(a, {"channel": "chat:lost", "data": 5})
+                    m = await s.push("message", "chat:lost")
+                    note(m)
+                    self.assertEqual((m["epoch"], m["offset"]), (new, answer["offset"]))
+            run(go(), timeout=60)
+            for n in nodes:
+                n.stop_checked(self)
+        finally:
+            for n in nodes:
+                n.cleanup()
+            redis.cleanup()
+
+
+if __name__ == "__main__":
+    harness.main()

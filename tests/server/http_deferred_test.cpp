@@ -1,0 +1,138 @@
+// http_deferred_test.cpp — HTTP handlers that answer later
+// (http_response::defer()): from another thread, from the handler itself,
+// once only, HEAD without a body, bytes after the request ignored while it
+// waits, and a request whose answer never comes dropped at the handshake
+// timeout.
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server_test_support.hpp"
+
+namespace switchboard::server::test {
+namespace {
+
+class http_deferred_test : public server_test {};
+
+std::string get(std::string_view path, std::string_view method = "GET") {
+  return std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+}
+
+std::string body_of(const std::string& response) {
+  const auto end = response.find("\r\n\r\n");
+  return end == std::string::npos ? std::string() : response.substr(end + 4);
+}
+
+bool status_is(const std::string& response, int status) {
+  return response.rfind("HTTP/1.1 " + numbered("", status) + " ", 0) == 0;
+}
+
+// Answers from a thread of its own after `delay`.
+struct later {
+  std::mutex mutex;
+  std::vector<std::thread> threads;
+  ~later() { join(); }
+  // Call before the server goes: a late respond() must find its loop alive.
+  void join() {
+    std::lock_guard lock(mutex);
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+  void answer(http_responder r, int status, std::string body, std::chrono::milliseconds delay) {
+    std::lock_guard lock(mutex);
+    threads.emplace_back([r, status, body = std::move(body), delay] {
+      std::this_thread::sleep_for(delay);
+      http_response res;
+      res.set_status(status);
+      res.set_body(body);
+      r.respond(std::move(res));
+      r.respond(http_response());  // only the first answer counts
+    });
+  }
+};
+
+TEST_F(http_deferred_test, AnsweredFromAnotherThread) {
+  later l;
+  running_server srv(test_options(), [&](server& s) {
+    s.http("GET", "/slow", [&](const http_request&, http_response& res) {
+      res.set_body("not this");  // what the response holds at return is not sent
+      l.answer(res.defer(), 202, "from another thread", 50ms);
+    });
+  });
+  ws_client c(srv.port());
+  const std::string r = c.http_exchange(get("/slow"));
+  EXPECT_TRUE(status_is(r, 202)) << r;
+  EXPECT_EQ(body_of(r), "from another thread");
+  l.join();
+}
+
+TEST_F(http_deferred_test, AnsweredBeforeTheHandlerReturns) {
+  running_server srv(test_options(), [&](server& s) {
+    s.http("GET", "/now", [&](const http_request&, http_response& res) {
+      http_response out;
+      out.set_body("inside");
+      res.defer().respond(std::move(out));
+    });
+  });
+  ws_client c(srv.port());
+  const std::string r = c.http_exchange(get("/now"));
+  EXPECT_TRUE(status_is(r, 200)) << r;
+  EXPECT_EQ(body_of(r), "inside");
+}
+
+TEST_F(http_deferred_test, HeadGetsNoBody) {
+  later l;
+  running_server srv(test_options(), [&](server& s) {
+    s.http("HEAD", "/slow", [&](const http_request&, http_response& res) {
+      l.answer(res.defer(), 200, "12345", 10ms);
+    });
+  });
+  ws_client c(srv.port());
+  const std::string r = c.http_exchange(get("/slow", "HEAD"));
+  EXPECT_TRUE(status_is(r, 200)) << r;
+  EXPECT_NE(r.find("Content-Length: 5\r\n"), std::string::npos) << r;
+  EXPECT_EQ(body_of(r), "");
+  l.join();
+}
+
+TEST_F(http_deferred_test, BytesAfterTheRequestDoNotRunTheHandlerAgain) {
+  later l;
+  std::atomic<int> calls{0};
+  running_server srv(test_options(), [&](server& s) {
+    s.http("GET", "/slow", [&](const http_request&, http_response& res) {
+      ++calls;
+      l.answer(res.defer(), 200, "once", 100ms);
+    });
+  });
+  ws_client c(srv.port());
+  ASSERT_TRUE(c.send_raw(get("/slow")));
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(c.send_raw(get("/slow")));  // a pipelined second request: ignored
+  const std::string r = c.http_exchange("");
+  EXPECT_EQ(body_of(r), "once") << r;
+  EXPECT_EQ(calls.load(), 1);
+  l.join();
+}
+
+TEST_F(http_deferred_test, NeverAnsweredIsDroppedAtTheHandshakeTimeout) {
+  http_responder kept;
+  std::mutex mutex;
+  auto options = test_options();
+  options.handshake_timeout = 200ms;
+  running_server srv(options, [&](server& s) {
+    s.http("GET", "/never", [&](const http_request&, http_response& res) {
+      std::lock_guard lock(mutex);
+      kept = res.defer();
+    });
+  });
+  ws_client c(srv.port());
+  const std::string r = c.http_exchange(get("/never"));
+  EXPECT_EQ(r, "");  // closed without an answer
+  std::lock_guard lock(mutex);
+  kept.respond(http_response());  // too late: the connection is gone, nothing happens
+}
+
+}  // namespace
+}  // namespace switchboard::server::test
