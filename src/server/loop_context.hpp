@@ -228,6 +228,8 @@ class loop_context {
     std::uint8_t level;
     bool ok;
     std::string framed;
+    net::staged_bytes staged;  // framed, staged in the loop's cork once a subscriber takes it
+    bool is_staged;
   };
   std::vector<compressed_frame> publish_frames_;  // deliver()'s per-call cache
   loop_counters counters_;

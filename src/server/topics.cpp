@@ -90,17 +90,37 @@ void loop_context::deliver(std::string_view name, protocol::opcode op, std::stri
   // passes every `after`: one unsigned compare per subscriber.
   const std::uint64_t position = sequence - 1;
   const std::string_view payload = framed.substr(header_size);
+  // A frame under the stream's direct-write size is copied once per loop into
+  // the cork's staging arena, on the first delivery that is admitted, and
+  // every subscriber refers to those bytes: no copy and no allocation per
+  // subscriber. Publications staged in one iteration lie back to back there,
+  // so a subscriber sent several of them gets them in one span of its one
+  // write (write_cork.hpp). Larger frames are written at once, from the
+  // shared buffer, as any large send is (tcp_stream::k_direct_write_min).
+  net::write_cork& cork = loop_->cork();
+  net::staged_bytes staged;
+  bool is_staged = false;
+  auto write_plain = [&](websocket& ws) -> send_status {
+    if (framed.size() >= net::tcp_stream::k_direct_write_min) {
+      return ws.write_admitted(as_bytes(framed));
+    }
+    if (!is_staged) {
+      staged = cork.stage(as_bytes(framed));
+      is_staged = true;
+    }
+    return ws.write_admitted(staged);
+  };
   // Compressed lazily, once per (window, level) that a subscriber needs, with
   // the loop's shared deflater: no context, so any subscriber that agreed to
   // that window can take the same bytes (RFC 7692 §7.1.2.1).
   publish_frames_.clear();
-  auto compressed = [&](std::uint8_t bits, std::uint8_t level) -> const compressed_frame& {
-    for (const auto& f : publish_frames_) {
+  auto compressed = [&](std::uint8_t bits, std::uint8_t level) -> compressed_frame& {
+    for (auto& f : publish_frames_) {
       if (f.window_bits == bits && f.level == level) return f;
     }
     std::string& body = deflate_buffer_;
     body.clear();
-    compressed_frame f{bits, level, false, {}};
+    compressed_frame f{bits, level, false, {}, {}, false};
     if (shared_deflater(bits, level).compress(payload, body) == protocol::error::none) {
       protocol::frame_header h;
       h.op = op;
@@ -124,17 +144,30 @@ void loop_context::deliver(std::string_view name, protocol::opcode op, std::stri
     // The subscriber already has it (it caught up on history to `after`).
     if (position < subscribers[i].after) continue;
     websocket* ws = subscribers[i].ws;
+    // Not open, or over its backpressure cap (counted; closed by the close
+    // policy): nothing is framed, compressed or staged for it.
+    if (!ws->admit_send()) continue;
     if (ws->wants_compression(payload.size())) {
-      const compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
+      compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
       if (f.ok) {
-        if (ws->send_raw(as_bytes(f.framed)) != send_status::dropped) ++sent;
+        send_status status;
+        if (f.framed.size() >= net::tcp_stream::k_direct_write_min) {
+          status = ws->write_admitted(as_bytes(f.framed));
+        } else {
+          if (!f.is_staged) {
+            f.staged = cork.stage(as_bytes(f.framed));
+            f.is_staged = true;
+          }
+          status = ws->write_admitted(f.staged);
+        }
+        if (status != send_status::dropped) ++sent;
         // The peer's window now holds this message and our dedicated
         // deflater's does not: its next message must not refer back.
         if (ws->deflate_takeover_ && ws->codec_) ws->codec_->deflate.reset();
         continue;
       }
     }
-    if (ws->send_raw(as_bytes(framed)) != send_status::dropped) ++sent;
+    if (write_plain(*ws) != send_status::dropped) ++sent;
   }
   publish_frames_.clear();
   count_sent(sent, sent * payload.size());

@@ -333,9 +333,13 @@ send_status websocket::send_frame(opcode op, std::string_view payload) {
   return from_net(stream_.send({bytes_of(header, n), bytes_of(payload.data(), payload.size())}));
 }
 
-send_status websocket::send_raw(std::span<const std::byte> framed) {
-  if (state_ != state::open) return send_status::dropped;
-  if (over_backpressure()) return send_status::dropped;
+bool websocket::admit_send() { return state_ == state::open && !over_backpressure(); }
+
+send_status websocket::write_admitted(std::span<const std::byte> framed) {
+  return from_net(stream_.send(framed));
+}
+
+send_status websocket::write_admitted(const net::staged_bytes& framed) {
   return from_net(stream_.send(framed));
 }
 

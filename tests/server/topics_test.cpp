@@ -1,5 +1,7 @@
-// topics_test.cpp — publish/subscribe across loops, cross-thread send and
-// close, and the size of a connection object.
+// topics_test.cpp — publish/subscribe across loops, the order of several
+// publications and direct sends written in one iteration, the backpressure
+// cap on publications, cross-thread send and close, and the size of a
+// connection object.
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -94,6 +96,16 @@ void sequenced_server(server& s) {
     const auto after = std::stoull(std::string(p.substr(colon + 1)));
     if (p.starts_with("after:")) {
       ws.send(ws.subscribe(topic, after) ? numbered("ok:", ws.id().loop) : "already", opcode::text);
+    } else if (p.starts_with("batch:")) {
+      // In one callback, so in one loop iteration: sequenced and unsequenced
+      // publications interleaved with direct sends to the caller.
+      s.publish(topic, "b1", opcode::text, 1);
+      ws.send("d1", opcode::text);
+      s.publish(topic, "b2", opcode::text, 2);
+      s.publish(topic, "b3", opcode::text, 3);
+      s.publish(topic, "u", opcode::text);
+      ws.send("d2", opcode::text);
+      s.publish(topic, "b4", opcode::text, 4);
     } else if (p.starts_with("recover:")) {
       std::thread([&s, topic] {
         for (int i = 1; i <= 5; ++i) s.publish(topic, numbered("s", i), opcode::text, i);
@@ -213,6 +225,131 @@ TEST_F(topics_test, PublicationsQueuedBeforeTheSubscribeAreFilteredOnEveryLoop) 
     }
     expected.emplace_back("plain");
     EXPECT_EQ(drain(*clients[i]), expected) << "client " << i;
+  }
+}
+
+TEST_F(topics_test, PublicationsOfOneIterationKeepTheirOrderWithDirectSends) {
+  // Every publication of the batch goes out in the same write to each
+  // subscriber (the loop's cork coalesces them); what each one receives must
+  // still be its own sequence filter applied to the publications, in order,
+  // with the caller's direct sends where it made them.
+  running_server srv(test_options(), sequenced_server);
+  ws_client caller(srv.port());
+  ASSERT_EQ(caller.upgrade(), 101);
+  ASSERT_TRUE(caller.send_message(opcode::text, "after:t:0"));
+  ASSERT_EQ(caller.next().payload, "ok:0");
+  ws_client behind(srv.port());
+  ASSERT_EQ(behind.upgrade(), 101);
+  ASSERT_TRUE(behind.send_message(opcode::text, "after:t:2"));
+  ASSERT_EQ(behind.next().payload, "ok:0");
+  ws_client other(srv.port());
+  ASSERT_EQ(other.upgrade(), 101);
+  ASSERT_TRUE(other.send_message(opcode::text, "after:other:0"));
+  ASSERT_EQ(other.next().payload, "ok:0");
+  ASSERT_TRUE(caller.send_message(opcode::text, "batch:t:0"));
+  EXPECT_EQ(drain(caller), (std::vector<std::string>{"b1", "d1", "b2", "b3", "u", "d2", "b4"}));
+  EXPECT_EQ(drain(behind), (std::vector<std::string>{"b3", "u", "b4"}));
+  EXPECT_EQ(drain(other), std::vector<std::string>{});
+  // Again from another thread, queued for the loop: one batch of posts.
+  for (std::uint64_t i = 5; i <= 8; ++i) {
+    srv.get().publish("t", numbered("b", static_cast<long>(i)), opcode::text, i);
+  }
+  EXPECT_EQ(drain(caller), (std::vector<std::string>{"b5", "b6", "b7", "b8"}));
+  EXPECT_EQ(drain(behind), (std::vector<std::string>{"b5", "b6", "b7", "b8"}));
+}
+
+// Publishes `count` numbered messages of `size` bytes to "t" from a loop
+// callback while the subscriber does not read: the kernel's buffers fill (or,
+// for small messages, the iteration's cork does), then the cap. 64 KiB
+// frames are written at once, 1 KiB ones staged in the cork and referred to.
+void flooding_server(server& s, int count, std::size_t size) {
+  ws_behavior b;
+  b.on_message = [&s, count, size](websocket& ws, std::string_view p, opcode) {
+    if (p == "sub") {
+      ws.subscribe("t");
+      ws.send("ok", opcode::text);
+      return;
+    }
+    std::string message(size, 'x');
+    for (int i = 0; i < count; ++i) {
+      const std::string n = numbered("m", i) + ";";
+      message.replace(0, n.size(), n);
+      s.publish("t", message, opcode::binary);
+    }
+    ws.send("flooded", opcode::text);
+  };
+  s.ws("/", std::move(b));
+}
+
+TEST_F(topics_test, ThePublicationsOverTheBackpressureCapAreDroppedTheRestArriveInOrder) {
+  for (const std::size_t size : {std::size_t{64 * 1024}, std::size_t{1024}}) {
+    SCOPED_TRACE(size);
+    auto options = test_options();
+    options.max_backpressure = 64 * 1024;
+    options.policy = backpressure_policy::drop;
+    constexpr int k_count = 400;  // 25 MiB at 64 KiB: more than loopback's socket buffers hold
+    running_server srv(options, [size](server& s) { flooding_server(s, k_count, size); });
+    ws_client sub(srv.port());
+    ASSERT_EQ(sub.upgrade(), 101);
+    ASSERT_TRUE(sub.send_message(opcode::text, "sub"));
+    ASSERT_EQ(sub.next().payload, "ok");
+    ws_client publisher(srv.port());
+    ASSERT_EQ(publisher.upgrade(), 101);
+    ASSERT_TRUE(publisher.send_message(opcode::text, "go"));
+    ASSERT_EQ(publisher.next().payload, "flooded");
+    const std::uint64_t drops = srv.get().statistics().backpressure_drops;
+    EXPECT_GT(drops, 0u);
+    // Everything accepted arrives, in publication order; what was dropped is
+    // exactly what is missing.
+    std::vector<std::string> got = drain(sub);
+    EXPECT_EQ(got.size() + drops, static_cast<std::size_t>(k_count));
+    int last = -1;
+    for (const std::string& m : got) {
+      ASSERT_EQ(m.size(), size);
+      const int n = std::stoi(m.substr(1, m.find(';') - 1));
+      EXPECT_GT(n, last) << "publication " << n << " after " << last;
+      last = n;
+    }
+    EXPECT_EQ(got.empty() ? "" : got.front().substr(0, 3), "m0;");
+    if (size == 1024) {
+      // Nothing leaves before the iteration's flush: frames (4-byte header)
+      // are admitted while the queue is within the cap, then none.
+      EXPECT_EQ(got.size(), options.max_backpressure / (size + 4) + 1);
+    }
+    EXPECT_EQ(srv.get().statistics().messages_sent, got.size() + 2u);  // + "ok", "flooded"
+  }
+}
+
+TEST_F(topics_test, ThePublicationThatBreaksTheCapClosesTheSubscriberWith1008) {
+  for (const std::size_t size : {std::size_t{64 * 1024}, std::size_t{1024}}) {
+    SCOPED_TRACE(size);
+    auto options = test_options();
+    options.max_backpressure = 64 * 1024;
+    options.policy = backpressure_policy::close;
+    running_server srv(options, [size](server& s) { flooding_server(s, 400, size); });
+    ws_client sub(srv.port());
+    ASSERT_EQ(sub.upgrade(), 101);
+    ASSERT_TRUE(sub.send_message(opcode::text, "sub"));
+    ASSERT_EQ(sub.next().payload, "ok");
+    ws_client publisher(srv.port());
+    ASSERT_EQ(publisher.upgrade(), 101);
+    ASSERT_TRUE(publisher.send_message(opcode::text, "go"));
+    ASSERT_EQ(publisher.next().payload, "flooded");
+    EXPECT_EQ(srv.get().statistics().backpressure_drops, 1u);
+    // The publications accepted before the cap, in order, then the close.
+    int expected = 0;
+    for (;;) {
+      received r = sub.next();
+      if (r.kind != event_kind::message) {
+        EXPECT_EQ(r.kind, event_kind::close);
+        EXPECT_EQ(r.code, 1008);
+        break;
+      }
+      ASSERT_EQ(r.payload.substr(0, r.payload.find(';')), numbered("m", expected));
+      ++expected;
+    }
+    EXPECT_GT(expected, 0);
+    EXPECT_LT(expected, 400);
   }
 }
 
