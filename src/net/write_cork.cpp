@@ -141,8 +141,18 @@ void write_cork::discard(cork_sink& sink) noexcept {
   if (sink.slot_ != cork_sink::k_none) detach(sink);
 }
 
+void write_cork::add_flush_hook(flush_hook fn, void* context) {
+  hooks_.emplace_back(fn, context);
+}
+
+void write_cork::remove_flush_hook(void* context) noexcept {
+  std::erase_if(hooks_, [context](const auto& h) { return h.second == context; });
+}
+
 void write_cork::flush() {
   assert(!flushing_ && "write_cork::flush is not reentrant");
+  // Before flushing_ is set: a hook appends like any other writer.
+  for (const auto& [fn, context] : hooks_) fn(context);
   if (dirty_.empty()) {
     // Bytes may have been staged for sinks that then refused them (closed,
     // over their cap): they end with the iteration all the same.

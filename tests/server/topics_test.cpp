@@ -258,6 +258,82 @@ TEST_F(topics_test, PublicationsOfOneIterationKeepTheirOrderWithDirectSends) {
   EXPECT_EQ(drain(behind), (std::vector<std::string>{"b5", "b6", "b7", "b8"}));
 }
 
+// Runs a script in one callback, so in one loop iteration, while publications
+// to a topic are held in the loop's batch: "p:T:X" publishes X to T, "L:T:X"
+// publishes X padded to 20 KiB (written at once, not batched), "s:T" / "u:T"
+// (un)subscribes the caller, "d:X" sends X to the caller, "c" closes the
+// caller (4001). Steps are separated by ';'.
+void script_server(server& s) {
+  ws_behavior b;
+  b.on_message = [&s](websocket& ws, std::string_view p, opcode) {
+    while (!p.empty()) {
+      const std::string_view step = p.substr(0, p.find(';'));
+      p.remove_prefix(std::min(p.size(), step.size() + 1));
+      const std::string_view arg = step.size() > 2 ? step.substr(2) : std::string_view{};
+      const std::string_view topic = arg.substr(0, arg.find(':'));
+      const std::string_view text =
+          arg.find(':') == std::string_view::npos ? std::string_view{} : arg.substr(arg.find(':') + 1);
+      switch (step[0]) {
+        case 'p':
+          s.publish(topic, text, opcode::text);
+          break;
+        case 'L': {
+          std::string large(text);
+          large.resize(20 * 1024, '.');
+          s.publish(topic, large, opcode::text);
+          break;
+        }
+        case 's':
+          ws.subscribe(arg);
+          break;
+        case 'u':
+          ws.unsubscribe(arg);
+          break;
+        case 'd':
+          ws.send(arg, opcode::text);
+          break;
+        case 'c':
+          ws.close(4001);
+          break;
+      }
+    }
+  };
+  s.ws("/", std::move(b));
+}
+
+// The first `n` bytes of each message: large ones are padded.
+std::vector<std::string> heads(std::vector<std::string> got, std::size_t n = 8) {
+  for (auto& m : got) m = m.substr(0, std::min(n, m.find('.')));
+  return got;
+}
+
+TEST_F(topics_test, ABatchKeepsEveryRuleOfImmediateDelivery) {
+  running_server srv(test_options(), script_server);
+  ws_client caller(srv.port());
+  ASSERT_EQ(caller.upgrade(), 101);
+  ws_client both(srv.port());
+  ASSERT_EQ(both.upgrade(), 101);
+  ASSERT_TRUE(both.send_message(opcode::text, "s:a;s:b;d:ok"));
+  ASSERT_EQ(both.next().payload, "ok");
+  // A subscription made after a publication does not get it; one ended
+  // after a publication does; another topic's publications and a large one
+  // keep their places; direct sends keep theirs.
+  ASSERT_TRUE(caller.send_message(
+      opcode::text, "p:a:a1;s:a;p:a:a2;d:x1;p:b:b1;p:a:a3;L:a:A4;p:a:a5;u:a;p:a:a6;d:x2"));
+  EXPECT_EQ(heads(drain(caller)), (std::vector<std::string>{"a2", "x1", "a3", "A4", "a5", "x2"}));
+  EXPECT_EQ(heads(drain(both)),
+            (std::vector<std::string>{"a1", "a2", "b1", "a3", "A4", "a5", "a6"}));
+  // A close frame follows what was published before it.
+  ASSERT_TRUE(caller.send_message(opcode::text, "s:a;p:a:a7;p:a:a8;c"));
+  EXPECT_EQ(caller.next().payload, "a7");
+  EXPECT_EQ(caller.next().payload, "a8");
+  const received r = caller.next();
+  EXPECT_EQ(r.kind, event_kind::close);
+  EXPECT_EQ(r.code, 4001);
+  EXPECT_EQ(heads(drain(both)), (std::vector<std::string>{"a7", "a8"}));
+  EXPECT_TRUE(wait_until([&] { return srv.get().statistics().messages_sent == 1u + 6u + 7u + 4u; }));
+}
+
 // Publishes `count` numbered messages of `size` bytes to "t" from a loop
 // callback while the subscriber does not read: the kernel's buffers fill (or,
 // for small messages, the iteration's cork does), then the cap. 64 KiB

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace switchboard::net {
@@ -129,8 +130,18 @@ class write_cork {
   // True when no sink has anything corked.
   [[nodiscard]] bool empty() const noexcept { return live_sinks_ == 0; }
 
-  // Hands every dirty sink its bytes (one flush_corked call each) and resets the
-  // arena. Called by the event loop once per iteration.
+  // Registers `fn(context)` to run at the start of every flush(), before any
+  // sink is written: the place for a writer that held bytes back during the
+  // iteration (the server's topic batches) to append and stage them. Hooks
+  // run in the order added. REQUIRES: `context` is not registered already.
+  using flush_hook = void (*)(void* context);
+  void add_flush_hook(flush_hook fn, void* context);
+  // Removes the hook registered with `context`; unknown contexts are ignored.
+  void remove_flush_hook(void* context) noexcept;
+
+  // Runs the flush hooks, then hands every dirty sink its bytes (one
+  // flush_corked call each) and resets the arenas. Called by the event loop
+  // once per iteration.
   void flush();
 
   [[nodiscard]] const stats& statistics() const noexcept { return stats_; }
@@ -168,6 +179,7 @@ class write_cork {
   std::vector<cork_sink*> dirty_;  // in order of first write; nullptr once discarded
   std::size_t live_sinks_ = 0;     // non-null entries of dirty_
   std::vector<iovec> iov_;         // scratch for flush() and take()
+  std::vector<std::pair<flush_hook, void*>> hooks_;
   bool flushing_ = false;
   stats stats_;
 };

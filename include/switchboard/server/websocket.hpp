@@ -175,6 +175,12 @@ class websocket final : private net::transport_handler {
   // under max_backpressure — or the policy acts) and says whether a message
   // may be written; write_admitted() then writes a ready frame.
   bool admit_send();
+  // Before anything is written to this connection: publications its topics
+  // hold back in the loop's batch go first (topics.cpp).
+  void before_write() {
+    if (topics_) flush_topic_batch();
+  }
+  void flush_topic_batch();
   send_status write_admitted(std::span<const std::byte> framed);
   send_status write_admitted(const net::staged_bytes& framed);
   send_status send_compressed(protocol::opcode op, std::string_view payload);
