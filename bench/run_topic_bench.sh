@@ -9,6 +9,7 @@
 #
 #   bench/run_topic_bench.sh [--build DIR] [--only rates,instr]
 #                            [--points "SUBS:R1,R2,... SUBS:..."] [--pad BYTES]
+#                            [--instr-points "SUBS:R SUBS:R ..."]
 #                            [--duration S] [--warmup S] [--peer NAME=COMMAND]...
 #                            [--results FILE] [--report-only] [--no-pin]
 #
@@ -16,8 +17,8 @@
 #   rates  per point, each server at each rate: deliveries/s, latency, server
 #          CPU time, deliveries per server CPU-second (and its ratio to the
 #          raw ceiling's at the same rate)
-#   instr  user-space instructions per delivery (callgrind; 1,000 subscribers at
-#          10 and 200 publications/s, 10,000 at 10): each server at a
+#   instr  user-space instructions per delivery (callgrind; by default 1,000
+#          subscribers at 10 and 200 publications/s, 10,000 at 10): each server at a
 #          rate R and at 2R for the same time on a fresh process; the
 #          difference over the difference in deliveries is the marginal cost
 # --peer NAME=COMMAND adds a server to the rates section: COMMAND must print
@@ -29,6 +30,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 build="$repo/build/release"
 only="rates,instr"
 points="1000:1000,3000,6000,10000 10000:100,300,600,1000"
+instr_points="1000:10 1000:200 10000:10"
 pad=40
 duration=5
 warmup=1
@@ -43,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --build) build=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --points) points=$2; shift 2 ;;
+    --instr-points) instr_points=$2; shift 2 ;;
     --pad) pad=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
@@ -50,7 +53,7 @@ while [[ $# -gt 0 ]]; do
     --results) results=$2; shift 2 ;;
     --report-only) report_only=1; shift ;;
     --no-pin) pin=0; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -138,10 +141,13 @@ run_rates() {
 }
 
 # Instructions per delivery: raw and topic under callgrind, at R and 2R.
+# Counting starts once every subscriber is set up (callgrind_control -i on)
+# and the counters are dumped when the load generator is done, so the set-up
+# and the shutdown, whose cost varies from run to run, are not counted.
 run_instr() {
   command -v valgrind >/dev/null || { log "valgrind missing: instr skipped"; return 0; }
   local point entry
-  for point in 1000:10 1000:200 10000:10; do
+  for point in $instr_points; do
     local subs=${point%%:*} rate=${point#*:}
     local -a src=()
     [[ $subs -gt 2000 ]] && src=(--source-ips "$sources")
@@ -150,18 +156,28 @@ run_instr() {
       local -a ir=() delivered=() acked=()
       local factor
       for factor in 1 2; do
+        rm -f "$work"/callgrind.out*
         # shellcheck disable=SC2086
-        start_server "${server_cpu[@]}" valgrind --tool=callgrind \
+        start_server "${server_cpu[@]}" valgrind --tool=callgrind --instr-atstart=no \
           --callgrind-out-file="$work/callgrind.out" $cmd || return 1
         "${loader_cpu[@]}" "$fanout" --url "ws://127.0.0.1:$server_port/ws" --json \
-          --subscribers "$subs" --rates "$((rate * factor))" --pad "$pad" --duration 4 --warmup 0 \
-          --drain 60 --connect-timeout 120 "${src[@]}" >"$work/fanout.out" 2>"$work/fanout.err" ||
-          log "switchboard_fanout failed in instr $name"
-        stop_server  # callgrind writes its totals on exit
+          --subscribers "$subs" --rates "$((rate * factor))" --pad "$pad" --duration 4 \
+          --warmup 1 --drain 60 --connect-timeout 120 "${src[@]}" \
+          >"$work/fanout.out" 2>"$work/fanout.err" &
+        local loader=$!
+        for _ in $(seq 2400); do
+          grep -q 'set up in' "$work/fanout.err" && break
+          kill -0 "$loader" 2>/dev/null || break
+          sleep 0.05
+        done
+        callgrind_control -i on "$server_pid" >/dev/null
+        wait "$loader" || log "switchboard_fanout failed in instr $name"
+        callgrind_control -d "$server_pid" >/dev/null
+        stop_server
         local step
         step=$(grep '"step"' "$work/fanout.out" | head -1)
         [[ -n $step ]] || { log "instr $name: no step result"; cat "$work/fanout.err" >&2; return 1; }
-        ir+=("$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$work/callgrind.out")")
+        ir+=("$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$work"/callgrind.out.1 | head -1)")
         delivered+=("$(sed -n 's/.*"delivered":\([0-9]*\).*/\1/p' <<<"$step")")
         acked+=("$(sed -n 's/.*"acked":\([0-9]*\).*/\1/p' <<<"$step")")
       done
