@@ -4,7 +4,6 @@
 #include "fanout_options.hpp"
 
 #include <CLI/CLI.hpp>
-
 #include <cstdlib>
 #include <stdexcept>
 #include <string_view>
@@ -107,7 +106,8 @@ fanout_options parse_fanout_options(int argc, char** argv) {
   app.add_option("--pad", out.pad, "extra bytes in each publication's data");
   app.add_option("--threads", out.threads, "subscriber event loops; the publisher has its own")
       ->check(cli::at_least(1));
-  app.add_option("--source-ips", sources, "local IPv4 addresses to spread connections over (A,B,...)");
+  app.add_option("--source-ips", sources,
+                 "local IPv4 addresses to spread connections over (A,B,...)");
   app.add_option("--connect-timeout", out.connect_timeout_s, "per connect + upgrade + subscribe")
       ->check(cli::at_least(0.1));
   app.add_option("--server-pid", out.server_pid,

@@ -4,7 +4,6 @@
 #include "loadgen_options.hpp"
 
 #include <CLI/CLI.hpp>
-
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -75,15 +74,15 @@ loadgen_options parse_loadgen_options(int argc, char** argv) {
   app.add_option("--inflight", out.inflight, "messages in flight per connection")
       ->check(cli::at_least(1));
   app.add_option("--duration", out.duration_s, "measured seconds")->check(cli::at_least(0));
-  app.add_option("--warmup", out.warmup_s, "unmeasured seconds first")
-      ->check(cli::at_least(0));
+  app.add_option("--warmup", out.warmup_s, "unmeasured seconds first")->check(cli::at_least(0));
   app.add_option("--threads", out.threads, "event-loop threads")->check(cli::at_least(1));
   cli::add_choice(app, "--mode", out.mode,
                   {{"echo", load_mode::echo},
                    {"connect-storm", load_mode::connect_storm},
                    {"idle", load_mode::idle}},
                   "echo | connect-storm | idle");
-  app.add_option("--source-ips", sources, "local IPv4 addresses to spread connections over (A,B,...)");
+  app.add_option("--source-ips", sources,
+                 "local IPv4 addresses to spread connections over (A,B,...)");
   app.add_option("--connect-timeout", out.connect_timeout_s, "per connect + upgrade attempt")
       ->check(cli::at_least(0));
   app.add_flag("--raw", out.raw, "raw TCP echo of SIZE-byte messages, no WebSocket");

@@ -75,8 +75,8 @@ class connection final : private net::stream_handler {
   void write(std::string_view bytes) {
     const auto all = std::as_bytes(std::span(bytes.data(), bytes.size()));
     if (stream_.buffered_bytes() == 0) {
-      const ssize_t n = ::send(stream_.native_handle(), bytes.data(), bytes.size(),
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n =
+          ::send(stream_.native_handle(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n == static_cast<ssize_t>(bytes.size())) return;
       // Short, EAGAIN or an error: the stream keeps the rest (and reports
       // an error from its own flush on a later iteration).

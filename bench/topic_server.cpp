@@ -10,7 +10,6 @@
 //
 // Prints "listening on HOST:PORT" once listening; SIGINT / SIGTERM shut it down.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <string>
 #include <string_view>

@@ -66,7 +66,7 @@ TEST(write_cork_test, StagedMessagesInARowReachASinkAsOneSpan) {
             (std::vector<std::string>{"<one><two><three, longer than the first arena>"}));
   ASSERT_EQ(b.flushes.size(), 1u);
   EXPECT_EQ(b.flushes[0], (std::vector<std::string>{"<one>", "[direct]",
-                                                     "<two><three, longer than the first arena>"}));
+                                                    "<two><three, longer than the first arena>"}));
   EXPECT_TRUE(cork.empty());
   EXPECT_EQ(cork.statistics().sinks_flushed, 2u);
 }
