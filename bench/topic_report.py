@@ -44,14 +44,20 @@ for subs in sorted({r["subscribers"] for r in steps}):
 
 instr = [r for r in rows if r["section"] == "instr"]
 if instr:
-    print("| server | subscribers | publications/s R, 2R | instructions per delivery | per publication |")
-    print("|---|---:|---:|---:|---:|")
+    print("Instructions counted from the end of the set-up to the end of the load: per delivery at R")
+    print("(everything in that window over its deliveries), and the marginal cost from R to 2R")
+    print("(the difference over the difference in deliveries; — when 2R did not deliver more).\n")
+    print("| server | subscribers | publications/s R, 2R | instructions per delivery at R | "
+          "marginal per delivery | marginal per publication |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in instr:
         i = r["r"]["instr"]
         dd = i["delivered"][1] - i["delivered"][0]
         dp = i["publications"][1] - i["publications"][0]
         di = i["ir"][1] - i["ir"][0]
-        per_d = n(di / dd) if dd > 0 else "—"
-        per_p = n(di / dp) if dp > 0 else "—"
+        at_r = n(i["ir"][0] / i["delivered"][0]) if i["delivered"][0] else "—"
+        ok = dd > 0.5 * i["delivered"][0]
+        per_d = n(di / dd) if ok else "—"
+        per_p = n(di / dp) if ok and dp > 0 else "—"
         print(f"| {r['server']} | {n(r['subscribers'])} | {i['rates'][0]}, {i['rates'][1]} | "
-              f"{per_d} | {per_p} |")
+              f"{at_r} | {per_d} | {per_p} |")
