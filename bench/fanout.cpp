@@ -182,6 +182,9 @@ int fanout_run::run() {
       status = run_steps();
     }
   }
+  if (o_.hold_s > 0) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(o_.hold_s));
+  }
   shared_.stopping.store(true);
   const client_counters c = collect_counters();
   group_->stop();

@@ -113,6 +113,9 @@ fanout_options parse_fanout_options(int argc, char** argv) {
   app.add_option("--server-pid", out.server_pid,
                  "report that process's CPU time and VmRSS (from /proc)")
       ->check(cli::at_least(1));
+  app.add_option("--hold", out.hold_s,
+                 "keep every connection open this many seconds after the last step")
+      ->check(cli::at_least(0));
   app.add_flag("--json", out.json, "one JSON object per step instead of text");
   cli::parse_or_throw(app, argc, argv);
 

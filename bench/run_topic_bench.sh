@@ -140,10 +140,20 @@ run_rates() {
   done
 }
 
+# wait_for_line TEXT FILE PID: until FILE holds TEXT or PID has exited (at most 2 minutes).
+wait_for_line() {
+  for _ in $(seq 2400); do
+    grep -q "$1" "$2" && return 0
+    kill -0 "$3" 2>/dev/null || return 0
+    sleep 0.05
+  done
+}
+
 # Instructions per delivery: raw and topic under callgrind, at R and 2R.
 # Counting starts once every subscriber is set up (callgrind_control -i on)
-# and the counters are dumped when the load generator is done, so the set-up
-# and the shutdown, whose cost varies from run to run, are not counted.
+# and the counters are dumped once the step is over, while the load generator
+# still holds its connections open, so the set-up and the closes, whose cost
+# varies from run to run, are not counted.
 run_instr() {
   command -v valgrind >/dev/null || { log "valgrind missing: instr skipped"; return 0; }
   local point entry
@@ -162,17 +172,16 @@ run_instr() {
           --callgrind-out-file="$work/callgrind.out" $cmd || return 1
         "${loader_cpu[@]}" "$fanout" --url "ws://127.0.0.1:$server_port/ws" --json \
           --subscribers "$subs" --rates "$((rate * factor))" --pad "$pad" --duration 4 \
-          --warmup 1 --drain 60 --connect-timeout 120 "${src[@]}" \
+          --warmup 1 --drain 60 --connect-timeout 120 --hold 5 "${src[@]}" \
           >"$work/fanout.out" 2>"$work/fanout.err" &
         local loader=$!
-        for _ in $(seq 2400); do
-          grep -q 'set up in' "$work/fanout.err" && break
-          kill -0 "$loader" 2>/dev/null || break
-          sleep 0.05
-        done
-        callgrind_control -i on "$server_pid" >/dev/null
+        wait_for_line 'set up in' "$work/fanout.err" "$loader"
+        callgrind_control -i on "$server_pid" >/dev/null 2>&1
+        # The step's result: the load is over and the connections stay open
+        # (--hold) while the counters are dumped.
+        wait_for_line '"step"' "$work/fanout.out" "$loader"
+        callgrind_control -d "$server_pid" >/dev/null 2>&1
         wait "$loader" || log "switchboard_fanout failed in instr $name"
-        callgrind_control -d "$server_pid" >/dev/null
         stop_server
         local step
         step=$(grep '"step"' "$work/fanout.out" | head -1)
