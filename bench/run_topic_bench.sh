@@ -18,9 +18,9 @@
 #          CPU time, deliveries per server CPU-second (and its ratio to the
 #          raw ceiling's at the same rate)
 #   instr  user-space instructions per delivery (callgrind; by default 1,000
-#          subscribers at 10 and 200 publications/s, 10,000 at 10): each server at a
-#          rate R and at 2R for the same time on a fresh process; the
-#          difference over the difference in deliveries is the marginal cost
+#          subscribers at 10 and 200 publications/s, 10,000 at 10): raw and
+#          topic at a rate R and at 2R, each on a fresh process, counted from
+#          the end of the set-up to the end of the load
 # --peer NAME=COMMAND adds a server to the rates section: COMMAND must print
 # "listening on HOST:PORT" and serve the messages of bench/pubsub_wire.hpp
 # on ws://127.0.0.1:PORT/ws. Benchmarks are not tests.

@@ -9,6 +9,7 @@
 
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "switchboard/net/tcp_stream.hpp"
@@ -183,7 +184,9 @@ TEST_F(staged_stream_test, OneStagedMessageToManyStreamsOneSendEach) {
 }
 
 TEST_F(staged_stream_test, StagedBytesQueueBehindWhatTheKernelRefused) {
-  auto [peer, fd] = test::tcp_pair();
+  unique_fd peer;
+  unique_fd fd;
+  std::tie(peer, fd) = test::tcp_pair();  // not a structured binding: the lambda below takes peer
   const int small = 16 * 1024;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
   ::setsockopt(peer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
