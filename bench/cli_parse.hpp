@@ -1,11 +1,13 @@
-// cli_parse.hpp — the option-parsing helpers switchboard_loadgen and
-// switchboard_fanout share: numbers with a lower bound, comma lists, the
-// HOST[:PORT][/PATH] part of a URL and --source-ips. Every helper throws
-// std::invalid_argument with a message for the user.
+// cli_parse.hpp — what the bench tools' CLI11 parsers share: running the
+// parse (help exits 0, errors become std::invalid_argument with the usage),
+// and the checks CLI11 cannot express: the HOST[:PORT][/PATH] part of a URL
+// and --source-ips. Every helper throws std::invalid_argument with a message
+// for the user.
 //
 // Thread-safety: plain functions; call from any thread.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
@@ -13,11 +15,63 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "switchboard/net/tcp_socket.hpp"
 
 namespace switchboard::bench::cli {
+
+// Parses argv with `app`: --help prints the usage and exits 0; any other
+// parse error throws std::invalid_argument with CLI11's message and the usage.
+inline void parse_or_throw(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) std::exit(app.exit(e));
+    throw std::invalid_argument(std::string(e.what()) + " (--help lists the options)");
+  }
+}
+
+// A check that the value is a number >= min, with a short message.
+inline CLI::Validator at_least(double min) {
+  std::string shown = std::to_string(min);
+  shown.erase(shown.find_last_not_of('0') + 1);
+  if (shown.back() == '.') shown.pop_back();
+  return CLI::Validator(
+      [min, shown](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0' || !(value >= min)) {
+          return "expected a number >= " + shown + ", got '" + text + "'";
+        }
+        return {};
+      },
+      ">=" + shown);
+}
+
+// An option whose value is one of `choices`' names, stored as its value.
+template <class E>
+CLI::Option* add_choice(CLI::App& app, const std::string& name, E& out,
+                        std::vector<std::pair<std::string, E>> choices, const std::string& help) {
+  std::vector<std::string> names;
+  std::string current;
+  for (const auto& [n, v] : choices) {
+    names.push_back(n);
+    if (v == out) current = n;
+  }
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&out, choices](const std::string& value) {
+            for (const auto& [n, v] : choices) {
+              if (n == value) out = v;
+            }
+          },
+          help)
+      ->check(CLI::IsMember(names))
+      ->default_str(current);
+}
 
 // An integer >= min.
 inline std::uint64_t to_count(std::string_view flag, std::string_view text, std::uint64_t min) {
@@ -26,32 +80,6 @@ inline std::uint64_t to_count(std::string_view flag, std::string_view text, std:
   if (ec != std::errc{} || end != text.data() + text.size() || value < min) {
     throw std::invalid_argument(std::string(flag) + ": expected an integer >= " +
                                 std::to_string(min) + ", got '" + std::string(text) + "'");
-  }
-  return value;
-}
-
-// True, with `value` set, when all of `text` is a number >= min.
-inline bool read_number(const std::string& text, double min, double& value) {
-  char* end = nullptr;
-  value = std::strtod(text.c_str(), &end);
-  return end != text.c_str() && *end == '\0' && value >= min;
-}
-
-// A number >= min.
-inline double to_number(std::string_view flag, const std::string& text, double min) {
-  double value = 0;
-  if (!read_number(text, min, value)) {
-    throw std::invalid_argument(std::string(flag) + ": expected a number >= " +
-                                std::to_string(min) + ", got '" + text + "'");
-  }
-  return value;
-}
-
-// Seconds >= 0.
-inline double to_seconds(std::string_view flag, const std::string& text) {
-  double value = 0;
-  if (!read_number(text, 0, value)) {
-    throw std::invalid_argument(std::string(flag) + ": expected seconds >= 0, got '" + text + "'");
   }
   return value;
 }

@@ -182,6 +182,9 @@ int fanout_run::run() {
       status = run_steps();
     }
   }
+  if (o_.hold_s > 0) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(o_.hold_s));
+  }
   shared_.stopping.store(true);
   const client_counters c = collect_counters();
   group_->stop();
@@ -426,13 +429,13 @@ void fanout_run::print_step(const step_result& r) const {
 }
 
 int fanout_run::run_steps() {
-  if (!o_.json) {
-    std::printf("%s%s%s: %zu subscribers set up in %.2f s\n", scenario_name(o_.scenario),
-                o_.scenario == fanout_scenario::channels ? " / " : "",
-                o_.scenario == fanout_scenario::channels ? target_name(o_.publish) : "",
-                o_.subscribers, setup_s_);
-    std::fflush(stdout);
-  }
+  // With --json on stderr, for scripts that act once the set-up is done
+  // (run_topic_bench.sh starts counting instructions then).
+  std::fprintf(o_.json ? stderr : stdout, "%s%s%s: %zu subscribers set up in %.2f s\n",
+               scenario_name(o_.scenario), o_.scenario == fanout_scenario::channels ? " / " : "",
+               o_.scenario == fanout_scenario::channels ? target_name(o_.publish) : "",
+               o_.subscribers, setup_s_);
+  std::fflush(o_.json ? stderr : stdout);
   double good = 0;
   double bad = 0;
   for (const double rate : o_.rates) {

@@ -1,8 +1,9 @@
-// fanout_options.cpp — argument parsing for switchboard_fanout: plain argv
-// walking, as switchboard_loadgen does.
+// fanout_options.cpp — argument parsing for switchboard_fanout, with CLI11
+// (as the switchboard binary does); what CLI11 cannot check alone (the URL,
+// the source addresses, combinations) is checked after it.
 #include "fanout_options.hpp"
 
-#include <cstdio>
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <stdexcept>
 #include <string_view>
@@ -12,38 +13,6 @@
 
 namespace switchboard::bench {
 namespace {
-
-constexpr const char* k_usage =
-    "usage: switchboard_fanout --url ws://HOST:PORT/ws [options]\n"
-    "  --scenario S          fanout | channels | memory (fanout)\n"
-    "  --subscribers N       subscriber connections (1000)\n"
-    "  --namespace NS        namespace of the channels used (bench)\n"
-    "  --publish P           channels: individual | shared | mixed (individual)\n"
-    "  --shared-every K      mixed: one publication in K goes to NS:all (100)\n"
-    "  --memory-channel C    memory: own (NS:m<i> each) | shared (NS:mem) (own)\n"
-    "  --rates R1,R2,...     publications/s, one measured step each (1,10,100)\n"
-    "  --until-saturated     stop at the first step that does not keep up, then bisect\n"
-    "  --refine N            bisection steps after the first failure (2)\n"
-    "  --half                a last step at half the highest sustained rate\n"
-    "  --half-duration S     measured seconds of that step (--duration)\n"
-    "  --duration S          measured seconds per step (5)\n"
-    "  --warmup S            unmeasured seconds before each step (1)\n"
-    "  --drain S             most seconds to wait for late deliveries after a step (30)\n"
-    "(0)\n"
-    "  --settle S            memory: idle seconds before each VmRSS reading (2)\n"
-    "  --max-p99-ms MS       a step with a higher p99 has not kept up (500)\n"
-    "  --min-ratio F         nor one delivering less than F of what was published (0.95)\n"
-    "  --inflight K          most publishes awaiting their reply (1000)\n"
-    "  --pad BYTES           extra bytes in each publication's data (0)\n"
-    "  --threads T           subscriber event loops; the publisher has its own (1)\n"
-    "  --source-ips A,B,...  local IPv4 addresses to spread connections over\n"
-    "  --connect-timeout S   per connect + upgrade + subscribe (20)\n"
-    "  --server-pid PID      report that process's CPU time and VmRSS (from /proc)\n"
-    "  --json                one JSON object per step instead of text\n";
-
-using cli::for_each_item;
-using cli::to_count;
-using cli::to_number;
 
 // ws://HOST[:PORT][/PATH]; HOST is numeric.
 void parse_url(std::string_view url, fanout_options& out) {
@@ -85,100 +54,74 @@ const char* target_name(publish_target t) noexcept {
 
 fanout_options parse_fanout_options(int argc, char** argv) {
   fanout_options out;
-  bool have_url = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(k_usage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--json") {
-      out.json = true;
-      continue;
-    }
-    if (flag == "--until-saturated") {
-      out.until_saturated = true;
-      continue;
-    }
-    if (flag == "--half") {
-      out.half = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(flag) + ": missing value");
-    const std::string value = argv[++i];
-    if (flag == "--url") {
-      parse_url(value, out);
-      have_url = true;
-    } else if (flag == "--scenario") {
-      if (value == "fanout") {
-        out.scenario = fanout_scenario::fanout;
-      } else if (value == "channels") {
-        out.scenario = fanout_scenario::channels;
-      } else if (value == "memory") {
-        out.scenario = fanout_scenario::memory;
-      } else {
-        throw std::invalid_argument("--scenario: expected fanout, channels or memory");
-      }
-    } else if (flag == "--subscribers") {
-      out.subscribers = to_count(flag, value, 1);
-    } else if (flag == "--namespace") {
-      out.ns = value;
-    } else if (flag == "--publish") {
-      if (value == "individual") {
-        out.publish = publish_target::individual;
-      } else if (value == "shared") {
-        out.publish = publish_target::shared;
-      } else if (value == "mixed") {
-        out.publish = publish_target::mixed;
-      } else {
-        throw std::invalid_argument("--publish: expected individual, shared or mixed");
-      }
-    } else if (flag == "--shared-every") {
-      out.shared_every = to_count(flag, value, 2);
-    } else if (flag == "--memory-channel") {
-      if (value != "own" && value != "shared") {
-        throw std::invalid_argument("--memory-channel: expected own or shared");
-      }
-      out.memory_shared_channel = value == "shared";
-    } else if (flag == "--rates") {
-      out.rates.clear();
-      for_each_item(value, [&](std::string_view item) {
-        out.rates.push_back(to_number(flag, std::string(item), 0.001));
-      });
-      if (out.rates.empty()) throw std::invalid_argument("--rates: at least one rate");
-    } else if (flag == "--refine") {
-      out.refine = to_count(flag, value, 0);
-    } else if (flag == "--half-duration") {
-      out.half_duration_s = to_number(flag, value, 0.1);
-    } else if (flag == "--duration") {
-      out.duration_s = to_number(flag, value, 0.1);
-    } else if (flag == "--warmup") {
-      out.warmup_s = to_number(flag, value, 0);
-    } else if (flag == "--drain") {
-      out.drain_s = to_number(flag, value, 0);
-    } else if (flag == "--settle") {
-      out.settle_s = to_number(flag, value, 0);
-    } else if (flag == "--max-p99-ms") {
-      out.max_p99_ms = to_number(flag, value, 0.001);
-    } else if (flag == "--min-ratio") {
-      out.min_ratio = to_number(flag, value, 0);
-    } else if (flag == "--inflight") {
-      out.inflight = to_count(flag, value, 1);
-    } else if (flag == "--pad") {
-      out.pad = to_count(flag, value, 0);
-    } else if (flag == "--threads") {
-      out.threads = to_count(flag, value, 1);
-    } else if (flag == "--source-ips") {
-      cli::parse_source_ips(value, out.sources);
-    } else if (flag == "--connect-timeout") {
-      out.connect_timeout_s = to_number(flag, value, 0.1);
-    } else if (flag == "--server-pid") {
-      out.server_pid = static_cast<long>(to_count(flag, value, 1));
-    } else {
-      throw std::invalid_argument("unknown option '" + std::string(flag) + "'\n" + k_usage);
-    }
-  }
-  if (!have_url) throw std::invalid_argument(std::string("--url is required\n") + k_usage);
+  std::string url;
+  std::string sources;
+  std::string memory_channel = "own";
+  CLI::App app{"switchboard_fanout: publish/subscribe load for `switchboard serve`",
+               "switchboard_fanout"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--url", url, "ws://HOST:PORT/PATH of the server (numeric host)")->required();
+  cli::add_choice(app, "--scenario", out.scenario,
+                  {{"fanout", fanout_scenario::fanout},
+                   {"channels", fanout_scenario::channels},
+                   {"memory", fanout_scenario::memory}},
+                  "fanout | channels | memory");
+  app.add_option("--subscribers", out.subscribers, "subscriber connections")
+      ->check(cli::at_least(1));
+  app.add_option("--namespace", out.ns, "namespace of the channels used");
+  cli::add_choice(app, "--publish", out.publish,
+                  {{"individual", publish_target::individual},
+                   {"shared", publish_target::shared},
+                   {"mixed", publish_target::mixed}},
+                  "channels: individual | shared | mixed");
+  app.add_option("--shared-every", out.shared_every, "mixed: one publication in K goes to NS:all")
+      ->check(cli::at_least(2));
+  app.add_option("--memory-channel", memory_channel, "memory: own (NS:m<i> each) | shared (NS:mem)")
+      ->check(CLI::IsMember({"own", "shared"}));
+  app.add_option("--rates", out.rates, "publications/s, one measured step each")
+      ->delimiter(',')
+      ->check(cli::at_least(0.001));
+  app.add_flag("--until-saturated", out.until_saturated,
+               "stop at the first step that does not keep up, then bisect");
+  app.add_option("--refine", out.refine, "bisection steps after the first failure");
+  app.add_flag("--half", out.half, "a last step at half the highest sustained rate");
+  app.add_option("--half-duration", out.half_duration_s, "measured seconds of that step")
+      ->check(cli::at_least(0.1))
+      ->default_str("--duration");
+  app.add_option("--duration", out.duration_s, "measured seconds per step")
+      ->check(cli::at_least(0.1));
+  app.add_option("--warmup", out.warmup_s, "unmeasured seconds before each step")
+      ->check(cli::at_least(0));
+  app.add_option("--drain", out.drain_s, "most seconds to wait for late deliveries after a step")
+      ->check(cli::at_least(0));
+  app.add_option("--settle", out.settle_s, "memory: idle seconds before each VmRSS reading")
+      ->check(cli::at_least(0));
+  app.add_option("--max-p99-ms", out.max_p99_ms, "a step with a higher p99 has not kept up")
+      ->check(cli::at_least(0.001));
+  app.add_option("--min-ratio", out.min_ratio,
+                 "nor one delivering less than F of what was published")
+      ->check(cli::at_least(0));
+  app.add_option("--inflight", out.inflight, "most publishes awaiting their reply")
+      ->check(cli::at_least(1));
+  app.add_option("--pad", out.pad, "extra bytes in each publication's data");
+  app.add_option("--threads", out.threads, "subscriber event loops; the publisher has its own")
+      ->check(cli::at_least(1));
+  app.add_option("--source-ips", sources,
+                 "local IPv4 addresses to spread connections over (A,B,...)");
+  app.add_option("--connect-timeout", out.connect_timeout_s, "per connect + upgrade + subscribe")
+      ->check(cli::at_least(0.1));
+  app.add_option("--server-pid", out.server_pid,
+                 "report that process's CPU time and VmRSS (from /proc)")
+      ->check(cli::at_least(1));
+  app.add_option("--hold", out.hold_s,
+                 "keep every connection open this many seconds after the last step")
+      ->check(cli::at_least(0));
+  app.add_flag("--json", out.json, "one JSON object per step instead of text");
+  cli::parse_or_throw(app, argc, argv);
+
+  parse_url(url, out);
+  out.memory_shared_channel = memory_channel == "shared";
+  if (!sources.empty()) cli::parse_source_ips(sources, out.sources);
   if (out.scenario == fanout_scenario::memory && out.server_pid == 0) {
     throw std::invalid_argument("--scenario memory needs --server-pid");
   }

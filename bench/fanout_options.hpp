@@ -32,6 +32,9 @@
 //   --source-ips A,B,...             local addresses to spread connections over
 //   --connect-timeout S              per connect + upgrade + subscribe     (20)
 //   --server-pid PID                 report its CPU time and VmRSS (from /proc)
+//   --hold S                         keep every connection open S seconds after
+//                                    the last step (a script reads the server
+//                                    before the closes begin)             (0)
 //   --json                           one JSON object per step on stdout
 //
 // Thread-safety: plain values, parsed once in main().
@@ -76,6 +79,7 @@ struct fanout_options {
   std::vector<net::endpoint> sources;  // port 0; empty: the kernel chooses
   double connect_timeout_s = 20;
   long server_pid = 0;  // 0: none
+  double hold_s = 0;
   bool json = false;
 };
 

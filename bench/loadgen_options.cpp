@@ -1,9 +1,9 @@
-// loadgen_options.cpp — argument parsing for switchboard_loadgen. Plain
-// argv walking: the tool has a dozen flags and no subcommands.
+// loadgen_options.cpp — argument parsing for switchboard_loadgen, with CLI11
+// (as the switchboard binary does); the URL, the source addresses and the
+// combinations of flags are checked after it.
 #include "loadgen_options.hpp"
 
-#include <cstdio>
-#include <cstdlib>
+#include <CLI/CLI.hpp>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -12,32 +12,6 @@
 
 namespace switchboard::bench {
 namespace {
-
-constexpr const char* k_usage =
-    "usage: switchboard_loadgen --url ws[s]://HOST:PORT/PATH [options]\n"
-    "  --ca-file FILE        wss://: PEM CA(s) the server certificate must chain to\n"
-    "  --insecure            wss://: do not verify the server certificate\n"
-    "  --connections N       concurrent connections (100)\n"
-    "  --size BYTES          payload bytes per message (16)\n"
-    "  --inflight K          messages in flight per connection (1)\n"
-    "  --duration S          measured seconds (10)\n"
-    "  --warmup S            unmeasured seconds first (2)\n"
-    "  --threads T           event-loop threads (1)\n"
-    "  --mode M              echo | connect-storm | idle (echo)\n"
-    "  --source-ips A,B,...  local IPv4 addresses to spread connections over\n"
-    "  --connect-timeout S   per connect + upgrade attempt (10)\n"
-    "  --raw                 raw TCP echo of SIZE-byte messages, no WebSocket\n"
-    "  --payload P           bytes ('x' * SIZE, binary) | json (SIZE-byte JSON-like text) (bytes)\n"
-    "  --deflate             offer permessage-deflate; compress sends, inflate and check echoes\n"
-    "  --deflate-offer O     what to offer, implies --deflate: no-takeover (both\n"
-    "                        *_no_context_takeover, default) | takeover (as browsers offer)\n"
-    "  --idle-messages N     idle mode: echo N messages on each connection, then idle (0)\n"
-    "  --json                print one JSON object instead of text\n"
-    "  --server-pid PID      report that process's CPU time (user + sys) inside the\n"
-    "                        measured window, read from /proc (server on this host)\n";
-
-using cli::to_count;
-using cli::to_seconds;
 
 // ws[s]://HOST[:PORT][/PATH], or tcp://HOST:PORT for --raw. HOST is numeric.
 void parse_url(std::string_view url, loadgen_options& out) {
@@ -85,88 +59,55 @@ const char* offer_name(deflate_offer offer) noexcept {
 
 loadgen_options parse_loadgen_options(int argc, char** argv) {
   loadgen_options out;
-  bool have_url = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(k_usage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--raw") {
-      out.raw = true;
-      continue;
-    }
-    if (flag == "--json") {
-      out.json = true;
-      continue;
-    }
-    if (flag == "--deflate") {
-      out.deflate = true;
-      continue;
-    }
-    if (flag == "--insecure") {
-      out.insecure = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(flag) + ": missing value");
-    const std::string value = argv[++i];
-    if (flag == "--url") {
-      parse_url(value, out);
-      have_url = true;
-    } else if (flag == "--connections") {
-      out.connections = to_count(flag, value, 1);
-    } else if (flag == "--size") {
-      out.size = to_count(flag, value, 1);
-    } else if (flag == "--inflight") {
-      out.inflight = to_count(flag, value, 1);
-    } else if (flag == "--duration") {
-      out.duration_s = to_seconds(flag, value);
-    } else if (flag == "--warmup") {
-      out.warmup_s = to_seconds(flag, value);
-    } else if (flag == "--threads") {
-      out.threads = to_count(flag, value, 1);
-    } else if (flag == "--connect-timeout") {
-      out.connect_timeout_s = to_seconds(flag, value);
-    } else if (flag == "--mode") {
-      if (value == "echo") {
-        out.mode = load_mode::echo;
-      } else if (value == "connect-storm") {
-        out.mode = load_mode::connect_storm;
-      } else if (value == "idle") {
-        out.mode = load_mode::idle;
-      } else {
-        throw std::invalid_argument("--mode: expected echo, connect-storm or idle");
-      }
-    } else if (flag == "--payload") {
-      if (value == "bytes") {
-        out.payload = payload_kind::bytes;
-      } else if (value == "json") {
-        out.payload = payload_kind::json;
-      } else {
-        throw std::invalid_argument("--payload: expected bytes or json");
-      }
-    } else if (flag == "--deflate-offer") {
-      out.deflate = true;
-      if (value == "no-takeover") {
-        out.offer = deflate_offer::no_takeover;
-      } else if (value == "takeover") {
-        out.offer = deflate_offer::takeover;
-      } else {
-        throw std::invalid_argument("--deflate-offer: expected no-takeover or takeover");
-      }
-    } else if (flag == "--idle-messages") {
-      out.idle_messages = to_count(flag, value, 0);
-    } else if (flag == "--server-pid") {
-      out.server_pid = static_cast<long>(to_count(flag, value, 1));
-    } else if (flag == "--ca-file") {
-      out.ca_file = value;
-    } else if (flag == "--source-ips") {
-      cli::parse_source_ips(value, out.sources);
-    } else {
-      throw std::invalid_argument("unknown option '" + std::string(flag) + "'\n" + k_usage);
-    }
-  }
-  if (!have_url) throw std::invalid_argument(std::string("--url is required\n") + k_usage);
+  std::string url;
+  std::string sources;
+  CLI::App app{"switchboard_loadgen: WebSocket echo load (or raw TCP with --raw)",
+               "switchboard_loadgen"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--url", url, "ws[s]://HOST:PORT/PATH (tcp://HOST:PORT with --raw)")->required();
+  app.add_option("--ca-file", out.ca_file,
+                 "wss://: PEM CA(s) the server certificate must chain to");
+  app.add_flag("--insecure", out.insecure, "wss://: do not verify the server certificate");
+  app.add_option("--connections", out.connections, "concurrent connections")
+      ->check(cli::at_least(1));
+  app.add_option("--size", out.size, "payload bytes per message")->check(cli::at_least(1));
+  app.add_option("--inflight", out.inflight, "messages in flight per connection")
+      ->check(cli::at_least(1));
+  app.add_option("--duration", out.duration_s, "measured seconds")->check(cli::at_least(0));
+  app.add_option("--warmup", out.warmup_s, "unmeasured seconds first")->check(cli::at_least(0));
+  app.add_option("--threads", out.threads, "event-loop threads")->check(cli::at_least(1));
+  cli::add_choice(app, "--mode", out.mode,
+                  {{"echo", load_mode::echo},
+                   {"connect-storm", load_mode::connect_storm},
+                   {"idle", load_mode::idle}},
+                  "echo | connect-storm | idle");
+  app.add_option("--source-ips", sources,
+                 "local IPv4 addresses to spread connections over (A,B,...)");
+  app.add_option("--connect-timeout", out.connect_timeout_s, "per connect + upgrade attempt")
+      ->check(cli::at_least(0));
+  app.add_flag("--raw", out.raw, "raw TCP echo of SIZE-byte messages, no WebSocket");
+  cli::add_choice(app, "--payload", out.payload,
+                  {{"bytes", payload_kind::bytes}, {"json", payload_kind::json}},
+                  "bytes ('x' * SIZE, binary) | json (SIZE-byte JSON-like text)");
+  app.add_flag("--deflate", out.deflate,
+               "offer permessage-deflate; compress sends, inflate and check echoes");
+  CLI::Option* offer = cli::add_choice(
+      app, "--deflate-offer", out.offer,
+      {{"no-takeover", deflate_offer::no_takeover}, {"takeover", deflate_offer::takeover}},
+      "what to offer, implies --deflate: no-takeover (both *_no_context_takeover) | "
+      "takeover (as browsers offer)");
+  app.add_option("--idle-messages", out.idle_messages,
+                 "idle mode: echo N messages on each connection, then idle");
+  app.add_flag("--json", out.json, "print one JSON object instead of text");
+  app.add_option("--server-pid", out.server_pid,
+                 "report that process's CPU time (user + sys) inside the measured window, read "
+                 "from /proc (server on this host)")
+      ->check(cli::at_least(1));
+  cli::parse_or_throw(app, argc, argv);
+
+  if (offer->count() > 0) out.deflate = true;
+  parse_url(url, out);
+  if (!sources.empty()) cli::parse_source_ips(sources, out.sources);
   if (out.raw && out.mode == load_mode::connect_storm) {
     throw std::invalid_argument("--raw supports --mode echo and idle only");
   }

@@ -2,21 +2,26 @@
 // WebSocket at all, on the same net::event_loop, tcp_listener and tcp_stream
 // the real server uses. Whatever a connection reads it writes back. It marks
 // the physical ceiling of the benchmarks: a WebSocket echo server on this loop
-// can approach it but not pass it.
+// can approach it but not pass it. With --fanout it is the fan-out ceiling
+// instead (raw_fanout.hpp): switchboard_fanout's subscribe and publish
+// messages, each publication framed once and written to every subscriber
+// with one send per socket per iteration.
 //
-//   switchboard_raw_echo --host 127.0.0.1 --port 0 [--threads N]
+//   switchboard_raw_echo --host 127.0.0.1 --port 0 [--threads N] [--fanout]
 //
 // Prints "listening on HOST:PORT" once listening; SIGINT / SIGTERM exit 0.
 // One loop per thread, each with its own SO_REUSEPORT listener.
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "raw_fanout.hpp"
 #include "switchboard/net/loop_group.hpp"
 #include "switchboard/net/signal_watcher.hpp"
 #include "switchboard/net/tcp_listener.hpp"
@@ -35,6 +40,7 @@ class echo_connection;
 // One loop's listener and connections (an intrusive list: no per-connection
 // node allocation besides the connection itself).
 struct loop_state {
+  std::unique_ptr<switchboard::bench::raw_fanout_loop> fanout;  // --fanout
   std::unique_ptr<net::tcp_listener> listener;
   echo_connection* head = nullptr;
   ~loop_state();
@@ -73,49 +79,38 @@ class echo_connection final : private net::stream_handler {
 
 loop_state::~loop_state() {
   while (head != nullptr) delete head;
+  fanout.reset();
   listener.reset();
-}
-
-[[noreturn]] void usage(const char* message) {
-  std::fprintf(stderr,
-               "switchboard_raw_echo: %s\n"
-               "usage: switchboard_raw_echo [--host ADDR] [--port PORT] [--threads N]\n",
-               message);
-  std::exit(2);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
-  long port = 0;
-  long threads = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (i + 1 >= argc) usage("missing value");
-    const char* value = argv[++i];
-    char* end = nullptr;
-    if (flag == "--host") {
-      host = value;
-    } else if (flag == "--port") {
-      port = std::strtol(value, &end, 10);
-      if (*end != '\0' || port < 0 || port > 65535) usage("bad --port");
-    } else if (flag == "--threads") {
-      threads = std::strtol(value, &end, 10);
-      if (*end != '\0' || threads < 1 || threads > 256) usage("bad --threads");
-    } else {
-      usage("unknown option");
-    }
+  std::uint16_t port = 0;
+  std::size_t threads = 1;
+  bool fanout = false;
+  CLI::App app{"switchboard_raw_echo: raw TCP echo (or --fanout) on the bare event loop",
+               "switchboard_raw_echo"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--host", host, "numeric address to listen on");
+  app.add_option("--port", port, "port (0: any)");
+  app.add_option("--threads", threads, "event loops")->check(CLI::Range(1, 256));
+  app.add_flag("--fanout", fanout,
+               "the fan-out ceiling for switchboard_fanout instead of an echo");
+  CLI11_PARSE(app, argc, argv);
+  auto local = net::endpoint::parse(host, port);
+  if (!local) {
+    std::fprintf(stderr, "switchboard_raw_echo: --host must be a numeric address\n");
+    return 2;
   }
-  auto local = net::endpoint::parse(host, static_cast<std::uint16_t>(port));
-  if (!local) usage("--host must be a numeric address");
 
   // Before any thread exists, so that every thread inherits the mask.
   if (net::signal_watcher::block({SIGINT, SIGTERM})) return 1;
 
   std::error_code error;
   net::loop_group_options group_options;
-  group_options.threads = static_cast<std::size_t>(threads);
+  group_options.threads = threads;
   auto group = net::loop_group::create(group_options, error);
   if (!group) {
     std::fprintf(stderr, "switchboard_raw_echo: %s\n", error.message().c_str());
@@ -126,11 +121,13 @@ int main(int argc, char** argv) {
     auto state = std::make_unique<loop_state>();
     net::event_loop& loop = group->loop(i);
     loop_state* owner = state.get();
+    if (fanout) state->fanout = std::make_unique<switchboard::bench::raw_fanout_loop>(loop);
     net::listener_options listen_options;
     listen_options.reuse_port = group->size() > 1;
     state->listener = net::tcp_listener::listen(
         loop, *local, listen_options,
         [&loop, owner](net::unique_fd socket, const net::endpoint& /*peer*/) {
+          if (owner->fanout) return owner->fanout->accept(std::move(socket));
           auto* connection = new echo_connection(loop, *owner);
           if (connection->open(std::move(socket))) delete connection;
         },

@@ -79,6 +79,19 @@ send_status tcp_stream::send(std::initializer_list<std::span<const std::byte>> p
   return send_parts({parts.begin(), parts.size()});
 }
 
+send_status tcp_stream::send(const staged_bytes& bytes) {
+  assert(loop_->in_loop_thread() && "tcp_stream::send called from another thread");
+  if (!is_open() || failed()) return send_status::dropped;
+  if (write_blocked()) {
+    // Queued behind the refused bytes, like any other send.
+    const std::span<const std::byte> view = loop_->cork().view(bytes);
+    if (!view.empty()) std::memcpy(backlog_append_space(view.size()), view.data(), view.size());
+    return send_status::backpressure;
+  }
+  loop_->cork().append(*this, bytes);
+  return send_status::ok;
+}
+
 send_status tcp_stream::status_after_write() const noexcept {
   if (failed()) return send_status::dropped;
   return write_blocked() ? send_status::backpressure : send_status::ok;

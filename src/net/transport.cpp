@@ -131,6 +131,15 @@ send_status transport::send(std::span<const std::byte> data) {
   return tcp_.send(data);
 }
 
+send_status transport::send(const staged_bytes& bytes) {
+  if (tls_mode_) {
+    if (!tls_.block) return send_status::dropped;
+    return tls_.block->stream.send(tls_.loop->cork().view(bytes));
+  }
+  if (write_shut_) return send_status::dropped;
+  return tcp_.send(bytes);
+}
+
 send_status transport::send(std::initializer_list<std::span<const std::byte>> parts) {
   if (tls_mode_) return tls_.block ? tls_.block->stream.send(parts) : send_status::dropped;
   if (write_shut_) return send_status::dropped;

@@ -22,11 +22,16 @@ constexpr std::size_t k_keep_buffer = 64 * 1024;
 loop_context::loop_context(server_core& core, net::event_loop& loop, std::uint32_t index)
     : core_(&core), loop_(&loop), index_(index) {
   free_hook_ = loop_->add_iteration_hook([this] { free_retired(); });
+  // A topic batch is written at the latest when the cork flushes, whatever
+  // ran last in the iteration.
+  loop_->cork().add_flush_hook(&loop_context::flush_batch_hook, this);
   shutdown_timer_.bind<&loop_context::on_shutdown_deadline>(this);
 }
 
 loop_context::~loop_context() {
   // REQUIRES: the loop is not running. Connections are dropped without callbacks.
+  loop_->cork().remove_flush_hook(this);
+  batch_.t = nullptr;  // its staged bytes go with the cork's next reset
   shutdown_timer_.cancel();
   listener_.reset();
   for (auto& s : slots_) {

@@ -85,6 +85,18 @@ struct topic_subscriber {
 struct topic {
   std::string name;
   std::vector<topic_subscriber> subscribers;
+  // Subscribers that negotiated permessage-deflate: while there are any,
+  // publications are written at once (compressed per window), not batched.
+  std::uint32_t deflate_subscribers = 0;
+};
+
+// One publication held in a topic batch: its frame's length (the frames lie
+// back to back in the cork's staging arena), its position (sequence - 1) and
+// its payload size (statistics).
+struct batched_publication {
+  std::size_t length;
+  std::uint64_t position;
+  std::size_t payload_size;
 };
 
 // A loop's counters (server_statistics): written only by the loop's thread
@@ -193,6 +205,12 @@ class loop_context {
   // once per (window, level).
   void deliver(std::string_view name, protocol::opcode op, std::string_view framed,
                std::size_t header_size, std::uint64_t sequence);
+  // Writes the held-back publications of the topic batch to its subscribers
+  // now, if there is a batch and `ws` subscribes to its topic: called before
+  // anything else is written to `ws`, so that it keeps its place after them.
+  void flush_batch_for(const websocket& ws) {
+    if (batch_.t != nullptr) flush_batch_if_subscribed(ws);
+  }
 
   // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
   // Sends a deferred HTTP answer (http_responder::respond) if the request
@@ -211,6 +229,15 @@ class loop_context {
   // Closes the marked connections, then the largest queues until the
   // server-wide total is under 7/8 of max_outbound_memory (close policy).
   void shed_outbound();
+  // The topic batch (topics.cpp): publications to one topic that arrive in
+  // one iteration are staged back to back and written to each subscriber as
+  // one span, at the latest when the loop flushes its cork.
+  void batch(topic& t, std::string_view framed, std::uint64_t position, std::size_t payload_size);
+  void flush_batch();
+  void flush_batch_if_subscribed(const websocket& ws);
+  static void flush_batch_hook(void* self) { static_cast<loop_context*>(self)->flush_batch(); }
+  void deliver_now(topic& t, protocol::opcode op, std::string_view framed, std::size_t header_size,
+                   std::uint64_t position);
   void free_retired() noexcept;
   void on_shutdown_deadline();
   void check_done() noexcept;
@@ -245,8 +272,20 @@ class loop_context {
     std::uint8_t level;
     bool ok;
     std::string framed;
+    net::staged_bytes staged;  // framed, staged in the loop's cork once a subscriber takes it
+    bool is_staged;
   };
   std::vector<compressed_frame> publish_frames_;  // deliver()'s per-call cache
+  struct topic_batch {
+    topic* t = nullptr;  // the topic with publications held back; null: none
+    net::staged_bytes staged;  // every frame of the batch, back to back
+    std::size_t last_length = 0;
+    std::uint64_t min_position = 0;
+    std::uint64_t payload_bytes = 0;
+    std::vector<batched_publication> items;
+  };
+  topic_batch batch_;
+  std::vector<batched_publication> flushing_items_;  // flush_batch()'s copy, kept for its capacity
   loop_counters counters_;
   std::string scratch_;
   std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;

@@ -2,6 +2,18 @@
 // a publish frames the message once into a shared, immutable buffer and posts
 // it to every loop, which writes the same bytes to each of its subscribers
 // whose subscription position (`after`) the message's sequence passes.
+//
+// The topic batch. A loop copies each publication once into its cork's
+// staging arena. Publications to one topic that follow each other within an
+// iteration are held there as a batch, back to back, and written when
+// anything could tell the difference — before anything else is written to
+// one of the topic's subscribers (a direct send, pong or close frame),
+// before a subscription to it changes, before a publication to another
+// topic or one written at once, and at the latest when the loop flushes its
+// cork — so each subscriber takes the whole batch as one span of its one
+// write, its `after` filter and backpressure cap applied per publication,
+// exactly as if each had been written when published. Large frames and topics
+// with permessage-deflate subscribers are written at once (deliver_now).
 #include <algorithm>
 #include <cassert>
 #include <memory>
@@ -25,13 +37,18 @@ namespace detail {
 
 bool loop_context::subscribe(websocket& ws, std::string_view name, std::uint64_t after) {
   auto it = topics_.find(name);
-  if (it == topics_.end()) it = topics_.emplace(std::string(name), topic{std::string(name), {}}).first;
+  if (it == topics_.end()) {
+    it = topics_.emplace(std::string(name), topic{std::string(name), {}, 0}).first;
+  }
   topic* t = &it->second;
   if (!ws.topics_) ws.topics_ = std::make_unique<std::vector<topic*>>();
   auto& mine = *ws.topics_;
   if (std::find(mine.begin(), mine.end(), t) != mine.end()) return false;  // already subscribed
+  // What was published before the subscription is not for it.
+  if (batch_.t == t) flush_batch();
   mine.push_back(t);
   t->subscribers.push_back({&ws, after});
+  if (ws.deflate_) ++t->deflate_subscribers;
   return true;
 }
 
@@ -60,8 +77,12 @@ bool loop_context::unsubscribe(websocket& ws, std::string_view name) {
   auto it = topics_.find(name);
   if (it == topics_.end() || !ws.topics_) return false;
   topic* t = &it->second;
-  if (!erase_one(*ws.topics_, t)) return false;
+  if (std::find(ws.topics_->begin(), ws.topics_->end(), t) == ws.topics_->end()) return false;
+  // What was published before the unsubscription is still for it.
+  if (batch_.t == t) flush_batch();
+  erase_one(*ws.topics_, t);
   erase_one(t->subscribers, &ws);
+  if (ws.deflate_) --t->deflate_subscribers;
   if (t->subscribers.empty()) topics_.erase(it);
   if (ws.topics_->empty()) ws.topics_.reset();
   return true;
@@ -69,8 +90,10 @@ bool loop_context::unsubscribe(websocket& ws, std::string_view name) {
 
 void loop_context::unsubscribe_all(websocket& ws) noexcept {
   if (!ws.topics_) return;
+  flush_batch_if_subscribed(ws);  // the batch's topic may be erased below
   for (topic* t : *ws.topics_) {
     erase_one(t->subscribers, &ws);
+    if (ws.deflate_) --t->deflate_subscribers;
     if (t->subscribers.empty()) topics_.erase(t->name);
   }
   ws.topics_.reset();
@@ -86,21 +109,146 @@ void loop_context::deliver(std::string_view name, protocol::opcode op, std::stri
                            std::size_t header_size, std::uint64_t sequence) {
   auto it = topics_.find(name);
   if (it == topics_.end()) return;
+  topic& t = it->second;
   // sequence > after, with 0 (unsequenced) wrapping to the maximum so it
   // passes every `after`: one unsigned compare per subscriber.
   const std::uint64_t position = sequence - 1;
+  // Every subscriber's messages keep their order: a batch of another topic
+  // goes out before this publication.
+  if (batch_.t != nullptr && batch_.t != &t) flush_batch();
+  if (t.deflate_subscribers == 0 && framed.size() < net::tcp_stream::k_direct_write_min) {
+    batch(t, framed, position, framed.size() - header_size);
+    return;
+  }
+  if (batch_.t != nullptr) flush_batch();
+  deliver_now(t, op, framed, header_size, position);
+}
+
+void loop_context::batch(topic& t, std::string_view framed, std::uint64_t position,
+                         std::size_t payload_size) {
+  const net::staged_bytes staged = loop_->cork().stage(as_bytes(framed));
+  if (batch_.t == nullptr) {
+    batch_.t = &t;
+    batch_.staged = staged;
+    batch_.min_position = position;
+    batch_.payload_bytes = 0;
+  } else {
+    // Nothing else is staged while a batch is open (deliver_now flushes it
+    // first), so the frames lie back to back.
+    assert(staged.offset == batch_.staged.offset + batch_.staged.length);
+    batch_.staged.length += staged.length;
+    batch_.min_position = std::min(batch_.min_position, position);
+  }
+  batch_.last_length = staged.length;
+  batch_.payload_bytes += payload_size;
+  batch_.items.push_back({staged.length, position, payload_size});
+}
+
+void loop_context::flush_batch_if_subscribed(const websocket& ws) {
+  if (batch_.t == nullptr || !ws.topics_) return;
+  const auto& mine = *ws.topics_;
+  if (std::find(mine.begin(), mine.end(), batch_.t) != mine.end()) flush_batch();
+}
+
+void loop_context::flush_batch() {
+  if (batch_.t == nullptr) return;
+  // Closed first: what this writes (a close frame for the close policy)
+  // must not flush the batch again.
+  topic& t = *batch_.t;
+  batch_.t = nullptr;
+  flushing_items_.swap(batch_.items);
+  batch_.items.clear();
+  const std::vector<batched_publication>& items = flushing_items_;
+  const net::staged_bytes whole = batch_.staged;
+  const std::size_t cap = options().max_backpressure;
+  // The bytes a message may find queued and still be accepted: the last one
+  // is accepted if everything before it left the queue within the cap.
+  const std::size_t all_but_last = whole.length - batch_.last_length;
+  std::uint64_t sent = 0;
+  std::uint64_t bytes = 0;
+  // Writes never retire a connection (errors surface on a later iteration),
+  // so the list is stable while we walk it; index anyway, for safety.
+  for (std::size_t i = 0; i < t.subscribers.size(); ++i) {
+    const topic_subscriber& sub = t.subscribers[i];
+    websocket& ws = *sub.ws;
+    if (ws.state_ != websocket::state::open) continue;  // dropped, as send() drops
+    // The usual case, one compare each: every publication passes `after`
+    // and fits under the cap.
+    if (sub.after <= batch_.min_position && ws.buffered_amount() + all_but_last <= cap) {
+      if (ws.write_admitted(whole) != send_status::dropped) {
+        sent += items.size();
+        bytes += batch_.payload_bytes;
+      }
+      continue;
+    }
+    // Publication by publication: runs of accepted ones go out as one span.
+    net::staged_bytes run{whole.offset, 0, whole.flush};
+    std::uint64_t run_messages = 0;
+    std::uint64_t run_bytes = 0;
+    std::size_t at = whole.offset;
+    auto emit = [&] {
+      if (run.length != 0 && ws.write_admitted(run) != send_status::dropped) {
+        sent += run_messages;
+        bytes += run_bytes;
+      }
+      run.length = 0;
+      run_messages = 0;
+      run_bytes = 0;
+    };
+    for (const batched_publication& p : items) {
+      const std::size_t here = at;
+      at += p.length;
+      if (p.position < sub.after) {  // it already has this one
+        emit();
+        continue;
+      }
+      if (ws.state_ != websocket::state::open) break;  // closed for backpressure
+      if (ws.buffered_amount() + run.length > cap) {
+        emit();
+        // Over the cap now: admit_send() counts the drop and, with the close
+        // policy, closes (its close frame after what went out).
+        if (!ws.admit_send()) continue;
+      }
+      if (run.length == 0) run.offset = here;
+      run.length += p.length;
+      ++run_messages;
+      run_bytes += p.payload_size;
+    }
+    emit();
+  }
+  count_sent(sent, bytes);
+}
+
+void loop_context::deliver_now(topic& t, protocol::opcode op, std::string_view framed,
+                               std::size_t header_size, std::uint64_t position) {
   const std::string_view payload = framed.substr(header_size);
+  // A frame under the stream's direct-write size is staged once in the cork
+  // and referred to by every subscriber; larger ones are written at once,
+  // from the shared buffer, as any large send is (tcp_stream::k_direct_write_min).
+  net::write_cork& cork = loop_->cork();
+  net::staged_bytes staged;
+  bool is_staged = false;
+  auto write_plain = [&](websocket& ws) -> send_status {
+    if (framed.size() >= net::tcp_stream::k_direct_write_min) {
+      return ws.write_admitted(as_bytes(framed));
+    }
+    if (!is_staged) {
+      staged = cork.stage(as_bytes(framed));
+      is_staged = true;
+    }
+    return ws.write_admitted(staged);
+  };
   // Compressed lazily, once per (window, level) that a subscriber needs, with
   // the loop's shared deflater: no context, so any subscriber that agreed to
   // that window can take the same bytes (RFC 7692 §7.1.2.1).
   publish_frames_.clear();
-  auto compressed = [&](std::uint8_t bits, std::uint8_t level) -> const compressed_frame& {
-    for (const auto& f : publish_frames_) {
+  auto compressed = [&](std::uint8_t bits, std::uint8_t level) -> compressed_frame& {
+    for (auto& f : publish_frames_) {
       if (f.window_bits == bits && f.level == level) return f;
     }
     std::string& body = deflate_buffer_;
     body.clear();
-    compressed_frame f{bits, level, false, {}};
+    compressed_frame f{bits, level, false, {}, {}, false};
     if (shared_deflater(bits, level).compress(payload, body) == protocol::error::none) {
       protocol::frame_header h;
       h.op = op;
@@ -118,23 +266,36 @@ void loop_context::deliver(std::string_view name, protocol::opcode op, std::stri
   };
   // Sends never retire a connection (errors surface on a later iteration), so
   // the list is stable while we walk it; index anyway, for safety.
-  auto& subscribers = it->second.subscribers;
+  auto& subscribers = t.subscribers;
   std::uint64_t sent = 0;  // counted once at the end, not per subscriber
   for (std::size_t i = 0; i < subscribers.size(); ++i) {
     // The subscriber already has it (it caught up on history to `after`).
     if (position < subscribers[i].after) continue;
     websocket* ws = subscribers[i].ws;
+    // Not open, or over its backpressure cap (counted; closed by the close
+    // policy): nothing is framed, compressed or staged for it.
+    if (!ws->admit_send()) continue;
     if (ws->wants_compression(payload.size())) {
-      const compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
+      compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
       if (f.ok) {
-        if (ws->send_raw(as_bytes(f.framed)) != send_status::dropped) ++sent;
+        send_status status;
+        if (f.framed.size() >= net::tcp_stream::k_direct_write_min) {
+          status = ws->write_admitted(as_bytes(f.framed));
+        } else {
+          if (!f.is_staged) {
+            f.staged = cork.stage(as_bytes(f.framed));
+            f.is_staged = true;
+          }
+          status = ws->write_admitted(f.staged);
+        }
+        if (status != send_status::dropped) ++sent;
         // The peer's window now holds this message and our dedicated
         // deflater's does not: its next message must not refer back.
         if (ws->deflate_takeover_ && ws->codec_) ws->codec_->deflate.reset();
         continue;
       }
     }
-    if (ws->send_raw(as_bytes(framed)) != send_status::dropped) ++sent;
+    if (write_plain(*ws) != send_status::dropped) ++sent;
   }
   publish_frames_.clear();
   count_sent(sent, sent * payload.size());

@@ -150,6 +150,7 @@ void websocket::on_frames(std::span<char> input) {
           char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
           const std::size_t n = protocol::message_writer(protocol::role::server)
                                     .write_pong(frame, ev.payload);
+          before_write();
           stream_.send(bytes_of(frame, n));
           if (behavior_->on_ping) behavior_->on_ping(*this, ev.payload);
         }
@@ -282,6 +283,7 @@ void websocket::on_peer_close(std::uint16_t code, std::string_view reason) {
     char frame[protocol::message_writer::k_max_close_frame_size];
     const std::uint16_t echo = code == protocol::to_underlying(protocol::close_code::no_status) ? 0 : code;
     const std::size_t n = protocol::message_writer(protocol::role::server).write_close(frame, echo);
+    before_write();
     stream_.send(bytes_of(frame, n));
     close_sent_ = echo == 0 ? code : echo;
   }
@@ -299,6 +301,7 @@ void websocket::fail(protocol::error err) {
     char frame[protocol::message_writer::k_max_close_frame_size];
     const std::size_t n =
         protocol::message_writer(protocol::role::server).write_close(frame, code, reason);
+    before_write();
     stream_.send(bytes_of(frame, n));
     close_sent_ = code;
   }
@@ -316,6 +319,7 @@ void websocket::notify_close(std::uint16_t code, std::string_view reason) {
 
 send_status websocket::send(std::string_view payload, opcode op) {
   assert(op == opcode::text || op == opcode::binary);
+  before_write();
   const send_status status =
       wants_compression(payload.size()) ? send_compressed(op, payload) : send_frame(op, payload);
   if (status != send_status::dropped) ctx_->count_sent(1, payload.size());
@@ -333,9 +337,15 @@ send_status websocket::send_frame(opcode op, std::string_view payload) {
   return from_net(stream_.send({bytes_of(header, n), bytes_of(payload.data(), payload.size())}));
 }
 
-send_status websocket::send_raw(std::span<const std::byte> framed) {
-  if (state_ != state::open) return send_status::dropped;
-  if (over_backpressure()) return send_status::dropped;
+void websocket::flush_topic_batch() { ctx_->flush_batch_for(*this); }
+
+bool websocket::admit_send() { return state_ == state::open && !over_backpressure(); }
+
+send_status websocket::write_admitted(std::span<const std::byte> framed) {
+  return from_net(stream_.send(framed));
+}
+
+send_status websocket::write_admitted(const net::staged_bytes& framed) {
   return from_net(stream_.send(framed));
 }
 
@@ -359,6 +369,7 @@ send_status websocket::ping(std::string_view payload) {
   if (state_ != state::open) return send_status::dropped;
   char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_ping(frame, payload);
+  before_write();
   return from_net(stream_.send(bytes_of(frame, n)));
 }
 
@@ -366,6 +377,7 @@ void websocket::close(std::uint16_t code, std::string_view reason) {
   if (state_ != state::open) return;  // already closing or closed
   char frame[protocol::message_writer::k_max_close_frame_size];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_close(frame, code, reason);
+  before_write();
   stream_.send(bytes_of(frame, n));
   close_sent_ = code == 0 ? protocol::to_underlying(protocol::close_code::no_status) : code;
   state_ = state::closing;

@@ -99,6 +99,11 @@ class tcp_stream final : private io_handler, private cork_sink {
   // The bytes are copied or written before returning; the caller keeps its buffer.
   send_status send(std::span<const std::byte> data);
   send_status send(std::initializer_list<std::span<const std::byte>> parts);
+  // Sends bytes staged in this loop's cork in this iteration (write_cork::stage)
+  // after everything sent before, by reference: no copy unless the stream is
+  // write-blocked (then they are copied behind the refused bytes). Whatever
+  // their size, they leave with the end-of-iteration flush.
+  send_status send(const staged_bytes& bytes);
 
   // Bytes accepted by send() and not yet taken by the kernel (corked + refused).
   [[nodiscard]] std::size_t buffered_bytes() const noexcept;

@@ -121,6 +121,10 @@ class transport final : private stream_handler {
   // returning. Dropped when closed, failed, or after shutdown_write().
   send_status send(std::span<const std::byte> data);
   send_status send(std::initializer_list<std::span<const std::byte>> parts);
+  // Sends bytes staged in the loop's cork in this iteration (write_cork::stage):
+  // plain TCP refers to them without copying (tcp_stream::send(staged_bytes));
+  // TLS encrypts them like any other send.
+  send_status send(const staged_bytes& bytes);
 
   // Bytes accepted by send() and not yet taken by the kernel (TLS: plaintext
   // not yet encrypted plus ciphertext refused by the kernel).

@@ -18,6 +18,13 @@
 //   * Only what the kernel refuses leaves the arena: the sink copies that tail
 //     into its own buffer (the only per-connection copy) and writes it when the
 //     socket is writable again. An idle connection therefore owns no buffer.
+//   * Bytes many sinks send alike (a publication fanned out to its subscribers)
+//     are staged once (stage()) into a second arena of their own, and each sink
+//     then appends a reference to them (append(sink, staged_bytes)): one copy
+//     per iteration, not one per sink. Because staged bytes are laid out back to
+//     back, whatever else is appended meanwhile, a sink that gets several
+//     staged messages in a row gets them as one segment, so a subscriber sent
+//     every publication of an iteration receives them in one iovec.
 //   * Large writes (tcp_stream::k_direct_write_min and up) skip the arena: the
 //     sink takes its corked segments with take() and writes them and the large
 //     buffer at once, keeping the order without copying the large buffer.
@@ -34,11 +41,20 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace switchboard::net {
 
 class write_cork;
+
+// Bytes staged in a cork for the current iteration (write_cork::stage). A
+// plain value: valid until the end of the iteration's flush, whoever holds it.
+struct staged_bytes {
+  std::size_t offset = 0;
+  std::size_t length = 0;
+  std::uint64_t flush = 0;  // the cork's flush count when staged (checked by asserts)
+};
 
 // Base of anything that writes through a cork (tcp_stream; later a TLS stream).
 // Holds the sink's place in the cork: 24 bytes, no allocation.
@@ -85,6 +101,19 @@ class write_cork {
   // REQUIRES: not called from within flush().
   void append(cork_sink& sink, std::span<const std::byte> bytes);
 
+  // Copies `bytes` into the staging arena, for any number of sinks to append
+  // by reference until the end of this iteration's flush.
+  // REQUIRES: not called from within flush().
+  [[nodiscard]] staged_bytes stage(std::span<const std::byte> bytes);
+
+  // Appends the staged bytes to what `sink` has corked, without copying them.
+  // REQUIRES: `bytes` was staged in this iteration (before the last flush()
+  // nothing staged is valid any more); not called from within flush().
+  void append(cork_sink& sink, const staged_bytes& bytes);
+
+  // The staged bytes themselves, until the next stage() or flush().
+  [[nodiscard]] std::span<const std::byte> view(const staged_bytes& bytes) const noexcept;
+
   // Detaches everything `sink` has corked and returns it as iovecs, followed by
   // `extra` (which is not copied). The iovecs stay valid until the next append()
   // or flush(). Used to write corked bytes and a large buffer in one call.
@@ -101,30 +130,56 @@ class write_cork {
   // True when no sink has anything corked.
   [[nodiscard]] bool empty() const noexcept { return live_sinks_ == 0; }
 
-  // Hands every dirty sink its bytes (one flush_corked call each) and resets the
-  // arena. Called by the event loop once per iteration.
+  // Registers `fn(context)` to run at the start of every flush(), before any
+  // sink is written: the place for a writer that held bytes back during the
+  // iteration (the server's topic batches) to append and stage them. Hooks
+  // run in the order added. REQUIRES: `context` is not registered already.
+  using flush_hook = void (*)(void* context);
+  void add_flush_hook(flush_hook fn, void* context);
+  // Removes the hook registered with `context`; unknown contexts are ignored.
+  void remove_flush_hook(void* context) noexcept;
+
+  // Runs the flush hooks, then hands every dirty sink its bytes (one
+  // flush_corked call each) and resets the arenas. Called by the event loop
+  // once per iteration.
   void flush();
 
   [[nodiscard]] const stats& statistics() const noexcept { return stats_; }
 
  private:
+  // A segment's offset has this bit set when it points into staged_.
+  static constexpr std::size_t k_staged_bit = std::size_t{1} << (sizeof(std::size_t) * 8 - 1);
+
   struct segment {
-    std::size_t offset;
+    std::size_t offset;  // into arena_, or (k_staged_bit set) into staged_
     std::size_t length;
     std::uint32_t next;
   };
 
-  void reserve(std::size_t more);
+  // A growable byte buffer that is reset, not freed, after each flush.
+  struct arena {
+    std::unique_ptr<std::byte[]> data;
+    std::size_t size = 0;
+    std::size_t capacity = 0;
+    void reserve(std::size_t more, std::size_t initial_capacity);
+    void reset() noexcept;
+  };
+
+  // Links [offset, offset + length) to the end of `sink`'s chain, extending
+  // its last segment when the bytes follow on from it.
+  void link(cork_sink& sink, std::size_t offset, std::size_t length);
+  [[nodiscard]] const std::byte* address(std::size_t offset) const noexcept;
   void detach(cork_sink& sink) noexcept;
 
-  std::unique_ptr<std::byte[]> arena_;
-  std::size_t size_ = 0;
-  std::size_t capacity_ = 0;
+  arena arena_;   // bytes copied for one sink (append(sink, bytes))
+  arena staged_;  // bytes staged for many (stage())
   std::size_t initial_capacity_;
+  std::uint64_t flushes_ = 0;  // flush() calls, to date staged_bytes
   std::vector<segment> segments_;
   std::vector<cork_sink*> dirty_;  // in order of first write; nullptr once discarded
   std::size_t live_sinks_ = 0;     // non-null entries of dirty_
   std::vector<iovec> iov_;         // scratch for flush() and take()
+  std::vector<std::pair<flush_hook, void*>> hooks_;
   bool flushing_ = false;
   stats stats_;
 };

@@ -161,11 +161,20 @@ class server {
   // that loop when the subscription was made is filtered too. The server
   // neither assigns nor orders sequences: that is the caller's business.
   // `delivery` immediate (the default): on the publisher's own loop thread
-  // the subscribers are written to at once, so a publication keeps its order
-  // with that thread's direct sends. queued: the own loop gets it through its
-  // queue like every other loop, so publications made by several threads in
-  // one order (under one lock) reach every loop in that order; the
-  // publisher's direct sends of the same callback then go first.
+  // the publication takes its place among the subscribers' messages at
+  // once, so it keeps its order with that thread's direct sends. queued: the
+  // own loop gets it through its queue like every other loop, so
+  // publications made by several threads in one order (under one lock)
+  // reach every loop in that order; the publisher's direct sends of the same
+  // callback then go first.
+  // Batching: a loop holds the publications to one topic that follow each
+  // other within an iteration and writes them to each subscriber as one span
+  // (one copy per loop, one write per subscriber per iteration). They are
+  // written before anything else reaches one of the topic's subscribers,
+  // before a subscription to the topic changes and before the loop's flush,
+  // and each one's `after` filter and the backpressure cap are applied to
+  // each publication as if it had been written alone; only a subscriber's
+  // buffered_amount() and the sent counters see them at the batch's write.
   std::size_t publish(std::string_view topic, std::string_view payload,
                       protocol::opcode op = protocol::opcode::binary, std::uint64_t sequence = 0,
                       publish_delivery delivery = publish_delivery::immediate);

@@ -174,7 +174,18 @@ class websocket final : private net::transport_handler {
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void fail(protocol::error err);
   send_status send_frame(protocol::opcode op, std::string_view payload);
-  send_status send_raw(std::span<const std::byte> framed);
+  // Topic fan-out (topics.cpp): admit_send() applies send()'s rules (open,
+  // under max_backpressure — or the policy acts) and says whether a message
+  // may be written; write_admitted() then writes a ready frame.
+  bool admit_send();
+  // Before anything is written to this connection: publications its topics
+  // hold back in the loop's batch go first (topics.cpp).
+  void before_write() {
+    if (topics_) flush_topic_batch();
+  }
+  void flush_topic_batch();
+  send_status write_admitted(std::span<const std::byte> framed);
+  send_status write_admitted(const net::staged_bytes& framed);
   send_status send_compressed(protocol::opcode op, std::string_view payload);
   bool wants_compression(std::size_t size) const noexcept;
   bool over_backpressure();
