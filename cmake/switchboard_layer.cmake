@@ -15,7 +15,7 @@
 #     build the macro is empty;
 #   * a shared library's SONAME: libswitchboard_<layer>.so.MAJOR.MINOR (no
 #     ABI promise between minor versions before 1.0), file version the
-#     project's;
+#     project's, and RUNPATH $ORIGIN so it finds the layers below it;
 #   * install rules: the library, the headers of SWITCHBOARD_<LAYER>_HEADERS
 #     (explicit lists, so nothing of src/ is installed by accident) and the
 #     export header; the target joins the export set switchboard-targets
@@ -32,6 +32,8 @@ function(switchboard_layer layer)
     EXPORT_NAME ${layer}
     VERSION ${PROJECT_VERSION}
     SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}
+    # Shared: each library finds its sibling layers next to itself, in any prefix.
+    INSTALL_RPATH "$ORIGIN"
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   target_compile_features(${target} PUBLIC cxx_std_20)

@@ -24,8 +24,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-
 #include <switchboard/protocol/http_head.hpp>
+#include <switchboard/server/export.hpp>
 
 namespace switchboard::server {
 
@@ -54,7 +54,7 @@ class http_request {
 };
 
 // The response a handler builds. Defaults: 200, text/plain, empty body.
-class http_response {
+class SWITCHBOARD_SERVER_EXPORT http_response {
  public:
   void set_status(int status) noexcept { status_ = status; }
   int status() const noexcept { return status_; }
