@@ -25,6 +25,10 @@ packages=(
   python3 python3-websockets nodejs node-ws
   # browser interop test (tests/browser)
   chromium
+  # packaging (packaging/, tests/packaging): the man page, cpack's Debian
+  # packages (dpkg-shlibdeps computes Depends, file finds the ELF files),
+  # systemd-analyze checks the unit
+  help2man dpkg-dev file systemd
 )
 
 sudo=()

@@ -23,13 +23,10 @@
 #include <switchboard/protocol/utf8.hpp>
 #include <switchboard/net/cpus.hpp>
 #include <switchboard/realtime/service.hpp>
+#include <switchboard/version.hpp>
 
 #include "commands.hpp"
 #include "serve_config.hpp"
-
-#ifndef SWITCHBOARD_VERSION
-#define SWITCHBOARD_VERSION "unknown"
-#endif
 
 namespace switchboard::app {
 
@@ -176,10 +173,10 @@ int run_serve(const serve_flags& flags) {
   // Block the signals before anyone can learn the port, and before any thread
   // starts (threads inherit the mask): a SIGTERM sent right after the
   // "listening" line then waits for run()'s signal watcher instead of killing
-  // the process (and so does a SIGHUP with TLS, which reloads the certificate).
-  const bool tls = !config.tls_cert.empty();
-  if (auto ec = tls ? net::signal_watcher::block({SIGINT, SIGTERM, SIGHUP})
-                    : net::signal_watcher::block({SIGINT, SIGTERM})) {
+  // the process. SIGHUP reloads the TLS certificate; without TLS there is
+  // nothing to reload, and `systemctl reload` (packaging/switchboard.service)
+  // must not kill the server, so it stays blocked and is ignored.
+  if (auto ec = net::signal_watcher::block({SIGINT, SIGTERM, SIGHUP})) {
     std::fprintf(stderr, "switchboard serve: %s\n", ec.message().c_str());
     return 1;
   }
@@ -201,7 +198,7 @@ int run_serve(const serve_flags& flags) {
   for (const auto& entry : config.namespaces) {
     namespaces += (namespaces.empty() ? "" : ", ") + entry.first;
   }
-  logger->info("switchboard {} serving on {}: {} thread(s), namespaces: {}", SWITCHBOARD_VERSION,
+  logger->info("switchboard {} serving on {}: {} thread(s), namespaces: {}", switchboard::version,
                url, config.threads != 0 ? config.threads : net::usable_cpus(), namespaces);
 
   if (auto ec = svc.run()) {

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <random>
 
+#include "switchboard/client/export.hpp"
+
 namespace switchboard::client {
 
 struct reconnect_policy {
@@ -27,7 +29,7 @@ struct reconnect_policy {
   std::uint32_t max_attempts = 10;
 };
 
-class backoff {
+class SWITCHBOARD_CLIENT_EXPORT backoff {
  public:
   // `seed` makes the sequence repeatable (tests); 0 draws one from
   // std::random_device.

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <system_error>
 
+#include "switchboard/client/export.hpp"
+
 namespace switchboard::client {
 
 enum class client_error : std::uint8_t {
@@ -30,7 +32,7 @@ enum class client_error : std::uint8_t {
 };
 
 // The category of client_error; its name is "switchboard.client".
-const std::error_category& client_category() noexcept;
+SWITCHBOARD_CLIENT_EXPORT const std::error_category& client_category() noexcept;
 
 inline std::error_code make_error_code(client_error e) noexcept {
   return {static_cast<int>(e), client_category()};

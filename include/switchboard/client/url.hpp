@@ -20,6 +20,7 @@
 #include <system_error>
 #include <vector>
 
+#include "switchboard/client/export.hpp"
 #include "switchboard/net/tcp_socket.hpp"
 
 namespace switchboard::client {
@@ -38,14 +39,14 @@ struct url {
 // a fragment, an unbracketed IPv6 address), unsupported_scheme for a scheme
 // other than ws/wss. `out` is unspecified on error. wss:// parses fine: the
 // caller decides whether it can speak TLS.
-std::error_code parse_url(std::string_view text, url& out);
+SWITCHBOARD_CLIENT_EXPORT std::error_code parse_url(std::string_view text, url& out);
 
 // The addresses to try for `host` (as in url::host) and `port`, in order.
 // Numeric IPv4/IPv6 literals: that address. "localhost" (any case): 127.0.0.1
 // then ::1, without a lookup. Anything else: getaddrinfo(AF_UNSPEC,
 // SOCK_STREAM), which blocks. Errors: client_error::resolve_failed (the
 // message of the lookup is lost; the name did not resolve).
-std::error_code resolve(std::string_view host, std::uint16_t port,
-                        std::vector<net::endpoint>& out);
+SWITCHBOARD_CLIENT_EXPORT std::error_code resolve(std::string_view host, std::uint16_t port,
+                                                  std::vector<net::endpoint>& out);
 
 }  // namespace switchboard::client

@@ -53,6 +53,7 @@
 
 #include "switchboard/client/backoff.hpp"
 #include "switchboard/client/error.hpp"
+#include "switchboard/client/export.hpp"
 #include "switchboard/client/url.hpp"
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/io_handler.hpp"
@@ -86,7 +87,7 @@ enum class client_state : std::uint8_t {
 };
 
 // A short lowercase name: "connecting", "reconnect_wait", ...
-std::string_view to_string(client_state state) noexcept;
+SWITCHBOARD_CLIENT_EXPORT std::string_view to_string(client_state state) noexcept;
 
 // Passed to on_state at every change.
 struct state_change {
@@ -150,7 +151,7 @@ struct client_options {
 
 // The application's callbacks; each may be left empty. Views are valid only
 // during the call.
-struct client_handlers {
+struct SWITCHBOARD_CLIENT_EXPORT client_handlers {
   // The handshake succeeded; `subprotocol` is the server's choice or empty.
   net::unique_function<void(std::string_view subprotocol)> on_open;
   // A whole data message; `op` is opcode::text (valid UTF-8) or opcode::binary.
@@ -170,7 +171,7 @@ struct client_handlers {
   net::unique_function<void()> on_drained;
 };
 
-class websocket_client final : private net::transport_handler {
+class SWITCHBOARD_CLIENT_EXPORT websocket_client final : private net::transport_handler {
  public:
   // A client on `loop` (which must outlive it), in state idle.
   websocket_client(net::event_loop& loop, client_options options, client_handlers handlers);

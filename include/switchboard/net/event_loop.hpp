@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/timer_wheel.hpp"
 #include "switchboard/net/unique_function.hpp"
@@ -67,7 +68,7 @@ struct event_loop_options {
   int max_events = 512;
 };
 
-class event_loop {
+class SWITCHBOARD_NET_EXPORT event_loop {
  public:
   using hook_id = std::uint64_t;
 
@@ -159,7 +160,7 @@ class event_loop {
   [[nodiscard]] std::uint64_t iterations() const noexcept { return iterations_; }
 
  private:
-  class waker final : public io_handler {
+  class SWITCHBOARD_NET_EXPORT waker final : public io_handler {
    public:
     explicit waker(event_loop& loop) noexcept : loop_(&loop) {}
     void on_events(std::uint32_t events) override;

@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <system_error>
 
+#include "switchboard/net/export.hpp"
+
 namespace switchboard::net {
 
 // Returns `error` (an errno value, by default the current errno) as a
@@ -74,7 +76,7 @@ class unique_fd {
 // returns, `h` receives no further events — not even ones already collected in
 // the current batch — so it may be destroyed at once.
 // REQUIRES: a handler is registered for at most one descriptor at a time.
-class io_handler {
+class SWITCHBOARD_NET_EXPORT io_handler {
  public:
   // `events` is the epoll mask: EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR.
   virtual void on_events(std::uint32_t events) = 0;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/unique_function.hpp"
 
 namespace switchboard::net {
@@ -36,7 +37,7 @@ struct loop_group_options {
   event_loop_options loop;
 };
 
-class loop_group {
+class SWITCHBOARD_NET_EXPORT loop_group {
  public:
   // Creates options.threads loops. On failure returns nullptr and sets `error`.
   [[nodiscard]] static std::unique_ptr<loop_group> create(const loop_group_options& options,

@@ -24,12 +24,13 @@
 #include <system_error>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/unique_function.hpp"
 
 namespace switchboard::net {
 
-class signal_watcher final : private io_handler {
+class SWITCHBOARD_NET_EXPORT signal_watcher final : private io_handler {
  public:
   // Receives the signal number. Reentrancy: may stop the loop or destroy the watcher.
   using signal_handler = unique_function<void(int signal_number)>;

@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/tcp_socket.hpp"
 #include "switchboard/net/timer_wheel.hpp"
@@ -23,7 +24,7 @@
 
 namespace switchboard::net {
 
-class tcp_connector final : private io_handler {
+class SWITCHBOARD_NET_EXPORT tcp_connector final : private io_handler {
  public:
   // Receives either an empty error and the connected socket (non-blocking,
   // close-on-exec, TCP_NODELAY set) or an error and an empty unique_fd.

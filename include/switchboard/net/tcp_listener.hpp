@@ -27,6 +27,7 @@
 #include <system_error>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/tcp_socket.hpp"
 #include "switchboard/net/timer_wheel.hpp"
@@ -47,7 +48,7 @@ struct listener_options {
   std::chrono::milliseconds resource_pause{100};
 };
 
-class tcp_listener final : private io_handler {
+class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
  public:
   // Receives each accepted socket (non-blocking, close-on-exec) and its peer.
   // Reentrancy: may pause(), resume() or destroy the listener.

@@ -25,11 +25,12 @@
 #include <string_view>
 #include <system_error>
 
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 
 namespace switchboard::net {
 
-class endpoint {
+class SWITCHBOARD_NET_EXPORT endpoint {
  public:
   // An unspecified endpoint (family() == AF_UNSPEC).
   endpoint() noexcept;
@@ -62,7 +63,7 @@ class endpoint {
   [[nodiscard]] const sockaddr* data() const noexcept { return &address_.generic; }
   [[nodiscard]] socklen_t size() const noexcept;
 
-  friend bool operator==(const endpoint& a, const endpoint& b) noexcept;
+  friend SWITCHBOARD_NET_EXPORT bool operator==(const endpoint& a, const endpoint& b) noexcept;
 
  private:
   union storage {
@@ -87,27 +88,32 @@ struct io_result {
 // Creates a non-blocking, close-on-exec TCP socket of `family` (AF_INET or
 // AF_INET6). On failure returns an empty unique_fd and sets `error`
 // (EMFILE, ENFILE, EAFNOSUPPORT, ...).
-[[nodiscard]] unique_fd open_tcp_socket(int family, std::error_code& error) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT unique_fd open_tcp_socket(int family,
+                                                               std::error_code& error) noexcept;
 
 // Disables (true) or enables (false) Nagle's algorithm. The cork already
 // coalesces small writes, so Nagle would only add latency.
-std::error_code set_no_delay(int fd, bool on = true) noexcept;
+SWITCHBOARD_NET_EXPORT std::error_code set_no_delay(int fd, bool on = true) noexcept;
 
 // Sets an int-valued socket option. Errors from setsockopt.
-std::error_code set_socket_option(int fd, int level, int name, int value) noexcept;
+SWITCHBOARD_NET_EXPORT std::error_code set_socket_option(int fd, int level, int name,
+                                                         int value) noexcept;
 
 // The pending error of a socket (SO_ERROR), which reading clears. Used to learn
 // how a non-blocking connect ended.
-[[nodiscard]] std::error_code socket_error(int fd) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT std::error_code socket_error(int fd) noexcept;
 
 // The local / remote address of a socket. On failure returns an unspecified
 // endpoint and sets `error`.
-[[nodiscard]] endpoint local_endpoint(int fd, std::error_code& error) noexcept;
-[[nodiscard]] endpoint peer_endpoint(int fd, std::error_code& error) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT endpoint local_endpoint(int fd,
+                                                             std::error_code& error) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT endpoint peer_endpoint(int fd,
+                                                            std::error_code& error) noexcept;
 
 // Reads at most buffer.size() bytes (one recv). `bytes == 0` with no error is
 // end of stream; a would-block is reported as EAGAIN (see io_result).
-[[nodiscard]] io_result read_some(int fd, std::span<std::byte> buffer) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT io_result read_some(int fd,
+                                                         std::span<std::byte> buffer) noexcept;
 
 // Writes the buffers in order with one sendmsg: a writev that never raises
 // SIGPIPE (MSG_NOSIGNAL), so a peer that went away shows up as EPIPE or
@@ -115,7 +121,9 @@ std::error_code set_socket_option(int fd, int level, int name, int value) noexce
 // written per call; the rest are left for the caller. A short count is normal
 // when the socket buffer fills.
 inline constexpr std::size_t k_max_iov = 1024;  // IOV_MAX on Linux
-[[nodiscard]] io_result write_some(int fd, std::span<const iovec> buffers) noexcept;
-[[nodiscard]] io_result write_some(int fd, std::span<const std::byte> buffer) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT io_result write_some(int fd,
+                                                          std::span<const iovec> buffers) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT io_result
+write_some(int fd, std::span<const std::byte> buffer) noexcept;
 
 }  // namespace switchboard::net

@@ -41,6 +41,7 @@
 #include <system_error>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/write_cork.hpp"
 
@@ -50,7 +51,7 @@ class tcp_stream;
 
 // What a stream tells its owner. Reentrancy: each callback may send, close()
 // the stream, or destroy it (and other streams of the loop).
-class stream_handler {
+class SWITCHBOARD_NET_EXPORT stream_handler {
  public:
   // `data` arrived; it lives in the loop's receive buffer until the call returns.
   virtual void on_data(tcp_stream& stream, std::span<std::byte> data) = 0;
@@ -76,7 +77,7 @@ enum class send_status {
   dropped,       // not accepted: the stream is closed or has failed
 };
 
-class tcp_stream final : private io_handler, private cork_sink {
+class SWITCHBOARD_NET_EXPORT tcp_stream final : private io_handler, private cork_sink {
  public:
   // Writes at least this large bypass the cork (no copy of the payload).
   static constexpr std::size_t k_direct_write_min = 16 * 1024;
@@ -117,7 +118,7 @@ class tcp_stream final : private io_handler, private cork_sink {
   // What the kernel refused, in one allocation that exists only while bytes
   // wait for EPOLLOUT (defined in tcp_stream.cpp).
   struct backlog;
-  struct backlog_deleter {
+  struct SWITCHBOARD_NET_EXPORT backlog_deleter {
     void operator()(backlog* b) const noexcept;
   };
 

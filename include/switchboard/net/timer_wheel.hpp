@@ -29,6 +29,8 @@
 #include <memory>
 #include <optional>
 
+#include "switchboard/net/export.hpp"
+
 namespace switchboard::net {
 
 // Milliseconds on the steady clock: the time base of loops and timers.
@@ -46,7 +48,7 @@ struct timer_link {
 
 // One timer, embedded in its owner. Inactive until scheduled; inactive again
 // after it fired or was cancelled. Destroying an active node cancels it.
-class timer_node : private detail::timer_link {
+class SWITCHBOARD_NET_EXPORT timer_node : private detail::timer_link {
  public:
   using callback_fn = void (*)(void* context);
 
@@ -83,7 +85,7 @@ class timer_node : private detail::timer_link {
   void* context_ = nullptr;
 };
 
-class timer_wheel {
+class SWITCHBOARD_NET_EXPORT timer_wheel {
  public:
   // `tick`: the resolution (≥ 1 ms). `slots`: rounded up to a power of two (≥ 2);
   // tick × slots is one rotation. `now`: the current time; ticks count from here.

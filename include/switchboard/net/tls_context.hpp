@@ -63,6 +63,7 @@
 #include <system_error>
 #include <vector>
 
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/tls_error.hpp"
 
 namespace switchboard::net {
@@ -111,7 +112,7 @@ struct tls_client_options {
   std::chrono::milliseconds release_buffers_after{1000};
 };
 
-class tls_context {
+class SWITCHBOARD_NET_EXPORT tls_context {
  public:
   enum class role { server, client };
 

@@ -20,16 +20,19 @@
 #include <string>
 #include <system_error>
 
+#include "switchboard/net/export.hpp"
+
 namespace switchboard::net {
 
 // The category of OpenSSL errors; name "switchboard.tls".
-[[nodiscard]] const std::error_category& tls_category() noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT const std::error_category& tls_category() noexcept;
 
 // `openssl_error` (a packed OpenSSL code from ERR_get_error) as an error_code.
-[[nodiscard]] std::error_code make_tls_error(unsigned long openssl_error) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT std::error_code make_tls_error(
+    unsigned long openssl_error) noexcept;
 
 // The packed OpenSSL code of `error`, or 0 if it is not in tls_category().
-[[nodiscard]] unsigned long openssl_error_of(std::error_code error) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT unsigned long openssl_error_of(std::error_code error) noexcept;
 
 // Groups of TLS failures, usable as `error == tls_failure::...`.
 enum class tls_failure {
@@ -45,8 +48,9 @@ enum class tls_failure {
   unexpected_eof,
 };
 
-[[nodiscard]] const std::error_category& tls_failure_category() noexcept;
-[[nodiscard]] std::error_condition make_error_condition(tls_failure failure) noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT const std::error_category& tls_failure_category() noexcept;
+[[nodiscard]] SWITCHBOARD_NET_EXPORT std::error_condition make_error_condition(
+    tls_failure failure) noexcept;
 
 // An error from creating or reloading a context: the code and a readable text
 // naming what failed ("certificate chain file /etc/x.pem: No such file ...").

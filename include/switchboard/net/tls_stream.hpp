@@ -88,6 +88,7 @@
 #include <vector>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/tcp_stream.hpp"
 #include "switchboard/net/tls_context.hpp"
@@ -106,7 +107,7 @@ struct tls_stream_access;
 // What a TLS stream tells its owner: tcp_stream's stream_handler, plus the
 // handshake. Reentrancy: each callback may send, close() the stream, or destroy
 // it (and other streams of the loop).
-class tls_stream_handler {
+class SWITCHBOARD_NET_EXPORT tls_stream_handler {
  public:
   // The handshake completed; on_data may follow. Default: nothing.
   virtual void on_handshake(tls_stream& stream);
@@ -125,7 +126,7 @@ class tls_stream_handler {
   ~tls_stream_handler() = default;
 };
 
-class tls_stream final : private io_handler, private cork_sink {
+class SWITCHBOARD_NET_EXPORT tls_stream final : private io_handler, private cork_sink {
  public:
   using handler_type = tls_stream_handler;
 
@@ -188,7 +189,7 @@ class tls_stream final : private io_handler, private cork_sink {
 
  private:
   friend struct detail::tls_stream_access;
-  struct ssl_deleter {
+  struct SWITCHBOARD_NET_EXPORT ssl_deleter {
     void operator()(ssl_st* ssl) const noexcept;
   };
 

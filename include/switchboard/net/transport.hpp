@@ -42,6 +42,7 @@
 #include <system_error>
 
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/export.hpp"
 #include "switchboard/net/io_handler.hpp"
 #include "switchboard/net/tcp_stream.hpp"
 #include "switchboard/net/tls_context.hpp"
@@ -54,7 +55,7 @@ class transport;
 // What a transport tells its owner, whichever stream it runs on. Reentrancy:
 // each callback may send, shutdown_write(), close() the transport, or destroy
 // it (and other transports of the loop).
-class transport_handler {
+class SWITCHBOARD_NET_EXPORT transport_handler {
  public:
   // TLS only: the handshake completed (ALPN, version and the peer certificate
   // are known now); on_data may follow. Never called for plain TCP, whose
@@ -80,7 +81,7 @@ class transport_handler {
   ~transport_handler() = default;
 };
 
-class transport final : private stream_handler {
+class SWITCHBOARD_NET_EXPORT transport final : private stream_handler {
  public:
   // A closed transport on `loop` reporting to `handler`: plain TCP if `tls`
   // is null, else TLS configured by `*tls` (its side() decides whether open()
@@ -159,11 +160,11 @@ class transport final : private stream_handler {
 
  private:
   struct tls_block;  // the tls_stream and its relay (transport.cpp)
-  struct tls_block_deleter {
+  struct SWITCHBOARD_NET_EXPORT tls_block_deleter {
     void operator()(tls_block* block) const noexcept;
   };
   struct flush_wait;  // a timer for a TCP half-close after the cork flush
-  struct flush_wait_deleter {
+  struct SWITCHBOARD_NET_EXPORT flush_wait_deleter {
     void operator()(flush_wait* wait) const noexcept;
   };
   // The TLS mode's state: the block exists from the first open() on.

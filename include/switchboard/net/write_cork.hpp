@@ -44,6 +44,8 @@
 #include <utility>
 #include <vector>
 
+#include "switchboard/net/export.hpp"
+
 namespace switchboard::net {
 
 class write_cork;
@@ -58,7 +60,7 @@ struct staged_bytes {
 
 // Base of anything that writes through a cork (tcp_stream; later a TLS stream).
 // Holds the sink's place in the cork: 24 bytes, no allocation.
-class cork_sink {
+class SWITCHBOARD_NET_EXPORT cork_sink {
  public:
   cork_sink(const cork_sink&) = delete;
   cork_sink& operator=(const cork_sink&) = delete;
@@ -82,7 +84,7 @@ class cork_sink {
   std::size_t corked_bytes_ = 0;
 };
 
-class write_cork {
+class SWITCHBOARD_NET_EXPORT write_cork {
  public:
   struct stats {
     std::uint64_t flushes = 0;        // flush() calls that had something to send

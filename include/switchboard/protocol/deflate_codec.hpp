@@ -54,13 +54,14 @@
 #include <string_view>
 
 #include "switchboard/protocol/error.hpp"
+#include "switchboard/protocol/export.hpp"
 #include "switchboard/protocol/utf8.hpp"
 
 namespace switchboard::protocol {
 
 namespace detail {
 struct zlib_stream;  // a z_stream with its allocation counter
-struct zlib_stream_deleter {
+struct SWITCHBOARD_PROTOCOL_EXPORT zlib_stream_deleter {
   void operator()(zlib_stream* s) const noexcept;
 };
 using zlib_stream_ptr = std::unique_ptr<zlib_stream, zlib_stream_deleter>;
@@ -92,7 +93,7 @@ struct deflate_options {
   bool no_context_takeover = false;
 };
 
-class deflater {
+class SWITCHBOARD_PROTOCOL_EXPORT deflater {
  public:
   explicit deflater(const deflate_options& options = {}) noexcept;
   deflater(deflater&&) noexcept = default;
@@ -147,7 +148,7 @@ struct inflate_options {
   std::size_t max_message_size = 16 * 1024 * 1024;
 };
 
-class inflater {
+class SWITCHBOARD_PROTOCOL_EXPORT inflater {
  public:
   explicit inflater(const inflate_options& options = {}) noexcept;
   inflater(inflater&&) noexcept = default;

@@ -41,6 +41,7 @@
 #include <string_view>
 
 #include "switchboard/protocol/error.hpp"
+#include "switchboard/protocol/export.hpp"
 #include "switchboard/protocol/extensions.hpp"
 #include "switchboard/protocol/frame.hpp"
 #include "switchboard/protocol/http_head.hpp"
@@ -76,7 +77,7 @@ struct deflate_params {
 // A Sec-WebSocket-Extensions value for one permessage-deflate element, held
 // inline (the longest possible one is 126 bytes), so negotiating allocates
 // nothing and the result can be passed around by value.
-class deflate_header {
+class SWITCHBOARD_PROTOCOL_EXPORT deflate_header {
  public:
   std::string_view view() const noexcept { return {data_.data(), size_}; }
   // Appends `text`; REQUIRES: it fits (the writers here never overflow).
@@ -140,14 +141,14 @@ struct deflate_agreement {
 // (server_max_window_bits), when a window value is not 8-15 written without
 // leading zeros (§7.1.2.1-2), or when it asks for server_max_window_bits=8.
 // Does not allocate.
-std::optional<deflate_agreement> negotiate_deflate(std::span<const extension> offers,
-                                                   const deflate_server_policy& policy) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::optional<deflate_agreement> negotiate_deflate(
+    std::span<const extension> offers, const deflate_server_policy& policy) noexcept;
 
 // The same over a request head: parses every Sec-WebSocket-Extensions field.
 // Returns nullopt also when there is none or it does not parse (validate_upgrade
 // already rejects the latter). Allocates the parsed list.
-std::optional<deflate_agreement> negotiate_deflate(const header_fields& request,
-                                                   const deflate_server_policy& policy);
+SWITCHBOARD_PROTOCOL_EXPORT std::optional<deflate_agreement> negotiate_deflate(
+    const header_fields& request, const deflate_server_policy& policy);
 
 // --- Client -----------------------------------------------------------------
 
@@ -169,7 +170,8 @@ struct deflate_client_options {
 
 // The offer for `options`, e.g. "permessage-deflate; client_max_window_bits".
 // Pass it as client_request_options::extensions.
-deflate_header write_deflate_offer(const deflate_client_options& options) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT deflate_header
+write_deflate_offer(const deflate_client_options& options) noexcept;
 
 // Checks the server's answer (every extension of every Sec-WebSocket-
 // Extensions field of the 101, parsed in order) against the offer we sent
@@ -187,15 +189,15 @@ deflate_header write_deflate_offer(const deflate_client_options& options) noexce
 //     or server_max_window_bits and the answer does not confirm it
 //   response_deflate_window_8      — client_max_window_bits=8 (see above)
 // Does not allocate.
-error validate_deflate_response(std::span<const extension> answer,
-                                const deflate_client_options& offered,
-                                std::optional<deflate_params>& agreed) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT error
+validate_deflate_response(std::span<const extension> answer, const deflate_client_options& offered,
+                          std::optional<deflate_params>& agreed) noexcept;
 
 // The same over the response head. bad_extension_header if a field does not
 // parse. Allocates the parsed list.
-error validate_deflate_response(const header_fields& response,
-                                const deflate_client_options& offered,
-                                std::optional<deflate_params>& agreed);
+SWITCHBOARD_PROTOCOL_EXPORT error validate_deflate_response(const header_fields& response,
+                                                            const deflate_client_options& offered,
+                                                            std::optional<deflate_params>& agreed);
 
 // --- Codec settings from an agreement ---------------------------------------
 
@@ -203,11 +205,15 @@ error validate_deflate_response(const header_fields& response,
 // raised to 9 (REQUIRES: never 8 for a server, which declines such offers, nor
 // for a client, which fails on them — so this only matters for hand-built
 // params). No context takeover when agreed for our direction.
-std::uint8_t deflate_window_bits(const deflate_params& agreed, role ours) noexcept;
-bool deflate_no_context_takeover(const deflate_params& agreed, role ours) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::uint8_t deflate_window_bits(const deflate_params& agreed,
+                                                             role ours) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool deflate_no_context_takeover(const deflate_params& agreed,
+                                                             role ours) noexcept;
 // Window bits this end inflates the peer's messages with (at least 9), and
 // whether the peer resets its context after every message.
-std::uint8_t inflate_window_bits(const deflate_params& agreed, role ours) noexcept;
-bool inflate_no_context_takeover(const deflate_params& agreed, role ours) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::uint8_t inflate_window_bits(const deflate_params& agreed,
+                                                             role ours) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool inflate_no_context_takeover(const deflate_params& agreed,
+                                                             role ours) noexcept;
 
 }  // namespace switchboard::protocol

@@ -10,9 +10,9 @@
 
 #include <cstdint>
 #include <string_view>
-#include <system_error>
-
 #include <switchboard/protocol/close_code.hpp>
+#include <switchboard/protocol/export.hpp>
+#include <system_error>
 
 namespace switchboard::protocol {
 
@@ -91,20 +91,20 @@ enum class error : std::uint8_t {
 
 // A short sentence naming the rule the error enforces, for logs and
 // close reasons ("control frame payload exceeds 125 bytes (RFC 6455 5.5)").
-std::string_view describe(error e) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::string_view describe(error e) noexcept;
 
 // The close code to send when `e` happens after the upgrade (RFC 6455 §7.4.1).
 // Handshake errors have no close code and map to close_code::protocol_error.
-close_code close_code_for(error e) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT close_code close_code_for(error e) noexcept;
 
 // The HTTP status to answer with when `e` happens before the upgrade.
 // Frame and message errors map to 400.
-int http_status_for(error e) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT int http_status_for(error e) noexcept;
 
 // True for errors detected while parsing or validating the opening handshake.
-bool is_handshake_error(error e) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool is_handshake_error(error e) noexcept;
 
-const std::error_category& protocol_category() noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT const std::error_category& protocol_category() noexcept;
 
 inline std::error_code make_error_code(error e) noexcept {
   return {static_cast<int>(e), protocol_category()};

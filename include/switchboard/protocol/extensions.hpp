@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <switchboard/protocol/error.hpp>
+#include <switchboard/protocol/export.hpp>
 #include <switchboard/protocol/http_head.hpp>
 #include <vector>
 
@@ -44,20 +45,22 @@ struct extension {
 // are views into `field_value`, which must outlive `out`'s use.
 // Errors: bad_extension_header on any syntax error (RFC 6455 §9.1); `out` is
 // then left as it was. May throw std::bad_alloc.
-error parse_extensions(std::string_view field_value, std::vector<extension>& out);
+SWITCHBOARD_PROTOCOL_EXPORT error parse_extensions(std::string_view field_value,
+                                                   std::vector<extension>& out);
 
 // Parses every Sec-WebSocket-Extensions field of a request or response head,
 // in wire order, into `out` (appending). Errors as above.
-error parse_extensions(const header_fields& head, std::vector<extension>& out);
+SWITCHBOARD_PROTOCOL_EXPORT error parse_extensions(const header_fields& head,
+                                                   std::vector<extension>& out);
 
 // Syntax check of one field value, without allocating.
 // Returns error::none or bad_extension_header.
-error check_extensions(std::string_view field_value) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT error check_extensions(std::string_view field_value) noexcept;
 
 // Syntax check plus: every extension name appears in `allowed` (compared
 // case-sensitively). Returns error::none, bad_extension_header, or
 // response_unexpected_extension (a name not in `allowed`). Does not allocate.
-error check_extension_names(std::string_view field_value,
-                            std::span<const std::string_view> allowed) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT error check_extension_names(
+    std::string_view field_value, std::span<const std::string_view> allowed) noexcept;
 
 }  // namespace switchboard::protocol

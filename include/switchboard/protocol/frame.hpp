@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "switchboard/protocol/error.hpp"
+#include "switchboard/protocol/export.hpp"
 
 namespace switchboard::protocol {
 
@@ -100,13 +101,15 @@ struct decode_result {
 //   length_msb_set           — 64-bit length with its top bit set (RFC 6455 §5.2)
 //   non_minimal_length       — length not in the fewest bytes (RFC 6455 §5.2)
 // RSV bits and masking are decoded, not judged: that needs connection state.
-decode_result decode_frame_header(const char* data, std::size_t size, frame_header& out) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT decode_result decode_frame_header(const char* data, std::size_t size,
+                                                              frame_header& out) noexcept;
 
 // Encodes `header` into `out` with the minimal length encoding.
 //
 // REQUIRES: `out` has room for frame_header_size(header.length, header.masked)
 // bytes; header.length < 2^63; a control opcode implies fin and length <= 125.
 // Returns the number of bytes written (RFC 6455 §5.2).
-std::size_t encode_frame_header(const frame_header& header, char* out) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::size_t encode_frame_header(const frame_header& header,
+                                                            char* out) noexcept;
 
 }  // namespace switchboard::protocol

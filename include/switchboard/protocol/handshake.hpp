@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <switchboard/protocol/error.hpp>
+#include <switchboard/protocol/export.hpp>
 #include <switchboard/protocol/http_head.hpp>
 
 namespace switchboard::protocol {
@@ -30,7 +31,7 @@ inline constexpr std::string_view k_websocket_version = "13";
 // (RFC 6455 §1.3, §4.2.2 step 5.4). The key is hashed as given, so validate it
 // first on the server. Returns 28 NULs only if OpenSSL fails (out of memory),
 // which no peer's accept value can equal.
-std::array<char, 28> compute_accept(std::string_view key) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::array<char, 28> compute_accept(std::string_view key) noexcept;
 
 // True if `key` is a canonical base64 encoding of 16 bytes: 22 characters of
 // the RFC 4648 §4 alphabet, then "==", and the last of the 22 carrying zero in
@@ -38,7 +39,7 @@ std::array<char, 28> compute_accept(std::string_view key) noexcept;
 // them) are refused: a key from any standard encoder over 16 random bytes is
 // canonical, and anything else is not a "base64-encoded 16-byte value"
 // (RFC 6455 §4.1 item 7).
-bool is_valid_key(std::string_view key) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool is_valid_key(std::string_view key) noexcept;
 
 // The parts of a valid upgrade request a server usually routes on. Views point
 // into the request head's buffer; `head` gives access to everything else.
@@ -62,14 +63,15 @@ struct upgrade_request {
 // of tokens (bad_protocol_header, §11.3.4), every Sec-WebSocket-Extensions
 // parses (bad_extension_header, §9.1). Answer a failure with write_rejection().
 // Returns error::none on success. Does not allocate.
-error validate_upgrade(const request_head& head, upgrade_request& out) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT error validate_upgrade(const request_head& head,
+                                                   upgrade_request& out) noexcept;
 
 // The subprotocol to answer with: the first protocol in the client's
 // Sec-WebSocket-Protocol list (across all such fields, in order; the client
 // orders them by preference, RFC 6455 §4.1 item 10) that appears in
 // `supported`. Compared case-sensitively (RFC 6455 §11.3.4). Returns the
 // element of `supported`, or nullopt to send no subprotocol.
-std::optional<std::string_view> select_subprotocol(
+SWITCHBOARD_PROTOCOL_EXPORT std::optional<std::string_view> select_subprotocol(
     const request_head& head, std::span<const std::string_view> supported) noexcept;
 
 struct accept_options {
@@ -91,8 +93,8 @@ struct accept_options {
 // Sec-WebSocket-Accept for `key`, the optional Sec-WebSocket-Protocol and
 // Sec-WebSocket-Extensions, then the extra headers. `key` is the validated
 // upgrade_request::key.
-[[nodiscard]] bool write_accept_response(std::string& out, std::string_view key,
-                                         const accept_options& opts = {});
+[[nodiscard]] SWITCHBOARD_PROTOCOL_EXPORT bool write_accept_response(
+    std::string& out, std::string_view key, const accept_options& opts = {});
 
 // Appends a complete error response with `body` as text/plain, its
 // Content-Length and "Connection: close". 426 adds "Upgrade: websocket",
@@ -100,21 +102,21 @@ struct accept_options {
 // "Sec-WebSocket-Version: 13" (RFC 6455 §4.2.2, §4.4); 405 adds "Allow: GET"
 // (RFC 9110 §15.5.6) unless `extra` has its own Allow. `status` must be 100-599 (else false); the body is sent
 // as is.
-[[nodiscard]] bool write_error_response(std::string& out, int status, std::string_view body,
-                                        std::span<const http_header> extra = {});
+[[nodiscard]] SWITCHBOARD_PROTOCOL_EXPORT bool write_error_response(
+    std::string& out, int status, std::string_view body, std::span<const http_header> extra = {});
 
 // Appends the error response for a handshake error: http_status_for(e) with
 // describe(e) as the body. error::none is answered as a 500.
-void write_rejection(std::string& out, error e);
+SWITCHBOARD_PROTOCOL_EXPORT void write_rejection(std::string& out, error e);
 
 // The reason phrase for `status` (RFC 9110 §15), or the class name
 // ("Client Error") for codes without a registered phrase here.
-std::string_view reason_phrase(int status) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::string_view reason_phrase(int status) noexcept;
 
 // A fresh Sec-WebSocket-Key: base64 of 16 bytes from OpenSSL's CSPRNG
 // (RFC 6455 §4.1 item 7). Aborts the process if the CSPRNG cannot produce
 // bytes: a predictable key must never go on the wire.
-std::array<char, 24> generate_key() noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT std::array<char, 24> generate_key() noexcept;
 
 struct client_request_options {
   std::string_view host = {};     // Host value, "example.com" or "example.com:8080"
@@ -131,8 +133,8 @@ struct client_request_options {
 // given, then the extra headers. Returns false, leaving `out` as it was, for
 // header injection as above, an empty or malformed target, an empty host,
 // or a protocol that is not a token.
-[[nodiscard]] bool write_upgrade_request(std::string& out, const client_request_options& opts,
-                                         std::string_view key);
+[[nodiscard]] SWITCHBOARD_PROTOCOL_EXPORT bool write_upgrade_request(
+    std::string& out, const client_request_options& opts, std::string_view key);
 
 struct handshake_response {
   int status = 0;                     // the response's status code, also on failure
@@ -153,9 +155,9 @@ struct handshake_response {
 // case-sensitively). Parameters of the extensions are checked by the
 // extension's own negotiation (permessage-deflate), not here.
 // `out.status` is always set; the rest only on success. Does not allocate.
-error validate_response(const response_head& head, std::string_view key,
-                        std::span<const std::string_view> offered_protocols,
-                        std::span<const std::string_view> offered_extensions,
-                        handshake_response& out) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT error validate_response(
+    const response_head& head, std::string_view key,
+    std::span<const std::string_view> offered_protocols,
+    std::span<const std::string_view> offered_extensions, handshake_response& out) noexcept;
 
 }  // namespace switchboard::protocol

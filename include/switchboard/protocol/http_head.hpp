@@ -22,6 +22,7 @@
 #include <span>
 #include <string_view>
 #include <switchboard/protocol/error.hpp>
+#include <switchboard/protocol/export.hpp>
 
 namespace switchboard::protocol {
 
@@ -60,19 +61,19 @@ constexpr bool is_tchar(char c) noexcept {
 }
 
 // True if `s` is a non-empty token (RFC 9110 §5.6.2).
-bool is_token(std::string_view s) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool is_token(std::string_view s) noexcept;
 
 // True if `s` may be sent as a header field value (RFC 9110 §5.5): visible
 // ASCII, obs-text, SP and HT only, so no CR, LF, NUL or other control. Used to
 // refuse header injection in everything the writers put on the wire.
-bool is_field_value(std::string_view s) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool is_field_value(std::string_view s) noexcept;
 
 // ASCII case-insensitive equality, as HTTP field names and most tokens use.
-bool ascii_iequals(std::string_view a, std::string_view b) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool ascii_iequals(std::string_view a, std::string_view b) noexcept;
 
 // Walks a comma-separated list (RFC 9110 §5.6.1): each element with OWS
 // trimmed, empty elements skipped. Holds a view; the list must outlive it.
-class list_cursor {
+class SWITCHBOARD_PROTOCOL_EXPORT list_cursor {
  public:
   explicit list_cursor(std::string_view list) noexcept : rest_(list) {}
   // Stores the next non-empty element in `out`; false when none is left.
@@ -84,7 +85,7 @@ class list_cursor {
 
 // Header lookup shared by request and response heads. Views point into the
 // buffer that was parsed.
-class header_fields {
+class SWITCHBOARD_PROTOCOL_EXPORT header_fields {
  public:
   // Every field in wire order, duplicates included.
   std::span<const http_header> headers() const noexcept { return fields_; }
@@ -106,7 +107,7 @@ class header_fields {
 
 // A parsed request head. Valid while its parser is neither reset nor fed
 // again and the parsed buffer is unchanged and alive.
-class request_head : public header_fields {
+class SWITCHBOARD_PROTOCOL_EXPORT request_head : public header_fields {
  public:
   std::string_view method() const noexcept { return method_; }
   // The request-target as sent; path() is the part before the first '?',
@@ -157,7 +158,7 @@ struct body_length {
 //     differ only past 2^64 - 1 count as the same, since both saturate;
 //   - a Content-Length field with no element ("" or ",") is bad.
 // Pure: reads only `head`, which must be valid (see request_head).
-body_length request_body_length(const request_head& head) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT body_length request_body_length(const request_head& head) noexcept;
 
 // A parsed response head, with the same lifetime rules as request_head.
 class response_head : public header_fields {
@@ -191,7 +192,7 @@ struct field_span {
 
 // The line scanner shared by both parsers: finds each CRLF-terminated line
 // once, validates it, and records offsets. Internal; use the parsers.
-class head_scanner {
+class SWITCHBOARD_PROTOCOL_EXPORT head_scanner {
  public:
   enum class kind : std::uint8_t { request, response };
 
@@ -246,7 +247,7 @@ class head_scanner {
 // values), and a version that is not HTTP/DIGIT.DIGIT. Empty lines before the
 // request line are skipped (RFC 9112 §2.2). Non-ASCII bytes are accepted in
 // the target and in values (obs-text).
-class request_parser {
+class SWITCHBOARD_PROTOCOL_EXPORT request_parser {
  public:
   // Limits are clamped to 2^31 so offsets fit in 32 bits.
   explicit request_parser(http_limits limits = {});
@@ -282,7 +283,7 @@ class request_parser {
 // of a request line (bad_status_line, bad_http_version; the missing SP before
 // an empty reason is tolerated). An over-long status line is
 // header_line_too_long. No empty lines are skipped before the status line.
-class response_parser {
+class SWITCHBOARD_PROTOCOL_EXPORT response_parser {
  public:
   explicit response_parser(http_limits limits = {});
   response_parser(response_parser&&) noexcept = default;

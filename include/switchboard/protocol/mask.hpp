@@ -15,6 +15,7 @@
 
 #include <cstddef>
 
+#include "switchboard/protocol/export.hpp"
 #include "switchboard/protocol/frame.hpp"
 
 namespace switchboard::protocol {
@@ -26,8 +27,8 @@ namespace switchboard::protocol {
 // key_offset: position of data[0] within the frame's payload; only its value
 //   modulo 4 matters. Pass the count of payload bytes already processed.
 // No errors.
-void apply_mask(char* data, std::size_t size, const mask_key& key,
-                std::size_t key_offset = 0) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT void apply_mask(char* data, std::size_t size, const mask_key& key,
+                                            std::size_t key_offset = 0) noexcept;
 
 // Writes the masked form of `src` to `dst`: dst[i] = src[i] ^ key[(offset+i) % 4].
 //
@@ -35,7 +36,8 @@ void apply_mask(char* data, std::size_t size, const mask_key& key,
 // not overlap. Parameters as for apply_mask(). Used by the client writer to
 // mask while copying the payload into the output buffer, and by the reader to
 // unmask while appending a fragment to its message buffer. No errors.
-void mask_copy(char* dst, const char* src, std::size_t size, const mask_key& key,
-               std::size_t key_offset = 0) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT void mask_copy(char* dst, const char* src, std::size_t size,
+                                           const mask_key& key,
+                                           std::size_t key_offset = 0) noexcept;
 
 }  // namespace switchboard::protocol

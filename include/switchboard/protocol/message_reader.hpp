@@ -28,6 +28,7 @@
 #include <string_view>
 
 #include "switchboard/protocol/error.hpp"
+#include "switchboard/protocol/export.hpp"
 #include "switchboard/protocol/frame.hpp"
 #include "switchboard/protocol/utf8.hpp"
 
@@ -77,7 +78,7 @@ struct reader_event {
 };
 
 // Reads the frames of one connection, in one direction.
-class message_reader {
+class SWITCHBOARD_PROTOCOL_EXPORT message_reader {
  public:
   explicit message_reader(const reader_options& options) noexcept;
 

@@ -22,11 +22,12 @@
 #include <string>
 #include <string_view>
 
+#include "switchboard/protocol/export.hpp"
 #include "switchboard/protocol/frame.hpp"
 
 namespace switchboard::protocol {
 
-class message_writer {
+class SWITCHBOARD_PROTOCOL_EXPORT message_writer {
  public:
   // role::client masks every frame; role::server never does (RFC 6455 §5.1).
   explicit message_writer(role r) noexcept : role_(r) {}

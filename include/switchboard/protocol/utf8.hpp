@@ -21,11 +21,13 @@
 #include <cstdint>
 #include <string_view>
 
+#include "switchboard/protocol/export.hpp"
+
 namespace switchboard::protocol {
 
 // True if [data, data+size) is complete, well-formed UTF-8 (RFC 3629).
 // An empty input is valid. No errors beyond the return value.
-bool is_valid_utf8(const char* data, std::size_t size) noexcept;
+SWITCHBOARD_PROTOCOL_EXPORT bool is_valid_utf8(const char* data, std::size_t size) noexcept;
 
 inline bool is_valid_utf8(std::string_view text) noexcept {
   return is_valid_utf8(text.data(), text.size());
@@ -39,7 +41,7 @@ inline bool is_valid_utf8(std::string_view text) noexcept {
 // Usage: feed() every piece in order; after the last piece call complete().
 // State is at most one incomplete code point (<= 3 bytes), kept inside the
 // object, so the caller's pieces need not outlive the call.
-class utf8_validator {
+class SWITCHBOARD_PROTOCOL_EXPORT utf8_validator {
  public:
   // Checks the next piece of the message.
   // Returns false if the bytes fed so far can never be the prefix of valid

@@ -20,21 +20,21 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
-
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/protocol/http_head.hpp>
 #include <switchboard/server/compression.hpp>
+#include <switchboard/server/export.hpp>
 #include <switchboard/server/websocket.hpp>
+#include <utility>
+#include <vector>
 
 namespace switchboard::server {
 
 class upgrade_request;
 
 // The behaviour of one WebSocket endpoint. Every callback is optional.
-struct ws_behavior {
+struct SWITCHBOARD_SERVER_EXPORT ws_behavior {
   // Decides before the 101 (RFC 6455 §4.2.2). Call req.accept(), req.reject(),
   // or req.defer() to decide later; returning without any of them accepts
   // with no subprotocol. Absent: every valid upgrade is accepted.
@@ -83,7 +83,7 @@ struct ws_behavior {
 // Completes a deferred upgrade decision from any thread. If the connection
 // is gone (the client left, the handshake timeout fired, the server shut
 // down) the call does nothing. REQUIRES: the server outlives the handle.
-class upgrade_handle {
+class SWITCHBOARD_SERVER_EXPORT upgrade_handle {
  public:
   upgrade_handle() = default;
   // Answers 101 with `subprotocol` (empty: none) and extra headers.
@@ -102,7 +102,7 @@ class upgrade_handle {
 
 // A valid upgrade request, handed to on_upgrade. Views (path, headers) stay
 // valid until the upgrade is answered, also when deferred.
-class upgrade_request {
+class SWITCHBOARD_SERVER_EXPORT upgrade_request {
  public:
   std::string_view path() const noexcept { return info_.path; }
   std::string_view query() const noexcept { return info_.query; }

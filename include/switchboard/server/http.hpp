@@ -31,8 +31,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-
 #include <switchboard/protocol/http_head.hpp>
+#include <switchboard/server/export.hpp>
 #include <switchboard/server/websocket.hpp>
 
 namespace switchboard::server {
@@ -83,7 +83,7 @@ class http_responder {
 };
 
 // The response a handler builds. Defaults: 200, text/plain, empty body.
-class http_response {
+class SWITCHBOARD_SERVER_EXPORT http_response {
  public:
   // Answers later instead: what this object holds when the handler returns
   // is not sent; the returned handle's respond() sends its own response.

@@ -13,9 +13,9 @@
 #include <functional>
 #include <string>
 #include <string_view>
-
 #include <switchboard/net/tls_error.hpp>
 #include <switchboard/protocol/close_code.hpp>
+#include <switchboard/server/export.hpp>
 
 namespace switchboard::net {
 class tls_context;
@@ -137,7 +137,7 @@ constexpr std::string_view handshake_failure_token(handshake_failure reason) noe
   return i < k_handshake_failure_reasons ? k_tokens[i] : std::string_view("unknown");
 }
 
-struct server_options {
+struct SWITCHBOARD_SERVER_EXPORT server_options {
   // Numeric address to listen on ("127.0.0.1", "::1", "0.0.0.0"); no host names.
   std::string host = "127.0.0.1";
   // 0 picks a free port; server::port() tells which.

@@ -34,14 +34,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <system_error>
-
 #include <switchboard/net/unique_function.hpp>
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/server/endpoint.hpp>
+#include <switchboard/server/export.hpp>
 #include <switchboard/server/http.hpp>
 #include <switchboard/server/options.hpp>
 #include <switchboard/server/websocket.hpp>
+#include <system_error>
 
 namespace switchboard::server {
 
@@ -92,7 +92,7 @@ struct server_statistics {
 // How server::publish() reaches the publisher's own loop.
 enum class publish_delivery : std::uint8_t { immediate, queued };
 
-class server {
+class SWITCHBOARD_SERVER_EXPORT server {
  public:
   explicit server(server_options options = {});
   // Shuts down without waiting for peers (terminates connections), joins.

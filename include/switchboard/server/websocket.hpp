@@ -23,13 +23,13 @@
 #include <new>
 #include <span>
 #include <string_view>
-#include <vector>
-
 #include <switchboard/net/timer_wheel.hpp>
 #include <switchboard/net/transport.hpp>
 #include <switchboard/protocol/frame.hpp>
 #include <switchboard/protocol/http_head.hpp>
 #include <switchboard/protocol/message_reader.hpp>
+#include <switchboard/server/export.hpp>
+#include <vector>
 
 namespace switchboard::server {
 
@@ -61,7 +61,7 @@ struct connection_id {
   friend bool operator==(const connection_id&, const connection_id&) = default;
 };
 
-class websocket final : private net::transport_handler {
+class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler {
  public:
   websocket(const websocket&) = delete;
   websocket& operator=(const websocket&) = delete;

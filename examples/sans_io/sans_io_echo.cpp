@@ -3,7 +3,9 @@
 // then echoes every message, answers pings and completes the close handshake.
 // A real server does the same with bytes from a socket; see README.md.
 //
-// Run: build/release/examples/sans_io_echo   (prints what it would send)
+// Build: a standalone CMake project (CMakeLists.txt here) or one command:
+//   c++ -std=c++20 sans_io_echo.cpp $(pkg-config --cflags --libs switchboard)
+// Run: ./sans_io_echo   (prints what it would send)
 #include <cstdio>
 #include <span>
 #include <string>
