@@ -1,0 +1,698 @@
+// client_test.cpp — realtime::client against realtime::service in-process on
+// 127.0.0.1 (port 0; public API of both only): connect with a token or a
+// token callback, subscribe/publish/presence/history round trips, the errors
+// a request can end with, authentication failure, reconnect and recovery
+// after a dropped connection and after a server restart (snapshot file, and
+// without one: "epoch changed"), and the recovery-under-churn property:
+// subscribers cut at random while publications are made each end with every
+// publication exactly once, in order.
+//
+// Every client here runs on its own thread (the constructor without a loop);
+// a recorder collects its events under a mutex and the test waits on them
+// with a deadline. Tokens are HS256 JWTs signed here with OpenSSL.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <switchboard/realtime/client.hpp>
+#include <switchboard/realtime/config.hpp>
+#include <switchboard/realtime/service.hpp>
+#include <thread>
+#include <vector>
+
+namespace switchboard::realtime::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view k_secret = "client-test-secret";
+
+// --- tokens ----------------------------------------------------------------------
+
+std::string base64url(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return out;
+}
+
+// An HS256 token for `user`; `extra` is appended to the claims.
+std::string token(std::string_view user, std::string_view extra = {},
+                  std::string_view secret = k_secret) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const std::string claims = "{\"sub\":\"" + std::string(user) +
+                             "\",\"exp\":" + std::to_string(now + 3600) + std::string(extra) + "}";
+  const std::string input = base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url(claims);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &size);
+  return input + "." + base64url(std::string_view(reinterpret_cast<const char*>(mac), size));
+}
+
+// --- the service on its own thread -------------------------------------------------
+
+realtime_config base_config() {
+  realtime_config c;
+  c.host = "127.0.0.1";
+  c.port = 0;
+  c.demo = false;
+  c.jwt_secret = std::string(k_secret);
+  c.shutdown_timeout = 1;
+  // The churn test publishes fast from one connection.
+  c.command_rate = 100000;
+  c.command_burst = 100000;
+  c.namespaces = {
+      {"default", namespace_options{}},
+      {"chat", namespace_options{.history_size = 2000, .history_ttl = 0,
+                                 .publish = publish_policy::any}},
+      {"bare", namespace_options{.history_size = 0, .presence = false}},
+      {"secret", namespace_options{}},
+  };
+  return c;
+}
+
+class running_service {
+ public:
+  explicit running_service(realtime_config config) : service_(std::move(config)) {
+    listen_error_ = service_.listen();
+    if (!listen_error_) thread_ = std::thread([this] { (void)service_.run(); });
+  }
+  ~running_service() { stop(); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    service_.shutdown();
+    thread_.join();
+  }
+  std::error_code listen_error() const { return listen_error_; }
+  std::uint16_t port() const { return service_.port(); }
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(port()) + "/ws"; }
+
+ private:
+  service service_;
+  std::error_code listen_error_;
+  std::thread thread_;
+};
+
+// --- a client and what it saw ----------------------------------------------------------
+
+class recorder {
+ public:
+  client_handlers handlers() {
+    client_handlers h;
+    h.on_state = [this](const state_event& e) { add([&] { states.push_back(e); }); };
+    h.on_message = [this](const publication& p) { add([&] { messages.push_back(p); }); };
+    h.on_presence = [this](const presence_event& e) { add([&] { presence.push_back(e); }); };
+    h.on_subscribed = [this](const subscribe_result& r) { add([&] { subscribed.push_back(r); }); };
+    h.on_error = [this](const error_event& e) { add([&] { errors.push_back(e); }); };
+    return h;
+  }
+
+  // Waits until `done` holds (under the lock) or `limit` passes.
+  bool wait(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, limit, done);
+  }
+  bool wait_state(connection_state s, std::chrono::milliseconds limit = 5s) {
+    return wait([&] { return !states.empty() && states.back().state == s; }, limit);
+  }
+  bool wait_messages(std::size_t n, std::chrono::milliseconds limit = 5s) {
+    return wait([&] { return messages.size() >= n; }, limit);
+  }
+  std::vector<std::uint64_t> offsets() {
+    std::lock_guard lock(mutex);
+    std::vector<std::uint64_t> out;
+    for (const auto& m : messages) out.push_back(m.offset);
+    return out;
+  }
+  template <class T>
+  T locked(const std::function<T()>& read) {
+    std::lock_guard lock(mutex);
+    return read();
+  }
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<state_event> states;
+  std::vector<publication> messages;
+  std::vector<presence_event> presence;
+  std::vector<subscribe_result> subscribed;
+  std::vector<error_event> errors;
+
+ private:
+  template <class Fn>
+  void add(Fn fn) {
+    {
+      std::lock_guard lock(mutex);
+      fn();
+    }
+    changed.notify_all();
+  }
+};
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t i = first; i <= last; ++i) out.push_back(i);
+  return out;
+}
+
+// A completion callback and the future of its result.
+template <class Result>
+struct completion {
+  std::shared_ptr<std::promise<Result>> promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  std::function<void(const Result&)> callback() {
+    return [p = promise](const Result& r) { p->set_value(r); };
+  }
+  Result get() {
+    if (future.wait_for(5s) != std::future_status::ready) {
+      ADD_FAILURE() << "no completion within 5 s";
+      return Result{};
+    }
+    return future.get();
+  }
+};
+
+class client_test : public ::testing::Test {
+ protected:
+  void start(realtime_config config = base_config()) {
+    server_.reset();
+    server_ = std::make_unique<running_service>(std::move(config));
+    ASSERT_FALSE(server_->listen_error());
+  }
+
+  client_options options(std::string_view user) {
+    client_options o;
+    o.url = server_->url();
+    o.token = token(user);
+    o.backoff_base = 20ms;
+    o.backoff_cap = 200ms;
+    return o;
+  }
+
+  // A started client with its recorder, connected (checked). The recorder
+  // comes first so that it outlives the client (pair members die in reverse).
+  std::pair<std::unique_ptr<recorder>, std::unique_ptr<client>> connected(client_options o) {
+    auto r = std::make_unique<recorder>();
+    auto c = std::make_unique<client>(std::move(o), r->handlers());
+    EXPECT_FALSE(c->connect());
+    EXPECT_TRUE(r->wait_state(connection_state::connected));
+    return {std::move(r), std::move(c)};
+  }
+
+  static subscribe_result subscribe(client& c, std::string channel, subscribe_options o = {}) {
+    completion<subscribe_result> done;
+    c.subscribe(std::move(channel), std::move(o), done.callback());
+    return done.get();
+  }
+  static publish_result publish(client& c, std::string channel, std::string data) {
+    completion<publish_result> done;
+    c.publish(std::move(channel), std::move(data), done.callback());
+    return done.get();
+  }
+
+  std::unique_ptr<running_service> server_;
+};
+
+// --- connecting -----------------------------------------------------------------------
+
+TEST_F(client_test, connect_reports_connecting_then_connected_with_the_user) {
+  start();
+  auto [r, c] = connected(options("alice"));
+  r->locked<bool>([&] {
+    EXPECT_EQ(r->states.front().state, connection_state::connecting);
+    EXPECT_EQ(r->states.front().attempt, 1u);
+    EXPECT_EQ(r->states.back().user, "alice");
+    EXPECT_EQ(r->states.back().client_id.size(), 16u);
+    return true;
+  });
+  EXPECT_EQ(c->state(), connection_state::connected);
+
+  c->close();
+  ASSERT_TRUE(r->wait_state(connection_state::disconnected));
+  r->locked<bool>([&] {
+    EXPECT_EQ(r->states.back().code, 1000);
+    EXPECT_FALSE(r->states.back().will_reconnect);
+    return true;
+  });
+  // Closed: requests are refused at once, not queued.
+  const publish_result p = publish(*c, "chat:a", "1");
+  ASSERT_TRUE(p.error);
+  EXPECT_EQ(p.error->code, k_error_not_sent);
+}
+
+TEST_F(client_test, a_bad_url_is_refused_by_connect) {
+  client_options o;
+  o.url = "http://127.0.0.1:1/ws";
+  client c(o, {});
+  EXPECT_EQ(c.connect(), ::switchboard::client::client_error::unsupported_scheme);
+  o.url = "wss://127.0.0.1:1/ws";  // no TLS context given
+  client s(o, {});
+  EXPECT_EQ(s.connect(), ::switchboard::client::client_error::tls_not_supported);
+}
+
+TEST_F(client_test, a_bad_token_stops_the_client_with_an_auth_error) {
+  start();
+  client_options o = options("mallory");
+  o.token = token("mallory", {}, "not-the-secret");
+  recorder r;
+  client c(o, r.handlers());
+  ASSERT_FALSE(c.connect());
+  ASSERT_TRUE(r.wait([&] { return !r.errors.empty(); }));
+  ASSERT_TRUE(r.wait_state(connection_state::disconnected));
+  std::this_thread::sleep_for(300ms);  // longer than the backoff cap: no retry comes
+  r.locked<bool>([&] {
+    EXPECT_EQ(r.errors[0].error.code, k_error_auth);
+    EXPECT_NE(r.errors[0].error.message.find("bad signature"), std::string::npos)
+        << r.errors[0].error.message;
+    EXPECT_EQ(r.states.back().code, 4001);
+    EXPECT_FALSE(r.states.back().will_reconnect);
+    std::size_t attempts = 0;
+    for (const auto& s : r.states) attempts += s.state == connection_state::connecting;
+    EXPECT_EQ(attempts, 1u);
+    return true;
+  });
+}
+
+TEST_F(client_test, the_token_callback_runs_before_every_attempt) {
+  start();
+  std::atomic<int> calls{0};
+  client_options o = options("unused");
+  o.token.clear();
+  o.token_provider = [&calls] {
+    return token("user" + std::to_string(calls.fetch_add(1) + 1));
+  };
+  auto [r, c] = connected(std::move(o));
+  EXPECT_EQ(r->locked<std::string>([&] { return r->states.back().user; }), "user1");
+  c->reconnect();
+  ASSERT_TRUE(r->wait([&] {
+    return r->states.back().state == connection_state::connected && r->states.back().user == "user2";
+  }));
+  EXPECT_EQ(calls.load(), 2);
+}
+
+TEST_F(client_test, a_server_that_does_not_answer_is_given_up_after_the_connect_timeout) {
+  // A listening socket nobody accepts on: TCP connects, the upgrade never answers.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+
+  client_options o;
+  o.url = "ws://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/ws";
+  o.connect_timeout = 300ms;
+  o.max_attempts = 2;
+  o.backoff_base = 10ms;
+  recorder r;
+  client c(o, r.handlers());
+  ASSERT_FALSE(c.connect());
+  ASSERT_TRUE(r.wait([&] { return !r.errors.empty(); }));
+  r.locked<bool>([&] {
+    EXPECT_NE(r.errors[0].error.message.find("gave up after 2"), std::string::npos)
+        << r.errors[0].error.message;
+    EXPECT_EQ(r.states.back().reason, "connect timeout");
+    EXPECT_FALSE(r.states.back().will_reconnect);
+    return true;
+  });
+  ::close(fd);
+}
+
+// --- requests ---------------------------------------------------------------------------
+
+TEST_F(client_test, subscribe_and_publish_round_trip) {
+  start();
+  auto [rs, sub] = connected(options("alice"));
+  auto [rp, pub] = connected(options("bob"));
+  const subscribe_result s = subscribe(*sub, "chat:room");
+  ASSERT_FALSE(s.error) << s.error->message;
+  EXPECT_EQ(s.offset, 0u);
+  EXPECT_FALSE(s.resumed);
+
+  const publish_result p = publish(*pub, "chat:room", R"({ "text" : "hi" })");
+  ASSERT_FALSE(p.error) << p.error->message;
+  EXPECT_EQ(p.offset, 1u);
+  EXPECT_EQ(p.epoch, s.epoch);
+  ASSERT_TRUE(rs->wait_messages(1));
+  const publication m = rs->locked<publication>([&] { return rs->messages[0]; });
+  EXPECT_EQ(m.channel, "chat:room");
+  EXPECT_EQ(m.offset, 1u);
+  EXPECT_EQ(m.epoch, s.epoch);
+  EXPECT_EQ(m.data, R"({"text":"hi"})");
+  EXPECT_EQ(m.user, "bob");
+  EXPECT_EQ(m.client.size(), 16u);
+
+  // Every JSON value may be published; text that is not JSON is never sent.
+  EXPECT_FALSE(publish(*pub, "chat:room", "\"a string\"").error);
+  EXPECT_FALSE(publish(*pub, "chat:room", "42").error);
+  const publish_result bad = publish(*pub, "chat:room", "not json");
+  ASSERT_TRUE(bad.error);
+  EXPECT_EQ(bad.error->code, k_error_not_sent);
+  ASSERT_TRUE(rs->wait_messages(3));
+  EXPECT_EQ(rs->offsets(), range(1, 3));
+  EXPECT_EQ(rs->locked<std::string>([&] { return rs->messages[1].data; }), "\"a string\"");
+}
+
+TEST_F(client_test, server_errors_complete_the_request_with_their_code) {
+  start();
+  client_options o = options("carol");
+  o.token = token("carol", R"(,"channels":["chat:*"])");
+  auto [r, c] = connected(std::move(o));
+  const subscribe_result forbidden = subscribe(*c, "secret:x");
+  ASSERT_TRUE(forbidden.error);
+  EXPECT_EQ(forbidden.error->code, 403);
+  EXPECT_FALSE(subscribe(*c, "chat:x").error);
+  const subscribe_result again = subscribe(*c, "chat:x");
+  ASSERT_TRUE(again.error);
+  EXPECT_EQ(again.error->code, 409);
+  const publish_result bad_name = publish(*c, "chat:bad name", "1");
+  ASSERT_TRUE(bad_name.error);
+  EXPECT_EQ(bad_name.error->code, 422);
+
+  auto [rd, d] = connected(options("dave"));  // every channel granted
+  const subscribe_result unknown = subscribe(*d, "nowhere:x");
+  ASSERT_TRUE(unknown.error);
+  EXPECT_EQ(unknown.error->code, 404);
+  completion<history_result> off;
+  d->history("bare:x", {}, off.callback());
+  const history_result h = off.get();
+  ASSERT_TRUE(h.error);
+  EXPECT_EQ(h.error->code, 405);
+
+  completion<unsubscribe_result> u;
+  c->unsubscribe("chat:never", u.callback());
+  const unsubscribe_result ur = u.get();
+  ASSERT_TRUE(ur.error);
+  EXPECT_EQ(ur.error->code, 404);
+}
+
+TEST_F(client_test, presence_lists_subscribers_and_pushes_join_and_leave) {
+  start();
+  auto [ra, a] = connected(options("alice"));
+  auto [rb, b] = connected(options("bob"));
+  ASSERT_FALSE(subscribe(*a, "chat:p").error);
+  ASSERT_FALSE(subscribe(*b, "chat:p").error);
+  ASSERT_TRUE(ra->wait([&] { return ra->presence.size() >= 2; }));  // alice's own join, then bob's
+  ra->locked<bool>([&] {
+    EXPECT_EQ(ra->presence[1].what, presence_event::kind::join);
+    EXPECT_EQ(ra->presence[1].who.user, "bob");
+    EXPECT_EQ(ra->presence[1].channel, "chat:p");
+    return true;
+  });
+
+  completion<presence_result> list;
+  a->presence("chat:p", list.callback());
+  const presence_result p = list.get();
+  ASSERT_FALSE(p.error);
+  ASSERT_EQ(p.clients.size(), 2u);
+  std::vector<std::string> users{p.clients[0].user, p.clients[1].user};
+  std::sort(users.begin(), users.end());
+  EXPECT_EQ(users, (std::vector<std::string>{"alice", "bob"}));
+
+  completion<unsubscribe_result> u;
+  b->unsubscribe("chat:p", u.callback());
+  EXPECT_FALSE(u.get().error);
+  ASSERT_TRUE(ra->wait([&] { return ra->presence.size() >= 3; }));
+  ra->locked<bool>([&] {
+    EXPECT_EQ(ra->presence[2].what, presence_event::kind::leave);
+    EXPECT_EQ(ra->presence[2].who.user, "bob");
+    return true;
+  });
+}
+
+TEST_F(client_test, history_and_subscribe_with_history_have_no_gap_and_no_duplicate) {
+  start();
+  auto [rp, pub] = connected(options("bob"));
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(publish(*pub, "chat:h", std::to_string(i)).error);
+
+  completion<history_result> last3;
+  pub->history("chat:h", history_options{.limit = 3, .since = std::nullopt}, last3.callback());
+  const history_result h = last3.get();
+  ASSERT_FALSE(h.error);
+  EXPECT_EQ(h.offset, 5u);
+  ASSERT_EQ(h.publications.size(), 3u);
+  EXPECT_EQ(h.publications[0].offset, 3u);
+  EXPECT_EQ(h.publications[2].data, "5");
+
+  completion<history_result> after;
+  pub->history("chat:h", history_options{.limit = 0, .since = stream_position{h.epoch, 4}},
+               after.callback());
+  const history_result a = after.get();
+  EXPECT_TRUE(a.recovered);
+  ASSERT_EQ(a.publications.size(), 1u);
+  EXPECT_EQ(a.publications[0].offset, 5u);
+
+  auto [rs, sub] = connected(options("alice"));
+  const subscribe_result s =
+      subscribe(*sub, "chat:h", subscribe_options{.since = std::nullopt, .history = 2});
+  ASSERT_FALSE(s.error);
+  EXPECT_TRUE(s.resumed);
+  EXPECT_TRUE(s.recovered);
+  ASSERT_FALSE(publish(*pub, "chat:h", "6").error);
+  ASSERT_TRUE(rs->wait_messages(3));
+  EXPECT_EQ(rs->offsets(), range(4, 6));
+}
+
+TEST_F(client_test, requests_made_while_connecting_wait_for_the_connection) {
+  start();
+  recorder r;
+  client c(options("alice"), r.handlers());
+  ASSERT_FALSE(c.connect());
+  // Queued behind connect(), before the connection exists.
+  completion<subscribe_result> s;
+  c.subscribe("chat:q", {}, s.callback());
+  completion<publish_result> p;
+  c.publish("chat:q", "\"first\"", p.callback());
+  EXPECT_FALSE(s.get().error);
+  const publish_result pr = p.get();
+  ASSERT_FALSE(pr.error) << pr.error->message;
+  EXPECT_EQ(pr.offset, 1u);
+  ASSERT_TRUE(r.wait_messages(1));  // subscribed before the publish went out
+}
+
+TEST_F(client_test, calls_from_many_threads_all_complete) {
+  start();
+  auto [r, c] = connected(options("alice"));
+  ASSERT_FALSE(subscribe(*c, "chat:threads").error);
+  constexpr int k_threads = 4;
+  constexpr int k_each = 50;
+  std::mutex mutex;
+  std::vector<std::uint64_t> offsets;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < k_threads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < k_each; ++i) {
+        std::string data = "[";
+        data.append(std::to_string(t)).append(",").append(std::to_string(i)).append("]");
+        c->publish("chat:threads", std::move(data),
+                   [&](const publish_result& p) {
+                     if (p.error) ++errors;
+                     std::lock_guard lock(mutex);
+                     offsets.push_back(p.offset);
+                   });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(r->wait_messages(k_threads * k_each));
+  EXPECT_EQ(errors.load(), 0);
+  std::lock_guard lock(mutex);
+  std::sort(offsets.begin(), offsets.end());
+  EXPECT_EQ(offsets, range(1, k_threads * k_each));
+  EXPECT_EQ(r->offsets(), range(1, k_threads * k_each));
+}
+
+// --- recovery -----------------------------------------------------------------------------
+
+TEST_F(client_test, a_dropped_connection_is_recovered_with_since) {
+  start();
+  auto [rs, sub] = connected(options("alice"));
+  auto [rp, pub] = connected(options("bob"));
+  ASSERT_FALSE(subscribe(*sub, "chat:drop").error);
+  for (int i = 1; i <= 3; ++i) ASSERT_FALSE(publish(*pub, "chat:drop", std::to_string(i)).error);
+  ASSERT_TRUE(rs->wait_messages(3));
+
+  // Cut the subscriber; publish while it is away (its reconnect is immediate,
+  // so some of these land before and some after it is back).
+  sub->reconnect();
+  for (int i = 4; i <= 10; ++i) ASSERT_FALSE(publish(*pub, "chat:drop", std::to_string(i)).error);
+  ASSERT_TRUE(rs->wait_messages(10));
+  ASSERT_TRUE(rs->wait([&] { return rs->subscribed.size() >= 2; }));
+  std::this_thread::sleep_for(100ms);  // a duplicate would arrive meanwhile
+  EXPECT_EQ(rs->offsets(), range(1, 10));
+  rs->locked<bool>([&] {
+    EXPECT_TRUE(rs->subscribed[1].resumed);
+    EXPECT_TRUE(rs->subscribed[1].recovered);
+    std::size_t drops = 0;
+    for (const auto& s : rs->states) {
+      drops += s.state == connection_state::disconnected && s.reason == "reconnect requested";
+    }
+    EXPECT_EQ(drops, 1u);
+    return true;
+  });
+}
+
+TEST_F(client_test, history_survives_a_server_restart_with_the_snapshot) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("switchboard-client-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  realtime_config config = base_config();
+  config.snapshot_file = (dir / "snapshot.json").string();
+  start(config);
+  config.port = server_->port();  // the restart listens where the client reconnects
+
+  client_options so = options("alice");
+  so.backoff_base = 60s;  // reconnect only when the test says so (connect())
+  so.backoff_cap = 60s;
+  auto [rs, sub] = connected(std::move(so));
+  ASSERT_FALSE(subscribe(*sub, "chat:keep").error);
+  {
+    auto [rp, pub] = connected(options("bob"));
+    for (int i = 1; i <= 3; ++i) ASSERT_FALSE(publish(*pub, "chat:keep", std::to_string(i)).error);
+  }
+  ASSERT_TRUE(rs->wait_messages(3));
+  const std::string epoch = rs->locked<std::string>([&] { return rs->messages[0].epoch; });
+
+  server_->stop();  // graceful: 1012 to every client, snapshot written
+  ASSERT_TRUE(rs->wait([&] {
+    return rs->states.back().state == connection_state::disconnected;
+  }));
+  EXPECT_EQ(rs->locked<int>([&] { return rs->states.back().code; }), 1012);
+  start(config);
+  {
+    client_options po = options("bob");
+    po.url = server_->url();
+    auto [rp, pub] = connected(std::move(po));
+    for (int i = 4; i <= 6; ++i) ASSERT_FALSE(publish(*pub, "chat:keep", std::to_string(i)).error);
+  }
+  ASSERT_FALSE(sub->connect());  // during the backoff wait: try now
+  ASSERT_TRUE(rs->wait_messages(6));
+  EXPECT_EQ(rs->offsets(), range(1, 6));
+  rs->locked<bool>([&] {
+    EXPECT_EQ(rs->messages[5].epoch, epoch);
+    EXPECT_EQ(rs->messages[5].user, "bob");
+    EXPECT_TRUE(rs->subscribed.back().recovered);
+    return true;
+  });
+  sub.reset();
+  server_.reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(client_test, a_restart_without_snapshot_reports_recovered_false) {
+  realtime_config config = base_config();
+  start(config);
+  config.port = server_->port();
+  auto [rs, sub] = connected(options("alice"));
+  ASSERT_FALSE(subscribe(*sub, "chat:lost").error);
+  ASSERT_FALSE(publish(*sub, "chat:lost", "1").error);
+  ASSERT_TRUE(rs->wait_messages(1));
+  server_->stop();
+  start(config);
+  ASSERT_TRUE(rs->wait([&] { return rs->subscribed.size() >= 2; }, 10s));
+  rs->locked<bool>([&] {
+    const subscribe_result& s = rs->subscribed[1];
+    EXPECT_TRUE(s.resumed);
+    EXPECT_FALSE(s.recovered);
+    EXPECT_EQ(s.reason, "epoch changed");
+    EXPECT_NE(s.epoch, rs->messages[0].epoch);
+    return true;
+  });
+  // The subscription goes on in the new stream.
+  ASSERT_FALSE(publish(*sub, "chat:lost", "2").error);
+  ASSERT_TRUE(rs->wait_messages(2));
+  EXPECT_EQ(rs->locked<std::uint64_t>([&] { return rs->messages[1].offset; }), 1u);
+}
+
+// The property the browser SDK has too: subscribers cut at random while N
+// publications are made each end with every publication exactly once, in order.
+TEST_F(client_test, recovery_under_churn_delivers_everything_once_in_order) {
+  start();
+  constexpr int k_subscribers = 5;
+  constexpr std::uint64_t k_publications = 300;
+  std::vector<std::unique_ptr<recorder>> recs;  // outlive the clients
+  std::vector<std::unique_ptr<client>> subs;
+  for (int i = 0; i < k_subscribers; ++i) {
+    auto [r, c] = connected(options("sub" + std::to_string(i)));
+    ASSERT_FALSE(subscribe(*c, "chat:churn").error);
+    subs.push_back(std::move(c));
+    recs.push_back(std::move(r));
+  }
+  auto [rp, pub] = connected(options("publisher"));
+
+  // The publications go out from this thread, which also cuts a random
+  // subscriber every few of them (each reconnects at once and resumes with
+  // `since` while the publications go on).
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<int> failures{0};
+  std::mt19937 random(12345);
+  int cuts = 0;
+  for (std::uint64_t i = 1; i <= k_publications; ++i) {
+    pub->publish("chat:churn", "{\"n\":" + std::to_string(i) + "}", [&](const publish_result& p) {
+      if (p.error) ++failures;
+      ++published;
+    });
+    if (random() % 8 == 0) {
+      subs[random() % k_subscribers]->reconnect();
+      ++cuts;
+    }
+    if (random() % 4 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(random() % 3));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (published.load() < k_publications && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(published.load(), k_publications);
+  EXPECT_EQ(failures.load(), 0);
+  for (int i = 0; i < k_subscribers; ++i) {
+    ASSERT_TRUE(recs[i]->wait_messages(k_publications, 10s))
+        << "subscriber " << i << " has " << recs[i]->offsets().size();
+  }
+  std::this_thread::sleep_for(100ms);  // a late duplicate would show up meanwhile
+  std::size_t recovered = 0;
+  for (int i = 0; i < k_subscribers; ++i) {
+    EXPECT_EQ(recs[i]->offsets(), range(1, k_publications)) << "subscriber " << i;
+    recs[i]->locked<bool>([&] {
+      for (std::uint64_t n = 0; n < recs[i]->messages.size(); ++n) {
+        EXPECT_EQ(recs[i]->messages[n].data, "{\"n\":" + std::to_string(n + 1) + "}");
+      }
+      for (const auto& s : recs[i]->subscribed) {
+        EXPECT_TRUE(!s.resumed || s.recovered) << s.reason;
+        recovered += s.recovered;
+      }
+      return true;
+    });
+  }
+  EXPECT_GT(cuts, 10);
+  EXPECT_GT(recovered, 10u) << "reconnects must have happened during the publications";
+}
+
+}  // namespace
+}  // namespace switchboard::realtime::test
