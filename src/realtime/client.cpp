@@ -169,7 +169,8 @@ class client_core {
   bool auth_failed_ = false;       // `connect` got 401: the coming close is final
   bool ping_outstanding_ = false;  // heartbeat sent, no reply yet
   bool retry_now_ = false;         // reconnect(): the next attempt without delay
-  std::uint32_t attempt_ = 0;      // failed attempts since the last successful connect
+  std::uint32_t attempt_ = 0;      // attempts since the last successful connect (backoff index)
+  std::uint32_t failures_ = 0;     // attempts since then that never got to connected
   std::uint64_t connection_ = 0;   // bumped when a connection ends
   std::uint64_t next_id_ = 1;
   std::uint16_t close_code_ = 0;    // of the current connection, from on_close
@@ -239,6 +240,7 @@ void client_core::start() {
   wanted_ = true;
   auth_failed_ = false;
   attempt_ = 0;
+  failures_ = 0;
   if (phase_ == phase::idle) open_attempt();
   // Otherwise a connection is still closing after close(): when it is gone,
   // lost() sees wanted_ and reconnects.
@@ -322,7 +324,7 @@ void client_core::on_open() {
   } else if (!options_.info.empty()) {
     std::string info;
     if (!valid_json(options_.info, info)) {
-      report({}, make_error(k_error_not_sent, "client_options::info is not JSON; not sent"));
+      report({}, make_error(k_error_bad_json, "client_options::info is not JSON; not sent"));
     } else {
       body.append(",\"info\":");
       body.append(info);
@@ -349,6 +351,7 @@ void client_core::on_open() {
 void client_core::on_connected(simdjson::dom::element result) {
   phase_ = phase::connected;
   attempt_ = 0;
+  failures_ = 0;
   const std::uint64_t connection = connection_;
   // Subscriptions first, then what waited: a queued publish may need its
   // subscription, and the server answers in order.
@@ -381,6 +384,8 @@ void client_core::on_ws_closed(std::uint16_t code) {
 
 void client_core::lost(std::uint16_t code, std::string reason) {
   const bool retry_now = std::exchange(retry_now_, false);
+  // A connection that got to `connected` and ended is not a failed attempt.
+  if (phase_ != phase::connected) ++failures_;
   ++connection_;
   phase_timer_.cancel();
   phase_ = phase::idle;
@@ -412,11 +417,12 @@ void client_core::lost(std::uint16_t code, std::string reason) {
     set_state(disconnected_event(code, reason));
     return;
   }
-  if (options_.max_attempts != 0 && attempt_ >= options_.max_attempts) {
+  if (options_.max_attempts != 0 && failures_ >= options_.max_attempts) {
     wanted_ = false;
     const request_error error =
-        make_error(k_error_not_sent, "gave up after " + std::to_string(attempt_) +
-                                         " failed attempts: " + reason);
+        make_error(k_error_not_sent, "gave up after " + std::to_string(failures_) +
+                                         (failures_ == 1 ? " failed attempt: " : " failed attempts: ") +
+                                         reason);
     fail_queue(error);
     set_state(disconnected_event(code, reason));
     report({}, error);
@@ -788,7 +794,7 @@ void client_core::publish(std::string channel, std::string data,
     // A command that is not JSON gets a reply without an id: never send one.
     if (done) {
       publish_result r;
-      r.error = make_error(k_error_not_sent, "data is not a JSON value; not sent");
+      r.error = make_error(k_error_bad_json, "data is not a JSON value; not sent");
       done(r);
     }
     return;

@@ -339,6 +339,9 @@ TEST_F(client_test, a_server_that_does_not_answer_is_given_up_after_the_connect_
         << r.errors[0].error.message;
     EXPECT_EQ(r.states.back().reason, "connect timeout");
     EXPECT_FALSE(r.states.back().will_reconnect);
+    std::size_t attempts = 0;
+    for (const auto& s : r.states) attempts += s.state == connection_state::connecting;
+    EXPECT_EQ(attempts, 2u);
     return true;
   });
   ::close(fd);
@@ -373,7 +376,7 @@ TEST_F(client_test, subscribe_and_publish_round_trip) {
   EXPECT_FALSE(publish(*pub, "chat:room", "42").error);
   const publish_result bad = publish(*pub, "chat:room", "not json");
   ASSERT_TRUE(bad.error);
-  EXPECT_EQ(bad.error->code, k_error_not_sent);
+  EXPECT_EQ(bad.error->code, k_error_bad_json);
   ASSERT_TRUE(rs->wait_messages(3));
   EXPECT_EQ(rs->offsets(), range(1, 3));
   EXPECT_EQ(rs->locked<std::string>([&] { return rs->messages[1].data; }), "\"a string\"");

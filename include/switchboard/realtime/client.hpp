@@ -83,9 +83,12 @@ class client_core;
 // called.
 inline constexpr int k_error_no_reply = 0;
 // The client did not send the command: it is not started (connect() was not
-// called, or close() was), `data` or `info` is not JSON, or too many commands
+// called, or close() was, or it gave up reconnecting), or too many commands
 // already wait for a connection (client_options::max_queued).
 inline constexpr int k_error_not_sent = 1;
+// publish(): `data` is not a JSON value, so it was not sent (a command the
+// server cannot parse would get a reply it cannot match).
+inline constexpr int k_error_bad_json = 2;
 // Authentication failed (close code 4001, or error 401 to `connect`): the
 // client stopped and will not reconnect by itself.
 inline constexpr int k_error_auth = 4001;
@@ -259,8 +262,10 @@ struct client_options {
   // Reconnection: attempt n (0-based) waits uniformly in [0, min(cap, base·2^n)].
   std::chrono::milliseconds backoff_base{500};
   std::chrono::milliseconds backoff_cap{15000};
-  // Consecutive failed attempts before giving up (on_error, then
-  // disconnected for good); 0: never give up.
+  // Consecutive failed attempts (connections that ended before `connect`
+  // succeeded; a connection that was up and then dropped does not count)
+  // after which the client gives up: on_error, then disconnected for good.
+  // 1: one try only. 0: never give up.
   std::uint32_t max_attempts = 0;
   // From the start of an attempt to the `connect` reply; longer: the attempt
   // is dropped and retried.
@@ -323,7 +328,7 @@ class client {
 
   // Publishes `data`, a JSON value as text ("{\"text\":\"hi\"}", "42",
   // "\"a string\""); anything that does not parse completes with
-  // k_error_not_sent without being sent.
+  // k_error_bad_json without being sent.
   void publish(std::string channel, std::string data,
                std::function<void(const publish_result&)> done = {});
 
