@@ -333,7 +333,8 @@ void client_core::on_open() {
   const std::uint64_t connection = connection_;
   // Sent straight away, ahead of the queue: nothing goes before its reply.
   send_command(body, [this, connection](const request_error* error, simdjson::dom::element r) {
-    if (connection != connection_) return;
+    // close() may have come meanwhile: then the connection is closing.
+    if (connection != connection_ || phase_ != phase::authenticating) return;
     if (!error) {
       on_connected(r);
     } else if (error->code == 401) {

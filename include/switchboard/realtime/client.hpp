@@ -214,8 +214,9 @@ struct state_event {
   std::string client_id;
   std::string user;
   // disconnected: the close code (the server's, 1000 after close(), or 1006
-  // when the connection or attempt ended without one) and a one-line reason
-  // ("connection refused", "heartbeat timeout", "server restart"...).
+  // when the connection or attempt ended without one) and a one-line reason:
+  // the server's close reason, or what failed ("cannot connect to
+  // 127.0.0.1:8080: Connection refused", "connect timeout", "heartbeat timeout").
   std::uint16_t code = 0;
   std::string reason;
   // disconnected: whether an attempt is scheduled, and after how long.
