@@ -240,7 +240,9 @@ class client_test : public ::testing::Test {
 
 TEST_F(client_test, connect_reports_connecting_then_connected_with_the_user) {
   start();
-  auto [r, c] = connected(options("alice"));
+  auto r_c = connected(options("alice"));
+  auto& r = r_c.first;
+  auto& c = r_c.second;
   r->locked<bool>([&] {
     EXPECT_EQ(r->states.front().state, connection_state::connecting);
     EXPECT_EQ(r->states.front().attempt, 1u);
@@ -261,6 +263,52 @@ TEST_F(client_test, connect_reports_connecting_then_connected_with_the_user) {
   const publish_result p = publish(*c, "chat:a", "1");
   ASSERT_TRUE(p.error);
   EXPECT_EQ(p.error->code, k_error_not_sent);
+}
+
+TEST_F(client_test, runs_on_an_event_loop_the_application_runs) {
+  start();
+  std::error_code error;
+  auto loop = net::event_loop::create(error);
+  ASSERT_TRUE(loop) << error.message();
+  recorder r;
+  auto c = std::make_unique<client>(*loop, options("alice"), r.handlers());
+  // Calls before the loop runs are queued to it; they run once it does.
+  ASSERT_FALSE(c->connect());
+  completion<subscribe_result> s;
+  c->subscribe("chat:own", {}, s.callback());
+  completion<publish_result> p;
+  c->publish("chat:own", "1", p.callback());
+  std::thread runner([&] { (void)loop->run(); });
+  EXPECT_FALSE(s.get().error);
+  EXPECT_EQ(p.get().offset, 1u);
+  EXPECT_TRUE(r.wait_messages(1));
+  // Callbacks ran on the loop's thread.
+  c->close();
+  EXPECT_TRUE(r.wait_state(connection_state::disconnected));
+  loop->stop();
+  runner.join();
+  c.reset();  // the loop is not running: allowed from any thread
+}
+
+TEST_F(client_test, close_right_after_connect_ends_cleanly) {
+  start();
+  for (int i = 0; i < 20; ++i) {
+    recorder r;
+    client c(options("alice"), r.handlers());
+    ASSERT_FALSE(c.connect());
+    if (i % 2) std::this_thread::sleep_for(std::chrono::microseconds(200 * i));
+    c.close();
+    ASSERT_TRUE(r.wait_state(connection_state::disconnected));
+    std::this_thread::sleep_for(20ms);  // nothing may follow
+    r.locked<bool>([&] {
+      EXPECT_EQ(r.states.back().state, connection_state::disconnected);
+      EXPECT_EQ(r.states.back().code, 1000) << r.states.back().reason;
+      EXPECT_EQ(r.states.back().reason, "client closed");
+      EXPECT_FALSE(r.states.back().will_reconnect);
+      EXPECT_TRUE(r.errors.empty());
+      return true;
+    });
+  }
 }
 
 TEST_F(client_test, a_bad_url_is_refused_by_connect) {
@@ -304,7 +352,9 @@ TEST_F(client_test, the_token_callback_runs_before_every_attempt) {
   o.token_provider = [&calls] {
     return token("user" + std::to_string(calls.fetch_add(1) + 1));
   };
-  auto [r, c] = connected(std::move(o));
+  auto r_c = connected(std::move(o));
+  auto& r = r_c.first;
+  auto& c = r_c.second;
   EXPECT_EQ(r->locked<std::string>([&] { return r->states.back().user; }), "user1");
   c->reconnect();
   ASSERT_TRUE(r->wait([&] {
@@ -351,8 +401,11 @@ TEST_F(client_test, a_server_that_does_not_answer_is_given_up_after_the_connect_
 
 TEST_F(client_test, subscribe_and_publish_round_trip) {
   start();
-  auto [rs, sub] = connected(options("alice"));
-  auto [rp, pub] = connected(options("bob"));
+  auto rs_sub = connected(options("alice"));
+  auto& rs = rs_sub.first;
+  auto& sub = rs_sub.second;
+  auto rp_pub = connected(options("bob"));
+  auto& pub = rp_pub.second;
   const subscribe_result s = subscribe(*sub, "chat:room");
   ASSERT_FALSE(s.error) << s.error->message;
   EXPECT_EQ(s.offset, 0u);
@@ -386,7 +439,8 @@ TEST_F(client_test, server_errors_complete_the_request_with_their_code) {
   start();
   client_options o = options("carol");
   o.token = token("carol", R"(,"channels":["chat:*"])");
-  auto [r, c] = connected(std::move(o));
+  auto r_c = connected(std::move(o));
+  auto& c = r_c.second;
   const subscribe_result forbidden = subscribe(*c, "secret:x");
   ASSERT_TRUE(forbidden.error);
   EXPECT_EQ(forbidden.error->code, 403);
@@ -398,7 +452,8 @@ TEST_F(client_test, server_errors_complete_the_request_with_their_code) {
   ASSERT_TRUE(bad_name.error);
   EXPECT_EQ(bad_name.error->code, 422);
 
-  auto [rd, d] = connected(options("dave"));  // every channel granted
+  auto rd_d = connected(options("dave"));
+  auto& d = rd_d.second;  // every channel granted
   const subscribe_result unknown = subscribe(*d, "nowhere:x");
   ASSERT_TRUE(unknown.error);
   EXPECT_EQ(unknown.error->code, 404);
@@ -417,8 +472,11 @@ TEST_F(client_test, server_errors_complete_the_request_with_their_code) {
 
 TEST_F(client_test, presence_lists_subscribers_and_pushes_join_and_leave) {
   start();
-  auto [ra, a] = connected(options("alice"));
-  auto [rb, b] = connected(options("bob"));
+  auto ra_a = connected(options("alice"));
+  auto& ra = ra_a.first;
+  auto& a = ra_a.second;
+  auto rb_b = connected(options("bob"));
+  auto& b = rb_b.second;
   ASSERT_FALSE(subscribe(*a, "chat:p").error);
   ASSERT_FALSE(subscribe(*b, "chat:p").error);
   ASSERT_TRUE(ra->wait([&] { return ra->presence.size() >= 2; }));  // alice's own join, then bob's
@@ -451,7 +509,8 @@ TEST_F(client_test, presence_lists_subscribers_and_pushes_join_and_leave) {
 
 TEST_F(client_test, history_and_subscribe_with_history_have_no_gap_and_no_duplicate) {
   start();
-  auto [rp, pub] = connected(options("bob"));
+  auto rp_pub = connected(options("bob"));
+  auto& pub = rp_pub.second;
   for (int i = 1; i <= 5; ++i) ASSERT_FALSE(publish(*pub, "chat:h", std::to_string(i)).error);
 
   completion<history_result> last3;
@@ -471,7 +530,9 @@ TEST_F(client_test, history_and_subscribe_with_history_have_no_gap_and_no_duplic
   ASSERT_EQ(a.publications.size(), 1u);
   EXPECT_EQ(a.publications[0].offset, 5u);
 
-  auto [rs, sub] = connected(options("alice"));
+  auto rs_sub = connected(options("alice"));
+  auto& rs = rs_sub.first;
+  auto& sub = rs_sub.second;
   const subscribe_result s =
       subscribe(*sub, "chat:h", subscribe_options{.since = std::nullopt, .history = 2});
   ASSERT_FALSE(s.error);
@@ -501,7 +562,9 @@ TEST_F(client_test, requests_made_while_connecting_wait_for_the_connection) {
 
 TEST_F(client_test, calls_from_many_threads_all_complete) {
   start();
-  auto [r, c] = connected(options("alice"));
+  auto r_c = connected(options("alice"));
+  auto& r = r_c.first;
+  auto& c = r_c.second;
   ASSERT_FALSE(subscribe(*c, "chat:threads").error);
   constexpr int k_threads = 4;
   constexpr int k_each = 50;
@@ -536,8 +599,11 @@ TEST_F(client_test, calls_from_many_threads_all_complete) {
 
 TEST_F(client_test, a_dropped_connection_is_recovered_with_since) {
   start();
-  auto [rs, sub] = connected(options("alice"));
-  auto [rp, pub] = connected(options("bob"));
+  auto rs_sub = connected(options("alice"));
+  auto& rs = rs_sub.first;
+  auto& sub = rs_sub.second;
+  auto rp_pub = connected(options("bob"));
+  auto& pub = rp_pub.second;
   ASSERT_FALSE(subscribe(*sub, "chat:drop").error);
   for (int i = 1; i <= 3; ++i) ASSERT_FALSE(publish(*pub, "chat:drop", std::to_string(i)).error);
   ASSERT_TRUE(rs->wait_messages(3));
@@ -574,10 +640,13 @@ TEST_F(client_test, history_survives_a_server_restart_with_the_snapshot) {
   client_options so = options("alice");
   so.backoff_base = 60s;  // reconnect only when the test says so (connect())
   so.backoff_cap = 60s;
-  auto [rs, sub] = connected(std::move(so));
+  auto rs_sub = connected(std::move(so));
+  auto& rs = rs_sub.first;
+  auto& sub = rs_sub.second;
   ASSERT_FALSE(subscribe(*sub, "chat:keep").error);
   {
-    auto [rp, pub] = connected(options("bob"));
+    auto rp_pub = connected(options("bob"));
+    auto& pub = rp_pub.second;
     for (int i = 1; i <= 3; ++i) ASSERT_FALSE(publish(*pub, "chat:keep", std::to_string(i)).error);
   }
   ASSERT_TRUE(rs->wait_messages(3));
@@ -592,7 +661,8 @@ TEST_F(client_test, history_survives_a_server_restart_with_the_snapshot) {
   {
     client_options po = options("bob");
     po.url = server_->url();
-    auto [rp, pub] = connected(std::move(po));
+    auto rp_pub = connected(std::move(po));
+    auto& pub = rp_pub.second;
     for (int i = 4; i <= 6; ++i) ASSERT_FALSE(publish(*pub, "chat:keep", std::to_string(i)).error);
   }
   ASSERT_FALSE(sub->connect());  // during the backoff wait: try now
@@ -613,7 +683,9 @@ TEST_F(client_test, a_restart_without_snapshot_reports_recovered_false) {
   realtime_config config = base_config();
   start(config);
   config.port = server_->port();
-  auto [rs, sub] = connected(options("alice"));
+  auto rs_sub = connected(options("alice"));
+  auto& rs = rs_sub.first;
+  auto& sub = rs_sub.second;
   ASSERT_FALSE(subscribe(*sub, "chat:lost").error);
   ASSERT_FALSE(publish(*sub, "chat:lost", "1").error);
   ASSERT_TRUE(rs->wait_messages(1));
@@ -643,12 +715,15 @@ TEST_F(client_test, recovery_under_churn_delivers_everything_once_in_order) {
   std::vector<std::unique_ptr<recorder>> recs;  // outlive the clients
   std::vector<std::unique_ptr<client>> subs;
   for (int i = 0; i < k_subscribers; ++i) {
-    auto [r, c] = connected(options("sub" + std::to_string(i)));
+    auto r_c = connected(options("sub" + std::to_string(i)));
+    auto& r = r_c.first;
+    auto& c = r_c.second;
     ASSERT_FALSE(subscribe(*c, "chat:churn").error);
     subs.push_back(std::move(c));
     recs.push_back(std::move(r));
   }
-  auto [rp, pub] = connected(options("publisher"));
+  auto rp_pub = connected(options("publisher"));
+  auto& pub = rp_pub.second;
 
   // The publications go out from this thread, which also cuts a random
   // subscriber every few of them (each reconnects at once and resumes with
