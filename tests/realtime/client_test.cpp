@@ -30,6 +30,7 @@
 #include <switchboard/realtime/client.hpp>
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/realtime/service.hpp>
+#include <switchboard/server/server.hpp>
 #include <thread>
 #include <vector>
 
@@ -593,6 +594,70 @@ TEST_F(client_test, calls_from_many_threads_all_complete) {
   std::sort(offsets.begin(), offsets.end());
   EXPECT_EQ(offsets, range(1, k_threads * k_each));
   EXPECT_EQ(r->offsets(), range(1, k_threads * k_each));
+}
+
+// A server that breaks the protocol: garbage before the `connect` reply, and
+// pushes a real server never sends (a duplicate, an offset going back, wrong
+// types, an unknown channel). The client reports the garbage, ignores what
+// does not concern it, and delivers each offset once, in order.
+TEST_F(client_test, a_server_that_breaks_the_protocol_is_reported_not_obeyed) {
+  server::server_options so;
+  so.port = 0;
+  so.handle_signals = false;
+  server::server fake(so);
+  server::ws_behavior b;
+  b.on_message = [](server::websocket& ws, std::string_view payload, protocol::opcode) {
+    const auto text = [&](std::string_view m) { ws.send(m, protocol::opcode::text); };
+    if (payload.find("\"cmd\":\"connect\"") != std::string_view::npos) {
+      text("not json");
+      text("[1,2]");
+      ws.send("\x01\x02", protocol::opcode::binary);
+      text(R"({"id":999,"result":{}})");
+      text(R"({"push":"message","channel":"nowhere","offset":5,"data":1})");
+      text(R"({"id":1,"result":{"client":"fake","user":"u"}})");
+    } else if (payload.find("\"cmd\":\"subscribe\"") != std::string_view::npos) {
+      text(R"({"id":2,"result":{"channel":"chat:f","epoch":"e1","offset":0}})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":"7","data":0})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":1,"data":1})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":1,"data":"dup"})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":3,"data":3})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":2,"data":"back"})");
+      text(R"({"push":"join","channel":"chat:f","info":"not an object"})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":4,"data":4})");
+    }
+  };
+  fake.ws("/ws", std::move(b));
+  ASSERT_FALSE(fake.listen());
+  ASSERT_FALSE(fake.start());
+
+  client_options o;
+  o.url = "ws://127.0.0.1:" + std::to_string(fake.port()) + "/ws";
+  o.token = "whatever";
+  recorder r;
+  {
+    client c(o, r.handlers());
+    ASSERT_FALSE(c.connect());
+    c.subscribe("chat:f");
+    ASSERT_TRUE(r.wait_messages(3));
+    std::this_thread::sleep_for(50ms);
+    c.close();
+    r.wait_state(connection_state::disconnected);
+  }
+  fake.shutdown();
+  (void)fake.wait();
+  EXPECT_EQ(r.offsets(), (std::vector<std::uint64_t>{1, 3, 4}));
+  r.locked<bool>([&] {
+    EXPECT_EQ(r.messages[1].data, "3");
+    EXPECT_EQ(r.errors.size(), 3u);  // not JSON, an array, a binary message
+    for (const auto& e : r.errors) EXPECT_EQ(e.error.code, 500) << e.error.message;
+    bool connected = false;
+    for (const auto& s : r.states) {
+      connected |= s.state == connection_state::connected && s.client_id == "fake";
+    }
+    EXPECT_TRUE(connected);
+    EXPECT_EQ(r.presence.size(), 1u);  // the join, with an empty entry
+    return true;
+  });
 }
 
 // --- recovery -----------------------------------------------------------------------------
