@@ -5,7 +5,8 @@
 // after a dropped connection and after a server restart (snapshot file, and
 // without one: "epoch changed"), and the recovery-under-churn property:
 // subscribers cut at random while publications are made each end with every
-// publication exactly once, in order.
+// publication exactly once, in order. The round trips, the churn property
+// and a restart are run against the `switchboard serve` binary too.
 //
 // Every client here runs on its own thread (the constructor without a loop);
 // a recorder collects its events under a mutex and the test waits on them
@@ -13,14 +14,20 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <sys/socket.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
@@ -772,23 +779,33 @@ TEST_F(client_test, a_restart_without_snapshot_reports_recovered_false) {
 }
 
 // The property the browser SDK has too: subscribers cut at random while N
-// publications are made each end with every publication exactly once, in order.
-TEST_F(client_test, recovery_under_churn_delivers_everything_once_in_order) {
-  start();
+// publications are made each end with every publication exactly once, in
+// order. `url` is the server's /ws.
+void check_recovery_under_churn(const std::string& url) {
   constexpr int k_subscribers = 5;
   constexpr std::uint64_t k_publications = 300;
+  const auto options = [&](std::string_view user) {
+    client_options o;
+    o.url = url;
+    o.token = token(user);
+    o.backoff_base = 20ms;
+    o.backoff_cap = 200ms;
+    return o;
+  };
   std::vector<std::unique_ptr<recorder>> recs;  // outlive the clients
   std::vector<std::unique_ptr<client>> subs;
   for (int i = 0; i < k_subscribers; ++i) {
-    auto r_c = connected(options("sub" + std::to_string(i)));
-    auto& r = r_c.first;
-    auto& c = r_c.second;
-    ASSERT_FALSE(subscribe(*c, "chat:churn").error);
-    subs.push_back(std::move(c));
-    recs.push_back(std::move(r));
+    recs.push_back(std::make_unique<recorder>());
+    subs.push_back(std::make_unique<client>(options("sub" + std::to_string(i)),
+                                            recs.back()->handlers()));
+    ASSERT_FALSE(subs.back()->connect());
+    completion<subscribe_result> done;
+    subs.back()->subscribe("chat:churn", {}, done.callback());
+    ASSERT_FALSE(done.get().error);
   }
-  auto rp_pub = connected(options("publisher"));
-  auto& pub = rp_pub.second;
+  recorder rp;
+  client pub(options("publisher"), rp.handlers());
+  ASSERT_FALSE(pub.connect());
 
   // The publications go out from this thread, which also cuts a random
   // subscriber every few of them (each reconnects at once and resumes with
@@ -798,7 +815,7 @@ TEST_F(client_test, recovery_under_churn_delivers_everything_once_in_order) {
   std::mt19937 random(12345);
   int cuts = 0;
   for (std::uint64_t i = 1; i <= k_publications; ++i) {
-    pub->publish("chat:churn", "{\"n\":" + std::to_string(i) + "}", [&](const publish_result& p) {
+    pub.publish("chat:churn", "{\"n\":" + std::to_string(i) + "}", [&](const publish_result& p) {
       if (p.error) ++failures;
       ++published;
     });
@@ -836,6 +853,190 @@ TEST_F(client_test, recovery_under_churn_delivers_everything_once_in_order) {
   EXPECT_GT(cuts, 10);
   EXPECT_GT(recovered, 10u) << "reconnects must have happened during the publications";
 }
+
+TEST_F(client_test, recovery_under_churn_delivers_everything_once_in_order) {
+  start();
+  check_recovery_under_churn(server_->url());
+}
+
+
+// --- against the `switchboard serve` binary ------------------------------------------------
+
+#ifdef SWITCHBOARD_BINARY
+// `switchboard serve --config FILE --port P` as a child process; the port is
+// read from its one stdout line, "listening on http://127.0.0.1:PORT".
+class serve_process {
+ public:
+  serve_process(const std::string& config, std::uint16_t port) {
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    const std::string port_text = std::to_string(port);
+    const char* argv[] = {SWITCHBOARD_BINARY, "serve", "--config", config.c_str(),
+                          "--port", port_text.c_str(), nullptr};
+    const int rc = posix_spawn(&pid_, SWITCHBOARD_BINARY, &actions, nullptr,
+                               const_cast<char* const*>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    stdout_ = out[0];
+    if (rc != 0) {
+      pid_ = -1;
+      return;
+    }
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{stdout_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char c[256];
+      const ssize_t n = ::read(stdout_, c, sizeof c);
+      if (n <= 0) break;
+      line.append(c, static_cast<std::size_t>(n));
+    }
+    const std::size_t colon = line.rfind(':');
+    if (line.rfind("listening on http://", 0) == 0 && colon != std::string::npos) {
+      port_ = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
+    }
+  }
+  ~serve_process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (stdout_ >= 0) ::close(stdout_);
+  }
+  // SIGTERM and the exit status (-1 if it did not exit normally).
+  int stop() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::uint16_t port() const { return port_; }
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(port_) + "/ws"; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+class serve_binary_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("switchboard-client-serve-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    config_ = (dir_ / "serve.toml").string();
+    std::ofstream(config_) << "[server]\ndemo = false\n"
+                              "[auth]\njwt_secret = \"" << k_secret << "\"\n"
+                              "[limits]\ncommand_rate = 100000\ncommand_burst = 100000\n"
+                              "[shutdown]\ntimeout = 1\n"
+                              "[history]\nsnapshot_file = \"" << (dir_ / "snap.json").string()
+                           << "\"\n[log]\nlevel = \"warn\"\n"
+                              "[namespaces.default]\n"
+                              "[namespaces.chat]\nhistory_size = 2000\nhistory_ttl = 0\n"
+                              "publish = \"any\"\n";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  client_options options(std::string_view user, std::uint16_t port) const {
+    client_options o;
+    o.url = "ws://127.0.0.1:" + std::to_string(port) + "/ws";
+    o.token = token(user);
+    o.backoff_base = 20ms;
+    o.backoff_cap = 300ms;
+    return o;
+  }
+
+  std::filesystem::path dir_;
+  std::string config_;
+};
+
+TEST_F(serve_binary_test, round_trips_with_a_token) {
+  serve_process serve(config_, 0);
+  ASSERT_NE(serve.port(), 0) << "serve did not start";
+  recorder ra;
+  client a(options("alice", serve.port()), ra.handlers());
+  ASSERT_FALSE(a.connect());
+  completion<subscribe_result> s;
+  a.subscribe("chat:bin", {}, s.callback());
+  ASSERT_FALSE(s.get().error);
+  completion<publish_result> p;
+  a.publish("chat:bin", R"({"hello":"binary"})", p.callback());
+  EXPECT_EQ(p.get().offset, 1u);
+  ASSERT_TRUE(ra.wait_messages(1));
+  EXPECT_EQ(ra.locked<std::string>([&] { return ra.messages[0].user; }), "alice");
+  completion<presence_result> who;
+  a.presence("chat:bin", who.callback());
+  const presence_result w = who.get();
+  ASSERT_EQ(w.clients.size(), 1u);
+  EXPECT_EQ(w.clients[0].user, "alice");
+  completion<history_result> h;
+  a.history("chat:bin", {}, h.callback());
+  const history_result hr = h.get();
+  ASSERT_EQ(hr.publications.size(), 1u);
+  EXPECT_EQ(hr.publications[0].data, R"({"hello":"binary"})");
+  a.close();
+  EXPECT_TRUE(ra.wait_state(connection_state::disconnected));
+  EXPECT_EQ(serve.stop(), 0);
+}
+
+TEST_F(serve_binary_test, recovery_under_churn_delivers_everything_once_in_order) {
+  serve_process serve(config_, 0);
+  ASSERT_NE(serve.port(), 0) << "serve did not start";
+  check_recovery_under_churn(serve.url());
+  EXPECT_EQ(serve.stop(), 0);
+}
+
+TEST_F(serve_binary_test, recovery_across_a_restart_with_the_snapshot) {
+  auto serve = std::make_unique<serve_process>(config_, 0);
+  const std::uint16_t port = serve->port();
+  ASSERT_NE(port, 0) << "serve did not start";
+  recorder rs;
+  client sub(options("alice", port), rs.handlers());
+  ASSERT_FALSE(sub.connect());
+  completion<subscribe_result> s;
+  sub.subscribe("chat:restart", {}, s.callback());
+  ASSERT_FALSE(s.get().error);
+  for (int i = 1; i <= 3; ++i) {
+    completion<publish_result> p;
+    sub.publish("chat:restart", std::to_string(i), p.callback());
+    ASSERT_FALSE(p.get().error);
+  }
+  ASSERT_TRUE(rs.wait_messages(3));
+  EXPECT_EQ(serve->stop(), 0);  // 1012 to the client, snapshot written
+  serve = std::make_unique<serve_process>(config_, port);
+  ASSERT_EQ(serve->port(), port);
+  {
+    recorder rp;
+    client pub(options("bob", port), rp.handlers());
+    ASSERT_FALSE(pub.connect());
+    for (int i = 4; i <= 6; ++i) {
+      completion<publish_result> p;
+      pub.publish("chat:restart", std::to_string(i), p.callback());
+      ASSERT_FALSE(p.get().error);
+    }
+  }
+  ASSERT_TRUE(rs.wait_messages(6, 10s));
+  EXPECT_EQ(rs.offsets(), range(1, 6));
+  rs.locked<bool>([&] {
+    EXPECT_EQ(rs.messages[0].epoch, rs.messages[5].epoch);
+    bool saw_1012 = false;
+    for (const auto& st : rs.states) saw_1012 |= st.code == 1012;
+    EXPECT_TRUE(saw_1012);
+    for (const auto& r : rs.subscribed) EXPECT_TRUE(!r.resumed || r.recovered) << r.reason;
+    return true;
+  });
+  sub.close();
+  rs.wait_state(connection_state::disconnected);
+  EXPECT_EQ(serve->stop(), 0);
+}
+#endif  // SWITCHBOARD_BINARY
 
 }  // namespace
 }  // namespace switchboard::realtime::test
