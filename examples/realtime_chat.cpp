@@ -1,13 +1,12 @@
 // realtime_chat.cpp — a complete realtime::client program (docs/client.md):
 // subscribe to a channel, print what arrives, publish each stdin line.
 //   realtime_chat ws://127.0.0.1:8080/ws chat:lobby "$TOKEN"
-#include <switchboard/realtime/client.hpp>
-
 #include <cstdio>
 #include <future>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <switchboard/realtime/client.hpp>
 
 namespace rt = switchboard::realtime;
 
@@ -35,15 +34,13 @@ int main(int argc, char** argv) {
     }
   };
   handlers.on_message = [](const rt::publication& p) {
-    std::printf("%s #%llu %s: %s\n", p.channel.c_str(),
-                static_cast<unsigned long long>(p.offset),
+    std::printf("%s #%llu %s: %s\n", p.channel.c_str(), static_cast<unsigned long long>(p.offset),
                 p.user.empty() ? "?" : p.user.c_str(), p.data.c_str());
     std::fflush(stdout);
   };
   handlers.on_subscribed = [](const rt::subscribe_result& r) {
     if (r.resumed && !r.recovered) {
-      std::fprintf(stderr, "missed publications on %s (%s)\n", r.channel.c_str(),
-                   r.reason.c_str());
+      std::fprintf(stderr, "missed publications on %s (%s)\n", r.channel.c_str(), r.reason.c_str());
     }
   };
   handlers.on_error = [](const rt::error_event& e) {
@@ -51,7 +48,7 @@ int main(int argc, char** argv) {
   };
 
   rt::client client(options, handlers);  // starts its thread; nothing is sent yet
-  if (auto error = client.connect()) {    // a bad URL is reported here
+  if (auto error = client.connect()) {   // a bad URL is reported here
     std::fprintf(stderr, "%s\n", error.message().c_str());
     return 2;
   }

@@ -21,6 +21,7 @@
 // per publication, each on its own connection, blocking with timeouts.
 #include <netinet/in.h>
 #include <poll.h>
+#include <simdjson.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,8 +34,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <simdjson.h>
 
 #include "commands.hpp"
 #include "realtime_cli.hpp"
@@ -148,9 +147,8 @@ class ws_publisher {
       rt::print_error(settings_.connection.url + ": " + error.message());
       return rt::k_exit_failed;
     }
-    read_input(settings_, stop_, [this](std::string_view text, std::size_t line) {
-      publish(text, line);
-    });
+    read_input(settings_, stop_,
+               [this](std::string_view text, std::size_t line) { publish(text, line); });
     std::unique_lock lock(mutex_);
     // Every publication sent gets its answer (a lost connection answers
     // them all), so this ends.
@@ -173,9 +171,9 @@ class ws_publisher {
     simdjson::dom::element parsed;
     if (!settings_.as_string && json_.parse(text.data(), text.size()).get(parsed)) {
       std::lock_guard lock(mutex_);
-      fail_locked(rt::k_exit_refused,
-                  where(line) + "not a JSON value: " + std::string(text.substr(0, 80)) +
-                      " (use --string to send text as a JSON string)");
+      fail_locked(rt::k_exit_refused, where(line) +
+                                          "not a JSON value: " + std::string(text.substr(0, 80)) +
+                                          " (use --string to send text as a JSON string)");
       return;
     }
     {
@@ -249,8 +247,9 @@ class http_publisher {
     // The API is on the same port as /ws: a ws:// or http:// URL names it.
     std::string url = settings_.connection.url;
     if (url.rfind("https://", 0) == 0 || url.rfind("wss://", 0) == 0) {
-      rt::print_error("--api-key speaks plain HTTP only; for a TLS server publish over wss:// "
-                      "with --token");
+      rt::print_error(
+          "--api-key speaks plain HTTP only; for a TLS server publish over wss:// "
+          "with --token");
       return rt::k_exit_failed;
     }
     if (url.rfind("http://", 0) == 0) url = "ws://" + url.substr(7);
@@ -277,12 +276,13 @@ class http_publisher {
         exit_code = rt::k_exit_failed;
       } else if (a.status != 200) {
         std::string reason = a.body;
-        while (!reason.empty() && (reason.back() == '\n' || reason.back() == '\r')) reason.pop_back();
+        while (!reason.empty() && (reason.back() == '\n' || reason.back() == '\r'))
+          reason.pop_back();
         rt::print_error(where(line) + "POST /api/publish answered " + std::to_string(a.status) +
                         ": " + reason);
         // A bad key, no API, or a server fault: nothing will get through.
         exit_code = a.status == 401 || a.status == 403 || a.status >= 500 ? rt::k_exit_failed
-                                                                           : rt::k_exit_refused;
+                                                                          : rt::k_exit_refused;
       } else if (!settings_.quiet) {
         std::string out = a.body;
         while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
@@ -299,16 +299,19 @@ class http_publisher {
     http_answer out;
     const int fd = open_socket(error);
     if (fd < 0) return out;
-    std::string request = "POST /api/publish HTTP/1.1\r\nHost: " + url_.host_header +
-                          "\r\nX-API-Key: " + settings_.api_key +
-                          "\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    std::string request =
+        "POST /api/publish HTTP/1.1\r\nHost: " + url_.host_header +
+        "\r\nX-API-Key: " + settings_.api_key +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nConnection: close\r\n\r\n" + body;
     std::string response;
     bool ok = true;
     for (std::size_t sent = 0; ok && sent < request.size();) {
       const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) ok = false;
-      else sent += static_cast<std::size_t>(n);
+      if (n <= 0)
+        ok = false;
+      else
+        sent += static_cast<std::size_t>(n);
     }
     char buffer[16 * 1024];
     while (ok) {
@@ -384,7 +387,8 @@ void add_pub_command(CLI::App& app, command_runner& run) {
                 "Send DATA or each line as a JSON string instead of parsing it as JSON");
   cmd->add_flag("--quiet,-q", s->quiet, "Do not print the offset of each publication");
   cmd->footer(
-      "Prints {\"channel\":C,\"epoch\":E,\"offset\":N} per publication and stops at the first error.\n"
+      "Prints {\"channel\":C,\"epoch\":E,\"offset\":N} per publication and stops at the first "
+      "error.\n"
       "Exit status:\n"
       "  0  every publication was made\n"
       "  1  a publication was refused: not JSON (see --string), or the server said no\n"

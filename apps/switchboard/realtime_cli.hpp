@@ -11,7 +11,6 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -98,7 +97,8 @@ inline realtime::client_options client_options_for(const connection_settings& s,
   realtime::client_options o;
   o.url = s.url;
   o.token = s.token;
-  o.connect_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(s.connect_timeout * 1000));
+  o.connect_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(s.connect_timeout * 1000));
   o.websocket.tls = tls;
   return o;
 }

@@ -180,8 +180,7 @@ class subscriber {
       } else if (!r.reason.empty()) {
         // Said even with --quiet: publications were missed.
         rt::print_error(r.channel + ": could not recover what was published meanwhile (" +
-                        r.reason + "); continuing at " + r.epoch + ":" +
-                        std::to_string(r.offset));
+                        r.reason + "); continuing at " + r.epoch + ":" + std::to_string(r.offset));
       } else {
         status(r.channel + ": subscribed at " + r.epoch + ":" + std::to_string(r.offset));
       }
@@ -191,7 +190,8 @@ class subscriber {
       // An error event about a channel means its subscription is gone; one
       // with auth or giving up means the client stopped: either ends `sub`.
       if (!e.channel.empty() || e.error.code == realtime::k_error_auth ||
-          e.error.code == realtime::k_error_not_sent || e.error.code == realtime::k_error_bad_json) {
+          e.error.code == realtime::k_error_not_sent ||
+          e.error.code == realtime::k_error_bad_json) {
         fail(where + e.error.message);
       } else {
         rt::print_error(where + e.error.message);
@@ -242,24 +242,26 @@ void add_sub_command(CLI::App& app, command_runner& run) {
                   "without gap or duplicate)");
   cmd->add_flag("--presence", s->presence, "Print join and leave events too");
   cmd->add_option("--count", s->count, "Exit 0 after printing N publications");
-  cmd->add_option("--info", s->info,
-                  "Without a token: a JSON object presence shows for this client ({\"name\":\"x\"})");
+  cmd->add_option(
+      "--info", s->info,
+      "Without a token: a JSON object presence shows for this client ({\"name\":\"x\"})");
   cmd->add_option("--max-attempts", s->max_attempts,
                   "Give up (exit 2) after N connection attempts in a row failed (default 0: "
                   "keep trying)");
   cmd->add_flag("--quiet,-q", s->quiet, "No status lines on stderr, only errors");
   cmd->footer(
       "Output: one JSON object per line on stdout:\n"
-      "  {\"push\":\"message\",\"channel\":C,\"epoch\":E,\"offset\":N,\"data\":D,\"client\":..,\"user\":..}\n"
-      "  {\"push\":\"join\"|\"leave\",\"channel\":C,\"client\":..,\"user\":..,\"info\":..}  (--presence)\n"
+      "  "
+      "{\"push\":\"message\",\"channel\":C,\"epoch\":E,\"offset\":N,\"data\":D,\"client\":..,"
+      "\"user\":..}\n"
+      "  {\"push\":\"join\"|\"leave\",\"channel\":C,\"client\":..,\"user\":..,\"info\":..}  "
+      "(--presence)\n"
       "Reconnects by itself and resumes every channel where it stopped.\n"
       "Exit status:\n"
       "  0  SIGINT/SIGTERM, or --count publications printed\n"
       "  2  bad arguments, a subscription refused (403, 404, 422...), authentication\n"
       "     failed, or --max-attempts attempts in a row failed");
-  cmd->callback([&run, s] {
-    run = [s] { return subscriber(*s).run(); };
-  });
+  cmd->callback([&run, s] { run = [s] { return subscriber(*s).run(); }; });
 }
 
 }  // namespace switchboard::app

@@ -34,9 +34,12 @@ namespace switchboard::realtime {
 
 std::string_view to_string(connection_state state) noexcept {
   switch (state) {
-    case connection_state::disconnected: return "disconnected";
-    case connection_state::connecting: return "connecting";
-    case connection_state::connected: return "connected";
+    case connection_state::disconnected:
+      return "disconnected";
+    case connection_state::connecting:
+      return "connecting";
+    case connection_state::connected:
+      return "connected";
   }
   return "unknown";
 }
@@ -120,9 +123,9 @@ class client_core {
     std::function<void(const subscribe_result&)> first_done;  // until settled once
     bool has_position = false;
     std::string epoch;
-    std::uint64_t offset = 0;  // the highest delivered, or the stream position
-    bool subscribed = false;   // pushes are delivered only then
-    bool want_history = false;  // the first subscribe starts with `history`
+    std::uint64_t offset = 0;      // the highest delivered, or the stream position
+    bool subscribed = false;       // pushes are delivered only then
+    bool want_history = false;     // the first subscribe starts with `history`
     std::uint64_t generation = 0;  // bumped per (re)subscribe: stale replies are ignored
   };
 
@@ -173,8 +176,8 @@ class client_core {
   std::uint32_t failures_ = 0;     // attempts since then that never got to connected
   std::uint64_t connection_ = 0;   // bumped when a connection ends
   std::uint64_t next_id_ = 1;
-  std::uint16_t close_code_ = 0;    // of the current connection, from on_close
-  std::string close_reason_;        // from on_close, on_error or drop()
+  std::uint16_t close_code_ = 0;  // of the current connection, from on_close
+  std::string close_reason_;      // from on_close, on_error or drop()
   std::unordered_map<std::uint64_t, reply_fn> pending_;
   std::deque<queued_command> queue_;
   std::map<std::string, subscription, std::less<>> subs_;
@@ -421,9 +424,9 @@ void client_core::lost(std::uint16_t code, std::string reason) {
   if (options_.max_attempts != 0 && failures_ >= options_.max_attempts) {
     wanted_ = false;
     const request_error error =
-        make_error(k_error_not_sent, "gave up after " + std::to_string(failures_) +
-                                         (failures_ == 1 ? " failed attempt: " : " failed attempts: ") +
-                                         reason);
+        make_error(k_error_not_sent,
+                   "gave up after " + std::to_string(failures_) +
+                       (failures_ == 1 ? " failed attempt: " : " failed attempts: ") + reason);
     fail_queue(error);
     set_state(disconnected_event(code, reason));
     report({}, error);
@@ -457,11 +460,12 @@ void client_core::on_phase_timer() {
       ping_outstanding_ = true;
       const std::uint64_t connection = connection_;
       // Any reply proves the connection alive, even an error (a 429).
-      send_command("\"cmd\":\"ping\"", [this, connection](const request_error* error,
-                                                          simdjson::dom::element) {
-        if (connection != connection_ || (error && error->code == k_error_no_reply)) return;
-        ping_outstanding_ = false;
-      });
+      send_command("\"cmd\":\"ping\"",
+                   [this, connection](const request_error* error, simdjson::dom::element) {
+                     if (connection != connection_ || (error && error->code == k_error_no_reply))
+                       return;
+                     ping_outstanding_ = false;
+                   });
       if (connection == connection_) {
         loop_.timers().schedule(phase_timer_, options_.heartbeat_interval);
       }
@@ -613,31 +617,33 @@ void client_core::send_subscribe(subscription& sub) {
   append_uint(body, sub.options.history);
   const std::uint64_t generation = sub.generation;
   const std::string channel = sub.channel;
-  send_command(body, [this, channel, generation](const request_error* error,
-                                                 simdjson::dom::element r) {
-    subscription* s = find(channel);
-    if (!s || s->generation != generation) return;
-    if (error && error->code == k_error_no_reply) return;  // retried after the reconnect
-    if (error && error->code != 405) {
-      end_subscription(channel, *error);
-      return;
-    }
-    s->want_history = false;
-    if (!error) {
-      const std::string epoch = string_field(r, "epoch");
-      simdjson::dom::array pubs;
-      // An empty history keeps no channel state on the server, so its epoch
-      // may not outlive this reply: subscribe afresh then.
-      if (!r["publications"].get(pubs) && pubs.size() > 0) {
-        s->has_position = true;
-        s->epoch = epoch;
-        s->offset = 0;
-        for (simdjson::dom::element p : pubs) deliver(*s, read_publication(p, channel, epoch));
-        s->offset = uint_field(r, "offset");
-      }
-    }
-    send_subscribe_command(*s);
-  });
+  send_command(body,
+               [this, channel, generation](const request_error* error, simdjson::dom::element r) {
+                 subscription* s = find(channel);
+                 if (!s || s->generation != generation) return;
+                 if (error && error->code == k_error_no_reply)
+                   return;  // retried after the reconnect
+                 if (error && error->code != 405) {
+                   end_subscription(channel, *error);
+                   return;
+                 }
+                 s->want_history = false;
+                 if (!error) {
+                   const std::string epoch = string_field(r, "epoch");
+                   simdjson::dom::array pubs;
+                   // An empty history keeps no channel state on the server, so its epoch
+                   // may not outlive this reply: subscribe afresh then.
+                   if (!r["publications"].get(pubs) && pubs.size() > 0) {
+                     s->has_position = true;
+                     s->epoch = epoch;
+                     s->offset = 0;
+                     for (simdjson::dom::element p : pubs)
+                       deliver(*s, read_publication(p, channel, epoch));
+                     s->offset = uint_field(r, "offset");
+                   }
+                 }
+                 send_subscribe_command(*s);
+               });
 }
 
 void client_core::send_subscribe_command(subscription& sub) {
@@ -801,22 +807,21 @@ void client_core::publish(std::string channel, std::string data,
     return;
   }
   std::string body = "\"cmd\":\"publish\"," + channel_field(channel) + ",\"data\":" + value;
-  request(std::move(body), [done = std::move(done)](const request_error* error,
-                                                    simdjson::dom::element r) {
-    if (!done) return;
-    publish_result out;
-    if (error) {
-      out.error = *error;
-    } else {
-      out.epoch = string_field(r, "epoch");
-      out.offset = uint_field(r, "offset");
-    }
-    done(out);
-  });
+  request(std::move(body),
+          [done = std::move(done)](const request_error* error, simdjson::dom::element r) {
+            if (!done) return;
+            publish_result out;
+            if (error) {
+              out.error = *error;
+            } else {
+              out.epoch = string_field(r, "epoch");
+              out.offset = uint_field(r, "offset");
+            }
+            done(out);
+          });
 }
 
-void client_core::presence(std::string channel,
-                           std::function<void(const presence_result&)> done) {
+void client_core::presence(std::string channel, std::function<void(const presence_result&)> done) {
   request("\"cmd\":\"presence\"," + channel_field(channel),
           [done = std::move(done), channel](const request_error* error, simdjson::dom::element r) {
             if (!done) return;
@@ -826,7 +831,8 @@ void client_core::presence(std::string channel,
             if (error) {
               out.error = *error;
             } else if (!r["clients"].get(clients)) {
-              for (simdjson::dom::element c : clients) out.clients.push_back(read_presence_entry(c));
+              for (simdjson::dom::element c : clients)
+                out.clients.push_back(read_presence_entry(c));
             }
             done(out);
           });
@@ -840,28 +846,28 @@ void client_core::history(std::string channel, history_options options,
     append_uint(body, options.limit);
   }
   if (options.since) append_since(body, *options.since);
-  request(std::move(body), [done = std::move(done), channel](const request_error* error,
-                                                            simdjson::dom::element r) {
-    if (!done) return;
-    history_result out;
-    out.channel = channel;
-    if (error) {
-      out.error = *error;
-      done(out);
-      return;
-    }
-    out.epoch = string_field(r, "epoch");
-    out.offset = uint_field(r, "offset");
-    out.recovered = bool_field(r, "recovered");
-    out.reason = string_field(r, "reason");
-    simdjson::dom::array pubs;
-    if (!r["publications"].get(pubs)) {
-      for (simdjson::dom::element p : pubs) {
-        out.publications.push_back(read_publication(p, channel, out.epoch));
-      }
-    }
-    done(out);
-  });
+  request(std::move(body),
+          [done = std::move(done), channel](const request_error* error, simdjson::dom::element r) {
+            if (!done) return;
+            history_result out;
+            out.channel = channel;
+            if (error) {
+              out.error = *error;
+              done(out);
+              return;
+            }
+            out.epoch = string_field(r, "epoch");
+            out.offset = uint_field(r, "offset");
+            out.recovered = bool_field(r, "recovered");
+            out.reason = string_field(r, "reason");
+            simdjson::dom::array pubs;
+            if (!r["publications"].get(pubs)) {
+              for (simdjson::dom::element p : pubs) {
+                out.publications.push_back(read_publication(p, channel, out.epoch));
+              }
+            }
+            done(out);
+          });
 }
 
 }  // namespace detail

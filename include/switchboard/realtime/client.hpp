@@ -135,8 +135,8 @@ struct presence_event {
 struct subscribe_result {
   std::optional<request_error> error;  // completion only; never set in the event
   std::string channel;
-  std::string epoch;          // the channel's stream now
-  std::uint64_t offset = 0;   // the stream's last offset now (live pushes follow it)
+  std::string epoch;         // the channel's stream now
+  std::uint64_t offset = 0;  // the stream's last offset now (live pushes follow it)
   // `since` was sent: this subscription continues from a known position.
   bool resumed = false;
   // resumed and the server filled the gap: the publications missed were
@@ -251,8 +251,9 @@ struct client_options {
   std::string url;
   // The token sent in `connect` (docs/protocol.md): an HS256 JWT.
   std::string token;
-  // When set, called on the loop thread before every attempt (first connect
-  // and each reconnect) for a fresh token; it replaces `token`. An empty
+  // When set, called on the loop thread for every new connection (the first
+  // and each reconnect), right before `connect` is sent, for a fresh token;
+  // it replaces `token`. An empty
   // string connects anonymously. If it throws, the attempt is given up and
   // retried with backoff (on_error says why). Must not block for long.
   std::function<std::string()> token_provider;
@@ -342,7 +343,7 @@ class client {
   [[nodiscard]] connection_state state() const noexcept;
 
  private:
-  std::string url_;    // checked by connect()
+  std::string url_;  // checked by connect()
   bool has_tls_ = false;
   std::unique_ptr<net::event_loop> own_loop_;  // the own-thread form only
   net::event_loop* loop_ = nullptr;
