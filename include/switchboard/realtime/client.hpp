@@ -23,7 +23,7 @@
 //   * an application-level heartbeat (`ping` command) finds a dead connection
 //     that TCP does not report.
 //
-// Threads. A client runs on one event loop: either its own, on a thread it
+// Thread-safety. A client runs on one event loop: either its own, on a thread it
 // starts and joins (the constructor without a loop), or one the application
 // runs (the constructor taking a net::event_loop&). EVERY function may be
 // called from any thread, including from the client's own callbacks: it
