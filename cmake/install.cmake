@@ -6,7 +6,8 @@
 #   P/lib/cmake/switchboard/switchboardConfig.cmake, ...ConfigVersion.cmake,
 #     switchboard-targets*.cmake  find_package(switchboard 0.2 CONFIG REQUIRED)
 #                                 gives switchboard::protocol, ::net, ::server,
-#                                 ::client, ::realtime and switchboard::switchboard
+#                                 ::client, ::realtime, ::realtime_client and
+#                                 switchboard::switchboard
 #   P/lib/pkgconfig/switchboard.pc  pkg-config --cflags --libs switchboard
 #
 # Both are relocatable: they find the prefix from their own location, so the
@@ -17,7 +18,7 @@ include(CMakePackageConfigHelpers)
 add_library(switchboard_all INTERFACE)
 set_target_properties(switchboard_all PROPERTIES EXPORT_NAME switchboard)
 target_link_libraries(switchboard_all INTERFACE
-  switchboard::realtime switchboard::client switchboard::server
+  switchboard::realtime switchboard::realtime_client switchboard::client switchboard::server
   switchboard::net switchboard::protocol)
 add_library(switchboard::switchboard ALIAS switchboard_all)
 install(TARGETS switchboard_all EXPORT switchboard-targets)

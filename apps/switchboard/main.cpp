@@ -1,6 +1,7 @@
 // switchboard — the realtime messaging server (`switchboard serve`), an
-// RFC 6455 echo server (`switchboard echo`) and an interactive client
-// (`switchboard connect URL`). Each subcommand lives in its own file
+// RFC 6455 echo server (`switchboard echo`), an interactive client
+// (`switchboard connect URL`) and pub/sub from the command line
+// (`switchboard sub`, `switchboard pub`). Each subcommand lives in its own file
 // (commands.hpp); main() parses and runs the chosen one.
 #include <CLI/CLI.hpp>
 #include <string>
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   switchboard::app::add_serve_command(app, run);
   switchboard::app::add_echo_command(app, run);
   switchboard::app::add_connect_command(app, run);
+  switchboard::app::add_sub_command(app, run);
+  switchboard::app::add_pub_command(app, run);
   CLI11_PARSE(app, argc, argv);
   return run ? run() : 1;
 }
