@@ -125,8 +125,9 @@ const config_key k_keys[] = {
     {"server", "threads", &realtime_config::threads, k_threads,
      "event-loop threads, one SO_REUSEPORT listener each", "--threads", "N"},
     {"server", "allowed_origins", &realtime_config::allowed_origins, k_non_empty,
-     "an Origin allowed to open /ws (repeat for more; replaces the file's list); none: any "
-     "origin; a request without Origin (not a browser) is always allowed",
+     "an Origin allowed to open /ws, scheme://host[:port] in lower case, "
+     "https://*.example.com for subdomains, or * for any (repeat for more; replaces the file's "
+     "list); none: same-origin only; a request without Origin (not a browser) is always allowed",
      "--allowed-origin", "ORIGIN"},
     {"server", "max_connections", &realtime_config::max_connections, k_positive_count,
      "WebSocket connections at once; more are refused", "--max-connections", "N"},

@@ -2,6 +2,7 @@
 #include <switchboard/realtime/config.hpp>
 
 #include "channel.hpp"
+#include "origin.hpp"
 
 namespace switchboard::realtime {
 
@@ -24,6 +25,15 @@ std::string check_config(const realtime_config& config) {
   }
   if (config.jwt_secret.empty() && !config.allow_anonymous) {
     return "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)";
+  }
+  for (const std::string& entry : config.allowed_origins) {
+    // "*" is a decision to allow every site; mixed with entries it is a mistake.
+    if (entry == "*" && config.allowed_origins.size() > 1) {
+      return "server: allowed_origins: \"*\" (any origin) must be the only entry";
+    }
+    if (std::string e = detail::check_allowed_origin(entry); !e.empty()) {
+      return "server: allowed_origins: " + e;
+    }
   }
   for (const auto& [name, ns] : config.namespaces) {
     // "default" names the channels without ':' and is always allowed.

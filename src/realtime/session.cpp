@@ -22,6 +22,7 @@
 
 #include "channel.hpp"
 #include "json.hpp"
+#include "origin.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -112,14 +113,17 @@ token_result sessions::authenticate(std::string_view token, std::string_view wha
 void sessions::on_upgrade(server::upgrade_request& req) {
   auto& conn = req.data<connection_state>();
   const std::string_view origin = req.origin();
-  // Origin is decided before the 101 (DESIGN: never after). No Origin: not a browser.
-  if (!config_.allowed_origins.empty() && !origin.empty() &&
-      std::find(config_.allowed_origins.begin(), config_.allowed_origins.end(), origin) ==
-          config_.allowed_origins.end()) {
+  // Origin is decided before the 101 (DESIGN: never after). Cross-site
+  // WebSocket hijacking: a page of another site would ride on the cookie.
+  if (!origin_allowed(config_.allowed_origins, origin, req.header("Host").value_or(""),
+                      req.secure())) {
     conn.rejected = true;
     metrics_.handshake_failures->with("origin").inc();
     say(log_level::warn, "upgrade refused: origin not allowed: " + std::string(origin));
-    req.reject(403, "origin not allowed");
+    req.reject(403, config_.allowed_origins.empty()
+                        ? "origin not allowed (only the server's own origin: see "
+                          "server.allowed_origins)"
+                        : "origin not allowed");
     return;
   }
   if (auto token = find_token(req.head(), req.query(), config_.cookie_name,

@@ -443,6 +443,27 @@ TEST(ServeConfigCheck, PublicationFitsInAMessage) {
   EXPECT_EQ(check_config(c), "");
 }
 
+// Issue 14 (7): entries that can never match used to be accepted silently.
+TEST(ServeConfigCheck, AllowedOriginsAreCheckedAtStart) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.allowed_origins = {"https://App.example.com"};
+  EXPECT_EQ(check_config(c),
+            "server: allowed_origins: 'https://App.example.com' must be lower case: write "
+            "'https://app.example.com'");
+  c.allowed_origins = {"https://app.example.com/"};
+  EXPECT_EQ(check_config(c),
+            "server: allowed_origins: 'https://app.example.com/' has a path or a trailing "
+            "slash; an origin has none: write 'https://app.example.com'");
+  c.allowed_origins = {"*", "https://app.example.com"};
+  EXPECT_EQ(check_config(c),
+            "server: allowed_origins: \"*\" (any origin) must be the only entry");
+  c.allowed_origins = {"https://*.example.com", "http://127.0.0.1:8080"};
+  EXPECT_EQ(check_config(c), "");
+  c.allowed_origins = {"*"};
+  EXPECT_EQ(check_config(c), "");
+}
+
 // --- precedence: default < file < environment < flag -------------------------
 
 TEST(ServeConfigPrecedence, DefaultsWithoutFileOrFlags) {

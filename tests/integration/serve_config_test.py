@@ -74,6 +74,14 @@ class ServeConfigTest(unittest.TestCase):
             self.assertEqual(result.stdout, b"", "nothing on stdout before listening")
             self.assertIn("switchboard serve: %s:3:1: unknown key server.prot" % path, stderr)
 
+    def test_origin_that_can_never_match_exits_2(self):
+        result = run(["--allow-anonymous", "--port", "0",
+                      "--allowed-origin", "https://app.example.com/"])
+        stderr = result.stderr.decode(errors="replace")
+        self.assertEqual(result.returncode, 2, stderr)
+        self.assertIn("allowed_origins: 'https://app.example.com/' has a path or a trailing "
+                      "slash", stderr)
+
     def test_demo_config_listens(self):
         with tempfile.TemporaryDirectory() as tmp:
             # The demo's snapshot path is relative to the working directory: run

@@ -500,6 +500,44 @@ class Auth(ServerTestCase):
         run(go())
 
 
+class DefaultOrigin(ServerTestCase):
+    """Issue 14 (5): no allowed_origins used to mean any origin, so a page of another
+    site got a session with the victim's cookie. Now it means same-origin only."""
+    CONFIG = {"server": {"demo": False}}
+
+    def test_cross_site_page_with_the_cookie_is_403(self):
+        cookie = "switchboard_token=" + token()
+        with RawClient(self.server.port) as c:
+            c.handshake("/ws", expect_status=403,
+                        headers={"Origin": "https://evil.example", "Cookie": cookie})
+        with RawClient(self.server.port) as c:
+            c.handshake("/ws", expect_status=403, headers={"Origin": "null", "Cookie": cookie})
+
+    def test_same_origin_page_and_non_browser_clients_are_accepted(self):
+        async def go():
+            origin = "http://127.0.0.1:%d" % self.server.port
+            async with connect_ws(self.server.port, cookie="switchboard_token=" + token(),
+                                  origin=origin) as ws:
+                self.assertEqual((await Session(ws).request("ping"))["result"], {})
+            async with connect_ws(self.server.port, token()) as ws:
+                self.assertEqual((await Session(ws).request("ping"))["result"], {})
+        run(go())
+        # Another port of the same host is another origin.
+        with RawClient(self.server.port) as c:
+            c.handshake("/ws", expect_status=403,
+                        headers={"Origin": "http://127.0.0.1:%d" % (self.server.port ^ 1)})
+
+
+class AnyOrigin(ServerTestCase):
+    CONFIG = {"server": {"demo": False, "allowed_origins": ["*"]}}
+
+    def test_star_allows_every_origin(self):
+        async def go():
+            async with connect_ws(self.server.port, token(), origin="https://evil.example") as ws:
+                self.assertEqual((await Session(ws).request("ping"))["result"], {})
+        run(go())
+
+
 # --- commands, errors and close codes --------------------------------------------------------
 
 class Commands(ServerTestCase):

@@ -47,8 +47,11 @@ struct realtime_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
   std::size_t threads = 1;
-  // Origins allowed to open /ws ("https://app.example.com"); empty: any. A
-  // request without Origin (not from a browser) is always allowed.
+  // Origins allowed to open /ws: "scheme://host[:port]" in lower case
+  // ("https://app.example.com"), "https://*.example.com" for every subdomain,
+  // or the one entry "*" for any origin. Empty: same-origin only (the
+  // Origin must name the request's Host). A request without Origin (not
+  // from a browser) is always allowed.
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 10'000;
   // Serve the demo chat page at / (and the browser SDK at /switchboard.js).
@@ -107,7 +110,8 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // environment and the flags; service::listen() calls it again for programs
 // that fill the struct themselves): tls_cert and tls_key both or neither;
 // max_publication_size <= max_message_size; somebody can connect (a JWT
-// secret or anonymous access); namespace names valid. Returns "" or one line
+// secret or anonymous access); namespace names valid; allowed_origins
+// entries well-formed (src/realtime/origin.hpp). Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
 

@@ -111,6 +111,8 @@ class upgrade_request {
     return info_.head->find(name);
   }
   const protocol::request_head& head() const noexcept { return *info_.head; }
+  // True if the request came over TLS (wss://).
+  bool secure() const noexcept { return ws_->secure(); }
   // The first subprotocol of the client's list that `supported` holds.
   std::optional<std::string_view> select_subprotocol(
       std::span<const std::string_view> supported) const noexcept {
