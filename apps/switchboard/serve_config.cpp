@@ -155,6 +155,9 @@ const config_key k_keys[] = {
      "cookie that may carry the token"},
     {"auth", "allow_token_in_url", &realtime_config::allow_token_in_url, k_any,
      "accept the token in the ?token= query parameter (URLs end up in logs)"},
+    {"auth", "refresh_lead", &realtime_config::refresh_lead, k_seconds,
+     "seconds before a token's exp when the server pushes `refresh` (at exp, without a "
+     "`refresh` command carrying a new token, the connection is closed with 4002)"},
     // [api]
     {"api", "key", &realtime_config::api_key, k_any,
      "X-API-Key that /api/* requires; empty: the API answers 403", "--api-key", "KEY",

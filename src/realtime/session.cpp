@@ -91,6 +91,51 @@ void sessions::tick() {
     say(log_level::info, "connection closed: no connect within auth.connect_timeout");
     srv_->close(id, k_close_auth, "authentication timeout");
   }
+
+  // Token lifetime: the earliest entries only, each handled once per event.
+  const std::int64_t wall = wall_ms();
+  std::vector<server::connection_id> expired;
+  std::vector<std::pair<server::connection_id, std::int64_t>> refresh;  // id, exp (s)
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    while (!expiry_.empty() && expiry_.begin()->first <= wall) {
+      connection_state* conn = expiry_.begin()->second;
+      expiry_.erase(expiry_.begin());
+      conn->expiry_due = 0;
+      if (wall >= conn->expires_ms) {
+        expired.push_back(conn->id);
+        continue;
+      }
+      // The refresh push is due; the next event is the expiry itself.
+      conn->refresh_pushed = true;
+      refresh.emplace_back(conn->id, conn->expires_ms / 1000);
+      conn->expiry_due = conn->expires_ms;
+      expiry_.emplace(conn->expiry_due, conn);
+    }
+  }
+  thread_local std::string push;
+  for (const auto& [id, exp] : refresh) {
+    refresh_push(push, exp);
+    srv_->send(id, push, protocol::opcode::text);
+  }
+  for (const auto& id : expired) {
+    say(log_level::info, "connection closed: token expired without refresh");
+    srv_->close(id, k_close_token_expired, "token expired");
+  }
+}
+
+void sessions::watch_expiry(connection_state& conn, bool remove) {
+  std::lock_guard lock(deadlines_mutex_);
+  if (conn.expiry_due != 0) expiry_.erase({conn.expiry_due, &conn});
+  conn.expiry_due = 0;
+  if (remove || !conn.claims) return;
+  conn.expires_ms = conn.claims->expires * 1000;
+  conn.refresh_pushed = false;
+  const std::int64_t lead = to_ms(config_.refresh_lead).count();
+  // With no lead (or a token shorter than it) the first event is the push,
+  // at once; then the expiry.
+  conn.expiry_due = lead > 0 ? std::max<std::int64_t>(1, conn.expires_ms - lead) : conn.expires_ms;
+  expiry_.emplace(conn.expiry_due, &conn);
 }
 
 token_result sessions::authenticate(std::string_view token, std::string_view what) {
@@ -162,6 +207,7 @@ void sessions::on_open(server::websocket& ws) {
     connect_deadlines_[&conn] =
         mono_ms() + static_cast<std::uint64_t>(to_ms(config_.connect_timeout).count());
   }
+  if (conn.claims) watch_expiry(conn);
 }
 
 void sessions::on_close(server::websocket& ws, std::uint16_t code) {
@@ -171,6 +217,7 @@ void sessions::on_close(server::websocket& ws, std::uint16_t code) {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);
   }
+  watch_expiry(conn, true);
   while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
 }
 
@@ -229,7 +276,7 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
   if (close_after) ws.close(k_close_auth, fail ? std::string_view(fail->message) : "");
   const std::string_view label =
       cmd == "connect" || cmd == "subscribe" || cmd == "unsubscribe" || cmd == "publish" ||
-              cmd == "presence" || cmd == "history" || cmd == "ping"
+              cmd == "presence" || cmd == "history" || cmd == "ping" || cmd == "refresh"
           ? cmd
           : std::string_view("invalid");
   metrics_.command_duration->observe(
@@ -244,6 +291,7 @@ std::optional<failure> sessions::dispatch(server::websocket& ws, connection_stat
   if (conn.needs_connect) return make_failure(errors::not_authenticated);
   if (cmd == "ping") return std::nullopt;
   if (cmd == "unsubscribe") return cmd_unsubscribe(ws, conn, c);
+  if (cmd == "refresh") return cmd_refresh(ws, conn, c, result);
   // The rest answer from the broker's completion.
   std::optional<failure> f;
   if (cmd == "subscribe") {
@@ -294,12 +342,40 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);
   }
+  watch_expiry(conn);
   result = "{\"client\":";
   append_json_string(result, conn.client);
   if (!conn.user.empty()) {
     result.append(",\"user\":");
     append_json_string(result, conn.user);
   }
+  result.push_back('}');
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_refresh(server::websocket& ws, connection_state& conn,
+                                             const command& c, std::string& result) {
+  // Only a token-authenticated connection has a lifetime to extend.
+  if (!conn.claims) return make_failure(errors::refresh_without_token);
+  if (!c.has_token) return make_failure(errors::no_token);
+  token_result r = authenticate(c.token, "refresh");
+  // A refused token leaves the old one in force, until its exp.
+  if (!r.claims) return make_failure(errors::bad_refresh_token, r.error);
+  // The connection's identity (presence, publications) cannot change midway.
+  if (r.claims->user != conn.user) return make_failure(errors::refresh_other_user);
+  conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+  watch_expiry(conn);
+  // Grants are re-checked: channels the new token does not grant are left.
+  thread_local std::string push;
+  for (std::size_t i = conn.subs.size(); i-- > 0;) {
+    local_channel* ch = conn.subs[i];
+    if (conn.grants(ch->name)) continue;
+    unsubscribe_push(push, ch->name, "channel no longer granted by the token");
+    send_text(ws, push);
+    leave(conn, *ch, &ws);
+  }
+  result = "{\"exp\":";
+  append_uint(result, static_cast<std::uint64_t>(std::max<std::int64_t>(0, conn.claims->expires)));
   result.push_back('}');
   return std::nullopt;
 }

@@ -66,6 +66,9 @@ struct realtime_config {
   double connect_timeout = 10;  // seconds to send `connect` when it is needed
   std::string cookie_name = "switchboard_token";
   bool allow_token_in_url = false;
+  // Seconds before a token's exp when the server pushes `refresh`; at exp a
+  // connection that did not send `refresh` with a new token is closed 4002.
+  double refresh_lead = 30;
 
   // [api]
   std::string api_key;  // X-API-Key for /api/*; empty: the API answers 403
