@@ -60,6 +60,10 @@ void http_api::publish(const server::http_request& req, server::http_response& r
     json_error(res, 400, "the body must be a JSON object");
     return;
   }
+  if (auto key = find_duplicate_key(obj)) {
+    json_error(res, 400, make_failure(errors::duplicate_key, *key).message);
+    return;
+  }
   command c;
   read_command_fields(obj, c);
   std::string_view name;

@@ -846,6 +846,10 @@ TEST_F(service_test, MalformedCommandsAre400) {
   }
   EXPECT_EQ(request(c, R"("cmd":"publish","channel":"chat:a")").error_code(), 400)
       << "publish without data";
+  // Issue 14 (8): {"cmd":"ping","cmd":"publish"} used to run ping.
+  const json dup = request(c, R"("cmd":"ping","cmd":"publish","channel":"chat:a","data":1)");
+  EXPECT_EQ(dup.error_code(), 400);
+  EXPECT_EQ(dup.str("/error/message"), "bad request: duplicate key: cmd");
   EXPECT_FALSE(c.ended) << "a 400 does not close the connection";
 }
 
