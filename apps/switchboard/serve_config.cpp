@@ -162,6 +162,10 @@ const config_key k_keys[] = {
     {"api", "key", &realtime_config::api_key, k_any,
      "X-API-Key that /api/* requires; empty: the API answers 403", "--api-key", "KEY",
      k_env_api_key},
+    // [metrics]
+    {"metrics", "key", &realtime_config::metrics_key, k_any,
+     "bearer token GET /metrics requires (Authorization: Bearer KEY); empty: /metrics is open",
+     "--metrics-key", "KEY", k_env_metrics_key},
     // [limits]
     {"limits", "max_message_size", &realtime_config::max_message_size, k_positive_count,
      "largest inbound WebSocket message in bytes; larger closes with 1009", "--max-message-size",
@@ -218,8 +222,9 @@ const namespace_key k_namespace_keys[] = {
      "the HTTP API)"},
 };
 
-constexpr std::string_view k_sections[] = {"server",   "auth",    "api", "limits",    "keepalive",
-                                           "shutdown", "history", "log", "namespaces"};
+constexpr std::string_view k_sections[] = {"server",   "auth",    "api", "metrics",   "limits",
+                                           "keepalive", "shutdown", "history", "log",
+                                           "namespaces"};
 
 // ---------------------------------------------------------------------------
 // Text helpers
@@ -662,7 +667,8 @@ std::string help_footer() {
          ". Each [namespaces.NAME] table adds one; declaring [namespaces.default] replaces the "
          "built-in one.\n"
          "Precedence: built-in default < --config FILE < environment (" +
-         std::string(k_env_jwt_secret) + ", " + std::string(k_env_api_key) +
+         std::string(k_env_jwt_secret) + ", " + std::string(k_env_api_key) + ", " +
+         std::string(k_env_metrics_key) +
          ") < flags.\n"
          "Wire protocol: docs/protocol.md. Every key, with an annotated example file: "
          "docs/configuration.md.";

@@ -28,11 +28,17 @@ void json_error(server::http_response& res, int status, std::string_view message
 http_api::http_api(const realtime_config& config, hub& h, const sessions& s)
     : config_(config), hub_(h), sessions_(s) {}
 
-void http_api::install(server::server& srv) {
-  srv.http("POST", "/api/publish", [this](const server::http_request& req,
-                                          server::http_response& res) { publish(req, res); });
-  srv.http("GET", "/api/channels", [this](const server::http_request& req,
-                                          server::http_response& res) { channels(req, res); });
+void http_api::install(server::server& srv, counter_family& errors) {
+  srv.http("POST", "/api/publish",
+           [this, &errors](const server::http_request& req, server::http_response& res) {
+             publish(req, res);
+             if (res.status() >= 400) errors.with(std::to_string(res.status())).inc();
+           });
+  srv.http("GET", "/api/channels",
+           [this, &errors](const server::http_request& req, server::http_response& res) {
+             channels(req, res);
+             if (res.status() >= 400) errors.with(std::to_string(res.status())).inc();
+           });
 }
 
 bool http_api::check_api_key(const server::http_request& req, server::http_response& res) const {

@@ -47,6 +47,30 @@ void send_text(server::websocket& ws, const std::string& message) {
   ws.send(message, protocol::opcode::text);
 }
 
+// The label of switchboard_closes_total: the codes this server or a
+// well-behaved client uses, or "other" (a bounded set of series).
+std::string_view close_label(std::uint16_t code) {
+  switch (code) {
+    case 1000: return "1000";
+    case 1001: return "1001";
+    case 1002: return "1002";
+    case 1003: return "1003";
+    case 1005: return "1005";
+    case 1006: return "1006";
+    case 1007: return "1007";
+    case 1008: return "1008";
+    case 1009: return "1009";
+    case 1010: return "1010";
+    case 1011: return "1011";
+    case 1012: return "1012";
+    case 1013: return "1013";
+    case 1014: return "1014";
+    case k_close_auth: return "4001";
+    case k_close_token_expired: return "4002";
+    default: return "other";
+  }
+}
+
 }  // namespace
 
 local_channel* connection_state::find_sub(std::string_view name) const noexcept {
@@ -212,7 +236,14 @@ void sessions::on_open(server::websocket& ws) {
 
 void sessions::on_close(server::websocket& ws, std::uint16_t code) {
   auto& conn = ws.data<connection_state>();
-  metrics_.closes->with(std::to_string(code)).inc();
+  // A close we sent counts as its code, answered or not (not as 1006); and a
+  // client cannot mint labels: unknown codes are "other".
+  const std::uint16_t counted = ws.close_code_sent() != 0 ? ws.close_code_sent() : code;
+  if (counted == config_.shutdown_code) {
+    metrics_.closes->with(std::to_string(counted)).inc();
+  } else {
+    metrics_.closes->with(close_label(counted)).inc();
+  }
   {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);

@@ -26,6 +26,7 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -989,6 +990,93 @@ class Metrics(ServerTestCase):
         self.assertEqual(delta(after, 'switchboard_handshake_failures_total{reason="auth"}'), 2)
         self.assertEqual(delta(after, "switchboard_subscriptions"), 0)
         self.parse_metrics()
+
+
+class HttpAndMetricsHardening(ServerTestCase):
+    """Issue 14 (8): HEAD, HTTP versions, Host, duplicate keys in an API body, close-code
+    labels (bounded, and ours counted as sent), API errors under their own metric, and
+    /metrics behind metrics.key."""
+    CONFIG = {"api": {"key": API_KEY}, "metrics": {"key": "metrics-test-key"},
+              "limits": {"max_message_size": 4096, "max_publication_size": 1024}}
+    AUTH = {"Authorization": "Bearer metrics-test-key"}
+
+    def samples(self):
+        status, _, body = http_request(self.server.port, "GET", "/metrics", None, self.AUTH)
+        self.assertEqual(status, 200, body)
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                m = SAMPLE_LINE.match(line)
+                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        return out
+
+    def test_metrics_needs_the_key(self):
+        port = self.server.port
+        status, headers, _ = http_request(port, "GET", "/metrics")
+        self.assertEqual(status, 401)
+        self.assertIn("Bearer", headers.get("www-authenticate", ""))
+        status, _, _ = http_request(port, "GET", "/metrics", None,
+                                    {"Authorization": "Bearer wrong-key-wrong-key"})
+        self.assertEqual(status, 401)
+        self.assertGreaterEqual(self.samples().get('switchboard_http_errors_total{status="401"}', 0), 2)
+
+    def test_head_versions_and_host(self):
+        port = self.server.port
+        status, headers, body = http_request(port, "HEAD", "/healthz")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(headers.get("content-length"), "3")
+        for line in (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
+                     b"GET /ws HTTP/1.2\r\nHost: x\r\n\r\n"):
+            with RawClient(port) as c:
+                c.send(line)
+                self.assertEqual(c.recv_http().status, 505, line)
+        for line in (b"GET /healthz HTTP/1.1\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                     b"POST /api/publish HTTP/1.1\r\nContent-Length: 0\r\n\r\n"):
+            with RawClient(port) as c:
+                c.send(line)
+                self.assertEqual(c.recv_http().status, 400, line)
+
+    def test_duplicate_key_in_an_api_body_is_400(self):
+        raw = '{"channel":"chat:d","data":1,"channel":"chat:other"}'
+        status, answer = api_publish(self.server.port, raw)
+        self.assertEqual(status, 400, answer)
+        self.assertEqual(answer["error"]["message"], "bad request: duplicate key: channel")
+
+    def test_close_labels_are_bounded_and_ours_count_as_sent(self):
+        port = self.server.port
+        before = self.samples()
+
+        def delta(after, key):
+            return after.get(key, 0) - before.get(key, 0)
+        # A client close code nobody uses is "other", not a new series.
+        with raw_open(port, {"Authorization": "Bearer " + token()}) as c:
+            c.send_frame(CLOSE, struct.pack("!H", 4999))
+            c.expect_close(4999)
+        # The server closes 4001 (no connect within 1 s); the client drops TCP
+        # without answering: counted as 4001, not 1006.
+        with raw_open(port) as c:
+            c.expect_close(4001, timeout=5)
+        # API errors: under their own metric, not handshake failures.
+        status, _ = api_publish(port, {"channel": "chat:e", "data": "x" * 8000})
+        self.assertEqual(status, 413)
+        status, _ = api_publish(port, {"channel": "chat:e", "data": 1}, key="wrong")
+        self.assertEqual(status, 401)
+        deadline = time.monotonic() + slow(5)
+        while True:
+            after = self.samples()
+            if delta(after, 'switchboard_closes_total{code="4001"}') >= 1 and \
+                    delta(after, 'switchboard_closes_total{code="other"}') >= 1:
+                break
+            self.assertLess(time.monotonic(), deadline, after)
+            time.sleep(0.05)
+        self.assertEqual(delta(after, 'switchboard_closes_total{code="4001"}'), 1)
+        self.assertEqual(delta(after, 'switchboard_closes_total{code="1006"}'), 0)
+        self.assertEqual(delta(after, 'switchboard_closes_total{code="other"}'), 1)
+        self.assertNotIn('switchboard_closes_total{code="4999"}', after)
+        self.assertEqual(delta(after, 'switchboard_http_errors_total{status="413"}'), 1)
+        self.assertEqual(delta(after, 'switchboard_http_errors_total{status="401"}'), 1)
+        self.assertNotIn('switchboard_handshake_failures_total{reason="body_too_large"}', after)
 
 
 # --- presence --------------------------------------------------------------------------------

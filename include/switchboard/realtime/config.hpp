@@ -73,6 +73,10 @@ struct realtime_config {
   // [api]
   std::string api_key;  // X-API-Key for /api/*; empty: the API answers 403
 
+  // [metrics]
+  // "Authorization: Bearer KEY" that GET /metrics requires; empty: open.
+  std::string metrics_key;
+
   // [limits]
   std::size_t max_message_size = 64 * 1024;      // inbound WebSocket message
   std::size_t max_publication_size = 64 * 1024;  // `data` of one publication
