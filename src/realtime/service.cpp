@@ -243,6 +243,10 @@ std::error_code service::listen() {
     s.error = std::move(e);
     return std::make_error_code(std::errc::invalid_argument);
   }
+  if (std::string e = resolve_host(s.config); !e.empty()) {
+    s.error = std::move(e);
+    return std::make_error_code(std::errc::invalid_argument);
+  }
   if (!s.config.jwt_secret.empty()) s.verifier.emplace(s.config.jwt_secret);
   if (!s.config.tls_cert.empty()) {
     net::tls_server_options t;

@@ -43,7 +43,7 @@ import jwt  # noqa: E402  (Debian python3-jwt)
 import websockets  # noqa: E402  (Debian python3-websockets; run with /usr/bin/python3)
 
 PARSE_METRICS = os.path.join(os.path.dirname(HERE), "realtime", "parse_metrics.py")
-SECRET = "serve-test-secret"
+SECRET = "serve-test-secret-of-at-least-32-bytes"
 API_KEY = "serve-test-key"
 SUBPROTOCOL = "switchboard.v1"
 

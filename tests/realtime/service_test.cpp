@@ -42,7 +42,7 @@ using client::client_options;
 using client::client_state;
 using client::websocket_client;
 
-constexpr std::string_view k_secret = "service-test-secret";
+constexpr std::string_view k_secret = "service-test-secret-of-at-least-32-bytes";
 
 // --- tokens ------------------------------------------------------------------
 

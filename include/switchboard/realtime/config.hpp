@@ -36,6 +36,19 @@ struct namespace_options {
   publish_policy publish = publish_policy::subscribers;
 };
 
+// Maxima: values past them are refused at start (exit 2). Each is far above
+// what a deployment needs and low enough that one setting alone cannot make
+// the process allocate without bound.
+inline constexpr std::size_t k_max_history_size = 1'000'000;           // per channel
+inline constexpr std::size_t k_max_message_size = 64 * 1024 * 1024;    // 64 MiB
+inline constexpr std::size_t k_max_backpressure = 1024 * 1024 * 1024;  // 1 GiB per connection
+inline constexpr std::size_t k_max_subscriptions = 100'000;            // per connection
+inline constexpr std::size_t k_max_connections = 10'000'000;
+// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key of at least
+// the hash's size (256 bits); a shorter one can be brute-forced offline from
+// any token.
+inline constexpr std::size_t k_min_jwt_secret = 32;
+
 // The name of the namespace of channels whose name has no ':'.
 inline constexpr const char* k_default_namespace = "default";
 
@@ -116,10 +129,16 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // place they are made (`switchboard serve` calls it after the file, the
 // environment and the flags; service::listen() calls it again for programs
 // that fill the struct themselves): tls_cert and tls_key both or neither;
+// a jwt_secret of at least k_min_jwt_secret bytes; the k_max_* maxima;
 // max_publication_size <= max_message_size; somebody can connect (a JWT
 // secret or anonymous access); namespace names valid; allowed_origins
 // entries well-formed (src/realtime/origin.hpp). Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
+
+// Makes config.host numeric: a name ("localhost") is resolved to its first
+// address, IPv4 preferred. Returns "" or one line saying why it cannot be
+// used. Blocking (getaddrinfo): call before listening, not on a loop.
+std::string resolve_host(realtime_config& config);
 
 }  // namespace switchboard::realtime
