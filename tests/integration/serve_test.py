@@ -1079,6 +1079,75 @@ class HttpAndMetricsHardening(ServerTestCase):
         self.assertNotIn('switchboard_handshake_failures_total{reason="body_too_large"}', after)
 
 
+class DescriptorExhaustion(unittest.TestCase):
+    """Issue 14 (8): with `ulimit -n` exhausted, /healthz waited 7 s in the accept queue.
+    The listener keeps a spare descriptor: out of descriptors, each queued client is
+    accepted with it, answered 503 at once and closed. The server runs with a soft limit
+    of 64 descriptors (set in the child only) and the test holds connections until the
+    server is out of them."""
+
+    LIMIT = 64
+
+    def test_out_of_descriptors_answers_503_quickly_then_recovers(self):
+        import resource
+        tmp = tempfile.mkdtemp(prefix="switchboard-serve-fd-test-")
+        path = os.path.join(tmp, "serve.toml")
+        with open(path, "w") as f:
+            f.write(toml_text(base_config(auth={"allow_anonymous": True},
+                                          log={"level": "error"})))
+        limit = self.LIMIT
+        proc = subprocess.Popen(
+            [harness.BINARY_PATH, "serve", "--config", path, "--port", "0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+        held = []
+        try:
+            line = harness._read_line(proc.stdout.fileno(), 10 * harness.SLOW).decode()
+            port = int(line.rsplit(":", 1)[1])
+            # Hold WebSocket connections until the server answers one with 503.
+            overloaded = None
+            for _ in range(limit + 8):
+                c = RawClient(port)
+                held.append(c)
+                c.send(harness.handshake_request("/ws"))
+                resp = c.recv_http(timeout=3)
+                if resp.status != 101:
+                    overloaded = resp
+                    break
+            self.assertIsNotNone(overloaded, "the server never ran out of descriptors")
+            self.assertEqual(overloaded.status, 503)
+            # /healthz, while still out of descriptors: a quick 503, not a wait.
+            start = time.monotonic()
+            with RawClient(port) as c:
+                c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                resp = c.recv_http(timeout=3)
+            self.assertEqual(resp.status, 503)
+            self.assertEqual(resp.body, b"out of file descriptors\n")
+            self.assertLess(time.monotonic() - start, slow(1.0))
+            # Descriptors come back: /healthz is 200 again.
+            for c in held:
+                c.close()
+            held.clear()
+            deadline = time.monotonic() + slow(5)
+            while True:
+                status, _, body = http_request(port, "GET", "/healthz", timeout=3)
+                if status == 200:
+                    break
+                self.assertLess(time.monotonic(), deadline, "no 200 after the descriptors came back")
+                time.sleep(0.1)
+            self.assertEqual(body, b"ok\n")
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=slow(15)), 0)
+        finally:
+            for c in held:
+                c.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- presence --------------------------------------------------------------------------------
 
 class Presence(ServerTestCase):
