@@ -116,6 +116,21 @@ void sessions::tick() {
     srv_->close(id, k_close_auth, "authentication timeout");
   }
 
+  // Addresses with no connection whose bucket has had time to refill.
+  {
+    const double refill_s =
+        config_.handshake_rate > 0 ? config_.handshake_burst / config_.handshake_rate : 0;
+    const auto idle_ms = static_cast<std::uint64_t>(refill_s * 1000) + 1000;
+    std::lock_guard lock(addresses_mutex_);
+    for (auto it = addresses_.begin(); it != addresses_.end();) {
+      if (it->second.open == 0 && now - it->second.last_ms > idle_ms) {
+        it = addresses_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   // Token lifetime: the earliest entries only, each handled once per event.
   const std::int64_t wall = wall_ms();
   std::vector<server::connection_id> expired;
@@ -146,6 +161,59 @@ void sessions::tick() {
     say(log_level::info, "connection closed: token expired without refresh");
     srv_->close(id, k_close_token_expired, "token expired");
   }
+}
+
+std::string sessions::client_address(const server::upgrade_request& req) const {
+  std::string peer = req.remote_address();
+  if (config_.trusted_proxies.empty() ||
+      std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), peer) ==
+          config_.trusted_proxies.end()) {
+    return peer;  // anyone else could write any X-Forwarded-For
+  }
+  // The rightmost entry that is not one of our proxies is the client: entries
+  // to its left were written by the client itself and prove nothing.
+  std::string client = peer;
+  std::vector<std::string> hops;
+  for (const auto& field : req.head().headers()) {
+    if (!protocol::ascii_iequals(field.name, "X-Forwarded-For")) continue;
+    protocol::list_cursor items(field.value);
+    std::string_view item;
+    while (items.next(item)) hops.emplace_back(item);
+  }
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    client = *it;
+    if (std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), *it) ==
+        config_.trusted_proxies.end()) {
+      break;
+    }
+  }
+  return client;
+}
+
+bool sessions::admit(const std::string& address, std::string& why) {
+  const std::uint64_t now = mono_ms();
+  std::lock_guard lock(addresses_mutex_);
+  address_state& a = addresses_[address];
+  a.last_ms = now;
+  if (config_.handshake_rate > 0) {
+    if (!a.bucket) a.bucket.emplace(config_.handshake_rate, config_.handshake_burst);
+    if (!a.bucket->take(now)) {
+      why = "too many connection attempts from this address (limits.handshake_rate)";
+      return false;
+    }
+  }
+  if (config_.max_connections_per_ip > 0 && a.open >= config_.max_connections_per_ip) {
+    why = "too many connections from this address (limits.max_connections_per_ip)";
+    return false;
+  }
+  ++a.open;
+  return true;
+}
+
+void sessions::release(const std::string& address) {
+  std::lock_guard lock(addresses_mutex_);
+  const auto it = addresses_.find(address);
+  if (it != addresses_.end() && it->second.open > 0) --it->second.open;
 }
 
 void sessions::watch_expiry(connection_state& conn, bool remove) {
@@ -195,12 +263,27 @@ void sessions::on_upgrade(server::upgrade_request& req) {
                         : "origin not allowed");
     return;
   }
+  // Floods: per-address connection cap and upgrade rate, before the token costs a check.
+  if (config_.max_connections_per_ip > 0 || config_.handshake_rate > 0) {
+    std::string address = client_address(req);
+    std::string why;
+    if (!admit(address, why)) {
+      conn.rejected = true;
+      metrics_.handshake_failures->with("per_ip_limit").inc();
+      say(log_level::warn, "upgrade refused: " + why + ": " + address);
+      req.reject(429, why);
+      return;
+    }
+    conn.address = std::move(address);
+  }
   if (auto token = find_token(req.head(), req.query(), config_.cookie_name,
                               config_.allow_token_in_url)) {
     token_result r = authenticate(*token, "upgrade");
     // A token in the request is checked before the 101: a bad one is a 401, not a close.
     if (!r.claims) {
       conn.rejected = true;
+      if (!conn.address.empty()) release(conn.address);
+      conn.address.clear();
       req.reject(401, r.error);
       return;
     }
@@ -249,6 +332,7 @@ void sessions::on_close(server::websocket& ws, std::uint16_t code) {
     connect_deadlines_.erase(&conn);
   }
   watch_expiry(conn, true);
+  if (!conn.address.empty()) release(conn.address);
   while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
 }
 

@@ -61,6 +61,9 @@ struct connection_state {
   std::int64_t expiry_due = 0;
   std::int64_t expires_ms = 0;
   bool refresh_pushed = false;
+  // The client address this connection counts against (limits.*_per_ip);
+  // empty when not counted.
+  std::string address;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -121,6 +124,14 @@ class sessions {
                                      const command& c);
   std::optional<failure> cmd_unsubscribe(server::websocket& ws, connection_state& conn,
                                          const command& c);
+  // The client's address: the peer, or from X-Forwarded-For when the peer is
+  // a trusted proxy.
+  std::string client_address(const server::upgrade_request& req) const;
+  // Counts an upgrade from `address` against the per-address limits; false
+  // (and `why`) when it must be refused.
+  bool admit(const std::string& address, std::string& why);
+  void release(const std::string& address);
+
   std::optional<failure> cmd_refresh(server::websocket& ws, connection_state& conn,
                                      const command& c, std::string& result);
   // Puts `conn` (with claims) in the expiry index for its token's exp, or
@@ -137,6 +148,14 @@ class sessions {
   server::server* srv_ = nullptr;
   std::mutex deadlines_mutex_;
   std::unordered_map<connection_state*, std::uint64_t> connect_deadlines_;  // mono ms
+  // Per client address: open connections and the upgrade-rate bucket.
+  struct address_state {
+    std::size_t open = 0;
+    std::optional<token_bucket> bucket;
+    std::uint64_t last_ms = 0;  // last upgrade (mono ms), for pruning
+  };
+  std::mutex addresses_mutex_;
+  std::unordered_map<std::string, address_state> addresses_;
   // Token expiry: {due (wall ms), connection}, earliest first.
   std::set<std::pair<std::int64_t, connection_state*>> expiry_;
 };

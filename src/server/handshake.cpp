@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include <switchboard/net/tcp_socket.hpp>
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/protocol/permessage_deflate.hpp>
 #include <switchboard/server/endpoint.hpp>
@@ -301,6 +302,12 @@ void websocket::respond_http(std::string_view response) {
 }
 
 // --- upgrade_request / upgrade_handle ---------------------------------------
+
+std::string upgrade_request::remote_address() const {
+  std::error_code ec;
+  const net::endpoint peer = net::peer_endpoint(ws_->stream_.native_handle(), ec);
+  return ec ? std::string() : peer.address_string();
+}
 
 void upgrade_request::accept(std::string_view subprotocol,
                              std::span<const protocol::http_header> headers) {

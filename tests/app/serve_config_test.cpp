@@ -464,6 +464,19 @@ TEST(ServeConfigCheck, AllowedOriginsAreCheckedAtStart) {
   EXPECT_EQ(check_config(c), "");
 }
 
+TEST(ServeConfigCheck, TrustedProxiesAreAddresses) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.trusted_proxies = {"10.0.0.5", "::1"};
+  EXPECT_EQ(check_config(c), "");
+  c.trusted_proxies = {"proxy.internal"};
+  EXPECT_EQ(check_config(c),
+            "server: trusted_proxies: 'proxy.internal' is not an IPv4 or IPv6 address (one "
+            "address per entry, no names or ranges)");
+  c.trusted_proxies = {"10.0.0.0/8"};
+  EXPECT_NE(check_config(c), "");
+}
+
 // Issue 14 (7): a 1-byte HS256 secret was accepted.
 TEST(ServeConfigCheck, ShortJwtSecretIsRefused) {
   realtime_config c;

@@ -1079,6 +1079,72 @@ class HttpAndMetricsHardening(ServerTestCase):
         self.assertNotIn('switchboard_handshake_failures_total{reason="body_too_large"}', after)
 
 
+class PerAddressLimits(ServerTestCase):
+    """Issue 14 (8): no per-client connection cap. limits.max_connections_per_ip and
+    limits.handshake_rate count per client address; X-Forwarded-For names the client only
+    when the peer is in server.trusted_proxies."""
+    CONFIG = {"auth": {"allow_anonymous": True},
+              "server": {"demo": False, "trusted_proxies": ["127.0.0.1"]},
+              "limits": {"max_connections_per_ip": 3}}
+
+    def upgrade(self, forwarded=None):
+        c = RawClient(self.server.port)
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        c.send(harness.handshake_request("/ws", headers=headers))
+        return c, c.recv_http(timeout=3)
+
+    def test_connections_per_address_are_capped(self):
+        held = []
+        try:
+            for _ in range(3):
+                c, resp = self.upgrade("198.51.100.1")
+                held.append(c)
+                self.assertEqual(resp.status, 101)
+            c, resp = self.upgrade("198.51.100.1")
+            held.append(c)
+            self.assertEqual(resp.status, 429)
+            self.assertIn(b"max_connections_per_ip", resp.body)
+            # Another client behind the same proxy has its own count; a spoofed
+            # left-hand entry does not help.
+            c, resp = self.upgrade("198.51.100.1, 198.51.100.2")
+            held.append(c)
+            self.assertEqual(resp.status, 101)
+            # One closes: room for one more.
+            held[0].close()
+            deadline = time.monotonic() + slow(5)
+            while True:
+                c, resp = self.upgrade("198.51.100.1")
+                held.append(c)
+                if resp.status == 101:
+                    break
+                self.assertLess(time.monotonic(), deadline, "the closed connection was not released")
+                time.sleep(0.05)
+        finally:
+            for c in held:
+                c.close()
+
+
+class UntrustedForwardedFor(ServerTestCase):
+    CONFIG = {"auth": {"allow_anonymous": True},
+              "limits": {"max_connections_per_ip": 100, "handshake_rate": 1, "handshake_burst": 3}}
+
+    def test_handshake_rate_per_address_ignores_forwarded_for_from_untrusted_peers(self):
+        held = []
+        try:
+            statuses = []
+            for i in range(5):
+                c = RawClient(self.server.port)
+                held.append(c)
+                # Not from a trusted proxy: every attempt is 127.0.0.1 whatever it claims.
+                c.send(harness.handshake_request(
+                    "/ws", headers={"X-Forwarded-For": "203.0.113.%d" % i}))
+                statuses.append(c.recv_http(timeout=3).status)
+            self.assertEqual(statuses, [101, 101, 101, 429, 429])
+        finally:
+            for c in held:
+                c.close()
+
+
 class DescriptorExhaustion(unittest.TestCase):
     """Issue 14 (8): with `ulimit -n` exhausted, /healthz waited 7 s in the accept queue.
     The listener keeps a spare descriptor: out of descriptors, each queued client is

@@ -67,6 +67,10 @@ struct realtime_config {
   // from a browser) is always allowed.
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 10'000;
+  // Addresses (exact, "10.0.0.5", "::1") of reverse proxies whose
+  // X-Forwarded-For names the client; from anyone else the header is ignored
+  // and the peer address counts.
+  std::vector<std::string> trusted_proxies;
   // Serve the demo chat page at / (and the browser SDK at /switchboard.js).
   bool demo = true;
   compression_mode compression = compression_mode::shared;
@@ -97,6 +101,12 @@ struct realtime_config {
   double command_burst = 200;                    // bucket size
   std::size_t rate_limit_close = 100;            // commands refused in a row before close 1008
   std::size_t max_subscriptions = 256;           // channels per connection
+  // Per client address (see trusted_proxies): open WebSocket connections and
+  // upgrades per second (bucket of handshake_burst); 0: no limit. Past
+  // either the upgrade is refused with 429 before the 101.
+  std::size_t max_connections_per_ip = 0;
+  double handshake_rate = 0;
+  double handshake_burst = 20;
   std::size_t max_backpressure = 1024 * 1024;
   overflow_policy backpressure_policy = overflow_policy::close;
 
@@ -132,7 +142,7 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // a jwt_secret of at least k_min_jwt_secret bytes; the k_max_* maxima;
 // max_publication_size <= max_message_size; somebody can connect (a JWT
 // secret or anonymous access); namespace names valid; allowed_origins
-// entries well-formed (src/realtime/origin.hpp). Returns "" or one line
+// entries well-formed (src/realtime/origin.hpp); trusted_proxies numeric. Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
 
