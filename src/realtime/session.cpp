@@ -16,6 +16,7 @@
 #include "session.hpp"
 
 #include <simdjson.h>
+#include <switchboard/net/tcp_socket.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -123,7 +124,7 @@ void sessions::tick() {
     const auto idle_ms = static_cast<std::uint64_t>(refill_s * 1000) + 1000;
     std::lock_guard lock(addresses_mutex_);
     for (auto it = addresses_.begin(); it != addresses_.end();) {
-      if (it->second.open == 0 && now - it->second.last_ms > idle_ms) {
+      if (it->second.open == 0 && it->second.last_ms + idle_ms < now) {
         it = addresses_.erase(it);
       } else {
         ++it;
@@ -181,6 +182,8 @@ std::string sessions::client_address(const server::upgrade_request& req) const {
     while (items.next(item)) hops.emplace_back(item);
   }
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    // Something that is not an address is not a client we can count: the proxy is.
+    if (!net::endpoint::parse(*it, 0)) break;
     client = *it;
     if (std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), *it) ==
         config_.trusted_proxies.end()) {
@@ -221,7 +224,8 @@ void sessions::watch_expiry(connection_state& conn, bool remove) {
   if (conn.expiry_due != 0) expiry_.erase({conn.expiry_due, &conn});
   conn.expiry_due = 0;
   if (remove || !conn.claims) return;
-  conn.expires_ms = conn.claims->expires * 1000;
+  // (exp far in the future is clamped: milliseconds must fit in 64 bits)
+  conn.expires_ms = std::min<std::int64_t>(conn.claims->expires, 1'000'000'000'000) * 1000;
   conn.refresh_pushed = false;
   const std::int64_t lead = to_ms(config_.refresh_lead).count();
   // With no lead (or a token shorter than it) the first event is the push,
