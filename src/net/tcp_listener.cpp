@@ -72,6 +72,12 @@ void tcp_listener::shed_with_reserve() {
     const std::string& answer = options_.overload_response;
     // Best effort: a fresh socket's send buffer takes a short answer at once.
     if (!answer.empty()) (void)::send(socket, answer.data(), answer.size(), MSG_NOSIGNAL);
+    // FIN after the answer, and read what the client already sent: closing
+    // with unread bytes sends a reset, which may destroy the answer in flight.
+    (void)::shutdown(socket, SHUT_WR);
+    char discard[4096];
+    while (::recv(socket, discard, sizeof discard, MSG_DONTWAIT) > 0) {
+    }
     ++stats_.shed;
   }
   reserve_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));

@@ -1154,6 +1154,10 @@ class DescriptorExhaustion(unittest.TestCase):
 
     LIMIT = 64
 
+    # Sanitizer runtimes need descriptors of their own (UBSan's vptr check
+    # probes memory through a pipe): at exact exhaustion they report an invalid
+    # vptr that is not there. The release build runs this case.
+    @unittest.skipIf(harness.SLOW > 1, "sanitizer build: its runtime needs descriptors")
     def test_out_of_descriptors_answers_503_quickly_then_recovers(self):
         import resource
         tmp = tempfile.mkdtemp(prefix="switchboard-serve-fd-test-")
@@ -1196,7 +1200,10 @@ class DescriptorExhaustion(unittest.TestCase):
             held.clear()
             deadline = time.monotonic() + slow(5)
             while True:
-                status, _, body = http_request(port, "GET", "/healthz", timeout=3)
+                try:
+                    status, _, body = http_request(port, "GET", "/healthz", timeout=3)
+                except ConnectionError:
+                    status = None  # still shedding: answered and closed under our feet
                 if status == 200:
                     break
                 self.assertLess(time.monotonic(), deadline, "no 200 after the descriptors came back")
