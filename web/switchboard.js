@@ -15,7 +15,12 @@
 //     and when recovery is impossible the subscription emits `reset` and
 //     delivers the channel's history instead;
 //   - an application-level heartbeat (`ping` command): browsers cannot see
-//     WebSocket pings, so a dead connection is found by a missing reply.
+//     WebSocket pings, so a dead connection is found by a missing reply;
+//   - token lifetime: with a `getToken()` option, a fresh token is fetched for
+//     every `connect` and when the server pushes `refresh` before the token
+//     expires (sent back in a `refresh` command); a channel the new token no
+//     longer grants ends its subscription with an `unsubscribed` event; a
+//     close with 4002 (token expired) reconnects with a new token.
 //
 //   import { Client } from './switchboard.js';
 //   const client = new Client(`wss://${location.host}/ws`, { token });
@@ -37,6 +42,9 @@ export const PROTOCOL = 'switchboard.v1';
 
 /** Close code of an authentication failure: the SDK does not reconnect after it. */
 export const CLOSE_AUTH = 4001;
+
+/** Close code of a token that expired without `refresh`: the SDK reconnects (with getToken()). */
+export const CLOSE_TOKEN_EXPIRED = 4002;
 
 /**
  * Error code of a request that got no reply because the connection ended (or
@@ -383,6 +391,10 @@ export class Client extends Emitter {
    * @param {string | (() => string | Promise<string>)} [options.token] a JWT
    *   sent in `connect` (a function is called before every connect, so a
    *   fresh token can be fetched)
+   * @param {() => string | Promise<string>} [options.getToken] fetches a
+   *   token: called before every `connect` and when the server pushes
+   *   `refresh` (then sent in a `refresh` command); takes precedence over
+   *   `token`. The client emits `refreshed` ({exp}) or `error`.
    * @param {object} [options.info] anonymous self-description for presence,
    *   sent in `connect` when there is no token
    * @param {Function} [options.WebSocket] the WebSocket constructor
@@ -397,7 +409,7 @@ export class Client extends Emitter {
     super();
     this.#url = url;
     this.#options = {
-      token: options.token,
+      token: options.getToken ?? options.token,
       info: options.info,
       WebSocket: options.WebSocket,
       backoff: { ...DEFAULTS.backoff, ...options.backoff },
@@ -667,6 +679,31 @@ export class Client extends Emitter {
     if (this.#wanted && !this.#ws && this.#timers.reconnect === null) this.#scheduleReconnect();
   }
 
+  // The server pushed `refresh`: the token expires soon. Without a token
+  // function there is nothing to send; the server closes with 4002 at exp and
+  // the reconnect fails or succeeds as the token does.
+  async #refreshToken() {
+    const source = this.#options.token;
+    const ws = this.#ws;
+    if (typeof source !== 'function' || !ws) {
+      this.emit('push', { push: 'refresh' });
+      return;
+    }
+    let token;
+    try {
+      token = await source();
+    } catch (error) {
+      this.emit('error', error);
+      return;
+    }
+    if (ws !== this.#ws || this.#state !== 'connected') return;
+    this.#request('refresh', { token }).then(
+      (result) => this.emit('refreshed', { ...result }),
+      (error) => {
+        if (error.code !== ERROR_NO_REPLY) this.emit('error', error); // lost: reconnect refetches
+      });
+  }
+
   #scheduleReconnect() {
     const delayMs = backoffDelay(this.#attempt, this.#options.backoff);
     this.#attempt++;
@@ -802,6 +839,20 @@ export class Client extends Emitter {
 
   #pushed(msg) {
     const kind = msg.push;
+    if (kind === 'refresh') {
+      this.#refreshToken();
+      return;
+    }
+    if (kind === 'unsubscribe') {
+      // The server ended it (a refreshed token no longer grants the channel).
+      const sub = typeof msg.channel === 'string' ? this.#subs.get(msg.channel) : undefined;
+      if (!sub) return;
+      this.#subs.delete(msg.channel);
+      const reason = String(msg.reason ?? 'unsubscribed by the server');
+      sub._end(new SwitchboardError(403, reason));
+      sub.emit('unsubscribed', { channel: msg.channel, reason });
+      return;
+    }
     if (kind === 'message' || kind === 'presence' || kind === 'join' || kind === 'leave') {
       // Pushes still in flight after an unsubscribe find no subscription: dropped.
       const sub = typeof msg.channel === 'string' ? this.#subs.get(msg.channel) : undefined;

@@ -82,6 +82,16 @@ constexpr value_rule k_positive_count{.min = 1};
 constexpr value_rule k_seconds{.min = 0, .max = k_max_seconds};
 constexpr value_rule k_positive_number{.min = 0, .max = k_max_seconds, .above_min = true};
 constexpr value_rule k_burst{.min = 1, .max = k_unbounded};
+constexpr value_rule k_message_size{.min = 1,
+                                    .max = static_cast<double>(realtime::k_max_message_size)};
+constexpr value_rule k_backpressure{.min = 1,
+                                    .max = static_cast<double>(realtime::k_max_backpressure)};
+constexpr value_rule k_subscriptions{.min = 1,
+                                     .max = static_cast<double>(realtime::k_max_subscriptions)};
+constexpr value_rule k_connections{.min = 1,
+                                   .max = static_cast<double>(realtime::k_max_connections)};
+constexpr value_rule k_history_size{.min = 0,
+                                    .max = static_cast<double>(realtime::k_max_history_size)};
 constexpr value_rule k_shutdown_code{.accept = is_shutdown_code,
                                      .accept_text = "1000, 1001, 1012 or 4000 to 4999"};
 constexpr value_rule k_compression{.choices = k_compression_names};
@@ -124,7 +134,8 @@ using namespace_key = key_spec<namespace_options>;
 const config_key k_keys[] = {
     // [server]
     {"server", "host", &realtime_config::host, k_non_empty,
-     "numeric IPv4 or IPv6 address to listen on", "--host", "HOST"},
+     "IPv4 or IPv6 address to listen on; a name (localhost) is resolved at start, IPv4 first",
+     "--host", "HOST"},
     {"server", "port", &realtime_config::port, k_port, "TCP port; 0 picks a free one", "--port",
      "PORT"},
     {"server", "threads", &realtime_config::threads, k_threads,
@@ -132,11 +143,16 @@ const config_key k_keys[] = {
      "(affinity mask and cgroup quota)",
      "--threads", "N|auto"},
     {"server", "allowed_origins", &realtime_config::allowed_origins, k_non_empty,
-     "an Origin allowed to open /ws (repeat for more; replaces the file's list); none: any "
-     "origin; a request without Origin (not a browser) is always allowed",
+     "an Origin allowed to open /ws, scheme://host[:port] in lower case, "
+     "https://*.example.com for subdomains, or * for any (repeat for more; replaces the file's "
+     "list); none: same-origin only; a request without Origin (not a browser) is always allowed",
      "--allowed-origin", "ORIGIN"},
-    {"server", "max_connections", &realtime_config::max_connections, k_positive_count,
+    {"server", "max_connections", &realtime_config::max_connections, k_connections,
      "WebSocket connections at once; more are refused", "--max-connections", "N"},
+    {"server", "trusted_proxies", &realtime_config::trusted_proxies, k_non_empty,
+     "address of a reverse proxy whose X-Forwarded-For names the client (repeat for more); "
+     "none: the header is ignored",
+     "--trusted-proxy", "ADDRESS"},
     {"server", "demo", &realtime_config::demo, k_any,
      "do not serve the demo chat page at / and the browser SDK at /switchboard.js", "--no-demo"},
     {"server", "compression", &realtime_config::compression, k_compression,
@@ -150,8 +166,8 @@ const config_key k_keys[] = {
      "PEM private key (unencrypted) of tls_cert", "--tls-key", "FILE"},
     // [auth]
     {"auth", "jwt_secret", &realtime_config::jwt_secret, k_any,
-     "HS256 key that signs client tokens; empty: tokens are refused (flags show in ps: prefer "
-     "the environment)",
+     "HS256 key that signs client tokens, at least 32 bytes; empty: tokens are refused (flags "
+     "show in ps: prefer the environment)",
      "--jwt-secret", "SECRET", k_env_jwt_secret},
     {"auth", "allow_anonymous", &realtime_config::allow_anonymous, k_any,
      "clients without a token may connect, with no user id", "--allow-anonymous"},
@@ -161,15 +177,22 @@ const config_key k_keys[] = {
      "cookie that may carry the token"},
     {"auth", "allow_token_in_url", &realtime_config::allow_token_in_url, k_any,
      "accept the token in the ?token= query parameter (URLs end up in logs)"},
+    {"auth", "refresh_lead", &realtime_config::refresh_lead, k_seconds,
+     "seconds before a token's exp when the server pushes `refresh` (at exp, without a "
+     "`refresh` command carrying a new token, the connection is closed with 4002)"},
     // [api]
     {"api", "key", &realtime_config::api_key, k_any,
      "X-API-Key that /api/* requires; empty: the API answers 403", "--api-key", "KEY",
      k_env_api_key},
+    // [metrics]
+    {"metrics", "key", &realtime_config::metrics_key, k_any,
+     "bearer token GET /metrics requires (Authorization: Bearer KEY); empty: /metrics is open",
+     "--metrics-key", "KEY", k_env_metrics_key},
     // [limits]
-    {"limits", "max_message_size", &realtime_config::max_message_size, k_positive_count,
+    {"limits", "max_message_size", &realtime_config::max_message_size, k_message_size,
      "largest inbound WebSocket message in bytes; larger closes with 1009", "--max-message-size",
      "BYTES"},
-    {"limits", "max_publication_size", &realtime_config::max_publication_size, k_positive_count,
+    {"limits", "max_publication_size", &realtime_config::max_publication_size, k_message_size,
      "largest `data` of one publication in bytes (error 413); at most max_message_size"},
     {"limits", "command_rate", &realtime_config::command_rate, k_positive_number,
      "commands per second that refill a connection's rate-limit bucket"},
@@ -177,9 +200,15 @@ const config_key k_keys[] = {
      "size of that bucket: commands a connection may send at once"},
     {"limits", "rate_limit_close", &realtime_config::rate_limit_close, k_positive_count,
      "commands refused in a row (error 429) before the connection is closed with 1008"},
-    {"limits", "max_subscriptions", &realtime_config::max_subscriptions, k_positive_count,
+    {"limits", "max_subscriptions", &realtime_config::max_subscriptions, k_subscriptions,
      "channels one connection may subscribe to (error 429 past it)"},
-    {"limits", "max_backpressure", &realtime_config::max_backpressure, k_positive_count,
+    {"limits", "max_connections_per_ip", &realtime_config::max_connections_per_ip, k_count,
+     "open WebSocket connections per client address (429 past it); 0: no limit"},
+    {"limits", "handshake_rate", &realtime_config::handshake_rate, k_seconds,
+     "WebSocket upgrades per second per client address (429 past it); 0: no limit"},
+    {"limits", "handshake_burst", &realtime_config::handshake_burst, k_burst,
+     "upgrades one client address may make at once before handshake_rate applies"},
+    {"limits", "max_backpressure", &realtime_config::max_backpressure, k_backpressure,
      "bytes queued for a slow reader before backpressure_policy applies"},
     {"limits", "backpressure_policy", &realtime_config::backpressure_policy, k_overflow,
      "over max_backpressure: close (1008) or drop the messages that do not fit"},
@@ -238,7 +267,7 @@ const config_key k_keys[] = {
 };
 
 const namespace_key k_namespace_keys[] = {
-    {"namespaces.NAME", "history_size", &namespace_options::history_size, k_count,
+    {"namespaces.NAME", "history_size", &namespace_options::history_size, k_history_size,
      "publications kept per channel for history and recovery (0: none)"},
     {"namespaces.NAME", "history_ttl", &namespace_options::history_ttl, k_seconds,
      "seconds a publication is kept (0: until newer ones push it out)"},
@@ -253,9 +282,9 @@ const namespace_key k_namespace_keys[] = {
      "the HTTP API)"},
 };
 
-constexpr std::string_view k_sections[] = {"server",   "auth",    "api",    "limits",
-                                           "keepalive", "shutdown", "history", "broker",
-                                           "log",      "namespaces"};
+constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
+                                           "keepalive", "shutdown", "history", "broker", "log",
+                                           "namespaces"};
 
 // ---------------------------------------------------------------------------
 // Text helpers
@@ -707,7 +736,8 @@ std::string help_footer() {
          ". Each [namespaces.NAME] table adds one; declaring [namespaces.default] replaces the "
          "built-in one.\n"
          "Precedence: built-in default < --config FILE < environment (" +
-         std::string(k_env_jwt_secret) + ", " + std::string(k_env_api_key) +
+         std::string(k_env_jwt_secret) + ", " + std::string(k_env_api_key) + ", " +
+         std::string(k_env_metrics_key) +
          ") < flags.\n"
          "Wire protocol: docs/protocol.md. Every key, with an annotated example file: "
          "docs/configuration.md.";
@@ -817,7 +847,9 @@ std::string build_serve_config(const serve_flags& flags, realtime_config& config
       return flag.name + ": " + e.reason;
     }
   }
-  return realtime::check_config(config);
+  if (std::string error = realtime::check_config(config); !error.empty()) return error;
+  // "localhost" used to reach listen() and fail there with exit 1 "Invalid argument".
+  return realtime::resolve_host(config);
 }
 
 }  // namespace switchboard::app

@@ -63,6 +63,7 @@ using env_lookup = std::function<const char*(const char* name)>;
 // so secrets need not appear in `ps`.
 inline constexpr const char* k_env_jwt_secret = "SWITCHBOARD_JWT_SECRET";
 inline constexpr const char* k_env_api_key = "SWITCHBOARD_API_KEY";
+inline constexpr const char* k_env_metrics_key = "SWITCHBOARD_METRICS_KEY";
 
 // Builds the configuration: `config` is reset to the built-in defaults, then
 // the file (if flags.config_file is set), the environment (`env`; std::getenv

@@ -2,8 +2,11 @@
 // level-triggered loop from spinning when descriptors run out.
 #include "switchboard/net/tcp_listener.hpp"
 
+#include <cerrno>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cassert>
 
@@ -54,6 +57,30 @@ tcp_listener::tcp_listener(event_loop& loop, unique_fd fd, const endpoint& local
       options_(options),
       on_accept_(std::move(on_accept)) {
   resume_timer_.bind<&tcp_listener::on_resource_timer>(this);
+  if (options_.reserve_descriptor) reserve_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+void tcp_listener::shed_with_reserve() {
+  reserve_.reset();  // one descriptor free: each queued connection borrows it in turn
+  for (std::size_t i = 0; i < k_max_accepts_per_wake; ++i) {
+    const int socket = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (socket < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      break;  // EAGAIN: the queue is empty; anything else: stop for now
+    }
+    unique_fd accepted(socket);
+    const std::string& answer = options_.overload_response;
+    // Best effort: a fresh socket's send buffer takes a short answer at once.
+    if (!answer.empty()) (void)::send(socket, answer.data(), answer.size(), MSG_NOSIGNAL);
+    // FIN after the answer, and read what the client already sent: closing
+    // with unread bytes sends a reset, which may destroy the answer in flight.
+    (void)::shutdown(socket, SHUT_WR);
+    char discard[4096];
+    while (::recv(socket, discard, sizeof discard, MSG_DONTWAIT) > 0) {
+    }
+    ++stats_.shed;
+  }
+  reserve_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
 
 tcp_listener::~tcp_listener() {
@@ -106,8 +133,10 @@ void tcp_listener::on_events(std::uint32_t /*events*/) {
         case ENOBUFS:
         case ENOMEM:
           // The connection stays queued and the socket readable: stop watching
-          // it for a while instead of spinning.
+          // it for a while instead of spinning; with a reserve descriptor, the
+          // queue is answered first (a health check gets 503, not a timeout).
           ++stats_.resource_pauses;
+          if (reserve_ && (errno == EMFILE || errno == ENFILE)) shed_with_reserve();
           return pause_for_resources();
         // The connection died while queued, or a network error was passed on
         // from it (accept(2) says to treat these like EAGAIN, then retry):

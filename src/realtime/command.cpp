@@ -1,6 +1,9 @@
 // command.cpp — the switchboard.v1 command parser (see command.hpp).
 #include "command.hpp"
 
+#include <algorithm>
+#include <vector>
+
 #include "wire.hpp"
 
 namespace switchboard::realtime::detail {
@@ -22,10 +25,45 @@ std::optional<failure> parse_command(simdjson::dom::parser& parser, std::string_
     }
     out.id = simdjson::minify(id);
   }
+  // One meaning per key: the JWT path refuses repeated names too.
+  if (auto key = find_duplicate_key(obj)) return make_failure(errors::duplicate_key, *key);
   // Every command names itself; a non-string cmd is as good as none.
   if (obj["cmd"].get(out.cmd)) return make_failure(errors::no_cmd);
   read_command_fields(obj, out);
   return std::nullopt;
+}
+
+std::optional<std::string_view> find_duplicate_key(simdjson::dom::object obj) {
+  // A command has a handful of keys: compare pairwise; past that, sort.
+  constexpr std::size_t k_small = 16;
+  std::string_view keys[k_small];
+  std::size_t n = 0;
+  std::vector<std::pair<std::string_view, std::size_t>> many;
+  for (auto field : obj) {
+    const std::string_view key = field.key;
+    if (n < k_small) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (keys[i] == key) return key;
+      }
+      keys[n++] = key;
+      continue;
+    }
+    if (many.empty()) {
+      for (std::size_t i = 0; i < n; ++i) many.emplace_back(keys[i], i);
+    }
+    many.emplace_back(key, many.size());
+  }
+  if (many.empty()) return std::nullopt;
+  std::sort(many.begin(), many.end());
+  // Report the repeated key that appears first in the object.
+  std::optional<std::pair<std::size_t, std::string_view>> first;
+  for (std::size_t i = 1; i < many.size(); ++i) {
+    if (many[i].first != many[i - 1].first) continue;
+    const std::size_t at = many[i - 1].second;
+    if (!first || at < first->first) first.emplace(at, many[i].first);
+  }
+  if (!first) return std::nullopt;
+  return first->second;
 }
 
 void read_command_fields(simdjson::dom::object obj, command& out) {

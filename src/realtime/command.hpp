@@ -48,8 +48,10 @@ struct stream_position {
   friend bool operator==(const stream_position&, const stream_position&) = default;
 };
 
-// One command, its fields as the wire carried them. For duplicate keys the
-// first one counts (simdjson's object lookup).
+// One command, its fields as the wire carried them. A key may appear once:
+// parse_command() refuses duplicates (simdjson's DOM keeps them and its
+// lookup would take the first, so `"cmd":"ping","cmd":"publish"` would run
+// ping while a proxy that keeps the last one saw a publish).
 struct command {
   std::string id;                        // minified JSON number or string; empty if absent
   std::string_view cmd;                  // any string, "" included; set when parse_command succeeds
@@ -72,10 +74,14 @@ struct command {
 
 // Parses one text message into `out` (reset first). Returns nullopt, or the
 // 400 failure for a message that is not one JSON object, an `id` that is not
-// a number or a string, or a missing (or non-string) `cmd`. On failure, `out`
+// a number or a string, a key that appears twice (duplicate_key, naming it),
+// or a missing (or non-string) `cmd`. On failure, `out`
 // holds what was read before it (the `id`, for the reply).
 std::optional<failure> parse_command(simdjson::dom::parser& parser, std::string_view payload,
                                      command& out);
+
+// The first key of `obj` that appears again in it, or nullopt. O(n log n).
+std::optional<std::string_view> find_duplicate_key(simdjson::dom::object obj);
 
 // Reads the fields other than `id` and `cmd` from `obj` into `out` (the part
 // of parse_command() that the HTTP API's body shares). Never fails: malformed

@@ -1,7 +1,12 @@
 // config.cpp — check_config(): the whole-configuration rules (see config.hpp).
 #include <switchboard/realtime/config.hpp>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include "channel.hpp"
+#include "origin.hpp"
 
 namespace switchboard::realtime {
 
@@ -62,14 +67,94 @@ std::string check_config(const realtime_config& config) {
   if (!config.journal_file.empty() && config.journal_file == config.snapshot_file) {
     return "history: journal and snapshot_file must be two different files";
   }
+  if (!config.jwt_secret.empty() && config.jwt_secret.size() < k_min_jwt_secret) {
+    return "auth: jwt_secret is " + std::to_string(config.jwt_secret.size()) +
+           " bytes; an HS256 secret needs at least 32 (RFC 7518 3.2), e.g. the output of "
+           "`openssl rand -base64 32`";
+  }
+  const auto over = [](std::string_view key, std::size_t value, std::size_t max) {
+    return std::string(key) + " (" + std::to_string(value) + ") is over its maximum " +
+           std::to_string(max);
+  };
+  if (config.max_message_size > k_max_message_size) {
+    return over("limits: max_message_size", config.max_message_size, k_max_message_size);
+  }
+  if (config.max_backpressure > k_max_backpressure) {
+    return over("limits: max_backpressure", config.max_backpressure, k_max_backpressure);
+  }
+  if (config.max_subscriptions > k_max_subscriptions) {
+    return over("limits: max_subscriptions", config.max_subscriptions, k_max_subscriptions);
+  }
+  if (config.max_connections > k_max_connections) {
+    return over("server: max_connections", config.max_connections, k_max_connections);
+  }
+  for (const std::string& entry : config.allowed_origins) {
+    // "*" is a decision to allow every site; mixed with entries it is a mistake.
+    if (entry == "*" && config.allowed_origins.size() > 1) {
+      return "server: allowed_origins: \"*\" (any origin) must be the only entry";
+    }
+    if (std::string e = detail::check_allowed_origin(entry); !e.empty()) {
+      return "server: allowed_origins: " + e;
+    }
+  }
+  for (const std::string& proxy : config.trusted_proxies) {
+    in6_addr v6{};
+    in_addr v4{};
+    // Exact addresses only: a name would be resolved once and then trusted blindly.
+    if (::inet_pton(AF_INET, proxy.c_str(), &v4) != 1 &&
+        ::inet_pton(AF_INET6, proxy.c_str(), &v6) != 1) {
+      return "server: trusted_proxies: '" + proxy +
+             "' is not an IPv4 or IPv6 address (one address per entry, no names or ranges)";
+    }
+  }
   for (const auto& [name, ns] : config.namespaces) {
     // "default" names the channels without ':' and is always allowed.
     if (name != k_default_namespace && !valid_namespace_name(name)) {
       return "namespaces: invalid namespace name '" + name +
              "': a namespace name is 1 to 126 of A-Z a-z 0-9 _ - . @ =";
     }
+    if (ns.history_size > k_max_history_size) {
+      return over("namespaces." + name + ".history_size", ns.history_size, k_max_history_size);
+    }
   }
   if (std::string e = check_broker(config); !e.empty()) return e;
+  return {};
+}
+
+std::string resolve_host(realtime_config& config) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(config.host.c_str(), nullptr, &hints, &found) == 0) {
+    ::freeaddrinfo(found);
+    return {};  // already an address
+  }
+  hints.ai_flags = AI_ADDRCONFIG;
+  const int rc = ::getaddrinfo(config.host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    return "server: host '" + config.host + "' is not a numeric address and does not resolve (" +
+           ::gai_strerror(rc) + "); use an address such as 127.0.0.1, ::1 or 0.0.0.0";
+  }
+  // IPv4 first: "localhost" means 127.0.0.1 to most people and clients.
+  const addrinfo* pick = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* addr = pick->ai_family == AF_INET
+                         ? static_cast<const void*>(
+                               &reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr)
+                         : static_cast<const void*>(
+                               &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr);
+  const bool ok = ::inet_ntop(pick->ai_family, addr, text, sizeof text) != nullptr;
+  ::freeaddrinfo(found);
+  if (!ok) return "server: host '" + config.host + "' resolved to an address that cannot be used";
+  config.host = text;
   return {};
 }
 

@@ -61,11 +61,17 @@ class answer {
 http_api::http_api(const realtime_config& config, hub& h, const sessions& s)
     : config_(config), hub_(h), sessions_(s) {}
 
-void http_api::install(server::server& srv) {
-  srv.http("POST", "/api/publish", [this](const server::http_request& req,
-                                          server::http_response& res) { publish(req, res); });
-  srv.http("GET", "/api/channels", [this](const server::http_request& req,
-                                          server::http_response& res) { channels(req, res); });
+void http_api::install(server::server& srv, counter_family& errors) {
+  srv.http("POST", "/api/publish",
+           [this, &errors](const server::http_request& req, server::http_response& res) {
+             publish(req, res);
+             if (res.status() >= 400) errors.with(std::to_string(res.status())).inc();
+           });
+  srv.http("GET", "/api/channels",
+           [this, &errors](const server::http_request& req, server::http_response& res) {
+             channels(req, res);
+             if (res.status() >= 400) errors.with(std::to_string(res.status())).inc();
+           });
 }
 
 bool http_api::check_api_key(const server::http_request& req, server::http_response& res) const {
@@ -91,6 +97,10 @@ void http_api::publish(const server::http_request& req, server::http_response& r
   simdjson::dom::object obj;
   if (parser.parse(body.data(), body.size()).get(root) || root.get(obj)) {
     json_error(res, 400, "the body must be a JSON object");
+    return;
+  }
+  if (auto key = find_duplicate_key(obj)) {
+    json_error(res, 400, make_failure(errors::duplicate_key, *key).message);
     return;
   }
   command c;

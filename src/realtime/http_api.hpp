@@ -11,6 +11,7 @@
 #include <switchboard/server/server.hpp>
 
 #include "hub.hpp"
+#include "metrics.hpp"
 #include "session.hpp"
 
 namespace switchboard::realtime::detail {
@@ -20,8 +21,9 @@ class http_api {
   // Every reference must outlive this object.
   http_api(const realtime_config& config, hub& h, const sessions& s);
 
-  // Adds the API's routes to `srv`. REQUIRES: before srv.listen().
-  void install(server::server& srv);
+  // Adds the API's routes to `srv`; every answer of 400 or more counts in
+  // `errors` by status. REQUIRES: before srv.listen().
+  void install(server::server& srv, counter_family& errors);
 
  private:
   // False (and `res` holds the 401/403) unless the request has the API key.

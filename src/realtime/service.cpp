@@ -14,6 +14,8 @@
 //   config.cpp         check_config()
 #include <switchboard/realtime/service.hpp>
 
+#include <openssl/crypto.h>
+
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -49,6 +51,7 @@ struct service::impl {
 
   registry metrics;
   counter* publications = nullptr;
+  counter_family* http_errors = nullptr;  // by status: plain HTTP requests refused
   session_metrics session_counters;
 
   // Construction order is dependency order; destruction runs backwards, and
@@ -122,7 +125,13 @@ void service::impl::setup_metrics() {
   session_counters.handshake_failures = &metrics.add_counter_family(
       "switchboard_handshake_failures_total", "Upgrades refused or abandoned, by reason", "reason");
   session_counters.closes = &metrics.add_counter_family(
-      "switchboard_closes_total", "Connections ended, by close code", "code");
+      "switchboard_closes_total",
+      "Connections ended, by close code: the one the server sent if it closed first, else the "
+      "client's; codes outside the known set are \"other\"",
+      "code");
+  http_errors = &metrics.add_counter_family(
+      "switchboard_http_errors_total",
+      "Plain HTTP requests (API, /metrics, pages) answered with an error, by status", "status");
   session_counters.command_duration = &metrics.add_histogram_family(
       "switchboard_command_duration_seconds", "Time to handle a command, by command", "cmd",
       {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1});
@@ -146,6 +155,12 @@ void service::impl::build_server() {
   o.max_http_body = config.max_message_size;
   o.tls = tls.get();
   o.on_handshake_failure = [this](int status, std::string_view reason) {
+    // Refusals of a plain HTTP request's method or body are not upgrades.
+    if (reason == "body_too_large" || reason == "bad_content_length" ||
+        reason == "transfer_encoding" || reason == "method_not_allowed") {
+      http_errors->with(std::to_string(status)).inc();
+      return;
+    }
     session_counters.handshake_failures->with(reason).inc();
     if (status == 503) say(log_level::warn, "connection refused: max_connections reached");
   };
@@ -185,11 +200,30 @@ void service::impl::build_server() {
     }
     res.set_body("ok\n");
   });
-  srv->http("GET", "/metrics", [this](const server::http_request&, server::http_response& res) {
+  srv->http("GET", "/metrics", [this](const server::http_request& req,
+                                      server::http_response& res) {
+    if (!config.metrics_key.empty()) {
+      const std::string_view auth = req.header("Authorization").value_or("");
+      constexpr std::string_view k_bearer = "Bearer ";
+      const std::string_view given =
+          auth.size() > k_bearer.size() && protocol::ascii_iequals(auth.substr(0, 7), k_bearer)
+              ? auth.substr(k_bearer.size())
+              : std::string_view();
+      // Constant time: the comparison must not tell how much of a guess was right.
+      if (given.size() != config.metrics_key.size() ||
+          CRYPTO_memcmp(given.data(), config.metrics_key.data(), given.size()) != 0) {
+        res.set_status(401);
+        res.add_header("WWW-Authenticate", "Bearer realm=\"metrics\"");
+        res.set_body(given.empty() ? "metrics.key is set: send Authorization: Bearer KEY\n"
+                                   : "bad metrics key\n");
+        http_errors->with("401").inc();
+        return;
+      }
+    }
     res.set_content_type("text/plain; version=0.0.4; charset=utf-8");
     res.set_body(metrics.render());
   });
-  api->install(*srv);
+  api->install(*srv, *http_errors);
   if (config.demo) {
     for (const detail::asset& a : detail::embedded_assets()) {
       auto serve = [a](const server::http_request&, server::http_response& res) {
@@ -261,6 +295,10 @@ service::~service() {
 std::error_code service::listen() {
   impl& s = *impl_;
   if (std::string e = check_config(s.config); !e.empty()) {
+    s.error = std::move(e);
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  if (std::string e = resolve_host(s.config); !e.empty()) {
     s.error = std::move(e);
     return std::make_error_code(std::errc::invalid_argument);
   }

@@ -16,12 +16,14 @@
 #include "session.hpp"
 
 #include <simdjson.h>
+#include <switchboard/net/tcp_socket.hpp>
 
 #include <algorithm>
 #include <chrono>
 
 #include "channel.hpp"
 #include "json.hpp"
+#include "origin.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -47,6 +49,30 @@ broker::completion<T> on_loop(server::server& srv, const server::websocket& ws, 
 
 void send_text(server::websocket& ws, const std::string& message) {
   ws.send(message, protocol::opcode::text);
+}
+
+// The label of switchboard_closes_total: the codes this server or a
+// well-behaved client uses, or "other" (a bounded set of series).
+std::string_view close_label(std::uint16_t code) {
+  switch (code) {
+    case 1000: return "1000";
+    case 1001: return "1001";
+    case 1002: return "1002";
+    case 1003: return "1003";
+    case 1005: return "1005";
+    case 1006: return "1006";
+    case 1007: return "1007";
+    case 1008: return "1008";
+    case 1009: return "1009";
+    case 1010: return "1010";
+    case 1011: return "1011";
+    case 1012: return "1012";
+    case 1013: return "1013";
+    case 1014: return "1014";
+    case k_close_auth: return "4001";
+    case k_close_token_expired: return "4002";
+    default: return "other";
+  }
 }
 
 }  // namespace
@@ -93,6 +119,122 @@ void sessions::tick() {
     say(log_level::info, "connection closed: no connect within auth.connect_timeout");
     srv_->close(id, k_close_auth, "authentication timeout");
   }
+
+  // Addresses with no connection whose bucket has had time to refill.
+  {
+    const double refill_s =
+        config_.handshake_rate > 0 ? config_.handshake_burst / config_.handshake_rate : 0;
+    const auto idle_ms = static_cast<std::uint64_t>(refill_s * 1000) + 1000;
+    std::lock_guard lock(addresses_mutex_);
+    for (auto it = addresses_.begin(); it != addresses_.end();) {
+      if (it->second.open == 0 && it->second.last_ms + idle_ms < now) {
+        it = addresses_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Token lifetime: the earliest entries only, each handled once per event.
+  const std::int64_t wall = wall_ms();
+  std::vector<server::connection_id> expired;
+  std::vector<std::pair<server::connection_id, std::int64_t>> refresh;  // id, exp (s)
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    while (!expiry_.empty() && expiry_.begin()->first <= wall) {
+      connection_state* conn = expiry_.begin()->second;
+      expiry_.erase(expiry_.begin());
+      conn->expiry_due = 0;
+      if (wall >= conn->expires_ms) {
+        expired.push_back(conn->id);
+        continue;
+      }
+      // The refresh push is due; the next event is the expiry itself.
+      conn->refresh_pushed = true;
+      refresh.emplace_back(conn->id, conn->expires_ms / 1000);
+      conn->expiry_due = conn->expires_ms;
+      expiry_.emplace(conn->expiry_due, conn);
+    }
+  }
+  thread_local std::string push;
+  for (const auto& [id, exp] : refresh) {
+    refresh_push(push, exp);
+    srv_->send(id, push, protocol::opcode::text);
+  }
+  for (const auto& id : expired) {
+    say(log_level::info, "connection closed: token expired without refresh");
+    srv_->close(id, k_close_token_expired, "token expired");
+  }
+}
+
+std::string sessions::client_address(const server::upgrade_request& req) const {
+  std::string peer = req.remote_address();
+  if (config_.trusted_proxies.empty() ||
+      std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), peer) ==
+          config_.trusted_proxies.end()) {
+    return peer;  // anyone else could write any X-Forwarded-For
+  }
+  // The rightmost entry that is not one of our proxies is the client: entries
+  // to its left were written by the client itself and prove nothing.
+  std::string client = peer;
+  std::vector<std::string> hops;
+  for (const auto& field : req.head().headers()) {
+    if (!protocol::ascii_iequals(field.name, "X-Forwarded-For")) continue;
+    protocol::list_cursor items(field.value);
+    std::string_view item;
+    while (items.next(item)) hops.emplace_back(item);
+  }
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    // Something that is not an address is not a client we can count: the proxy is.
+    if (!net::endpoint::parse(*it, 0)) break;
+    client = *it;
+    if (std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), *it) ==
+        config_.trusted_proxies.end()) {
+      break;
+    }
+  }
+  return client;
+}
+
+bool sessions::admit(const std::string& address, std::string& why) {
+  const std::uint64_t now = mono_ms();
+  std::lock_guard lock(addresses_mutex_);
+  address_state& a = addresses_[address];
+  a.last_ms = now;
+  if (config_.handshake_rate > 0) {
+    if (!a.bucket) a.bucket.emplace(config_.handshake_rate, config_.handshake_burst);
+    if (!a.bucket->take(now)) {
+      why = "too many connection attempts from this address (limits.handshake_rate)";
+      return false;
+    }
+  }
+  if (config_.max_connections_per_ip > 0 && a.open >= config_.max_connections_per_ip) {
+    why = "too many connections from this address (limits.max_connections_per_ip)";
+    return false;
+  }
+  ++a.open;
+  return true;
+}
+
+void sessions::release(const std::string& address) {
+  std::lock_guard lock(addresses_mutex_);
+  const auto it = addresses_.find(address);
+  if (it != addresses_.end() && it->second.open > 0) --it->second.open;
+}
+
+void sessions::watch_expiry(connection_state& conn, bool remove) {
+  std::lock_guard lock(deadlines_mutex_);
+  if (conn.expiry_due != 0) expiry_.erase({conn.expiry_due, &conn});
+  conn.expiry_due = 0;
+  if (remove || !conn.claims) return;
+  // (exp far in the future is clamped: milliseconds must fit in 64 bits)
+  conn.expires_ms = std::min<std::int64_t>(conn.claims->expires, 1'000'000'000'000) * 1000;
+  conn.refresh_pushed = false;
+  const std::int64_t lead = to_ms(config_.refresh_lead).count();
+  // With no lead (or a token shorter than it) the first event is the push,
+  // at once; then the expiry.
+  conn.expiry_due = lead > 0 ? std::max<std::int64_t>(1, conn.expires_ms - lead) : conn.expires_ms;
+  expiry_.emplace(conn.expiry_due, &conn);
 }
 
 token_result sessions::authenticate(std::string_view token, std::string_view what) {
@@ -115,15 +257,31 @@ token_result sessions::authenticate(std::string_view token, std::string_view wha
 void sessions::on_upgrade(server::upgrade_request& req) {
   auto& conn = req.data<connection_state>();
   const std::string_view origin = req.origin();
-  // Origin is decided before the 101 (DESIGN: never after). No Origin: not a browser.
-  if (!config_.allowed_origins.empty() && !origin.empty() &&
-      std::find(config_.allowed_origins.begin(), config_.allowed_origins.end(), origin) ==
-          config_.allowed_origins.end()) {
+  // Origin is decided before the 101 (DESIGN: never after). Cross-site
+  // WebSocket hijacking: a page of another site would ride on the cookie.
+  if (!origin_allowed(config_.allowed_origins, origin, req.header("Host").value_or(""),
+                      req.secure())) {
     conn.rejected = true;
     metrics_.handshake_failures->with("origin").inc();
     say(log_level::warn, "upgrade refused: origin not allowed: " + std::string(origin));
-    req.reject(403, "origin not allowed");
+    req.reject(403, config_.allowed_origins.empty()
+                        ? "origin not allowed (only the server's own origin: see "
+                          "server.allowed_origins)"
+                        : "origin not allowed");
     return;
+  }
+  // Floods: per-address connection cap and upgrade rate, before the token costs a check.
+  if (config_.max_connections_per_ip > 0 || config_.handshake_rate > 0) {
+    std::string address = client_address(req);
+    std::string why;
+    if (!admit(address, why)) {
+      conn.rejected = true;
+      metrics_.handshake_failures->with("per_ip_limit").inc();
+      say(log_level::warn, "upgrade refused: " + why + ": " + address);
+      req.reject(429, why);
+      return;
+    }
+    conn.address = std::move(address);
   }
   if (auto token = find_token(req.head(), req.query(), config_.cookie_name,
                               config_.allow_token_in_url)) {
@@ -131,6 +289,8 @@ void sessions::on_upgrade(server::upgrade_request& req) {
     // A token in the request is checked before the 101: a bad one is a 401, not a close.
     if (!r.claims) {
       conn.rejected = true;
+      if (!conn.address.empty()) release(conn.address);
+      conn.address.clear();
       req.reject(401, r.error);
       return;
     }
@@ -161,15 +321,25 @@ void sessions::on_open(server::websocket& ws) {
     connect_deadlines_[&conn] =
         mono_ms() + static_cast<std::uint64_t>(to_ms(config_.connect_timeout).count());
   }
+  if (conn.claims) watch_expiry(conn);
 }
 
 void sessions::on_close(server::websocket& ws, std::uint16_t code) {
   auto& conn = ws.data<connection_state>();
-  metrics_.closes->with(std::to_string(code)).inc();
+  // A close we sent counts as its code, answered or not (not as 1006); and a
+  // client cannot mint labels: unknown codes are "other".
+  const std::uint16_t counted = ws.close_code_sent() != 0 ? ws.close_code_sent() : code;
+  if (counted == config_.shutdown_code) {
+    metrics_.closes->with(std::to_string(counted)).inc();
+  } else {
+    metrics_.closes->with(close_label(counted)).inc();
+  }
   {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);
   }
+  watch_expiry(conn, true);
+  if (!conn.address.empty()) release(conn.address);
   while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
 }
 
@@ -229,7 +399,7 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
   if (close_after) ws.close(k_close_auth, fail ? std::string_view(fail->message) : "");
   const std::string_view label =
       cmd == "connect" || cmd == "subscribe" || cmd == "unsubscribe" || cmd == "publish" ||
-              cmd == "presence" || cmd == "history" || cmd == "ping"
+              cmd == "presence" || cmd == "history" || cmd == "ping" || cmd == "refresh"
           ? cmd
           : std::string_view("invalid");
   metrics_.command_duration->observe(
@@ -244,6 +414,7 @@ std::optional<failure> sessions::dispatch(server::websocket& ws, connection_stat
   if (conn.needs_connect) return make_failure(errors::not_authenticated);
   if (cmd == "ping") return std::nullopt;
   if (cmd == "unsubscribe") return cmd_unsubscribe(ws, conn, c);
+  if (cmd == "refresh") return cmd_refresh(ws, conn, c, result);
   // The rest answer from the broker's completion.
   std::optional<failure> f;
   if (cmd == "subscribe") {
@@ -294,12 +465,40 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);
   }
+  watch_expiry(conn);
   result = "{\"client\":";
   append_json_string(result, conn.client);
   if (!conn.user.empty()) {
     result.append(",\"user\":");
     append_json_string(result, conn.user);
   }
+  result.push_back('}');
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_refresh(server::websocket& ws, connection_state& conn,
+                                             const command& c, std::string& result) {
+  // Only a token-authenticated connection has a lifetime to extend.
+  if (!conn.claims) return make_failure(errors::refresh_without_token);
+  if (!c.has_token) return make_failure(errors::no_token);
+  token_result r = authenticate(c.token, "refresh");
+  // A refused token leaves the old one in force, until its exp.
+  if (!r.claims) return make_failure(errors::bad_refresh_token, r.error);
+  // The connection's identity (presence, publications) cannot change midway.
+  if (r.claims->user != conn.user) return make_failure(errors::refresh_other_user);
+  conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+  watch_expiry(conn);
+  // Grants are re-checked: channels the new token does not grant are left.
+  thread_local std::string push;
+  for (std::size_t i = conn.subs.size(); i-- > 0;) {
+    local_channel* ch = conn.subs[i];
+    if (conn.grants(ch->name)) continue;
+    unsubscribe_push(push, ch->name, "channel no longer granted by the token");
+    send_text(ws, push);
+    leave(conn, *ch, &ws);
+  }
+  result = "{\"exp\":";
+  append_uint(result, static_cast<std::uint64_t>(std::max<std::int64_t>(0, conn.claims->expires)));
   result.push_back('}');
   return std::nullopt;
 }

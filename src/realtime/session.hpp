@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -54,6 +55,15 @@ struct connection_state {
   bool needs_connect = false;  // no token yet and anonymous access is off
   bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
   bool rejected = false;       // on_upgrade refused it (no on_open follows)
+  // The expiry index's entry of this connection (sessions::expiry_), written
+  // only under deadlines_mutex_: when the next event is due (wall ms; 0: not
+  // in the index), the token's exp (wall ms), and whether `refresh` was pushed.
+  std::int64_t expiry_due = 0;
+  std::int64_t expires_ms = 0;
+  bool refresh_pushed = false;
+  // The client address this connection counts against (limits.*_per_ip);
+  // empty when not counted.
+  std::string address;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -72,7 +82,10 @@ class sessions {
   // on_close. `srv` is where tick() closes late connections.
   void install(server::ws_behavior& b, server::server& srv);
 
-  // Closes connections that did not `connect` within auth.connect_timeout.
+  // Closes connections that did not `connect` within auth.connect_timeout;
+  // pushes `refresh` auth.refresh_lead seconds before a token's exp, and
+  // closes with 4002 at exp. Cost: O(due events · log n) over an index
+  // ordered by time, not a scan of every connection.
   void tick();
 
   // Checks a command's "channel": present, valid, in a configured namespace,
@@ -111,6 +124,19 @@ class sessions {
                                      const command& c);
   std::optional<failure> cmd_unsubscribe(server::websocket& ws, connection_state& conn,
                                          const command& c);
+  // The client's address: the peer, or from X-Forwarded-For when the peer is
+  // a trusted proxy.
+  std::string client_address(const server::upgrade_request& req) const;
+  // Counts an upgrade from `address` against the per-address limits; false
+  // (and `why`) when it must be refused.
+  bool admit(const std::string& address, std::string& why);
+  void release(const std::string& address);
+
+  std::optional<failure> cmd_refresh(server::websocket& ws, connection_state& conn,
+                                     const command& c, std::string& result);
+  // Puts `conn` (with claims) in the expiry index for its token's exp, or
+  // takes it out (`remove`).
+  void watch_expiry(connection_state& conn, bool remove = false);
   // Leaves one channel: topic, presence, hub. `ws` null when closing.
   void leave(connection_state& conn, local_channel& ch, server::websocket* ws);
 
@@ -122,6 +148,16 @@ class sessions {
   server::server* srv_ = nullptr;
   std::mutex deadlines_mutex_;
   std::unordered_map<connection_state*, std::uint64_t> connect_deadlines_;  // mono ms
+  // Per client address: open connections and the upgrade-rate bucket.
+  struct address_state {
+    std::size_t open = 0;
+    std::optional<token_bucket> bucket;
+    std::uint64_t last_ms = 0;  // last upgrade (mono ms), for pruning
+  };
+  std::mutex addresses_mutex_;
+  std::unordered_map<std::string, address_state> addresses_;
+  // Token expiry: {due (wall ms), connection}, earliest first.
+  std::set<std::pair<std::int64_t, connection_state*>> expiry_;
 };
 
 }  // namespace switchboard::realtime::detail

@@ -150,4 +150,18 @@ std::string http_error_body(int status, std::string_view message) {
   return body;
 }
 
+void refresh_push(std::string& out, std::int64_t exp) {
+  out = "{\"push\":\"refresh\",\"exp\":";
+  append_uint(out, static_cast<std::uint64_t>(exp < 0 ? 0 : exp));
+  out.push_back('}');
+}
+
+void unsubscribe_push(std::string& out, std::string_view channel, std::string_view reason) {
+  out = "{\"push\":\"unsubscribe\",\"channel\":";
+  append_json_string(out, channel);
+  out.append(",\"reason\":");
+  append_json_string(out, reason);
+  out.push_back('}');
+}
+
 }  // namespace switchboard::realtime::detail

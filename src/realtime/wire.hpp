@@ -33,6 +33,7 @@ namespace errors {
 inline constexpr error_def not_an_object{400, "bad request: a command is one JSON object"};
 inline constexpr error_def bad_id{400, "bad request: id must be a number or a string"};
 inline constexpr error_def no_cmd{400, "bad request: no cmd"};
+inline constexpr error_def duplicate_key{400, "bad request: duplicate key: "};  // + key
 inline constexpr error_def unknown_command{400, "unknown command: "};  // + cmd
 inline constexpr error_def no_channel{400, "bad request: no channel"};
 inline constexpr error_def no_data{400, "bad request: no data"};
@@ -42,14 +43,18 @@ inline constexpr error_def bad_limit{400, "limit must be a positive integer"};
 inline constexpr error_def bad_info{400, "info must be an object"};
 inline constexpr error_def bad_cursor{
     400, "cursor must be the string a presence reply gave (at most 128 bytes)"};
+inline constexpr error_def no_token{400, "bad request: no token"};
 // 401: who is asking is not known.
 inline constexpr error_def not_authenticated{401, "not authenticated: send connect first"};
 inline constexpr error_def token_required{401, "token required"};
 inline constexpr error_def bad_token{401, ""};  // + the verifier's reason
+// `refresh` with a token the verifier refuses; the connection keeps its old one.
+inline constexpr error_def bad_refresh_token{401, ""};  // + the verifier's reason
 // 403: known, but not allowed.
 inline constexpr error_def channel_not_granted{403, "channel not granted by the token: "};  // + name
 inline constexpr error_def publish_not_allowed{403, "publishing is not allowed in this namespace"};
 inline constexpr error_def subscribe_first{403, "subscribe before publishing"};
+inline constexpr error_def refresh_other_user{403, "the new token is for another user"};
 // 404: the thing named does not exist.
 inline constexpr error_def unknown_namespace{404, "unknown namespace: "};  // + namespace
 inline constexpr error_def not_subscribed{404, "not subscribed"};
@@ -60,6 +65,8 @@ inline constexpr error_def history_off{405, "history is off in this namespace"};
 inline constexpr error_def already_connected{409, "already connected"};
 inline constexpr error_def connect_after_subscribe{409, "connect must come before subscribe"};
 inline constexpr error_def already_subscribed{409, "already subscribed"};
+inline constexpr error_def refresh_without_token{
+    409, "refresh needs a connection authenticated with a token"};
 // 413: too large.
 inline constexpr error_def publication_too_large{413,
                                                  "publication over limits.max_publication_size"};
@@ -89,6 +96,7 @@ inline failure make_failure(const error_def& e, std::string_view detail = {}) {
 // Close codes the realtime layer sends (docs/protocol.md, "Close codes"); the
 // RFC 6455 ones come from protocol::close_code.
 inline constexpr std::uint16_t k_close_auth = 4001;  // authentication failed or timed out
+inline constexpr std::uint16_t k_close_token_expired = 4002;  // token's exp passed, no refresh
 
 // The subprotocol of docs/protocol.md.
 inline constexpr std::string_view k_subprotocol = "switchboard.v1";
@@ -143,6 +151,14 @@ void append_presence_result(std::string& out, std::string_view channel, std::siz
 // The client id that a presence_json() object starts with; "" if it does not
 // have that shape.
 std::string_view presence_client(std::string_view presence_json);
+
+// Sent auth.refresh_lead seconds before the connection's token expires:
+//   {"push":"refresh","exp":EXP}   (EXP: the token's exp, Unix seconds)
+void refresh_push(std::string& out, std::int64_t exp);
+
+// A subscription the server ended (a refreshed token no longer grants it):
+//   {"push":"unsubscribe","channel":"…","reason":"…"}
+void unsubscribe_push(std::string& out, std::string_view channel, std::string_view reason);
 
 // How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info);

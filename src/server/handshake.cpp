@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include <switchboard/net/tcp_socket.hpp>
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/protocol/permessage_deflate.hpp>
 #include <switchboard/server/endpoint.hpp>
@@ -87,12 +88,28 @@ void websocket::on_head_complete() {
   detail::handshake_state& hs = *handshake_;
   const protocol::request_head& head = hs.parser.head();
   detail::server_core& core = ctx_->core();
+  // RFC 9110 §15.6.6: this server speaks HTTP/1.0 and 1.1 only; "HTTP/2.0"
+  // or "HTTP/1.2" in a request line is not served as 1.1.
+  if (head.version_major() != 1 || head.version_minor() > 1) {
+    return reject_handshake(handshake_failure::unsupported_http_version, 505,
+                            "HTTP version not supported");
+  }
+  // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host and for any
+  // request with more than one, on every route (not only upgrades).
+  if (const std::size_t hosts = head.count("Host"); hosts > 1) {
+    return reject_handshake(error::duplicate_host);
+  } else if (hosts == 0 && head.version_minor() == 1) {
+    return reject_handshake(error::missing_host);
+  }
   const detail::route* route = core.find_route(head.path());
   if (route == nullptr) return reject_handshake(handshake_failure::not_found, 404, "no such path");
 
   const bool upgrade = head.has_token("Upgrade", "websocket");
   if (!upgrade || !route->ws) {
-    if (const http_handler* handler = route->find_http(head.method())) {
+    const http_handler* handler = route->find_http(head.method());
+    // RFC 9110 §9.3.2: HEAD is GET without the body (serialize() leaves it out).
+    if (handler == nullptr && head.method() == "HEAD") handler = route->find_http("GET");
+    if (handler != nullptr) {
       hs.handler = handler;
       return start_http();
     }
@@ -100,10 +117,14 @@ void websocket::on_head_complete() {
     if (!route->ws) {
       // RFC 9110 §15.5.6: Allow lists the methods the path has.
       std::string allow;
+      bool get = false, head_method = false;
       for (const auto& [method, h] : route->http) {
         if (!allow.empty()) allow.append(", ");
         allow.append(method);
+        get = get || method == "GET";
+        head_method = head_method || method == "HEAD";
       }
+      if (get && !head_method) allow.append(", HEAD");
       const protocol::http_header extra[] = {{"Allow", allow}};
       ctx_->count_handshake_failure(handshake_failure::method_not_allowed, 405);
       std::string& out = ctx_->scratch();
@@ -292,6 +313,12 @@ void websocket::respond_http(std::string_view response) {
 }
 
 // --- upgrade_request / upgrade_handle ---------------------------------------
+
+std::string upgrade_request::remote_address() const {
+  std::error_code ec;
+  const net::endpoint peer = net::peer_endpoint(ws_->stream_.native_handle(), ec);
+  return ec ? std::string() : peer.address_string();
+}
 
 void upgrade_request::accept(std::string_view subprotocol,
                              std::span<const protocol::http_header> headers) {

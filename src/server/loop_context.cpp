@@ -54,6 +54,15 @@ net::tls_context* loop_context::tls() const noexcept { return core_->options.tls
 std::error_code loop_context::listen(const net::endpoint& local, bool reuse_port) {
   net::listener_options opts;
   opts.reuse_port = reuse_port;
+  // Out of descriptors, a spare one answers queued clients at once instead of
+  // leaving them (and health checks) waiting; over TLS they are just closed.
+  opts.reserve_descriptor = true;
+  if (tls() == nullptr) {
+    opts.overload_response =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 24\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        "out of file descriptors\n";
+  }
   std::error_code error;
   listener_ = net::tcp_listener::listen(
       *loop_, local, opts,

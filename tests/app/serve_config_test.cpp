@@ -119,7 +119,7 @@ tls_cert = "cert.pem"
 tls_key = "key.pem"
 
 [auth]
-jwt_secret = "s3cret"
+jwt_secret = "s3cret-0123456789abcdef0123456789abcdef"
 allow_anonymous = true
 connect_timeout = 2.5
 cookie_name = "sb"
@@ -180,7 +180,7 @@ publish = "none"
   EXPECT_EQ(c.compression, realtime::compression_mode::dedicated);
   EXPECT_EQ(c.tls_cert, "cert.pem");
   EXPECT_EQ(c.tls_key, "key.pem");
-  EXPECT_EQ(c.jwt_secret, "s3cret");
+  EXPECT_EQ(c.jwt_secret, "s3cret-0123456789abcdef0123456789abcdef");
   EXPECT_TRUE(c.allow_anonymous);
   EXPECT_EQ(c.connect_timeout, 2.5);
   EXPECT_EQ(c.cookie_name, "sb");
@@ -348,9 +348,9 @@ TEST(ServeConfigErrors, OutOfRange) {
   EXPECT_EQ(load_error("[server]\nthreads = 65\n"),
             "FILE:2:11: server.threads: must be from 1 to 64, got 65");
   EXPECT_EQ(load_error("[limits]\nmax_message_size = 0\n"),
-            "FILE:2:20: limits.max_message_size: must be at least 1, got 0");
+            "FILE:2:20: limits.max_message_size: must be from 1 to 67108864, got 0");
   EXPECT_EQ(load_error("[server]\nmax_connections = 0\n"),
-            "FILE:2:19: server.max_connections: must be at least 1, got 0");
+            "FILE:2:19: server.max_connections: must be from 1 to 10000000, got 0");
   EXPECT_EQ(load_error("[limits]\ncommand_rate = 0\n"),
             "FILE:2:16: limits.command_rate: must be more than 0 and at most 1000000000, got 0");
   EXPECT_EQ(load_error("[limits]\ncommand_burst = 0.5\n"),
@@ -362,7 +362,7 @@ TEST(ServeConfigErrors, OutOfRange) {
   EXPECT_EQ(load_error("[auth]\nconnect_timeout = 0\n"),
             "FILE:2:19: auth.connect_timeout: must be more than 0 and at most 1000000000, got 0");
   EXPECT_EQ(load_error("[namespaces.chat]\nhistory_size = -5\n"),
-            "FILE:2:16: namespaces.chat.history_size: must not be negative, got -5");
+            "FILE:2:16: namespaces.chat.history_size: must be from 0 to 1000000, got -5");
 }
 
 TEST(ServeConfigErrors, ShutdownCode) {
@@ -430,7 +430,7 @@ TEST(ServeConfigCheck, NobodyCouldConnect) {
   realtime_config c;
   EXPECT_EQ(check_config(c),
             "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)");
-  c.jwt_secret = "s";
+  c.jwt_secret = "s-0123456789abcdef0123456789abcdef";
   EXPECT_EQ(check_config(c), "");
   c.jwt_secret.clear();
   c.allow_anonymous = true;
@@ -473,6 +473,98 @@ TEST(ServeConfigCheck, JournalNeedsASnapshotFileOfItsOwn) {
   EXPECT_EQ(check_config(c), "");
 }
 
+// Issue 14 (7): entries that can never match used to be accepted silently.
+TEST(ServeConfigCheck, AllowedOriginsAreCheckedAtStart) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.allowed_origins = {"https://App.example.com"};
+  EXPECT_EQ(check_config(c),
+            "server: allowed_origins: 'https://App.example.com' must be lower case: write "
+            "'https://app.example.com'");
+  c.allowed_origins = {"https://app.example.com/"};
+  EXPECT_EQ(check_config(c),
+            "server: allowed_origins: 'https://app.example.com/' has a path or a trailing "
+            "slash; an origin has none: write 'https://app.example.com'");
+  c.allowed_origins = {"*", "https://app.example.com"};
+  EXPECT_EQ(check_config(c),
+            "server: allowed_origins: \"*\" (any origin) must be the only entry");
+  c.allowed_origins = {"https://*.example.com", "http://127.0.0.1:8080"};
+  EXPECT_EQ(check_config(c), "");
+  c.allowed_origins = {"*"};
+  EXPECT_EQ(check_config(c), "");
+}
+
+TEST(ServeConfigCheck, TrustedProxiesAreAddresses) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.trusted_proxies = {"10.0.0.5", "::1"};
+  EXPECT_EQ(check_config(c), "");
+  c.trusted_proxies = {"proxy.internal"};
+  EXPECT_EQ(check_config(c),
+            "server: trusted_proxies: 'proxy.internal' is not an IPv4 or IPv6 address (one "
+            "address per entry, no names or ranges)");
+  c.trusted_proxies = {"10.0.0.0/8"};
+  EXPECT_NE(check_config(c), "");
+}
+
+// Issue 14 (7): a 1-byte HS256 secret was accepted.
+TEST(ServeConfigCheck, ShortJwtSecretIsRefused) {
+  realtime_config c;
+  c.jwt_secret = std::string(31, 'x');
+  EXPECT_EQ(check_config(c),
+            "auth: jwt_secret is 31 bytes; an HS256 secret needs at least 32 (RFC 7518 3.2), "
+            "e.g. the output of `openssl rand -base64 32`");
+  c.jwt_secret = "s";
+  EXPECT_NE(check_config(c).find("jwt_secret is 1 bytes"), std::string::npos);
+  c.jwt_secret = std::string(32, 'x');
+  EXPECT_EQ(check_config(c), "");
+}
+
+// Issue 14 (7): no maximum for history_size or max_message_size.
+TEST(ServeConfigCheck, MaximaAreEnforcedForProgramsToo) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.max_message_size = realtime::k_max_message_size + 1;
+  c.max_publication_size = 1;
+  EXPECT_EQ(check_config(c),
+            "limits: max_message_size (67108865) is over its maximum 67108864");
+  c.max_message_size = realtime::k_max_message_size;
+  EXPECT_EQ(check_config(c), "");
+  c.namespaces["chat"].history_size = realtime::k_max_history_size + 1;
+  EXPECT_EQ(check_config(c),
+            "namespaces.chat.history_size (1000001) is over its maximum 1000000");
+  c.namespaces["chat"].history_size = realtime::k_max_history_size;
+  c.max_backpressure = realtime::k_max_backpressure + 1;
+  EXPECT_EQ(check_config(c),
+            "limits: max_backpressure (1073741825) is over its maximum 1073741824");
+  // The file says so with the position.
+  EXPECT_EQ(load_error("[namespaces.chat]\nhistory_size = 1000001\n"),
+            "FILE:2:16: namespaces.chat.history_size: must be from 0 to 1000000, got 1000001");
+  EXPECT_EQ(load_error("[limits]\nmax_message_size = 100000000\n"),
+            "FILE:2:20: limits.max_message_size: must be from 1 to 67108864, got 100000000");
+}
+
+// Issue 14 (7): host = "localhost" failed at listen with exit 1 "Invalid argument".
+TEST(ServeConfigCheck, HostNamesAreResolvedOrRefused) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.host = "localhost";
+  ASSERT_EQ(build_serve_config(parse_flags({"--allow-anonymous", "--host", "localhost"}), c,
+                               no_env()),
+            "");
+  EXPECT_EQ(c.host, "127.0.0.1");
+  ASSERT_EQ(build_serve_config(parse_flags({"--allow-anonymous", "--host", "::1"}), c, no_env()),
+            "");
+  EXPECT_EQ(c.host, "::1");
+  const std::string e = build_serve_config(
+      parse_flags({"--allow-anonymous", "--host", "no-such-host.invalid"}), c, no_env());
+  EXPECT_EQ(e.rfind("server: host 'no-such-host.invalid' is not a numeric address and does not "
+                    "resolve (",
+                    0),
+            0u)
+      << e;
+}
+
 // --- precedence: default < file < environment < flag -------------------------
 
 TEST(ServeConfigPrecedence, DefaultsWithoutFileOrFlags) {
@@ -491,7 +583,7 @@ port = 9000
 threads = 2
 allowed_origins = ["https://file.example"]
 [auth]
-jwt_secret = "from-file"
+jwt_secret = "from-file-0123456789abcdef0123456789abcdef"
 [api]
 key = "file-key"
 [log]
@@ -507,21 +599,21 @@ level = "warn"
   ASSERT_EQ(build_serve_config(parse_flags({"--config", file.path()}), c, env), "");
   EXPECT_EQ(c.port, 9000);         // file over default
   EXPECT_EQ(c.host, "127.0.0.1");  // default where the file says nothing
-  EXPECT_EQ(c.jwt_secret, "from-file");
+  EXPECT_EQ(c.jwt_secret, "from-file-0123456789abcdef0123456789abcdef");
   EXPECT_EQ(c.api_key, "file-key");
 
-  environment["SWITCHBOARD_JWT_SECRET"] = "from-env";
+  environment["SWITCHBOARD_JWT_SECRET"] = "from-env-0123456789abcdef0123456789abcdef";
   environment["SWITCHBOARD_API_KEY"] = "env-key";
   ASSERT_EQ(build_serve_config(parse_flags({"--config", file.path()}), c, env), "");
-  EXPECT_EQ(c.jwt_secret, "from-env");  // environment over file
+  EXPECT_EQ(c.jwt_secret, "from-env-0123456789abcdef0123456789abcdef");  // environment over file
   EXPECT_EQ(c.api_key, "env-key");
 
   ASSERT_EQ(
-      build_serve_config(parse_flags({"-c", file.path(), "--jwt-secret", "from-flag", "--api-key",
+      build_serve_config(parse_flags({"-c", file.path(), "--jwt-secret", "from-flag-0123456789abcdef0123456789abcdef", "--api-key",
                                       "flag-key", "--port", "9001", "--log-level", "error"}),
                          c, env),
       "");
-  EXPECT_EQ(c.jwt_secret, "from-flag");  // flag over environment
+  EXPECT_EQ(c.jwt_secret, "from-flag-0123456789abcdef0123456789abcdef");  // flag over environment
   EXPECT_EQ(c.api_key, "flag-key");
   EXPECT_EQ(c.port, 9001);  // flag over file
   EXPECT_EQ(c.log_level, "error");
@@ -530,7 +622,7 @@ level = "warn"
   // An empty variable counts as unset.
   environment["SWITCHBOARD_JWT_SECRET"] = "";
   ASSERT_EQ(build_serve_config(parse_flags({"--config", file.path()}), c, env), "");
-  EXPECT_EQ(c.jwt_secret, "from-file");
+  EXPECT_EQ(c.jwt_secret, "from-file-0123456789abcdef0123456789abcdef");
 }
 
 TEST(ServeConfigPrecedence, EveryFlagSetsItsKey) {
@@ -546,7 +638,7 @@ TEST(ServeConfigPrecedence, EveryFlagSetsItsKey) {
                                             "--allowed-origin",
                                             "https://b.example",
                                             "--jwt-secret",
-                                            "j",
+                                            "j-0123456789abcdef0123456789abcdef",
                                             "--allow-anonymous",
                                             "--api-key",
                                             "k",
@@ -582,7 +674,7 @@ TEST(ServeConfigPrecedence, EveryFlagSetsItsKey) {
   EXPECT_EQ(c.threads, 3u);
   EXPECT_EQ(c.allowed_origins,
             (std::vector<std::string>{"https://a.example", "https://b.example"}));
-  EXPECT_EQ(c.jwt_secret, "j");
+  EXPECT_EQ(c.jwt_secret, "j-0123456789abcdef0123456789abcdef");
   EXPECT_TRUE(c.allow_anonymous);
   EXPECT_EQ(c.api_key, "k");
   EXPECT_EQ(c.max_connections, 9u);
@@ -662,7 +754,7 @@ TEST(ServeConfigCheck, BrokerRules) {
 }
 
 TEST(ServeConfigPrecedence, SwitchesOverrideTheFile) {
-  temp_file file("[server]\ndemo = true\n[auth]\nallow_anonymous = false\njwt_secret = \"s\"\n");
+  temp_file file("[server]\ndemo = true\n[auth]\nallow_anonymous = false\njwt_secret = \"s-0123456789abcdef0123456789abcdef\"\n");
   realtime_config c;
   ASSERT_EQ(build_serve_config(parse_flags({"-c", file.path(), "--no-demo", "--allow-anonymous"}),
                                c, no_env()),
@@ -694,7 +786,7 @@ TEST(ServeConfigPrecedence, WholeConfigChecksRunAfterTheFlags) {
             "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)");
   // The environment alone is enough.
   const env_lookup env = [](const char* name) -> const char* {
-    return std::string_view(name) == "SWITCHBOARD_JWT_SECRET" ? "s" : nullptr;
+    return std::string_view(name) == "SWITCHBOARD_JWT_SECRET" ? "s-0123456789abcdef0123456789abcdef" : nullptr;
   };
   EXPECT_EQ(build_serve_config(parse_flags({}), c, env), "");
   EXPECT_EQ(
@@ -734,7 +826,7 @@ TEST(ServeConfigFlags, BadValuesNameTheFlag) {
   EXPECT_EQ(error({"--port", "70000"}), "--port: must be from 0 to 65535, got 70000");
   EXPECT_EQ(error({"--port", "80x"}), "--port: expected an integer, got \"80x\"");
   EXPECT_EQ(error({"--threads", "0"}), "--threads: must be from 1 to 64, got 0");
-  EXPECT_EQ(error({"--max-connections", "0"}), "--max-connections: must be at least 1, got 0");
+  EXPECT_EQ(error({"--max-connections", "0"}), "--max-connections: must be from 1 to 10000000, got 0");
   EXPECT_EQ(error({"--ping-interval", "soon"}), "--ping-interval: expected a number, got \"soon\"");
   EXPECT_EQ(error({"--pong-timeout", "-2"}),
             "--pong-timeout: must be from 0 to 1000000000, got -2");

@@ -74,6 +74,42 @@ class ServeConfigTest(unittest.TestCase):
             self.assertEqual(result.stdout, b"", "nothing on stdout before listening")
             self.assertIn("switchboard serve: %s:3:1: unknown key server.prot" % path, stderr)
 
+    def test_origin_that_can_never_match_exits_2(self):
+        result = run(["--allow-anonymous", "--port", "0",
+                      "--allowed-origin", "https://app.example.com/"])
+        stderr = result.stderr.decode(errors="replace")
+        self.assertEqual(result.returncode, 2, stderr)
+        self.assertIn("allowed_origins: 'https://app.example.com/' has a path or a trailing "
+                      "slash", stderr)
+
+    def test_short_jwt_secret_exits_2(self):
+        result = run(["--port", "0", "--jwt-secret", "x"])
+        stderr = result.stderr.decode(errors="replace")
+        self.assertEqual(result.returncode, 2, stderr)
+        self.assertIn("jwt_secret is 1 bytes; an HS256 secret needs at least 32", stderr)
+
+    def test_unresolvable_host_exits_2(self):
+        result = run(["--allow-anonymous", "--port", "0", "--host", "no-such-host.invalid"])
+        stderr = result.stderr.decode(errors="replace")
+        self.assertEqual(result.returncode, 2, stderr)
+        self.assertIn("host 'no-such-host.invalid' is not a numeric address", stderr)
+
+    def test_localhost_listens_on_127_0_0_1(self):
+        argv = [harness.BINARY_PATH, "serve", "--allow-anonymous", "--no-demo", "--port", "0",
+                "--host", "localhost"]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        try:
+            line = harness._read_line(proc.stdout.fileno(), 10 * harness.SLOW)
+            self.assertRegex(line.decode(), r"\Alistening on http://127\.0\.0\.1:[1-9]\d*\n\Z")
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=15 * harness.SLOW), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
     def test_demo_config_listens(self):
         with tempfile.TemporaryDirectory() as tmp:
             # The demo's snapshot path is relative to the working directory: run

@@ -157,7 +157,7 @@ def test(build_dir, source_dir, version, tmp):
         check(config.count("port = 0") == 1 and str(tmp) in config,
               "the packaged config no longer has port = 8080 and the snapshot path")
         (tmp / "serve.toml").write_text(config)
-        env["SWITCHBOARD_JWT_SECRET"] = "packaging-test-secret"
+        env["SWITCHBOARD_JWT_SECRET"] = "packaging-test-secret-of-at-least-32-bytes"
         server = Process([binary, "serve", "--config", tmp / "serve.toml"], tmp / "serve.log", env=env)
         try:
             status, body = http_get(server.port, "/healthz")

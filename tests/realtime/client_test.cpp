@@ -46,7 +46,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::string_view k_secret = "client-test-secret";
+constexpr std::string_view k_secret = "client-test-secret-of-at-least-32-bytes";
 
 // --- tokens ----------------------------------------------------------------------
 

@@ -98,12 +98,31 @@ TEST(Command, AnyStringIsACmd) {
   EXPECT_EQ(parse(parser, R"({"cmd":"frobnicate"})").c.cmd, "frobnicate");
 }
 
-TEST(Command, FirstDuplicateKeyCounts) {
+// Issue 14 (8): the first of two "cmd" keys used to win, so
+// {"cmd":"ping","cmd":"publish"} ran ping; the JWT path refuses repeated names.
+TEST(Command, DuplicateKeysAre400NamingTheKey) {
   simdjson::dom::parser parser;
-  const auto p = parse(parser, R"({"cmd":"ping","cmd":"publish","id":1,"id":null})");
-  ASSERT_FALSE(p.fail);
-  EXPECT_EQ(p.c.cmd, "ping");
-  EXPECT_EQ(p.c.id, "1");
+  auto p = parse(parser, R"({"id":1,"cmd":"ping","cmd":"publish"})");
+  ASSERT_TRUE(p.fail);
+  EXPECT_EQ(*p.fail, (failure{400, "bad request: duplicate key: cmd"}));
+  EXPECT_EQ(p.c.id, "1");  // the reply carries the id
+  EXPECT_EQ(p.c.cmd, "");
+  // Escapes do not hide a duplicate: keys are compared unescaped.
+  p = parse(parser, R"({"cmd":"publish","channel":"a","\u0063hannel":"b"})");
+  ASSERT_TRUE(p.fail);
+  EXPECT_EQ(p.fail->message, "bad request: duplicate key: channel");
+  // Nested objects are their own scope.
+  EXPECT_FALSE(parse(parser, R"({"cmd":"publish","data":{"cmd":1},"info":{"cmd":2}})").fail);
+  // Many keys (the sorted path): the first repeated one is named.
+  std::string many = R"({"cmd":"ping")";
+  for (int i = 0; i < 40; ++i) many += ",\"k" + std::to_string(i) + "\":0";
+  many += R"(,"k7":1,"k3":2})";
+  p = parse(parser, many);
+  ASSERT_TRUE(p.fail);
+  EXPECT_EQ(p.fail->message, "bad request: duplicate key: k3");
+  many = R"({"cmd":"ping")";
+  for (int i = 0; i < 40; ++i) many += ",\"k" + std::to_string(i) + "\":0";
+  EXPECT_FALSE(parse(parser, many + "}").fail);
 }
 
 TEST(Command, Channel) {

@@ -42,7 +42,7 @@ using client::client_options;
 using client::client_state;
 using client::websocket_client;
 
-constexpr std::string_view k_secret = "service-test-secret";
+constexpr std::string_view k_secret = "service-test-secret-of-at-least-32-bytes";
 
 // --- tokens ------------------------------------------------------------------
 
@@ -533,6 +533,92 @@ TEST_F(service_test, BadTokensInConnectAre401WithTheReasonThenClose4001) {
   }
 }
 
+// Issue 14 (4): expiry was checked only at connect; a connection kept
+// subscribing and publishing after `exp`. Now: a `refresh` push
+// auth.refresh_lead seconds before it, and close 4002 at exp.
+TEST_F(service_test, AnExpiringTokenGetsARefreshPushThenCloses4002) {
+  config_.refresh_lead = 1;
+  start();
+  const auto started = std::chrono::steady_clock::now();
+  const std::int64_t exp = now_seconds() + 2;
+  rt_client& c = open_client();
+  ASSERT_TRUE(c.open);
+  const std::string t =
+      sign(k_hs256, "{\"sub\":\"alice\",\"exp\":" + std::to_string(exp) + "}");
+  ASSERT_EQ(request(c, R"("cmd":"connect","token":")" + t + "\"").str("/result/user"), "alice");
+  EXPECT_EQ(subscribe(c, "chat:a").str("/result/channel"), "chat:a");
+  std::optional<json> push;
+  ASSERT_TRUE(run_until([&] {
+    push = c.take([](const json& m) { return m.str("/push") == "refresh"; });
+    return push.has_value() || c.ended;
+  }, 4s));
+  ASSERT_TRUE(push) << "no refresh push";
+  EXPECT_EQ(push->num("/exp"), exp) << push->text();
+  EXPECT_FALSE(c.ended) << "closed before exp";
+  // Still usable until exp.
+  EXPECT_EQ(request(c, R"("cmd":"ping")").raw("/result"), "{}");
+  EXPECT_EQ(close_code(c, 4s), 4002);
+  EXPECT_EQ(c.close->second, "token expired");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 4s);
+  EXPECT_TRUE(server_->logged("token expired without refresh"));
+
+  // The same for a token that came with the upgrade request.
+  client_options bearer = v1_options();
+  bearer.headers = {{"Authorization", "Bearer " + token("bob", {}, 1)}};
+  rt_client& b = open_client(bearer);
+  ASSERT_TRUE(b.open);
+  EXPECT_EQ(close_code(b, 4s), 4002);
+  EXPECT_EQ(b.pushes("refresh", "<absent>").size(), 1u);
+}
+
+TEST_F(service_test, RefreshExtendsTheTokenAndDropsChannelsNoLongerGranted) {
+  config_.refresh_lead = 1;
+  config_.allow_anonymous = true;
+  start();
+  rt_client& c = open_client();
+  ASSERT_TRUE(c.open);
+  const json connected = request(
+      c, R"("cmd":"connect","token":")" +
+             token("alice", R"(,"channels":["chat:*","lobby"])", 2) + "\"");
+  ASSERT_EQ(connected.str("/result/user"), "alice") << connected.text();
+  ASSERT_EQ(subscribe(c, "chat:a").str("/result/channel"), "chat:a");
+  ASSERT_EQ(subscribe(c, "lobby").str("/result/channel"), "lobby");
+
+  // Refusals leave the old token in force.
+  EXPECT_EQ(request(c, R"("cmd":"refresh")").error_code(), 400);
+  json r = request(c, R"("cmd":"refresh","token":"not-a-token")");
+  EXPECT_EQ(r.error_code(), 401);
+  EXPECT_EQ(r.str("/error/message"), "malformed token");
+  r = request(c, R"("cmd":"refresh","token":")" + token("mallory") + "\"");
+  EXPECT_EQ(r.error_code(), 403);
+  EXPECT_EQ(r.str("/error/message"), "the new token is for another user");
+  EXPECT_FALSE(c.ended);
+
+  const std::int64_t exp = now_seconds() + 3600;
+  r = request(c, R"("cmd":"refresh","token":")" +
+                     sign(k_hs256, "{\"sub\":\"alice\",\"exp\":" + std::to_string(exp) +
+                                       R"(,"channels":["chat:*"]})") +
+                     "\"");
+  EXPECT_EQ(r.num("/result/exp"), exp) << r.text();
+  // lobby is no longer granted: left, with a push saying why, before the reply.
+  const auto gone = c.pushes("unsubscribe", "lobby");
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0].str("/reason"), "channel no longer granted by the token");
+  EXPECT_EQ(c.pushes("unsubscribe", "chat:a").size(), 0u);
+  EXPECT_EQ(channel_command(c, "unsubscribe", "lobby").error_code(), 404);
+  EXPECT_EQ(subscribe(c, "lobby").error_code(), 403);
+  // Past the first token's exp the connection lives on, and chat:a still works.
+  run_for(2500ms);
+  EXPECT_FALSE(c.ended);
+  EXPECT_EQ(publish(c, "chat:a", "1").num("/result/offset"), 1);
+
+  // An anonymous connection has no token to refresh.
+  rt_client& anon = open_client();
+  ASSERT_TRUE(anon.open);
+  EXPECT_EQ(request(anon, R"("cmd":"refresh","token":")" + token("alice") + "\"").error_code(),
+            409);
+}
+
 TEST_F(service_test, TokenInTheUpgradeRequestNeedsNoConnect) {
   start();
   client_options bearer = v1_options();
@@ -774,6 +860,10 @@ TEST_F(service_test, MalformedCommandsAre400) {
   }
   EXPECT_EQ(request(c, R"("cmd":"publish","channel":"chat:a")").error_code(), 400)
       << "publish without data";
+  // Issue 14 (8): {"cmd":"ping","cmd":"publish"} used to run ping.
+  const json dup = request(c, R"("cmd":"ping","cmd":"publish","channel":"chat:a","data":1)");
+  EXPECT_EQ(dup.error_code(), 400);
+  EXPECT_EQ(dup.str("/error/message"), "bad request: duplicate key: cmd");
   EXPECT_FALSE(c.ended) << "a 400 does not close the connection";
 }
 

@@ -16,6 +16,7 @@ import { test as nodeTest } from 'node:test';
 
 import {
   CLOSE_AUTH,
+  CLOSE_TOKEN_EXPIRED,
   Client,
   ERROR_NO_REPLY,
   PROTOCOL,
@@ -779,4 +780,75 @@ test('connect: other errors and a silent server are retried', () =>
     assert.equal(server.connections.length, 3);
     assert.deepEqual(events.filter(([e]) => e === 'disconnected').map(([, p]) => p.reason),
       ['connect refused: 500', 'connect timeout']);
+  }));
+
+// --- token lifetime ------------------------------------------------------------
+
+test('getToken: called for connect and on the refresh push, sent in a refresh command', () =>
+  withServer(async (server, track) => {
+    server.onCommand = (conn, msg) => {
+      if (msg.cmd !== 'refresh') return false;
+      server.reply(conn, msg, { exp: 2000000000 });
+      return true;
+    };
+    let calls = 0;
+    const client = track(makeClient(server, { getToken: async () => `T${++calls}` }));
+    const refreshed = [];
+    client.on('refreshed', (r) => refreshed.push(r));
+    await client.connect();
+    const conn = server.last;
+    assert.equal(conn.received[0].token, 'T1');
+    server.send(conn, { push: 'refresh', exp: 1999999999 });
+    await until(() => refreshed.length === 1, 'the refreshed event');
+    assert.deepEqual(server.commands(conn, 'refresh').map((m) => m.token), ['T2']);
+    assert.deepEqual(refreshed, [{ exp: 2000000000 }]);
+    // A refused refresh is an error event; the connection stays.
+    const errors = [];
+    client.on('error', (e) => errors.push(e));
+    server.onCommand = (c, msg) => {
+      if (msg.cmd !== 'refresh') return false;
+      server.fail(c, msg, 403, 'the new token is for another user');
+      return true;
+    };
+    server.send(conn, { push: 'refresh', exp: 1999999999 });
+    await until(() => errors.length === 1, 'the error event');
+    assert.equal(errors[0].code, 403);
+    assert.equal(client.state, 'connected');
+  }));
+
+test('getToken: a 4002 close (token expired) reconnects with a fresh token', () =>
+  withServer(async (server, track) => {
+    let calls = 0;
+    const client = track(makeClient(server, { getToken: () => `T${++calls}` }));
+    await client.connect();
+    server.last.ws.close(CLOSE_TOKEN_EXPIRED, 'token expired');
+    await until(() => server.connections.length === 2 && server.last.received.length > 0,
+      'the reconnect');
+    assert.equal(server.last.received[0].token, 'T2');
+    await until(() => client.state === 'connected', 'connected again');
+  }));
+
+test('unsubscribe push: the subscription ends with an unsubscribed event', () =>
+  withServer(async (server, track) => {
+    const client = track(makeClient(server));
+    await client.connect();
+    const log = [];
+    const sub = await client.subscribe('chat:secret', {
+      unsubscribed: (p) => log.push(['unsubscribed', p]), message: (p) => log.push(['message', p]),
+    });
+    await client.subscribe('chat:open');
+    server.last.subs.delete('chat:secret');
+    server.send(server.last, { push: 'unsubscribe', channel: 'chat:secret',
+      reason: 'channel no longer granted by the token' });
+    await until(() => log.length === 1, 'the unsubscribed event');
+    assert.deepEqual(log, [['unsubscribed', { channel: 'chat:secret',
+      reason: 'channel no longer granted by the token' }]]);
+    assert.equal(sub.state, 'unsubscribed');
+    assert.equal(client.subscription('chat:secret'), undefined);
+    assert.equal(client.subscription('chat:open').state, 'subscribed');
+    // Not resubscribed after a reconnect.
+    server.last.ws.close(1012, 'restart');
+    await until(() => server.connections.length === 2 && client.state === 'connected', 'reconnect');
+    await sleep(50);
+    assert.deepEqual(server.commands(server.last, 'subscribe').map((m) => m.channel), ['chat:open']);
   }));

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <system_error>
 
 #include "switchboard/net/event_loop.hpp"
@@ -46,6 +47,13 @@ struct listener_options {
   bool no_delay = true;
   // How long to stop accepting after running out of descriptors or memory.
   std::chrono::milliseconds resource_pause{100};
+  // Keep one descriptor in reserve (/dev/null). When accept4 fails for lack
+  // of descriptors (EMFILE, ENFILE), the reserve is freed to accept each
+  // queued connection in turn, write `overload_response` to it (best effort,
+  // non-blocking; empty: nothing) and close it, so clients get a quick answer
+  // instead of waiting in the queue until descriptors come back.
+  bool reserve_descriptor = false;
+  std::string overload_response;
 };
 
 class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
@@ -59,6 +67,7 @@ class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
     std::uint64_t resource_pauses = 0;  // times accepting paused for EMFILE and kin
     std::uint64_t aborted = 0;          // connections that died before accept4 returned
     std::uint64_t failures = 0;         // unexpected accept4 errors (also pause)
+    std::uint64_t shed = 0;  // accepted with the reserve descriptor, answered and closed
   };
 
   // Maximum connections accepted per readiness report.
@@ -96,10 +105,13 @@ class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
   void on_events(std::uint32_t events) override;
   void on_resource_timer();
   void pause_for_resources();
+  // Out of descriptors: answers the queue with the reserve (see options).
+  void shed_with_reserve();
   void update_interest() noexcept;
 
   event_loop* loop_;
   unique_fd fd_;
+  unique_fd reserve_;  // /dev/null, freed only while shedding
   endpoint local_;
   listener_options options_;
   accept_handler on_accept_;

@@ -41,6 +41,19 @@ struct namespace_options {
   std::size_t presence_max_members = 1000;
 };
 
+// Maxima: values past them are refused at start (exit 2). Each is far above
+// what a deployment needs and low enough that one setting alone cannot make
+// the process allocate without bound.
+inline constexpr std::size_t k_max_history_size = 1'000'000;           // per channel
+inline constexpr std::size_t k_max_message_size = 64 * 1024 * 1024;    // 64 MiB
+inline constexpr std::size_t k_max_backpressure = 1024 * 1024 * 1024;  // 1 GiB per connection
+inline constexpr std::size_t k_max_subscriptions = 100'000;            // per connection
+inline constexpr std::size_t k_max_connections = 10'000'000;
+// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key of at least
+// the hash's size (256 bits); a shorter one can be brute-forced offline from
+// any token.
+inline constexpr std::size_t k_min_jwt_secret = 32;
+
 // The name of the namespace of channels whose name has no ':'.
 inline constexpr const char* k_default_namespace = "default";
 
@@ -57,10 +70,17 @@ struct realtime_config {
   std::uint16_t port = 8080;
   // Event loops; 0 ("auto"): one per usable CPU (net::usable_cpus()).
   std::size_t threads = 0;
-  // Origins allowed to open /ws ("https://app.example.com"); empty: any. A
-  // request without Origin (not from a browser) is always allowed.
+  // Origins allowed to open /ws: "scheme://host[:port]" in lower case
+  // ("https://app.example.com"), "https://*.example.com" for every subdomain,
+  // or the one entry "*" for any origin. Empty: same-origin only (the
+  // Origin must name the request's Host). A request without Origin (not
+  // from a browser) is always allowed.
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 10'000;
+  // Addresses (exact, "10.0.0.5", "::1") of reverse proxies whose
+  // X-Forwarded-For names the client; from anyone else the header is ignored
+  // and the peer address counts.
+  std::vector<std::string> trusted_proxies;
   // Serve the demo chat page at / (and the browser SDK at /switchboard.js).
   bool demo = true;
   compression_mode compression = compression_mode::shared;
@@ -73,9 +93,16 @@ struct realtime_config {
   double connect_timeout = 10;  // seconds to send `connect` when it is needed
   std::string cookie_name = "switchboard_token";
   bool allow_token_in_url = false;
+  // Seconds before a token's exp when the server pushes `refresh`; at exp a
+  // connection that did not send `refresh` with a new token is closed 4002.
+  double refresh_lead = 30;
 
   // [api]
   std::string api_key;  // X-API-Key for /api/*; empty: the API answers 403
+
+  // [metrics]
+  // "Authorization: Bearer KEY" that GET /metrics requires; empty: open.
+  std::string metrics_key;
 
   // [limits]
   std::size_t max_message_size = 64 * 1024;      // inbound WebSocket message
@@ -84,6 +111,12 @@ struct realtime_config {
   double command_burst = 200;                    // bucket size
   std::size_t rate_limit_close = 100;            // commands refused in a row before close 1008
   std::size_t max_subscriptions = 256;           // channels per connection
+  // Per client address (see trusted_proxies): open WebSocket connections and
+  // upgrades per second (bucket of handshake_burst); 0: no limit. Past
+  // either the upgrade is refused with 429 before the 101.
+  std::size_t max_connections_per_ip = 0;
+  double handshake_rate = 0;
+  double handshake_burst = 20;
   std::size_t max_backpressure = 1024 * 1024;
   overflow_policy backpressure_policy = overflow_policy::close;
   // Channels with state (subscribers, history or presence) at once, over the
@@ -139,10 +172,12 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // place they are made (`switchboard serve` calls it after the file, the
 // environment and the flags; service::listen() calls it again for programs
 // that fill the struct themselves): tls_cert and tls_key both or neither;
+// a jwt_secret of at least k_min_jwt_secret bytes; the k_max_* maxima;
 // max_publication_size <= max_message_size; somebody can connect (a JWT
 // secret or anonymous access); namespace names valid; broker URLs memory
 // alone or redis:// / unix:// ones, no snapshot file with Redis, and
-// presence_refresh below presence_lease. Returns "" or one line
+// presence_refresh below presence_lease; allowed_origins entries well-formed
+// (src/realtime/origin.hpp); trusted_proxies numeric. Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
 
@@ -153,5 +188,10 @@ std::string check_config(const realtime_config& config);
 // serve` calls it before listening and exits 2 on an error. Returns "" or one
 // line naming the key, the path and the reason.
 std::string check_storage(const realtime_config& config);
+
+// Makes config.host numeric: a name ("localhost") is resolved to its first
+// address, IPv4 preferred. Returns "" or one line saying why it cannot be
+// used. Blocking (getaddrinfo): call before listening, not on a loop.
+std::string resolve_host(realtime_config& config);
 
 }  // namespace switchboard::realtime

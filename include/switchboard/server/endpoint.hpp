@@ -111,6 +111,12 @@ class SWITCHBOARD_SERVER_EXPORT upgrade_request {
     return info_.head->find(name);
   }
   const protocol::request_head& head() const noexcept { return *info_.head; }
+  // True if the request came over TLS (wss://).
+  bool secure() const noexcept { return ws_->secure(); }
+  // The peer's address without the port ("203.0.113.7", "::1"), read from the
+  // socket (getpeername) when asked: nothing is stored per connection. "" if
+  // the socket cannot say.
+  std::string remote_address() const;
   // The first subprotocol of the client's list that `supported` holds.
   std::optional<std::string_view> select_subprotocol(
       std::span<const std::string_view> supported) const noexcept {

@@ -67,6 +67,7 @@ enum class handshake_failure : std::uint8_t {
   bad_extension_header,        // 400
   bad_protocol_header,         // 400
   bad_request,                 // 400: any other malformed request
+  unsupported_http_version,    // 505: not HTTP/1.0 or HTTP/1.1 (any route)
   // Routing and limits.
   not_found,            // 404: no route for the path
   method_not_allowed,   // 405: an HTTP-only path without a handler for the method
@@ -119,6 +120,7 @@ constexpr std::string_view handshake_failure_token(handshake_failure reason) noe
       "bad_extension_header",
       "bad_protocol_header",
       "bad_request",
+      "unsupported_http_version",
       "not_found",
       "method_not_allowed",
       "max_connections",

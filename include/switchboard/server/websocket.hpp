@@ -116,6 +116,10 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // Heap bytes of this connection's own zlib state (dedicated mode; always 0
   // in shared mode, whose state belongs to the loop).
   std::size_t compression_memory() const noexcept;
+  // The code of the close frame this side sent (ours, or the echo of the
+  // peer's), 0 before one was sent. on_close reports 1006 when the peer went
+  // away without answering ours; this says what we sent.
+  std::uint16_t close_code_sent() const noexcept { return close_sent_; }
   // True between on_open and the start of the close handshake.
   bool is_open() const noexcept { return state_ == state::open; }
   // For server::send() / server::close() from other threads.
