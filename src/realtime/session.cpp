@@ -557,12 +557,7 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
         reply.append("\"result\":{");
         append_stream(reply, ch.name, r.epoch, r.offset);
         if (r.recovered) {
-          reply.append(",\"recovered\":");
-          reply.append(*r.recovered ? "true" : "false");
-          if (!*r.recovered) {
-            reply.append(",\"reason\":");
-            append_json_string(reply, r.reason);
-          }
+          append_recovery(reply, *r.recovered, r.reason);
           reply.append(",\"publications\":[");
           reply.append(r.publications);
           reply.push_back(']');
@@ -678,14 +673,7 @@ std::optional<failure> sessions::cmd_history(server::websocket& ws, connection_s
           result.clear();
           result.push_back('{');
           append_stream(result, channel, r.epoch, r.offset);
-          if (r.recovered) {
-            result.append(",\"recovered\":");
-            result.append(*r.recovered ? "true" : "false");
-            if (!*r.recovered) {
-              result.append(",\"reason\":");
-              append_json_string(result, r.reason);
-            }
-          }
+          if (r.recovered) append_recovery(result, *r.recovered, r.reason);
           result.append(",\"publications\":[");
           result.append(r.publications);
           result.append("]}");

@@ -41,6 +41,15 @@ void append_stream(std::string& out, std::string_view channel, std::string_view 
   append_uint(out, offset);
 }
 
+void append_recovery(std::string& out, bool recovered, std::string_view reason) {
+  out.append(",\"recovered\":");
+  out.append(recovered ? "true" : "false");
+  if (!recovered) {
+    out.append(",\"reason\":");
+    append_json_string(out, reason);
+  }
+}
+
 void append_publish_result(std::string& out, std::string_view epoch, std::uint64_t offset) {
   out.append("{\"epoch\":");
   append_json_string(out, epoch);

@@ -114,6 +114,10 @@ void reply_error(std::string& out, std::string_view id, const failure& f);
 void append_stream(std::string& out, std::string_view channel, std::string_view epoch,
                    std::uint64_t offset);
 
+// Appends ,"recovered":true|false[,"reason":"…"] — whether a read from a
+// stream position was exact, and if not why (subscribe and history).
+void append_recovery(std::string& out, bool recovered, std::string_view reason);
+
 // A result of publish: {"epoch":"…","offset":N}
 void append_publish_result(std::string& out, std::string_view epoch, std::uint64_t offset);
 
