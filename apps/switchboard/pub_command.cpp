@@ -18,7 +18,8 @@
 //     like EOF: what was sent is still waited for.
 // WebSocket: one connection, no reconnect (a publication in flight when it
 // drops may or may not have been made: exit 2 says so). HTTP: one request
-// per publication, each on its own connection, blocking with timeouts.
+// per publication, one at a time, blocking with timeouts, on one kept-alive
+// connection (http:// or https://, a new one whenever the server closed it).
 #include <netinet/in.h>
 #include <poll.h>
 #include <simdjson.h>
@@ -35,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "api_connection.hpp"
 #include "commands.hpp"
 #include "realtime_cli.hpp"
 #include "switchboard/net/tcp_socket.hpp"
@@ -234,34 +236,21 @@ class ws_publisher {
 
 // --- over the HTTP API -----------------------------------------------------------------------
 
-struct http_answer {
-  int status = 0;
-  std::string body;
-};
-
 class http_publisher {
  public:
-  explicit http_publisher(const pub_settings& s) : settings_(s) {}
+  explicit http_publisher(const pub_settings& s)
+      : settings_(s),
+        connection_(s.connection.url,
+                    api_tls{s.connection.ca_file, s.connection.insecure_skip_verify},
+                    s.connection.connect_timeout) {}
 
   int run() {
-    // The API is on the same port as /ws: a ws:// or http:// URL names it.
-    std::string url = settings_.connection.url;
-    if (url.rfind("https://", 0) == 0 || url.rfind("wss://", 0) == 0) {
-      rt::print_error(
-          "--api-key speaks plain HTTP only; for a TLS server publish over wss:// "
-          "with --token");
+    if (std::string error = connection_.open(); !error.empty()) {
+      rt::print_error(error);
       return rt::k_exit_failed;
     }
-    if (url.rfind("http://", 0) == 0) url = "ws://" + url.substr(7);
-    if (client::parse_url(url, url_)) {
-      rt::print_error("bad URL '" + settings_.connection.url +
-                      "': expected http://host:port or ws://host:port/ws");
-      return rt::k_exit_failed;
-    }
-    if (client::resolve(url_.host, url_.port, endpoints_) || endpoints_.empty()) {
-      rt::print_error("cannot resolve " + url_.host);
-      return rt::k_exit_failed;
-    }
+    std::string headers = "X-API-Key: ";
+    headers.append(settings_.api_key).append("\r\n");
     rt::block_stop_signals();
     std::atomic<bool> stop{false};
     int exit_code = rt::k_exit_ok;
@@ -269,8 +258,8 @@ class http_publisher {
       std::string body = "{\"channel\":";
       rt::append_json_string(body, settings_.channel);
       body.append(",\"data\":").append(value_of(settings_, text)).append("}");
-      std::string error;
-      const http_answer a = post(body, error);
+      api_answer a;
+      const std::string error = connection_.request("POST", "/api/publish", headers, body, a);
       if (!error.empty()) {
         rt::print_error(error);
         exit_code = rt::k_exit_failed;
@@ -295,75 +284,8 @@ class http_publisher {
   }
 
  private:
-  http_answer post(const std::string& body, std::string& error) {
-    http_answer out;
-    const int fd = open_socket(error);
-    if (fd < 0) return out;
-    std::string request =
-        "POST /api/publish HTTP/1.1\r\nHost: " + url_.host_header +
-        "\r\nX-API-Key: " + settings_.api_key +
-        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\nConnection: close\r\n\r\n" + body;
-    std::string response;
-    bool ok = true;
-    for (std::size_t sent = 0; ok && sent < request.size();) {
-      const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0)
-        ok = false;
-      else
-        sent += static_cast<std::size_t>(n);
-    }
-    char buffer[16 * 1024];
-    while (ok) {
-      const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-      if (n == 0) break;
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        ok = false;
-        break;
-      }
-      response.append(buffer, static_cast<std::size_t>(n));
-      if (response.size() > 1024 * 1024) break;  // an answer this big is not ours
-    }
-    const int saved = errno;
-    ::close(fd);
-    const std::size_t head_end = response.find("\r\n\r\n");
-    if (!ok || head_end == std::string::npos || response.rfind("HTTP/1.", 0) != 0 ||
-        response.size() < 12) {
-      error = "POST /api/publish to " + url_.host_header + ": " +
-              (!ok ? std::string(std::strerror(saved)) : "not an HTTP answer");
-      return out;
-    }
-    out.status = std::atoi(response.c_str() + 9);
-    out.body = response.substr(head_end + 4);
-    return out;
-  }
-
-  // A connected blocking socket with send/receive timeouts, or -1 and `error`.
-  int open_socket(std::string& error) {
-    const auto timeout_ms = static_cast<long>(settings_.connection.connect_timeout * 1000);
-    const timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    int last_errno = 0;
-    for (const net::endpoint& e : endpoints_) {
-      const int fd = ::socket(e.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) {
-        last_errno = errno;
-        continue;
-      }
-      // Linux applies SO_SNDTIMEO to connect() too.
-      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      if (::connect(fd, e.data(), e.size()) == 0) return fd;
-      last_errno = errno;
-      ::close(fd);
-    }
-    error = "cannot connect to " + url_.host_header + ": " + std::strerror(last_errno);
-    return -1;
-  }
-
   const pub_settings& settings_;
-  client::url url_;
-  std::vector<net::endpoint> endpoints_;
+  api_connection connection_;
 };
 
 }  // namespace
@@ -373,7 +295,7 @@ void add_pub_command(CLI::App& app, command_runner& run) {
   CLI::App* cmd = app.add_subcommand(
       "pub", "Publish DATA, or each stdin line, to a channel of a switchboard serve");
   cmd->add_option("url", s->connection.url,
-                  "ws://host:port/ws (or wss://); with --api-key also http://host:port")
+                  "ws://host:port/ws (or wss://); with --api-key also http(s)://host:port")
       ->required();
   cmd->add_option("channel", s->channel, "The channel to publish to")->required();
   cmd->add_option("data", s->data,

@@ -8,13 +8,19 @@ data; --string; --history and --since; --presence joins and leaves; recovery
 across a serve restart with the snapshot file (every publication once, in
 order, same epoch); the error exits with their reason (bad token, channel not
 granted, not JSON, invalid channel name, connection refused, bad API key, bad
---since) and --help.
+--since) and --help. `pub --api-key` keeps one HTTP connection for every line
+while the server keeps it alive and opens a new one when it answers
+"Connection: close" (against a python HTTP/1.1 server that counts its
+connections), and speaks https:// to a TLS serve (CA file checked; an
+unknown CA refused with the reason; --insecure-skip-verify).
 
 Usage: /usr/bin/python3 pubsub_test.py <path to switchboard>
 """
 
+import http.server
 import json
 import os
+import threading
 import select
 import shutil
 import signal
@@ -319,6 +325,111 @@ class Restart(unittest.TestCase):
             if sub:
                 sub.kill()
             shutil.rmtree(state, ignore_errors=True)
+
+
+class ApiRecorder(http.server.ThreadingHTTPServer):
+    """An HTTP/1.1 stand-in for POST /api/publish on 127.0.0.1: counts the
+    connections it accepted and answers each publication with the next
+    offset; `close_each` sends "Connection: close" with every answer."""
+
+    daemon_threads = True
+
+    def __init__(self, close_each):
+        self.close_each = close_each
+        self.connections = 0
+        self.bodies = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), self.Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            with self.server.lock:
+                self.server.connections += 1
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with self.server.lock:
+                self.server.bodies.append((self.path, self.headers.get("X-API-Key"), body))
+                offset = len(self.server.bodies)
+            answer = json.dumps({"channel": body["channel"], "epoch": "e", "offset": offset})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            if self.server.close_each:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(answer.encode())
+
+
+class PubHttpConnections(unittest.TestCase):
+    LINES = "".join('{"n": %d}\n' % i for i in range(1, 6))
+
+    def publish_to(self, close_each):
+        server = ApiRecorder(close_each)
+        try:
+            code, out, err = run_pub("http://127.0.0.1:%d" % server.server_address[1], "chat:k",
+                                     "--api-key", "k1", input_text=self.LINES)
+            self.assertEqual(code, 0, err)
+            self.assertEqual([json.loads(l)["offset"] for l in out.splitlines()], [1, 2, 3, 4, 5])
+            self.assertEqual([b for b in server.bodies],
+                             [("/api/publish", "k1", {"channel": "chat:k", "data": {"n": i}})
+                              for i in range(1, 6)])
+            return server.connections
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def test_one_kept_alive_connection_for_every_line(self):
+        self.assertEqual(self.publish_to(close_each=False), 1)
+
+    def test_a_new_connection_after_connection_close(self):
+        self.assertEqual(self.publish_to(close_each=True), 5)
+
+
+class PubOverHttps(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tls_harness
+        cls.dir = tempfile.mkdtemp(prefix="switchboard-pub-tls-")
+        cls.certs = tls_harness.make_certs(cls.dir)
+        sections = config()
+        sections["server"] = dict(sections.get("server", {}), tls_cert=cls.certs.server.cert,
+                                  tls_key=cls.certs.server.key)
+        cls.server = ServeServer(sections, scheme="https")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.server.stop(timeout=10)
+        finally:
+            cls.server.cleanup()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_https_with_the_ca_file(self):
+        url = "https://127.0.0.1:%d" % self.server.port
+        code, out, err = run_pub(url, "chat:tls-ca", "--api-key", API_KEY, "--ca-file",
+                                 self.certs.ca, input_text='1\n2\n')
+        self.assertEqual(code, 0, err)
+        self.assertEqual([json.loads(l)["offset"] for l in out.splitlines()], [1, 2])
+
+    def test_an_unknown_ca_is_refused_with_the_reason(self):
+        url = "https://127.0.0.1:%d" % self.server.port
+        code, out, err = run_pub(url, "chat:tls-unknown", "1", "--api-key", API_KEY)
+        self.assertEqual(code, 2, err)
+        self.assertIn("certificate verification failed", err)
+        self.assertEqual(out, "")
+        code, out, err = run_pub(url, "chat:tls-unknown", "1", "--api-key", API_KEY,
+                                 "--insecure-skip-verify")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["offset"], 1)
 
 
 if __name__ == "__main__":

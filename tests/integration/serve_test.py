@@ -123,14 +123,14 @@ class ServeServer(harness.EchoServer):
     `sections` written to a temporary serve.toml; harness.EchoServer does the
     rest (the listening line, stop and stop_checked, kill, stderr)."""
 
-    def __init__(self, sections, startup_timeout=10.0, extra_args=()):
+    def __init__(self, sections, startup_timeout=10.0, extra_args=(), scheme="http"):
         self.dir = tempfile.mkdtemp(prefix="switchboard-serve-test-")
         self.config_path = os.path.join(self.dir, "serve.toml")
         with open(self.config_path, "w") as f:
             f.write(toml_text(sections))
         try:
             super().__init__("--config", self.config_path, *extra_args,
-                             startup_timeout=startup_timeout, command="serve", scheme="http")
+                             startup_timeout=startup_timeout, command="serve", scheme=scheme)
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise

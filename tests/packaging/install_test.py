@@ -24,6 +24,7 @@ that is removed at the end.
 """
 
 import json
+import re
 import os
 import pathlib
 import shutil
@@ -65,6 +66,11 @@ def test(build_dir, source_dir, version, tmp):
                   f"no libswitchboard_{layer} in {libraries}")
         check(not list(prefix.rglob("*.cpp")), "a source file was installed")
 
+    shared = sorted((prefix / "lib").glob("libswitchboard_*.so"))
+    if shared:
+        with step(f"the {len(shared)} shared libraries export only what include/ declares"):
+            check_exports(shared, source_dir / "include")
+
     installed = sorted(str(p.relative_to(prefix / "include"))
                        for p in (prefix / "include").rglob("*.hpp"))
     with step(f"the installed headers are include/'s, the export headers and version.hpp"):
@@ -72,7 +78,8 @@ def test(build_dir, source_dir, version, tmp):
                       for p in (source_dir / "include").rglob("*.hpp"))
         generated = ["switchboard/version.hpp"] + [
             f"switchboard/{layer}/export.hpp"
-            for layer in ["protocol", "net", "server", "client", "realtime"]]
+            for layer in ["protocol", "net", "server", "client", "realtime"]] + [
+            "switchboard/realtime/client_export.hpp"]
         missing = sorted(set(tree) - set(installed))
         extra = sorted(set(installed) - set(tree) - set(generated))
         check(not missing, f"headers of include/ not installed (add them to SWITCHBOARD_<LAYER>_HEADERS): {missing}")
@@ -213,6 +220,35 @@ def test(build_dir, source_dir, version, tmp):
                 subscriber.kill()
                 subscriber.wait()
             server.kill()
+
+
+def check_exports(libraries, include_dir):
+    """Each library's dynamic symbols in namespace switchboard name something
+    of the public headers: a leaked src/ class (hub, session, a broker) shows
+    up as a name include/ never mentions. Also a SONAME of MAJOR.MINOR."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*",
+                           "".join(h.read_text() for h in include_dir.rglob("*.hpp"))))
+    for library in libraries:
+        soname = run(["objdump", "-p", library])
+        check(re.search(rf"SONAME\s+{re.escape(library.name)}\.\d+\.\d+\b", soname),
+              f"{library.name}: no SONAME {library.name}.MAJOR.MINOR")
+        symbols = run(["nm", "-D", "-C", "--defined-only", library]).splitlines()
+        exported = [line.split(" ", 2)[2] for line in symbols
+                    if len(line.split(" ", 2)) == 3 and line.split(" ", 2)[1] in "TWV"]
+        names = [s for s in exported if s.startswith("switchboard::")]
+        check(names, f"{library.name} exports nothing of switchboard")
+        leaked = set()
+        for symbol in names:
+            # switchboard::<layer>::<name>... (before any argument list)
+            parts = symbol.split("(", 1)[0].split("::")
+            for part in parts[1:3]:
+                part = part.split("<", 1)[0].split("[", 1)[0].strip()
+                if (part and part != "detail" and not part.startswith(("~", "operator"))
+                        and part not in words):
+                    leaked.add(symbol)
+        check(not leaked, f"{library.name} exports symbols no public header declares "
+                          f"(a SWITCHBOARD_<LAYER>_EXPORT on a src/ type?):\n" +
+                          "\n".join(sorted(leaked)[:20]))
 
 
 def entry():

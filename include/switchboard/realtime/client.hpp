@@ -71,6 +71,7 @@
 
 #include "switchboard/client/websocket_client.hpp"
 #include "switchboard/net/event_loop.hpp"
+#include "switchboard/realtime/client_export.hpp"
 
 namespace switchboard::realtime {
 
@@ -211,7 +212,7 @@ enum class connection_state : std::uint8_t {
 };
 
 // A short lowercase name: "disconnected", "connecting", "connected".
-std::string_view to_string(connection_state state) noexcept;
+SWITCHBOARD_REALTIME_CLIENT_EXPORT std::string_view to_string(connection_state state) noexcept;
 
 // Passed to on_state at every change.
 struct state_event {
@@ -295,7 +296,7 @@ struct client_options {
   std::uint64_t random_seed = 0;
 };
 
-class client {
+class SWITCHBOARD_REALTIME_CLIENT_EXPORT client {
  public:
   // A client with its own event loop on its own thread (started here).
   client(client_options options, client_handlers handlers);

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <switchboard/realtime/export.hpp>
 
 namespace switchboard::realtime {
 
@@ -166,7 +167,7 @@ struct realtime_config {
 
 // True if `name` can name a namespace: 1 to 126 of A-Z a-z 0-9 _ - . @ =
 // (room left for ':' and a channel name within the 128-byte channel limit).
-bool valid_namespace_name(std::string_view name) noexcept;
+SWITCHBOARD_REALTIME_EXPORT bool valid_namespace_name(std::string_view name) noexcept;
 
 // The checks a configuration must pass before a service runs it, the one
 // place they are made (`switchboard serve` calls it after the file, the
@@ -179,7 +180,7 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // presence_refresh below presence_lease; allowed_origins entries well-formed
 // (src/realtime/origin.hpp); trusted_proxies numeric. Returns "" or one line
 // saying what is wrong and how to fix it.
-std::string check_config(const realtime_config& config);
+SWITCHBOARD_REALTIME_EXPORT std::string check_config(const realtime_config& config);
 
 // Checks that the state files of [history] (snapshot_file, journal_file) can
 // be written: their directory takes new files and an existing file is a
@@ -187,11 +188,11 @@ std::string check_config(const realtime_config& config);
 // and removes PATH.tmp), so it is separate from check_config(); `switchboard
 // serve` calls it before listening and exits 2 on an error. Returns "" or one
 // line naming the key, the path and the reason.
-std::string check_storage(const realtime_config& config);
+SWITCHBOARD_REALTIME_EXPORT std::string check_storage(const realtime_config& config);
 
 // Makes config.host numeric: a name ("localhost") is resolved to its first
 // address, IPv4 preferred. Returns "" or one line saying why it cannot be
 // used. Blocking (getaddrinfo): call before listening, not on a loop.
-std::string resolve_host(realtime_config& config);
+SWITCHBOARD_REALTIME_EXPORT std::string resolve_host(realtime_config& config);
 
 }  // namespace switchboard::realtime

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <switchboard/realtime/config.hpp>
+#include <switchboard/realtime/export.hpp>
 #include <system_error>
 
 namespace switchboard::realtime {
@@ -29,7 +30,7 @@ enum class log_level : std::uint8_t { debug, info, warn, error };
 // shutdown). Called from loop threads; must be thread-safe.
 using log_function = std::function<void(log_level level, std::string_view message)>;
 
-class service {
+class SWITCHBOARD_REALTIME_EXPORT service {
  public:
   explicit service(realtime_config config, log_function log = {});
   ~service();

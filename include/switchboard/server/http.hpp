@@ -69,7 +69,7 @@ class http_response;
 // Answers a deferred request (http_response::defer()). Copyable; the first
 // respond() counts, later ones are ignored. A request whose connection is
 // gone by then is dropped silently.
-class http_responder {
+class SWITCHBOARD_SERVER_EXPORT http_responder {
  public:
   http_responder() = default;
   // Sends `response` on the request's loop. Any thread.
