@@ -13,7 +13,8 @@
 # share the machine's cores, so read the ratios, not the absolute figures.
 #
 #   bench/run_redis_bench.sh [--build DIR] [--duration S] [--subscribers N]
-#                            [--rates R1,R2,...] [--smoke]
+#                            [--rates R1,R2,...] [--brokers memory,redis]
+#                            [--sections fanout,publish] [--smoke]
 # Prints Markdown tables. Benchmarks are not tests.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ build="$repo/build/release"
 duration=5
 subscribers=1000
 rates=10,100,300
+brokers=memory,redis
+sections=fanout,publish
 smoke=0
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -29,6 +32,8 @@ while [[ $# -gt 0 ]]; do
     --duration) duration=$2; shift 2 ;;
     --subscribers) subscribers=$2; shift 2 ;;
     --rates) rates=$2; shift 2 ;;
+    --brokers) brokers=$2; shift 2 ;;
+    --sections) sections=$2; shift 2 ;;
     --smoke) smoke=1; duration=1; subscribers=50; rates=10; shift ;;
     *) echo "run_redis_bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -91,16 +96,19 @@ pids+=("$redis_pid")
 sleep 0.3
 
 results="$work/results.jsonl"
-for broker in memory redis; do
+for broker in ${brokers//,/ }; do
   args=()
   [[ $broker == redis ]] && args=(--broker "redis://127.0.0.1:$redis_port")
   start_node "${args[@]}"
+  if [[ ,$sections, == *,fanout,* ]]; then
   r0=$(cpu_ticks "$redis_pid")
   "$fanout" --url "ws://127.0.0.1:$node_port/ws" --scenario fanout --subscribers "$subscribers" \
     --rates "$rates" --duration "$duration" --warmup 1 --server-pid "$node_pid" --json |
     grep '"scenario"' | sed "s/^{/{\"broker\":\"$broker\",\"section\":\"fanout\",/" >>"$results"
   r1=$(cpu_ticks "$redis_pid")
   echo "{\"broker\":\"$broker\",\"section\":\"redis_cpu_fanout\",\"seconds\":$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { print (b - a) / hz }')}" >>"$results"
+  fi
+  if [[ ,$sections, == *,publish,* ]]; then
   prates=1000,3000,10000,30000,100000
   [[ $smoke == 1 ]] && prates=100
   r0=$(cpu_ticks "$redis_pid")
@@ -110,54 +118,11 @@ for broker in memory redis; do
     grep '"scenario"\|max_sustained' | sed "s/^{/{\"broker\":\"$broker\",\"section\":\"publish\",/" >>"$results"
   r1=$(cpu_ticks "$redis_pid")
   echo "{\"broker\":\"$broker\",\"section\":\"redis_cpu_publish\",\"seconds\":$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { print (b - a) / hz }')}" >>"$results"
+  fi
   kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
 done
 # Redis's own time per script call (all of them: publishes and subscribe reads).
 redis-cli -p "$redis_port" INFO commandstats | tr -d '\r' | grep '^cmdstat_evalsha:' |
   sed 's/^cmdstat_evalsha:/{"section":"evalsha","stats":"/; s/$/"}/' >>"$results" || true
 
-/usr/bin/python3 - "$results" "$(uptime)" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-print("load:", sys.argv[2].split("load average:")[-1].strip())
-fan = {}
-for r in rows:
-    if r.get("section") == "fanout":
-        fan[(r["broker"], r["rate"])] = r
-cpu = {r["broker"]: r["seconds"] for r in rows if r.get("section") == "redis_cpu_fanout"}
-print("\n| publications/s × subscribers | broker | delivered / expected | p50 ms | p99 ms | "
-      "deliveries per node CPU-s | redis ÷ memory |")
-print("|---|---|---|---|---|---|---|")
-for (broker, rate), r in sorted(fan.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    mem = fan.get(("memory", rate))
-    ratio = ""
-    if broker == "redis" and mem and mem["deliveries_per_server_cpu_s"]:
-        ratio = "%.0f%%" % (100 * r["deliveries_per_server_cpu_s"] / mem["deliveries_per_server_cpu_s"])
-    lat = r["latency_ms"]
-    print("| %g × %d | %s | %d / %d | %.2f | %.2f | %.0f | %s |" % (
-        rate, r["subscribers"], broker, r["delivered"], r["expected"], lat["p50"], lat["p99"],
-        r["deliveries_per_server_cpu_s"], ratio))
-pubs = sum(r["acked"] for (b, _), r in fan.items() if b == "redis")
-if pubs and "redis" in cpu:
-    print("\nredis-server CPU over the redis fan-out steps: %.2f s for %d publications "
-          "(%.1f µs each, pub/sub to one node included)" % (cpu["redis"], pubs, 1e6 * cpu["redis"] / pubs))
-pcpu = {r["broker"]: r["seconds"] for r in rows if r.get("section") == "redis_cpu_publish"}
-ppubs = sum(r["acked"] for r in rows if r.get("section") == "publish" and r["broker"] == "redis"
-            and "acked" in r)
-if ppubs and "redis" in pcpu:
-    print("redis-server CPU over the publish sweep: %.2f s for %d publications (%.1f µs each)"
-          % (pcpu["redis"], ppubs, 1e6 * pcpu["redis"] / ppubs))
-for r in rows:
-    if r.get("section") == "evalsha":
-        print("redis INFO commandstats, EVALSHA:", r["stats"])
-print("\n| broker | highest sustained publications/s (1 subscriber) | p99 ms at it |")
-print("|---|---|---|")
-for broker in ("memory", "redis"):
-    best = [r for r in rows if r.get("section") == "publish" and r["broker"] == broker
-            and "max_sustained_rate" in r]
-    steps = [r for r in rows if r.get("section") == "publish" and r["broker"] == broker
-             and r.get("sustained")]
-    top = max(steps, key=lambda r: r["rate"]) if steps else None
-    print("| %s | %s | %s |" % (broker, "%.0f" % best[0]["max_sustained_rate"] if best else "?",
-                                "%.2f" % top["latency_ms"]["p99"] if top else "?"))
-PY
+/usr/bin/python3 "$repo/bench/redis_report.py" "$results" "$(uptime)"

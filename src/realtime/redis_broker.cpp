@@ -142,9 +142,21 @@ struct redis_broker::state {
     std::deque<held_event> held;
     std::map<std::string, std::string, std::less<>> presence;  // client → entry json (ours)
   };
+  // A publication waiting for its shard's next publish script call.
+  struct pending_publish {
+    std::string meta, stream, pubsub;  // its keys
+    std::string tail;
+    std::string history_size, ttl_ms, meta_ttl_ms;
+    completion<publish_result> done;
+  };
   struct shard {
     std::unique_ptr<redis_connection> cmd;
     std::unique_ptr<redis_connection> sub;
+    // Publications of this loop iteration, sent as one script call when the
+    // iteration's tasks are done (flush_publishes), or before any other
+    // command to this shard, so the order of commands is kept.
+    std::vector<pending_publish> pending;
+    bool flush_scheduled = false;
   };
 
   state(redis_broker& o, net::event_loop& l) : owner(o), loop(l) {}
@@ -219,6 +231,7 @@ struct redis_broker::state {
   // restart or SCRIPT FLUSH), which also loads it again.
   void run(shard& s, const script& sc, std::vector<std::string> args,
            net::unique_function<void(const redisReply*)> done) {
+    if (&sc != &publish_script) flush_publishes(s);
     std::vector<std::string_view> argv;
     argv.reserve(args.size() + 2);
     argv.push_back("EVALSHA");
@@ -419,6 +432,10 @@ struct redis_broker::state {
     }
   }
 
+  // At most this many publications per script call: bounds the call's
+  // arguments and how long Redis runs one script.
+  static constexpr std::size_t k_max_batch = 64;
+
   void publish(std::string_view name, const namespace_options& ns, std::string tail,
                completion<publish_result> done) {
     shard& s = shard_of(name);
@@ -427,28 +444,61 @@ struct redis_broker::state {
       return;
     }
     const std::int64_t ttl = ms_of(ns.history_ttl);
-    std::vector<std::string> args{"3",
-                                  key('m', name),
-                                  key('s', name),
-                                  key('c', name),
-                                  random_hex(8),
-                                  std::move(tail),
-                                  std::to_string(ns.history_size),
-                                  std::to_string(ttl),
-                                  std::to_string(std::max<std::int64_t>(2 * ttl, k_day_ms))};
+    s.pending.push_back(pending_publish{key('m', name), key('s', name), key('c', name),
+                                        std::move(tail), std::to_string(ns.history_size),
+                                        std::to_string(ttl),
+                                        std::to_string(std::max<std::int64_t>(2 * ttl, k_day_ms)),
+                                        std::move(done)});
+    if (s.pending.size() >= k_max_batch) {
+      flush_publishes(s);
+    } else if (!s.flush_scheduled) {
+      s.flush_scheduled = true;
+      loop.defer([this, &s] {
+        s.flush_scheduled = false;
+        flush_publishes(s);
+      });
+    }
+  }
+
+  // One publish script call for everything pending on `s`, in order.
+  void flush_publishes(shard& s) {
+    if (s.pending.empty()) return;
+    std::vector<pending_publish> batch;
+    batch.swap(s.pending);
+    std::vector<std::string> args;
+    args.reserve(2 + batch.size() * 7);
+    args.push_back(std::to_string(batch.size() * 3));
+    for (pending_publish& p : batch) {
+      args.push_back(std::move(p.meta));
+      args.push_back(std::move(p.stream));
+      args.push_back(std::move(p.pubsub));
+    }
+    args.push_back(random_hex(8));
+    for (pending_publish& p : batch) {
+      args.push_back(std::move(p.tail));
+      args.push_back(std::move(p.history_size));
+      args.push_back(std::move(p.ttl_ms));
+      args.push_back(std::move(p.meta_ttl_ms));
+    }
     run(s, publish_script, std::move(args),
-        [&s, done = std::move(done)](const redisReply* r) mutable {
-          publish_result res;
+        [&s, batch = std::move(batch)](const redisReply* r) mutable {
+          std::optional<failure> error;
           if (!r) {
-            res.error = unavailable(s);
-          } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            res.error = make_failure(errors::broker_unavailable,
-                                     r->type == REDIS_REPLY_ERROR ? reply_text(r) : "bad reply");
-          } else {
-            res.epoch.assign(reply_text(r->element[0]));
-            res.offset = static_cast<std::uint64_t>(r->element[1]->integer);
+            error = unavailable(s);
+          } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * batch.size()) {
+            error = make_failure(errors::broker_unavailable,
+                                 r->type == REDIS_REPLY_ERROR ? reply_text(r) : "bad reply");
           }
-          done(std::move(res));
+          for (std::size_t i = 0; i < batch.size(); ++i) {
+            publish_result res;
+            if (error) {
+              res.error = *error;
+            } else {
+              res.epoch.assign(reply_text(r->element[2 * i]));
+              res.offset = static_cast<std::uint64_t>(r->element[2 * i + 1]->integer);
+            }
+            batch[i].done(std::move(res));
+          }
         });
   }
 
@@ -490,7 +540,8 @@ struct redis_broker::state {
         rq.limit == SIZE_MAX ? "0" : std::to_string(rq.limit),
         std::to_string(ttl),
         rq.latest_when_lost ? "1" : "0",
-        std::to_string(std::max<std::int64_t>(2 * ttl, k_day_ms))};
+        std::to_string(std::max<std::int64_t>(2 * ttl, k_day_ms)),
+        std::to_string(ns.history_size)};
     const bool has_since = rq.since.has_value();
     run(s, read_script, std::move(args),
         [this, &s, name = std::string(name), generation, has_since, recovery,
@@ -696,6 +747,7 @@ struct redis_broker::state {
   void scan(shard& s, const std::string& cursor, const std::shared_ptr<listing>& l) {
     ++l->pending;
     const std::string pattern = opts().key_prefix + "m:*";
+    flush_publishes(s);
     s.cmd->command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"},
                    [this, &s, l](const redisReply* r) {
                      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
@@ -796,6 +848,7 @@ void redis_broker::stop() {
   state* st = state_.get();
   loop_->post([st, loop = loop_.get()] {
     for (auto& s : st->shards) {
+      st->flush_publishes(*s);  // sent if the kernel takes them; answered or failed
       s->cmd->stop();
       s->sub->stop();
     }

@@ -29,23 +29,45 @@ namespace switchboard::realtime::detail::redis_scripts {
   "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
   "end\n"
 
-// KEYS: meta, stream, pub/sub channel. ARGV: new_epoch, tail, history
-// size, stream ttl ms (0: none), meta ttl ms. Returns {epoch, offset}.
-inline constexpr const char* k_publish = SWITCHBOARD_REDIS_EPOCH
-    "local o = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
-    "local size = tonumber(ARGV[3])\n"
-    "if size > 0 then\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', size, o .. '-0', 't', now_ms(), 'd', ARGV[2])\n"
-    "  if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
-    "  else redis.call('PEXPIRE', KEYS[2], ARGV[5]) end\n"
+// Publications, several per call (every publication the node has for this
+// shard in one loop iteration: one script call's fixed cost, ~23,000
+// instructions of Redis, is shared). KEYS: meta, stream, pub/sub channel of
+// each publication in turn. ARGV[1]: new_epoch, then per publication: tail,
+// history size, stream ttl ms (0: none), meta ttl ms. Returns {epoch1,
+// offset1, epoch2, offset2, …}. The stream is trimmed with MAXLEN ~ (whole
+// nodes of entries, about half the cost of an exact trim per XADD), so it
+// may hold more than the history size: the read script counts only the
+// last `history size` offsets as kept.
+inline constexpr const char* k_publish =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for i = 0, #KEYS / 3 - 1 do\n"
+    "  local km, ks, kc = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]\n"
+    "  local tail, size, ttl, mttl = ARGV[i * 4 + 2], tonumber(ARGV[i * 4 + 3]),\n"
+    "                                tonumber(ARGV[i * 4 + 4]), ARGV[i * 4 + 5]\n"
+    "  local e = redis.call('HGET', km, 'e')\n"
+    "  if not e then\n"
+    "    e = ARGV[1]\n"
+    "    redis.call('DEL', ks)\n"
+    "    redis.call('HSET', km, 'e', e, 'o', 0)\n"
+    "  end\n"
+    "  local o = redis.call('HINCRBY', km, 'o', 1)\n"
+    "  if size > 0 then\n"
+    "    redis.call('XADD', ks, 'MAXLEN', '~', size, o .. '-0', 't', now, 'd', tail)\n"
+    "    if ttl > 0 then redis.call('PEXPIRE', ks, ttl) else redis.call('PEXPIRE', ks, mttl) end\n"
+    "  end\n"
+    "  redis.call('PEXPIRE', km, mttl)\n"
+    "  redis.call('PUBLISH', kc, 'm' .. e .. ' ' .. o .. ' ' .. tail)\n"
+    "  out[i * 2 + 1] = e\n"
+    "  out[i * 2 + 2] = o\n"
     "end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-    "redis.call('PUBLISH', KEYS[3], 'm' .. e .. ' ' .. o .. ' ' .. ARGV[2])\n"
-    "return {e, o}\n";
+    "return out\n";
 
 // KEYS: meta, stream. ARGV: new_epoch, has_since (0/1), since epoch, since
 // offset, limit (0: all), ttl ms (0: none), latest_when_lost (0/1), meta
-// ttl ms. Returns {epoch, top, reason ("" = recovered or no since),
+// ttl ms, history size (kept: the last this many offsets, of what the
+// stream still holds). Returns {epoch, top, reason ("" = recovered or no since),
 // id1, tail1, id2, tail2, …} oldest first. The same rules as the memory
 // broker: recovery only inside one epoch, not ahead of the stream, and
 // while everything after `since` is kept.
@@ -63,6 +85,8 @@ inline constexpr const char* k_read = SWITCHBOARD_REDIS_EPOCH
     "local first_kept = top + 1\n"
     "local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
     "if #head > 0 then first_kept = tonumber(string.match(head[1][1], '^%d+')) end\n"
+    "local size = tonumber(ARGV[9])\n"
+    "if top - size + 1 > first_kept then first_kept = top - size + 1 end\n"
     "local out = {e, top, ''}\n"
     "local from = nil\n"
     "if ARGV[2] == '1' then\n"
@@ -76,17 +100,19 @@ inline constexpr const char* k_read = SWITCHBOARD_REDIS_EPOCH
     "  elseif ARGV[7] ~= '1' then return out end\n"
     "end\n"
     "local limit = tonumber(ARGV[5])\n"
+    "local kept = top - first_kept + 1\n"
+    "if from then kept = top - from end\n"
+    "if limit == 0 or limit > kept then limit = kept end\n"
+    "if limit <= 0 then return out end\n"
     "local entries\n"
     "if from then\n"
     "  local start = '(' .. string.format('%d', from) .. '-0'\n"
-    "  if limit > 0 then entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', limit)\n"
-    "  else entries = redis.call('XRANGE', KEYS[2], start, '+') end\n"
+    "  entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', limit)\n"
     "  for i = 1, #entries do\n"
     "    out[#out + 1] = entries[i][1]; out[#out + 1] = entries[i][2][4]\n"
     "  end\n"
     "else\n"
-    "  if limit > 0 then entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)\n"
-    "  else entries = redis.call('XREVRANGE', KEYS[2], '+', '-') end\n"
+    "  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)\n"
     "  for i = #entries, 1, -1 do\n"
     "    out[#out + 1] = entries[i][1]; out[#out + 1] = entries[i][2][4]\n"
     "  end\n"

@@ -24,6 +24,7 @@ Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
 """
 
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -224,6 +225,47 @@ class Cluster(unittest.TestCase):
                                     since={"epoch": answer["epoch"], "offset": 1})
                 self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
                                  (False, "too far behind"), r)
+                # The stream is trimmed approximately (MAXLEN ~ keeps whole
+                # nodes: all 6 are still in Redis), yet exactly the last 3
+                # count as kept, as on the memory broker.
+                xlen = b"XLEN it%d:s:short:hist" % os.getpid()
+                self.assertEqual(redis_status(self.redis.port, xlen), b":6")
+                h = await s.request("history", channel="short:hist")
+                self.assertEqual([p["data"] for p in h["result"]["publications"]], [3, 4, 5], h)
+                h = await s.request("history", channel="short:hist", limit=10)
+                self.assertEqual([p["offset"] for p in h["result"]["publications"]], [4, 5, 6])
+                r = await s.request("history", channel="short:hist",
+                                    since={"epoch": answer["epoch"], "offset": 3})
+                self.assertEqual([p["offset"] for p in r["result"]["publications"]], [4, 5, 6], r)
+                self.assertIs(r["result"]["recovered"], True, r)
+        run(go())
+
+    def test_many_publications_at_once_are_batched_in_order(self):
+        # 200 publications over one WebSocket without waiting: the node sends
+        # them to Redis in batches (one script call per loop iteration, at
+        # most 64 each); every one is acknowledged with the next offset and
+        # reaches a subscriber on the other node once, in order.
+        async def go():
+            async with connect_ws(self.b) as wb, connect_ws(self.a) as wa:
+                sub = Session(wb)
+                r = await sub.request("subscribe", channel="chat:batch")
+                self.assertIn("result", r)
+                pub = Session(wa)
+                for i in range(1, 201):
+                    await wa.send(json.dumps({"id": 1000 + i, "cmd": "publish",
+                                              "channel": "chat:batch", "data": i}))
+                offsets = {}
+                while len(offsets) < 200:
+                    m = json.loads(await asyncio.wait_for(wa.recv(), 10))
+                    if m.get("id", 0) > 1000:
+                        offsets[m["id"] - 1000] = m["result"]["offset"]
+                self.assertEqual([offsets[i] for i in range(1, 201)], list(range(1, 201)))
+                got = []
+                while len(got) < 200:
+                    m = json.loads(await asyncio.wait_for(wb.recv(), 10))
+                    if m.get("push") == "message":
+                        got.append((m["offset"], m["data"]))
+                self.assertEqual(got, [(i, i) for i in range(1, 201)])
         run(go())
 
     def test_scripts_flushed_from_redis_are_sent_again(self):
@@ -351,6 +393,7 @@ class Cluster(unittest.TestCase):
                 got = []
                 done = asyncio.Event()
                 ready = asyncio.Event()
+                watching = asyncio.Event()  # the watcher is subscribed: it sees the join
 
                 async def publisher():
                     await ready.wait()
@@ -369,6 +412,7 @@ class Cluster(unittest.TestCase):
                     async with connect_ws(self.a) as wa:
                         sw = Session(wa)
                         await sw.request("subscribe", channel=channel)
+                        watching.set()
                         await ready.wait()
                         await sw.push("join", channel,
                                       match=lambda m: m["info"]["client"] == victim[0])
@@ -383,6 +427,7 @@ class Cluster(unittest.TestCase):
                     async with connect_ws(third.port) as ws:
                         s = Session(ws)
                         victim.append((await s.request("connect"))["result"]["client"])
+                        await watching.wait()
                         r = await s.request("subscribe", channel=channel)
                         epoch = r["result"]["epoch"]
                         ready.set()
