@@ -36,8 +36,9 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --app
   >"$work/redis.log" 2>&1 &
 pids+=($!)
 for port in 8081 8082 8083; do
+  # nginx is on 127.0.0.1: its X-Forwarded-For names the client (docs/scaling.md).
   "$bin" serve --config config/demo.toml --port "$port" --snapshot-file '' \
-    --broker "redis://127.0.0.1:$redis_port" &
+    --broker "redis://127.0.0.1:$redis_port" --trusted-proxy 127.0.0.1 &
   pids+=($!)
 done
 "$nginx_bin" -p "$work" -e stderr -c "$root/deploy/nginx.conf" -g 'daemon off;' &
