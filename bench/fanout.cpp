@@ -106,9 +106,20 @@ class fanout_run {
   void print_step(const step_result& r) const;
   [[nodiscard]] bool keeps_up(const step_result& r) const;
   [[nodiscard]] std::uint64_t step_received(std::size_t step) const;
+  // CPU seconds of --server-pid, plus --publish-server-pid's; -1 without one.
+  [[nodiscard]] double servers_cpu_seconds() const {
+    if (o_.server_pid <= 0) return -1;
+    double total = process_cpu_seconds(o_.server_pid);
+    if (o_.publish_server_pid > 0 && o_.publish_server_pid != o_.server_pid && total >= 0) {
+      const double other = process_cpu_seconds(o_.publish_server_pid);
+      total = other < 0 ? -1 : total + other;
+    }
+    return total;
+  }
   client_counters collect_counters();
 
   const fanout_options& o_;
+  fanout_options publisher_options_;  // o_, aimed at --publish-url when given
   std::unique_ptr<net::loop_group> group_;
   fanout_shared shared_;
   std::vector<std::unique_ptr<client_worker>> workers_;  // o_.threads subscriber loops + 1
@@ -139,8 +150,16 @@ int fanout_run::run() {
     std::fprintf(stderr, "fanout: cannot create event loops: %s\n", error.message().c_str());
     return 1;
   }
+  publisher_options_ = o_;
+  if (o_.separate_publisher) {
+    publisher_options_.remote = o_.publish_remote;
+    publisher_options_.host_header = o_.publish_host_header;
+    publisher_options_.target = o_.publish_path;
+  }
   for (std::size_t i = 0; i <= o_.threads; ++i) {
-    workers_.push_back(std::make_unique<client_worker>(group_->loop(i), o_, shared_));
+    // The last loop is the publisher's.
+    workers_.push_back(std::make_unique<client_worker>(
+        group_->loop(i), i == o_.threads ? publisher_options_ : o_, shared_));
   }
   const bool memory = o_.scenario == fanout_scenario::memory;
   for (std::size_t i = 0; i < o_.subscribers; ++i) {
@@ -321,12 +340,12 @@ step_result fanout_run::run_step(double rate, double duration_s, bool half) {
   group_->post(publisher_loop, [p = publisher_, index] { p->begin_step(index); });
 
   sleep_until_ns(plan.window_start);
-  const double server_0 = o_.server_pid > 0 ? process_cpu_seconds(o_.server_pid) : -1;
+  const double server_0 = servers_cpu_seconds();
   const double server_wait_0 = o_.server_pid > 0 ? process_wait_seconds(o_.server_pid) : -1;
   const double own_0 = own_cpu_seconds();
   const double own_wait_0 = process_wait_seconds(::getpid());
   sleep_until_ns(plan.window_end);
-  const double server_1 = o_.server_pid > 0 ? process_cpu_seconds(o_.server_pid) : -1;
+  const double server_1 = servers_cpu_seconds();
   const double server_wait_1 = o_.server_pid > 0 ? process_wait_seconds(o_.server_pid) : -1;
   const double own_1 = own_cpu_seconds();
   const double own_wait_1 = process_wait_seconds(::getpid());

@@ -15,15 +15,13 @@ namespace switchboard::bench {
 namespace {
 
 // ws://HOST[:PORT][/PATH]; HOST is numeric.
-void parse_url(std::string_view url, fanout_options& out) {
+cli::url_rest parse_url(std::string_view url, const char* option) {
   if (!url.starts_with("ws://")) {
-    throw std::invalid_argument("--url: expected ws://HOST:PORT/PATH (wss:// is not supported)");
+    throw std::invalid_argument(std::string(option) +
+                                ": expected ws://HOST:PORT/PATH (wss:// is not supported)");
   }
   url.remove_prefix(5);
-  cli::url_rest rest = cli::parse_url_rest(url, 80, "/ws");
-  out.remote = rest.remote;
-  out.host_header = std::move(rest.host_header);
-  out.target = std::move(rest.target);
+  return cli::parse_url_rest(url, 80, "/ws");
 }
 
 }  // namespace
@@ -55,6 +53,7 @@ const char* target_name(publish_target t) noexcept {
 fanout_options parse_fanout_options(int argc, char** argv) {
   fanout_options out;
   std::string url;
+  std::string publish_url;
   std::string sources;
   std::string memory_channel = "own";
   CLI::App app{"switchboard_fanout: publish/subscribe load for `switchboard serve`",
@@ -113,13 +112,31 @@ fanout_options parse_fanout_options(int argc, char** argv) {
   app.add_option("--server-pid", out.server_pid,
                  "report that process's CPU time and VmRSS (from /proc)")
       ->check(cli::at_least(1));
+  app.add_option("--publish-url", publish_url,
+                 "ws://HOST:PORT/PATH the publisher connects to instead of --url");
+  app.add_option("--publish-server-pid", out.publish_server_pid,
+                 "that server's process: its CPU time is added to --server-pid's")
+      ->check(cli::at_least(1));
   app.add_option("--hold", out.hold_s,
                  "keep every connection open this many seconds after the last step")
       ->check(cli::at_least(0));
   app.add_flag("--json", out.json, "one JSON object per step instead of text");
   cli::parse_or_throw(app, argc, argv);
 
-  parse_url(url, out);
+  cli::url_rest rest = parse_url(url, "--url");
+  out.remote = rest.remote;
+  out.host_header = std::move(rest.host_header);
+  out.target = std::move(rest.target);
+  if (!publish_url.empty()) {
+    cli::url_rest p = parse_url(publish_url, "--publish-url");
+    out.separate_publisher = true;
+    out.publish_remote = p.remote;
+    out.publish_host_header = std::move(p.host_header);
+    out.publish_path = std::move(p.target);
+  }
+  if (out.publish_server_pid != 0 && out.server_pid == 0) {
+    throw std::invalid_argument("--publish-server-pid needs --server-pid");
+  }
   out.memory_shared_channel = memory_channel == "shared";
   if (!sources.empty()) cli::parse_source_ips(sources, out.sources);
   if (out.scenario == fanout_scenario::memory && out.server_pid == 0) {

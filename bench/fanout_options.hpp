@@ -32,6 +32,11 @@
 //   --source-ips A,B,...             local addresses to spread connections over
 //   --connect-timeout S              per connect + upgrade + subscribe     (20)
 //   --server-pid PID                 report its CPU time and VmRSS (from /proc)
+//   --publish-url ws://HOST:PORT/ws  the publisher connects here instead of --url
+//                                    (another node of a cluster: subscribers on one
+//                                    node, publications made on another)
+//   --publish-server-pid PID         that node's process: its CPU time is added
+//                                    to --server-pid's in server_cpu_s
 //   --hold S                         keep every connection open S seconds after
 //                                    the last step (a script reads the server
 //                                    before the closes begin)             (0)
@@ -56,6 +61,11 @@ struct fanout_options {
   net::endpoint remote;
   std::string host_header;  // "127.0.0.1:9000", sent as Host
   std::string target = "/ws";
+  bool separate_publisher = false;  // --publish-url given: the next three apply
+  net::endpoint publish_remote;
+  std::string publish_host_header;
+  std::string publish_path = "/ws";
+  long publish_server_pid = 0;  // 0: none
   fanout_scenario scenario = fanout_scenario::fanout;
   std::size_t subscribers = 1000;
   std::string ns = "bench";

@@ -18,7 +18,7 @@ print("|---|---|---|---|---|---|---|")
 for (broker, rate), r in sorted(fan.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     mem = fan.get(("memory", rate))
     ratio = ""
-    if broker == "redis" and mem and mem["deliveries_per_server_cpu_s"]:
+    if broker != "memory" and mem and mem["deliveries_per_server_cpu_s"]:
         ratio = "%.0f%%" % (100 * r["deliveries_per_server_cpu_s"] / mem["deliveries_per_server_cpu_s"])
     lat = r["latency_ms"]
     print("| %g × %d | %s | %d / %d | %.2f | %.2f | %.0f | %s |" % (
@@ -47,3 +47,23 @@ for broker in ("memory", "redis"):
     top = max(steps, key=lambda r: r["rate"]) if steps else None
     print("| %s | %s | %s |" % (broker, "%.0f" % best[0]["max_sustained_rate"] if best else "?",
                                 "%.2f" % top["latency_ms"]["p99"] if top else "?"))
+
+
+def latency_and_two_nodes(rows):
+    lat = {r["broker"]: r for r in rows if r.get("section") == "latency"}
+    if lat:
+        print("\n| 1,000 publications/s × 100 subscribers | delivered / expected | p50 ms | p99 ms |")
+        print("|---|---|---|---|")
+        names = {"memory": "memory broker, one node",
+                 "redis": "Redis, publisher and subscribers on two nodes"}
+        for broker in ("memory", "redis"):
+            if broker in lat:
+                r = lat[broker]
+                print("| %s | %d / %d | %.2f | %.2f |" % (names[broker], r["delivered"], r["expected"],
+                                                        r["latency_ms"]["p50"], r["latency_ms"]["p99"]))
+        if "memory" in lat and "redis" in lat:
+            print("\np99 added by Redis and the second node: %.2f ms"
+                  % (lat["redis"]["latency_ms"]["p99"] - lat["memory"]["latency_ms"]["p99"]))
+
+
+latency_and_two_nodes([json.loads(l) for l in open(sys.argv[1])])

@@ -6,7 +6,12 @@
 #            Redis's CPU per publication;
 #   publish  one subscriber, publication rates raised until the node no
 #            longer keeps up (bisected): publications/s one node pushes
-#            through one Redis shard.
+#            through one Redis shard;
+#   latency  1,000 publications/s to 100 subscribers: publish->delivery p50
+#            and p99, the memory broker's one node against two nodes on Redis
+#            (publisher on one, subscribers on the other);
+#   twonode  (with latency) the fanout rates again on those two nodes:
+#            deliveries per CPU-second of both nodes together.
 # Each broker gets a fresh node (one loop thread) on 127.0.0.1; the Redis
 # broker a fresh redis-server (free port, temporary directory, no
 # persistence). Nothing is pinned: the node, Redis and the load generator
@@ -14,7 +19,7 @@
 #
 #   bench/run_redis_bench.sh [--build DIR] [--duration S] [--subscribers N]
 #                            [--rates R1,R2,...] [--brokers memory,redis]
-#                            [--sections fanout,publish] [--smoke]
+#                            [--sections fanout,publish,latency,twonode] [--smoke]
 # Prints Markdown tables. Benchmarks are not tests.
 set -euo pipefail
 
@@ -24,7 +29,7 @@ duration=5
 subscribers=1000
 rates=10,100,300
 brokers=memory,redis
-sections=fanout,publish
+sections=fanout,publish,latency,twonode
 smoke=0
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -118,6 +123,31 @@ for broker in ${brokers//,/ }; do
     grep '"scenario"\|max_sustained' | sed "s/^{/{\"broker\":\"$broker\",\"section\":\"publish\",/" >>"$results"
   r1=$(cpu_ticks "$redis_pid")
   echo "{\"broker\":\"$broker\",\"section\":\"redis_cpu_publish\",\"seconds\":$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { print (b - a) / hz }')}" >>"$results"
+  fi
+  if [[ ,$sections, == *,latency,* ]]; then
+    # Light load, latency only: 1,000 publications/s to 100 subscribers. On
+    # Redis through two nodes (publisher on this one, subscribers on a second):
+    # the whole cross-node path, node -> Redis -> other node.
+    url=(--url "ws://127.0.0.1:$node_port/ws" --server-pid "$node_pid")
+    if [[ $broker == redis ]]; then
+      first_pid=$node_pid first_port=$node_port
+      start_node "${args[@]}"
+      url=(--url "ws://127.0.0.1:$node_port/ws" --server-pid "$node_pid"
+           --publish-url "ws://127.0.0.1:$first_port/ws" --publish-server-pid "$first_pid")
+    fi
+    "$fanout" "${url[@]}" --scenario fanout --subscribers 100 --rates 1000 \
+      --duration "$duration" --warmup 1 --json |
+      grep '"scenario"' | sed "s/^{/{\"broker\":\"$broker\",\"section\":\"latency\",/" >>"$results"
+    if [[ $broker == redis && ,$sections, == *,twonode,* ]]; then
+      # Fan-out with the publisher on the first node and every subscriber on
+      # the second: deliveries per CPU-second of both nodes together.
+      "$fanout" "${url[@]}" --scenario fanout --subscribers "$subscribers" --rates "$rates" \
+        --duration "$duration" --warmup 1 --json |
+        grep '"scenario"' | sed "s/^{/{\"broker\":\"redis-2-nodes\",\"section\":\"fanout\",/" >>"$results"
+    fi
+    if [[ $broker == redis ]]; then
+      kill "$first_pid"; wait "$first_pid" 2>/dev/null || true
+    fi
   fi
   kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
 done
