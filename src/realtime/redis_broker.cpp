@@ -659,6 +659,18 @@ struct redis_broker::state {
       done(presence_result{unavailable(s), 0, false, {}, {}});
       return;
     }
+    if (request.limit == 0) {  // the count alone (every presence push asks for it)
+      presence_call(name, "count", {}, [&s, done = std::move(done)](const redisReply* r) mutable {
+        presence_result res;
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+          res.error = r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s);
+        } else {
+          res.count = static_cast<std::size_t>(r->integer);
+        }
+        done(std::move(res));
+      });
+      return;
+    }
     presence_call(name, "list", {},
                   [&s, rq = std::move(request), done = std::move(done)](const redisReply* r) mutable {
                     presence_result res;

@@ -125,7 +125,9 @@ inline constexpr const char* k_read = SWITCHBOARD_REDIS_EPOCH
 // list), lease ms, entries…. Entries whose lease ran out (their node died)
 // leave first, with a leave push. add: (re)lease, join push. refresh:
 // (re)lease; an entry that was missing (Redis lost it) joins again. remove:
-// leave push if it was there. list: returns the entries.
+// leave push if it was there. list: returns the entries. count: returns how
+// many there are (the per-tick count of a presence push: no entry crosses
+// the network).
 inline constexpr const char* k_presence =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -137,6 +139,7 @@ inline constexpr const char* k_presence =
     "local mode = ARGV[1]\n"
     "local lease = tonumber(ARGV[2])\n"
     "if mode == 'list' then return redis.call('ZRANGE', KEYS[1], 0, -1) end\n"
+    "if mode == 'count' then return redis.call('ZCARD', KEYS[1]) end\n"
     "for i = 3, #ARGV do\n"
     "  if mode == 'remove' then\n"
     "    if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then\n"

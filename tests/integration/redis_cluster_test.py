@@ -188,10 +188,14 @@ class Cluster(unittest.TestCase):
                 self.assertEqual((status, answer), (200, {"epoch": epoch, "offset": 2}))
                 m = await sa.push("message", "chat:cross")
                 self.assertEqual((m["offset"], m["data"]), (2, "over http"))
-                # Presence is cluster-wide: both nodes list both clients.
+                # Presence is cluster-wide: both nodes list both clients, and
+                # the count of each presence push (Redis's ZCARD) says two too.
                 for s in (sa, sb):
                     p = await s.request("presence", channel="chat:cross")
                     self.assertEqual(len(p["result"]["clients"]), 2, p)
+                batched = [m for m in sa.inbox if m.get("push") == "presence"]
+                self.assertTrue(batched, sa.inbox)
+                self.assertEqual(batched[-1]["count"], 2, batched)
                 # The HTTP API's channel list is cluster-wide too.
                 status, _, body = http_request(self.a, "GET", "/api/channels",
                                                headers={"X-API-Key": API_KEY})
