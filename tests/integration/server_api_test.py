@@ -291,6 +291,44 @@ class Methods(ServerTestCase):
         run(go())
 
 
+class JournalRemoval(unittest.TestCase):
+    """history_remove with [history] journal: kill -9 right after, and the restart does
+    not replay what was removed."""
+
+    def test_removed_history_stays_removed_after_a_crash(self):
+        import tempfile
+        import shutil
+        state = tempfile.mkdtemp(prefix="switchboard-api-journal-")
+        config = base_config(**{"api": {"key": API_KEY}, "history": {
+            "snapshot_file": os.path.join(state, "snap"),
+            "journal": os.path.join(state, "journal"), "journal_fsync": "always"}})
+        try:
+            first = ServeServer(config)
+            try:
+                for i in range(3):
+                    status, answer = api_generic(first.port, {"method": "publish", "params": {
+                        "channel": "chat:kept", "data": i}})
+                    self.assertEqual(status, 200, answer)
+                    status, answer = api_generic(first.port, {"method": "publish", "params": {
+                        "channel": "chat:gone", "data": i}})
+                    self.assertEqual(status, 200, answer)
+                self.assertEqual(api(first.port, "history_remove", {"channel": "chat:gone"}),
+                                 (200, {}))
+                first.kill()
+            finally:
+                first.cleanup()
+            second = ServeServer(config)
+            try:
+                status, answer = api(second.port, "history", {"channel": "chat:kept"})
+                self.assertEqual([p["data"] for p in answer["publications"]], [0, 1, 2], answer)
+                status, answer = api(second.port, "history", {"channel": "chat:gone"})
+                self.assertEqual(answer["publications"], [], answer)
+            finally:
+                second.cleanup()
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+
 class Cluster(unittest.TestCase):
     """Two nodes on one Redis: actions and info reach across nodes."""
 
