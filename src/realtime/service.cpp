@@ -27,6 +27,7 @@
 #include <switchboard/net/tls_context.hpp>
 #include <switchboard/server/server.hpp>
 
+#include "admin.hpp"
 #include "assets.hpp"
 #include "auth.hpp"
 #include "http_api.hpp"
@@ -70,6 +71,10 @@ struct service::impl {
   // This node in the server API's `info` (random at each start).
   std::string node_id = random_hex(8);
   std::uint64_t started_ms = mono_ms();
+  // [admin]: the dashboard, on the main server or on its own (admin_srv,
+  // destroyed before the dashboard it serves).
+  std::unique_ptr<admin_console> admin;
+  std::unique_ptr<server::server> admin_srv;
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -237,6 +242,21 @@ void service::impl::build_server() {
   });
   api->install(*srv, *http_errors);
   methods->install(*srv, *api, *http_errors);
+  if (config.admin_enabled) {
+    admin = std::make_unique<admin_console>(config, *hub_, *methods);
+    if (config.admin_host.empty()) {
+      admin->install(*srv, *http_errors);
+    } else {
+      server::server_options ao;
+      ao.host = config.admin_host;
+      ao.port = config.admin_port;
+      ao.threads = 1;
+      ao.handle_signals = false;  // the main server's run() handles them
+      ao.tls = tls.get();
+      admin_srv = std::make_unique<server::server>(ao);
+      admin->install(*admin_srv, *http_errors);
+    }
+  }
   if (config.demo) {
     for (const detail::asset& a : detail::embedded_assets()) {
       auto serve = [a](const server::http_request&, server::http_response& res) {
@@ -288,6 +308,7 @@ void service::impl::housekeeping_loop() {
     if (const std::uint64_t now = mono_ms(); now >= next_node_ms) {
       next_node_ms = now + 1000;  // `info` of other nodes is at most this old
       broker_->publish_node(node_id, node_json());
+      if (admin) admin->tick();
     }
     sessions_->tick();
     broker_->tick();
@@ -333,6 +354,7 @@ service::service(realtime_config config, log_function log)
 
 service::~service() {
   impl_->stop_housekeeping();
+  impl_->admin_srv.reset();
   // The server's destructor runs on_close for the connections it still has,
   // which touch the hub and the broker: destroy it while they are alive.
   impl_->srv.reset();
@@ -371,6 +393,15 @@ std::error_code service::listen() {
     s.error = "listen on " + s.config.host + ":" + std::to_string(s.config.port) + ": " + ec.message();
     return ec;
   }
+  if (s.admin_srv) {
+    if (auto ec = s.admin_srv->listen()) {
+      s.error = "admin: listen on " + s.config.admin_host + ":" +
+                std::to_string(s.config.admin_port) + ": " + ec.message();
+      return ec;
+    }
+    s.say(log_level::info, "admin dashboard on " + s.config.admin_host + ":" +
+                               std::to_string(s.admin_srv->port()) + "/admin");
+  }
   return {};
 }
 
@@ -379,7 +410,19 @@ std::uint16_t service::port() const noexcept { return impl_->srv ? impl_->srv->p
 std::error_code service::run() {
   impl& s = *impl_;
   s.housekeeper = std::thread([&s] { s.housekeeping_loop(); });
+  if (s.admin_srv) {
+    if (auto ec = s.admin_srv->start()) {
+      s.error = "admin: " + ec.message();
+      s.stop_housekeeping();
+      s.broker_->stop();
+      return ec;
+    }
+  }
   const std::error_code ec = s.srv->run();
+  if (s.admin_srv) {
+    s.admin_srv->shutdown();
+    (void)s.admin_srv->wait();
+  }
   s.stop_housekeeping();
   s.broker_->stop();
   // Why: history that could not be saved is lost; the exit status must say so
