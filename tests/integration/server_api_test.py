@@ -291,6 +291,91 @@ class Methods(ServerTestCase):
         run(go())
 
 
+def basic(user, password):
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()}
+
+
+class Admin(ServerTestCase):
+    """The /admin dashboard's authentication (docs/admin.md): never anonymous."""
+
+    CONFIG = {"api": {"key": API_KEY}, "admin": {"enabled": True, "password": "admin-pw"}}
+
+    def test_every_route_needs_the_password(self):
+        port = self.server.port
+        for method, path in (("GET", "/admin"), ("GET", "/admin/"), ("GET", "/admin/admin.js"),
+                             ("GET", "/admin/ticket"), ("POST", "/admin/api/info")):
+            for headers in ({}, basic("op", "wrong"), basic("op", API_KEY),
+                            {"Authorization": "Bearer admin-pw"},
+                            {"Authorization": "Basic !!notbase64"}):
+                status, h, body = http_request(port, method, path, b"{}", headers)
+                self.assertEqual(status, 401, (method, path, headers, body))
+                self.assertTrue(h.get("www-authenticate", "").startswith("Basic realm="), h)
+            status, h, body = http_request(port, method, path, b"{}", basic("anyone", "admin-pw"))
+            self.assertEqual(status, 200, (method, path, body))
+        status, _, body = http_request(port, "GET", "/admin", None, basic("op", "admin-pw"))
+        self.assertIn(b"/admin/admin.js", body)
+
+    def test_the_stream_needs_a_fresh_one_use_ticket(self):
+        port = self.server.port
+
+        async def go():
+            for query in ("", "?ticket=", "?ticket=0123456789abcdef0123456789abcdef"):
+                with self.assertRaises(websockets.InvalidStatusCode) as e:
+                    async with connect_ws(port, path="/admin/ws" + query, subprotocols=()):
+                        pass
+                self.assertEqual(e.exception.status_code, 401)
+            status, _, body = http_request(port, "GET", "/admin/ticket", None,
+                                           basic("op", "admin-pw"))
+            ticket = json.loads(body)["ticket"]
+            async with connect_ws(port, path="/admin/ws?ticket=" + ticket, subprotocols=()) as ws:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), slow(5)))
+                self.assertEqual(frame["type"], "stats")
+                self.assertEqual(len(frame["info"]["nodes"]), 1, frame)
+                self.assertIn("channels", frame)
+            # One use: the same ticket again is refused.
+            with self.assertRaises(websockets.InvalidStatusCode) as e:
+                async with connect_ws(port, path="/admin/ws?ticket=" + ticket, subprotocols=()):
+                    pass
+            self.assertEqual(e.exception.status_code, 401)
+        run(go())
+
+
+class AdminConfig(unittest.TestCase):
+    def test_off_by_default_own_listener_and_never_anonymous(self):
+        plain = ServeServer(base_config(**{"api": {"key": API_KEY}}))
+        try:
+            status, _, _ = http_request(plain.port, "GET", "/admin", None, basic("op", API_KEY))
+            self.assertEqual(status, 404)
+        finally:
+            plain.cleanup()
+        # [admin] without password uses the api key; on its own listener only.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            admin_port = s.getsockname()[1]
+        own = ServeServer(base_config(**{"api": {"key": API_KEY}, "admin": {
+            "enabled": True, "host": "127.0.0.1", "port": admin_port}}))
+        try:
+            status, _, _ = http_request(own.port, "GET", "/admin", None, basic("op", API_KEY))
+            self.assertEqual(status, 404)
+            status, _, _ = http_request(admin_port, "GET", "/admin", None, basic("op", API_KEY))
+            self.assertEqual(status, 200)
+            status, _, _ = http_request(admin_port, "GET", "/admin", None)
+            self.assertEqual(status, 401)
+            status, _, body = http_request(admin_port, "POST", "/admin/api/info", b"{}",
+                                           basic("op", API_KEY))
+            self.assertEqual(status, 200, body)
+        finally:
+            code, _ = own.stop(timeout=10)
+            own.cleanup()
+            self.assertEqual(code, 0)
+        # Enabled with neither a password nor an API key: refused at start (exit 2).
+        with self.assertRaises(harness.ServerError) as e:
+            ServeServer(base_config(**{"admin": {"enabled": True}}))
+        self.assertIn("never anonymous", str(e.exception))
+
+
 class JournalRemoval(unittest.TestCase):
     """history_remove with [history] journal: kill -9 right after, and the restart does
     not replay what was removed."""
