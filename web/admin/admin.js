@@ -59,7 +59,9 @@ function buildCharts() {
     const h = el('h2');
     h.append(el('span', {}, c.title), el('span', { class: 'now' }, '–'));
     const svg = el('svg:svg', { viewBox: '0 0 600 120', preserveAspectRatio: 'none', role: 'img', 'aria-label': c.title });
-    box.append(h, svg, el('div', { class: 'legend' }));
+    const foot = el('div', { class: 'legend' });
+    box.append(h, svg, el('div', { class: 'foot' }, ''), foot);
+    box.querySelector('.foot').append(el('span', { class: 'top' }, ''));
     root.append(box);
   }
 }
@@ -81,7 +83,7 @@ function drawChart(c) {
   for (const f of [0.25, 0.5, 0.75]) {
     svg.append(el('svg:line', { class: 'grid', x1: 0, x2: 600, y1: 120 * f, y2: 120 * f }));
   }
-  svg.append(el('svg:text', { class: 'axis', x: 4, y: 12 }, nice(top)));
+  box.querySelector('.top').textContent = `max ${nice(top)}`;
   let now = 0;
   state.nodes.forEach((id, i) => {
     const values = perNode[id] ?? [];
