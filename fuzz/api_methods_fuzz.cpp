@@ -15,7 +15,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-
 #include <switchboard/server/server.hpp>
 
 #include "http_api_methods.hpp"
@@ -68,7 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const auto nl = input.find('\n');
   const std::string_view method = input.substr(0, nl);
-  const std::string params(nl == std::string_view::npos ? std::string_view() : input.substr(nl + 1));
+  const std::string params(nl == std::string_view::npos ? std::string_view()
+                                                        : input.substr(nl + 1));
   int calls = 0;
   api_reply reply;
   w.methods->call(method, params, [&](api_reply r) {

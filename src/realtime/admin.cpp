@@ -4,10 +4,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <simdjson.h>
-#include <switchboard/protocol/http_head.hpp>
 
 #include <algorithm>
 #include <memory>
+#include <switchboard/protocol/http_head.hpp>
 #include <vector>
 
 #include "assets.hpp"
@@ -65,8 +65,7 @@ std::string_view query_param(std::string_view query, std::string_view name) {
 admin_console::admin_console(const realtime_config& config, hub& h, api_methods& methods)
     : config_(config), hub_(h), methods_(methods) {}
 
-bool admin_console::authorized(const server::http_request& req,
-                               server::http_response& res) const {
+bool admin_console::authorized(const server::http_request& req, server::http_response& res) const {
   const std::string& expected =
       config_.admin_password.empty() ? config_.api_key : config_.admin_password;
   const auto header = req.header("Authorization");
@@ -79,8 +78,8 @@ bool admin_console::authorized(const server::http_request& req,
   res.set_status(401);
   res.add_header("WWW-Authenticate", "Basic realm=\"switchboard admin\", charset=\"UTF-8\"");
   res.set_content_type("application/json");
-  res.set_body(http_error_body(401, header ? "bad admin password"
-                                           : "the dashboard needs HTTP Basic authentication"));
+  res.set_body(http_error_body(
+      401, header ? "bad admin password" : "the dashboard needs HTTP Basic authentication"));
   return false;
 }
 
@@ -108,8 +107,7 @@ bool admin_console::redeem_ticket(std::string_view ticket) {
 void admin_console::install(server::server& srv, counter_family& errors) {
   srv_ = &srv;
   auto guarded = [this, &errors](auto handler) {
-    return [this, &errors, handler](const server::http_request& req,
-                                    server::http_response& res) {
+    return [this, &errors, handler](const server::http_request& req, server::http_response& res) {
       if (!authorized(req, res)) {
         errors.with("401").inc();
         return;

@@ -25,7 +25,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/server/server.hpp>
 

@@ -26,11 +26,15 @@ namespace switchboard::realtime::detail {
 
 namespace {
 
-api_reply fail(const failure& f) { return api_reply{f.code, {}, f.message}; }
+api_reply fail(const failure& f) {
+  return api_reply{f.code, {}, f.message};
+}
 api_reply fail(const error_def& e, std::string_view detail = {}) {
   return fail(make_failure(e, detail));
 }
-api_reply ok(std::string result) { return api_reply{200, std::move(result), {}}; }
+api_reply ok(std::string result) {
+  return api_reply{200, std::move(result), {}};
+}
 
 // A parameter outside the method's list is refused: a misspelt optional one
 // ("chanel", "limt") would otherwise be ignored without a word.
@@ -161,66 +165,69 @@ class answer {
 };
 
 constexpr std::string_view k_methods[] = {
-    "publish",        "broadcast", "batch",          "subscribe", "unsubscribe", "disconnect",
-    "presence",       "presence_stats", "history",   "history_remove", "channels", "info"};
+    "publish",  "broadcast",      "batch",   "subscribe",      "unsubscribe", "disconnect",
+    "presence", "presence_stats", "history", "history_remove", "channels",    "info"};
 
 }  // namespace
 
-api_methods::api_methods(const realtime_config& config, hub& h, sessions& s,
-                         std::string node_id, node_stats stats)
-    : config_(config), hub_(h), sessions_(s), node_id_(std::move(node_id)),
+api_methods::api_methods(const realtime_config& config, hub& h, sessions& s, std::string node_id,
+                         node_stats stats)
+    : config_(config),
+      hub_(h),
+      sessions_(s),
+      node_id_(std::move(node_id)),
       stats_(std::move(stats)) {}
 
 void api_methods::install(server::server& srv, const http_api& api, counter_family& errors) {
   // One handler for both shapes: `method` empty means POST /api, whose body
   // names the method.
   auto route = [this, &api, &errors](std::string method) {
-    return [this, &api, &errors, method](const server::http_request& req,
-                                         server::http_response& res) {
-      auto a = std::make_shared<answer>(res);
-      auto finish = [a, &errors](api_reply r) {
-        if (r.status >= 400) errors.with(std::to_string(r.status)).inc();
-        a->fill(r);
-      };
-      if (!api.check_api_key(req, res)) {
-        errors.with(std::to_string(res.status())).inc();
-        return;
-      }
-      if (!method.empty()) {
-        call(method, req.body(), std::move(finish));
-        a->handler_returns();
-        return;
-      }
-      thread_local simdjson::dom::parser parser;
-      simdjson::dom::object obj;
-      const std::string_view body = req.body();
-      if (parser.parse(body.data(), body.size()).get(obj)) {
-        finish(fail(errors::bad_param, "the body must be a JSON object"));
-        return;
-      }
-      std::string_view name;
-      simdjson::dom::element params;
-      std::string params_text = "{}";
-      if (auto f = check_keys(obj, {"method", "params"})) {
-        finish(fail(*f));
-        return;
-      }
-      if (auto f = get_string(obj, "method", name, true)) {
-        finish(fail(*f));
-        return;
-      }
-      if (!obj["params"].get(params)) {
-        if (!params.is_object()) {
-          finish(fail(errors::bad_param, "params must be an object"));
-          return;
-        }
-        params_text = simdjson::minify(params);
-      }
-      // Copied: call() parses again with the same thread's parser.
-      const std::string m(name);
-      call(m, params_text, std::move(finish));
-      a->handler_returns();
-    };
+    return
+        [this, &api, &errors, method](const server::http_request& req, server::http_response& res) {
+          auto a = std::make_shared<answer>(res);
+          auto finish = [a, &errors](api_reply r) {
+            if (r.status >= 400) errors.with(std::to_string(r.status)).inc();
+            a->fill(r);
+          };
+          if (!api.check_api_key(req, res)) {
+            errors.with(std::to_string(res.status())).inc();
+            return;
+          }
+          if (!method.empty()) {
+            call(method, req.body(), std::move(finish));
+            a->handler_returns();
+            return;
+          }
+          thread_local simdjson::dom::parser parser;
+          simdjson::dom::object obj;
+          const std::string_view body = req.body();
+          if (parser.parse(body.data(), body.size()).get(obj)) {
+            finish(fail(errors::bad_param, "the body must be a JSON object"));
+            return;
+          }
+          std::string_view name;
+          simdjson::dom::element params;
+          std::string params_text = "{}";
+          if (auto f = check_keys(obj, {"method", "params"})) {
+            finish(fail(*f));
+            return;
+          }
+          if (auto f = get_string(obj, "method", name, true)) {
+            finish(fail(*f));
+            return;
+          }
+          if (!obj["params"].get(params)) {
+            if (!params.is_object()) {
+              finish(fail(errors::bad_param, "params must be an object"));
+              return;
+            }
+            params_text = simdjson::minify(params);
+          }
+          // Copied: call() parses again with the same thread's parser.
+          const std::string m(name);
+          call(m, params_text, std::move(finish));
+          a->handler_returns();
+        };
   };
   srv.http("POST", "/api", route({}));
   for (const std::string_view m : k_methods) {
@@ -605,7 +612,8 @@ void api_methods::channels(simdjson::dom::object p, done_fn done) {
   hub_.backend().channels([this, done = std::move(done),
                            pattern = std::string(pattern)](broker::channels_result r) mutable {
     if (r.error) return done(fail(*r.error));
-    std::erase_if(r.channels, [&](const channel_info& ch) { return !glob_match(pattern, ch.name); });
+    std::erase_if(r.channels,
+                  [&](const channel_info& ch) { return !glob_match(pattern, ch.name); });
     std::sort(r.channels.begin(), r.channels.end(),
               [](const channel_info& a, const channel_info& b) { return a.name < b.name; });
     std::string result = "{\"channels\":[";

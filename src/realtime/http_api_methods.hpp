@@ -21,7 +21,6 @@
 #include <functional>
 #include <string>
 #include <string_view>
-
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/server/server.hpp>
 
@@ -38,7 +37,7 @@ class http_api;
 // the failure.
 struct api_reply {
   int status = 200;
-  std::string result;  // a JSON object; set when status is 200
+  std::string result;   // a JSON object; set when status is 200
   std::string message;  // the error's message otherwise
 };
 
@@ -57,8 +56,7 @@ class api_methods {
 
   // Runs `method` with `params` (the text of a JSON object). `done` runs
   // exactly once, maybe before this returns, maybe on another thread.
-  void call(std::string_view method, std::string_view params,
-            broker::completion<api_reply> done);
+  void call(std::string_view method, std::string_view params, broker::completion<api_reply> done);
 
   // This node's statistics now (node_stats); the node id is in them.
   std::string stats() const { return stats_(); }

@@ -259,7 +259,8 @@ struct redis_broker::state {
   void on_sub_ready(shard& s) {
     update_health();
     // The server API's control messages travel on the first shard.
-    if (&s == shards.front().get()) s.sub->command({"SUBSCRIBE", control_key()}, [](const redisReply*) {});
+    if (&s == shards.front().get())
+      s.sub->command({"SUBSCRIBE", control_key()}, [](const redisReply*) {});
     for (auto& [name, c] : channels) {
       if (c->home == &s) send_subscribe(*c);
     }
@@ -683,27 +684,25 @@ struct redis_broker::state {
   void remove_history(const std::string& name, completion<std::optional<failure>> done) {
     shard& s = shard_of(name);
     if (!s.cmd->ready()) return done(unavailable(s));
-    s.cmd->command({"DEL", key('s', name)},
-                   [&s, done = std::move(done)](const redisReply* r) mutable {
-                     if (!r || r->type == REDIS_REPLY_ERROR) {
-                       return done(r ? make_failure(errors::broker_unavailable, reply_text(r))
-                                     : unavailable(s));
-                     }
-                     done(std::nullopt);
-                   });
+    s.cmd->command({"DEL", key('s', name)}, [&s,
+                                             done = std::move(done)](const redisReply* r) mutable {
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        return done(r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s));
+      }
+      done(std::nullopt);
+    });
   }
 
   void send_control(const std::string& message, completion<std::optional<failure>> done) {
     shard& s = *shards.front();
     if (!s.cmd->ready()) return done(unavailable(s));
-    s.cmd->command({"PUBLISH", control_key(), message},
-                   [&s, done = std::move(done)](const redisReply* r) mutable {
-                     if (!r || r->type == REDIS_REPLY_ERROR) {
-                       return done(r ? make_failure(errors::broker_unavailable, reply_text(r))
-                                     : unavailable(s));
-                     }
-                     done(std::nullopt);
-                   });
+    s.cmd->command({"PUBLISH", control_key(), message}, [&s, done = std::move(done)](
+                                                            const redisReply* r) mutable {
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        return done(r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s));
+      }
+      done(std::nullopt);
+    });
   }
 
   // A node's statistics live 5 s: a node that stops publishing them (it
@@ -722,7 +721,7 @@ struct redis_broker::state {
     shard& s = *shards.front();
     if (!s.cmd->ready()) return done(nodes_result{unavailable(s), {}});
     s.cmd->command({"SMEMBERS", opts().key_prefix + "nodes"}, [this, &s, done = std::move(done)](
-                                                                   const redisReply* r) mutable {
+                                                                  const redisReply* r) mutable {
       if (!r || r->type != REDIS_REPLY_ARRAY) {
         return done(nodes_result{
             r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s), {}});
@@ -734,8 +733,8 @@ struct redis_broker::state {
       std::vector<std::string_view> argv{"MGET"};
       for (const std::string& id : ids) keys.push_back(key('n', id));
       for (const std::string& k : keys) argv.push_back(k);
-      s.cmd->command(argv, [this, &s, ids = std::move(ids), done = std::move(done)](
-                               const redisReply* r) mutable {
+      s.cmd->command(argv, [this, &s, ids = std::move(ids),
+                            done = std::move(done)](const redisReply* r) mutable {
         nodes_result res;
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != ids.size()) {
           res.error = r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s);

@@ -90,7 +90,8 @@ void sessions::apply_control(std::string_view message) {
   }
   if (targets.empty()) return;
   if (op == "disconnect") {
-    for (const auto& id : targets) srv_->close(id, static_cast<std::uint16_t>(code), std::string(reason));
+    for (const auto& id : targets)
+      srv_->close(id, static_cast<std::uint16_t>(code), std::string(reason));
     return;
   }
   const bool subscribe = op == "subscribe";
@@ -133,8 +134,7 @@ void sessions::server_subscribe(server::websocket& ws, const std::string& channe
   read_request request;
   request.limit = 1;  // the position is what matters; no publications are sent
   hub_.backend().read(
-      name, *ns, std::move(request),
-      [this, &ch, id = ws.id()](read_result result) mutable {
+      name, *ns, std::move(request), [this, &ch, id = ws.id()](read_result result) mutable {
         srv_->dispatch(id, [this, &ch, r = std::move(result)](server::websocket* w) {
           if (!w || r.error) {
             hub_.leave(ch);
