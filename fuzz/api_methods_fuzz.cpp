@@ -46,7 +46,7 @@ struct world {
     srv = std::make_unique<server::server>();
     h = std::make_unique<hub>(config, *srv, *broker, publications);
     s = std::make_unique<sessions>(config, *h, nullptr, session_metrics{}, nullptr);
-    methods = std::make_unique<api_methods>(config, *h, *s, "fuzz",
+    methods = std::make_unique<api_methods>(*h, *s, "fuzz",
                                             [] { return std::string("{\"node\":\"fuzz\"}"); });
     h->set_control_handler([this](std::string_view m) { s->apply_control(m); });
     check(broker->start(*h).empty());

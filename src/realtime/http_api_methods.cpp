@@ -170,13 +170,8 @@ constexpr std::string_view k_methods[] = {
 
 }  // namespace
 
-api_methods::api_methods(const realtime_config& config, hub& h, sessions& s, std::string node_id,
-                         node_stats stats)
-    : config_(config),
-      hub_(h),
-      sessions_(s),
-      node_id_(std::move(node_id)),
-      stats_(std::move(stats)) {}
+api_methods::api_methods(hub& h, sessions& s, std::string node_id, node_stats stats)
+    : hub_(h), sessions_(s), node_id_(std::move(node_id)), stats_(std::move(stats)) {}
 
 void api_methods::install(server::server& srv, const http_api& api, counter_family& errors) {
   // One handler for both shapes: `method` empty means POST /api, whose body

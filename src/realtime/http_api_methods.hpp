@@ -47,8 +47,7 @@ class api_methods {
   using node_stats = std::function<std::string()>;
 
   // Every reference must outlive this object.
-  api_methods(const realtime_config& config, hub& h, sessions& s, std::string node_id,
-              node_stats stats);
+  api_methods(hub& h, sessions& s, std::string node_id, node_stats stats);
 
   // Adds POST /api and POST /api/<method> (every method but publish, which
   // http_api serves already). REQUIRES: before srv.listen().
@@ -80,7 +79,6 @@ class api_methods {
   void channels(simdjson::dom::object p, done_fn done);
   void info(simdjson::dom::object p, done_fn done);
 
-  const realtime_config& config_;
   hub& hub_;
   sessions& sessions_;
   std::string node_id_;

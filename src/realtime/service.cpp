@@ -196,7 +196,7 @@ void service::impl::build_server() {
                                          session_counters, log);
   api = std::make_unique<http_api>(config, *hub_, *sessions_);
   hub_->set_control_handler([this](std::string_view m) { sessions_->apply_control(m); });
-  methods = std::make_unique<api_methods>(config, *hub_, *sessions_, node_id,
+  methods = std::make_unique<api_methods>(*hub_, *sessions_, node_id,
                                           [this] { return node_json(); });
 
   server::ws_behavior b;
