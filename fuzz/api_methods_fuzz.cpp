@@ -52,7 +52,7 @@ struct world {
     check(broker->start(*h).empty());
   }
   realtime::realtime_config config;
-  counter publications;
+  realtime::counter publications;
   std::unique_ptr<memory_broker> broker;
   std::unique_ptr<server::server> srv;
   std::unique_ptr<hub> h;
