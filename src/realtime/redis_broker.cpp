@@ -258,8 +258,8 @@ struct redis_broker::state {
 
   void on_sub_ready(shard& s) {
     update_health();
-    // The server API's control messages travel on the first shard.
-    if (&s == shards.front().get())
+    // The server API's control messages travel on one shard (api_shard()).
+    if (&s == &api_shard())
       s.sub->command({"SUBSCRIBE", control_key()}, [](const redisReply*) {});
     for (auto& [name, c] : channels) {
       if (c->home == &s) send_subscribe(*c);
@@ -680,6 +680,9 @@ struct redis_broker::state {
   // ---- the server API ----------------------------------------------------
 
   std::string control_key() const { return key('x', "control"); }
+  // Where the server API's keys live: placed on the ring like a channel, so
+  // every node finds the same shard whatever the order of its URLs.
+  shard& api_shard() { return shard_of("#server-api"); }
 
   void remove_history(const std::string& name, completion<std::optional<failure>> done) {
     shard& s = shard_of(name);
@@ -694,7 +697,7 @@ struct redis_broker::state {
   }
 
   void send_control(const std::string& message, completion<std::optional<failure>> done) {
-    shard& s = *shards.front();
+    shard& s = api_shard();
     if (!s.cmd->ready()) return done(unavailable(s));
     s.cmd->command({"PUBLISH", control_key(), message}, [&s, done = std::move(done)](
                                                             const redisReply* r) mutable {
@@ -711,14 +714,14 @@ struct redis_broker::state {
   static constexpr std::string_view k_node_lease_ms = "5000";
 
   void publish_node(const std::string& id, const std::string& json) {
-    shard& s = *shards.front();
+    shard& s = api_shard();
     if (!s.cmd->ready()) return;
     s.cmd->command({"SET", key('n', id), json, "PX", k_node_lease_ms}, [](const redisReply*) {});
     s.cmd->command({"SADD", opts().key_prefix + "nodes", id}, [](const redisReply*) {});
   }
 
   void nodes(completion<nodes_result> done) {
-    shard& s = *shards.front();
+    shard& s = api_shard();
     if (!s.cmd->ready()) return done(nodes_result{unavailable(s), {}});
     s.cmd->command({"SMEMBERS", opts().key_prefix + "nodes"}, [this, &s, done = std::move(done)](
                                                                   const redisReply* r) mutable {

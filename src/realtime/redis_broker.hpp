@@ -75,9 +75,10 @@ class redis_broker final : public broker {
   void tick() override;
   // DEL of the channel's stream (its meta keeps epoch and offset).
   void remove_history(std::string_view channel, completion<std::optional<failure>> done) override;
-  // PUBLISH on P x:control (first shard), which every node subscribes to.
+  // PUBLISH on P x:control (one shard, the same for every node), which every
+  // node subscribes to.
   void send_control(std::string message, completion<std::optional<failure>> done) override;
-  // SET P n:<id> with a 5 s lease, and the id in the set P nodes (first
+  // SET P n:<id> with a 5 s lease, and the id in the set P nodes (that
   // shard); nodes() lists the ids whose key is still there.
   void publish_node(std::string_view node_id, std::string json) override;
   void nodes(completion<nodes_result> done) override;

@@ -500,5 +500,44 @@ class Cluster(unittest.TestCase):
         self.assertEqual([c["channel"] for c in answer["channels"]], ["chat:shared"], answer)
 
 
+class Shards(unittest.TestCase):
+    """Two Redis shards listed in a different order by each node: the server API's keys
+    and control channel are found on the same shard by both."""
+
+    def test_actions_and_info_with_shards_in_any_order(self):
+        r1, r2 = RedisServer(), RedisServer()
+        nodes = []
+        try:
+            for urls in ([r1.url, r2.url], [r2.url, r1.url]):
+                config = node_config(r1.url)
+                config["broker"]["urls"] = urls
+                nodes.append(ServeServer(config))
+            for n in nodes:
+                wait_health(n.port, 200)
+            a, b = nodes[0].port, nodes[1].port
+            deadline = time.monotonic() + slow(5)
+            while True:
+                status, answer = api(b, "info")
+                if len(answer.get("nodes", [])) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(len(answer["nodes"]), 2, answer)
+
+            async def go():
+                on_b = await user_session(b, "shard-u")
+                try:
+                    status, answer = api(a, "disconnect", {"user": "shard-u", "code": 4444})
+                    self.assertEqual(status, 200, answer)
+                    self.assertEqual(await close_code_of(on_b.ws), 4444)
+                finally:
+                    await on_b.ws.close()
+            run(go())
+        finally:
+            for n in nodes:
+                n.cleanup()
+            r1.cleanup()
+            r2.cleanup()
+
+
 if __name__ == "__main__":
     harness.main()
