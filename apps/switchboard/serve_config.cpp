@@ -188,6 +188,16 @@ const config_key k_keys[] = {
     {"metrics", "key", &realtime_config::metrics_key, k_any,
      "bearer token GET /metrics requires (Authorization: Bearer KEY); empty: /metrics is open",
      "--metrics-key", "KEY", k_env_metrics_key},
+    // [admin]
+    {"admin", "enabled", &realtime_config::admin_enabled, k_any,
+     "serve the live dashboard at /admin (docs/admin.md)", "--admin"},
+    {"admin", "password", &realtime_config::admin_password, k_any,
+     "HTTP Basic password of /admin (any user name); empty: the api.key"},
+    {"admin", "host", &realtime_config::admin_host, k_any,
+     "address of the dashboard's own listener (then not on the main port); empty: the main "
+     "listener"},
+    {"admin", "port", &realtime_config::admin_port, k_port,
+     "port of the dashboard's own listener (with admin.host; 0 picks a free one)"},
     // [limits]
     {"limits", "max_message_size", &realtime_config::max_message_size, k_message_size,
      "largest inbound WebSocket message in bytes; larger closes with 1009", "--max-message-size",
@@ -284,7 +294,7 @@ const namespace_key k_namespace_keys[] = {
 
 constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
                                            "keepalive", "shutdown", "history", "broker", "log",
-                                           "namespaces"};
+                                           "namespaces", "admin"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

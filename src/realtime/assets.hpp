@@ -15,6 +15,8 @@ struct asset {
 
 // Every embedded file, in the order of the CMake list.
 const std::vector<asset>& embedded_assets();
+// The admin dashboard's files (web/admin/), at /admin/<name> (admin.hpp).
+const std::vector<asset>& admin_assets();
 
 // The Content-Type for a path, by its extension.
 constexpr std::string_view content_type_of(std::string_view path) noexcept {

@@ -106,6 +106,9 @@ class broker_events {
     (void)channel;
     (void)epoch;
   }
+  // A control message of the server API (broker::send_control), from this
+  // node or another: every node acts on its own connections.
+  virtual void on_control(std::string_view message) { (void)message; }
 
  protected:
   ~broker_events() = default;
@@ -177,6 +180,31 @@ class broker {
 
   // Periodic upkeep (history TTL); called about every 200 ms.
   virtual void tick() = 0;
+
+  // --- the server API (http_api_methods.cpp) ------------------------------
+
+  // Drops the kept publications of `channel`. Its epoch and offset stay
+  // while the channel has other state (the Redis broker keeps them anyway):
+  // the next publication continues the offsets, and a recovery from before
+  // the removal is told "too far behind". On the memory broker a channel
+  // left with no state goes, like any other, and comes back with a new
+  // epoch. Completes with a failure or nullopt.
+  virtual void remove_history(std::string_view channel,
+                              completion<std::optional<failure>> done) = 0;
+  // Hands `message` to broker_events::on_control of every node sharing the
+  // broker, this one included, once each (no order with publications).
+  // Completes once it is sent (not once every node acted).
+  virtual void send_control(std::string message, completion<std::optional<failure>> done) = 0;
+  // This node's statistics for nodes(): `json` is one JSON object, called
+  // about once a second. A networked broker keeps it for a few seconds only,
+  // so a node that died drops out of the list.
+  virtual void publish_node(std::string_view node_id, std::string json) = 0;
+  struct nodes_result {
+    std::optional<failure> error;
+    std::vector<std::string> nodes;  // the JSON objects of publish_node()
+  };
+  // Every live node's latest publish_node() object.
+  virtual void nodes(completion<nodes_result> done) = 0;
 };
 
 }  // namespace switchboard::realtime::detail

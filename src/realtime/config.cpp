@@ -49,6 +49,10 @@ std::string check_broker(const realtime_config& config) {
 }  // namespace
 
 std::string check_config(const realtime_config& config) {
+  // Why: the dashboard can disconnect users and publish; it is never open to anyone.
+  if (config.admin_enabled && config.admin_password.empty() && config.api_key.empty()) {
+    return "admin: enabled needs admin.password or api.key (the dashboard is never anonymous)";
+  }
   if (config.tls_cert.empty() != config.tls_key.empty()) {
     return std::string("server: set both tls_cert and tls_key, or neither (only ") +
            (config.tls_cert.empty() ? "tls_key" : "tls_cert") + " is set)";

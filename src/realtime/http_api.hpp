@@ -26,6 +26,7 @@ class http_api {
   void install(server::server& srv, counter_family& errors);
 
  private:
+  friend class api_methods;  // the other methods share the key check
   // False (and `res` holds the 401/403) unless the request has the API key.
   bool check_api_key(const server::http_request& req, server::http_response& res) const;
   void publish(const server::http_request& req, server::http_response& res);

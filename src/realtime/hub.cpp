@@ -2,6 +2,7 @@
 #include "hub.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include "channel.hpp"
 #include "wire.hpp"
@@ -94,9 +95,17 @@ void hub::publish(std::string_view channel, const namespace_options& ns, std::st
     done(publish_result{make_failure(errors::publication_too_large), {}, 0});
     return;
   }
+  const auto started = std::chrono::steady_clock::now();
   broker_.publish(channel, ns, publication_tail(data, client, user),
-                  [this, done = std::move(done)](publish_result r) mutable {
-                    if (!r.error) publications_.inc();
+                  [this, started, done = std::move(done)](publish_result r) mutable {
+                    if (!r.error) {
+                      publications_.inc();
+                      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - started);
+                      publish_latency_us_.fetch_add(static_cast<std::uint64_t>(us.count()),
+                                                    std::memory_order_relaxed);
+                      publish_latency_count_.fetch_add(1, std::memory_order_relaxed);
+                    }
                     done(std::move(r));
                   });
 }

@@ -111,6 +111,23 @@ class hub final : public broker_events {
   // Closes the channel's attached connections with 1012: they reconnect,
   // subscribe with `since` and are told `recovered: false`.
   void on_stream_lost(std::string_view channel, std::string_view epoch) override;
+  // Hands the server API's control messages to `handler` (set before the
+  // broker starts; the sessions act on them).
+  void on_control(std::string_view message) override {
+    if (control_) control_(message);
+  }
+  void set_control_handler(std::function<void(std::string_view)> handler) {
+    control_ = std::move(handler);
+  }
+
+  // Publish latency (hub::publish to the broker's completion), for the
+  // admin dashboard: the sum in microseconds and the count, since start.
+  std::uint64_t publish_latency_us() const noexcept {
+    return publish_latency_us_.load(std::memory_order_relaxed);
+  }
+  std::uint64_t publish_latency_count() const noexcept {
+    return publish_latency_count_.load(std::memory_order_relaxed);
+  }
 
  private:
   struct string_hash {
@@ -130,6 +147,9 @@ class hub final : public broker_events {
   std::atomic<std::size_t> subscriptions_{0};
   presence_batcher presence_{k_presence_count_interval_ms};
   std::atomic<std::uint64_t> presence_pushes_{0};
+  std::function<void(std::string_view)> control_;
+  std::atomic<std::uint64_t> publish_latency_us_{0};
+  std::atomic<std::uint64_t> publish_latency_count_{0};
 };
 
 }  // namespace switchboard::realtime::detail

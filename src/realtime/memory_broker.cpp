@@ -368,6 +368,43 @@ void memory_broker::channels(completion<channels_result> done) {
   done(std::move(r));
 }
 
+void memory_broker::remove_history(std::string_view channel,
+                                   completion<std::optional<failure>> done) {
+  std::optional<failure> result;
+  {
+    std::lock_guard lock(mutex_);
+    if (stream* s = find(channel); s && !s->history.empty()) {
+      clear_kept(*s);
+      maybe_drop(*s);
+      // The journal still holds the removed publications: rewrite it now,
+      // or a restart would bring them back.
+      if (!maybe_compact(true)) result = make_failure(errors::removal_not_saved);
+    }
+  }
+  done(std::move(result));
+}
+
+void memory_broker::send_control(std::string message, completion<std::optional<failure>> done) {
+  // Not under the mutex: the node's handler may call the broker again.
+  events_->on_control(message);
+  done(std::nullopt);
+}
+
+void memory_broker::publish_node(std::string_view node_id, std::string json) {
+  (void)node_id;
+  std::lock_guard lock(mutex_);
+  node_json_ = std::move(json);
+}
+
+void memory_broker::nodes(completion<nodes_result> done) {
+  nodes_result r;
+  {
+    std::lock_guard lock(mutex_);
+    if (!node_json_.empty()) r.nodes.push_back(node_json_);
+  }
+  done(std::move(r));
+}
+
 std::size_t memory_broker::channel_count() const { return count_.load(std::memory_order_relaxed); }
 
 broker_stats memory_broker::stats() const {
@@ -590,11 +627,11 @@ std::string memory_broker::write_snapshot(const std::string& id, bool clean) {
 
 // REQUIRES: mutex_. Rewrites the journal into the snapshot once it is
 // k_compact_factor times what it describes.
-void memory_broker::maybe_compact() {
-  if (!journal_) return;
+bool memory_broker::maybe_compact(bool force) {
+  if (!journal_) return true;
   const std::size_t live = history_bytes_ + streams_.size() * 64;
   const std::size_t size = journal_->size();
-  if (size <= compact_floor_ || size <= k_compact_factor * live) return;
+  if (!force && (size <= compact_floor_ || size <= k_compact_factor * live)) return true;
   const std::string id = random_hex(8);
   std::string e;
   auto next = journal_writer::create(
@@ -607,7 +644,7 @@ void memory_broker::maybe_compact() {
     // them, and try again after as much again has been written.
     compact_floor_ = size + k_compact_floor;
     if (options_.log) options_.log(log_level::error, "journal: compaction failed: " + e);
-    return;
+    return false;
   }
   journal_ = std::move(next);
   compact_floor_ = k_compact_floor;
@@ -615,6 +652,7 @@ void memory_broker::maybe_compact() {
     options_.log(log_level::debug, "journal: compacted " + std::to_string(size) + " bytes into " +
                                        options_.snapshot_file);
   }
+  return true;
 }
 
 // REQUIRES: mutex_.

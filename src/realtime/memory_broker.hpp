@@ -78,6 +78,13 @@ class memory_broker final : public broker {
   void channels(completion<channels_result> done) override;
   std::size_t channel_count() const override;
   void tick() override;
+  // With a journal, the removal is made durable by a compaction at once (the
+  // journal would otherwise bring the removed publications back).
+  void remove_history(std::string_view channel, completion<std::optional<failure>> done) override;
+  // One node: the message goes straight to on_control.
+  void send_control(std::string message, completion<std::optional<failure>> done) override;
+  void publish_node(std::string_view node_id, std::string json) override;
+  void nodes(completion<nodes_result> done) override;
 
  private:
   struct stream;
@@ -106,7 +113,9 @@ class memory_broker final : public broker {
   std::string load_state();
   void replay(const journal_record& r, std::int64_t now_wall);
   std::string write_snapshot(const std::string& id, bool clean);
-  void maybe_compact();
+  // `force`: whatever the journal's size (history_remove). False: a
+  // compaction was due and failed.
+  bool maybe_compact(bool force = false);
   void save_snapshot();
 
   const realtime_config& config_;
@@ -133,6 +142,7 @@ class memory_broker final : public broker {
   std::string journal_error_;  // the last append's failure; "" while it works
   std::size_t compact_floor_ = 0;
   std::uint64_t last_sync_ms_ = 0;
+  std::string node_json_;  // publish_node(); guarded by mutex_
 };
 
 }  // namespace switchboard::realtime::detail

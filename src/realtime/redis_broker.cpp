@@ -271,6 +271,9 @@ struct redis_broker::state {
 
   void on_sub_ready(shard& s) {
     update_health();
+    // The server API's control messages travel on one shard (api_shard()).
+    if (&s == &api_shard())
+      s.sub->command({"SUBSCRIBE", control_key()}, [](const redisReply*) {});
     for (auto& [name, c] : channels) {
       if (c->home == &s) send_subscribe(*c);
     }
@@ -341,6 +344,11 @@ struct redis_broker::state {
 
   void on_message(std::string_view key_name, std::string_view payload) {
     const std::string_view prefix = opts().key_prefix;
+    if (key_name.size() == prefix.size() + 9 && key_name.ends_with("x:control") &&
+        key_name.starts_with(prefix)) {
+      events->on_control(payload);
+      return;
+    }
     if (!key_name.starts_with(prefix) || key_name.size() < prefix.size() + 2) return;
     channel* c = find(key_name.substr(prefix.size() + 2));
     if (!c || !c->confirmed || payload.empty()) return;
@@ -732,6 +740,88 @@ struct redis_broker::state {
     }
   }
 
+  // ---- the server API ----------------------------------------------------
+
+  std::string control_key() const { return key('x', "control"); }
+  // Where the server API's keys live: placed on the ring like a channel, so
+  // every node finds the same shard whatever the order of its URLs.
+  shard& api_shard() { return shard_of("#server-api"); }
+
+  void remove_history(const std::string& name, completion<std::optional<failure>> done) {
+    shard& s = shard_of(name);
+    if (!s.cmd->ready()) return done(unavailable(s));
+    s.cmd->command({"DEL", key('s', name)}, [&s,
+                                             done = std::move(done)](const redisReply* r) mutable {
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        return done(r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s));
+      }
+      done(std::nullopt);
+    });
+  }
+
+  void send_control(const std::string& message, completion<std::optional<failure>> done) {
+    shard& s = api_shard();
+    if (!s.cmd->ready()) return done(unavailable(s));
+    s.cmd->command({"PUBLISH", control_key(), message}, [&s, done = std::move(done)](
+                                                            const redisReply* r) mutable {
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        return done(r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s));
+      }
+      done(std::nullopt);
+    });
+  }
+
+  // A node's statistics live 5 s: a node that stops publishing them (it
+  // died) leaves the list within that, and its id leaves the set at the
+  // next listing.
+  static constexpr std::string_view k_node_lease_ms = "5000";
+
+  void publish_node(const std::string& id, const std::string& json) {
+    shard& s = api_shard();
+    if (!s.cmd->ready()) return;
+    s.cmd->command({"SET", key('n', id), json, "PX", k_node_lease_ms}, [](const redisReply*) {});
+    s.cmd->command({"SADD", opts().key_prefix + "nodes", id}, [](const redisReply*) {});
+  }
+
+  void nodes(completion<nodes_result> done) {
+    shard& s = api_shard();
+    if (!s.cmd->ready()) return done(nodes_result{unavailable(s), {}});
+    s.cmd->command({"SMEMBERS", opts().key_prefix + "nodes"}, [this, &s, done = std::move(done)](
+                                                                  const redisReply* r) mutable {
+      if (!r || r->type != REDIS_REPLY_ARRAY) {
+        return done(nodes_result{
+            r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s), {}});
+      }
+      std::vector<std::string> ids;
+      for (std::size_t i = 0; i < r->elements; ++i) ids.emplace_back(reply_text(r->element[i]));
+      if (ids.empty()) return done(nodes_result{});
+      std::vector<std::string> keys;
+      std::vector<std::string_view> argv{"MGET"};
+      for (const std::string& id : ids) keys.push_back(key('n', id));
+      for (const std::string& k : keys) argv.push_back(k);
+      s.cmd->command(argv, [this, &s, ids = std::move(ids),
+                            done = std::move(done)](const redisReply* r) mutable {
+        nodes_result res;
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != ids.size()) {
+          res.error = r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s);
+          return done(std::move(res));
+        }
+        std::vector<std::string_view> gone{"SREM"};
+        const std::string set = opts().key_prefix + "nodes";
+        gone.push_back(set);
+        for (std::size_t i = 0; i < r->elements; ++i) {
+          if (r->element[i]->type == REDIS_REPLY_STRING) {
+            res.nodes.emplace_back(reply_text(r->element[i]));
+          } else {
+            gone.push_back(ids[i]);  // its lease ran out: the node is gone
+          }
+        }
+        if (gone.size() > 2) s.cmd->command(gone, [](const redisReply*) {});
+        done(std::move(res));
+      });
+    });
+  }
+
   // GET /api/channels: every channel with a stream position, on every shard.
   struct listing {
     completion<channels_result> done;
@@ -947,6 +1037,36 @@ void redis_broker::channels(completion<channels_result> done) {
 
 void redis_broker::tick() {
   post([this] { state_->tick(); });
+}
+
+void redis_broker::remove_history(std::string_view channel,
+                                  completion<std::optional<failure>> done) {
+  auto shared = std::make_shared<completion<std::optional<failure>>>(std::move(done));
+  if (!post([this, name = std::string(channel), shared] {
+        state_->remove_history(name, std::move(*shared));
+      })) {
+    (*shared)(stopped_failure());
+  }
+}
+
+void redis_broker::send_control(std::string message, completion<std::optional<failure>> done) {
+  auto shared = std::make_shared<completion<std::optional<failure>>>(std::move(done));
+  if (!post([this, m = std::move(message), shared] {
+        state_->send_control(m, std::move(*shared));
+      })) {
+    (*shared)(stopped_failure());
+  }
+}
+
+void redis_broker::publish_node(std::string_view node_id, std::string json) {
+  post([this, id = std::string(node_id), j = std::move(json)] { state_->publish_node(id, j); });
+}
+
+void redis_broker::nodes(completion<nodes_result> done) {
+  auto shared = std::make_shared<completion<nodes_result>>(std::move(done));
+  if (!post([this, shared] { state_->nodes(std::move(*shared)); })) {
+    (*shared)(nodes_result{stopped_failure(), {}});
+  }
 }
 
 }  // namespace switchboard::realtime::detail

@@ -73,6 +73,15 @@ class redis_broker final : public broker {
   // Channels this node is subscribed to.
   std::size_t channel_count() const override { return count_.load(std::memory_order_relaxed); }
   void tick() override;
+  // DEL of the channel's stream (its meta keeps epoch and offset).
+  void remove_history(std::string_view channel, completion<std::optional<failure>> done) override;
+  // PUBLISH on P x:control (one shard, the same for every node), which every
+  // node subscribes to.
+  void send_control(std::string message, completion<std::optional<failure>> done) override;
+  // SET P n:<id> with a 5 s lease, and the id in the set P nodes (that
+  // shard); nodes() lists the ids whose key is still there.
+  void publish_node(std::string_view node_id, std::string json) override;
+  void nodes(completion<nodes_result> done) override;
 
   struct state;  // everything that lives on the broker's thread (redis_broker.cpp)
 

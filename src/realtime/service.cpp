@@ -8,6 +8,8 @@
 //   broker.hpp         what crosses nodes; memory_broker.cpp is the default,
 //                      redis_broker.cpp shares channels between nodes
 //   http_api.cpp       POST /api/publish, GET /api/channels
+//   http_api_methods.cpp  the server API's other methods (broadcast, batch, …)
+//   session_control.cpp   what those methods do to this node's connections
 //   wire.cpp           every reply, push and error on the wire
 //   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
@@ -25,9 +27,12 @@
 #include <switchboard/net/tls_context.hpp>
 #include <switchboard/server/server.hpp>
 
+#include "admin.hpp"
 #include "assets.hpp"
 #include "auth.hpp"
 #include "http_api.hpp"
+#include "http_api_methods.hpp"
+#include "json.hpp"
 #include "hub.hpp"
 #include "memory_broker.hpp"
 #include "memory_release.hpp"
@@ -62,6 +67,14 @@ struct service::impl {
   std::unique_ptr<hub> hub_;
   std::unique_ptr<sessions> sessions_;
   std::unique_ptr<http_api> api;
+  std::unique_ptr<api_methods> methods;
+  // This node in the server API's `info` (random at each start).
+  std::string node_id = random_hex(8);
+  std::uint64_t started_ms = mono_ms();
+  // [admin]: the dashboard, on the main server or on its own (admin_srv,
+  // destroyed before the dashboard it serves).
+  std::unique_ptr<admin_console> admin;
+  std::unique_ptr<server::server> admin_srv;
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -74,6 +87,7 @@ struct service::impl {
 
   void setup_metrics();
   void build_server();
+  std::string node_json() const;
   void housekeeping_loop();
   void stop_housekeeping();
 };
@@ -181,6 +195,9 @@ void service::impl::build_server() {
   sessions_ = std::make_unique<sessions>(config, *hub_, verifier ? &*verifier : nullptr,
                                          session_counters, log);
   api = std::make_unique<http_api>(config, *hub_, *sessions_);
+  hub_->set_control_handler([this](std::string_view m) { sessions_->apply_control(m); });
+  methods = std::make_unique<api_methods>(*hub_, *sessions_, node_id,
+                                          [this] { return node_json(); });
 
   server::ws_behavior b;
   switch (config.compression) {
@@ -224,6 +241,22 @@ void service::impl::build_server() {
     res.set_body(metrics.render());
   });
   api->install(*srv, *http_errors);
+  methods->install(*srv, *api, *http_errors);
+  if (config.admin_enabled) {
+    admin = std::make_unique<admin_console>(config, *hub_, *methods);
+    if (config.admin_host.empty()) {
+      admin->install(*srv, *http_errors);
+    } else {
+      server::server_options ao;
+      ao.host = config.admin_host;
+      ao.port = config.admin_port;
+      ao.threads = 1;
+      ao.handle_signals = false;  // the main server's run() handles them
+      ao.tls = tls.get();
+      admin_srv = std::make_unique<server::server>(ao);
+      admin->install(*admin_srv, *http_errors);
+    }
+  }
   if (config.demo) {
     for (const detail::asset& a : detail::embedded_assets()) {
       auto serve = [a](const server::http_request&, server::http_response& res) {
@@ -237,12 +270,46 @@ void service::impl::build_server() {
   }
 }
 
+// This node's statistics for the server API's `info` (docs/protocol.md).
+std::string service::impl::node_json() const {
+  const server::server_statistics st = srv->statistics();
+  std::string j = "{\"node\":";
+  append_json_string(j, node_id);
+  const auto field = [&j](std::string_view name, std::uint64_t v) {
+    j.append(",\"");
+    j.append(name);
+    j.append("\":");
+    append_uint(j, v);
+  };
+  field("uptime", (mono_ms() - started_ms) / 1000);
+  field("time_ms", static_cast<std::uint64_t>(wall_ms()));
+  field("connections", srv->connections());
+  field("users", sessions_->users());
+  field("subscriptions", hub_->subscriptions());
+  field("channels", broker_->channel_count());
+  field("messages_in", st.messages_received);
+  field("messages_out", st.messages_sent);
+  field("publications", publications->value());
+  field("backpressure_drops", st.backpressure_drops);
+  field("outbound_memory_drops", st.outbound_memory_drops);
+  field("publish_latency_us", hub_->publish_latency_us());
+  field("publish_latency_count", hub_->publish_latency_count());
+  j.push_back('}');
+  return j;
+}
+
 void service::impl::housekeeping_loop() {
   std::unique_lock lock(housekeeping_mutex);
   memory_release release;  // malloc_trim every 2 s (memory_release.hpp)
+  std::uint64_t next_node_ms = 0;
   while (!housekeeping_stop) {
     housekeeping_cv.wait_for(lock, std::chrono::milliseconds(200));
     if (housekeeping_stop) break;
+    if (const std::uint64_t now = mono_ms(); now >= next_node_ms) {
+      next_node_ms = now + 1000;  // `info` of other nodes is at most this old
+      broker_->publish_node(node_id, node_json());
+      if (admin) admin->tick();
+    }
     sessions_->tick();
     broker_->tick();
     release.tick(mono_ms());
@@ -287,6 +354,7 @@ service::service(realtime_config config, log_function log)
 
 service::~service() {
   impl_->stop_housekeeping();
+  impl_->admin_srv.reset();
   // The server's destructor runs on_close for the connections it still has,
   // which touch the hub and the broker: destroy it while they are alive.
   impl_->srv.reset();
@@ -325,6 +393,15 @@ std::error_code service::listen() {
     s.error = "listen on " + s.config.host + ":" + std::to_string(s.config.port) + ": " + ec.message();
     return ec;
   }
+  if (s.admin_srv) {
+    if (auto ec = s.admin_srv->listen()) {
+      s.error = "admin: listen on " + s.config.admin_host + ":" +
+                std::to_string(s.config.admin_port) + ": " + ec.message();
+      return ec;
+    }
+    s.say(log_level::info, "admin dashboard on " + s.config.admin_host + ":" +
+                               std::to_string(s.admin_srv->port()) + "/admin");
+  }
   return {};
 }
 
@@ -333,7 +410,19 @@ std::uint16_t service::port() const noexcept { return impl_->srv ? impl_->srv->p
 std::error_code service::run() {
   impl& s = *impl_;
   s.housekeeper = std::thread([&s] { s.housekeeping_loop(); });
+  if (s.admin_srv) {
+    if (auto ec = s.admin_srv->start()) {
+      s.error = "admin: " + ec.message();
+      s.stop_housekeeping();
+      s.broker_->stop();
+      return ec;
+    }
+  }
   const std::error_code ec = s.srv->run();
+  if (s.admin_srv) {
+    s.admin_srv->shutdown();
+    (void)s.admin_srv->wait();
+  }
   s.stop_housekeeping();
   s.broker_->stop();
   // Why: history that could not be saved is lost; the exit status must say so

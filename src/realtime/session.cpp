@@ -71,6 +71,7 @@ std::string_view close_label(std::uint16_t code) {
     case 1014: return "1014";
     case k_close_auth: return "4001";
     case k_close_token_expired: return "4002";
+    case k_close_disconnected: return "4003";
     default: return "other";
   }
 }
@@ -322,6 +323,7 @@ void sessions::on_open(server::websocket& ws) {
         mono_ms() + static_cast<std::uint64_t>(to_ms(config_.connect_timeout).count());
   }
   if (conn.claims) watch_expiry(conn);
+  index(conn);
 }
 
 void sessions::on_close(server::websocket& ws, std::uint16_t code) {
@@ -339,6 +341,7 @@ void sessions::on_close(server::websocket& ws, std::uint16_t code) {
     connect_deadlines_.erase(&conn);
   }
   watch_expiry(conn, true);
+  unindex(conn);
   if (!conn.address.empty()) release(conn.address);
   while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
 }
@@ -466,6 +469,7 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
     connect_deadlines_.erase(&conn);
   }
   watch_expiry(conn);
+  index(conn);
   result = "{\"client\":";
   append_json_string(result, conn.client);
   if (!conn.user.empty()) {

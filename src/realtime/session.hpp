@@ -93,6 +93,20 @@ class sessions {
   std::optional<failure> check_channel(const connection_state* conn, const command& c,
                                        std::string_view& name, const namespace_options*& ns) const;
 
+  // --- the server API's actions on this node's connections
+  // (session_control.cpp; docs/protocol.md, "Server API").
+  //
+  // Runs a control message of broker::send_control on the connections of
+  // this node it names: {"op":"disconnect"|"subscribe"|"unsubscribe",
+  // "user"|"client":…, …} (control_message() builds them). Any thread.
+  void apply_control(std::string_view message);
+  // Distinct users with a connection on this node.
+  std::size_t users() const;
+  // Keeps the client/user index of `conn` current (on_open, after connect) /
+  // takes it out (on_close).
+  void index(const connection_state& conn);
+  void unindex(const connection_state& conn);
+
  private:
   void say(log_level level, std::string_view message) const {
     if (log_) log_(level, message);
@@ -158,6 +172,18 @@ class sessions {
   std::unordered_map<std::string, address_state> addresses_;
   // Token expiry: {due (wall ms), connection}, earliest first.
   std::set<std::pair<std::int64_t, connection_state*>> expiry_;
+
+  // The server API's subscribe / unsubscribe of one connection, on its loop.
+  void server_subscribe(server::websocket& ws, const std::string& channel);
+  void server_unsubscribe(server::websocket& ws, const std::string& channel);
+  // Connections by client id and by user (session_control.cpp).
+  struct indexed {
+    server::connection_id id{};
+    std::string user;
+  };
+  mutable std::mutex index_mutex_;
+  std::unordered_map<std::string, indexed> by_client_;
+  std::unordered_map<std::string, std::vector<std::string>> by_user_;  // user → client ids
 };
 
 }  // namespace switchboard::realtime::detail

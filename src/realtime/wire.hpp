@@ -84,6 +84,14 @@ inline constexpr error_def history_not_saved{
     503, "the publication could not be written to the journal; nothing was published"};
 // 503: the broker (Redis) cannot be reached; try again later.
 inline constexpr error_def broker_unavailable{503, "broker unavailable: "};  // + why
+// The server API (http_api_methods.cpp): a method's parameters are refused
+// with 400 naming the field.
+inline constexpr error_def bad_param{400, "bad request: "};  // + the field and what is wrong
+inline constexpr error_def unknown_method{404, "unknown method: "};  // + method
+inline constexpr error_def batch_too_large{413, "batch over 1000 commands"};
+// history_remove with the journal: the compaction that makes it durable failed.
+inline constexpr error_def removal_not_saved{
+    503, "history removed, but the journal could not be rewritten: a restart may bring it back"};
 }  // namespace errors
 
 // The failure for `e`, its message followed by `detail`.
@@ -97,6 +105,7 @@ inline failure make_failure(const error_def& e, std::string_view detail = {}) {
 // RFC 6455 ones come from protocol::close_code.
 inline constexpr std::uint16_t k_close_auth = 4001;  // authentication failed or timed out
 inline constexpr std::uint16_t k_close_token_expired = 4002;  // token's exp passed, no refresh
+inline constexpr std::uint16_t k_close_disconnected = 4003;  // the server API's disconnect
 
 // The subprotocol of docs/protocol.md.
 inline constexpr std::string_view k_subprotocol = "switchboard.v1";
@@ -164,6 +173,11 @@ void refresh_push(std::string& out, std::int64_t exp);
 //   {"push":"unsubscribe","channel":"…","reason":"…"}
 void unsubscribe_push(std::string& out, std::string_view channel, std::string_view reason);
 
+// A subscription the server made (the server API's subscribe): the client
+// is subscribed from this position on, as if its own subscribe had answered:
+//   {"push":"subscribe","channel":"…","epoch":"…","offset":N}
+void subscribe_push(std::string& out, std::string_view channel, std::string_view epoch,
+                    std::uint64_t offset);
 // How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info);
 

@@ -157,6 +157,13 @@ class Cluster(unittest.TestCase):
                 n.cleanup()
             cls.redis.cleanup()
 
+    def setUp(self):
+        # Every node's subscriber connection is in pub/sub mode (the server API's control
+        # channel), so a case that kills pub/sub clients leaves each node reconnecting for
+        # a moment: the next case starts once every node is healthy again.
+        for n in self.nodes:
+            wait_health(n.port, 200)
+
     @property
     def a(self):
         return self.nodes[0].port

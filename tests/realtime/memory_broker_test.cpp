@@ -3,6 +3,7 @@
 // refusals, history size and TTL (no sleeping), when a channel's state goes,
 // presence events and the snapshot round trip.
 #include "memory_broker.hpp"
+#include "wire.hpp"
 
 #include <gtest/gtest.h>
 
@@ -33,6 +34,8 @@ struct recorder final : broker_events {
     body.append(entry);
     events.push_back({std::string(channel), std::string(epoch), 0, std::move(body)});
   }
+  std::vector<std::string> controls;
+  void on_control(std::string_view message) override { controls.emplace_back(message); }
 };
 
 class memory_broker_test : public ::testing::Test {
@@ -254,6 +257,55 @@ TEST_F(memory_broker_test, a_snapshot_keeps_epochs_offsets_and_history) {
   EXPECT_EQ(r.publications, R"({"offset":3,"data":3},{"offset":4,"data":4})");
   EXPECT_EQ(publish(*b, "chat:a", "5").offset, 5u);
   std::filesystem::remove(path);
+}
+
+// --- the server API (http_api_methods.cpp) -----------------------------------------
+
+TEST_F(memory_broker_test, history_remove_drops_kept_publications_and_keeps_the_position) {
+  auto b = make();
+  b->subscribe_node("chat:r", *ns);  // state beside history: the stream stays
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(publish(*b, "chat:r", std::to_string(i)).error);
+  const std::string epoch = read(*b, "chat:r", {}).epoch;
+  std::optional<failure> removed = make_failure(errors::bad_param);
+  b->remove_history("chat:r", [&](std::optional<failure> f) { removed = std::move(f); });
+  EXPECT_FALSE(removed);
+  read_request latest;
+  latest.latest_when_lost = true;
+  const auto now_read = read(*b, "chat:r", latest);
+  EXPECT_EQ(now_read.publications, "");
+  EXPECT_EQ(now_read.epoch, epoch);
+  EXPECT_EQ(now_read.offset, 3u);
+  // A recovery from before the removal cannot be exact any more.
+  read_request since;
+  since.since = stream_position{epoch, 1};
+  const auto recovery = read(*b, "chat:r", since);
+  EXPECT_EQ(recovery.recovered, std::optional<bool>(false));
+  EXPECT_EQ(recovery.reason, "too far behind");
+  // The offsets go on.
+  EXPECT_EQ(publish(*b, "chat:r", "9").offset, 4u);
+  // A channel without state: nothing to remove, no error.
+  removed = make_failure(errors::bad_param);
+  b->remove_history("chat:none", [&](std::optional<failure> f) { removed = std::move(f); });
+  EXPECT_FALSE(removed);
+}
+
+TEST_F(memory_broker_test, control_messages_reach_this_node_and_nodes_lists_it) {
+  auto b = make();
+  bool sent = false;
+  b->send_control("{\"op\":\"disconnect\"}", [&](std::optional<failure> f) { sent = !f; });
+  EXPECT_TRUE(sent);
+  ASSERT_EQ(events.controls.size(), 1u);
+  EXPECT_EQ(events.controls[0], "{\"op\":\"disconnect\"}");
+
+  broker::nodes_result listed;
+  b->nodes([&](broker::nodes_result r) { listed = std::move(r); });
+  EXPECT_TRUE(listed.nodes.empty());  // nothing published yet
+  b->publish_node("n1", "{\"node\":\"n1\",\"connections\":1}");
+  b->publish_node("n1", "{\"node\":\"n1\",\"connections\":2}");
+  b->nodes([&](broker::nodes_result r) { listed = std::move(r); });
+  ASSERT_FALSE(listed.error);
+  ASSERT_EQ(listed.nodes.size(), 1u);  // one node: the latest only
+  EXPECT_EQ(listed.nodes[0], "{\"node\":\"n1\",\"connections\":2}");
 }
 
 }  // namespace

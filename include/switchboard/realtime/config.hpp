@@ -105,6 +105,16 @@ struct realtime_config {
   // "Authorization: Bearer KEY" that GET /metrics requires; empty: open.
   std::string metrics_key;
 
+  // [admin] — the dashboard at /admin (docs/admin.md); never anonymous.
+  bool admin_enabled = false;
+  // HTTP Basic password (any user name); empty: the api_key. check_config()
+  // refuses admin_enabled with neither.
+  std::string admin_password;
+  // Its own listener ("127.0.0.1", port): set host to serve /admin there
+  // only (not on the main port); empty: the main listener.
+  std::string admin_host;
+  std::uint16_t admin_port = 0;
+
   // [limits]
   std::size_t max_message_size = 64 * 1024;      // inbound WebSocket message
   std::size_t max_publication_size = 64 * 1024;  // `data` of one publication

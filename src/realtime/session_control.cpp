@@ -1,0 +1,175 @@
+// session_control.cpp — the server API's actions on this node's connections
+// (see session.hpp, "the server API's actions"): the client/user index, and
+// the control messages every node runs (disconnect, subscribe, unsubscribe).
+//
+// A control message reaches every node (broker::send_control); each one
+// looks the user or client up in its own index and acts on the connections
+// it finds, on their loops (server::dispatch). A node without them does
+// nothing: that is how "wherever the user is connected" works without a
+// registry of who is where.
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include "channel.hpp"
+#include "session.hpp"
+#include "wire.hpp"
+
+namespace switchboard::realtime::detail {
+
+void sessions::index(const connection_state& conn) {
+  std::lock_guard lock(index_mutex_);
+  auto [it, inserted] = by_client_.try_emplace(conn.client);
+  if (!inserted && it->second.user == conn.user) return;
+  if (!inserted && !it->second.user.empty()) {
+    auto& clients = by_user_[it->second.user];
+    std::erase(clients, conn.client);
+    if (clients.empty()) by_user_.erase(it->second.user);
+  }
+  it->second.id = conn.id;
+  it->second.user = conn.user;
+  if (!conn.user.empty()) by_user_[conn.user].push_back(conn.client);
+}
+
+void sessions::unindex(const connection_state& conn) {
+  std::lock_guard lock(index_mutex_);
+  const auto it = by_client_.find(conn.client);
+  if (it == by_client_.end() || it->second.id != conn.id) return;
+  if (!it->second.user.empty()) {
+    const auto u = by_user_.find(it->second.user);
+    if (u != by_user_.end()) {
+      std::erase(u->second, conn.client);
+      if (u->second.empty()) by_user_.erase(u);
+    }
+  }
+  by_client_.erase(it);
+}
+
+std::size_t sessions::users() const {
+  std::lock_guard lock(index_mutex_);
+  return by_user_.size();
+}
+
+void sessions::apply_control(std::string_view message) {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::object obj;
+  // Only this server writes control messages (http_api_methods.cpp); one
+  // that does not parse came from another version or a stranger on Redis.
+  if (parser.parse(message.data(), message.size()).get(obj)) {
+    say(log_level::warn, "server API: ignored a control message that is not a JSON object");
+    return;
+  }
+  std::string_view op, user, client, channel, reason;
+  std::uint64_t code = k_close_disconnected;
+  // Fields a message does not carry keep their defaults.
+  const auto read = [&obj](std::string_view key, auto& out) {
+    if (obj[key].get(out) != simdjson::SUCCESS) return;
+  };
+  read("op", op);
+  read("user", user);
+  read("client", client);
+  read("channel", channel);
+  read("reason", reason);
+  read("code", code);
+
+  std::vector<server::connection_id> targets;
+  {
+    std::lock_guard lock(index_mutex_);
+    if (!client.empty()) {
+      const auto it = by_client_.find(std::string(client));
+      // A client and a user: only that client, and only if it is that user's.
+      if (it != by_client_.end() && (user.empty() || it->second.user == user)) {
+        targets.push_back(it->second.id);
+      }
+    } else if (!user.empty()) {
+      const auto u = by_user_.find(std::string(user));
+      if (u != by_user_.end()) {
+        for (const std::string& c : u->second) targets.push_back(by_client_.at(c).id);
+      }
+    }
+  }
+  if (targets.empty()) return;
+  if (op == "disconnect") {
+    for (const auto& id : targets)
+      srv_->close(id, static_cast<std::uint16_t>(code), std::string(reason));
+    return;
+  }
+  const bool subscribe = op == "subscribe";
+  if (!subscribe && op != "unsubscribe") {
+    say(log_level::warn, "server API: ignored a control message with an unknown op");
+    return;
+  }
+  for (const auto& id : targets) {
+    srv_->dispatch(id, [this, subscribe, ch = std::string(channel)](server::websocket* w) {
+      if (!w) return;  // gone or closing
+      if (subscribe) {
+        server_subscribe(*w, ch);
+      } else {
+        server_unsubscribe(*w, ch);
+      }
+    });
+  }
+}
+
+// Like cmd_subscribe (session.cpp) without `since`, answered by a push: the
+// token's grants are not checked (the backend decided), the subscription
+// limit is.
+void sessions::server_subscribe(server::websocket& ws, const std::string& channel) {
+  auto& conn = ws.data<connection_state>();
+  // A connection that has not sent `connect` cannot have subscriptions yet
+  // (connect must come first, docs/protocol.md).
+  if (conn.needs_connect || conn.find_sub(channel)) return;
+  command c;
+  c.has_channel = true;
+  c.channel = channel;
+  std::string_view name;
+  const namespace_options* ns = nullptr;
+  if (auto f = check_channel(nullptr, c, name, ns)) return;  // checked by the API already
+  if (conn.subs.size() >= config_.max_subscriptions) {
+    say(log_level::info, "server API: subscribe of " + conn.client + " to " + channel +
+                             " refused: limits.max_subscriptions");
+    return;
+  }
+  local_channel& ch = hub_.join(name, *ns);
+  read_request request;
+  request.limit = 1;  // the position is what matters; no publications are sent
+  hub_.backend().read(
+      name, *ns, std::move(request), [this, &ch, id = ws.id()](read_result result) mutable {
+        srv_->dispatch(id, [this, &ch, r = std::move(result)](server::websocket* w) {
+          if (!w || r.error) {
+            hub_.leave(ch);
+            return;
+          }
+          auto& conn = w->data<connection_state>();
+          if (conn.find_sub(ch.name)) {  // the client subscribed itself meanwhile
+            hub_.leave(ch);
+            return;
+          }
+          const std::string* topic = hub_.attach(ch, r.epoch, w->id());
+          if (!topic) {  // the stream was lost after this read (hub::on_stream_lost)
+            hub_.leave(ch);
+            w->close(1012, "channel stream lost: reconnect and subscribe again");
+            return;
+          }
+          thread_local std::string push;
+          subscribe_push(push, ch.name, r.epoch, r.offset);
+          w->send(push, protocol::opcode::text);
+          w->subscribe(*topic, r.offset);
+          conn.subs.push_back(&ch);
+          hub_.count_subscription(1);
+          if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
+        });
+      });
+}
+
+void sessions::server_unsubscribe(server::websocket& ws, const std::string& channel) {
+  auto& conn = ws.data<connection_state>();
+  local_channel* ch = conn.find_sub(channel);
+  if (!ch) return;
+  thread_local std::string push;
+  unsubscribe_push(push, ch->name, "unsubscribed by the server");
+  ws.send(push, protocol::opcode::text);
+  leave(conn, *ch, &ws);
+}
+
+}  // namespace switchboard::realtime::detail
