@@ -150,8 +150,8 @@ const config_key k_keys[] = {
     {"server", "max_connections", &realtime_config::max_connections, k_connections,
      "WebSocket connections at once; more are refused", "--max-connections", "N"},
     {"server", "trusted_proxies", &realtime_config::trusted_proxies, k_non_empty,
-     "address of a reverse proxy whose X-Forwarded-For names the client (repeat for more); "
-     "none: the header is ignored",
+     "address or CIDR range (10.0.0.0/8) of reverse proxies whose X-Forwarded-For names the "
+     "client (repeat for more); none: the header is ignored",
      "--trusted-proxy", "ADDRESS"},
     {"server", "demo", &realtime_config::demo, k_any,
      "do not serve the demo chat page at / and the browser SDK at /switchboard.js", "--no-demo"},

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include "address_range.hpp"
 #include "channel.hpp"
 #include "origin.hpp"
 
@@ -98,14 +99,9 @@ std::string check_config(const realtime_config& config) {
     }
   }
   for (const std::string& proxy : config.trusted_proxies) {
-    in6_addr v6{};
-    in_addr v4{};
-    // Exact addresses only: a name would be resolved once and then trusted blindly.
-    if (::inet_pton(AF_INET, proxy.c_str(), &v4) != 1 &&
-        ::inet_pton(AF_INET6, proxy.c_str(), &v6) != 1) {
-      return "server: trusted_proxies: '" + proxy +
-             "' is not an IPv4 or IPv6 address (one address per entry, no names or ranges)";
-    }
+    // Addresses or CIDR ranges only: a name would be resolved once and then trusted blindly.
+    std::string why;
+    if (!detail::parse_address_range(proxy, why)) return "server: trusted_proxies: " + why;
   }
   for (const auto& [name, ns] : config.namespaces) {
     // "default" names the channels without ':' and is always allowed.

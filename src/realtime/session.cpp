@@ -86,7 +86,12 @@ local_channel* connection_state::find_sub(std::string_view name) const noexcept 
 
 sessions::sessions(const realtime_config& config, hub& h, const token_verifier* verifier,
                    session_metrics metrics, log_function log)
-    : config_(config), hub_(h), verifier_(verifier), metrics_(metrics), log_(std::move(log)) {}
+    : config_(config),
+      hub_(h),
+      verifier_(verifier),
+      metrics_(metrics),
+      log_(std::move(log)),
+      trusted_proxies_(config.trusted_proxies) {}
 
 void sessions::install(server::ws_behavior& b, server::server& srv) {
   srv_ = &srv;
@@ -169,9 +174,7 @@ void sessions::tick() {
 
 std::string sessions::client_address(const server::upgrade_request& req) const {
   std::string peer = req.remote_address();
-  if (config_.trusted_proxies.empty() ||
-      std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), peer) ==
-          config_.trusted_proxies.end()) {
+  if (!trusted_proxies_.contains(peer)) {
     return peer;  // anyone else could write any X-Forwarded-For
   }
   // The rightmost entry that is not one of our proxies is the client: entries
@@ -188,10 +191,7 @@ std::string sessions::client_address(const server::upgrade_request& req) const {
     // Something that is not an address is not a client we can count: the proxy is.
     if (!net::endpoint::parse(*it, 0)) break;
     client = *it;
-    if (std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), *it) ==
-        config_.trusted_proxies.end()) {
-      break;
-    }
+    if (!trusted_proxies_.contains(*it)) break;
   }
   return client;
 }

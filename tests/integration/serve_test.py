@@ -1096,9 +1096,10 @@ class HttpAndMetricsHardening(ServerTestCase):
 class PerAddressLimits(ServerTestCase):
     """Issue 14 (8): no per-client connection cap. limits.max_connections_per_ip and
     limits.handshake_rate count per client address; X-Forwarded-For names the client only
-    when the peer is in server.trusted_proxies."""
+    when the peer is in server.trusted_proxies (here as CIDR ranges; a proxy inside
+    10.0.0.0/8 that forwarded the request is skipped over like the peer)."""
     CONFIG = {"auth": {"allow_anonymous": True},
-              "server": {"demo": False, "trusted_proxies": ["127.0.0.1"]},
+              "server": {"demo": False, "trusted_proxies": ["10.0.0.0/8", "127.0.0.0/8"]},
               "limits": {"max_connections_per_ip": 3}}
 
     def upgrade(self, forwarded=None):
@@ -1118,6 +1119,10 @@ class PerAddressLimits(ServerTestCase):
             held.append(c)
             self.assertEqual(resp.status, 429)
             self.assertIn(b"max_connections_per_ip", resp.body)
+            # The same client through a second proxy of ours (10.0.0.0/8) is still itself.
+            c, resp = self.upgrade("198.51.100.1, 10.200.0.7")
+            held.append(c)
+            self.assertEqual(resp.status, 429)
             # Another client behind the same proxy has its own count; a spoofed
             # left-hand entry does not help.
             c, resp = self.upgrade("198.51.100.1, 198.51.100.2")

@@ -77,9 +77,9 @@ struct realtime_config {
   // from a browser) is always allowed.
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 10'000;
-  // Addresses (exact, "10.0.0.5", "::1") of reverse proxies whose
-  // X-Forwarded-For names the client; from anyone else the header is ignored
-  // and the peer address counts.
+  // Addresses ("10.0.0.5", "::1") or CIDR ranges ("10.0.0.0/8", "fd00::/8")
+  // of reverse proxies whose X-Forwarded-For names the client; from anyone
+  // else the header is ignored and the peer address counts.
   std::vector<std::string> trusted_proxies;
   // Serve the demo chat page at / (and the browser SDK at /switchboard.js).
   bool demo = true;
@@ -177,7 +177,8 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // secret or anonymous access); namespace names valid; broker URLs memory
 // alone or redis:// / unix:// ones, no snapshot file with Redis, and
 // presence_refresh below presence_lease; allowed_origins entries well-formed
-// (src/realtime/origin.hpp); trusted_proxies numeric. Returns "" or one line
+// (src/realtime/origin.hpp); trusted_proxies addresses or CIDR ranges
+// (src/realtime/address_range.hpp). Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
 
