@@ -546,6 +546,23 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
           return;
         }
         auto& conn = w->data<connection_state>();
+        // The checks of cmd_subscribe again: while the read was in flight (a
+        // networked broker answers later) a `refresh` may have dropped the
+        // channel from the token, or another subscribe may have landed.
+        std::optional<failure> refused;
+        if (!conn.grants(ch.name)) {
+          refused = make_failure(errors::channel_not_granted, ch.name);
+        } else if (conn.find_sub(ch.name)) {
+          refused = make_failure(errors::already_subscribed);
+        } else if (conn.subs.size() >= config_.max_subscriptions) {
+          refused = make_failure(errors::subscription_limit);
+        }
+        if (refused) {
+          hub_.leave(ch);
+          reply_error(reply, id, *refused);
+          send_text(*w, reply);
+          return;
+        }
         const std::string* attached = hub_.attach(ch, r.epoch, w->id());
         if (!attached) {  // the stream was lost after this read (hub::on_stream_lost)
           hub_.leave(ch);
