@@ -7,7 +7,9 @@
 //  - matching agrees with a bit-by-bit reference;
 //  - an address that parses is a range of itself (its /128 holds it), and an
 //    address_set of the entry agrees with range_contains();
-//  - a refusal always says why (a non-empty error).
+//  - a refusal always says why (a non-empty error);
+//  - a parsed HOST:PORT has a port of 1..65535 and a host that parses as an
+//    address and appears in the input.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -72,5 +74,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   (void)parse_ip(input);
+  const auto hp = parse_host_port(entry, error);
+  if (hp) {
+    check(hp->port != 0);
+    check(parse_ip(hp->host).has_value());
+    check(entry.find(hp->host) != std::string_view::npos);
+  } else {
+    check(!error.empty());
+  }
   return 0;
 }

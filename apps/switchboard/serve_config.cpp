@@ -188,6 +188,10 @@ const config_key k_keys[] = {
     {"metrics", "key", &realtime_config::metrics_key, k_any,
      "bearer token GET /metrics requires (Authorization: Bearer KEY); empty: /metrics is open",
      "--metrics-key", "KEY", k_env_metrics_key},
+    {"metrics", "listen", &realtime_config::metrics_listen, k_any,
+     "HOST:PORT (127.0.0.1:9100) where GET /metrics is served instead of the main port, over "
+     "plain HTTP; empty: on the main port",
+     "--metrics-listen", "ADDRESS"},
     // [limits]
     {"limits", "max_message_size", &realtime_config::max_message_size, k_message_size,
      "largest inbound WebSocket message in bytes; larger closes with 1009", "--max-message-size",

@@ -127,6 +127,40 @@ bool range_contains(const address_range& range, const ip_bytes& address) noexcep
   return (address[whole] & mask) == range.base[whole];
 }
 
+std::optional<host_port> parse_host_port(std::string_view text, std::string& error) {
+  const std::size_t colon = text.rfind(':');
+  std::string_view host = colon == std::string_view::npos ? text : text.substr(0, colon);
+  const std::string_view digits =
+      colon == std::string_view::npos ? std::string_view() : text.substr(colon + 1);
+  bool bracketed = false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    bracketed = true;
+  }
+  const bool v6 = host.find(':') != std::string_view::npos;
+  // An IPv6 address needs its brackets, else its last group reads as the port;
+  // an IPv4 address must not have them. Names are refused: a metrics port is
+  // bound once, on one address the operator chose.
+  if (colon == std::string_view::npos || !parse_ip(host) || bracketed != v6) {
+    say(error, text, " is not HOST:PORT with a numeric host (\"127.0.0.1:9100\", \"[::1]:9100\")");
+    return std::nullopt;
+  }
+  unsigned port = 0;
+  bool ok = !digits.empty() && digits.size() <= 5 && digits[0] != '0';
+  for (char c : digits) {
+    if (c < '0' || c > '9') {
+      ok = false;
+      break;
+    }
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (!ok || port > 65535) {
+    say(error, text, ": the port must be 1 to 65535");
+    return std::nullopt;
+  }
+  return host_port{std::string(host), static_cast<std::uint16_t>(port)};
+}
+
 address_set::address_set(const std::vector<std::string>& entries) {
   std::string error;
   for (const std::string& e : entries) {

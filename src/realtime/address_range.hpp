@@ -47,6 +47,15 @@ std::optional<address_range> parse_address_range(std::string_view text, std::str
 // True if `address` is in `range`.
 bool range_contains(const address_range& range, const ip_bytes& address) noexcept;
 
+// A listen address "HOST:PORT": HOST a numeric IPv4 address or a bracketed
+// IPv6 one ("[::1]:9100"), PORT 1..65535 in decimal without leading zeros.
+struct host_port {
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+};
+// On failure returns nullopt and sets `error` to one line saying what is wrong.
+std::optional<host_port> parse_host_port(std::string_view text, std::string& error);
+
 // A list of ranges (server.trusted_proxies, already checked by
 // check_config()); entries that do not parse are left out.
 class address_set {

@@ -103,6 +103,17 @@ std::string check_config(const realtime_config& config) {
     std::string why;
     if (!detail::parse_address_range(proxy, why)) return "server: trusted_proxies: " + why;
   }
+  if (!config.metrics_listen.empty()) {
+    std::string why;
+    const auto where = detail::parse_host_port(config.metrics_listen, why);
+    if (!where) return "metrics: listen: " + why;
+    // Why: with several loops the server binds with SO_REUSEPORT, so a second
+    // bind of its port would succeed and split connections between the two.
+    if (where->port == config.port) {
+      return "metrics: listen: port " + std::to_string(where->port) +
+             " is server.port; /metrics needs a port of its own";
+    }
+  }
   for (const auto& [name, ns] : config.namespaces) {
     // "default" names the channels without ':' and is always allowed.
     if (name != k_default_namespace && !valid_namespace_name(name)) {

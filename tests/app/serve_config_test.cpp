@@ -513,6 +513,23 @@ TEST(ServeConfigCheck, TrustedProxiesAreAddressesOrRanges) {
             "10.0.0.0/8?");
 }
 
+TEST(ServeConfigCheck, MetricsListenIsHostPortOtherThanTheServer) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.port = 8080;
+  c.metrics_listen = "127.0.0.1:9100";
+  EXPECT_EQ(check_config(c), "");
+  c.metrics_listen = "[::1]:9100";
+  EXPECT_EQ(check_config(c), "");
+  c.metrics_listen = "127.0.0.1:8080";
+  EXPECT_EQ(check_config(c),
+            "metrics: listen: port 8080 is server.port; /metrics needs a port of its own");
+  c.metrics_listen = "localhost:9100";
+  EXPECT_EQ(check_config(c),
+            "metrics: listen: 'localhost:9100' is not HOST:PORT with a numeric host "
+            "(\"127.0.0.1:9100\", \"[::1]:9100\")");
+}
+
 // Issue 14 (7): a 1-byte HS256 secret was accepted.
 TEST(ServeConfigCheck, ShortJwtSecretIsRefused) {
   realtime_config c;

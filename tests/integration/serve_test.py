@@ -26,6 +26,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -1091,6 +1092,41 @@ class HttpAndMetricsHardening(ServerTestCase):
         self.assertEqual(delta(after, 'switchboard_http_errors_total{status="413"}'), 1)
         self.assertEqual(delta(after, 'switchboard_http_errors_total{status="401"}'), 1)
         self.assertNotIn('switchboard_handshake_failures_total{reason="body_too_large"}', after)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MetricsOnItsOwnAddress(ServerTestCase):
+    """metrics.listen: /metrics moves to an address of its own (still behind metrics.key);
+    the main port no longer serves it, and the metrics port serves nothing else."""
+    METRICS_PORT = free_port()
+    CONFIG = {"auth": {"allow_anonymous": True},
+              "metrics": {"listen": "127.0.0.1:%d" % METRICS_PORT, "key": "metrics-test-key"}}
+    AUTH = {"Authorization": "Bearer metrics-test-key"}
+
+    def test_metrics_only_on_the_metrics_port(self):
+        main, side = self.server.port, self.METRICS_PORT
+        self.assertEqual(http_request(main, "GET", "/metrics", None, self.AUTH)[0], 404)
+        self.assertEqual(http_request(main, "GET", "/healthz")[0], 200)
+        self.assertEqual(http_request(side, "GET", "/metrics")[0], 401)
+        status, headers, body = http_request(side, "GET", "/metrics", None, self.AUTH)
+        self.assertEqual(status, 200, body)
+        self.assertIn("text/plain", headers.get("content-type", ""))
+        # The gauges are the main server's: a connection there shows here.
+        with raw_open(main):
+            deadline = time.monotonic() + slow(5)
+            while True:
+                body = http_request(side, "GET", "/metrics", None, self.AUTH)[2].decode()
+                if re.search(r"^switchboard_connections 1(\.0)?$", body, re.M):
+                    break
+                self.assertLess(time.monotonic(), deadline, body[:2000])
+                time.sleep(0.05)
+        for path in ("/healthz", "/ws", "/api/channels", "/"):
+            self.assertEqual(http_request(side, "GET", path)[0], 404, path)
 
 
 class PerAddressLimits(ServerTestCase):

@@ -132,5 +132,38 @@ TEST(address_range, set_matches_any_entry_and_nothing_else) {
   EXPECT_FALSE(set.contains("10.9.8.7:80"));
 }
 
+TEST(host_port, numeric_hosts_with_a_port) {
+  std::string error;
+  auto hp = parse_host_port("127.0.0.1:9100", error);
+  ASSERT_TRUE(hp) << error;
+  EXPECT_EQ(hp->host, "127.0.0.1");
+  EXPECT_EQ(hp->port, 9100);
+  hp = parse_host_port("[::1]:65535", error);
+  ASSERT_TRUE(hp) << error;
+  EXPECT_EQ(hp->host, "::1");
+  EXPECT_EQ(hp->port, 65535);
+  hp = parse_host_port("0.0.0.0:1", error);
+  ASSERT_TRUE(hp) << error;
+  EXPECT_EQ(hp->port, 1);
+}
+
+TEST(host_port, refusals_say_why) {
+  const std::string not_host_port =
+      " is not HOST:PORT with a numeric host (\"127.0.0.1:9100\", \"[::1]:9100\")";
+  for (const char* bad :
+       {"", "9100", ":9100", "localhost:9100", "127.0.0.1", "::1:9100", "[127.0.0.1]:9100", "[::1]",
+        "[::1:9100", "127.0.0.1 :9100", "host.example:80"}) {
+    std::string error;
+    EXPECT_FALSE(parse_host_port(bad, error)) << bad;
+    EXPECT_EQ(error, quoted(bad, not_host_port)) << bad;
+  }
+  for (const char* bad : {"127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:09100",
+                          "127.0.0.1:+80", "127.0.0.1:80x", "[::1]:123456"}) {
+    std::string error;
+    EXPECT_FALSE(parse_host_port(bad, error)) << bad;
+    EXPECT_EQ(error, quoted(bad, ": the port must be 1 to 65535")) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace switchboard::realtime::detail

@@ -103,6 +103,11 @@ struct realtime_config {
   // [metrics]
   // "Authorization: Bearer KEY" that GET /metrics requires; empty: open.
   std::string metrics_key;
+  // "HOST:PORT" ("127.0.0.1:9100", "[::1]:9100"; numeric, port 1-65535, not
+  // server.port): GET /metrics is served there, over plain HTTP, and no
+  // longer on the main port. Empty: /metrics is on the main port. metrics_key
+  // applies wherever it is.
+  std::string metrics_listen;
 
   // [limits]
   std::size_t max_message_size = 64 * 1024;      // inbound WebSocket message
@@ -178,7 +183,8 @@ bool valid_namespace_name(std::string_view name) noexcept;
 // alone or redis:// / unix:// ones, no snapshot file with Redis, and
 // presence_refresh below presence_lease; allowed_origins entries well-formed
 // (src/realtime/origin.hpp); trusted_proxies addresses or CIDR ranges
-// (src/realtime/address_range.hpp). Returns "" or one line
+// (src/realtime/address_range.hpp); metrics_listen a numeric HOST:PORT
+// other than the server's. Returns "" or one line
 // saying what is wrong and how to fix it.
 std::string check_config(const realtime_config& config);
 
