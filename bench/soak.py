@@ -72,6 +72,13 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -421,9 +428,15 @@ publish = "subscribers"
         with open(path, "w") as f:
             f.write(config)
         self.stderr = open(os.path.join(self.tmp, "stderr"), "w+")
+        env = dict(os.environ)
+        if a.asan_quarantine_mb is not None:
+            # ASan keeps freed memory aside (256 MiB by default) before reusing it:
+            # without a smaller quarantine RSS climbs for minutes whatever the server does.
+            env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                                   ":quarantine_size_mb=%d" % a.asan_quarantine_mb).lstrip(":")
         self.proc = subprocess.Popen([a.switchboard, "serve", "--config", path],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.stderr)
+                                     stderr=self.stderr, env=env)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("listening on "):
             raise RuntimeError("serve did not start: %r %s" % (line, self.stderr_text()))
@@ -593,7 +606,11 @@ publish = "subscribers"
                 break
             await asyncio.sleep(0.5)
         rss_after = rss_kib(self.proc.pid)
-        return dict(baseline_fds=baseline_fds, baseline_rss_kib=baseline_rss, ramp_s=round(ramp, 1),
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return dict(server_cpu_s=round(cpu_seconds(self.proc.pid), 1),
+                    load_cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+                    load_average=os.getloadavg()[0],
+                    baseline_fds=baseline_fds, baseline_rss_kib=baseline_rss, ramp_s=round(ramp, 1),
                     warmup_s=round(warmup, 1), fds_after=fds_after, rss_after_kib=rss_after)
 
     def judge(self, figures):
@@ -655,6 +672,8 @@ def main():
     p.add_argument("--sample-interval", type=float, default=2)
     p.add_argument("--report-interval", type=float, default=30)
     p.add_argument("--rss-tolerance", type=float, default=0.10)
+    p.add_argument("--asan-quarantine-mb", type=int, default=None,
+                   help="for a sanitizer build: ASan's quarantine for the server")
     a = p.parse_args()
     if a.channels > a.connections - int(a.connections * a.churn):
         p.error("need at least one stable client per channel (its publisher)")
