@@ -46,6 +46,8 @@ void say(std::string& error, std::string_view text, std::string_view rest) {
 std::optional<ip_bytes> parse_ip(std::string_view text) noexcept {
   // inet_pton needs a NUL-terminated string; anything longer is no address.
   if (text.empty() || text.size() > k_max_address_text) return std::nullopt;
+  // inet_pton would stop at an embedded NUL and take "::1\0junk" for ::1.
+  if (text.find('\0') != std::string_view::npos) return std::nullopt;
   char buf[k_max_address_text + 1];
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';

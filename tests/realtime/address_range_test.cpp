@@ -115,6 +115,17 @@ TEST(address_range, refusals_say_why) {
   EXPECT_EQ(refusal("::1/0"), "'::1/0' has bits set past its prefix: did you mean ::/0?");
 }
 
+// Found by address_range_fuzz: inet_pton stops at a NUL, so "::1\0junk" read as ::1.
+TEST(address_range, embedded_nul_is_not_an_address) {
+  using namespace std::string_view_literals;
+  EXPECT_FALSE(parse_ip("::1\0junk"sv));
+  EXPECT_FALSE(parse_ip("10.0.0.1\0"sv));
+  std::string error;
+  EXPECT_FALSE(parse_address_range("10.0.0.0\0/8"sv, error));
+  EXPECT_FALSE(parse_host_port("127.0.0.1\0:9100"sv, error));
+  EXPECT_FALSE(address_set(std::vector<std::string>{"::1"}).contains("::1\0x"sv));
+}
+
 TEST(address_range, set_matches_any_entry_and_nothing_else) {
   const address_set none;
   EXPECT_TRUE(none.empty());
