@@ -561,7 +561,7 @@ publish = "subscribers"
         print("connected in %.1f s (%d retries)" % (ramp, self.connect_retries), flush=True)
         self.sample(t0)
         until = t0 + a.seconds
-        warmup = ramp + a.history_ttl + 10
+        warmup = max(a.min_warmup, ramp + a.history_ttl + 10)
         tasks = [asyncio.ensure_future(self.publisher(self.members[i], until))
                  for i in range(a.channels)]
         tasks += [asyncio.ensure_future(self.churner(m, until)) for m in self.members if not m.stable]
@@ -672,6 +672,8 @@ def main():
     p.add_argument("--sample-interval", type=float, default=2)
     p.add_argument("--report-interval", type=float, default=30)
     p.add_argument("--rss-tolerance", type=float, default=0.10)
+    p.add_argument("--min-warmup", type=float, default=0,
+                   help="seconds before the samples that are judged start, at least")
     p.add_argument("--asan-quarantine-mb", type=int, default=None,
                    help="for a sanitizer build: ASan's quarantine for the server")
     a = p.parse_args()
