@@ -160,6 +160,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string whole = switchboard::realtime::check_config(config);
   check(whole.empty() || starts_with(whole, "server: ") || starts_with(whole, "limits: ") ||
         starts_with(whole, "auth: ") || starts_with(whole, "history: ") ||
-        starts_with(whole, "namespaces: "));
+        starts_with(whole, "metrics: ") || starts_with(whole, "namespaces: "));
   return 0;
 }

@@ -150,8 +150,8 @@ const config_key k_keys[] = {
     {"server", "max_connections", &realtime_config::max_connections, k_connections,
      "WebSocket connections at once; more are refused", "--max-connections", "N"},
     {"server", "trusted_proxies", &realtime_config::trusted_proxies, k_non_empty,
-     "address of a reverse proxy whose X-Forwarded-For names the client (repeat for more); "
-     "none: the header is ignored",
+     "address or CIDR range (10.0.0.0/8) of reverse proxies whose X-Forwarded-For names the "
+     "client (repeat for more); none: the header is ignored",
      "--trusted-proxy", "ADDRESS"},
     {"server", "demo", &realtime_config::demo, k_any,
      "do not serve the demo chat page at / and the browser SDK at /switchboard.js", "--no-demo"},
@@ -188,6 +188,10 @@ const config_key k_keys[] = {
     {"metrics", "key", &realtime_config::metrics_key, k_any,
      "bearer token GET /metrics requires (Authorization: Bearer KEY); empty: /metrics is open",
      "--metrics-key", "KEY", k_env_metrics_key},
+    {"metrics", "listen", &realtime_config::metrics_listen, k_any,
+     "HOST:PORT (127.0.0.1:9100) where GET /metrics is served instead of the main port, over "
+     "plain HTTP; empty: on the main port",
+     "--metrics-listen", "ADDRESS"},
     // [admin]
     {"admin", "enabled", &realtime_config::admin_enabled, k_any,
      "serve the live dashboard at /admin (docs/admin.md)", "--admin"},

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include "address_range.hpp"
 #include "channel.hpp"
 #include "origin.hpp"
 
@@ -102,13 +103,19 @@ std::string check_config(const realtime_config& config) {
     }
   }
   for (const std::string& proxy : config.trusted_proxies) {
-    in6_addr v6{};
-    in_addr v4{};
-    // Exact addresses only: a name would be resolved once and then trusted blindly.
-    if (::inet_pton(AF_INET, proxy.c_str(), &v4) != 1 &&
-        ::inet_pton(AF_INET6, proxy.c_str(), &v6) != 1) {
-      return "server: trusted_proxies: '" + proxy +
-             "' is not an IPv4 or IPv6 address (one address per entry, no names or ranges)";
+    // Addresses or CIDR ranges only: a name would be resolved once and then trusted blindly.
+    std::string why;
+    if (!detail::parse_address_range(proxy, why)) return "server: trusted_proxies: " + why;
+  }
+  if (!config.metrics_listen.empty()) {
+    std::string why;
+    const auto where = detail::parse_host_port(config.metrics_listen, why);
+    if (!where) return "metrics: listen: " + why;
+    // Why: with several loops the server binds with SO_REUSEPORT, so a second
+    // bind of its port would succeed and split connections between the two.
+    if (where->port == config.port) {
+      return "metrics: listen: port " + std::to_string(where->port) +
+             " is server.port; /metrics needs a port of its own";
     }
   }
   for (const auto& [name, ns] : config.namespaces) {

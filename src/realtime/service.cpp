@@ -28,6 +28,7 @@
 #include <switchboard/server/server.hpp>
 
 #include "admin.hpp"
+#include "address_range.hpp"
 #include "assets.hpp"
 #include "auth.hpp"
 #include "http_api.hpp"
@@ -75,6 +76,8 @@ struct service::impl {
   // destroyed before the dashboard it serves).
   std::unique_ptr<admin_console> admin;
   std::unique_ptr<server::server> admin_srv;
+  // metrics.listen: a one-loop plain-HTTP server of its own for GET /metrics.
+  std::unique_ptr<server::server> metrics_srv;
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -88,6 +91,9 @@ struct service::impl {
   void setup_metrics();
   void build_server();
   std::string node_json() const;
+  void build_metrics_server();
+  // GET /metrics (behind metrics.key when set), on whichever server has it.
+  void serve_metrics(const server::http_request& req, server::http_response& res);
   void housekeeping_loop();
   void stop_housekeeping();
 };
@@ -217,29 +223,13 @@ void service::impl::build_server() {
     }
     res.set_body("ok\n");
   });
-  srv->http("GET", "/metrics", [this](const server::http_request& req,
-                                      server::http_response& res) {
-    if (!config.metrics_key.empty()) {
-      const std::string_view auth = req.header("Authorization").value_or("");
-      constexpr std::string_view k_bearer = "Bearer ";
-      const std::string_view given =
-          auth.size() > k_bearer.size() && protocol::ascii_iequals(auth.substr(0, 7), k_bearer)
-              ? auth.substr(k_bearer.size())
-              : std::string_view();
-      // Constant time: the comparison must not tell how much of a guess was right.
-      if (given.size() != config.metrics_key.size() ||
-          CRYPTO_memcmp(given.data(), config.metrics_key.data(), given.size()) != 0) {
-        res.set_status(401);
-        res.add_header("WWW-Authenticate", "Bearer realm=\"metrics\"");
-        res.set_body(given.empty() ? "metrics.key is set: send Authorization: Bearer KEY\n"
-                                   : "bad metrics key\n");
-        http_errors->with("401").inc();
-        return;
-      }
-    }
-    res.set_content_type("text/plain; version=0.0.4; charset=utf-8");
-    res.set_body(metrics.render());
-  });
+  // With metrics.listen, /metrics is only there (build_metrics_server()).
+  if (config.metrics_listen.empty()) {
+    srv->http("GET", "/metrics",
+              [this](const server::http_request& req, server::http_response& res) {
+                serve_metrics(req, res);
+              });
+  }
   api->install(*srv, *http_errors);
   methods->install(*srv, *api, *http_errors);
   if (config.admin_enabled) {
@@ -296,6 +286,47 @@ std::string service::impl::node_json() const {
   field("publish_latency_count", hub_->publish_latency_count());
   j.push_back('}');
   return j;
+}
+
+void service::impl::serve_metrics(const server::http_request& req, server::http_response& res) {
+  if (!config.metrics_key.empty()) {
+    const std::string_view auth = req.header("Authorization").value_or("");
+    constexpr std::string_view k_bearer = "Bearer ";
+    const std::string_view given =
+        auth.size() > k_bearer.size() && protocol::ascii_iequals(auth.substr(0, 7), k_bearer)
+            ? auth.substr(k_bearer.size())
+            : std::string_view();
+    // Constant time: the comparison must not tell how much of a guess was right.
+    if (given.size() != config.metrics_key.size() ||
+        CRYPTO_memcmp(given.data(), config.metrics_key.data(), given.size()) != 0) {
+      res.set_status(401);
+      res.add_header("WWW-Authenticate", "Bearer realm=\"metrics\"");
+      res.set_body(given.empty() ? "metrics.key is set: send Authorization: Bearer KEY\n"
+                                 : "bad metrics key\n");
+      http_errors->with("401").inc();
+      return;
+    }
+  }
+  res.set_content_type("text/plain; version=0.0.4; charset=utf-8");
+  res.set_body(metrics.render());
+}
+
+void service::impl::build_metrics_server() {
+  std::string why;
+  const auto where = detail::parse_host_port(config.metrics_listen, why);  // checked already
+  server::server_options o;
+  o.host = where ? where->host : std::string();
+  o.port = where ? where->port : 0;
+  o.threads = 1;
+  o.handle_signals = false;  // the main server's run() watches the signals
+  o.max_connections = 64;    // a scraper or two, not clients
+  o.shutdown_timeout = std::chrono::milliseconds(500);
+  o.max_http_body = 0;
+  metrics_srv = std::make_unique<server::server>(o);
+  metrics_srv->http("GET", "/metrics",
+                    [this](const server::http_request& req, server::http_response& res) {
+                      serve_metrics(req, res);
+                    });
 }
 
 void service::impl::housekeeping_loop() {
@@ -355,6 +386,7 @@ service::service(realtime_config config, log_function log)
 service::~service() {
   impl_->stop_housekeeping();
   impl_->admin_srv.reset();
+  impl_->metrics_srv.reset();  // its handler reads gauges of everything below
   // The server's destructor runs on_close for the connections it still has,
   // which touch the hub and the broker: destroy it while they are alive.
   impl_->srv.reset();
@@ -402,6 +434,13 @@ std::error_code service::listen() {
     s.say(log_level::info, "admin dashboard on " + s.config.admin_host + ":" +
                                std::to_string(s.admin_srv->port()) + "/admin");
   }
+  if (!s.config.metrics_listen.empty()) {
+    s.build_metrics_server();
+    if (auto ec = s.metrics_srv->listen()) {
+      s.error = "metrics: listen on " + s.config.metrics_listen + ": " + ec.message();
+      return ec;
+    }
+  }
   return {};
 }
 
@@ -418,10 +457,26 @@ std::error_code service::run() {
       return ec;
     }
   }
+  if (s.metrics_srv) {
+    if (auto mec = s.metrics_srv->start()) {
+      if (s.admin_srv) {
+        s.admin_srv->shutdown();
+        (void)s.admin_srv->wait();
+      }
+      s.stop_housekeeping();
+      s.broker_->stop();
+      s.error = "metrics: " + mec.message();
+      return mec;
+    }
+  }
   const std::error_code ec = s.srv->run();
   if (s.admin_srv) {
     s.admin_srv->shutdown();
     (void)s.admin_srv->wait();
+  }
+  if (s.metrics_srv) {
+    s.metrics_srv->shutdown();
+    (void)s.metrics_srv->wait();
   }
   s.stop_housekeeping();
   s.broker_->stop();
@@ -436,6 +491,7 @@ std::error_code service::run() {
 
 void service::shutdown() {
   if (impl_->srv) impl_->srv->shutdown();
+  if (impl_->metrics_srv) impl_->metrics_srv->shutdown();
 }
 
 const std::string& service::error_message() const noexcept { return impl_->error; }

@@ -87,7 +87,12 @@ local_channel* connection_state::find_sub(std::string_view name) const noexcept 
 
 sessions::sessions(const realtime_config& config, hub& h, const token_verifier* verifier,
                    session_metrics metrics, log_function log)
-    : config_(config), hub_(h), verifier_(verifier), metrics_(metrics), log_(std::move(log)) {}
+    : config_(config),
+      hub_(h),
+      verifier_(verifier),
+      metrics_(metrics),
+      log_(std::move(log)),
+      trusted_proxies_(config.trusted_proxies) {}
 
 void sessions::install(server::ws_behavior& b, server::server& srv) {
   srv_ = &srv;
@@ -170,9 +175,7 @@ void sessions::tick() {
 
 std::string sessions::client_address(const server::upgrade_request& req) const {
   std::string peer = req.remote_address();
-  if (config_.trusted_proxies.empty() ||
-      std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), peer) ==
-          config_.trusted_proxies.end()) {
+  if (!trusted_proxies_.contains(peer)) {
     return peer;  // anyone else could write any X-Forwarded-For
   }
   // The rightmost entry that is not one of our proxies is the client: entries
@@ -189,10 +192,7 @@ std::string sessions::client_address(const server::upgrade_request& req) const {
     // Something that is not an address is not a client we can count: the proxy is.
     if (!net::endpoint::parse(*it, 0)) break;
     client = *it;
-    if (std::find(config_.trusted_proxies.begin(), config_.trusted_proxies.end(), *it) ==
-        config_.trusted_proxies.end()) {
-      break;
-    }
+    if (!trusted_proxies_.contains(*it)) break;
   }
   return client;
 }
@@ -550,6 +550,23 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
           return;
         }
         auto& conn = w->data<connection_state>();
+        // The checks of cmd_subscribe again: while the read was in flight (a
+        // networked broker answers later) a `refresh` may have dropped the
+        // channel from the token, or another subscribe may have landed.
+        std::optional<failure> refused;
+        if (!conn.grants(ch.name)) {
+          refused = make_failure(errors::channel_not_granted, ch.name);
+        } else if (conn.find_sub(ch.name)) {
+          refused = make_failure(errors::already_subscribed);
+        } else if (conn.subs.size() >= config_.max_subscriptions) {
+          refused = make_failure(errors::subscription_limit);
+        }
+        if (refused) {
+          hub_.leave(ch);
+          reply_error(reply, id, *refused);
+          send_text(*w, reply);
+          return;
+        }
         const std::string* attached = hub_.attach(ch, r.epoch, w->id());
         if (!attached) {  // the stream was lost after this read (hub::on_stream_lost)
           hub_.leave(ch);

@@ -25,6 +25,7 @@
 #include <switchboard/server/server.hpp>
 #include <switchboard/server/websocket.hpp>
 
+#include "address_range.hpp"
 #include "auth.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
@@ -168,6 +169,8 @@ class sessions {
     std::optional<token_bucket> bucket;
     std::uint64_t last_ms = 0;  // last upgrade (mono ms), for pruning
   };
+  // server.trusted_proxies, parsed once (addresses and CIDR ranges).
+  address_set trusted_proxies_;
   std::mutex addresses_mutex_;
   std::unordered_map<std::string, address_state> addresses_;
   // Token expiry: {due (wall ms), connection}, earliest first.

@@ -494,17 +494,40 @@ TEST(ServeConfigCheck, AllowedOriginsAreCheckedAtStart) {
   EXPECT_EQ(check_config(c), "");
 }
 
-TEST(ServeConfigCheck, TrustedProxiesAreAddresses) {
+TEST(ServeConfigCheck, TrustedProxiesAreAddressesOrRanges) {
   realtime_config c;
   c.allow_anonymous = true;
-  c.trusted_proxies = {"10.0.0.5", "::1"};
+  c.trusted_proxies = {"10.0.0.5", "::1", "10.0.0.0/8", "::1/128", "fd00::/8", "0.0.0.0/0"};
   EXPECT_EQ(check_config(c), "");
   c.trusted_proxies = {"proxy.internal"};
   EXPECT_EQ(check_config(c),
-            "server: trusted_proxies: 'proxy.internal' is not an IPv4 or IPv6 address (one "
-            "address per entry, no names or ranges)");
-  c.trusted_proxies = {"10.0.0.0/8"};
-  EXPECT_NE(check_config(c), "");
+            "server: trusted_proxies: 'proxy.internal' is not an IPv4 or IPv6 address or CIDR "
+            "range (\"10.0.0.5\", \"10.0.0.0/8\", \"fd00::/8\"; no names)");
+  c.trusted_proxies = {"10.0.0.0/33"};
+  EXPECT_EQ(check_config(c),
+            "server: trusted_proxies: '10.0.0.0/33': the prefix length after '/' must be 0 to "
+            "32 for IPv4");
+  c.trusted_proxies = {"10.1.2.3/8"};
+  EXPECT_EQ(check_config(c),
+            "server: trusted_proxies: '10.1.2.3/8' has bits set past its prefix: did you mean "
+            "10.0.0.0/8?");
+}
+
+TEST(ServeConfigCheck, MetricsListenIsHostPortOtherThanTheServer) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.port = 8080;
+  c.metrics_listen = "127.0.0.1:9100";
+  EXPECT_EQ(check_config(c), "");
+  c.metrics_listen = "[::1]:9100";
+  EXPECT_EQ(check_config(c), "");
+  c.metrics_listen = "127.0.0.1:8080";
+  EXPECT_EQ(check_config(c),
+            "metrics: listen: port 8080 is server.port; /metrics needs a port of its own");
+  c.metrics_listen = "localhost:9100";
+  EXPECT_EQ(check_config(c),
+            "metrics: listen: 'localhost:9100' is not HOST:PORT with a numeric host "
+            "(\"127.0.0.1:9100\", \"[::1]:9100\")");
 }
 
 // Issue 14 (7): a 1-byte HS256 secret was accepted.

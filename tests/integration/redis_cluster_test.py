@@ -18,7 +18,9 @@ exactly once and in order; Redis unreachable at start (/healthz 503 with the
 reason, then 200 once Redis is there); Redis restarted empty (a new epoch,
 subscribers closed with 1012, `recovered: false` with "epoch changed" on
 resubscribe, nothing delivered twice); publishes answered 503 while Redis is
-down; and behind nginx (the shipped deploy/nginx.conf) 20 clients reconnecting
+down; subscribes whose read is held in Redis (CLIENT PAUSE) checked again when it
+completes (a `refresh` that dropped the channel, a duplicate, max_subscriptions);
+and behind nginx (the shipped deploy/nginx.conf) 20 clients reconnecting
 at random through it while 1,000 publications go through three nodes, one
 node SIGTERMed, one killed, and a durable Redis killed and restarted, each
 client ending with every offset exactly once, in order.
@@ -44,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from serve_test import (Session, ServeServer, api_publish, api_publish_async,  # noqa: E402
-                        base_config, close_code_of, connect_ws, http_request, run, slow)
+                        base_config, close_code_of, connect_ws, http_request, run, slow, token)
 
 import websockets  # noqa: E402
 
@@ -733,6 +735,75 @@ def redis_status(port, line):
 
 def redis_dbsize(port):
     return redis_command(port, b"DBSIZE")
+
+
+class InFlightSubscribe(unittest.TestCase):
+    """Issue 14: with Redis a subscribe's read is answered later, and commands that
+    arrive meanwhile run first. CLIENT PAUSE holds Redis while a `refresh` drops a
+    channel from the token, a second subscribe to one channel and one past
+    limits.max_subscriptions are sent: none of them may land when Redis answers."""
+
+    def test_refresh_and_limits_are_checked_again_when_the_read_completes(self):
+        redis = RedisServer()
+        node = None
+        try:
+            node = ServeServer(node_config(redis.url, auth={"allow_anonymous": False},
+                                           limits={"max_subscriptions": 3}))
+
+            async def go():
+                grants = ["brief:warm", "brief:revoked", "brief:kept", "brief:over", "brief:o2"]
+                async with connect_ws(node.port, token("alice", channels=grants)) as ws:
+                    s = Session(ws)
+                    r = await s.request("subscribe", channel="brief:warm")
+                    self.assertIn("result", r)
+                    self.assertEqual(redis_status(redis.port, b"CLIENT PAUSE 1500 ALL"), b"+OK")
+                    commands = [
+                        {"id": 101, "cmd": "subscribe", "channel": "brief:revoked"},
+                        {"id": 102, "cmd": "subscribe", "channel": "brief:kept"},
+                        {"id": 103, "cmd": "subscribe", "channel": "brief:kept"},
+                        {"id": 104, "cmd": "subscribe", "channel": "brief:over"},
+                        {"id": 105, "cmd": "subscribe", "channel": "brief:o2"},
+                        {"id": 106, "cmd": "refresh", "token": token(
+                            "alice", channels=[g for g in grants if g != "brief:revoked"])},
+                    ]
+                    # Redis answers none of the reads before the pause ends (1.5 s).
+                    for c in commands:
+                        await s.send(c)
+                    replies = {}
+                    while len(replies) < len(commands):
+                        m = await s.recv(timeout=10)
+                        if "id" in m:
+                            replies[m["id"]] = m
+                        else:
+                            s.inbox.append(m)
+                    self.assertIn("result", replies[106], replies[106])
+                    self.assertEqual(replies[101].get("error", {}).get("code"), 403, replies[101])
+                    self.assertIn("result", replies[102], replies[102])
+                    self.assertEqual(replies[103].get("error", {}).get("code"), 409, replies[103])
+                    self.assertIn("result", replies[104], replies[104])
+                    self.assertEqual(replies[105].get("error", {}).get("code"), 429, replies[105])
+                    # What landed is what the server delivers: one copy on brief:kept,
+                    # nothing on the revoked channel or the one past the limit.
+                    for channel in ("brief:revoked", "brief:kept", "brief:o2"):
+                        status, _ = await api_publish_async(node.port, {"channel": channel,
+                                                                        "data": channel})
+                        self.assertEqual(status, 200)
+                    await s.quiet(slow(1.0))
+                    got = [m["channel"] for m in s.inbox if m.get("push") == "message"]
+                    self.assertEqual(got, ["brief:kept"], s.inbox)
+                    # And the server agrees on what this connection holds: unsubscribing
+                    # the refused ones says "not subscribed".
+                    r = await s.request("unsubscribe", channel="brief:revoked")
+                    self.assertEqual(r.get("error", {}).get("code"), 404, r)
+                    r = await s.request("unsubscribe", channel="brief:kept")
+                    self.assertIn("result", r)
+                    r = await s.request("unsubscribe", channel="brief:kept")
+                    self.assertEqual(r.get("error", {}).get("code"), 404, r)
+            run(go(), timeout=60)
+        finally:
+            if node:
+                node.cleanup()
+            redis.cleanup()
 
 
 class Sharded(unittest.TestCase):

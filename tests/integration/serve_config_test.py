@@ -88,6 +88,27 @@ class ServeConfigTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, stderr)
         self.assertIn("jwt_secret is 1 bytes; an HS256 secret needs at least 32", stderr)
 
+    def test_trusted_proxy_range_with_host_bits_exits_2(self):
+        result = run(["--allow-anonymous", "--port", "0", "--trusted-proxy", "10.0.0.0/8",
+                      "--trusted-proxy", "10.1.2.3/8"])
+        stderr = result.stderr.decode(errors="replace")
+        self.assertEqual(result.returncode, 2, stderr)
+        self.assertIn("trusted_proxies: '10.1.2.3/8' has bits set past its prefix: did you "
+                      "mean 10.0.0.0/8?", stderr)
+
+    def test_bad_metrics_listen_exits_2(self):
+        for args, message in (
+                (["--port", "9100", "--metrics-listen", "127.0.0.1:9100"],
+                 "metrics: listen: port 9100 is server.port; /metrics needs a port of its own"),
+                (["--port", "0", "--metrics-listen", "localhost:9100"],
+                 "metrics: listen: 'localhost:9100' is not HOST:PORT with a numeric host"),
+                (["--port", "0", "--metrics-listen", "127.0.0.1:0"],
+                 "metrics: listen: '127.0.0.1:0': the port must be 1 to 65535")):
+            result = run(["--allow-anonymous"] + args)
+            stderr = result.stderr.decode(errors="replace")
+            self.assertEqual(result.returncode, 2, stderr)
+            self.assertIn(message, stderr)
+
     def test_unresolvable_host_exits_2(self):
         result = run(["--allow-anonymous", "--port", "0", "--host", "no-such-host.invalid"])
         stderr = result.stderr.decode(errors="replace")

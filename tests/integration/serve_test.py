@@ -26,6 +26,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -1093,12 +1094,48 @@ class HttpAndMetricsHardening(ServerTestCase):
         self.assertNotIn('switchboard_handshake_failures_total{reason="body_too_large"}', after)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MetricsOnItsOwnAddress(ServerTestCase):
+    """metrics.listen: /metrics moves to an address of its own (still behind metrics.key);
+    the main port no longer serves it, and the metrics port serves nothing else."""
+    METRICS_PORT = free_port()
+    CONFIG = {"auth": {"allow_anonymous": True},
+              "metrics": {"listen": "127.0.0.1:%d" % METRICS_PORT, "key": "metrics-test-key"}}
+    AUTH = {"Authorization": "Bearer metrics-test-key"}
+
+    def test_metrics_only_on_the_metrics_port(self):
+        main, side = self.server.port, self.METRICS_PORT
+        self.assertEqual(http_request(main, "GET", "/metrics", None, self.AUTH)[0], 404)
+        self.assertEqual(http_request(main, "GET", "/healthz")[0], 200)
+        self.assertEqual(http_request(side, "GET", "/metrics")[0], 401)
+        status, headers, body = http_request(side, "GET", "/metrics", None, self.AUTH)
+        self.assertEqual(status, 200, body)
+        self.assertIn("text/plain", headers.get("content-type", ""))
+        # The gauges are the main server's: a connection there shows here.
+        with raw_open(main):
+            deadline = time.monotonic() + slow(5)
+            while True:
+                body = http_request(side, "GET", "/metrics", None, self.AUTH)[2].decode()
+                if re.search(r"^switchboard_connections 1(\.0)?$", body, re.M):
+                    break
+                self.assertLess(time.monotonic(), deadline, body[:2000])
+                time.sleep(0.05)
+        for path in ("/healthz", "/ws", "/api/channels", "/"):
+            self.assertEqual(http_request(side, "GET", path)[0], 404, path)
+
+
 class PerAddressLimits(ServerTestCase):
     """Issue 14 (8): no per-client connection cap. limits.max_connections_per_ip and
     limits.handshake_rate count per client address; X-Forwarded-For names the client only
-    when the peer is in server.trusted_proxies."""
+    when the peer is in server.trusted_proxies (here as CIDR ranges; a proxy inside
+    10.0.0.0/8 that forwarded the request is skipped over like the peer)."""
     CONFIG = {"auth": {"allow_anonymous": True},
-              "server": {"demo": False, "trusted_proxies": ["127.0.0.1"]},
+              "server": {"demo": False, "trusted_proxies": ["10.0.0.0/8", "127.0.0.0/8"]},
               "limits": {"max_connections_per_ip": 3}}
 
     def upgrade(self, forwarded=None):
@@ -1118,6 +1155,10 @@ class PerAddressLimits(ServerTestCase):
             held.append(c)
             self.assertEqual(resp.status, 429)
             self.assertIn(b"max_connections_per_ip", resp.body)
+            # The same client through a second proxy of ours (10.0.0.0/8) is still itself.
+            c, resp = self.upgrade("198.51.100.1, 10.200.0.7")
+            held.append(c)
+            self.assertEqual(resp.status, 429)
             # Another client behind the same proxy has its own count; a spoofed
             # left-hand entry does not help.
             c, resp = self.upgrade("198.51.100.1, 198.51.100.2")

@@ -78,9 +78,9 @@ struct realtime_config {
   // from a browser) is always allowed.
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 10'000;
-  // Addresses (exact, "10.0.0.5", "::1") of reverse proxies whose
-  // X-Forwarded-For names the client; from anyone else the header is ignored
-  // and the peer address counts.
+  // Addresses ("10.0.0.5", "::1") or CIDR ranges ("10.0.0.0/8", "fd00::/8")
+  // of reverse proxies whose X-Forwarded-For names the client; from anyone
+  // else the header is ignored and the peer address counts.
   std::vector<std::string> trusted_proxies;
   // Serve the demo chat page at / (and the browser SDK at /switchboard.js).
   bool demo = true;
@@ -104,6 +104,11 @@ struct realtime_config {
   // [metrics]
   // "Authorization: Bearer KEY" that GET /metrics requires; empty: open.
   std::string metrics_key;
+  // "HOST:PORT" ("127.0.0.1:9100", "[::1]:9100"; numeric, port 1-65535, not
+  // server.port): GET /metrics is served there, over plain HTTP, and no
+  // longer on the main port. Empty: /metrics is on the main port. metrics_key
+  // applies wherever it is.
+  std::string metrics_listen;
 
   // [admin] — the dashboard at /admin (docs/admin.md); never anonymous.
   bool admin_enabled = false;
@@ -188,7 +193,9 @@ SWITCHBOARD_REALTIME_EXPORT bool valid_namespace_name(std::string_view name) noe
 // secret or anonymous access); namespace names valid; broker URLs memory
 // alone or redis:// / unix:// ones, no snapshot file with Redis, and
 // presence_refresh below presence_lease; allowed_origins entries well-formed
-// (src/realtime/origin.hpp); trusted_proxies numeric. Returns "" or one line
+// (src/realtime/origin.hpp); trusted_proxies addresses or CIDR ranges
+// (src/realtime/address_range.hpp); metrics_listen a numeric HOST:PORT
+// other than the server's. Returns "" or one line
 // saying what is wrong and how to fix it.
 SWITCHBOARD_REALTIME_EXPORT std::string check_config(const realtime_config& config);
 
