@@ -15,6 +15,9 @@ namespace {
 
 constexpr std::uint16_t k_buffer_group = 0;
 constexpr std::uint32_t k_max_buffers = 32768;  // the kernel's limit for a buffer ring
+// Incrementally consumed buffers (Linux 6.12; newer than liburing 2.3's headers).
+constexpr std::uint16_t k_pbuf_ring_inc = 2;         // IOU_PBUF_RING_INC
+constexpr std::uint32_t k_cqe_f_buf_more = 1U << 4;  // IORING_CQE_F_BUF_MORE
 
 // Multishot receive arrived in Linux 6.0; the probe cannot tell, the release can.
 bool kernel_at_least(int major, int minor) {
@@ -74,33 +77,49 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
     return nullptr;
   }
 
-  // The receive buffers: a power of two of them, handed to the kernel through
-  // a buffer ring it picks from as data arrives.
-  const auto count = static_cast<std::uint32_t>(std::bit_ceil(
-      std::clamp<std::size_t>(options.uring_buffers, 1, k_max_buffers)));
-  const auto size = static_cast<std::uint32_t>(std::max<std::size_t>(options.uring_buffer_size, 64));
-  const std::size_t ring_bytes = count * sizeof(io_uring_buf);
-  void* ring_memory = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
-                             MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  if (ring_memory == MAP_FAILED) {
-    error = errno_code();
-    return nullptr;
+  // The receive buffers, handed to the kernel through a buffer ring it picks
+  // from as data arrives. Since Linux 6.12 a buffer can be consumed
+  // incrementally: receives on any socket fill it back to back, so a few
+  // large buffers serve 16-byte and 64 KiB messages alike. Older kernels
+  // take a whole buffer per receive, so there the same memory is cut into
+  // 4 KiB buffers.
+  const std::size_t total = std::max<std::size_t>(options.uring_buffers, 1) *
+                            std::max<std::size_t>(options.uring_buffer_size, 64);
+  for (const bool incremental : {true, false}) {
+    const std::size_t size =
+        incremental ? std::max<std::size_t>(options.uring_buffer_size, 64) : 4096;
+    const auto count = static_cast<std::uint32_t>(
+        std::bit_ceil(std::clamp<std::size_t>(total / size, 1, k_max_buffers)));
+    const std::size_t ring_bytes = count * sizeof(io_uring_buf);
+    void* ring_memory = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                               MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring_memory == MAP_FAILED) {
+      error = errno_code();
+      return nullptr;
+    }
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_memory);
+    reg.ring_entries = count;
+    reg.bgid = k_buffer_group;
+    reg.pad = incremental ? k_pbuf_ring_inc : 0;  // "flags" in newer headers
+    if ((rc = ::io_uring_register_buf_ring(&engine->ring_, &reg, 0)) < 0) {
+      ::munmap(ring_memory, ring_bytes);
+      if (incremental && rc == -EINVAL) continue;  // before 6.12: whole buffers
+      error = errno_code(-rc);
+      return nullptr;
+    }
+    engine->buf_ring_ = static_cast<io_uring_buf_ring*>(ring_memory);
+    engine->buf_ring_bytes_ = ring_bytes;
+    engine->buffers_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{count} * size);
+    engine->buf_offsets_.assign(count, 0);
+    engine->buf_count_ = count;
+    engine->buf_size_ = static_cast<std::uint32_t>(size);
+    break;
   }
-  engine->buf_ring_ = static_cast<io_uring_buf_ring*>(ring_memory);
-  engine->buf_ring_bytes_ = ring_bytes;
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_memory);
-  reg.ring_entries = count;
-  reg.bgid = k_buffer_group;
-  if ((rc = ::io_uring_register_buf_ring(&engine->ring_, &reg, 0)) < 0) {
-    error = errno_code(-rc);
-    return nullptr;
-  }
-  engine->buffers_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{count} * size);
-  engine->buf_count_ = count;
-  engine->buf_size_ = size;
   io_uring_buf_ring_init(engine->buf_ring_);
-  for (std::uint32_t i = 0; i < count; ++i) engine->recycle(static_cast<std::uint16_t>(i));
+  for (std::uint32_t i = 0; i < engine->buf_count_; ++i) {
+    engine->recycle(static_cast<std::uint16_t>(i));
+  }
   io_uring_buf_ring_advance(engine->buf_ring_, static_cast<int>(engine->buf_recycled_));
   engine->buf_recycled_ = 0;
   return engine;
@@ -343,27 +362,36 @@ void uring_engine::dispatch_one(const completion_entry& c) {
   // A receive.
   const bool has_buffer = (c.flags & IORING_CQE_F_BUFFER) != 0;
   const auto buffer_id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+  // Only a receive that got bytes holds a buffer (the kernel keeps it for
+  // an end of stream or an error). With incremental buffers the bytes start
+  // where the last receive into the same buffer ended, and the buffer comes
+  // back to us once the kernel has filled it (no F_BUF_MORE).
+  std::byte* data = nullptr;
+  bool give_back = false;
+  if (c.res > 0 && has_buffer) {
+    std::uint32_t& offset = buf_offsets_[buffer_id];
+    data = buffers_.get() + std::size_t{buffer_id} * buf_size_ + offset;
+    give_back = (c.flags & k_cqe_f_buf_more) == 0;
+    offset = give_back ? 0 : offset + static_cast<std::uint32_t>(c.res);
+  }
   registration* r = find(fd, gen);
   if (r == nullptr) {
-    if (has_buffer) recycle(buffer_id);  // the buffer is ours again, whoever it was for
+    if (give_back) recycle(buffer_id);  // the buffer is ours again, whoever it was for
     return;
   }
   const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
   if (!more) r->recv_armed = false;
   io_handler* handler = r->handler;
   if (c.res > 0) {
-    assert(has_buffer);
-    std::byte* data = buffers_.get() + std::size_t{buffer_id} * buf_size_;
+    assert(data != nullptr);
     handler->on_received({data, static_cast<std::size_t>(c.res)}, 0);
-    recycle(buffer_id);
+    if (give_back) recycle(buffer_id);  // valid until the handler returned
   } else if (c.res == -ENOBUFS) {
     // Every buffer was in use: the receive stopped; buffers come back at the
     // end of this batch, and the receive is re-armed below.
   } else if (c.res == 0) {
-    if (has_buffer) recycle(buffer_id);
     return handler->on_received({}, 0);  // end of stream
   } else {
-    if (has_buffer) recycle(buffer_id);
     return handler->on_received({}, -c.res);
   }
   if (more) return;

@@ -124,6 +124,7 @@ class uring_engine {
   std::uint32_t buf_count_ = 0;
   std::uint32_t buf_size_ = 0;
   std::uint32_t buf_recycled_ = 0;  // added to the ring since the last advance
+  std::vector<std::uint32_t> buf_offsets_;  // bytes of each buffer already received into
 
   std::vector<registration> regs_;  // by descriptor
   std::vector<completion_entry> batch_;

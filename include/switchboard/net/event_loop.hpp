@@ -94,11 +94,12 @@ struct event_loop_options {
   // io_uring only: submission queue entries (the completion queue gets 4×).
   // Out of the kernel's range (0, or over 32768) the ring cannot be set up.
   unsigned uring_entries = 1024;
-  // io_uring only: receive buffers the kernel fills (rounded up to a power of
-  // two) and their size. Each receive takes one whole buffer however few
-  // bytes arrived, so there are many small ones; 512 × 4 KiB = 2 MiB a loop.
-  std::size_t uring_buffers = 512;
-  std::size_t uring_buffer_size = 4096;
+  // io_uring only: receive buffers the kernel fills, rounded up to a power
+  // of two: 32 × 64 KiB = 2 MiB a loop. Since Linux 6.12 receives on all the
+  // loop's sockets fill a buffer back to back; before, each receive takes a
+  // whole buffer, so the same memory is cut into 4 KiB buffers instead.
+  std::size_t uring_buffers = 32;
+  std::size_t uring_buffer_size = 64 * 1024;
 };
 
 class SWITCHBOARD_NET_EXPORT event_loop {
