@@ -5,7 +5,7 @@
 // in the same runs is the bare loop's fan-out ceiling, switchboard_raw_echo
 // --fanout; `switchboard serve` adds the realtime layer on top of this.
 //
-//   switchboard_topic_server [--host ADDR] [--port PORT] [--threads N]
+//   switchboard_topic_server [--host ADDR] [--port PORT] [--threads N] [--io-backend B]
 //                            [--max-backpressure BYTES] [--policy close|drop]
 //
 // Prints "listening on HOST:PORT" once listening; SIGINT / SIGTERM shut it down.
@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   options.ping_interval = std::chrono::milliseconds{0};  // the load generator answers pings,
                                                          // but they would only add noise
   std::string policy = "close";
+  std::string io_backend = "epoll";
   CLI::App app{"switchboard_topic_server: server-layer topic fan-out for switchboard_fanout",
                "switchboard_topic_server"};
   app.option_defaults()->always_capture_default();
@@ -34,7 +35,10 @@ int main(int argc, char** argv) {
                  "bytes queued per connection before the policy applies");
   app.add_option("--policy", policy, "over max-backpressure: close (1008) | drop")
       ->check(CLI::IsMember({"close", "drop"}));
+  app.add_option("--io-backend", io_backend, "event-loop backend (io_uring falls back to epoll)")
+      ->check(CLI::IsMember({"epoll", "io_uring"}));
   CLI11_PARSE(app, argc, argv);
+  (void)net::parse_io_backend(io_backend, options.io_backend);
   options.policy =
       policy == "drop" ? server::backpressure_policy::drop : server::backpressure_policy::close;
 

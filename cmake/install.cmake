@@ -56,7 +56,7 @@ file(COPY_FILE "${PROJECT_BINARY_DIR}/switchboardConfigVersion.cmake"
 # `pkg-config --static`). libjwt and hiredis are realtime's, simdjson protocol's and
 # realtime's, OpenSSL (libssl: net's TLS; libcrypto: protocol's SHA-1, base64 and
 # CSPRNG) and zlib (permessage-deflate) protocol's and net's.
-set(pc_dependencies "libssl libcrypto zlib simdjson libjwt hiredis")
+set(pc_dependencies "libssl libcrypto zlib simdjson libjwt hiredis liburing")
 if(BUILD_SHARED_LIBS)
   set(SWITCHBOARD_PC_REQUIRES "")
   set(SWITCHBOARD_PC_REQUIRES_PRIVATE "${pc_dependencies}")

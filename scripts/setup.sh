@@ -12,6 +12,8 @@ packages=(
   libtomlplusplus-dev
   libspdlog-dev
   libjwt-dev
+  # the io_uring event-loop backend (src/net/uring_engine.cpp)
+  liburing-dev
   # the Redis broker: hiredis's RESP reader and formatter; redis-server for its tests
   libhiredis-dev redis-server
   # the load balancer of the cluster test and scripts/cluster.sh (never run as a service)

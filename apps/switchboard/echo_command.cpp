@@ -38,6 +38,7 @@ struct echo_options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 9001;
   std::size_t threads = 0;  // 0: auto, one loop per usable CPU
+  std::string io_backend = "epoll";
   std::uint64_t max_message_size = 16 * 1024 * 1024;
   double idle_timeout = 0;
   double ping_interval = 30;
@@ -101,6 +102,7 @@ int run_echo(const echo_options& o) {
   opts.shutdown_code = static_cast<protocol::close_code>(o.shutdown_code);
   opts.shutdown_timeout = to_ms(o.shutdown_timeout);
   opts.handle_signals = true;
+  (void)net::parse_io_backend(o.io_backend, opts.io_backend);  // checked by the option
 
   // wss://: the context outlives the server (declared first, destroyed last).
   std::unique_ptr<net::tls_context> tls;
@@ -157,6 +159,10 @@ int run_echo(const echo_options& o) {
               << ec.message() << "\n";
     return 1;
   }
+  if (srv.io_backend() != opts.io_backend) {
+    std::fprintf(stderr, "switchboard echo: io_uring unavailable (%s), using epoll\n",
+                 srv.io_backend_error().message().c_str());
+  }
   const bool v6 = o.host.find(':') != std::string::npos && o.host.front() != '[';
   std::printf("listening on %s://%s%s%s:%u\n", tls ? "wss" : "ws", v6 ? "[" : "", o.host.c_str(),
               v6 ? "]" : "", static_cast<unsigned>(srv.port()));
@@ -198,6 +204,11 @@ void add_echo_command(CLI::App& app, command_runner& run) {
             return {};
           },
           "", "threads"));
+  cmd->add_option("--io-backend", o->io_backend,
+                  "what the event loops wait for I/O with; io_uring falls back to epoll "
+                  "(one log line) where the kernel refuses it")
+      ->check(CLI::IsMember({"epoll", "io_uring"}))
+      ->capture_default_str();
   cmd->add_option("--max-message-size", o->max_message_size,
                   "largest message in bytes; larger closes with 1009")
       ->check(CLI::PositiveNumber)

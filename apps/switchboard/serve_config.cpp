@@ -65,6 +65,7 @@ constexpr std::string_view k_overflow_names[] = {"close", "drop"};
 constexpr std::string_view k_publish_names[] = {"subscribers", "any", "none"};
 constexpr std::string_view k_fsync_names[] = {"always", "everysec", "no"};
 constexpr std::string_view k_log_formats[] = {"text", "json"};
+constexpr std::string_view k_io_backends[] = {"epoll", "io_uring"};
 constexpr std::string_view k_log_levels[] = {"trace", "debug", "info", "warn", "error", "off"};
 
 // Close codes a server may send on shutdown: normal, going away, restart, or
@@ -99,6 +100,7 @@ constexpr value_rule k_overflow{.choices = k_overflow_names};
 constexpr value_rule k_publish{.choices = k_publish_names};
 constexpr value_rule k_fsync{.choices = k_fsync_names};
 constexpr value_rule k_log_format{.choices = k_log_formats};
+constexpr value_rule k_io_backend{.choices = k_io_backends};
 constexpr value_rule k_log_level{.choices = k_log_levels};
 
 // ---------------------------------------------------------------------------
@@ -142,6 +144,10 @@ const config_key k_keys[] = {
      "event-loop threads, one SO_REUSEPORT listener each; \"auto\": one per usable CPU "
      "(affinity mask and cgroup quota)",
      "--threads", "N|auto"},
+    {"server", "io_backend", &realtime_config::io_backend, k_io_backend,
+     "what the event loops wait for I/O with; io_uring falls back to epoll (one log line) "
+     "where the kernel refuses it",
+     "--io-backend", "epoll|io_uring"},
     {"server", "allowed_origins", &realtime_config::allowed_origins, k_non_empty,
      "an Origin allowed to open /ws, scheme://host[:port] in lower case, "
      "https://*.example.com for subdomains, or * for any (repeat for more; replaces the file's "

@@ -51,6 +51,17 @@ std::error_code tcp_stream::open(unique_fd socket) {
   assert(loop_->in_loop_thread());
   failure_ = 0;
   want_write_ = 0;
+  if (loop_->completion_io()) {
+    // io_uring: bytes arrive as completions (on_received); readiness is
+    // watched only for EPOLLOUT while write-blocked.
+    if (auto error = loop_->add(socket.get(), 0, *this)) return error;
+    if (auto error = loop_->start_receive(socket.get())) {
+      loop_->remove(socket.get(), *this);
+      return error;
+    }
+    fd_ = std::move(socket);
+    return {};
+  }
   if (auto error = loop_->add(socket.get(), EPOLLIN | EPOLLRDHUP, *this)) return error;
   fd_ = std::move(socket);
   return {};
@@ -156,7 +167,27 @@ std::byte* tcp_stream::backlog_append_space(std::size_t size) {
 
 void tcp_stream::flush_corked(std::span<const iovec> data, std::size_t total) {
   if (failed()) return;  // already failed: the bytes are dropped
+  if (loop_->completion_io() && data.size() <= k_max_iov) {
+    // Submitted with every other stream's at the end of the flush; the
+    // result comes back in on_sent, still within the flush.
+    return loop_->queue_send(fd_.get(), data, total, *this);
+  }
   write_or_buffer(data, total);
+}
+
+void tcp_stream::on_sent(std::span<const iovec> data, std::size_t total, int result) {
+  if (result < 0 && result != -EAGAIN && result != -EWOULDBLOCK) return fail(errno_code(-result));
+  const auto written = static_cast<std::size_t>(std::max(result, 0));
+  if (written < total) {
+    keep_unwritten(data, written, total);
+    set_write_interest(true);
+  }
+}
+
+void tcp_stream::on_received(std::span<std::byte> data, int error) {
+  if (failed()) return close_and_notify(errno_code(static_cast<int>(failure_)));
+  if (!data.empty()) return handler_->on_data(*this, data);
+  close_and_notify(error != 0 ? errno_code(error) : std::error_code{});  // end of stream or error
 }
 
 void tcp_stream::write_or_buffer(std::span<const iovec> data, std::size_t total) {
@@ -204,7 +235,8 @@ void tcp_stream::keep_unwritten(std::span<const iovec> data, std::size_t written
 
 void tcp_stream::set_write_interest(bool on) {
   if (want_write_ == (on ? 1u : 0u)) return;
-  const std::uint32_t events = EPOLLIN | EPOLLRDHUP | (on ? std::uint32_t{EPOLLOUT} : 0);
+  const std::uint32_t read_events = loop_->completion_io() ? 0 : EPOLLIN | EPOLLRDHUP;
+  const std::uint32_t events = read_events | (on ? std::uint32_t{EPOLLOUT} : 0);
   if (auto error = loop_->modify(fd_.get(), events, *this)) return fail(error);
   want_write_ = on ? 1 : 0;
 }
@@ -251,13 +283,18 @@ void tcp_stream::on_events(std::uint32_t events) {
   if (failed()) return close_and_notify(errno_code(static_cast<int>(failure_)));
   detail::lifetime_flag::scope alive(lifetime_);
 
-  if ((events & EPOLLOUT) != 0 && write_blocked()) {
+  // With completion I/O only write readiness is polled, and a hang-up or an
+  // error there is found by the write (reads report theirs as completions).
+  const std::uint32_t write_events =
+      loop_->completion_io() ? std::uint32_t{EPOLLOUT | EPOLLERR | EPOLLHUP} : EPOLLOUT;
+  if ((events & write_events) != 0 && write_blocked()) {
     if (!write_pending()) return;
     if (!write_blocked()) {
       handler_->on_drained(*this);
       if (alive.destroyed() || !is_open()) return;
     }
   }
+  if (loop_->completion_io()) return;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) return;
   // A send from on_drained may have failed; reading a shut-down socket would
   // report a clean end of stream instead of the error.

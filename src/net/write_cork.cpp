@@ -176,6 +176,7 @@ void write_cork::flush() {
     stats_.bytes_flushed += total;
     sink->flush_corked(iov_, total);
   }
+  if (barrier_.first != nullptr) barrier_.first(barrier_.second);
   assert(live_sinks_ == 0);
   dirty_.clear();
   segments_.clear();

@@ -162,6 +162,7 @@ void service::impl::build_server() {
   o.host = config.host;
   o.port = config.port;
   o.threads = config.threads != 0 ? config.threads : net::usable_cpus();
+  (void)net::parse_io_backend(config.io_backend, o.io_backend);  // checked by the config
   o.max_message_size = config.max_message_size;
   o.max_connections = config.max_connections;
   o.ping_interval = to_ms(config.ping_interval);
@@ -440,6 +441,10 @@ std::error_code service::listen() {
       s.error = "metrics: listen on " + s.config.metrics_listen + ": " + ec.message();
       return ec;
     }
+  }
+  if (s.config.io_backend == "io_uring" && s.srv->io_backend() != net::io_backend::io_uring) {
+    s.say(log_level::warn,
+          "io_uring unavailable (" + s.srv->io_backend_error().message() + "), using epoll");
   }
   return {};
 }

@@ -79,6 +79,7 @@ std::error_code server::listen() {
   net::loop_group_options group_options;
   group_options.threads = core.options.threads == 0 ? 1 : core.options.threads;
   group_options.loop.timer_tick = core.options.timer_tick;
+  group_options.loop.backend = core.options.io_backend;
   std::error_code error;
   auto group = net::loop_group::create(group_options, error);
   if (!group) return error;
@@ -109,6 +110,14 @@ std::error_code server::listen() {
 
 std::uint16_t server::port() const noexcept {
   return core_->contexts.empty() ? 0 : core_->contexts.front()->port();
+}
+
+net::io_backend server::io_backend() const noexcept {
+  return core_->group ? core_->group->loop(0).backend() : core_->options.io_backend;
+}
+
+std::error_code server::io_backend_error() const noexcept {
+  return core_->group ? core_->group->loop(0).backend_error() : std::error_code{};
 }
 
 std::error_code server::start() {

@@ -41,6 +41,10 @@ BINARY_PATH = None  # set by main() from argv[1]
 
 # Sanitizer builds are several times slower; scale the generous time bounds.
 SLOW = float(os.environ.get("SWITCHBOARD_IT_SLOWDOWN", "1"))
+# Set (to epoll or io_uring) by the ctest registrations that run a suite on a
+# given event-loop backend: every EchoServer gets --io-backend, and one that
+# fell back to epoll fails to start instead of passing on the wrong backend.
+IO_BACKEND = os.environ.get("SWITCHBOARD_IT_IO_BACKEND", "")
 
 
 class ServerError(Exception):
@@ -73,15 +77,19 @@ class EchoServer:
     first stdout line is `listening on SCHEME://HOST:PORT` (serve_test.py runs
     `serve`, which prints an http:// line)."""
 
-    def __init__(self, *args, startup_timeout=10.0, command="echo", scheme="ws"):
+    def __init__(self, *args, startup_timeout=10.0, command="echo", scheme="ws",
+                 preexec_fn=None):
         if BINARY_PATH is None:
             raise ServerError("harness.main() was not called with the binary path")
         self.argv = [BINARY_PATH, command, "--host", "127.0.0.1", "--port", "0"]
+        if IO_BACKEND and command in ("echo", "serve"):
+            self.argv += ["--io-backend", IO_BACKEND]
         self.argv += [str(a) for a in args]
         self._stderr = tempfile.TemporaryFile()
         self._stderr_saved = ""
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self._stderr)
+                                     stdout=subprocess.PIPE, stderr=self._stderr,
+                                     preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self.extra_stdout = b""
         try:
@@ -90,6 +98,10 @@ class EchoServer:
             self.kill()
             raise ServerError("%s\n--- stderr ---\n%s" % (e, self.stderr_text()))
         self.listening_line = line
+        if IO_BACKEND and "io_uring unavailable" in self.stderr_text():
+            self.kill()
+            raise ServerError("asked for --io-backend %s, got a fallback:\n%s"
+                              % (IO_BACKEND, self.stderr_text()))
         m = re.fullmatch(rb"listening on " + re.escape(scheme.encode()) + rb"://([^\s:]+):(\d+)\n",
                          line)
         if not m:

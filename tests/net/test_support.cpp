@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <cstdlib>
+
 #include "switchboard/net/tcp_socket.hpp"
 
 namespace switchboard::net::test {
@@ -27,6 +29,11 @@ event_loop_options test_loop_options() {
   event_loop_options options;
   options.timer_tick = 10ms;
   options.timer_slots = 256;
+  // The same tests run on each backend: ctest registers them twice (see
+  // CMakeLists.txt), the second time with this set to io_uring.
+  if (const char* backend = std::getenv("SWITCHBOARD_TEST_IO_BACKEND")) {
+    EXPECT_TRUE(parse_io_backend(backend, options.backend)) << backend;
+  }
   return options;
 }
 
@@ -34,6 +41,10 @@ std::unique_ptr<event_loop> make_loop(const event_loop_options& options) {
   std::error_code error;
   auto loop = event_loop::create(error, options);
   EXPECT_TRUE(loop) << "event_loop::create: " << error.message();
+  // A backend asked for by the test run must be the one tested, not a fallback.
+  if (loop) {
+    EXPECT_EQ(loop->backend(), options.backend) << loop->backend_error().message();
+  }
   return loop;
 }
 

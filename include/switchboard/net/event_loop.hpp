@@ -28,6 +28,15 @@
 // handler receives nothing more, even from the batch being dispatched). It may
 // not call run() or destroy the loop.
 //
+// Backends: epoll (the default) or io_uring (event_loop_options::backend, see
+// src/net/uring_engine.hpp). With io_uring the iteration is the same, with
+// one submit-and-wait instead of epoll_wait; registered handlers get the same
+// level-triggered readiness reports, and plain TCP streams switch to
+// completions (completion_io()): a multishot receive into buffers the loop
+// provides, and the cork's sends submitted together at the end of the
+// iteration. A loop asked for io_uring that the kernel refuses it runs on
+// epoll; backend() and backend_error() tell.
+//
 // Thread-safety: post() and stop() may be called from any thread. Everything
 // else may be called only from the thread running run(), or from any one thread
 // while the loop is not running (set-up and tear-down). Callbacks (handlers,
@@ -42,6 +51,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -53,6 +63,18 @@
 #include "switchboard/net/write_cork.hpp"
 
 namespace switchboard::net {
+
+namespace detail {
+class uring_engine;
+}
+
+// What waits for I/O. See the file comment.
+enum class io_backend : std::uint8_t { epoll, io_uring };
+// "epoll" or "io_uring".
+[[nodiscard]] SWITCHBOARD_NET_EXPORT std::string_view to_string(io_backend backend) noexcept;
+// Parses "epoll" or "io_uring"; false (and `out` unchanged) for anything else.
+[[nodiscard]] SWITCHBOARD_NET_EXPORT bool parse_io_backend(std::string_view text,
+                                                           io_backend& out) noexcept;
 
 struct event_loop_options {
   // The shared receive buffer. Large so that one read usually drains a socket;
@@ -66,6 +88,18 @@ struct event_loop_options {
   std::size_t timer_slots = 1024;
   // Most events one epoll_wait returns.
   int max_events = 512;
+
+  // The backend asked for; io_uring falls back to epoll if refused.
+  io_backend backend = io_backend::epoll;
+  // io_uring only: submission queue entries (the completion queue gets 4×).
+  // Out of the kernel's range (0, or over 32768) the ring cannot be set up.
+  unsigned uring_entries = 1024;
+  // io_uring only: receive buffers the kernel fills, rounded up to a power
+  // of two: 32 × 64 KiB = 2 MiB a loop. Since Linux 6.12 receives on all the
+  // loop's sockets fill a buffer back to back; before, each receive takes a
+  // whole buffer, so the same memory is cut into 4 KiB buffers instead.
+  std::size_t uring_buffers = 32;
+  std::size_t uring_buffer_size = 64 * 1024;
 };
 
 class SWITCHBOARD_NET_EXPORT event_loop {
@@ -89,6 +123,23 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   // run() consumes the stop request, so the loop can be run again.
   // REQUIRES: not already running.
   std::error_code run();
+
+  // The backend in use, and why it is not the one asked for (empty if it is).
+  [[nodiscard]] io_backend backend() const noexcept {
+    return uring_ ? io_backend::io_uring : io_backend::epoll;
+  }
+  [[nodiscard]] std::error_code backend_error() const noexcept { return backend_error_; }
+
+  // Completion I/O, for net's TCP streams (true only with io_uring). A stream
+  // registered with add() (interest 0 is fine) calls start_receive() once:
+  // its handler's on_received() then gets the bytes as they arrive, in the
+  // loop's buffers, and the end of stream or an error. queue_send() hands the
+  // bytes of `data` to the kernel in the submission at the end of the cork's
+  // flush (the bytes must stay valid until then; the iovec array is copied);
+  // the handler's on_sent() gets the result within that flush.
+  [[nodiscard]] bool completion_io() const noexcept { return uring_ != nullptr; }
+  std::error_code start_receive(int fd);
+  void queue_send(int fd, std::span<const iovec> data, std::size_t total, io_handler& handler);
 
   // Asks run() to return after the current iteration (which completes, hooks
   // and cork flush included). Any thread; also from within callbacks.
@@ -174,6 +225,7 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   };
 
   event_loop(const event_loop_options& options, unique_fd epoll, unique_fd wake);
+  std::error_code run_once_uring();
   std::error_code run_once();
   [[nodiscard]] int poll_timeout() const noexcept;
   void notify() noexcept;
@@ -210,6 +262,8 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   std::uint64_t iterations_ = 0;
   std::atomic<std::size_t> held_write_bytes_{0};
   std::size_t registered_ = 0;  // descriptors registered, for the destructor's check
+  std::unique_ptr<detail::uring_engine> uring_;  // null: epoll
+  std::error_code backend_error_;
 };
 
 }  // namespace switchboard::net

@@ -11,10 +11,13 @@
 // one thread at a time; io_handler::on_events runs on its loop's thread only.
 #pragma once
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <system_error>
 
 #include "switchboard/net/export.hpp"
@@ -80,6 +83,15 @@ class SWITCHBOARD_NET_EXPORT io_handler {
  public:
   // `events` is the epoll mask: EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR.
   virtual void on_events(std::uint32_t events) = 0;
+
+  // Completion I/O (event_loop::completion_io(); only handlers that asked for
+  // it get these). Received bytes (valid during the call), or the end of the
+  // stream (empty, error 0), or an error (an errno value).
+  virtual void on_received(std::span<std::byte> data, int error);
+  // The result of a queue_send(): bytes written, or -errno. `data` and
+  // `total` are what was queued. Runs inside the cork's flush: no user
+  // callbacks, no sends (see write_cork.hpp).
+  virtual void on_sent(std::span<const iovec> data, std::size_t total, int result);
 
   io_handler(const io_handler&) = delete;
   io_handler& operator=(const io_handler&) = delete;

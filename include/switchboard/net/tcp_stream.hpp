@@ -123,6 +123,8 @@ class SWITCHBOARD_NET_EXPORT tcp_stream final : private io_handler, private cork
   };
 
   void on_events(std::uint32_t events) override;
+  void on_received(std::span<std::byte> data, int error) override;
+  void on_sent(std::span<const iovec> data, std::size_t total, int result) override;
   void flush_corked(std::span<const iovec> data, std::size_t total) override;
 
   send_status send_parts(std::span<const std::span<const std::byte>> parts);

@@ -141,6 +141,13 @@ class SWITCHBOARD_NET_EXPORT write_cork {
   // Removes the hook registered with `context`; unknown contexts are ignored.
   void remove_flush_hook(void* context) noexcept;
 
+  // Sets `fn(context)` to run in flush() after every sink was handed its
+  // bytes and before the arenas are reset: the io_uring loop submits the
+  // sends its sinks queued there. One at most; nullptr removes it.
+  void set_flush_barrier(flush_hook fn, void* context) noexcept {
+    barrier_ = {fn, context};
+  }
+
   // Runs the flush hooks, then hands every dirty sink its bytes (one
   // flush_corked call each) and resets the arenas. Called by the event loop
   // once per iteration.
@@ -182,6 +189,7 @@ class SWITCHBOARD_NET_EXPORT write_cork {
   std::size_t live_sinks_ = 0;     // non-null entries of dirty_
   std::vector<iovec> iov_;         // scratch for flush() and take()
   std::vector<std::pair<flush_hook, void*>> hooks_;
+  std::pair<flush_hook, void*> barrier_{nullptr, nullptr};
   bool flushing_ = false;
   stats stats_;
 };

@@ -71,6 +71,9 @@ struct realtime_config {
   std::uint16_t port = 8080;
   // Event loops; 0 ("auto"): one per usable CPU (net::usable_cpus()).
   std::size_t threads = 0;
+  // What the event loops wait for I/O with: "epoll" or "io_uring" (falls
+  // back to epoll, with one log line, where the kernel refuses it).
+  std::string io_backend = "epoll";
   // Origins allowed to open /ws: "scheme://host[:port]" in lower case
   // ("https://app.example.com"), "https://*.example.com" for every subdomain,
   // or the one entry "*" for any origin. Empty: same-origin only (the

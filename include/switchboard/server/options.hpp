@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <switchboard/net/event_loop.hpp>
 #include <switchboard/net/tls_error.hpp>
 #include <switchboard/protocol/close_code.hpp>
 #include <switchboard/server/export.hpp>
@@ -215,6 +216,10 @@ struct SWITCHBOARD_SERVER_EXPORT server_options {
 
   // Event-loop timer resolution. Tests use a finer tick for quick timeouts.
   std::chrono::milliseconds timer_tick{100};
+
+  // What the loops wait for I/O with (net/event_loop.hpp). io_uring that the
+  // kernel refuses falls back to epoll; server::io_backend() tells which runs.
+  net::io_backend io_backend = net::io_backend::epoll;
 
   // TLS: when set, every connection is wss:// — the TLS handshake runs first
   // (bounded by handshake_timeout, like the request head), then the upgrade.

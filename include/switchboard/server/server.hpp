@@ -113,6 +113,10 @@ class SWITCHBOARD_SERVER_EXPORT server {
   std::error_code listen();
   // The bound port (after listen()).
   std::uint16_t port() const noexcept;
+  // After listen(): the backend the loops run on, and why it is not the one
+  // asked for in options.io_backend (empty if it is; the server does not log).
+  [[nodiscard]] net::io_backend io_backend() const noexcept;
+  [[nodiscard]] std::error_code io_backend_error() const noexcept;
 
   // Starts the loop threads. REQUIRES: listen() succeeded.
   std::error_code start();

@@ -1,0 +1,401 @@
+// uring_engine.cpp — see uring_engine.hpp.
+#include "uring_engine.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cstdio>
+
+namespace switchboard::net::detail {
+namespace {
+
+constexpr std::uint16_t k_buffer_group = 0;
+constexpr std::uint32_t k_max_buffers = 32768;  // the kernel's limit for a buffer ring
+// Incrementally consumed buffers (Linux 6.12; newer than liburing 2.3's headers).
+constexpr std::uint16_t k_pbuf_ring_inc = 2;         // IOU_PBUF_RING_INC
+constexpr std::uint32_t k_cqe_f_buf_more = 1U << 4;  // IORING_CQE_F_BUF_MORE
+
+// Multishot receive arrived in Linux 6.0; the probe cannot tell, the release can.
+bool kernel_at_least(int major, int minor) {
+  utsname name{};
+  if (::uname(&name) != 0) return false;
+  int have_major = 0;
+  int have_minor = 0;
+  if (std::sscanf(name.release, "%d.%d", &have_major, &have_minor) != 2) return false;
+  return have_major > major || (have_major == major && have_minor >= minor);
+}
+
+}  // namespace
+
+std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& options,
+                                                   std::error_code& error) {
+  error.clear();
+  std::unique_ptr<uring_engine> engine(new uring_engine());
+  io_uring_params params{};
+  // CQSIZE: a multishot receive per connection can post many completions per
+  // iteration. COOP_TASKRUN: completions are collected when the loop enters
+  // the kernel anyway; no interrupt needed to run them earlier.
+  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+  params.cq_entries = options.uring_entries * 4;
+  int rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+  if (rc == -EINVAL && options.uring_entries != 0) {
+    // A kernel older than 5.19 has no COOP_TASKRUN; it does without.
+    params = io_uring_params{};
+    params.flags = IORING_SETUP_CQSIZE;
+    params.cq_entries = options.uring_entries * 4;
+    rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+  }
+  if (rc < 0) {
+    error = errno_code(-rc);
+    return nullptr;
+  }
+  engine->ring_ready_ = true;
+  // Why: without NODROP a burst of completions could be lost; without EXT_ARG
+  // the wait has no timeout; both are older than what the rest needs.
+  if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_EXT_ARG) == 0 ||
+      !kernel_at_least(6, 0)) {
+    error = std::make_error_code(std::errc::function_not_supported);
+    return nullptr;
+  }
+  if (io_uring_probe* probe = ::io_uring_get_probe_ring(&engine->ring_)) {
+    const bool all = io_uring_opcode_supported(probe, IORING_OP_POLL_ADD) &&
+                     io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE) &&
+                     io_uring_opcode_supported(probe, IORING_OP_RECV) &&
+                     io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
+                     io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
+    ::io_uring_free_probe(probe);
+    if (!all) {
+      error = std::make_error_code(std::errc::function_not_supported);
+      return nullptr;
+    }
+  } else {
+    error = std::make_error_code(std::errc::function_not_supported);
+    return nullptr;
+  }
+
+  // The receive buffers, handed to the kernel through a buffer ring it picks
+  // from as data arrives. Since Linux 6.12 a buffer can be consumed
+  // incrementally: receives on any socket fill it back to back, so a few
+  // large buffers serve 16-byte and 64 KiB messages alike. Older kernels
+  // take a whole buffer per receive, so there the same memory is cut into
+  // 4 KiB buffers.
+  const std::size_t total = std::max<std::size_t>(options.uring_buffers, 1) *
+                            std::max<std::size_t>(options.uring_buffer_size, 64);
+  for (const bool incremental : {true, false}) {
+    const std::size_t size =
+        incremental ? std::max<std::size_t>(options.uring_buffer_size, 64) : 4096;
+    const auto count = static_cast<std::uint32_t>(
+        std::bit_ceil(std::clamp<std::size_t>(total / size, 1, k_max_buffers)));
+    const std::size_t ring_bytes = count * sizeof(io_uring_buf);
+    void* ring_memory = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                               MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring_memory == MAP_FAILED) {
+      error = errno_code();
+      return nullptr;
+    }
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_memory);
+    reg.ring_entries = count;
+    reg.bgid = k_buffer_group;
+    reg.pad = incremental ? k_pbuf_ring_inc : 0;  // "flags" in newer headers
+    if ((rc = ::io_uring_register_buf_ring(&engine->ring_, &reg, 0)) < 0) {
+      ::munmap(ring_memory, ring_bytes);
+      if (incremental && rc == -EINVAL) continue;  // before 6.12: whole buffers
+      error = errno_code(-rc);
+      return nullptr;
+    }
+    engine->buf_ring_ = static_cast<io_uring_buf_ring*>(ring_memory);
+    engine->buf_ring_bytes_ = ring_bytes;
+    engine->buffers_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{count} * size);
+    engine->buf_offsets_.assign(count, 0);
+    engine->buf_count_ = count;
+    engine->buf_size_ = static_cast<std::uint32_t>(size);
+    break;
+  }
+  io_uring_buf_ring_init(engine->buf_ring_);
+  for (std::uint32_t i = 0; i < engine->buf_count_; ++i) {
+    engine->recycle(static_cast<std::uint16_t>(i));
+  }
+  io_uring_buf_ring_advance(engine->buf_ring_, static_cast<int>(engine->buf_recycled_));
+  engine->buf_recycled_ = 0;
+  return engine;
+}
+
+uring_engine::~uring_engine() {
+  // Tears the ring down with whatever is in flight (cancelled by the kernel).
+  if (ring_ready_) ::io_uring_queue_exit(&ring_);
+  if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
+}
+
+io_uring_sqe* uring_engine::next_sqe() noexcept {
+  io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    // The submission queue is full: hand it to the kernel now. Completions
+    // stay in the completion queue until collected.
+    (void)::io_uring_submit(&ring_);
+    sqe = ::io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+uring_engine::registration* uring_engine::find(int fd, std::uint32_t gen) noexcept {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return nullptr;
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  return r.live && (r.gen & 0xff'ffffu) == gen ? &r : nullptr;
+}
+
+std::error_code uring_engine::add(int fd, std::uint32_t events, io_handler& handler) {
+  // Why: epoll_ctl would refuse a closed descriptor; a poll request would
+  // report it only later, as an error event.
+  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return errno_code(EBADF);
+  if (static_cast<std::size_t>(fd) >= regs_.size()) {
+    regs_.resize(std::max<std::size_t>(static_cast<std::size_t>(fd) + 1, regs_.size() * 2));
+  }
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  if (r.live) return errno_code(EEXIST);
+  r.handler = &handler;
+  r.live = true;
+  r.events = events;
+  r.poll_armed = false;
+  r.recv_armed = false;
+  if (events != 0) arm_poll(fd, r);
+  return {};
+}
+
+std::error_code uring_engine::modify(int fd, std::uint32_t events, io_handler& handler) {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size() ||
+      !regs_[static_cast<std::size_t>(fd)].live) {
+    return errno_code(ENOENT);
+  }
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  r.handler = &handler;
+  if (r.events == events && (r.poll_armed || events == 0)) return {};
+  r.events = events;
+  if (r.poll_armed) {
+    auto* sqe = next_sqe();
+    ::io_uring_prep_poll_remove(sqe, tag(fd, r.poll_gen, op_poll));
+    ::io_uring_sqe_set_data64(sqe, op_none);
+    ++r.poll_gen;  // whatever the old poll still reports is stale
+    r.poll_armed = false;
+  }
+  // While the handler is being dispatched the poll is re-armed after it returns.
+  if (events != 0) arm_poll(fd, r);
+  return {};
+}
+
+bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return false;
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  if (!r.live) return false;
+  const bool had_recv = r.recv_armed;
+  if (r.poll_armed) {
+    auto* sqe = next_sqe();
+    ::io_uring_prep_poll_remove(sqe, tag(fd, r.poll_gen, op_poll));
+    ::io_uring_sqe_set_data64(sqe, op_none);
+  }
+  if (had_recv) cancel(tag(fd, r.gen, op_recv));
+  r = registration{.gen = r.gen + 1, .poll_gen = r.poll_gen + 1};
+  // Why submit now: the receive holds a reference to the socket, so the
+  // caller's close() would not end the connection until the next submission.
+  if (had_recv) (void)::io_uring_submit(&ring_);
+  return true;
+}
+
+void uring_engine::cancel(std::uint64_t user_data) noexcept {
+  auto* sqe = next_sqe();
+  ::io_uring_prep_cancel64(sqe, user_data, 0);
+  ::io_uring_sqe_set_data64(sqe, op_none);
+}
+
+void uring_engine::arm_poll(int fd, registration& r) noexcept {
+  auto* sqe = next_sqe();
+  ::io_uring_prep_poll_add(sqe, fd, r.events);
+  ::io_uring_sqe_set_data64(sqe, tag(fd, r.poll_gen, op_poll));
+  r.poll_armed = true;
+}
+
+void uring_engine::arm_recv(int fd, registration& r) noexcept {
+  auto* sqe = next_sqe();
+  ::io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = k_buffer_group;
+  ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_recv));
+  r.recv_armed = true;
+}
+
+std::error_code uring_engine::start_receive(int fd) {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size() ||
+      !regs_[static_cast<std::size_t>(fd)].live) {
+    return errno_code(ENOENT);
+  }
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  if (!r.recv_armed) arm_recv(fd, r);
+  return {};
+}
+
+void uring_engine::recycle(std::uint16_t buffer_id) noexcept {
+  io_uring_buf_ring_add(buf_ring_, buffers_.get() + std::size_t{buffer_id} * buf_size_, buf_size_,
+                        buffer_id, io_uring_buf_ring_mask(buf_count_),
+                        static_cast<int>(buf_recycled_));
+  ++buf_recycled_;
+}
+
+void uring_engine::queue_send(int fd, std::span<const iovec> data, std::size_t total,
+                              io_handler& handler) {
+  sends_.push_back(send_op{&handler, fd, send_iov_.size(), data.size(), total, 0, false, {}});
+  send_iov_.insert(send_iov_.end(), data.begin(), data.end());
+}
+
+void uring_engine::collect(bool sends_only_matter) {
+  for (;;) {
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      const std::uint64_t data = cqe->user_data;
+      if ((data & 0xff) == op_send) {
+        send_op& s = sends_[static_cast<std::size_t>(data >> 8)];
+        s.result = cqe->res;
+        s.done = true;
+        --sends_outstanding_;
+      } else if ((data & 0xff) != op_none) {
+        (sends_only_matter ? early_ : batch_)
+            .push_back(completion_entry{data, cqe->res, cqe->flags});
+      }
+    }
+    ::io_uring_cq_advance(&ring_, seen);
+    if (seen != 0) continue;
+    // Completions that did not fit the queue wait in the kernel: fetch them.
+    if (!::io_uring_cq_has_overflow(&ring_)) return;
+    (void)::io_uring_get_events(&ring_);
+  }
+}
+
+void uring_engine::complete_sends() {
+  if (sends_.empty()) return;
+  for (std::size_t i = 0; i < sends_.size(); ++i) {
+    send_op& s = sends_[i];
+    s.msg = msghdr{};
+    s.msg.msg_iov = send_iov_.data() + s.iov_offset;
+    s.msg.msg_iovlen = s.iov_count;
+    auto* sqe = next_sqe();
+    // MSG_DONTWAIT: finish within the submission (see the header).
+    ::io_uring_prep_sendmsg(sqe, s.fd, &s.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::io_uring_sqe_set_data64(sqe, (static_cast<std::uint64_t>(i) << 8) | op_send);
+  }
+  sends_outstanding_ = sends_.size();
+  (void)::io_uring_submit(&ring_);
+  collect(true);
+  while (sends_outstanding_ != 0) {
+    // Not expected (MSG_DONTWAIT sends complete inline), but the bytes must
+    // stay valid until the kernel is done with them.
+    io_uring_cqe* cqe = nullptr;
+    const int rc = ::io_uring_wait_cqe(&ring_, &cqe);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN) break;
+    collect(true);
+  }
+  for (send_op& s : sends_) {
+    const int result = s.done ? s.result : -EIO;
+    s.handler->on_sent({send_iov_.data() + s.iov_offset, s.iov_count}, s.total, result);
+  }
+  sends_.clear();
+  send_iov_.clear();
+}
+
+std::error_code uring_engine::wait(int timeout_ms) {
+  if (!early_.empty()) timeout_ms = 0;  // collected during the last flush: run them now
+  if (buf_recycled_ != 0) {
+    io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buf_recycled_));
+    buf_recycled_ = 0;
+  }
+  int rc = 0;
+  if (timeout_ms == 0) {
+    rc = ::io_uring_submit(&ring_);
+  } else if (timeout_ms < 0) {
+    rc = ::io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    __kernel_timespec ts{};
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1'000'000;
+    io_uring_cqe* cqe = nullptr;
+    rc = ::io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  }
+  if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY) {
+    return errno_code(-rc);
+  }
+  batch_.swap(early_);
+  collect(false);
+  early_.clear();
+  return {};
+}
+
+void uring_engine::dispatch() {
+  for (const completion_entry& c : batch_) dispatch_one(c);
+  batch_.clear();
+  if (buf_recycled_ != 0) {
+    io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buf_recycled_));
+    buf_recycled_ = 0;
+  }
+}
+
+void uring_engine::dispatch_one(const completion_entry& c) {
+  const int fd = static_cast<int>(c.user_data >> 32);
+  const auto gen = static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu);
+  if ((c.user_data & 0xff) == op_poll) {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
+    registration* r = &regs_[static_cast<std::size_t>(fd)];
+    if (!r->live || (r->poll_gen & 0xff'ffffu) != gen) return;  // removed or replaced
+    r->poll_armed = false;
+    const auto events = c.res < 0 ? std::uint32_t{EPOLLERR} : static_cast<std::uint32_t>(c.res);
+    const std::uint32_t reg_gen = r->gen;
+    r->handler->on_events(events);
+    // The handler may have removed, re-added, modified (re-armed) or grown regs_.
+    r = &regs_[static_cast<std::size_t>(fd)];
+    if (r->live && r->gen == reg_gen && !r->poll_armed && r->events != 0) arm_poll(fd, *r);
+    return;
+  }
+  // A receive.
+  const bool has_buffer = (c.flags & IORING_CQE_F_BUFFER) != 0;
+  const auto buffer_id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+  // Only a receive that got bytes holds a buffer (the kernel keeps it for
+  // an end of stream or an error). With incremental buffers the bytes start
+  // where the last receive into the same buffer ended, and the buffer comes
+  // back to us once the kernel has filled it (no F_BUF_MORE).
+  std::byte* data = nullptr;
+  bool give_back = false;
+  if (c.res > 0 && has_buffer) {
+    std::uint32_t& offset = buf_offsets_[buffer_id];
+    data = buffers_.get() + std::size_t{buffer_id} * buf_size_ + offset;
+    give_back = (c.flags & k_cqe_f_buf_more) == 0;
+    offset = give_back ? 0 : offset + static_cast<std::uint32_t>(c.res);
+  }
+  registration* r = find(fd, gen);
+  if (r == nullptr) {
+    if (give_back) recycle(buffer_id);  // the buffer is ours again, whoever it was for
+    return;
+  }
+  const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
+  if (!more) r->recv_armed = false;
+  io_handler* handler = r->handler;
+  if (c.res > 0) {
+    assert(data != nullptr);
+    handler->on_received({data, static_cast<std::size_t>(c.res)}, 0);
+    if (give_back) recycle(buffer_id);  // valid until the handler returned
+  } else if (c.res == -ENOBUFS) {
+    // Every buffer was in use: the receive stopped; buffers come back at the
+    // end of this batch, and the receive is re-armed below.
+  } else if (c.res == 0) {
+    return handler->on_received({}, 0);  // end of stream
+  } else {
+    return handler->on_received({}, -c.res);
+  }
+  if (more) return;
+  if ((r = find(fd, gen)) != nullptr && !r->recv_armed) arm_recv(fd, *r);
+}
+
+}  // namespace switchboard::net::detail

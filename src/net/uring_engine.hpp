@@ -1,0 +1,137 @@
+// uring_engine.hpp — the io_uring half of event_loop (internal to switchboard::net).
+//
+// One ring per loop. It stands in for epoll in two ways:
+//
+//   * Readiness, for every handler registered with event_loop::add (listeners,
+//     connectors, TLS streams, the loop's eventfd, a write-blocked TCP stream's
+//     EPOLLOUT): a one-shot IORING_OP_POLL_ADD per descriptor, re-armed after
+//     each report. A one-shot poll completes at once if the descriptor is ready
+//     when armed, so re-arming after dispatch gives epoll's level-triggered
+//     semantics, which the handlers rely on.
+//   * Completions, for plain TCP streams (event_loop::start_receive and
+//     queue_send): a multishot receive per stream into buffers the loop
+//     provides from one buffer ring, and the write cork's sends queued as
+//     sendmsg requests that go to the kernel in one submission per iteration.
+//
+// Completions are matched to registrations by descriptor and generation,
+// encoded in the request's user_data: a registration removed (and its fd
+// number reused) never receives a completion meant for the old one. The
+// requests of a removed registration are cancelled in the next submission.
+//
+// Sends are MSG_DONTWAIT: the kernel completes them during the submission
+// (bytes taken, or EAGAIN) instead of parking them until the socket drains,
+// so the cork's arena can be reused as soon as the submission returns, and
+// what the kernel refused goes to the stream's backlog as with epoll.
+//
+// Thread-safety: none; the engine belongs to its loop's thread.
+#pragma once
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/io_handler.hpp"
+
+namespace switchboard::net::detail {
+
+class uring_engine {
+ public:
+  // Sets up the ring and the receive buffer ring. Returns nullptr and sets
+  // `error` when the kernel refuses (io_uring disabled, filtered by seccomp,
+  // too old for multishot receive or buffer rings).
+  [[nodiscard]] static std::unique_ptr<uring_engine> create(const event_loop_options& options,
+                                                            std::error_code& error);
+  ~uring_engine();
+  uring_engine(const uring_engine&) = delete;
+  uring_engine& operator=(const uring_engine&) = delete;
+
+  // Registration, as event_loop::add/modify/remove. `events` 0 arms no poll.
+  std::error_code add(int fd, std::uint32_t events, io_handler& handler);
+  std::error_code modify(int fd, std::uint32_t events, io_handler& handler);
+  // Returns true if `fd` was registered.
+  bool remove(int fd, io_handler& handler) noexcept;
+  // Starts the multishot receive of a registered `fd`.
+  std::error_code start_receive(int fd);
+
+  // Queues a send of `data` (copied: only the bytes must stay valid) for the
+  // cork's flush; its result reaches `handler` in complete_sends().
+  void queue_send(int fd, std::span<const iovec> data, std::size_t total, io_handler& handler);
+  // Submits the queued sends and reports each result. Runs from the cork's
+  // flush, before its arena is reset. Does nothing if none is queued.
+  void complete_sends();
+
+  // Submits what is queued and waits up to `timeout_ms` (-1: no limit, 0: no
+  // wait) for completions, collecting them for dispatch().
+  std::error_code wait(int timeout_ms);
+  // Delivers the collected completions to their handlers.
+  void dispatch();
+
+ private:
+  // The kinds of request, in user_data's low byte.
+  enum op : std::uint8_t { op_none = 0, op_poll = 1, op_recv = 2, op_send = 3 };
+  struct registration {
+    io_handler* handler = nullptr;
+    std::uint32_t gen = 0;       // bumped when removed: completions of the old one are stale
+    std::uint32_t poll_gen = 0;  // bumped when a poll is replaced
+    std::uint32_t events = 0;    // the poll interest
+    bool live = false;
+    bool poll_armed = false;
+    bool recv_armed = false;
+  };
+  struct completion_entry {
+    std::uint64_t user_data;
+    std::int32_t res;
+    std::uint32_t flags;
+  };
+  struct send_op {
+    io_handler* handler;
+    int fd;
+    std::size_t iov_offset;
+    std::size_t iov_count;
+    std::size_t total;
+    std::int32_t result;
+    bool done;
+    msghdr msg;
+  };
+
+  uring_engine() = default;
+  io_uring_sqe* next_sqe() noexcept;
+  void arm_poll(int fd, registration& r) noexcept;
+  void arm_recv(int fd, registration& r) noexcept;
+  void cancel(std::uint64_t user_data) noexcept;
+  void recycle(std::uint16_t buffer_id) noexcept;
+  void collect(bool sends_only_matter);
+  void dispatch_one(const completion_entry& c);
+  [[nodiscard]] registration* find(int fd, std::uint32_t gen) noexcept;
+  [[nodiscard]] static std::uint64_t tag(int fd, std::uint32_t gen, op kind) noexcept {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(fd)) << 32) |
+           (static_cast<std::uint64_t>(gen & 0xff'ffffu) << 8) | kind;
+  }
+
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  std::size_t buf_ring_bytes_ = 0;
+  std::unique_ptr<std::byte[]> buffers_;
+  std::uint32_t buf_count_ = 0;
+  std::uint32_t buf_size_ = 0;
+  std::uint32_t buf_recycled_ = 0;  // added to the ring since the last advance
+  std::vector<std::uint32_t> buf_offsets_;  // bytes of each buffer already received into
+
+  std::vector<registration> regs_;  // by descriptor
+  std::vector<completion_entry> batch_;
+  std::vector<completion_entry> early_;  // collected while completing sends
+  std::vector<send_op> sends_;
+  std::vector<iovec> send_iov_;
+  std::size_t sends_outstanding_ = 0;
+};
+
+}  // namespace switchboard::net::detail

@@ -1,0 +1,259 @@
+// uring_test.cpp — the io_uring backend's own behaviour: the fallback to epoll
+// when the kernel refuses a ring, completion I/O on TCP streams (receives
+// spread over many provided buffers, running out of buffers, sends batched
+// into one submission, the socket released at once on close). The rest of
+// the net suite also runs on io_uring (ctest's uring.* names).
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "switchboard/net/event_loop.hpp"
+#include "switchboard/net/tcp_stream.hpp"
+#include "test_support.hpp"
+
+namespace switchboard::net {
+namespace {
+
+using namespace std::chrono_literals;
+using test::as_bytes;
+using test::as_string;
+
+struct collecting_handler final : stream_handler {
+  void on_data(tcp_stream& stream, std::span<std::byte> data) override {
+    received += as_string(data);
+    ++chunks;
+    if (echo) stream.send(data);
+  }
+  void on_close(tcp_stream& /*stream*/, std::error_code error) override {
+    closed = true;
+    close_error = error;
+  }
+  std::string received;
+  std::size_t chunks = 0;
+  bool echo = false;
+  bool closed = false;
+  std::error_code close_error;
+};
+
+event_loop_options uring_options() {
+  event_loop_options options = test::test_loop_options();
+  options.backend = io_backend::io_uring;
+  return options;
+}
+
+class uring_test : public test::net_test {};
+
+TEST_F(uring_test, ParsesAndNamesTheBackends) {
+  io_backend backend = io_backend::epoll;
+  EXPECT_TRUE(parse_io_backend("io_uring", backend));
+  EXPECT_EQ(backend, io_backend::io_uring);
+  EXPECT_EQ(to_string(backend), "io_uring");
+  EXPECT_TRUE(parse_io_backend("epoll", backend));
+  EXPECT_EQ(to_string(backend), "epoll");
+  EXPECT_FALSE(parse_io_backend("uring", backend));
+  EXPECT_FALSE(parse_io_backend("", backend));
+  EXPECT_EQ(backend, io_backend::epoll);  // unchanged by a refused name
+}
+
+TEST_F(uring_test, ALoopAskedForIoUringGetsIt) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  EXPECT_EQ(loop->backend(), io_backend::io_uring);
+  EXPECT_TRUE(loop->completion_io());
+  EXPECT_FALSE(loop->backend_error());
+}
+
+TEST_F(uring_test, ARingTheKernelRefusesFallsBackToAWorkingEpollLoop) {
+  event_loop_options options = uring_options();
+  options.uring_entries = 0;  // the kernel refuses a ring of no entries (EINVAL)
+  std::error_code error;
+  auto loop = event_loop::create(error, options);
+  ASSERT_TRUE(loop) << error.message();
+  EXPECT_EQ(loop->backend(), io_backend::epoll);
+  EXPECT_FALSE(loop->completion_io());
+  EXPECT_EQ(loop->backend_error(), std::errc::invalid_argument);
+  // And it is a loop: a stream echoes through it.
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  server.echo = true;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  const std::string message = "still served";
+  ASSERT_EQ(::send(client_fd.get(), message.data(), message.size(), 0),
+            static_cast<ssize_t>(message.size()));
+  loop->add_iteration_hook([&] {
+    if (server.received.size() >= message.size()) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(test::read_exactly(client_fd.get(), message.size()), message);
+  stream.close();
+}
+
+TEST_F(uring_test, ALoopAskedForEpollHasNoRing) {
+  event_loop_options options = test::test_loop_options();
+  options.backend = io_backend::epoll;
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  EXPECT_EQ(loop->backend(), io_backend::epoll);
+  EXPECT_FALSE(loop->backend_error());
+}
+
+// More bytes than fit one provided buffer arrive in several completions, in order.
+TEST_F(uring_test, AMessageLargerThanABufferArrivesWholeAndInOrder) {
+  event_loop_options options = uring_options();
+  options.uring_buffers = 8;
+  options.uring_buffer_size = 1024;
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  server.echo = true;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  const std::string payload = test::pattern(0, 256 * 1024);
+  std::string echoed;
+  std::thread peer([&, fd = client_fd.get()] {
+    // Blocking writes from another thread: the loop must drain while we send.
+    std::size_t sent = 0;
+    while (sent < payload.size()) {
+      const ssize_t n = ::send(fd, payload.data() + sent, payload.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0 && errno != EAGAIN) break;
+      if (n > 0) sent += static_cast<std::size_t>(n);
+    }
+  });
+  loop->add_iteration_hook([&] {
+    if (server.received.size() >= payload.size()) loop->stop();
+  });
+  const bool finished = test::run_for_at_most(*loop, 10s);
+  peer.join();
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(server.received, payload);
+  EXPECT_GT(server.chunks, payload.size() / 1024 - 1);  // never more than a buffer at once
+  // The echo went back through batched sends and, where the socket was full,
+  // the backlog: run until the peer has it all.
+  std::string back;
+  std::thread reader([&, fd = client_fd.get()] { back = test::read_exactly(fd, payload.size(), 10s); });
+  loop->add_iteration_hook([&] {
+    if (stream.buffered_bytes() == 0) loop->stop();
+  });
+  const bool drained = test::run_for_at_most(*loop, 10s);
+  reader.join();
+  EXPECT_TRUE(drained);
+  EXPECT_EQ(back, payload);
+  stream.close();
+}
+
+// Eight connections send at once to a loop with two buffers: receives stop
+// with ENOBUFS and are re-armed as buffers come back; nothing is lost.
+TEST_F(uring_test, RunningOutOfReceiveBuffersLosesNothing) {
+  event_loop_options options = uring_options();
+  options.uring_buffers = 2;
+  options.uring_buffer_size = 64;
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  constexpr std::size_t k_streams = 8;
+  std::vector<unique_fd> peers;
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  for (std::size_t i = 0; i < k_streams; ++i) {
+    auto [client_fd, server_fd] = test::tcp_pair();
+    handlers.push_back(std::make_unique<collecting_handler>());
+    streams.push_back(std::make_unique<tcp_stream>(*loop, *handlers.back()));
+    ASSERT_FALSE(streams.back()->open(std::move(server_fd)));
+    peers.push_back(std::move(client_fd));
+  }
+  const std::string payload = test::pattern(0, 1000);
+  for (auto& peer : peers) {
+    ASSERT_EQ(::send(peer.get(), payload.data(), payload.size(), 0),
+              static_cast<ssize_t>(payload.size()));
+  }
+  loop->add_iteration_hook([&] {
+    for (auto& h : handlers) {
+      if (h->received.size() < payload.size()) return;
+    }
+    loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  for (auto& h : handlers) EXPECT_EQ(h->received, payload);
+  for (auto& s : streams) s->close();
+}
+
+// Sends to many streams in one iteration go out in one submission, each
+// stream's bytes whole and in order.
+TEST_F(uring_test, SendsToManyStreamsInOneIterationAllArrive) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  constexpr std::size_t k_streams = 50;
+  std::vector<unique_fd> peers;
+  collecting_handler handler;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  for (std::size_t i = 0; i < k_streams; ++i) {
+    auto [client_fd, server_fd] = test::tcp_pair();
+    streams.push_back(std::make_unique<tcp_stream>(*loop, handler));
+    ASSERT_FALSE(streams.back()->open(std::move(server_fd)));
+    peers.push_back(std::move(client_fd));
+  }
+  loop->post([&] {
+    for (std::size_t i = 0; i < k_streams; ++i) {
+      streams[i]->send(as_bytes("one-"));
+      streams[(i + 1) % k_streams]->send(as_bytes("x"));
+    }
+    for (auto& s : streams) s->send(as_bytes("-end"));
+    loop->stop();
+  });
+  const auto before = loop->cork().statistics();
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(loop->cork().statistics().sinks_flushed - before.sinks_flushed, k_streams);
+  // Stream i got "x" right after stream i-1's "one-"; stream 0 got it last.
+  for (std::size_t i = 0; i < k_streams; ++i) {
+    EXPECT_EQ(test::read_exactly(peers[i].get(), 9), i == 0 ? "one-x-end" : "xone--end");
+  }
+  for (auto& s : streams) s->close();
+}
+
+// The multishot receive holds a reference to the socket: closing the stream
+// must still end the connection at once, without another loop iteration.
+TEST_F(uring_test, ClosingAStreamEndsTheConnectionWithoutAnotherIteration) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  loop->post([&] { loop->stop(); });
+  ASSERT_TRUE(test::run_for_at_most(*loop));  // the receive is armed
+  stream.close();
+  // The peer reads the end of the stream (an empty read) while the loop is idle.
+  pollfd readable{client_fd.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&readable, 1, 2000), 1);
+  char byte = 0;
+  EXPECT_EQ(::recv(client_fd.get(), &byte, 1, MSG_DONTWAIT), 0);
+}
+
+// A peer that resets the connection is reported as an error through the receive.
+TEST_F(uring_test, APeerResetClosesTheStreamWithTheError) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  const linger reset{1, 0};  // close() then sends RST
+  ASSERT_EQ(::setsockopt(client_fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  client_fd.reset();
+  loop->add_iteration_hook([&] {
+    if (server.closed) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(server.close_error, std::errc::connection_reset);
+  EXPECT_FALSE(stream.is_open());
+}
+
+}  // namespace
+}  // namespace switchboard::net
