@@ -5,7 +5,10 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <tuple>
+
 #include "channel.hpp"
+#include "hook_http.hpp"
 #include "origin.hpp"
 
 namespace switchboard::realtime {
@@ -46,6 +49,45 @@ std::string check_broker(const realtime_config& config) {
   return {};
 }
 
+// [hooks] and the namespaces' hook keys: URLs well-formed, outcomes known.
+std::string check_hooks(const realtime_config& config) {
+  const auto check = [](const std::string& key, const std::string& url,
+                        const std::string& on_error) -> std::string {
+    if (on_error != "deny" && on_error != "allow") {
+      return key + "_on_error must be deny or allow, not '" + on_error + "'";
+    }
+    if (url.empty()) return {};
+    detail::http_url parsed;
+    if (std::string e = detail::parse_http_url_syntax(url, parsed); !e.empty()) {
+      return key + ": " + e;
+    }
+    return {};
+  };
+  for (const auto& [key, url, on_error] :
+       {std::tuple{"hooks: connect", config.hooks_connect_url, config.hooks_connect_on_error},
+        std::tuple{"hooks: refresh", config.hooks_refresh_url, config.hooks_refresh_on_error},
+        std::tuple{"hooks: rpc", config.hooks_rpc_url, std::string("deny")}}) {
+    if (std::string e = check(key, url, on_error); !e.empty()) return e;
+  }
+  for (const auto& [name, ns] : config.namespaces) {
+    const std::string prefix = "namespaces." + name + ".";
+    if (std::string e = check(prefix + "subscribe_hook", ns.subscribe_hook, ns.subscribe_hook_on_error);
+        !e.empty()) {
+      return e;
+    }
+    if (std::string e = check(prefix + "publish_hook", ns.publish_hook, ns.publish_hook_on_error);
+        !e.empty()) {
+      return e;
+    }
+  }
+  if (!(config.hooks_timeout > 0)) return "hooks: timeout must be above 0 seconds";
+  if (config.hooks_max_concurrency == 0) return "hooks: max_concurrency must be at least 1";
+  for (const std::string& h : config.hooks_forward_headers) {
+    if (!protocol::is_token(h)) return "hooks: forward_headers: '" + h + "' is not a header name";
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string check_config(const realtime_config& config) {
@@ -57,8 +99,9 @@ std::string check_config(const realtime_config& config) {
     return "limits: max_publication_size (" + std::to_string(config.max_publication_size) +
            ") must not exceed max_message_size (" + std::to_string(config.max_message_size) + ")";
   }
-  if (config.jwt_secret.empty() && !config.allow_anonymous) {
-    return "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)";
+  if (config.jwt_secret.empty() && !config.allow_anonymous && config.hooks_connect_url.empty()) {
+    return "auth: set auth.jwt_secret, auth.allow_anonymous or hooks.connect_url (nobody could "
+           "connect)";
   }
   if (!config.journal_file.empty() && config.snapshot_file.empty()) {
     return "history: journal needs history.snapshot_file (the journal is replayed over it and "
@@ -118,6 +161,7 @@ std::string check_config(const realtime_config& config) {
     }
   }
   if (std::string e = check_broker(config); !e.empty()) return e;
+  if (std::string e = check_hooks(config); !e.empty()) return e;
   return {};
 }
 

@@ -27,6 +27,7 @@
 
 #include "assets.hpp"
 #include "auth.hpp"
+#include "hooks.hpp"
 #include "http_api.hpp"
 #include "hub.hpp"
 #include "memory_broker.hpp"
@@ -58,6 +59,9 @@ struct service::impl {
   // the server goes first of all (its destructor runs on_close for the
   // connections it still has, which touch the hub and the broker).
   std::unique_ptr<broker> broker_;
+  // Proxy hooks (null: none configured). Stopped before the server goes:
+  // an answer in flight reaches the server through dispatch().
+  std::unique_ptr<hook_caller> hooks;
   std::unique_ptr<server::server> srv;
   std::unique_ptr<hub> hub_;
   std::unique_ptr<sessions> sessions_;
@@ -180,6 +184,7 @@ void service::impl::build_server() {
   hub_ = std::make_unique<hub>(config, *srv, *broker_, *publications);
   sessions_ = std::make_unique<sessions>(config, *hub_, verifier ? &*verifier : nullptr,
                                          session_counters, log);
+  sessions_->set_hooks(hooks.get());
   api = std::make_unique<http_api>(config, *hub_, *sessions_);
 
   server::ws_behavior b;
@@ -287,6 +292,7 @@ service::service(realtime_config config, log_function log)
 
 service::~service() {
   impl_->stop_housekeeping();
+  if (impl_->hooks) impl_->hooks->stop();
   // The server's destructor runs on_close for the connections it still has,
   // which touch the hub and the broker: destroy it while they are alive.
   impl_->srv.reset();
@@ -315,6 +321,13 @@ std::error_code service::listen() {
     }
   }
   s.broker_ = make_broker(s.config, s.log);
+  if (hook_caller::wanted(s.config)) {
+    s.hooks = std::make_unique<hook_caller>(s.config, s.log);
+    if (std::string e = s.hooks->start(); !e.empty()) {
+      s.error = std::move(e);
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+  }
   s.setup_metrics();
   s.build_server();
   if (std::string e = s.broker_->start(*s.hub_); !e.empty()) {
@@ -335,6 +348,7 @@ std::error_code service::run() {
   s.housekeeper = std::thread([&s] { s.housekeeping_loop(); });
   const std::error_code ec = s.srv->run();
   s.stop_housekeeping();
+  if (s.hooks) s.hooks->stop();
   s.broker_->stop();
   // Why: history that could not be saved is lost; the exit status must say so
   // (issue 14, finding 6), not only a log line.

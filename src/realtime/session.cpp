@@ -300,6 +300,12 @@ void sessions::on_upgrade(server::upgrade_request& req) {
   } else if (!config_.allow_anonymous) {
     conn.needs_connect = true;
   }
+  if (hooks_) {
+    conn.hook = std::make_unique<hook_state>();
+    for (const auto& field : req.head().headers()) {
+      if (hooks_->forwards(field.name)) conn.hook->headers.emplace_back(field.name, field.value);
+    }
+  }
   conn.client = random_hex(8);
   conn.bucket.emplace(config_.command_rate, config_.command_burst);
   const std::string_view offered[] = {k_subprotocol};
@@ -322,6 +328,9 @@ void sessions::on_open(server::websocket& ws) {
         mono_ms() + static_cast<std::uint64_t>(to_ms(config_.connect_timeout).count());
   }
   if (conn.claims) watch_expiry(conn);
+  if (hooks_ && hooks_->connect() && hooks_->connect_always() && conn.connected) {
+    hook_connect_on_open(ws, conn);
+  }
 }
 
 void sessions::on_close(server::websocket& ws, std::uint16_t code) {
@@ -363,6 +372,8 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
     ws.close(1003, "binary messages are not supported");
     return;
   }
+  // Behind a hook call in flight: commands run in the order they came.
+  if (conn.hook && hook_queue(ws, conn, payload)) return;
   const auto started = std::chrono::steady_clock::now();
   thread_local simdjson::dom::parser parser;
   thread_local std::string reply;
@@ -399,7 +410,8 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
   if (close_after) ws.close(k_close_auth, fail ? std::string_view(fail->message) : "");
   const std::string_view label =
       cmd == "connect" || cmd == "subscribe" || cmd == "unsubscribe" || cmd == "publish" ||
-              cmd == "presence" || cmd == "history" || cmd == "ping" || cmd == "refresh"
+              cmd == "presence" || cmd == "history" || cmd == "ping" || cmd == "refresh" ||
+              cmd == "rpc"
           ? cmd
           : std::string_view("invalid");
   metrics_.command_duration->observe(
@@ -410,6 +422,11 @@ std::optional<failure> sessions::dispatch(server::websocket& ws, connection_stat
                                           const command& c, std::string& result,
                                           bool& close_after, bool& replied) {
   const std::string_view cmd = c.cmd;
+  // Proxy hooks answer some commands (session_hooks.cpp).
+  if (auto hooked = dispatch_hooked(ws, conn, c, close_after)) {
+    if (!*hooked) replied = true;
+    return *hooked;
+  }
   if (cmd == "connect") return cmd_connect(conn, c, result, close_after);
   if (conn.needs_connect) return make_failure(errors::not_authenticated);
   if (cmd == "ping") return std::nullopt;
@@ -528,12 +545,25 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
   if (conn.subs.size() >= config_.max_subscriptions) {
     return make_failure(errors::subscription_limit);
   }
-  local_channel& ch = hub_.join(name, *ns);
+  if (hooks_) {
+    if (const hook_target* h = hooks_->subscribe(namespace_of(name, k_default_namespace))) {
+      return hook_subscribe(ws, conn, c, *h, name, *ns);
+    }
+  }
+  subscribe_now(ws, name, *ns, c.since, c.id, false);
+  return std::nullopt;
+}
+
+void sessions::subscribe_now(server::websocket& ws, std::string_view name,
+                             const namespace_options& ns, std::optional<stream_position> since,
+                             std::string id, bool server_side) {
+  local_channel& ch = hub_.join(name, ns);
   read_request request;
-  request.since = c.since;
+  request.since = std::move(since);
   hub_.backend().read(
-      name, *ns, std::move(request),
-      on_loop<read_result>(*srv_, ws, [this, &ch, id = c.id](server::websocket* w, read_result r) {
+      name, ns, std::move(request),
+      on_loop<read_result>(*srv_, ws, [this, &ch, id = std::move(id), server_side](
+                                          server::websocket* w, read_result r) {
         if (!w) {  // closed meanwhile: nothing to attach to
           hub_.leave(ch);
           return;
@@ -541,11 +571,17 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
         thread_local std::string reply;
         if (r.error) {
           hub_.leave(ch);
+          // A server-side subscription that failed is not the client's error to read.
+          if (server_side) return;
           reply_error(reply, id, *r.error);
           send_text(*w, reply);
           return;
         }
         auto& conn = w->data<connection_state>();
+        if (server_side && conn.find_sub(ch.name)) {  // already there
+          hub_.leave(ch);
+          return;
+        }
         const std::string* attached = hub_.attach(ch, r.epoch, w->id());
         if (!attached) {  // the stream was lost after this read (hub::on_stream_lost)
           hub_.leave(ch);
@@ -553,23 +589,26 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
           return;
         }
         const std::string& topic = *attached;
-        reply_start(reply, id);
-        reply.append("\"result\":{");
-        append_stream(reply, ch.name, r.epoch, r.offset);
-        if (r.recovered) {
-          append_recovery(reply, *r.recovered, r.reason);
-          reply.append(",\"publications\":[");
-          reply.append(r.publications);
-          reply.push_back(']');
+        if (server_side) {
+          subscribe_push(reply, ch.name, r.epoch, r.offset);
+        } else {
+          reply_start(reply, id);
+          reply.append("\"result\":{");
+          append_stream(reply, ch.name, r.epoch, r.offset);
+          if (r.recovered) {
+            append_recovery(reply, *r.recovered, r.reason);
+            reply.append(",\"publications\":[");
+            reply.append(r.publications);
+            reply.push_back(']');
+          }
+          reply.append("}}");
         }
-        reply.append("}}");
         send_text(*w, reply);
         w->subscribe(topic, r.offset);
         conn.subs.push_back(&ch);
         hub_.count_subscription(1);
         if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
       }));
-  return std::nullopt;
 }
 
 std::optional<failure> sessions::cmd_unsubscribe(server::websocket& ws, connection_state& conn,
@@ -593,8 +632,19 @@ std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_s
   if (ns->publish == publish_policy::subscribers && !conn.find_sub(name)) {
     return make_failure(errors::subscribe_first);
   }
-  hub_.publish(name, *ns, c.data, conn.client, conn.user,
-               on_loop<publish_result>(*srv_, ws, [id = c.id](server::websocket* w,
+  if (hooks_) {
+    if (const hook_target* h = hooks_->publish(namespace_of(name, k_default_namespace))) {
+      return hook_publish(ws, conn, c, *h, name, *ns);
+    }
+  }
+  publish_now(ws, conn, name, *ns, c.data, c.id);
+  return std::nullopt;
+}
+
+void sessions::publish_now(server::websocket& ws, connection_state& conn, std::string_view name,
+                           const namespace_options& ns, std::string_view data, std::string id) {
+  hub_.publish(name, ns, data, conn.client, conn.user,
+               on_loop<publish_result>(*srv_, ws, [id = std::move(id)](server::websocket* w,
                                                               publish_result r) {
                  if (!w) return;
                  thread_local std::string reply;
@@ -608,7 +658,6 @@ std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_s
                  }
                  send_text(*w, reply);
                }));
-  return std::nullopt;
 }
 
 std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_state& conn,

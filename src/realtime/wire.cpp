@@ -173,4 +173,12 @@ void unsubscribe_push(std::string& out, std::string_view channel, std::string_vi
   out.push_back('}');
 }
 
+void subscribe_push(std::string& out, std::string_view channel, std::string_view epoch,
+                    std::uint64_t offset) {
+  out.clear();
+  out.append("{\"push\":\"subscribe\",");
+  append_stream(out, channel, epoch, offset);
+  out.push_back('}');
+}
+
 }  // namespace switchboard::realtime::detail

@@ -84,6 +84,10 @@ inline constexpr error_def history_not_saved{
     503, "the publication could not be written to the journal; nothing was published"};
 // 503: the broker (Redis) cannot be reached; try again later.
 inline constexpr error_def broker_unavailable{503, "broker unavailable: "};  // + why
+// Proxy hooks (docs/hooks.md).
+inline constexpr error_def no_method{400, "bad request: method must be a string of 1 to 256 bytes"};
+inline constexpr error_def rpc_not_configured{501, "rpc is not configured on this server (hooks.rpc_url)"};
+inline constexpr error_def hook_unavailable{503, "hook unavailable; try again later"};
 }  // namespace errors
 
 // The failure for `e`, its message followed by `detail`.
@@ -163,6 +167,12 @@ void refresh_push(std::string& out, std::int64_t exp);
 // A subscription the server ended (a refreshed token no longer grants it):
 //   {"push":"unsubscribe","channel":"…","reason":"…"}
 void unsubscribe_push(std::string& out, std::string_view channel, std::string_view reason);
+
+// A subscription the server made for the client (a connect hook's
+// `channels`, docs/hooks.md):
+//   {"push":"subscribe","channel":"…","epoch":"…","offset":N}
+void subscribe_push(std::string& out, std::string_view channel, std::string_view epoch,
+                    std::uint64_t offset);
 
 // How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info);
