@@ -100,8 +100,8 @@ std::string check_config(const realtime_config& config) {
            ") must not exceed max_message_size (" + std::to_string(config.max_message_size) + ")";
   }
   if (config.jwt_secret.empty() && !config.allow_anonymous && config.hooks_connect_url.empty()) {
-    return "auth: set auth.jwt_secret, auth.allow_anonymous or hooks.connect_url (nobody could "
-           "connect)";
+    // (hooks.connect_url is the third way: the backend decides, docs/hooks.md.)
+    return "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)";
   }
   if (!config.journal_file.empty() && config.snapshot_file.empty()) {
     return "history: journal needs history.snapshot_file (the journal is replayed over it and "
