@@ -166,6 +166,10 @@ def hooks_config(backend, hooks=None, **overrides):
         "forward_headers": ["Cookie", "Authorization", "X-Tenant"],
     }
     h.update(hooks or {})
+    # connect_timeout above hooks.timeout: a client whose connect hook times
+    # out gets its 503 before the deadline closes it.
+    overrides.setdefault("auth", {})
+    overrides["auth"] = dict({"connect_timeout": 5}, **overrides["auth"])
     sections = base_config(hooks=h, api={"key": API_KEY}, **overrides)
     sections["namespaces.room"] = {"publish": "any", "subscribe_hook": backend.url("/subscribe"),
                                    "publish_hook": backend.url("/publish")}
