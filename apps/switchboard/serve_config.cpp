@@ -292,6 +292,17 @@ const config_key k_keys[] = {
      "headers of the client's upgrade request passed on to every hook call"},
     {"hooks", "tls_ca_file", &realtime_config::hooks_tls_ca_file, k_any,
      "PEM trust anchors for https:// hooks; empty: the system store"},
+    // [events] (docs/hooks.md, "Lifecycle events")
+    {"events", "url", &realtime_config::events_url, k_any,
+     "webhook that receives lifecycle events (connect, disconnect, subscribe, unsubscribe, "
+     "presence.join, presence.leave) at least once, signed with hooks.secret; empty: off"},
+    {"events", "outbox", &realtime_config::events_outbox, k_any,
+     "append-only file that holds events until the webhook acknowledged them (needed with "
+     "url)"},
+    {"events", "batch", &realtime_config::events_batch, k_positive_count,
+     "events per POST at most"},
+    {"events", "retry_max", &realtime_config::events_retry_max, k_positive_number,
+     "longest wait in seconds between two tries of a batch the webhook did not acknowledge"},
 };
 
 const namespace_key k_namespace_keys[] = {
@@ -320,7 +331,7 @@ const namespace_key k_namespace_keys[] = {
 
 constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
                                            "keepalive", "shutdown", "history", "broker", "log",
-                                           "hooks", "namespaces"};
+                                           "hooks", "events", "namespaces"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

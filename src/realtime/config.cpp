@@ -80,6 +80,14 @@ std::string check_hooks(const realtime_config& config) {
       return e;
     }
   }
+  if (!config.events_url.empty()) {
+    detail::http_url parsed;
+    if (std::string e = detail::parse_http_url_syntax(config.events_url, parsed); !e.empty()) {
+      return "events: url: " + e;
+    }
+    // Without the outbox a crash would lose what was not sent yet.
+    if (config.events_outbox.empty()) return "events: url needs events.outbox (a file)";
+  }
   if (!(config.hooks_timeout > 0)) return "hooks: timeout must be above 0 seconds";
   if (config.hooks_max_concurrency == 0) return "hooks: max_concurrency must be at least 1";
   for (const std::string& h : config.hooks_forward_headers) {

@@ -168,7 +168,7 @@ hook_caller::~hook_caller() { stop(); }
 
 bool hook_caller::wanted(const realtime_config& config) {
   if (!config.hooks_connect_url.empty() || !config.hooks_refresh_url.empty() ||
-      !config.hooks_rpc_url.empty()) {
+      !config.hooks_rpc_url.empty() || !config.events_url.empty()) {
     return true;
   }
   for (const auto& [name, ns] : config.namespaces) {
@@ -203,6 +203,11 @@ std::string hook_caller::start() {
   }
   for (auto& [name, t] : subscribe_) all.push_back(t.get());
   for (auto& [name, t] : publish_) all.push_back(t.get());
+  hook_target events;  // the lifecycle webhook: resolved here, used by event_outbox
+  if (!config_.events_url.empty()) {
+    (void)parse_http_url_syntax(config_.events_url, events.url);
+    all.push_back(&events);
+  }
   bool any_tls = false;
   for (hook_target* t : all) {
     if (std::string e = resolve_http_url(t->url); !e.empty()) return e;
@@ -235,18 +240,30 @@ void hook_caller::stop() {
   loop_.reset();
 }
 
+std::vector<std::pair<std::string, std::string>> hook_caller::signed_headers(
+    std::string_view kind, std::string_view body) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("X-Switchboard-Hook", std::string(kind));
+  if (!config_.hooks_secret.empty()) {
+    const std::string timestamp = std::to_string(wall_ms() / 1000);
+    out.emplace_back("X-Switchboard-Signature",
+                     "v1=" + hook_signature(config_.hooks_secret, timestamp, body));
+    out.emplace_back("X-Switchboard-Timestamp", timestamp);
+  }
+  return out;
+}
+
+void hook_caller::run(net::task t) {
+  if (loop_) loop_->post(std::move(t));
+}
+
 void hook_caller::call(const hook_target& target, std::string body,
                        const forwarded_headers* headers, completion done) {
+  if (!loop_) return;
   http_request r;
   r.url = &target.url;
   r.timeout = to_ms(config_.hooks_timeout);
-  r.headers.emplace_back("X-Switchboard-Hook", std::string(hook_name(target.kind)));
-  if (!config_.hooks_secret.empty()) {
-    const std::string timestamp = std::to_string(wall_ms() / 1000);
-    r.headers.emplace_back("X-Switchboard-Signature",
-                           "v1=" + hook_signature(config_.hooks_secret, timestamp, body));
-    r.headers.emplace_back("X-Switchboard-Timestamp", timestamp);
-  }
+  r.headers = signed_headers(hook_name(target.kind), body);
   if (headers) {
     for (const auto& h : *headers) r.headers.push_back(h);
   }

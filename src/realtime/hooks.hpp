@@ -113,6 +113,15 @@ class hook_caller {
   void call(const hook_target& target, std::string body, const forwarded_headers* headers,
             completion done);
 
+  // For the lifecycle events' sender (event_outbox.hpp), which runs on the
+  // hook thread: posts `t` there (any thread); the loop and the client
+  // (hook thread only); the X-Switchboard-* headers for `body` as `kind`.
+  void run(net::task t);
+  net::event_loop& loop() noexcept { return *loop_; }
+  http_client& client() noexcept { return *client_; }
+  std::vector<std::pair<std::string, std::string>> signed_headers(std::string_view kind,
+                                                                  std::string_view body) const;
+
  private:
   const realtime_config& config_;
   log_function log_;

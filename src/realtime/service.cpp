@@ -27,6 +27,7 @@
 
 #include "assets.hpp"
 #include "auth.hpp"
+#include "event_outbox.hpp"
 #include "hooks.hpp"
 #include "http_api.hpp"
 #include "hub.hpp"
@@ -62,6 +63,7 @@ struct service::impl {
   // Proxy hooks (null: none configured). Stopped before the server goes:
   // an answer in flight reaches the server through dispatch().
   std::unique_ptr<hook_caller> hooks;
+  std::unique_ptr<event_outbox> events;  // lifecycle events; sent by the hook thread
   std::unique_ptr<server::server> srv;
   std::unique_ptr<hub> hub_;
   std::unique_ptr<sessions> sessions_;
@@ -185,6 +187,7 @@ void service::impl::build_server() {
   sessions_ = std::make_unique<sessions>(config, *hub_, verifier ? &*verifier : nullptr,
                                          session_counters, log);
   sessions_->set_hooks(hooks.get());
+  sessions_->set_events(events.get());
   api = std::make_unique<http_api>(config, *hub_, *sessions_);
 
   server::ws_behavior b;
@@ -292,6 +295,7 @@ service::service(realtime_config config, log_function log)
 
 service::~service() {
   impl_->stop_housekeeping();
+  if (impl_->events) impl_->events->stop();
   if (impl_->hooks) impl_->hooks->stop();
   // The server's destructor runs on_close for the connections it still has,
   // which touch the hub and the broker: destroy it while they are alive.
@@ -327,6 +331,13 @@ std::error_code service::listen() {
       s.error = std::move(e);
       return std::make_error_code(std::errc::invalid_argument);
     }
+    if (!s.config.events_url.empty()) {
+      s.events = std::make_unique<event_outbox>(s.config, *s.hooks, s.log);
+      if (std::string e = s.events->start(); !e.empty()) {
+        s.error = std::move(e);
+        return std::make_error_code(std::errc::invalid_argument);
+      }
+    }
   }
   s.setup_metrics();
   s.build_server();
@@ -348,6 +359,7 @@ std::error_code service::run() {
   s.housekeeper = std::thread([&s] { s.housekeeping_loop(); });
   const std::error_code ec = s.srv->run();
   s.stop_housekeeping();
+  if (s.events) s.events->stop();
   if (s.hooks) s.hooks->stop();
   s.broker_->stop();
   // Why: history that could not be saved is lost; the exit status must say so

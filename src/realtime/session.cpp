@@ -96,8 +96,8 @@ void sessions::install(server::ws_behavior& b, server::server& srv) {
   b.on_message = [this](server::websocket& ws, std::string_view payload, protocol::opcode op) {
     on_message(ws, payload, op);
   };
-  b.on_close = [this](server::websocket& ws, std::uint16_t code, std::string_view) {
-    on_close(ws, code);
+  b.on_close = [this](server::websocket& ws, std::uint16_t code, std::string_view reason) {
+    on_close(ws, code, reason);
   };
 }
 
@@ -331,9 +331,10 @@ void sessions::on_open(server::websocket& ws) {
   if (hooks_ && hooks_->connect() && hooks_->connect_always() && conn.connected) {
     hook_connect_on_open(ws, conn);
   }
+  if (!conn.needs_connect) announce(conn, "connect");
 }
 
-void sessions::on_close(server::websocket& ws, std::uint16_t code) {
+void sessions::on_close(server::websocket& ws, std::uint16_t code, std::string_view reason) {
   auto& conn = ws.data<connection_state>();
   // A close we sent counts as its code, answered or not (not as 1006); and a
   // client cannot mint labels: unknown codes are "other".
@@ -350,6 +351,10 @@ void sessions::on_close(server::websocket& ws, std::uint16_t code) {
   watch_expiry(conn, true);
   if (!conn.address.empty()) release(conn.address);
   while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
+  if (conn.hook && conn.hook->announced) {
+    const bool ours = ws.close_code_sent() != 0;
+    announce(conn, "disconnect", {}, ours ? ws.close_code_sent() : code, reason);
+  }
 }
 
 void sessions::leave(connection_state& conn, local_channel& ch, server::websocket* ws) {
@@ -359,6 +364,8 @@ void sessions::leave(connection_state& conn, local_channel& ch, server::websocke
   hub_.detach(ch, conn.id);
   // The leave push goes out before the node may unsubscribe (the stream's epoch names its topic).
   if (ch.ns->presence) hub_.backend().presence_remove(ch.name, conn.client);
+  announce(conn, "unsubscribe", ch.name);
+  if (ch.ns->presence) announce(conn, "presence.leave", ch.name);
   hub_.leave(ch);
 }
 
@@ -483,6 +490,7 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
     connect_deadlines_.erase(&conn);
   }
   watch_expiry(conn);
+  announce(conn, "connect");
   result = "{\"client\":";
   append_json_string(result, conn.client);
   if (!conn.user.empty()) {
@@ -608,6 +616,8 @@ void sessions::subscribe_now(server::websocket& ws, std::string_view name,
         conn.subs.push_back(&ch);
         hub_.count_subscription(1);
         if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
+        announce(conn, "subscribe", ch.name);
+        if (ch.ns->presence) announce(conn, "presence.join", ch.name);
       }));
 }
 

@@ -27,6 +27,7 @@
 #include <switchboard/server/websocket.hpp>
 
 #include "auth.hpp"
+#include "event_outbox.hpp"
 #include "hooks.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
@@ -49,6 +50,7 @@ struct hook_state {
   std::deque<std::string> queued;    // commands that arrived while `waiting`
   bool waiting = false;              // a hook call of this connection is out
   bool hook_auth = false;            // connected by the connect hook: refresh asks the hook
+  bool announced = false;            // its `connect` lifecycle event was emitted
 };
 
 // Per-connection state, stored inline in the server's connection object
@@ -103,6 +105,8 @@ class sessions {
 
   // Proxy hooks (hooks.hpp); null: none. Set before install().
   void set_hooks(hook_caller* hooks) noexcept { hooks_ = hooks; }
+  // Lifecycle events (event_outbox.hpp); null: none. Needs set_hooks().
+  void set_events(event_outbox* events) noexcept { events_ = events; }
 
   // Checks a command's "channel": present, valid, in a configured namespace,
   // and (when `conn` is set) granted by its token. Shared with the HTTP API.
@@ -120,7 +124,7 @@ class sessions {
   void on_upgrade(server::upgrade_request& req);
   void on_open(server::websocket& ws);
   void on_message(server::websocket& ws, std::string_view payload, protocol::opcode op);
-  void on_close(server::websocket& ws, std::uint16_t code);
+  void on_close(server::websocket& ws, std::uint16_t code, std::string_view reason = {});
 
   // Runs one command. A command answered at once puts its result in
   // `result`; one that answers from a broker completion sets `replied`.
@@ -182,6 +186,9 @@ class sessions {
   void hook_call(server::websocket& ws, connection_state& conn, const hook_target& target,
                  std::string body, net::unique_function<void(server::websocket&, hook_answer)> then);
   void hook_resume(server::websocket& ws);
+  // Emits a lifecycle event of `conn` (no-op without [events]).
+  void announce(connection_state& conn, std::string_view type, std::string_view channel = {},
+                int code = -1, std::string_view reason = {});
   // The connection is connected as `user` with presence `info` (a connect
   // hook's answer); `expire_at` (Unix s, 0: none) starts the refresh cycle.
   void hook_connected(connection_state& conn, std::string user, std::string info,
@@ -195,6 +202,7 @@ class sessions {
 
   const realtime_config& config_;
   hook_caller* hooks_ = nullptr;
+  event_outbox* events_ = nullptr;
   hub& hub_;
   const token_verifier* verifier_;
   session_metrics metrics_;

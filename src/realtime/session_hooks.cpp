@@ -134,6 +134,24 @@ void sessions::hook_connected(connection_state& conn, std::string user, std::str
     connect_deadlines_.erase(&conn);
   }
   watch_expiry(conn);
+  announce(conn, "connect");
+}
+
+void sessions::announce(connection_state& conn, std::string_view type, std::string_view channel,
+                        int code, std::string_view reason) {
+  if (!events_ || !conn.hook) return;
+  if (type == "connect") {
+    if (conn.hook->announced) return;  // an anonymous client that sent connect later
+    conn.hook->announced = true;
+  }
+  lifecycle_event e;
+  e.type = type;
+  e.client = conn.client;
+  e.user = conn.user;
+  e.channel = channel;
+  e.code = code;
+  e.reason = reason;
+  events_->emit(e);
 }
 
 std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_state& conn,

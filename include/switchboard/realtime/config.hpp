@@ -181,6 +181,14 @@ struct realtime_config {
   // Headers of the client's upgrade request passed on to the backend.
   std::vector<std::string> hooks_forward_headers = {"Cookie", "Authorization"};
   std::string hooks_tls_ca_file;  // PEM trust anchors for https:// hooks; empty: the system's
+  // [events] (docs/hooks.md, "Lifecycle events"): connect, disconnect,
+  // subscribe, unsubscribe, presence.join and presence.leave POSTed in
+  // batches to this webhook (signed with hooks.secret) until it answers 2xx,
+  // from the outbox file, so a restart or a crash loses none. Empty: off.
+  std::string events_url;
+  std::string events_outbox;           // required with events_url
+  std::size_t events_batch = 100;      // events per POST at most
+  double events_retry_max = 30;        // seconds: the longest wait between retries
 
   // [namespaces.NAME]; "default" holds channels without ':'. Channels of a
   // namespace not listed here are refused (404).
