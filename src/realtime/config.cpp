@@ -71,7 +71,8 @@ std::string check_hooks(const realtime_config& config) {
   }
   for (const auto& [name, ns] : config.namespaces) {
     const std::string prefix = "namespaces." + name + ".";
-    if (std::string e = check(prefix + "subscribe_hook", ns.subscribe_hook, ns.subscribe_hook_on_error);
+    if (std::string e =
+            check(prefix + "subscribe_hook", ns.subscribe_hook, ns.subscribe_hook_on_error);
         !e.empty()) {
       return e;
     }

@@ -39,7 +39,9 @@ event_outbox::event_outbox(const realtime_config& config, hook_caller& hooks, lo
   retry_.bind<&event_outbox::on_retry>(this);
 }
 
-event_outbox::~event_outbox() { stop(); }
+event_outbox::~event_outbox() {
+  stop();
+}
 
 std::string event_outbox::write_acked(std::uint64_t seq) {
   // write, fsync, rename: the file holds one whole number, old or new.
@@ -100,13 +102,13 @@ std::string event_outbox::start() {
   if (std::string e = writer_->sync(); !e.empty()) return "events: " + e;
   next_seq_ = last + 1;
   stopped_ = false;
-  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), acked,
-              unsent = std::move(unsent)]() mutable {
-    if (alive.expired()) return;
-    acked_ = acked;
-    for (queued& q : unsent) pending_.push_back(std::move(q));
-    kick();
-  });
+  hooks_.run(
+      [this, alive = std::weak_ptr<bool>(alive_), acked, unsent = std::move(unsent)]() mutable {
+        if (alive.expired()) return;
+        acked_ = acked;
+        for (queued& q : unsent) pending_.push_back(std::move(q));
+        kick();
+      });
   return {};
 }
 
@@ -185,7 +187,8 @@ void event_outbox::emit(const lifecycle_event& e) {
 
 void event_outbox::kick() {
   if (in_flight_ || retry_.active() || pending_.empty()) return;
-  const std::size_t count = std::min(pending_.size(), std::max<std::size_t>(1, config_.events_batch));
+  const std::size_t count =
+      std::min(pending_.size(), std::max<std::size_t>(1, config_.events_batch));
   std::string body("{\"events\":[");
   for (std::size_t i = 0; i < count; ++i) {
     if (i) body.push_back(',');
@@ -199,11 +202,11 @@ void event_outbox::kick() {
   r.body = std::move(body);
   in_flight_ = true;
   const std::uint64_t last = pending_[count - 1].seq;
-  hooks_.client().send(std::move(r), [this, alive = std::weak_ptr<bool>(alive_), last,
-                                      count](http_result res) {
-    if (alive.expired()) return;
-    on_sent(last, count, res);
-  });
+  hooks_.client().send(std::move(r),
+                       [this, alive = std::weak_ptr<bool>(alive_), last, count](http_result res) {
+                         if (alive.expired()) return;
+                         on_sent(last, count, res);
+                       });
 }
 
 void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_result& r) {
@@ -237,7 +240,8 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
                               "); retrying");
   }
   const double cap = std::max(0.1, config_.events_retry_max);
-  const double base = std::min(cap, 0.1 * static_cast<double>(1u << std::min<std::uint32_t>(attempt_, 16)));
+  const double base =
+      std::min(cap, 0.1 * static_cast<double>(1u << std::min<std::uint32_t>(attempt_, 16)));
   ++attempt_;
   thread_local std::mt19937 rng{std::random_device{}()};
   const double wait = std::uniform_real_distribution<double>(base / 2, base)(rng);
@@ -245,6 +249,8 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
   hooks_.loop().timers().schedule(retry_, to_ms(wait));
 }
 
-void event_outbox::on_retry() { kick(); }
+void event_outbox::on_retry() {
+  kick();
+}
 
 }  // namespace switchboard::realtime::detail

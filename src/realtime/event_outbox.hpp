@@ -28,11 +28,10 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <utility>
-
 #include <switchboard/net/timer_wheel.hpp>
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/realtime/service.hpp>
+#include <utility>
 
 #include "hooks.hpp"
 #include "journal.hpp"
@@ -40,7 +39,8 @@
 namespace switchboard::realtime::detail {
 
 struct lifecycle_event {
-  std::string_view type;  // connect, disconnect, subscribe, unsubscribe, presence.join, presence.leave
+  std::string_view
+      type;  // connect, disconnect, subscribe, unsubscribe, presence.join, presence.leave
   std::string_view client;
   std::string_view user;
   std::string_view channel;  // subscribe, unsubscribe, presence.*

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-
 #include <switchboard/net/tcp_connector.hpp>
 #include <switchboard/net/transport.hpp>
 
@@ -52,7 +51,8 @@ std::string parse_http_url_syntax(std::string_view url, http_url& out) {
   if (url.find_first_of(std::string_view("\0\r\n \t", 5)) != std::string_view::npos) {
     return url_error(url, "whitespace or control characters in the URL");
   }
-  if (url.find('#') != std::string_view::npos) return url_error(url, "a fragment has no meaning here");
+  if (url.find('#') != std::string_view::npos)
+    return url_error(url, "a fragment has no meaning here");
   const auto slash = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, slash);
   out.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
@@ -89,8 +89,10 @@ std::string parse_http_url_syntax(std::string_view url, http_url& out) {
   }
   if (!port_part.empty()) {
     unsigned port = 0;
-    const auto [p, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), port);
-    if (ec != std::errc{} || p != port_part.data() + port_part.size() || port == 0 || port > 65535) {
+    const auto [p, ec] =
+        std::from_chars(port_part.data(), port_part.data() + port_part.size(), port);
+    if (ec != std::errc{} || p != port_part.data() + port_part.size() || port == 0 ||
+        port > 65535) {
       return url_error(url, "the port must be 1-65535");
     }
     out.port = static_cast<std::uint16_t>(port);
@@ -230,7 +232,8 @@ http_response_reader::status http_response_reader::feed(std::string_view data,
           return status::need_more;
         }
         const std::size_t before = head_buf_.size();
-        const std::size_t take = std::min(rest.size(), k_max_head + 1 - std::min(before, k_max_head));
+        const std::size_t take =
+            std::min(rest.size(), k_max_head + 1 - std::min(before, k_max_head));
         head_buf_.append(rest.substr(0, take));
         const protocol::parse_result r = parser_.parse(head_buf_);
         if (r.status == protocol::parse_status::error) {
@@ -281,7 +284,8 @@ http_response_reader::status http_response_reader::feed(std::string_view data,
       case state::trailers:
       case state::chunk_crlf: {
         const auto lf = rest.find('\n');
-        const std::string_view part = rest.substr(0, lf == std::string_view::npos ? rest.size() : lf + 1);
+        const std::string_view part =
+            rest.substr(0, lf == std::string_view::npos ? rest.size() : lf + 1);
         if (line_.size() + part.size() > k_max_line) return fail("chunk line over the limit");
         line_.append(part);
         rest.remove_prefix(part.size());
@@ -290,7 +294,8 @@ http_response_reader::status http_response_reader::feed(std::string_view data,
           return status::need_more;
         }
         // Every line ends in CRLF (RFC 9112 §7.1); a bare LF is refused.
-        if (line_.size() < 2 || line_[line_.size() - 2] != '\r') return fail("chunk line without CRLF");
+        if (line_.size() < 2 || line_[line_.size() - 2] != '\r')
+          return fail("chunk line without CRLF");
         std::string_view line(line_.data(), line_.size() - 2);
         if (state_ == state::chunk_crlf) {
           if (!line.empty()) return fail("chunk data longer than its size");
@@ -308,7 +313,8 @@ http_response_reader::status http_response_reader::feed(std::string_view data,
           while (digits < line.size() && is_hex(line[digits])) ++digits;
           if (digits == 0 || digits > 15) return fail("bad chunk size");
           const std::string_view after = line.substr(digits);
-          if (!after.empty() && after.front() != ';' && after.front() != ' ' && after.front() != '\t') {
+          if (!after.empty() && after.front() != ';' && after.front() != ' ' &&
+              after.front() != '\t') {
             return fail("bad chunk size");
           }
           std::uint64_t size = 0;
@@ -334,8 +340,11 @@ http_response_reader::status http_response_reader::feed(std::string_view data,
         consumed = data.size();
         return status::need_more;
       }
-      case state::done: consumed = data.size() - rest.size(); return status::complete;
-      case state::failed: return status::error;
+      case state::done:
+        consumed = data.size() - rest.size();
+        return status::complete;
+      case state::failed:
+        return status::error;
     }
   }
 }
@@ -376,7 +385,10 @@ struct http_client::pool {
 
 struct http_client::connection final : net::transport_handler {
   connection(http_client& o, pool& pl)
-      : owner(o), p(pl), connector(o.loop_), t(o.loop_, *this, pl.url.tls ? o.tls_ : nullptr),
+      : owner(o),
+        p(pl),
+        connector(o.loop_),
+        t(o.loop_, *this, pl.url.tls ? o.tls_ : nullptr),
         reader(o.options_.max_body) {
     idle_timer.bind<&connection::on_idle>(this);
   }
@@ -394,14 +406,16 @@ struct http_client::connection final : net::transport_handler {
   bool dead = false;
 
   void start() {
-    connector.connect(p.url.address, std::chrono::milliseconds(0),
-                      [this](std::error_code ec, net::unique_fd fd) { on_connected(ec, std::move(fd)); });
+    connector.connect(
+        p.url.address, std::chrono::milliseconds(0),
+        [this](std::error_code ec, net::unique_fd fd) { on_connected(ec, std::move(fd)); });
   }
 
   void on_connected(std::error_code ec, net::unique_fd fd) {
     if (ec) return lost("connect to " + p.url.origin + ": " + ec.message());
     if (p.url.tls && owner.tls_ == nullptr) return lost("https:// without a TLS context");
-    if (auto e = t.open(std::move(fd), p.url.tls ? std::string_view(p.url.host) : std::string_view())) {
+    if (auto e =
+            t.open(std::move(fd), p.url.tls ? std::string_view(p.url.host) : std::string_view())) {
       return lost("open " + p.url.origin + ": " + e.message());
     }
     if (!p.url.tls) {
@@ -442,8 +456,8 @@ struct http_client::connection final : net::transport_handler {
   void on_data(net::transport&, std::span<std::byte> data) override {
     if (!req) return lost("bytes from " + p.url.origin + " that answer no request");
     std::size_t consumed = 0;
-    const auto s = reader.feed(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()),
-                               consumed);
+    const auto s = reader.feed(
+        std::string_view(reinterpret_cast<const char*>(data.data()), data.size()), consumed);
     if (s == http_response_reader::status::need_more) return;
     if (s == http_response_reader::status::error) {
       return lost("bad response from " + p.url.origin + ": " + reader.error());

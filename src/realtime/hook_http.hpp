@@ -29,14 +29,13 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
-
 #include <switchboard/net/event_loop.hpp>
 #include <switchboard/net/tcp_socket.hpp>
 #include <switchboard/net/tls_context.hpp>
 #include <switchboard/net/unique_function.hpp>
 #include <switchboard/protocol/http_head.hpp>
+#include <utility>
+#include <vector>
 
 namespace switchboard::realtime::detail {
 

@@ -3,7 +3,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-
 #include <simdjson.h>
 
 #include <algorithm>
@@ -43,11 +42,16 @@ std::unique_ptr<hook_target> make_target(hook_kind kind, const std::string& url,
 
 std::string_view hook_name(hook_kind kind) noexcept {
   switch (kind) {
-    case hook_kind::connect: return "connect";
-    case hook_kind::refresh: return "refresh";
-    case hook_kind::rpc: return "rpc";
-    case hook_kind::subscribe: return "subscribe";
-    case hook_kind::publish: return "publish";
+    case hook_kind::connect:
+      return "connect";
+    case hook_kind::refresh:
+      return "refresh";
+    case hook_kind::rpc:
+      return "rpc";
+    case hook_kind::subscribe:
+      return "subscribe";
+    case hook_kind::publish:
+      return "publish";
   }
   return "?";
 }
@@ -94,7 +98,8 @@ hook_answer read_hook_answer(hook_kind kind, int status, std::string_view body) 
     simdjson::dom::object e;
     std::int64_t code = 0;
     std::string_view message;
-    if (error.get_object().get(e) != simdjson::SUCCESS || e["code"].get_int64().get(code) != simdjson::SUCCESS ||
+    if (error.get_object().get(e) != simdjson::SUCCESS ||
+        e["code"].get_int64().get(code) != simdjson::SUCCESS ||
         e["message"].get_string().get(message) != simdjson::SUCCESS) {
       return bad_answer("error must be {\"code\": integer, \"message\": string}");
     }
@@ -112,12 +117,15 @@ hook_answer read_hook_answer(hook_kind kind, int status, std::string_view body) 
     return bad_answer("neither result nor error");
   }
   simdjson::dom::object result;
-  if (result_el.get_object().get(result) != simdjson::SUCCESS) return bad_answer("result must be an object");
-  if (auto dup = find_duplicate_key(result)) return bad_answer("duplicate key " + std::string(*dup));
+  if (result_el.get_object().get(result) != simdjson::SUCCESS)
+    return bad_answer("result must be an object");
+  if (auto dup = find_duplicate_key(result))
+    return bad_answer("duplicate key " + std::string(*dup));
   for (auto [key, value] : result) {
     if (key == "user" && kind == hook_kind::connect) {
       std::string_view user;
-      if (value.get_string().get(user) != simdjson::SUCCESS) return bad_answer("user must be a string");
+      if (value.get_string().get(user) != simdjson::SUCCESS)
+        return bad_answer("user must be a string");
       if (user.size() > 256) return bad_answer("user over 256 bytes");
       a.user = std::string(user);
     } else if (key == "info" && (kind == hook_kind::connect || kind == hook_kind::refresh)) {
@@ -126,10 +134,12 @@ hook_answer read_hook_answer(hook_kind kind, int status, std::string_view body) 
       if (a.info->size() > 4096) return bad_answer("info over 4 KiB");
     } else if (key == "channels" && kind == hook_kind::connect) {
       simdjson::dom::array arr;
-      if (value.get_array().get(arr) != simdjson::SUCCESS) return bad_answer("channels must be an array of strings");
+      if (value.get_array().get(arr) != simdjson::SUCCESS)
+        return bad_answer("channels must be an array of strings");
       for (auto ch : arr) {
         std::string_view name;
-        if (ch.get_string().get(name) != simdjson::SUCCESS) return bad_answer("channels must be an array of strings");
+        if (ch.get_string().get(name) != simdjson::SUCCESS)
+          return bad_answer("channels must be an array of strings");
         a.channels.emplace_back(name);
       }
     } else if (key == "expire_at" && (kind == hook_kind::connect || kind == hook_kind::refresh)) {
@@ -151,8 +161,10 @@ hook_answer read_hook_answer(hook_kind kind, int status, std::string_view body) 
 
 hook_caller::hook_caller(const realtime_config& config, log_function log)
     : config_(config), log_(std::move(log)) {
-  connect_ = make_target(hook_kind::connect, config.hooks_connect_url, config.hooks_connect_on_error);
-  refresh_ = make_target(hook_kind::refresh, config.hooks_refresh_url, config.hooks_refresh_on_error);
+  connect_ =
+      make_target(hook_kind::connect, config.hooks_connect_url, config.hooks_connect_on_error);
+  refresh_ =
+      make_target(hook_kind::refresh, config.hooks_refresh_url, config.hooks_refresh_on_error);
   rpc_ = make_target(hook_kind::rpc, config.hooks_rpc_url, "deny");
   for (const auto& [name, ns] : config.namespaces) {
     if (auto t = make_target(hook_kind::subscribe, ns.subscribe_hook, ns.subscribe_hook_on_error)) {
@@ -164,7 +176,9 @@ hook_caller::hook_caller(const realtime_config& config, log_function log)
   }
 }
 
-hook_caller::~hook_caller() { stop(); }
+hook_caller::~hook_caller() {
+  stop();
+}
 
 bool hook_caller::wanted(const realtime_config& config) {
   if (!config.hooks_connect_url.empty() || !config.hooks_refresh_url.empty() ||

@@ -26,15 +26,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <utility>
-#include <vector>
-
 #include <switchboard/net/event_loop.hpp>
 #include <switchboard/net/tls_context.hpp>
 #include <switchboard/net/unique_function.hpp>
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/realtime/service.hpp>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "command.hpp"
 #include "hook_http.hpp"
@@ -63,11 +62,11 @@ struct hook_answer {
   failure denial{0, {}};  // deny: what the client is told
   std::string error;      // failed: why (for the log)
   // allow: what the backend changed (each optional; docs/hooks.md).
-  std::optional<std::string> user;   // connect: the user id
-  std::optional<std::string> info;   // connect, refresh: presence info (a JSON object)
+  std::optional<std::string> user;    // connect: the user id
+  std::optional<std::string> info;    // connect, refresh: presence info (a JSON object)
   std::vector<std::string> channels;  // connect: channels to subscribe the client to
-  std::int64_t expire_at = 0;        // connect, refresh: Unix seconds; 0: none
-  std::optional<std::string> data;   // publish: the new data; rpc: the result
+  std::int64_t expire_at = 0;         // connect, refresh: Unix seconds; 0: none
+  std::optional<std::string> data;    // publish: the new data; rpc: the result
 };
 
 // Reads a backend's answer: HTTP status, body. Pure (the unit tests call it).

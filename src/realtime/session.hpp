@@ -184,7 +184,8 @@ class sessions {
   // Sends `body` to `target` for `ws`; `then(websocket&, hook_answer)` runs on
   // the connection's loop if it is still open, after which queued commands run.
   void hook_call(server::websocket& ws, connection_state& conn, const hook_target& target,
-                 std::string body, net::unique_function<void(server::websocket&, hook_answer)> then);
+                 std::string body,
+                 net::unique_function<void(server::websocket&, hook_answer)> then);
   void hook_resume(server::websocket& ws);
   // Emits a lifecycle event of `conn` (no-op without [events]).
   void announce(connection_state& conn, std::string_view type, std::string_view channel = {},

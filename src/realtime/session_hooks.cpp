@@ -78,14 +78,15 @@ void sessions::hook_call(server::websocket& ws, connection_state& conn, const ho
                          net::unique_function<void(server::websocket&, hook_answer)> then) {
   conn.hook->waiting = true;
   hooks_->call(target, std::move(body), &conn.hook->headers,
-               [this, srv = srv_, id = ws.id(), &target, then = std::move(then)](
-                   hook_answer answer) mutable {
+               [this, srv = srv_, id = ws.id(), &target,
+                then = std::move(then)](hook_answer answer) mutable {
                  srv->dispatch(id, [this, &target, then = std::move(then),
                                     answer = std::move(answer)](server::websocket* w) mutable {
                    if (!w) return;  // closed meanwhile: nobody to answer
                    auto& c = w->data<connection_state>();
                    c.hook->waiting = false;
-                   if (answer.result == hook_answer::outcome::failed) log_failure(log_, target, answer);
+                   if (answer.result == hook_answer::outcome::failed)
+                     log_failure(log_, target, answer);
                    then(*w, std::move(answer));
                    hook_resume(*w);
                  });
@@ -228,28 +229,29 @@ std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_
 void sessions::hook_connect_on_open(server::websocket& ws, connection_state& conn) {
   std::string body = body_start(conn, conn.user);
   body.push_back('}');
-  hook_call(ws, conn, *hooks_->connect(), std::move(body), [this](server::websocket& w, hook_answer a) {
-    auto& conn = w.data<connection_state>();
-    if (a.result == hook_answer::outcome::deny) {
-      w.close(k_close_auth, a.denial.message);
-      return;
-    }
-    if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
-      w.close(k_close_auth, "connect hook unavailable");
-      return;
-    }
-    if (a.info) {
-      conn.presence = std::make_shared<const presence_entry>(
-          presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
-    }
-    for (const std::string& channel : a.channels) {
-      if (conn.subs.size() >= config_.max_subscriptions) break;
-      if (!valid_channel_name(channel)) continue;
-      const auto it = config_.namespaces.find(namespace_of(channel, k_default_namespace));
-      if (it == config_.namespaces.end()) continue;
-      subscribe_now(w, channel, it->second, std::nullopt, {}, true);
-    }
-  });
+  hook_call(ws, conn, *hooks_->connect(), std::move(body),
+            [this](server::websocket& w, hook_answer a) {
+              auto& conn = w.data<connection_state>();
+              if (a.result == hook_answer::outcome::deny) {
+                w.close(k_close_auth, a.denial.message);
+                return;
+              }
+              if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
+                w.close(k_close_auth, "connect hook unavailable");
+                return;
+              }
+              if (a.info) {
+                conn.presence = std::make_shared<const presence_entry>(
+                    presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
+              }
+              for (const std::string& channel : a.channels) {
+                if (conn.subs.size() >= config_.max_subscriptions) break;
+                if (!valid_channel_name(channel)) continue;
+                const auto it = config_.namespaces.find(namespace_of(channel, k_default_namespace));
+                if (it == config_.namespaces.end()) continue;
+                subscribe_now(w, channel, it->second, std::nullopt, {}, true);
+              }
+            });
 }
 
 std::optional<failure> sessions::hook_refresh(server::websocket& ws, connection_state& conn,
@@ -310,20 +312,21 @@ std::optional<failure> sessions::cmd_rpc(server::websocket& ws, connection_state
     body.append(c.data);
   }
   body.push_back('}');
-  hook_call(ws, conn, *hooks_->rpc(), std::move(body), [id = c.id](server::websocket& w, hook_answer a) {
-    thread_local std::string reply;
-    if (a.result == hook_answer::outcome::deny) {
-      reply_error(reply, id, a.denial);
-    } else if (a.result == hook_answer::outcome::failed) {
-      reply_error(reply, id, make_failure(errors::hook_unavailable));
-    } else {
-      std::string result("{\"data\":");
-      result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
-      result.push_back('}');
-      reply_result(reply, id, result);
-    }
-    send_text(w, reply);
-  });
+  hook_call(ws, conn, *hooks_->rpc(), std::move(body),
+            [id = c.id](server::websocket& w, hook_answer a) {
+              thread_local std::string reply;
+              if (a.result == hook_answer::outcome::deny) {
+                reply_error(reply, id, a.denial);
+              } else if (a.result == hook_answer::outcome::failed) {
+                reply_error(reply, id, make_failure(errors::hook_unavailable));
+              } else {
+                std::string result("{\"data\":");
+                result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
+                result.push_back('}');
+                reply_result(reply, id, result);
+              }
+              send_text(w, reply);
+            });
   return std::nullopt;
 }
 

@@ -86,7 +86,8 @@ inline constexpr error_def history_not_saved{
 inline constexpr error_def broker_unavailable{503, "broker unavailable: "};  // + why
 // Proxy hooks (docs/hooks.md).
 inline constexpr error_def no_method{400, "bad request: method must be a string of 1 to 256 bytes"};
-inline constexpr error_def rpc_not_configured{501, "rpc is not configured on this server (hooks.rpc_url)"};
+inline constexpr error_def rpc_not_configured{
+    501, "rpc is not configured on this server (hooks.rpc_url)"};
 inline constexpr error_def hook_unavailable{503, "hook unavailable; try again later"};
 }  // namespace errors
 

@@ -3,9 +3,10 @@
 // chunking, the client against a loopback server (keep-alive reuse, timeout,
 // refused, a server that closes an idle connection), the signature, and the
 // reading of a backend's answer.
-#include <gtest/gtest.h>
+#include "hook_http.hpp"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,7 +19,6 @@
 #include <thread>
 #include <vector>
 
-#include "hook_http.hpp"
 #include "hooks.hpp"
 
 namespace switchboard::realtime::detail {
@@ -45,9 +45,9 @@ TEST(hook_url, reads_scheme_host_port_and_path) {
 
 TEST(hook_url, refuses_what_cannot_be_called) {
   http_url u;
-  for (const char* bad : {"ftp://x/", "http://", "http://:80/", "http://h:0/", "http://h:65536/",
-                          "http://h:/", "http://user:pw@h/", "http://h/a b", "http://h/#frag",
-                          "http://[::1/", "http://h:8x/"}) {
+  for (const char* bad :
+       {"ftp://x/", "http://", "http://:80/", "http://h:0/", "http://h:65536/", "http://h:/",
+        "http://user:pw@h/", "http://h/a b", "http://h/#frag", "http://[::1/", "http://h:8x/"}) {
     EXPECT_NE(parse_http_url_syntax(bad, u), "") << bad;
   }
 }
@@ -82,7 +82,8 @@ read_outcome read_in_steps(std::string_view wire, std::size_t step, bool close_a
     EXPECT_EQ(consumed, n);
     at += n;
   }
-  if (out.status == http_response_reader::status::need_more && close_at_end) out.status = r.finish();
+  if (out.status == http_response_reader::status::need_more && close_at_end)
+    out.status = r.finish();
   out.code = r.status_code();
   out.body = r.body();
   out.keep_alive = r.keep_alive();
@@ -122,8 +123,9 @@ std::vector<reader_case> reader_cases() {
        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\n!", false,
        s::complete, 201, "!", true, 0},
       {"no_content", "HTTP/1.1 204 No Content\r\n\r\n", false, s::complete, 204, "", true, 0},
-      {"two_lengths_disagree", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-       false, s::error, 200, "", false, 0},
+      {"two_lengths_disagree",
+       "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", false, s::error, 200,
+       "", false, 0},
       {"length_not_a_number", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false, s::error, 200,
        "", false, 0},
       {"length_over_the_limit", "HTTP/1.1 200 OK\r\nContent-Length: 65\r\n\r\n", false, s::error,
@@ -271,7 +273,8 @@ struct client_fixture {
 
   explicit client_fixture(std::uint16_t port, http_client_options o = {}) {
     std::error_code ec;
-    loop = net::event_loop::create(ec, net::event_loop_options{.timer_tick = std::chrono::milliseconds(10)});
+    loop = net::event_loop::create(
+        ec, net::event_loop_options{.timer_tick = std::chrono::milliseconds(10)});
     client = std::make_unique<http_client>(*loop, nullptr, o);
     EXPECT_EQ(parse_http_url_syntax("http://127.0.0.1:" + std::to_string(port) + "/hook", url), "");
     EXPECT_EQ(resolve_http_url(url), "");
@@ -280,7 +283,8 @@ struct client_fixture {
 
   // Sends `n` requests one after the other (each after the previous answer)
   // and runs the loop until the last answer.
-  std::vector<http_result> run_sequential(int n, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) {
+  std::vector<http_result> run_sequential(
+      int n, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) {
     std::vector<http_result> results;
     std::function<void()> next = [&] {
       http_request r;
