@@ -59,7 +59,10 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # listen() backlog: http.server's 5 drops the SYNs of a burst of new
+        # connections, and the kernel retries them a second later.
+        self.httpd = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})(
+            ("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = "http://127.0.0.1:%d/events" % self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -76,7 +76,10 @@ class Backend:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the server gave up on this call (its timeout)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # listen() backlog: http.server's 5 drops the SYNs of a burst of new
+        # connections, and the kernel retries them a second later.
+        self.httpd = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})(
+            ("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         if tls:  # (cert, key): https:// through an ssl-wrapped listening socket
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
