@@ -102,6 +102,8 @@ constexpr value_rule k_fsync{.choices = k_fsync_names};
 constexpr value_rule k_log_format{.choices = k_log_formats};
 constexpr value_rule k_io_backend{.choices = k_io_backends};
 constexpr value_rule k_log_level{.choices = k_log_levels};
+constexpr std::string_view k_hook_outcomes[] = {"deny", "allow"};
+constexpr value_rule k_hook_outcome{.choices = k_hook_outcomes};
 
 // ---------------------------------------------------------------------------
 // The keys
@@ -284,6 +286,43 @@ const config_key k_keys[] = {
      "log lines on stderr: text or json (one object per line)", "--log-format", "FORMAT"},
     {"log", "level", &realtime_config::log_level, k_log_level,
      "least severe level logged: trace, debug, info, warn, error or off", "--log-level", "LEVEL"},
+    // [hooks] (docs/hooks.md)
+    {"hooks", "connect_url", &realtime_config::hooks_connect_url, k_any,
+     "proxy hook asked when a client sends connect without a token (http:// or https://); "
+     "empty: off"},
+    {"hooks", "connect_always", &realtime_config::hooks_connect_always, k_any,
+     "ask the connect hook for every client, token or not"},
+    {"hooks", "connect_on_error", &realtime_config::hooks_connect_on_error, k_hook_outcome,
+     "when the connect hook fails (timeout, backend down, bad answer): deny (error 503) or "
+     "allow (anonymous)"},
+    {"hooks", "refresh_url", &realtime_config::hooks_refresh_url, k_any,
+     "proxy hook asked when a client sends refresh without a token; empty: off"},
+    {"hooks", "refresh_on_error", &realtime_config::hooks_refresh_on_error, k_hook_outcome,
+     "when the refresh hook fails: deny (error 503) or allow (the connection keeps its expiry)"},
+    {"hooks", "rpc_url", &realtime_config::hooks_rpc_url, k_any,
+     "proxy hook that answers the rpc command; empty: rpc is refused (501)"},
+    {"hooks", "secret", &realtime_config::hooks_secret, k_any,
+     "key of the HMAC-SHA256 signature on every hook request (X-Switchboard-Signature); "
+     "empty: unsigned"},
+    {"hooks", "timeout", &realtime_config::hooks_timeout, k_positive_number,
+     "seconds a hook call may take, connect to last byte"},
+    {"hooks", "max_concurrency", &realtime_config::hooks_max_concurrency, k_positive_count,
+     "hook requests on the wire per backend at once; more wait their turn"},
+    {"hooks", "forward_headers", &realtime_config::hooks_forward_headers, k_non_empty,
+     "headers of the client's upgrade request passed on to every hook call"},
+    {"hooks", "tls_ca_file", &realtime_config::hooks_tls_ca_file, k_any,
+     "PEM trust anchors for https:// hooks; empty: the system store"},
+    // [events] (docs/hooks.md, "Lifecycle events")
+    {"events", "url", &realtime_config::events_url, k_any,
+     "webhook that receives lifecycle events (connect, disconnect, subscribe, unsubscribe, "
+     "presence.join, presence.leave) at least once, signed with hooks.secret; empty: off"},
+    {"events", "outbox", &realtime_config::events_outbox, k_any,
+     "append-only file that holds events until the webhook acknowledged them (needed with "
+     "url)"},
+    {"events", "batch", &realtime_config::events_batch, k_positive_count,
+     "events per POST at most"},
+    {"events", "retry_max", &realtime_config::events_retry_max, k_positive_number,
+     "longest wait in seconds between two tries of a batch the webhook did not acknowledge"},
 };
 
 const namespace_key k_namespace_keys[] = {
@@ -300,11 +339,19 @@ const namespace_key k_namespace_keys[] = {
     {"namespaces.NAME", "publish", &namespace_options::publish, k_publish,
      "who may publish from a WebSocket: subscribers, any (allowed by the token) or none (only "
      "the HTTP API)"},
+    {"namespaces.NAME", "subscribe_hook", &namespace_options::subscribe_hook, k_any,
+     "proxy hook asked before a subscribe is let through (docs/hooks.md); empty: off"},
+    {"namespaces.NAME", "subscribe_hook_on_error", &namespace_options::subscribe_hook_on_error,
+     k_hook_outcome, "when the subscribe hook fails: deny (error 503) or allow"},
+    {"namespaces.NAME", "publish_hook", &namespace_options::publish_hook, k_any,
+     "proxy hook asked before a publish from a WebSocket; it may rewrite the data; empty: off"},
+    {"namespaces.NAME", "publish_hook_on_error", &namespace_options::publish_hook_on_error,
+     k_hook_outcome, "when the publish hook fails: deny (error 503) or allow"},
 };
 
 constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
                                            "keepalive", "shutdown", "history", "broker", "log",
-                                           "namespaces", "admin"};
+                                           "hooks", "events", "namespaces", "admin"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

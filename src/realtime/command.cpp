@@ -71,6 +71,8 @@ void read_command_fields(simdjson::dom::object obj, command& out) {
   // "no channel", or connects anonymously.
   out.has_channel = !obj["channel"].get(out.channel);
   out.has_token = !obj["token"].get(out.token);
+  // rpc's "method": a non-string counts as absent ("no method").
+  out.has_method = !obj["method"].get(out.method);
 
   simdjson::dom::element e;
   if (!obj["since"].get(e)) {

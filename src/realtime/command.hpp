@@ -70,6 +70,8 @@ struct command {
   std::optional<failure> info_error;     // "info" present but not an object (400)
   std::string cursor;                    // "cursor" of presence: where the next page starts
   std::optional<failure> cursor_error;   // "cursor" present but not a string of <= 128 bytes
+  std::string_view method;               // rpc: set when has_method
+  bool has_method = false;               // "method" is present and a string
 };
 
 // Parses one text message into `out` (reset first). Returns nullopt, or the

@@ -5,8 +5,11 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <tuple>
+
 #include "address_range.hpp"
 #include "channel.hpp"
+#include "hook_http.hpp"
 #include "origin.hpp"
 
 namespace switchboard::realtime {
@@ -47,6 +50,54 @@ std::string check_broker(const realtime_config& config) {
   return {};
 }
 
+// [hooks] and the namespaces' hook keys: URLs well-formed, outcomes known.
+std::string check_hooks(const realtime_config& config) {
+  const auto check = [](const std::string& key, const std::string& url,
+                        const std::string& on_error) -> std::string {
+    if (on_error != "deny" && on_error != "allow") {
+      return key + "_on_error must be deny or allow, not '" + on_error + "'";
+    }
+    if (url.empty()) return {};
+    detail::http_url parsed;
+    if (std::string e = detail::parse_http_url_syntax(url, parsed); !e.empty()) {
+      return key + ": " + e;
+    }
+    return {};
+  };
+  for (const auto& [key, url, on_error] :
+       {std::tuple{"hooks: connect", config.hooks_connect_url, config.hooks_connect_on_error},
+        std::tuple{"hooks: refresh", config.hooks_refresh_url, config.hooks_refresh_on_error},
+        std::tuple{"hooks: rpc", config.hooks_rpc_url, std::string("deny")}}) {
+    if (std::string e = check(key, url, on_error); !e.empty()) return e;
+  }
+  for (const auto& [name, ns] : config.namespaces) {
+    const std::string prefix = "namespaces." + name + ".";
+    if (std::string e =
+            check(prefix + "subscribe_hook", ns.subscribe_hook, ns.subscribe_hook_on_error);
+        !e.empty()) {
+      return e;
+    }
+    if (std::string e = check(prefix + "publish_hook", ns.publish_hook, ns.publish_hook_on_error);
+        !e.empty()) {
+      return e;
+    }
+  }
+  if (!config.events_url.empty()) {
+    detail::http_url parsed;
+    if (std::string e = detail::parse_http_url_syntax(config.events_url, parsed); !e.empty()) {
+      return "events: url: " + e;
+    }
+    // Without the outbox a crash would lose what was not sent yet.
+    if (config.events_outbox.empty()) return "events: url needs events.outbox (a file)";
+  }
+  if (!(config.hooks_timeout > 0)) return "hooks: timeout must be above 0 seconds";
+  if (config.hooks_max_concurrency == 0) return "hooks: max_concurrency must be at least 1";
+  for (const std::string& h : config.hooks_forward_headers) {
+    if (!protocol::is_token(h)) return "hooks: forward_headers: '" + h + "' is not a header name";
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string check_config(const realtime_config& config) {
@@ -62,7 +113,8 @@ std::string check_config(const realtime_config& config) {
     return "limits: max_publication_size (" + std::to_string(config.max_publication_size) +
            ") must not exceed max_message_size (" + std::to_string(config.max_message_size) + ")";
   }
-  if (config.jwt_secret.empty() && !config.allow_anonymous) {
+  if (config.jwt_secret.empty() && !config.allow_anonymous && config.hooks_connect_url.empty()) {
+    // (hooks.connect_url is the third way: the backend decides, docs/hooks.md.)
     return "auth: set auth.jwt_secret or auth.allow_anonymous (nobody could connect)";
   }
   if (!config.journal_file.empty() && config.snapshot_file.empty()) {
@@ -129,6 +181,7 @@ std::string check_config(const realtime_config& config) {
     }
   }
   if (std::string e = check_broker(config); !e.empty()) return e;
+  if (std::string e = check_hooks(config); !e.empty()) return e;
   return {};
 }
 

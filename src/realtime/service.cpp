@@ -31,6 +31,8 @@
 #include "address_range.hpp"
 #include "assets.hpp"
 #include "auth.hpp"
+#include "event_outbox.hpp"
+#include "hooks.hpp"
 #include "http_api.hpp"
 #include "http_api_methods.hpp"
 #include "json.hpp"
@@ -64,6 +66,10 @@ struct service::impl {
   // the server goes first of all (its destructor runs on_close for the
   // connections it still has, which touch the hub and the broker).
   std::unique_ptr<broker> broker_;
+  // Proxy hooks (null: none configured). Stopped before the server goes:
+  // an answer in flight reaches the server through dispatch().
+  std::unique_ptr<hook_caller> hooks;
+  std::unique_ptr<event_outbox> events;  // lifecycle events; sent by the hook thread
   std::unique_ptr<server::server> srv;
   std::unique_ptr<hub> hub_;
   std::unique_ptr<sessions> sessions_;
@@ -201,6 +207,8 @@ void service::impl::build_server() {
   hub_ = std::make_unique<hub>(config, *srv, *broker_, *publications);
   sessions_ = std::make_unique<sessions>(config, *hub_, verifier ? &*verifier : nullptr,
                                          session_counters, log);
+  sessions_->set_hooks(hooks.get());
+  sessions_->set_events(events.get());
   api = std::make_unique<http_api>(config, *hub_, *sessions_);
   hub_->set_control_handler([this](std::string_view m) { sessions_->apply_control(m); });
   methods = std::make_unique<api_methods>(*hub_, *sessions_, node_id,
@@ -386,6 +394,8 @@ service::service(realtime_config config, log_function log)
 
 service::~service() {
   impl_->stop_housekeeping();
+  if (impl_->events) impl_->events->stop();
+  if (impl_->hooks) impl_->hooks->stop();
   impl_->admin_srv.reset();
   impl_->metrics_srv.reset();  // its handler reads gauges of everything below
   // The server's destructor runs on_close for the connections it still has,
@@ -416,6 +426,20 @@ std::error_code service::listen() {
     }
   }
   s.broker_ = make_broker(s.config, s.log);
+  if (hook_caller::wanted(s.config)) {
+    s.hooks = std::make_unique<hook_caller>(s.config, s.log);
+    if (std::string e = s.hooks->start(); !e.empty()) {
+      s.error = std::move(e);
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+    if (!s.config.events_url.empty()) {
+      s.events = std::make_unique<event_outbox>(s.config, *s.hooks, s.log);
+      if (std::string e = s.events->start(); !e.empty()) {
+        s.error = std::move(e);
+        return std::make_error_code(std::errc::invalid_argument);
+      }
+    }
+  }
   s.setup_metrics();
   s.build_server();
   if (std::string e = s.broker_->start(*s.hub_); !e.empty()) {
@@ -484,6 +508,8 @@ std::error_code service::run() {
     (void)s.metrics_srv->wait();
   }
   s.stop_housekeeping();
+  if (s.events) s.events->stop();
+  if (s.hooks) s.hooks->stop();
   s.broker_->stop();
   // Why: history that could not be saved is lost; the exit status must say so
   // (issue 14, finding 6), not only a log line.

@@ -102,8 +102,8 @@ void sessions::install(server::ws_behavior& b, server::server& srv) {
   b.on_message = [this](server::websocket& ws, std::string_view payload, protocol::opcode op) {
     on_message(ws, payload, op);
   };
-  b.on_close = [this](server::websocket& ws, std::uint16_t code, std::string_view) {
-    on_close(ws, code);
+  b.on_close = [this](server::websocket& ws, std::uint16_t code, std::string_view reason) {
+    on_close(ws, code, reason);
   };
 }
 
@@ -301,6 +301,12 @@ void sessions::on_upgrade(server::upgrade_request& req) {
   } else if (!config_.allow_anonymous) {
     conn.needs_connect = true;
   }
+  if (hooks_) {
+    conn.hook = std::make_unique<hook_state>();
+    for (const auto& field : req.head().headers()) {
+      if (hooks_->forwards(field.name)) conn.hook->headers.emplace_back(field.name, field.value);
+    }
+  }
   conn.client = random_hex(8);
   conn.bucket.emplace(config_.command_rate, config_.command_burst);
   const std::string_view offered[] = {k_subprotocol};
@@ -324,9 +330,13 @@ void sessions::on_open(server::websocket& ws) {
   }
   if (conn.claims) watch_expiry(conn);
   index(conn);
+  if (hooks_ && hooks_->connect() && hooks_->connect_always() && conn.connected) {
+    hook_connect_on_open(ws, conn);
+  }
+  if (!conn.needs_connect) announce(conn, "connect");
 }
 
-void sessions::on_close(server::websocket& ws, std::uint16_t code) {
+void sessions::on_close(server::websocket& ws, std::uint16_t code, std::string_view reason) {
   auto& conn = ws.data<connection_state>();
   // A close we sent counts as its code, answered or not (not as 1006); and a
   // client cannot mint labels: unknown codes are "other".
@@ -344,6 +354,10 @@ void sessions::on_close(server::websocket& ws, std::uint16_t code) {
   unindex(conn);
   if (!conn.address.empty()) release(conn.address);
   while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
+  if (conn.hook && conn.hook->announced) {
+    const bool ours = ws.close_code_sent() != 0;
+    announce(conn, "disconnect", {}, ours ? ws.close_code_sent() : code, reason);
+  }
 }
 
 void sessions::leave(connection_state& conn, local_channel& ch, server::websocket* ws) {
@@ -353,6 +367,8 @@ void sessions::leave(connection_state& conn, local_channel& ch, server::websocke
   hub_.detach(ch, conn.id);
   // The leave push goes out before the node may unsubscribe (the stream's epoch names its topic).
   if (ch.ns->presence) hub_.backend().presence_remove(ch.name, conn.client);
+  announce(conn, "unsubscribe", ch.name);
+  if (ch.ns->presence) announce(conn, "presence.leave", ch.name);
   hub_.leave(ch);
 }
 
@@ -366,6 +382,8 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
     ws.close(1003, "binary messages are not supported");
     return;
   }
+  // Behind a hook call in flight: commands run in the order they came.
+  if (conn.hook && hook_queue(ws, conn, payload)) return;
   const auto started = std::chrono::steady_clock::now();
   thread_local simdjson::dom::parser parser;
   thread_local std::string reply;
@@ -402,7 +420,8 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
   if (close_after) ws.close(k_close_auth, fail ? std::string_view(fail->message) : "");
   const std::string_view label =
       cmd == "connect" || cmd == "subscribe" || cmd == "unsubscribe" || cmd == "publish" ||
-              cmd == "presence" || cmd == "history" || cmd == "ping" || cmd == "refresh"
+              cmd == "presence" || cmd == "history" || cmd == "ping" || cmd == "refresh" ||
+              cmd == "rpc"
           ? cmd
           : std::string_view("invalid");
   metrics_.command_duration->observe(
@@ -413,6 +432,11 @@ std::optional<failure> sessions::dispatch(server::websocket& ws, connection_stat
                                           const command& c, std::string& result,
                                           bool& close_after, bool& replied) {
   const std::string_view cmd = c.cmd;
+  // Proxy hooks answer some commands (session_hooks.cpp).
+  if (auto hooked = dispatch_hooked(ws, conn, c, close_after)) {
+    if (!*hooked) replied = true;
+    return *hooked;
+  }
   if (cmd == "connect") return cmd_connect(conn, c, result, close_after);
   if (conn.needs_connect) return make_failure(errors::not_authenticated);
   if (cmd == "ping") return std::nullopt;
@@ -470,6 +494,7 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
   }
   watch_expiry(conn);
   index(conn);
+  announce(conn, "connect");
   result = "{\"client\":";
   append_json_string(result, conn.client);
   if (!conn.user.empty()) {
@@ -532,12 +557,25 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
   if (conn.subs.size() >= config_.max_subscriptions) {
     return make_failure(errors::subscription_limit);
   }
-  local_channel& ch = hub_.join(name, *ns);
+  if (hooks_) {
+    if (const hook_target* h = hooks_->subscribe(namespace_of(name, k_default_namespace))) {
+      return hook_subscribe(ws, conn, c, *h, name, *ns);
+    }
+  }
+  subscribe_now(ws, name, *ns, c.since, c.id, false);
+  return std::nullopt;
+}
+
+void sessions::subscribe_now(server::websocket& ws, std::string_view name,
+                             const namespace_options& ns, std::optional<stream_position> since,
+                             std::string id, bool server_side) {
+  local_channel& ch = hub_.join(name, ns);
   read_request request;
-  request.since = c.since;
+  request.since = std::move(since);
   hub_.backend().read(
-      name, *ns, std::move(request),
-      on_loop<read_result>(*srv_, ws, [this, &ch, id = c.id](server::websocket* w, read_result r) {
+      name, ns, std::move(request),
+      on_loop<read_result>(*srv_, ws, [this, &ch, id = std::move(id), server_side](
+                                          server::websocket* w, read_result r) {
         if (!w) {  // closed meanwhile: nothing to attach to
           hub_.leave(ch);
           return;
@@ -545,21 +583,30 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
         thread_local std::string reply;
         if (r.error) {
           hub_.leave(ch);
+          // A server-side subscription that failed is not the client's error to read.
+          if (server_side) return;
           reply_error(reply, id, *r.error);
           send_text(*w, reply);
           return;
         }
         auto& conn = w->data<connection_state>();
-        // The checks of cmd_subscribe again: while the read was in flight (a
-        // networked broker answers later) a `refresh` may have dropped the
-        // channel from the token, or another subscribe may have landed.
+        if (server_side && conn.find_sub(ch.name)) {  // already there
+          hub_.leave(ch);
+          return;
+        }
+        // The checks of cmd_subscribe again (not for a subscription the
+        // server made): while the read was in flight (a networked broker
+        // answers later) a `refresh` may have dropped the channel from the
+        // token, or another subscribe may have landed.
         std::optional<failure> refused;
-        if (!conn.grants(ch.name)) {
-          refused = make_failure(errors::channel_not_granted, ch.name);
-        } else if (conn.find_sub(ch.name)) {
-          refused = make_failure(errors::already_subscribed);
-        } else if (conn.subs.size() >= config_.max_subscriptions) {
-          refused = make_failure(errors::subscription_limit);
+        if (!server_side) {
+          if (!conn.grants(ch.name)) {
+            refused = make_failure(errors::channel_not_granted, ch.name);
+          } else if (conn.find_sub(ch.name)) {
+            refused = make_failure(errors::already_subscribed);
+          } else if (conn.subs.size() >= config_.max_subscriptions) {
+            refused = make_failure(errors::subscription_limit);
+          }
         }
         if (refused) {
           hub_.leave(ch);
@@ -574,23 +621,28 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
           return;
         }
         const std::string& topic = *attached;
-        reply_start(reply, id);
-        reply.append("\"result\":{");
-        append_stream(reply, ch.name, r.epoch, r.offset);
-        if (r.recovered) {
-          append_recovery(reply, *r.recovered, r.reason);
-          reply.append(",\"publications\":[");
-          reply.append(r.publications);
-          reply.push_back(']');
+        if (server_side) {
+          subscribe_push(reply, ch.name, r.epoch, r.offset);
+        } else {
+          reply_start(reply, id);
+          reply.append("\"result\":{");
+          append_stream(reply, ch.name, r.epoch, r.offset);
+          if (r.recovered) {
+            append_recovery(reply, *r.recovered, r.reason);
+            reply.append(",\"publications\":[");
+            reply.append(r.publications);
+            reply.push_back(']');
+          }
+          reply.append("}}");
         }
-        reply.append("}}");
         send_text(*w, reply);
         w->subscribe(topic, r.offset);
         conn.subs.push_back(&ch);
         hub_.count_subscription(1);
         if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
+        announce(conn, "subscribe", ch.name);
+        if (ch.ns->presence) announce(conn, "presence.join", ch.name);
       }));
-  return std::nullopt;
 }
 
 std::optional<failure> sessions::cmd_unsubscribe(server::websocket& ws, connection_state& conn,
@@ -614,8 +666,19 @@ std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_s
   if (ns->publish == publish_policy::subscribers && !conn.find_sub(name)) {
     return make_failure(errors::subscribe_first);
   }
-  hub_.publish(name, *ns, c.data, conn.client, conn.user,
-               on_loop<publish_result>(*srv_, ws, [id = c.id](server::websocket* w,
+  if (hooks_) {
+    if (const hook_target* h = hooks_->publish(namespace_of(name, k_default_namespace))) {
+      return hook_publish(ws, conn, c, *h, name, *ns);
+    }
+  }
+  publish_now(ws, conn, name, *ns, c.data, c.id);
+  return std::nullopt;
+}
+
+void sessions::publish_now(server::websocket& ws, connection_state& conn, std::string_view name,
+                           const namespace_options& ns, std::string_view data, std::string id) {
+  hub_.publish(name, ns, data, conn.client, conn.user,
+               on_loop<publish_result>(*srv_, ws, [id = std::move(id)](server::websocket* w,
                                                               publish_result r) {
                  if (!w) return;
                  thread_local std::string reply;
@@ -629,7 +692,6 @@ std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_s
                  }
                  send_text(*w, reply);
                }));
-  return std::nullopt;
 }
 
 std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_state& conn,

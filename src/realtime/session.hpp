@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,8 @@
 
 #include "address_range.hpp"
 #include "auth.hpp"
+#include "event_outbox.hpp"
+#include "hooks.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
 #include "rate_limit.hpp"
@@ -39,6 +42,16 @@ struct session_metrics {
   counter_family* handshake_failures = nullptr;  // by reason
   counter_family* closes = nullptr;              // by close code
   histogram_family* command_duration = nullptr;  // by command
+};
+
+// A connection's proxy-hook state (session_hooks.cpp), allocated at the
+// upgrade only when hooks are configured.
+struct hook_state {
+  forwarded_headers headers;         // the upgrade's hooks.forward_headers
+  std::deque<std::string> queued;    // commands that arrived while `waiting`
+  bool waiting = false;              // a hook call of this connection is out
+  bool hook_auth = false;            // connected by the connect hook: refresh asks the hook
+  bool announced = false;            // its `connect` lifecycle event was emitted
 };
 
 // Per-connection state, stored inline in the server's connection object
@@ -65,6 +78,8 @@ struct connection_state {
   // The client address this connection counts against (limits.*_per_ip);
   // empty when not counted.
   std::string address;
+  // Proxy hooks; null when none is configured.
+  std::unique_ptr<hook_state> hook;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -88,6 +103,11 @@ class sessions {
   // closes with 4002 at exp. Cost: O(due events · log n) over an index
   // ordered by time, not a scan of every connection.
   void tick();
+
+  // Proxy hooks (hooks.hpp); null: none. Set before install().
+  void set_hooks(hook_caller* hooks) noexcept { hooks_ = hooks; }
+  // Lifecycle events (event_outbox.hpp); null: none. Needs set_hooks().
+  void set_events(event_outbox* events) noexcept { events_ = events; }
 
   // Checks a command's "channel": present, valid, in a configured namespace,
   // and (when `conn` is set) granted by its token. Shared with the HTTP API.
@@ -119,7 +139,7 @@ class sessions {
   void on_upgrade(server::upgrade_request& req);
   void on_open(server::websocket& ws);
   void on_message(server::websocket& ws, std::string_view payload, protocol::opcode op);
-  void on_close(server::websocket& ws, std::uint16_t code);
+  void on_close(server::websocket& ws, std::uint16_t code, std::string_view reason = {});
 
   // Runs one command. A command answered at once puts its result in
   // `result`; one that answers from a broker completion sets `replied`.
@@ -155,7 +175,50 @@ class sessions {
   // Leaves one channel: topic, presence, hub. `ws` null when closing.
   void leave(connection_state& conn, local_channel& ch, server::websocket* ws);
 
+  // Proxy hooks (session_hooks.cpp). hook_queue(): true if the command was
+  // queued behind a hook call in flight (command order per connection).
+  bool hook_queue(server::websocket& ws, connection_state& conn, std::string_view payload);
+  // Commands that a hook answers; nullopt: not this one, dispatch as usual.
+  std::optional<std::optional<failure>> dispatch_hooked(server::websocket& ws,
+                                                        connection_state& conn, const command& c,
+                                                        bool& close_after);
+  std::optional<failure> hook_connect(server::websocket& ws, connection_state& conn,
+                                      const command& c, bool& close_after);
+  std::optional<failure> hook_refresh(server::websocket& ws, connection_state& conn,
+                                      const command& c);
+  std::optional<failure> cmd_rpc(server::websocket& ws, connection_state& conn, const command& c);
+  std::optional<failure> hook_subscribe(server::websocket& ws, connection_state& conn,
+                                        const command& c, const hook_target& target,
+                                        std::string_view name, const namespace_options& ns);
+  std::optional<failure> hook_publish(server::websocket& ws, connection_state& conn,
+                                      const command& c, const hook_target& target,
+                                      std::string_view name, const namespace_options& ns);
+  // The connect hook of a client whose token came with the upgrade
+  // (hooks.connect_always).
+  void hook_connect_on_open(server::websocket& ws, connection_state& conn);
+  // Sends `body` to `target` for `ws`; `then(websocket&, hook_answer)` runs on
+  // the connection's loop if it is still open, after which queued commands run.
+  void hook_call(server::websocket& ws, connection_state& conn, const hook_target& target,
+                 std::string body,
+                 net::unique_function<void(server::websocket&, hook_answer)> then);
+  void hook_resume(server::websocket& ws);
+  // Emits a lifecycle event of `conn` (no-op without [events]).
+  void announce(connection_state& conn, std::string_view type, std::string_view channel = {},
+                int code = -1, std::string_view reason = {});
+  // The connection is connected as `user` with presence `info` (a connect
+  // hook's answer); `expire_at` (Unix s, 0: none) starts the refresh cycle.
+  void hook_connected(connection_state& conn, std::string user, std::string info,
+                      std::int64_t expire_at);
+  // Subscribes `ws` to `name` (after the checks and hooks): the reply to
+  // command `id`, or a subscribe push when `server_side`.
+  void subscribe_now(server::websocket& ws, std::string_view name, const namespace_options& ns,
+                     std::optional<stream_position> since, std::string id, bool server_side);
+  void publish_now(server::websocket& ws, connection_state& conn, std::string_view name,
+                   const namespace_options& ns, std::string_view data, std::string id);
+
   const realtime_config& config_;
+  hook_caller* hooks_ = nullptr;
+  event_outbox* events_ = nullptr;
   hub& hub_;
   const token_verifier* verifier_;
   session_metrics metrics_;

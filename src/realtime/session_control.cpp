@@ -130,36 +130,8 @@ void sessions::server_subscribe(server::websocket& ws, const std::string& channe
                              " refused: limits.max_subscriptions");
     return;
   }
-  local_channel& ch = hub_.join(name, *ns);
-  read_request request;
-  request.limit = 1;  // the position is what matters; no publications are sent
-  hub_.backend().read(
-      name, *ns, std::move(request), [this, &ch, id = ws.id()](read_result result) mutable {
-        srv_->dispatch(id, [this, &ch, r = std::move(result)](server::websocket* w) {
-          if (!w || r.error) {
-            hub_.leave(ch);
-            return;
-          }
-          auto& conn = w->data<connection_state>();
-          if (conn.find_sub(ch.name)) {  // the client subscribed itself meanwhile
-            hub_.leave(ch);
-            return;
-          }
-          const std::string* topic = hub_.attach(ch, r.epoch, w->id());
-          if (!topic) {  // the stream was lost after this read (hub::on_stream_lost)
-            hub_.leave(ch);
-            w->close(1012, "channel stream lost: reconnect and subscribe again");
-            return;
-          }
-          thread_local std::string push;
-          subscribe_push(push, ch.name, r.epoch, r.offset);
-          w->send(push, protocol::opcode::text);
-          w->subscribe(*topic, r.offset);
-          conn.subs.push_back(&ch);
-          hub_.count_subscription(1);
-          if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
-        });
-      });
+  // As a connect hook's channels: the client learns it from a subscribe push.
+  subscribe_now(ws, name, *ns, std::nullopt, {}, true);
 }
 
 void sessions::server_unsubscribe(server::websocket& ws, const std::string& channel) {

@@ -92,6 +92,11 @@ inline constexpr error_def batch_too_large{413, "batch over 1000 commands"};
 // history_remove with the journal: the compaction that makes it durable failed.
 inline constexpr error_def removal_not_saved{
     503, "history removed, but the journal could not be rewritten: a restart may bring it back"};
+// Proxy hooks (docs/hooks.md).
+inline constexpr error_def no_method{400, "bad request: method must be a string of 1 to 256 bytes"};
+inline constexpr error_def rpc_not_configured{
+    501, "rpc is not configured on this server (hooks.rpc_url)"};
+inline constexpr error_def hook_unavailable{503, "hook unavailable; try again later"};
 }  // namespace errors
 
 // The failure for `e`, its message followed by `detail`.
@@ -173,8 +178,9 @@ void refresh_push(std::string& out, std::int64_t exp);
 //   {"push":"unsubscribe","channel":"…","reason":"…"}
 void unsubscribe_push(std::string& out, std::string_view channel, std::string_view reason);
 
-// A subscription the server made (the server API's subscribe): the client
-// is subscribed from this position on, as if its own subscribe had answered:
+// A subscription the server made for the client (the server API's
+// subscribe, a connect hook's `channels`, docs/hooks.md): the client is
+// subscribed from this position on, as if its own subscribe had answered:
 //   {"push":"subscribe","channel":"…","epoch":"…","offset":N}
 void subscribe_push(std::string& out, std::string_view channel, std::string_view epoch,
                     std::uint64_t offset);

@@ -40,6 +40,13 @@ struct namespace_options {
   // count push at most once a second instead of each join and leave. Bounds
   // the N x N fan-out of a crowded channel (docs/protocol.md, "Presence").
   std::size_t presence_max_members = 1000;
+  // Proxy hooks of the namespace (docs/hooks.md): URLs asked before a
+  // subscribe / a publish is let through ("": none), and what a failed call
+  // (timeout, backend down, bad answer) means: "deny" (error 503) or "allow".
+  std::string subscribe_hook = {};
+  std::string subscribe_hook_on_error = "deny";
+  std::string publish_hook = {};
+  std::string publish_hook_on_error = "deny";
 };
 
 // Maxima: values past them are refused at start (exit 2). Each is far above
@@ -176,6 +183,31 @@ struct realtime_config {
   // [log]
   std::string log_format = "text";  // text | json
   std::string log_level = "info";   // trace debug info warn error off
+  // [hooks] (docs/hooks.md): proxy hooks to the application's backend. An
+  // empty URL turns its hook off. connect: asked when a client sends
+  // `connect` without a token (with connect_always, every client); refresh:
+  // `refresh` without a token; rpc: the `rpc` command.
+  std::string hooks_connect_url;
+  bool hooks_connect_always = false;
+  std::string hooks_connect_on_error = "deny";  // deny | allow
+  std::string hooks_refresh_url;
+  std::string hooks_refresh_on_error = "deny";  // deny | allow
+  std::string hooks_rpc_url;
+  // HMAC-SHA256 key that signs every hook request; empty: unsigned.
+  std::string hooks_secret;
+  double hooks_timeout = 1;                 // seconds per call (connect to last byte)
+  std::size_t hooks_max_concurrency = 64;   // calls on the wire per backend; more wait
+  // Headers of the client's upgrade request passed on to the backend.
+  std::vector<std::string> hooks_forward_headers = {"Cookie", "Authorization"};
+  std::string hooks_tls_ca_file;  // PEM trust anchors for https:// hooks; empty: the system's
+  // [events] (docs/hooks.md, "Lifecycle events"): connect, disconnect,
+  // subscribe, unsubscribe, presence.join and presence.leave POSTed in
+  // batches to this webhook (signed with hooks.secret) until it answers 2xx,
+  // from the outbox file, so a restart or a crash loses none. Empty: off.
+  std::string events_url;
+  std::string events_outbox;           // required with events_url
+  std::size_t events_batch = 100;      // events per POST at most
+  double events_retry_max = 30;        // seconds: the longest wait between retries
 
   // [namespaces.NAME]; "default" holds channels without ':'. Channels of a
   // namespace not listed here are refused (404).

@@ -1,0 +1,99 @@
+// event_outbox.hpp — private: lifecycle events (docs/hooks.md, "Lifecycle
+// events") delivered at least once to the application's webhook.
+//
+// Every event (connect, disconnect, subscribe, unsubscribe, presence.join,
+// presence.leave) gets a sequence number and an id, and is appended to the
+// outbox — an append-only file in the journal's format (journal.hpp: one
+// record per event, its offset the sequence number, its tail the event's
+// JSON) — before it is queued for sending. The sender, on the hook thread
+// (hook_caller), POSTs batches in sequence order, one batch at a time, and
+// retries a batch with exponential backoff until the webhook answers 2xx;
+// then the highest acknowledged sequence number is written to PATH.acked
+// (atomically: write, fsync, rename). At start, the events of the outbox
+// after the acknowledged number are sent again, so a restart or a crash of
+// the process (kill -9) loses none. Duplicates: a batch acknowledged just
+// before a crash, whose .acked write did not happen, is sent again; ids
+// let the receiver drop them.
+//
+// Order: one sequence for the whole node, one batch in flight: every
+// client's events arrive in the order they happened.
+//
+// Thread-safety: emit() from any thread (a mutex orders the appends and the
+// hand-over to the hook thread); start() and stop() from the service.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <switchboard/net/timer_wheel.hpp>
+#include <switchboard/realtime/config.hpp>
+#include <switchboard/realtime/service.hpp>
+#include <utility>
+
+#include "hooks.hpp"
+#include "journal.hpp"
+
+namespace switchboard::realtime::detail {
+
+struct lifecycle_event {
+  std::string_view
+      type;  // connect, disconnect, subscribe, unsubscribe, presence.join, presence.leave
+  std::string_view client;
+  std::string_view user;
+  std::string_view channel;  // subscribe, unsubscribe, presence.*
+  int code = -1;             // disconnect: the close code
+  std::string_view reason;   // disconnect: the close reason
+};
+
+class event_outbox {
+ public:
+  // REQUIRES: `hooks` started and outliving the outbox; config.events_url set.
+  event_outbox(const realtime_config& config, hook_caller& hooks, log_function log);
+  ~event_outbox();
+  event_outbox(const event_outbox&) = delete;
+  event_outbox& operator=(const event_outbox&) = delete;
+
+  // Reads the outbox and its .acked file, rewrites the outbox with the
+  // events not yet acknowledged, and queues them. "" or why not.
+  std::string start();
+  // Stops sending (what is unsent stays in the outbox for the next start).
+  void stop();
+
+  // Records one event. Any thread.
+  void emit(const lifecycle_event& e);
+
+ private:
+  struct queued {
+    std::uint64_t seq;
+    std::string json;
+  };
+  // Hook thread.
+  void kick();
+  void on_sent(std::uint64_t last, std::size_t count, const http_result& r);
+  void on_retry();
+  std::string write_acked(std::uint64_t seq);
+
+  const realtime_config& config_;
+  hook_caller& hooks_;
+  log_function log_;
+  http_url url_;
+  std::string node_;  // random per start: ids are node-seq, unique across restarts
+
+  std::mutex mutex_;  // the writer and the sequence
+  std::unique_ptr<journal_writer> writer_;
+  std::uint64_t next_seq_ = 1;
+  bool stopped_ = true;
+
+  // Hook thread only.
+  std::deque<queued> pending_;
+  bool in_flight_ = false;
+  std::uint32_t attempt_ = 0;
+  std::uint64_t acked_ = 0;
+  net::timer_node retry_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace switchboard::realtime::detail

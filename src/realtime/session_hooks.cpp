@@ -1,0 +1,394 @@
+// session_hooks.cpp — the commands of a /ws session that a proxy hook
+// answers (docs/hooks.md): connect (no token, or every client with
+// hooks.connect_always), refresh without a token, rpc, and subscribe and
+// publish in namespaces with a hook.
+//
+// Order. While a hook call of a connection is out, its later commands wait in
+// hook_state::queued (copies of the messages) and run, in order, once the
+// answer has been applied; the connection's loop never waits. The answer
+// comes back like a broker completion: the hook thread hands it to
+// server::dispatch, which runs it on the connection's loop, or not at all if
+// the connection has closed meanwhile.
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include "channel.hpp"
+#include "json.hpp"
+#include "session.hpp"
+#include "support.hpp"
+#include "wire.hpp"
+
+namespace switchboard::realtime::detail {
+
+namespace {
+
+// Commands a connection may send while a hook call is out; past it the
+// client is not waiting for answers and is closed (1008).
+constexpr std::size_t k_max_hook_queue = 64;
+constexpr std::size_t k_max_method = 256;
+
+void send_text(server::websocket& ws, const std::string& message) {
+  ws.send(message, protocol::opcode::text);
+}
+
+// {"client":"…","transport":"websocket"[,"user":"…"] — the start of every
+// hook body; the caller adds its fields and the closing brace.
+std::string body_start(const connection_state& conn, std::string_view user) {
+  std::string body("{\"client\":");
+  append_json_string(body, conn.client);
+  body.append(",\"transport\":\"websocket\"");
+  if (!user.empty()) {
+    body.append(",\"user\":");
+    append_json_string(body, user);
+  }
+  return body;
+}
+
+void log_failure(const log_function& log, const hook_target& t, const hook_answer& a) {
+  if (!log) return;
+  log(log_level::warn, "hook " + std::string(hook_name(t.kind)) + " (" + t.url.origin + t.url.path +
+                           ") failed: " + a.error + (t.allow_on_error ? "; allowed" : "; denied"));
+}
+
+}  // namespace
+
+bool sessions::hook_queue(server::websocket& ws, connection_state& conn, std::string_view payload) {
+  if (!conn.hook->waiting) return false;
+  if (conn.hook->queued.size() >= k_max_hook_queue) {
+    ws.close(1008, "too many commands waiting for a hook's answer");
+    return true;
+  }
+  conn.hook->queued.emplace_back(payload);
+  return true;
+}
+
+void sessions::hook_resume(server::websocket& ws) {
+  auto& conn = ws.data<connection_state>();
+  // Each queued command may start another hook call: the rest wait again.
+  while (conn.hook && !conn.hook->waiting && !conn.hook->queued.empty() && ws.is_open()) {
+    std::string payload = std::move(conn.hook->queued.front());
+    conn.hook->queued.pop_front();
+    on_message(ws, payload, protocol::opcode::text);
+  }
+}
+
+void sessions::hook_call(server::websocket& ws, connection_state& conn, const hook_target& target,
+                         std::string body,
+                         net::unique_function<void(server::websocket&, hook_answer)> then) {
+  conn.hook->waiting = true;
+  hooks_->call(target, std::move(body), &conn.hook->headers,
+               [this, srv = srv_, id = ws.id(), &target,
+                then = std::move(then)](hook_answer answer) mutable {
+                 srv->dispatch(id, [this, &target, then = std::move(then),
+                                    answer = std::move(answer)](server::websocket* w) mutable {
+                   if (!w) return;  // closed meanwhile: nobody to answer
+                   auto& c = w->data<connection_state>();
+                   c.hook->waiting = false;
+                   if (answer.result == hook_answer::outcome::failed)
+                     log_failure(log_, target, answer);
+                   then(*w, std::move(answer));
+                   hook_resume(*w);
+                 });
+               });
+}
+
+std::optional<std::optional<failure>> sessions::dispatch_hooked(server::websocket& ws,
+                                                                connection_state& conn,
+                                                                const command& c,
+                                                                bool& close_after) {
+  const std::string_view cmd = c.cmd;
+  if (cmd == "connect") {
+    if (!hooks_ || !hooks_->connect() || conn.connected || !conn.subs.empty()) return std::nullopt;
+    if (c.has_token && !hooks_->connect_always()) return std::nullopt;
+    return hook_connect(ws, conn, c, close_after);
+  }
+  if (conn.needs_connect) return std::nullopt;  // dispatch says "not authenticated"
+  if (cmd == "rpc") return cmd_rpc(ws, conn, c);
+  if (cmd == "refresh" && hooks_ && hooks_->refresh() && !c.has_token && conn.hook &&
+      conn.hook->hook_auth) {
+    return hook_refresh(ws, conn, c);
+  }
+  return std::nullopt;
+}
+
+void sessions::hook_connected(connection_state& conn, std::string user, std::string info,
+                              std::int64_t expire_at) {
+  conn.user = std::move(user);
+  conn.connected = true;
+  conn.needs_connect = false;
+  conn.hook->hook_auth = true;
+  if (expire_at > 0) {
+    // The refresh cycle of tokens (refresh push, 4002 at expiry) runs on
+    // claims: the hook's answer stands in for a token granting every
+    // channel (the namespaces' subscribe hooks decide those).
+    auto claims = std::make_unique<token_claims>();
+    claims->user = conn.user;
+    claims->expires = expire_at;
+    claims->info = info;
+    conn.claims = std::move(claims);
+  }
+  conn.presence = std::make_shared<const presence_entry>(
+      presence_entry{conn.client, presence_json(conn.client, conn.user, info)});
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    connect_deadlines_.erase(&conn);
+  }
+  watch_expiry(conn);
+  index(conn);  // the hook may have named the user: the server API finds it by it
+  announce(conn, "connect");
+}
+
+void sessions::announce(connection_state& conn, std::string_view type, std::string_view channel,
+                        int code, std::string_view reason) {
+  if (!events_ || !conn.hook) return;
+  if (type == "connect") {
+    if (conn.hook->announced) return;  // an anonymous client that sent connect later
+    conn.hook->announced = true;
+  }
+  lifecycle_event e;
+  e.type = type;
+  e.client = conn.client;
+  e.user = conn.user;
+  e.channel = channel;
+  e.code = code;
+  e.reason = reason;
+  events_->emit(e);
+}
+
+std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_state& conn,
+                                              const command& c, bool& close_after) {
+  std::string token_user;
+  std::string token_info;
+  std::optional<token_claims> claims;
+  if (c.has_token) {  // connect_always: the token is checked first, as without a hook
+    token_result r = authenticate(c.token, "connect");
+    if (!r.claims) {
+      close_after = true;
+      return make_failure(errors::bad_token, r.error);
+    }
+    token_user = r.claims->user;
+    token_info = r.claims->info;
+    claims = std::move(r.claims);
+  }
+  if (c.info_error) return c.info_error;
+  std::string body = body_start(conn, token_user);
+  if (c.has_data) {
+    body.append(",\"data\":");
+    body.append(c.data);
+  }
+  if (c.has_info) {
+    body.append(",\"info\":");
+    body.append(c.info);
+  }
+  body.push_back('}');
+  hook_call(ws, conn, *hooks_->connect(), std::move(body),
+            [this, id = c.id, token_user, token_info, claims = std::move(claims)](
+                server::websocket& w, hook_answer a) mutable {
+              auto& conn = w.data<connection_state>();
+              thread_local std::string reply;
+              if (a.result == hook_answer::outcome::deny) {
+                reply_error(reply, id, a.denial);
+                send_text(w, reply);
+                w.close(k_close_auth, a.denial.message);
+                return;
+              }
+              if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
+                reply_error(reply, id, make_failure(errors::hook_unavailable));
+                send_text(w, reply);
+                return;  // not connected: the client may try again (auth.connect_timeout runs)
+              }
+              // allow (or a failure that allows): the backend may name the user
+              // only when no token did.
+              std::string user = !token_user.empty() ? token_user : a.user.value_or("");
+              std::string info = a.info ? *a.info : token_info;
+              if (claims) {
+                conn.claims = std::make_unique<token_claims>(std::move(*claims));
+              }
+              hook_connected(conn, std::move(user), std::move(info),
+                             claims ? std::int64_t{0} : a.expire_at);
+              std::string result("{\"client\":");
+              append_json_string(result, conn.client);
+              if (!conn.user.empty()) {
+                result.append(",\"user\":");
+                append_json_string(result, conn.user);
+              }
+              result.push_back('}');
+              reply_result(reply, id, result);
+              send_text(w, reply);
+              for (const std::string& channel : a.channels) {
+                if (conn.subs.size() >= config_.max_subscriptions) break;
+                if (!valid_channel_name(channel)) continue;
+                const auto it = config_.namespaces.find(namespace_of(channel, k_default_namespace));
+                if (it == config_.namespaces.end()) continue;
+                subscribe_now(w, channel, it->second, std::nullopt, {}, true);
+              }
+            });
+  return std::nullopt;
+}
+
+void sessions::hook_connect_on_open(server::websocket& ws, connection_state& conn) {
+  std::string body = body_start(conn, conn.user);
+  body.push_back('}');
+  hook_call(ws, conn, *hooks_->connect(), std::move(body),
+            [this](server::websocket& w, hook_answer a) {
+              auto& conn = w.data<connection_state>();
+              if (a.result == hook_answer::outcome::deny) {
+                w.close(k_close_auth, a.denial.message);
+                return;
+              }
+              if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
+                w.close(k_close_auth, "connect hook unavailable");
+                return;
+              }
+              if (a.info) {
+                conn.presence = std::make_shared<const presence_entry>(
+                    presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
+              }
+              for (const std::string& channel : a.channels) {
+                if (conn.subs.size() >= config_.max_subscriptions) break;
+                if (!valid_channel_name(channel)) continue;
+                const auto it = config_.namespaces.find(namespace_of(channel, k_default_namespace));
+                if (it == config_.namespaces.end()) continue;
+                subscribe_now(w, channel, it->second, std::nullopt, {}, true);
+              }
+            });
+}
+
+std::optional<failure> sessions::hook_refresh(server::websocket& ws, connection_state& conn,
+                                              const command& c) {
+  std::string body = body_start(conn, conn.user);
+  if (c.has_data) {
+    body.append(",\"data\":");
+    body.append(c.data);
+  }
+  body.push_back('}');
+  hook_call(ws, conn, *hooks_->refresh(), std::move(body),
+            [this, id = c.id](server::websocket& w, hook_answer a) {
+              auto& conn = w.data<connection_state>();
+              thread_local std::string reply;
+              if (a.result == hook_answer::outcome::deny) {
+                reply_error(reply, id, a.denial);
+                send_text(w, reply);
+                return;  // the connection keeps its expiry
+              }
+              if (a.result == hook_answer::outcome::failed && !hooks_->refresh()->allow_on_error) {
+                reply_error(reply, id, make_failure(errors::hook_unavailable));
+                send_text(w, reply);
+                return;
+              }
+              if (a.info) {
+                conn.presence = std::make_shared<const presence_entry>(
+                    presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
+              }
+              std::string result("{");
+              if (a.expire_at > 0) {
+                if (!conn.claims) {
+                  conn.claims = std::make_unique<token_claims>();
+                  conn.claims->user = conn.user;
+                }
+                conn.claims->expires = a.expire_at;
+                watch_expiry(conn);
+                result.append("\"exp\":");
+                append_uint(result, static_cast<std::uint64_t>(a.expire_at));
+              }
+              result.push_back('}');
+              reply_result(reply, id, result);
+              send_text(w, reply);
+            });
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::cmd_rpc(server::websocket& ws, connection_state& conn,
+                                         const command& c) {
+  if (!hooks_ || !hooks_->rpc()) return make_failure(errors::rpc_not_configured);
+  if (!c.has_method || c.method.empty() || c.method.size() > k_max_method) {
+    return make_failure(errors::no_method);
+  }
+  std::string body = body_start(conn, conn.user);
+  body.append(",\"method\":");
+  append_json_string(body, c.method);
+  if (c.has_data) {
+    body.append(",\"data\":");
+    body.append(c.data);
+  }
+  body.push_back('}');
+  hook_call(ws, conn, *hooks_->rpc(), std::move(body),
+            [id = c.id](server::websocket& w, hook_answer a) {
+              thread_local std::string reply;
+              if (a.result == hook_answer::outcome::deny) {
+                reply_error(reply, id, a.denial);
+              } else if (a.result == hook_answer::outcome::failed) {
+                reply_error(reply, id, make_failure(errors::hook_unavailable));
+              } else {
+                std::string result("{\"data\":");
+                result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
+                result.push_back('}');
+                reply_result(reply, id, result);
+              }
+              send_text(w, reply);
+            });
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::hook_subscribe(server::websocket& ws, connection_state& conn,
+                                                const command& c, const hook_target& target,
+                                                std::string_view name,
+                                                const namespace_options& ns) {
+  std::string body = body_start(conn, conn.user);
+  body.append(",\"channel\":");
+  append_json_string(body, name);
+  if (c.has_data) {
+    body.append(",\"data\":");
+    body.append(c.data);
+  }
+  body.push_back('}');
+  hook_call(ws, conn, target, std::move(body),
+            [this, &target, &ns, id = c.id, since = c.since, channel = std::string(name)](
+                server::websocket& w, hook_answer a) mutable {
+              if (a.result == hook_answer::outcome::allow ||
+                  (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
+                subscribe_now(w, channel, ns, std::move(since), std::move(id), false);
+                return;
+              }
+              thread_local std::string reply;
+              reply_error(reply, id,
+                          a.result == hook_answer::outcome::deny
+                              ? a.denial
+                              : make_failure(errors::hook_unavailable));
+              send_text(w, reply);
+            });
+  return std::nullopt;
+}
+
+std::optional<failure> sessions::hook_publish(server::websocket& ws, connection_state& conn,
+                                              const command& c, const hook_target& target,
+                                              std::string_view name, const namespace_options& ns) {
+  std::string body = body_start(conn, conn.user);
+  body.append(",\"channel\":");
+  append_json_string(body, name);
+  body.append(",\"data\":");
+  body.append(c.data);
+  body.push_back('}');
+  hook_call(ws, conn, target, std::move(body),
+            [this, &target, &ns, id = c.id, data = c.data, channel = std::string(name)](
+                server::websocket& w, hook_answer a) mutable {
+              if (a.result == hook_answer::outcome::allow ||
+                  (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
+                auto& conn = w.data<connection_state>();
+                // The backend may rewrite the data (moderation, enrichment).
+                publish_now(w, conn, channel, ns, a.data ? std::string_view(*a.data) : data,
+                            std::move(id));
+                return;
+              }
+              thread_local std::string reply;
+              reply_error(reply, id,
+                          a.result == hook_answer::outcome::deny
+                              ? a.denial
+                              : make_failure(errors::hook_unavailable));
+              send_text(w, reply);
+            });
+  return std::nullopt;
+}
+
+}  // namespace switchboard::realtime::detail

@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""Lifecycle events of `switchboard serve` ([events], docs/hooks.md) delivered
+at least once to a webhook: an http.server receiver in a thread of this
+process, on a run-time port, that checks each batch's signature and can be
+"down" (answers 503).
+
+Covered: the receiver down for a while then back (no event lost, each
+client's events in order: connect, subscribe, presence.join, unsubscribe,
+presence.leave, disconnect with the close code and reason; ids unique once
+duplicates are dropped; batches); kill -9 of the node while the receiver is
+down, then a restart on the same outbox: every event recorded before the
+kill is delivered after it, in order, followed by the new ones.
+
+Usage: /usr/bin/python3 events_test.py <path to switchboard>
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from serve_test import ServeServer, Session, base_config, connect_ws, run, slow, token  # noqa: E402
+
+SECRET = "events-test-shared-secret"
+
+
+class Receiver:
+    def __init__(self):
+        self.up = False
+        self.batches = []  # lists of events, as acknowledged
+        self.refused = 0
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = receiver.handle(body, self.headers)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        # listen() backlog: http.server's 5 drops the SYNs of a burst of new
+        # connections, and the kernel retries them a second later.
+        self.httpd = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})(
+            ("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/events" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def handle(self, body, headers):
+        ts = headers.get("X-Switchboard-Timestamp", "")
+        want = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        with self.lock:
+            if headers.get("X-Switchboard-Signature", "") != "v1=" + want:
+                self.bad_signatures += 1
+                return 401
+            if not self.up:
+                self.refused += 1
+                return 503
+            self.batches.append(json.loads(body)["events"])
+            return 200
+
+    def events(self):
+        """Every acknowledged event once (duplicates dropped by id), in arrival order."""
+        seen, out = set(), []
+        with self.lock:
+            for batch in self.batches:
+                for e in batch:
+                    if e["id"] not in seen:
+                        seen.add(e["id"])
+                        out.append(e)
+        return out
+
+    def wait_for(self, predicate, timeout=20.0):
+        deadline = time.monotonic() + slow(timeout)
+        while time.monotonic() < deadline:
+            if predicate(self.events()):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def events_config(receiver, outbox):
+    sections = base_config(events={"url": receiver.url, "outbox": outbox, "batch": 7,
+                                   "retry_max": 0.3},
+                           hooks={"secret": SECRET, "timeout": 1})
+    sections["namespaces.room"] = {"presence": True, "publish": "any"}
+    return sections
+
+
+def per_client(events):
+    by = {}
+    for e in events:
+        by.setdefault(e["client"], []).append(e)
+    return by
+
+
+async def client_lifecycle(port, user, channel):
+    ws = await connect_ws(port, token_value=token(user))
+    s = Session(ws)
+    r = await s.request("ping")
+    assert "error" not in r, r
+    r = await s.request("subscribe", channel=channel)
+    assert "result" in r, r
+    r = await s.request("unsubscribe", channel=channel)
+    assert "result" in r, r
+    await s.request("subscribe", channel=channel)
+    await ws.close(code=4321, reason="bye now")
+    return
+
+
+EXPECTED = ["connect", "subscribe", "presence.join", "unsubscribe", "presence.leave",
+            "subscribe", "presence.join", "unsubscribe", "presence.leave", "disconnect"]
+
+
+class Events(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="switchboard-events-test-")
+        self.outbox = os.path.join(self.dir, "events.outbox")
+        self.receiver = Receiver()
+        self.servers = []
+
+    def tearDown(self):
+        for server in self.servers:
+            server.cleanup()
+        self.receiver.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self):
+        server = ServeServer(events_config(self.receiver, self.outbox))
+        self.servers.append(server)
+        return server
+
+    def check_client(self, events, user, expected):
+        self.assertEqual([e["type"] for e in events], expected, events)
+        self.assertTrue(all(e.get("user") == user for e in events), events)
+        seqs = [e["seq"] for e in events]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertTrue(all(isinstance(e["time"], int) for e in events))
+
+    def test_receiver_down_then_back_loses_and_reorders_nothing(self):
+        server = self.start()
+        users = ["u%d" % i for i in range(8)]
+
+        async def go():
+            await asyncio.gather(*(client_lifecycle(server.port, u, "room:r%d" % (i % 3))
+                                   for i, u in enumerate(users)))
+        run(go())
+        time.sleep(slow(1.0))  # retries meanwhile, all refused
+        self.assertGreater(self.receiver.refused, 1)
+        self.assertEqual(self.receiver.events(), [])
+        self.receiver.up = True
+        self.assertTrue(self.receiver.wait_for(lambda ev: len(ev) >= len(users) * len(EXPECTED)),
+                        self.receiver.events())
+        events = self.receiver.events()
+        self.assertEqual(len(events), len(users) * len(EXPECTED))
+        by = per_client(events)
+        self.assertEqual(len(by), len(users))
+        for evs in by.values():
+            self.check_client(evs, evs[0]["user"], EXPECTED)
+            self.assertEqual(evs[-1]["code"], 4321)
+            self.assertEqual(evs[-1]["reason"], "bye now")
+        self.assertTrue(all(len(b) <= 7 for b in self.receiver.batches))
+        self.assertEqual(self.receiver.bad_signatures, 0)
+        code, _ = server.stop(timeout=10)
+        self.assertEqual(code, 0)
+
+    def test_kill_9_mid_stream_then_restart_delivers_everything_recorded(self):
+        server = self.start()
+        users = ["k%d" % i for i in range(5)]
+
+        async def before():
+            conns = []
+            for u in users:
+                ws = await connect_ws(server.port, token_value=token(u))
+                s = Session(ws)
+                r = await s.request("subscribe", channel="room:kill")
+                self.assertIn("result", r)
+                conns.append(ws)
+            # SIGKILL while the connections are open (leaving run() would
+            # close them first): no disconnect is ever emitted, nothing flushed.
+            server.kill()
+            for ws in conns:
+                ws.transport.abort()
+        run(before())
+        self.assertEqual(self.receiver.events(), [])
+        self.receiver.up = True
+        server = self.start()  # the same outbox
+
+        async def after():
+            await client_lifecycle(server.port, "late", "room:late")
+        run(after())
+        want = len(users) * 3 + len(EXPECTED)
+        self.assertTrue(self.receiver.wait_for(lambda ev: len(ev) >= want), self.receiver.events())
+        events = self.receiver.events()
+        by = per_client(events)
+        killed = [evs for evs in by.values() if evs[0].get("user", "").startswith("k")]
+        self.assertEqual(len(killed), len(users))
+        for evs in killed:
+            self.check_client(evs, evs[0]["user"], ["connect", "subscribe", "presence.join"])
+        late = [evs for evs in by.values() if evs[0].get("user") == "late"]
+        self.assertEqual(len(late), 1)
+        self.check_client(late[0], "late", EXPECTED)
+        # The recorded events come first, in their order, then the new ones.
+        seqs = [e["seq"] for e in events]
+        self.assertEqual(seqs, sorted(seqs))
+        code, _ = server.stop(timeout=10)
+        self.assertEqual(code, 0)
+
+
+if __name__ == "__main__":
+    harness.main()
