@@ -195,6 +195,7 @@ void websocket::start_open() {
   handshake_ = nullptr;  // reader_ from now on
   has_handshake_ = false;
   close_pending_ = true;
+  ping_sent_ = 0;  // held the keep-alive request count until now
   last_receive_ = now_ms();
   schedule_keepalive();  // replaces the handshake timeout
   if (behavior_->on_open) behavior_->on_open(*this);

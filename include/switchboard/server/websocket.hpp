@@ -189,6 +189,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // keep-alive connection closed, a stream finished); false: drop it.
   bool stop_http(bool graceful);
   bool http_streaming() const noexcept;
+  // A keep-alive connection between requests (it holds no request state).
+  bool http_idle() const noexcept;
   void end_http_streams() noexcept;
 
   // websocket.cpp
@@ -243,7 +245,9 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint32_t last_receive_ = 0;  // now_ms() of the last bytes received
-  std::uint32_t ping_sent_ = 0;     // now_ms() of the unanswered keepalive ping
+  // now_ms() of the unanswered keepalive ping; before an upgrade, the number
+  // of plain HTTP requests a keep-alive connection served while it is idle.
+  std::uint32_t ping_sent_ = 0;
   std::uint16_t close_sent_ = 0;    // the code of our close frame, 0 before
   state state_ = state::handshake;
   bool awaiting_pong_ : 1 = false;
