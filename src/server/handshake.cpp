@@ -117,14 +117,14 @@ void websocket::on_head_complete() {
     hs.head.resize(hs.start + hs.head_length);
     return;
   }
-  start_upgrade();
+  start_upgrade(route);
 }
 
-void websocket::start_upgrade() {
+void websocket::start_upgrade(const detail::route* route) {
   detail::handshake_state& hs = *handshake_;
   const protocol::request_head& head = hs.parser.head();
   detail::server_core& core = ctx_->core();
-  const detail::route* route = core.find_route(head.path());
+  if (route == nullptr) route = core.find_route(head.path());  // after waiting
   // Bytes after the head are the first frames: they wait for the 101.
   if (!hs.upgrade_waiting) {
     hs.after.assign(hs.head, hs.start + hs.head_length);

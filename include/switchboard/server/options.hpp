@@ -230,6 +230,13 @@ struct SWITCHBOARD_SERVER_EXPORT server_options {
   std::chrono::milliseconds shutdown_timeout{5'000};
   // server::run() shuts down gracefully on SIGINT and SIGTERM.
   bool handle_signals = true;
+  // Called once when a graceful shutdown begins (server::shutdown(), or
+  // SIGINT/SIGTERM under run()), on the thread that asked for it, before any
+  // connection is closed: what it writes to streams (http_stream::write,
+  // end) and sends with server::send() is delivered before the streams are
+  // finished and WebSockets get their close frame. Must not block or call
+  // shutdown().
+  std::function<void()> on_shutdown;
 
   // Event-loop timer resolution. Tests use a finer tick for quick timeouts.
   std::chrono::milliseconds timer_tick{100};

@@ -43,6 +43,7 @@ class loop_context;
 struct handshake_state;
 struct http_answer;
 struct stream_state;
+struct route;
 struct connection_codec;
 struct topic;
 }  // namespace detail
@@ -158,7 +159,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
 
   // handshake.cpp
   void on_head_complete();
-  void start_upgrade();
+  // REQUIRES: `route` is the request's (null: looked up again).
+  void start_upgrade(const detail::route* route = nullptr);
   void reject_handshake(handshake_failure reason, int status, std::string_view body);
   void reject_handshake(protocol::error err);
   void drop_handshake(handshake_failure reason);
