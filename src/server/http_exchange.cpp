@@ -520,9 +520,20 @@ void websocket::close_slow_stream(bool memory) {
 }
 
 void websocket::arm_http_timer() {
+  const auto& opts = ctx_->options();
+  if (state_ == state::upgrading && has_handshake_ && handshake_->restart_timer) {
+    // An upgrade after plain requests waits for the application's decision:
+    // handshake_timeout from its first byte, as a first request's would.
+    handshake_->restart_timer = false;
+    if (opts.handshake_timeout.count() > 0) {
+      ctx_->loop().timers().schedule(timer_, opts.handshake_timeout);
+    } else {
+      timer_.cancel();
+    }
+    return;
+  }
   if (state_ != state::handshake || !has_handshake_) return;
   detail::handshake_state& hs = *handshake_;
-  const auto& opts = ctx_->options();
   // A stream being sent has no timeout of its own.
   if (!hs.answers.empty() && hs.answers.front().started) {
     timer_.cancel();

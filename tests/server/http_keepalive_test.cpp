@@ -242,6 +242,32 @@ TEST_F(http_keepalive_test, APipelinedUpgradeWaitsForTheAnswersBeforeIt) {
   a.join();
 }
 
+TEST_F(http_keepalive_test, AnUndecidedUpgradeAfterRequestsIsBoundedByTheHandshakeTimeout) {
+  app a;
+  std::mutex mutex;
+  std::vector<upgrade_handle> kept;
+  auto options = test_options();
+  options.handshake_timeout = 200ms;
+  options.http_idle_timeout = 5s;
+  running_server srv(options, [&](server& s) {
+    a.install(s);
+    ws_behavior b;
+    b.on_upgrade = [&](upgrade_request& req) {
+      std::lock_guard lock(mutex);
+      kept.push_back(req.defer());  // never decided
+    };
+    s.ws("/chat", std::move(b));
+  });
+  ws_client c(srv.port());
+  const std::string first = c.http_exchange(get("/n?1"));
+  EXPECT_EQ(first.substr(first.find("\r\n\r\n") + 4), "1");
+  std::this_thread::sleep_for(50ms);  // idle: the 5 s idle timer runs
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.upgrade("/chat"), 0);  // dropped without an answer
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(failures(srv.get(), handshake_failure::handshake_timeout), 1u);
+}
+
 TEST_F(http_keepalive_test, HeadAnswersCarryNoBodyAndTheNextAnswerFollows) {
   app a;
   running_server srv(test_options(), [&](server& s) { a.install(s); });
