@@ -63,7 +63,12 @@ class connection final : private net::stream_handler {
  public:
   connection(net::event_loop& loop, const options& o, const net::endpoint& remote,
              const std::string& request, totals& t)
-      : loop_(loop), o_(o), remote_(remote), request_(request), t_(t), connector_(loop),
+      : loop_(loop),
+        o_(o),
+        remote_(remote),
+        request_(request),
+        t_(t),
+        connector_(loop),
         stream_(loop, *this) {}
 
   void start() {
@@ -203,7 +208,8 @@ int run(const options& o) {
       "\"errors\":%llu,\"unanswered\":%llu,\"rate\":%.0f}\n",
       o.mode.c_str(), o.connections, o.mode == "close" ? std::size_t{1} : o.pipeline, seconds,
       static_cast<unsigned long long>(t.ok), static_cast<unsigned long long>(t.errors),
-      static_cast<unsigned long long>(t.unanswered), seconds > 0 ? static_cast<double>(t.ok) / seconds : 0.0);
+      static_cast<unsigned long long>(t.unanswered),
+      seconds > 0 ? static_cast<double>(t.ok) / seconds : 0.0);
   return t.ok > 0 ? 0 : 1;
 }
 
@@ -213,8 +219,9 @@ int run(const options& o) {
 int main(int argc, char** argv) {
   using namespace switchboard::bench;
   options o;
-  CLI::App app{"switchboard_http_load: POST /api/publish throughput, keep-alive against "
-               "one connection per request"};
+  CLI::App app{
+      "switchboard_http_load: POST /api/publish throughput, keep-alive against "
+      "one connection per request"};
   app.add_option("--host", o.host, "numeric server address");
   app.add_option("--port", o.port, "server port")->required();
   app.add_option("--key", o.key, "X-API-Key")->required();
@@ -226,8 +233,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_option("--seconds", o.seconds, "measured seconds")->check(CLI::Range(0.1, 600.0));
   app.add_option("--warmup", o.warmup, "seconds before measuring")->check(CLI::Range(0.0, 60.0));
-  app.add_option("--size", o.size, "bytes of each publication's data")
-      ->check(CLI::Range(1, 60000));
+  app.add_option("--size", o.size, "bytes of each publication's data")->check(CLI::Range(1, 60000));
   try {
     cli::parse_or_throw(app, argc, argv);
     return run(o);

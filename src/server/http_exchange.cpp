@@ -7,11 +7,10 @@
 #include <cassert>
 #include <charconv>
 #include <string>
-#include <utility>
-
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/server/http.hpp>
 #include <switchboard/server/websocket.hpp>
+#include <utility>
 
 #include "loop_context.hpp"
 
@@ -134,9 +133,8 @@ bool http_stream::is_open() const noexcept {
 void http_responder::respond(http_response response) const {
   if (ctx_ == nullptr) return;
   detail::loop_context* ctx = ctx_;
-  ctx->loop().post([ctx, id = id_, seq = seq_, r = std::move(response)] {
-    ctx->complete_http(id, seq, r);
-  });
+  ctx->loop().post(
+      [ctx, id = id_, seq = seq_, r = std::move(response)] { ctx->complete_http(id, seq, r); });
 }
 
 http_stream http_responder::stream(http_response head, std::function<void()> on_close) const {
@@ -150,9 +148,8 @@ http_stream http_responder::stream(http_response head, std::function<void()> on_
   init_stream(*st, ctx, id_);
   // Posted before any write of the returned handle can post its bytes, so
   // the loop starts the stream first (tasks of one thread run in order).
-  ctx->loop().post([ctx, id = id_, seq = seq_, h = std::move(head), st] {
-    ctx->complete_http(id, seq, h, st);
-  });
+  ctx->loop().post(
+      [ctx, id = id_, seq = seq_, h = std::move(head), st] { ctx->complete_http(id, seq, h, st); });
   return http_stream(st);
 }
 
@@ -320,8 +317,9 @@ void websocket::serve_request() {
   const protocol::request_head& head = hs.parser.head();
   const auto& opts = ctx_->options();
   const std::string_view body =
-      hs.body_in_after ? std::string_view(hs.after).substr(0, hs.body_length)
-                       : std::string_view(hs.head).substr(hs.start + hs.head_length, hs.body_length);
+      hs.body_in_after
+          ? std::string_view(hs.after).substr(0, hs.body_length)
+          : std::string_view(hs.head).substr(hs.start + hs.head_length, hs.body_length);
   const std::uint32_t seq = hs.next_seq++;
   detail::http_answer& a = hs.answers.emplace_back();
   a.seq = seq;
@@ -418,8 +416,9 @@ void websocket::complete_answer(std::uint32_t seq, const http_response& response
 
 void websocket::on_stream_task(detail::stream_state& st) {
   detail::handshake_state& hs = *handshake_;
-  const bool mine = std::any_of(hs.answers.begin(), hs.answers.end(),
-                                [&st](const detail::http_answer& a) { return a.stream.get() == &st; });
+  const bool mine =
+      std::any_of(hs.answers.begin(), hs.answers.end(),
+                  [&st](const detail::http_answer& a) { return a.stream.get() == &st; });
   if (!mine) return;
   bool overflow;
   {
@@ -570,7 +569,7 @@ void websocket::on_http_drained() {
   detail::handshake_state& hs = *handshake_;
   if (!hs.answers.empty() && hs.answers.front().started) {
     hs.answers.front().stream->socket_bytes.store(stream_.buffered_bytes(),
-                                                 std::memory_order_relaxed);
+                                                  std::memory_order_relaxed);
   }
 }
 

@@ -8,7 +8,6 @@
 
 #include <cctype>
 #include <charconv>
-
 #include <switchboard/net/tcp_socket.hpp>
 
 namespace switchboard::server::test {
@@ -36,8 +35,10 @@ std::optional<std::string> http_answer_read::header(std::string_view name) const
     const std::size_t colon = text.find(':');
     if (colon != std::string_view::npos && iequals(text.substr(0, colon), name)) {
       std::string_view value = text.substr(colon + 1);
-      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+        value.remove_suffix(1);
       return std::string(value);
     }
     pos = end;

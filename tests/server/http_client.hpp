@@ -10,7 +10,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-
 #include <switchboard/net/io_handler.hpp>
 
 namespace switchboard::server::test {
@@ -28,7 +27,8 @@ struct http_answer_read {
 
 class http_client {
  public:
-  explicit http_client(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  explicit http_client(std::uint16_t port,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(5));
   bool connected() const noexcept { return static_cast<bool>(fd_); }
   int fd() const noexcept { return fd_.get(); }
   bool send(std::string_view bytes);

@@ -11,10 +11,9 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <switchboard/protocol/message_writer.hpp>
 #include <thread>
 #include <vector>
-
-#include <switchboard/protocol/message_writer.hpp>
 
 #include "http_client.hpp"
 #include "server_test_support.hpp"
@@ -148,8 +147,8 @@ TEST_F(http_keepalive_test, Http10ClosesUnlessItAsksForKeepAlive) {
   }
   http_client c(srv.port());
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(c.send(
-        http_request_text("GET", numbered("/n?", i), "Connection: keep-alive\r\n", {}, "HTTP/1.0")));
+    ASSERT_TRUE(c.send(http_request_text("GET", numbered("/n?", i), "Connection: keep-alive\r\n",
+                                         {}, "HTTP/1.0")));
     const http_answer_read r = c.read_answer();
     EXPECT_EQ(r.body, std::to_string(i));
     EXPECT_EQ(r.header("Connection"), "keep-alive");
@@ -300,10 +299,10 @@ TEST_F(http_keepalive_test, ErrorsThatBreakTheFramingStillClose) {
   app a;
   running_server srv(test_options(), [&](server& s) { a.install(s); });
   const std::string bad[] = {
-      "GET /n HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",                       // 400
-      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",     // 411
-      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",    // 413
-      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n",           // 400
+      "GET /n HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",                      // 400
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",   // 411
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",  // 413
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n",         // 400
   };
   const int statuses[] = {400, 411, 413, 400};
   for (std::size_t i = 0; i < std::size(bad); ++i) {

@@ -157,7 +157,8 @@ TEST_F(http_stream_test, ASlowReaderIsClosedAtTheOutboundCap) {
 TEST_F(http_stream_test, ServerStopSendsWhatWasWrittenThenEndsTheStream) {
   stream_box box;
   auto options = stream_options();
-  auto srv = std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
+  auto srv =
+      std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
   http_client c(srv->port());
   ASSERT_TRUE(c.send(http_request_text("GET", "/stream")));
   ASSERT_EQ(c.read_head().status, 200);
@@ -177,7 +178,8 @@ TEST_F(http_stream_test, OnShutdownWritesTheLastEventBeforeStreamsEnd) {
   stream_box box;
   auto options = stream_options();
   options.on_shutdown = [&box] { box.get().write("event: reconnect\n\n"); };
-  auto srv = std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
+  auto srv =
+      std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
   http_client c(srv->port());
   ASSERT_TRUE(c.send(http_request_text("GET", "/stream")));
   ASSERT_EQ(c.read_head().status, 200);
@@ -194,7 +196,8 @@ TEST_F(http_stream_test, TerminatingTheServerRunsOnClose) {
   stream_box box;
   auto options = stream_options();
   options.shutdown_timeout = 0ms;  // no grace: streams are cut
-  auto srv = std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
+  auto srv =
+      std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
   http_client c(srv->port());
   ASSERT_TRUE(c.send(http_request_text("GET", "/stream")));
   ASSERT_EQ(c.read_head().status, 200);
@@ -322,7 +325,9 @@ TEST_F(http_stream_test, PythonHttpClientReadsTheStream) {
   });
   const std::string script =
       "import http.client,sys\n"
-      "c=http.client.HTTPConnection('127.0.0.1'," + std::to_string(srv.port()) + ",timeout=5)\n"
+      "c=http.client.HTTPConnection('127.0.0.1'," +
+      std::to_string(srv.port()) +
+      ",timeout=5)\n"
       "c.request('GET','/stream')\n"
       "r=c.getresponse()\n"
       "sys.stdout.write(str(r.status)+' '+str(r.chunked)+'\\n'+r.read().decode())\n"
