@@ -323,6 +323,13 @@ const config_key k_keys[] = {
      "events per POST at most"},
     {"events", "retry_max", &realtime_config::events_retry_max, k_positive_number,
      "longest wait in seconds between two tries of a batch the webhook did not acknowledge"},
+    // [http]
+    {"http", "idle_timeout", &realtime_config::http_idle_timeout, k_seconds,
+     "seconds a kept-alive HTTP connection (API, /metrics, /sse) may wait for its next request "
+     "(0: no limit)"},
+    {"http", "max_requests", &realtime_config::http_max_requests, k_count,
+     "HTTP requests one connection may carry before the server closes it (1: no keep-alive; "
+     "0: no limit)"},
 };
 
 const namespace_key k_namespace_keys[] = {
@@ -351,7 +358,7 @@ const namespace_key k_namespace_keys[] = {
 
 constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
                                            "keepalive", "shutdown", "history", "broker", "log",
-                                           "hooks", "events", "namespaces", "admin"};
+                                           "hooks", "events", "namespaces", "admin", "http"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

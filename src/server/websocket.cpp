@@ -407,7 +407,8 @@ void websocket::on_close(net::transport&, std::error_code error) {
     const auto& hook = ctx_->options().on_tls_handshake_error;
     if (hook) hook(error, stream_.last_error_text());
   }
-  if (state_ == state::handshake || state_ == state::upgrading) {
+  // A keep-alive client that leaves between requests is no failure.
+  if ((state_ == state::handshake && !http_idle()) || state_ == state::upgrading) {
     ctx_->count_handshake_failure(
         tls_failed ? handshake_failure::tls_handshake : handshake_failure::peer_closed, 0);
   }
@@ -422,6 +423,8 @@ void websocket::on_drained(net::transport&) {
     if (!write_shut_) after_flush();
   } else if (state_ == state::open && behavior_ != nullptr && behavior_->on_drain) {
     behavior_->on_drain(*this);
+  } else if (state_ == state::handshake && has_handshake_) {
+    on_http_drained();
   }
 }
 
@@ -465,6 +468,13 @@ void websocket::on_timer() {
   const auto& opts = ctx_->options();
   switch (state_) {
     case state::handshake:
+      // A keep-alive connection that waited long enough for a next request
+      // that never came: closed quietly (it asked nothing).
+      if (http_idle()) {
+        terminate();
+        return;
+      }
+      [[fallthrough]];
     case state::upgrading:
       // Handshake timeout: a slowloris client gets no answer.
       drop_handshake(handshake_failure::handshake_timeout);

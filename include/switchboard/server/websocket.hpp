@@ -41,6 +41,9 @@ enum class handshake_failure : std::uint8_t;  // options.hpp
 namespace detail {
 class loop_context;
 struct handshake_state;
+struct http_answer;
+struct stream_state;
+struct route;
 struct connection_codec;
 struct topic;
 }  // namespace detail
@@ -155,12 +158,9 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   void on_close(net::transport& stream, std::error_code error) override;
 
   // handshake.cpp
-  void on_handshake_data(std::span<std::byte> data);
   void on_head_complete();
-  void start_http();
-  void on_body_data(std::span<const std::byte> data);
-  void run_http_handler();
-  void send_http_response(const http_response& response);
+  // REQUIRES: `route` is the request's (null: looked up again).
+  void start_upgrade(const detail::route* route = nullptr);
   void reject_handshake(handshake_failure reason, int status, std::string_view body);
   void reject_handshake(protocol::error err);
   void drop_handshake(handshake_failure reason);
@@ -169,6 +169,31 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   void start_open();
   void reject_upgrade(int status, std::string_view body);
   void respond_http(std::string_view response);
+
+  // http_exchange.cpp: plain HTTP requests, keep-alive, pipelining, streams.
+  void on_handshake_data(std::span<std::byte> data);
+  void drive_http();
+  bool read_request();
+  void start_http();
+  void serve_request();
+  void finish_request();
+  void start_answer_stream(detail::http_answer& a, const http_response& head,
+                           std::shared_ptr<detail::stream_state> stream);
+  void complete_answer(std::uint32_t seq, const http_response& response,
+                       std::shared_ptr<detail::stream_state> stream);
+  void on_stream_task(detail::stream_state& stream);
+  void flush_answers();
+  bool pump_stream(detail::http_answer& a);
+  void close_slow_stream(bool memory);
+  void arm_http_timer();
+  void on_http_drained();
+  // Server shutdown of a plain HTTP connection: true if handled (an idle
+  // keep-alive connection closed, a stream finished); false: drop it.
+  bool stop_http(bool graceful);
+  bool http_streaming() const noexcept;
+  // A keep-alive connection between requests (it holds no request state).
+  bool http_idle() const noexcept;
+  void end_http_streams() noexcept;
 
   // websocket.cpp
   void on_frames(std::span<char> input);
@@ -222,7 +247,9 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint32_t last_receive_ = 0;  // now_ms() of the last bytes received
-  std::uint32_t ping_sent_ = 0;     // now_ms() of the unanswered keepalive ping
+  // now_ms() of the unanswered keepalive ping; before an upgrade, the number
+  // of plain HTTP requests a keep-alive connection served while it is idle.
+  std::uint32_t ping_sent_ = 0;
   std::uint16_t close_sent_ = 0;    // the code of our close frame, 0 before
   state state_ = state::handshake;
   bool awaiting_pong_ : 1 = false;
