@@ -30,6 +30,7 @@ namespace {
 
 constexpr std::uint16_t k_close_abnormal = 1006;
 constexpr std::uint16_t k_close_auth = 4001;
+constexpr std::uint16_t k_close_disconnected = 4003;  // the server API's disconnect
 
 state_event connecting_event(std::uint32_t attempt) {
   state_event e;
@@ -272,7 +273,9 @@ void client_core::lost(std::uint16_t code, std::string reason) {
   pending_.clear();
   const request_error no_reply = make_error(k_error_no_reply, "connection lost before the reply");
   for (auto& [id, done] : pending) done(&no_reply, {});
-  // What was in flight is recovered with `since` after the reconnect.
+  // What was in flight is recovered with `since` after the reconnect; what
+  // the server subscribed ends with the connection (subscribe_result::by_server).
+  std::erase_if(subs_, [](const auto& entry) { return entry.second.by_server; });
   for (auto& [name, sub] : subs_) {
     sub.subscribed = false;
     ++sub.generation;
@@ -283,6 +286,16 @@ void client_core::lost(std::uint16_t code, std::string reason) {
     const request_error error =
         make_error(k_error_auth, "authentication failed: " +
                                      (reason.empty() ? std::string("closed with 4001") : reason));
+    fail_queue(error);
+    set_state(disconnected_event(code, reason));
+    report({}, error);
+    return;
+  }
+  if (wanted_ && code == k_close_disconnected) {
+    wanted_ = false;
+    const request_error error = make_error(
+        k_error_disconnected,
+        "disconnected by the server: " + (reason.empty() ? std::string("closed with 4003") : reason));
     fail_queue(error);
     set_state(disconnected_event(code, reason));
     report({}, error);
@@ -444,6 +457,33 @@ void client_core::on_push(simdjson::dom::element message) {
   const std::string kind = string_field(message, "push");
   const std::string channel = string_field(message, "channel");
   subscription* sub = find(channel);
+  if (kind == "subscribe") {  // the server subscribed us (server API, connect hook)
+    if (sub || channel.empty()) return;  // ours already: the server skips those too
+    subscription& s = subs_[channel];
+    s.channel = channel;
+    s.by_server = true;
+    s.subscribed = true;
+    s.has_position = true;
+    s.epoch = string_field(message, "epoch");
+    s.offset = uint_field(message, "offset");
+    if (handlers_.on_subscribed) {
+      subscribe_result event;
+      event.channel = channel;
+      event.epoch = s.epoch;
+      event.offset = s.offset;
+      event.by_server = true;
+      handlers_.on_subscribed(event);
+    }
+    return;
+  }
+  if (kind == "unsubscribe") {  // the server ended it (a refresh without the grant, the API)
+    if (!sub) return;
+    std::string reason = string_field(message, "reason");
+    end_subscription(channel, make_error(k_error_unsubscribed,
+                                         "unsubscribed by the server" +
+                                             (reason.empty() ? std::string() : ": " + reason)));
+    return;
+  }
   // Pushes still in flight after an unsubscribe, or from before a
   // resubscribe's reply (recovery covers those), are dropped.
   if (!sub || !sub->subscribed) return;

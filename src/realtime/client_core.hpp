@@ -88,6 +88,7 @@ class client_core {
     bool subscribed = false;       // pushes are delivered only then
     bool want_history = false;     // the first subscribe starts with `history`
     std::uint64_t generation = 0;  // bumped per (re)subscribe: stale replies are ignored
+    bool by_server = false;        // made by a `subscribe` push: ends with its connection
   };
 
   // --- connection lifecycle

@@ -669,6 +669,80 @@ TEST_F(client_test, a_server_that_breaks_the_protocol_is_reported_not_obeyed) {
 
 // --- recovery -----------------------------------------------------------------------------
 
+// POST /api/<method> with `body` and the key of server_api_config(); the status.
+int api_post(std::uint16_t port, std::string_view method, std::string_view body) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  std::string request = "POST /api/" + std::string(method) +
+                        " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: client-test-key\r\n"
+                        "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+  (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string answer;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, n);
+  ::close(fd);
+  return answer.size() > 12 ? std::atoi(answer.c_str() + 9) : -1;
+}
+
+realtime_config server_api_config() {
+  realtime_config c = base_config();
+  c.api_key = "client-test-key";
+  return c;
+}
+
+TEST_F(client_test, what_the_server_api_does_to_a_client_is_reported) {
+  start(server_api_config());
+  auto rs_sub = connected(options("alice"));
+  auto& rs = rs_sub.first;
+  auto rp_pub = connected(options("bob"));
+  auto& pub = rp_pub.second;
+
+  // The server subscribes alice: on_subscribed says by_server, and what is
+  // published there is delivered as on her own subscriptions.
+  ASSERT_EQ(api_post(server_->port(), "subscribe", R"({"user":"alice","channel":"chat:api"})"),
+            200);
+  ASSERT_TRUE(rs->wait([&] { return !rs->subscribed.empty(); }));
+  const subscribe_result s = rs->locked<subscribe_result>([&] { return rs->subscribed[0]; });
+  EXPECT_TRUE(s.by_server);
+  EXPECT_EQ(s.channel, "chat:api");
+  EXPECT_FALSE(s.resumed);
+  for (int i = 1; i <= 2; ++i) ASSERT_FALSE(publish(*pub, "chat:api", std::to_string(i)).error);
+  ASSERT_TRUE(rs->wait_messages(2));
+  EXPECT_EQ(rs->offsets(), range(1, 2));
+
+  // The server unsubscribes her: on_error with k_error_unsubscribed and the
+  // channel; nothing more arrives.
+  ASSERT_EQ(api_post(server_->port(), "unsubscribe", R"({"user":"alice","channel":"chat:api"})"),
+            200);
+  ASSERT_TRUE(rs->wait([&] { return !rs->errors.empty(); }));
+  const error_event e = rs->locked<error_event>([&] { return rs->errors[0]; });
+  EXPECT_EQ(e.channel, "chat:api");
+  EXPECT_EQ(e.error.code, k_error_unsubscribed);
+  EXPECT_NE(e.error.message.find("unsubscribed by the server"), std::string::npos);
+  ASSERT_FALSE(publish(*pub, "chat:api", "3").error);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(rs->offsets(), range(1, 2));
+
+  // The server disconnects her (4003): she stops, with k_error_disconnected,
+  // and does not come back by herself.
+  ASSERT_EQ(api_post(server_->port(), "disconnect", R"({"user":"alice"})"), 200);
+  ASSERT_TRUE(rs->wait([&] { return rs->errors.size() >= 2; }));
+  EXPECT_EQ(rs->locked<int>([&] { return rs->errors[1].error.code; }), k_error_disconnected);
+  ASSERT_TRUE(rs->wait_state(connection_state::disconnected));
+  std::this_thread::sleep_for(300ms);  // backoff_cap is 200 ms: a reconnect would be seen
+  EXPECT_EQ(rs->locked<connection_state>([&] { return rs->states.back().state; }),
+            connection_state::disconnected);
+  EXPECT_FALSE(rs->states.back().will_reconnect);
+}
+
 TEST_F(client_test, a_dropped_connection_is_recovered_with_since) {
   start();
   auto rs_sub = connected(options("alice"));

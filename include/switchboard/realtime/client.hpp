@@ -90,9 +90,17 @@ inline constexpr int k_error_not_sent = 1;
 // publish(): `data` is not a JSON value, so it was not sent (a command the
 // server cannot parse would get a reply it cannot match).
 inline constexpr int k_error_bad_json = 2;
+// The server ended a subscription (an `unsubscribe` push: a token refresh
+// that dropped the channel, or the server API): reported by on_error with
+// the channel and the server's reason; the subscription is gone.
+inline constexpr int k_error_unsubscribed = 3;
 // Authentication failed (close code 4001, or error 401 to `connect`): the
 // client stopped and will not reconnect by itself.
 inline constexpr int k_error_auth = 4001;
+// The server disconnected this client on purpose (close code 4003, the
+// server API's `disconnect`): the client stopped and will not reconnect by
+// itself.
+inline constexpr int k_error_disconnected = 4003;
 
 struct request_error {
   int code = k_error_no_reply;  // a protocol error code or a k_error_* above
@@ -153,6 +161,12 @@ struct subscribe_result {
   // reported, with resumed and recovered false, when a live publication shows
   // that the channel's stream started over ("epoch changed").
   std::string reason;
+  // The server subscribed this client (a `subscribe` push: the server API's
+  // subscribe, or a connect hook's channels), not subscribe(). Such a
+  // subscription delivers like any other but lasts for its connection: after
+  // a reconnect the server decides again (a connect hook does at every
+  // connect), so the client does not resubscribe it by itself.
+  bool by_server = false;
 };
 
 struct unsubscribe_result {
