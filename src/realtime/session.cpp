@@ -503,8 +503,7 @@ void sessions::handle(peer& ws, std::string_view payload) {
     }
   }
   if (fail) {
-    reply_error(reply, c.id, *fail);
-    send_text(ws, reply);
+    ws.reply_error(c.id, *fail);
   } else if (!replied) {
     reply_result(reply, c.id, result);
     send_text(ws, reply);

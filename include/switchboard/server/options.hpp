@@ -223,6 +223,12 @@ struct SWITCHBOARD_SERVER_EXPORT server_options {
   std::chrono::milliseconds shutdown_timeout{5'000};
   // server::run() shuts down gracefully on SIGINT and SIGTERM.
   bool handle_signals = true;
+  // Runs once when a graceful shutdown begins (a signal or shutdown()), on
+  // the thread that began it (for a signal, a loop thread), before any
+  // connection is closed: the application's last chance to write a final
+  // message to its streams (http_stream: what is written before shutdown
+  // is sent before the stream is finished). Must not block or throw.
+  std::function<void()> on_shutdown;
 
   // Event-loop timer resolution. Tests use a finer tick for quick timeouts.
   std::chrono::milliseconds timer_tick{100};
