@@ -327,6 +327,39 @@ class Stream(SseCase):
             self.assertEqual(sorted(got), sorted(missed))
             r2.quiet(0.5)  # nothing twice
 
+    def test_no_gap_no_duplicate_while_publishing(self):
+        """Subscribing while publications flow: every offset after the one
+        `subscribed` reports arrives once, in order (the hub holds pushes while
+        the read is in flight)."""
+        import threading
+        port = self.server.port
+        stop = threading.Event()
+
+        def flood():
+            for i in range(400):
+                if stop.is_set():
+                    return
+                publish(port, "chat:flow", i)
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            time.sleep(0.05)
+            readers = [self.sse("/sse?channel=chat:flow", auth()) for _ in range(3)]
+        finally:
+            t.join(timeout=slow(60))
+            stop.set()
+        _, _, raw = st.http_request(port, "GET", "/api/channels", headers={"X-API-Key": st.API_KEY})
+        last = [c for c in json.loads(raw)["channels"] if c["channel"] == "chat:flow"][0]["offset"]
+        for r in readers:
+            _, subs = self.subscribed(r, 1)
+            start = json.loads(subs["chat:flow"]["data"])["offset"]
+            offsets = []
+            while start + len(offsets) < last:
+                e = r.events_until(lambda e: e.get("event") == "publication", timeout=10)[-1]
+                offsets.append(json.loads(e["data"])["offset"])
+            self.assertEqual(offsets, list(range(start + 1, last + 1)))
+            r.quiet(0.2)
+
     def test_recovered_false_past_history(self):
         port = self.server.port
         r = self.sse("/sse?channel=short:x", auth())
