@@ -278,6 +278,13 @@ const config_key k_keys[] = {
      "log lines on stderr: text or json (one object per line)", "--log-format", "FORMAT"},
     {"log", "level", &realtime_config::log_level, k_log_level,
      "least severe level logged: trace, debug, info, warn, error or off", "--log-level", "LEVEL"},
+    // [http]
+    {"http", "idle_timeout", &realtime_config::http_idle_timeout, k_seconds,
+     "seconds a kept-alive HTTP connection (API, /metrics, /sse) may wait for its next request "
+     "(0: no limit)"},
+    {"http", "max_requests", &realtime_config::http_max_requests, k_count,
+     "HTTP requests one connection may carry before the server closes it (1: no keep-alive; "
+     "0: no limit)"},
 };
 
 const namespace_key k_namespace_keys[] = {
@@ -298,7 +305,7 @@ const namespace_key k_namespace_keys[] = {
 
 constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
                                            "keepalive", "shutdown", "history", "broker", "log",
-                                           "namespaces", "sse"};
+                                           "namespaces", "sse", "http"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

@@ -167,6 +167,8 @@ void service::impl::build_server() {
   o.shutdown_code = static_cast<protocol::close_code>(config.shutdown_code);
   o.shutdown_timeout = to_ms(config.shutdown_timeout);
   o.max_http_body = config.max_message_size;
+  o.http_idle_timeout = to_ms(config.http_idle_timeout);
+  o.max_http_requests = config.http_max_requests;
   o.tls = tls.get();
   // Drain: SSE streams and HTTP sessions get their last event (reconnect)
   // before the server finishes their streams.

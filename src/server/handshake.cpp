@@ -117,14 +117,14 @@ void websocket::on_head_complete() {
     hs.head.resize(hs.start + hs.head_length);
     return;
   }
-  start_upgrade();
+  start_upgrade(route);
 }
 
-void websocket::start_upgrade() {
+void websocket::start_upgrade(const detail::route* route) {
   detail::handshake_state& hs = *handshake_;
   const protocol::request_head& head = hs.parser.head();
   detail::server_core& core = ctx_->core();
-  const detail::route* route = core.find_route(head.path());
+  if (route == nullptr) route = core.find_route(head.path());  // after waiting
   // Bytes after the head are the first frames: they wait for the 101.
   if (!hs.upgrade_waiting) {
     hs.after.assign(hs.head, hs.start + hs.head_length);
@@ -195,6 +195,7 @@ void websocket::start_open() {
   handshake_ = nullptr;  // reader_ from now on
   has_handshake_ = false;
   close_pending_ = true;
+  ping_sent_ = 0;  // held the keep-alive request count until now
   last_receive_ = now_ms();
   schedule_keepalive();  // replaces the handshake timeout
   if (behavior_->on_open) behavior_->on_open(*this);

@@ -197,15 +197,17 @@ void websocket::on_handshake_data(std::span<std::byte> data) {
   if (!has_handshake_) {
     handshake_ = ctx_->acquire_handshake();
     has_handshake_ = true;
+    if (ping_sent_ != 0) {
+      // An idle keep-alive connection's next request (see arm_http_timer):
+      // handshake_timeout runs from its first byte.
+      handshake_->requests = ping_sent_;
+      handshake_->restart_timer = true;
+    }
   }
   detail::handshake_state& hs = *handshake_;
   // An answer that ends the connection is decided: later bytes are not read
   // as requests.
   if (hs.closing) return;
-  if (hs.idle) {
-    hs.idle = false;
-    hs.restart_timer = true;  // a new request: handshake_timeout from its first byte
-  }
   const auto& opts = ctx_->options();
   // Bytes the connection may hold unparsed: one request (head and body)
   // and a little; more means a client pipelining past what it is answered.
@@ -518,9 +520,20 @@ void websocket::close_slow_stream(bool memory) {
 }
 
 void websocket::arm_http_timer() {
+  const auto& opts = ctx_->options();
+  if (state_ == state::upgrading && has_handshake_ && handshake_->restart_timer) {
+    // An upgrade after plain requests waits for the application's decision:
+    // handshake_timeout from its first byte, as a first request's would.
+    handshake_->restart_timer = false;
+    if (opts.handshake_timeout.count() > 0) {
+      ctx_->loop().timers().schedule(timer_, opts.handshake_timeout);
+    } else {
+      timer_.cancel();
+    }
+    return;
+  }
   if (state_ != state::handshake || !has_handshake_) return;
   detail::handshake_state& hs = *handshake_;
-  const auto& opts = ctx_->options();
   // A stream being sent has no timeout of its own.
   if (!hs.answers.empty() && hs.answers.front().started) {
     timer_.cancel();
@@ -529,9 +542,14 @@ void websocket::arm_http_timer() {
   }
   const bool idle = hs.answers.empty() && !hs.head_live && hs.start == hs.head.size();
   if (idle) {
-    hs.restart_timer = false;
-    if (hs.idle) return;
-    hs.idle = true;
+    // Every answer is out and nothing more arrived: the connection holds no
+    // request state while it waits (the pooled state goes back to the loop).
+    // The count of requests it carried lives in ping_sent_, unused before an
+    // upgrade; nonzero there marks the connection idle.
+    ping_sent_ = static_cast<std::uint32_t>(std::clamp<std::size_t>(hs.requests, 1, UINT32_MAX));
+    ctx_->release_handshake(handshake_);
+    handshake_ = nullptr;
+    has_handshake_ = false;
     if (opts.http_idle_timeout.count() > 0) {
       ctx_->loop().timers().schedule(timer_, opts.http_idle_timeout);
     } else {
@@ -556,14 +574,18 @@ void websocket::on_http_drained() {
   }
 }
 
+bool websocket::http_idle() const noexcept {
+  return state_ == state::handshake && !has_handshake_ && ping_sent_ != 0;
+}
+
 bool websocket::stop_http(bool graceful) {
-  if (!has_handshake_) return false;
-  detail::handshake_state& hs = *handshake_;
-  if (hs.idle) {
+  if (http_idle()) {
     // Waiting for a next request that nobody sent: just close.
     terminate();
     return true;
   }
+  if (!has_handshake_) return false;
+  detail::handshake_state& hs = *handshake_;
   if (hs.answers.empty() || !hs.answers.front().started) return false;
   if (!graceful) {
     terminate();  // the shutdown deadline: streams end where they are

@@ -177,7 +177,6 @@ void loop_context::release_handshake(handshake_state* hs) noexcept {
   hs->body_in_after = false;
   hs->upgrade_waiting = false;
   hs->closing = false;
-  hs->idle = false;
   hs->restart_timer = false;
   hs->next_seq = 0;
   hs->requests = 0;

@@ -104,7 +104,6 @@ struct handshake_state {
   bool body_in_after = false;  // the body is read into `after` (it spans reads)
   bool upgrade_waiting = false;  // an upgrade head waits for earlier answers
   bool closing = false;  // an answer closes the connection: read no more requests
-  bool idle = false;     // every answer sent, nothing received since: the idle timer runs
   bool restart_timer = false;  // progress was made: the next deadline is a fresh handshake_timeout
   std::uint32_t next_seq = 0;
   std::size_t requests = 0;  // requests read on this connection

@@ -172,6 +172,9 @@ net::tls_error server::reload_tls() {
 void server::shutdown() {
   detail::server_core& core = *core_;
   if (core.shutdown_requested.exchange(true)) return;  // idempotent
+  // The layer above writes its last words first (e.g. a final SSE event and
+  // end() on its streams): posted from this thread before begin_shutdown,
+  // they run on each loop before it (tasks of one thread run in order).
   if (core.options.on_shutdown) core.options.on_shutdown();
   if (!core.started) return;  // start() forwards it
   for (auto& ctx : core.contexts) {

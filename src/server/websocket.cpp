@@ -407,7 +407,8 @@ void websocket::on_close(net::transport&, std::error_code error) {
     const auto& hook = ctx_->options().on_tls_handshake_error;
     if (hook) hook(error, stream_.last_error_text());
   }
-  if (state_ == state::handshake || state_ == state::upgrading) {
+  // A keep-alive client that leaves between requests is no failure.
+  if ((state_ == state::handshake && !http_idle()) || state_ == state::upgrading) {
     ctx_->count_handshake_failure(
         tls_failed ? handshake_failure::tls_handshake : handshake_failure::peer_closed, 0);
   }
@@ -469,7 +470,7 @@ void websocket::on_timer() {
     case state::handshake:
       // A keep-alive connection that waited long enough for a next request
       // that never came: closed quietly (it asked nothing).
-      if (has_handshake_ && handshake_->idle) {
+      if (http_idle()) {
         terminate();
         return;
       }

@@ -206,11 +206,17 @@ async def api_publish_async(port, body, key=API_KEY, timeout=5.0):
                          b"Content-Type: application/json\r\nX-API-Key: %s\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (key.encode(), len(data), data))
             await writer.drain()
-            return await reader.read()  # "Connection: close": the answer ends at EOF
+            # The connection is kept alive: the answer ends after Content-Length bytes.
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            return head, await reader.readexactly(length)
         finally:
             writer.close()
-    raw = await asyncio.wait_for(go(), slow(timeout))
-    head, _, payload = raw.partition(b"\r\n\r\n")
+    head, payload = await asyncio.wait_for(go(), slow(timeout))
     status = int(head.split(b" ", 2)[1])
     return status, json.loads(payload) if payload else None
 

@@ -173,6 +173,23 @@ TEST_F(http_stream_test, ServerStopSendsWhatWasWrittenThenEndsTheStream) {
   EXPECT_EQ(srv->get().wait(), std::error_code());
 }
 
+TEST_F(http_stream_test, OnShutdownWritesTheLastEventBeforeStreamsEnd) {
+  stream_box box;
+  auto options = stream_options();
+  options.on_shutdown = [&box] { box.get().write("event: reconnect\n\n"); };
+  auto srv = std::make_unique<running_server>(options, [&](server& s) { add_stream_route(s, box); });
+  http_client c(srv->port());
+  ASSERT_TRUE(c.send(http_request_text("GET", "/stream")));
+  ASSERT_EQ(c.read_head().status, 200);
+  ASSERT_TRUE(wait_until([&] { return box.started.load(); }));
+  srv->get().shutdown();
+  EXPECT_EQ(c.read_chunk(), "event: reconnect\n\n");
+  EXPECT_EQ(c.read_chunk(), "");
+  EXPECT_TRUE(c.wait_closed());
+  c.close();
+  ASSERT_TRUE(wait_until([&] { return box.closes.load() == 1; }));
+}
+
 TEST_F(http_stream_test, TerminatingTheServerRunsOnClose) {
   stream_box box;
   auto options = stream_options();

@@ -243,7 +243,25 @@ int ws_client::read_response(std::string* head_out) {
 
 std::string ws_client::http_exchange(std::string_view request) {
   if (!send_raw(request)) return {};
-  while (fill()) {
+  // One answer: its head and the Content-Length bytes after it (connections
+  // are kept alive, so EOF need not come), else whatever arrives until EOF.
+  for (;;) {
+    const std::size_t end = buffer_.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      const std::string_view head(buffer_.data(), end + 4);
+      std::size_t length = std::string::npos;
+      for (const std::string_view name : {"\r\nContent-Length: ", "\r\ncontent-length: "}) {
+        if (const std::size_t at = head.find(name); at != std::string_view::npos) {
+          length = static_cast<std::size_t>(std::strtoull(head.data() + at + name.size(), nullptr, 10));
+        }
+      }
+      if (length != std::string::npos && buffer_.size() >= end + 4 + length) {
+        std::string out = buffer_.substr(0, end + 4 + length);
+        buffer_.erase(0, end + 4 + length);
+        return out;
+      }
+    }
+    if (!fill()) break;
   }
   std::string out;
   out.swap(buffer_);

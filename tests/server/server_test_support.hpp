@@ -147,7 +147,9 @@ class ws_client {
   // Reads one response head; returns its status (0 on failure). Bytes after
   // the head stay for next().
   int read_response(std::string* head_out = nullptr);
-  // Reads an HTTP response (head and whatever follows until EOF) to a raw request.
+  // Sends a raw request and reads one HTTP answer: its head and its
+  // Content-Length body (what follows stays buffered for the next call), or,
+  // without a Content-Length, whatever arrives until EOF.
   std::string http_exchange(std::string_view request);
 
   // Sends one masked frame (or an unmasked one when `masked` is false),

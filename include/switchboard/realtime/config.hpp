@@ -168,6 +168,13 @@ struct realtime_config {
   std::string log_format = "text";  // text | json
   std::string log_level = "info";   // trace debug info warn error off
 
+  // [http] plain HTTP keep-alive (server_options::http_idle_timeout and
+  // max_http_requests): seconds an idle connection waits for its next
+  // request (0: no limit), requests per connection (1: none kept alive;
+  // 0: no limit).
+  double http_idle_timeout = 30;
+  std::size_t http_max_requests = 1000;
+
   // [namespaces.NAME]; "default" holds channels without ':'. Channels of a
   // namespace not listed here are refused (404).
   std::map<std::string, namespace_options, std::less<>> namespaces = {

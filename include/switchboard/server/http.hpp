@@ -42,10 +42,11 @@
 // (outbound_memory_drops). The stream's on_close runs exactly once, on the
 // connection's loop thread, when the stream is over for any reason: after
 // end() was sent, the peer closed, slow consumer, server stop.
-// Shutdown order: server::shutdown() finishes every stream still open (its
-// queued bytes are sent, then the last chunk, then the connection closes);
-// writes made before shutdown() was called are sent first, so a layer above
-// writes its final event (and calls end()) and then calls shutdown().
+// Shutdown order: server::shutdown() (or SIGTERM) finishes every stream still
+// open (its queued bytes are sent, then the last chunk, then the connection
+// closes); writes made before shutdown() was called, or inside
+// server_options::on_shutdown, are sent first: a layer above writes its
+// final event there (and may call end() itself).
 //
 // Thread-safety: request and response live on the loop thread for the
 // duration of one handler call; they are not synchronized. http_responder

@@ -43,6 +43,7 @@ class loop_context;
 struct handshake_state;
 struct http_answer;
 struct stream_state;
+struct route;
 struct connection_codec;
 struct topic;
 }  // namespace detail
@@ -158,7 +159,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
 
   // handshake.cpp
   void on_head_complete();
-  void start_upgrade();
+  // REQUIRES: `route` is the request's (null: looked up again).
+  void start_upgrade(const detail::route* route = nullptr);
   void reject_handshake(handshake_failure reason, int status, std::string_view body);
   void reject_handshake(protocol::error err);
   void drop_handshake(handshake_failure reason);
@@ -189,6 +191,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // keep-alive connection closed, a stream finished); false: drop it.
   bool stop_http(bool graceful);
   bool http_streaming() const noexcept;
+  // A keep-alive connection between requests (it holds no request state).
+  bool http_idle() const noexcept;
   void end_http_streams() noexcept;
 
   // websocket.cpp
@@ -243,7 +247,9 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint32_t last_receive_ = 0;  // now_ms() of the last bytes received
-  std::uint32_t ping_sent_ = 0;     // now_ms() of the unanswered keepalive ping
+  // now_ms() of the unanswered keepalive ping; before an upgrade, the number
+  // of plain HTTP requests a keep-alive connection served while it is idle.
+  std::uint32_t ping_sent_ = 0;
   std::uint16_t close_sent_ = 0;    // the code of our close frame, 0 before
   state state_ = state::handshake;
   bool awaiting_pong_ : 1 = false;
