@@ -184,8 +184,10 @@ void http_session::on_closed(std::uint16_t code, std::string_view reason) {
       std::string event;
       append_sse_event(event, "reconnect", {}, "{\"reason\":\"server shutting down\"}");
       stream_.write(std::move(event));
+    } else {
+      // (On drain the server finishes the stream after what was written.)
+      stream_.end();
     }
-    stream_.end();
   }
   stream_ = {};
 }

@@ -240,7 +240,10 @@ void sse_stream::on_closed(std::uint16_t code, std::string_view reason) {
     append_sse_event(event, "close", {}, data);
     write_locked(std::move(event));
   }
-  if (!gone_) stream_.end();
+  // On drain the server finishes the stream itself after what was written
+  // (http.hpp, shutdown order); ending it here would let a keep-alive
+  // connection go idle and be dropped before its last bytes leave.
+  if (!gone_ && !draining_) stream_.end();
   gone_ = true;
 }
 
