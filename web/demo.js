@@ -2,11 +2,11 @@
 //
 // Pick a name and a room; the page connects anonymously to the server's /ws
 // endpoint, or over HTTP where a proxy lets no WebSocket through (the status
-// shows which transport: data-transport on it; presence shows the name), subscribes to `chat:<room>` with its
-// recent history, and publishes {text, name}. It shows the connection state,
-// who is in the room (presence, then join/leave pushes) and, after a
-// reconnect, the messages it missed — or reloads the history when the server
-// could not replay them (a `reset`).
+// names the transport, also as its data-transport; presence shows the name),
+// subscribes to `chat:<room>` with its recent history, and publishes
+// {text, name}. It shows the connection state, who is in the room (presence,
+// then join/leave pushes) and, after a reconnect, the messages it missed — or
+// reloads the history when the server could not replay them (a `reset`).
 //
 // `window.switchboardDemo.client` is the page's Client, for poking at it from
 // the developer console (and for tests).
