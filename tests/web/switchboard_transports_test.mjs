@@ -22,6 +22,7 @@ import {
   CLOSE_AUTH,
   Client,
   EventStreamParser,
+  HttpSessionSocket,
   PROTOCOL,
   TRANSPORTS,
   TransportPlan,
@@ -144,6 +145,7 @@ class FakeServer {
   streams = []; // Last-Event-ID of each stream request ('' without)
   deleted = 0;
   pollMs = 1000;
+  overlap = 0; // a resumed stream repeats this many messages before Last-Event-ID
   #next = 1;
 
   async start() {
@@ -281,7 +283,7 @@ class FakeServer {
       res.write('retry: 2000\n\n');
       session.stream = res;
       res.on('close', () => { if (session.stream === res) session.stream = null; });
-      for (const m2 of session.buffer) if (m2.seq > last) this.#write(session, m2);
+      for (const m2 of session.buffer) if (m2.seq > last - this.overlap) this.#write(session, m2);
       return undefined;
     }
     if (what === '/poll') {
@@ -486,6 +488,30 @@ test('sse: a dropped stream resumes on the same session with Last-Event-ID; noth
     assert.equal(server.sessions.size, 1);
   }));
 
+test('sse: the socket alone: a resume that repeats messages delivers each once, in order', () =>
+  withServer(async (server) => {
+    server.overlap = 2;
+    const socket = new HttpSessionSocket(sessionUrlFor(server.url), 'sse', { resumeDelayMs: 10 });
+    const got = [];
+    socket.onmessage = ({ data }) => got.push(JSON.parse(data));
+    await new Promise((resolve) => { socket.onopen = resolve; });
+    socket.send(JSON.stringify({ id: 1, cmd: 'connect' }));
+    socket.send(JSON.stringify({ id: 2, cmd: 'subscribe', channel: 'chat:o' }));
+    await until(() => got.length === 2, 'two replies');
+    assert.equal(socket.proven, true);
+    const [session] = server.sessions.values();
+    server.publish('chat:o', 'one');
+    await until(() => got.length === 3, 'a push');
+    session.stream.destroy();
+    server.publish('chat:o', 'two');
+    await until(() => got.length >= 4, 'the push after the resume');
+    await sleep(50);
+    assert.deepEqual(server.streams, ['', '3']);
+    assert.deepEqual(got.map((m) => m.id ?? m.data), [1, 2, 'one', 'two']);
+    socket.close();
+    await until(() => server.deleted === 1, 'the DELETE');
+  }));
+
 test('sse: commands of one tick go in one POST, one per line, in order', () =>
   withServer(async (server, track) => {
     const client = track(makeClient(server, { transports: ['sse'] }));
@@ -548,4 +574,29 @@ test('upgrade: on SSE, a WebSocket probe that gets through moves the client to i
     const ws = [...server.conns].find((c) => c.transport === 'websocket');
     assert.deepEqual(ws.commands.map((c) => c.cmd), ['connect', 'subscribe']);
     assert.deepEqual(ws.commands[1].since, { epoch: server.channel('chat:u').epoch, offset: 1 });
+  }));
+
+test('upgrade: waits for the replies in flight, then moves', () =>
+  withServer(async (server, track) => {
+    server.refuseUpgrade = true;
+    const client = track(makeClient(server, { websocketRetryMs: 50 }));
+    await client.connect();
+    assert.equal(client.transport, 'sse');
+    const [session] = server.sessions.values();
+    // The session's next command is held by "the server" until released.
+    let release = null;
+    const realPush = session.conn.push;
+    session.conn.push = (obj) => {
+      if (obj.result?.channel === 'chat:slow') release = () => realPush(obj);
+      else realPush(obj);
+    };
+    const answer = client.presence('chat:slow');
+    await until(() => release !== null, 'the held reply');
+    server.refuseUpgrade = false;
+    await until(() => [...server.conns].some((c) => c.transport === 'websocket'), 'the probe');
+    await sleep(150);
+    assert.equal(client.transport, 'sse', 'not while a reply is awaited');
+    release();
+    assert.deepEqual(await answer, { channel: 'chat:slow', count: 0 });
+    await until(() => client.transport === 'websocket' && client.state === 'connected', 'the upgrade');
   }));
