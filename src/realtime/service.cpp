@@ -8,6 +8,7 @@
 //   broker.hpp         what crosses nodes; memory_broker.cpp is the default,
 //                      redis_broker.cpp shares channels between nodes
 //   http_api.cpp       POST /api/publish, GET /api/channels
+//   http_transports.cpp GET /sse and the HTTP sessions (/rt/session)
 //   wire.cpp           every reply, push and error on the wire
 //   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
@@ -28,6 +29,7 @@
 #include "assets.hpp"
 #include "auth.hpp"
 #include "http_api.hpp"
+#include "http_transports.hpp"
 #include "hub.hpp"
 #include "memory_broker.hpp"
 #include "memory_release.hpp"
@@ -62,6 +64,8 @@ struct service::impl {
   std::unique_ptr<hub> hub_;
   std::unique_ptr<sessions> sessions_;
   std::unique_ptr<http_api> api;
+  std::unique_ptr<http_transports> transports;
+  counter_family* transport_opens = nullptr;  // by transport
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -118,6 +122,16 @@ void service::impl::setup_metrics() {
   metrics.add_counter_fn("switchboard_backpressure_drops_total",
                          "Messages dropped or connections closed for backpressure",
                          [s] { return s->srv->statistics().backpressure_drops; });
+  metrics.add_gauge("switchboard_sse_streams", "GET /sse streams open",
+                    [s] { return static_cast<double>(s->transports->sse_streams()); });
+  metrics.add_gauge("switchboard_http_sessions", "HTTP sessions (/rt/session) open",
+                    [s] { return static_cast<double>(s->transports->http_sessions()); });
+  metrics.add_gauge("switchboard_http_subscriptions",
+                    "Channel subscriptions of HTTP sessions and SSE streams",
+                    [s] { return static_cast<double>(s->hub_->http_subscriptions()); });
+  transport_opens = &metrics.add_counter_family(
+      "switchboard_transport_opens_total",
+      "Clients opened over the HTTP transports, by transport (sse, http_session)", "transport");
   publications = &metrics.add_counter("switchboard_publications_total",
                                       "Publications accepted (WebSocket and HTTP API)");
   session_counters.rate_limited =
@@ -154,6 +168,11 @@ void service::impl::build_server() {
   o.shutdown_timeout = to_ms(config.shutdown_timeout);
   o.max_http_body = config.max_message_size;
   o.tls = tls.get();
+  // Drain: SSE streams and HTTP sessions get their last event (reconnect)
+  // before the server finishes their streams.
+  o.on_shutdown = [this] {
+    if (transports) transports->drain();
+  };
   o.on_handshake_failure = [this](int status, std::string_view reason) {
     // Refusals of a plain HTTP request's method or body are not upgrades.
     if (reason == "body_too_large" || reason == "bad_content_length" ||
@@ -181,6 +200,8 @@ void service::impl::build_server() {
   sessions_ = std::make_unique<sessions>(config, *hub_, verifier ? &*verifier : nullptr,
                                          session_counters, log);
   api = std::make_unique<http_api>(config, *hub_, *sessions_);
+  transports = std::make_unique<http_transports>(config, *hub_, *sessions_, *transport_opens,
+                                                 *http_errors);
 
   server::ws_behavior b;
   switch (config.compression) {
@@ -224,6 +245,7 @@ void service::impl::build_server() {
     res.set_body(metrics.render());
   });
   api->install(*srv, *http_errors);
+  transports->install(*srv);
   if (config.demo) {
     for (const detail::asset& a : detail::embedded_assets()) {
       auto serve = [a](const server::http_request&, server::http_response& res) {
@@ -247,6 +269,7 @@ void service::impl::housekeeping_loop() {
     broker_->tick();
     release.tick(mono_ms());
     hub_->tick_presence(mono_ms());
+    transports->tick();
   }
 }
 

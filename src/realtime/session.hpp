@@ -28,6 +28,7 @@
 #include "auth.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
+#include "peer.hpp"
 #include "rate_limit.hpp"
 
 namespace switchboard::realtime::detail {
@@ -64,6 +65,10 @@ struct connection_state {
   // The client address this connection counts against (limits.*_per_ip);
   // empty when not counted.
   std::string address;
+  // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
+  // sends and closes instead of the server connection `id`.
+  std::weak_ptr<http_peer> http;
+  bool is_http = false;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -88,6 +93,18 @@ class sessions {
   // ordered by time, not a scan of every connection.
   void tick();
 
+  // The HTTP transports (http_peer.hpp) share the /ws session through these.
+  // admit(): the checks of an upgrade (Origin, token) for a request; 0 and
+  // `conn` set up, or the HTTP status /ws would refuse with and why.
+  int admit(connection_state& conn, const protocol::request_head& head, std::string_view query,
+            bool secure, std::string_view body_token, std::string& why);
+  // After admit(): the peer exists (presence entry, connect deadline, expiry).
+  void open(peer& p);
+  // One text message from the client, as /ws on_message runs it.
+  void handle(peer& p, std::string_view payload);
+  // The client went away: leaves every channel, forgets its deadlines.
+  void closed(peer& p);
+
   // Checks a command's "channel": present, valid, in a configured namespace,
   // and (when `conn` is set) granted by its token. Shared with the HTTP API.
   std::optional<failure> check_channel(const connection_state* conn, const command& c,
@@ -108,21 +125,21 @@ class sessions {
 
   // Runs one command. A command answered at once puts its result in
   // `result`; one that answers from a broker completion sets `replied`.
-  std::optional<failure> dispatch(server::websocket& ws, connection_state& conn,
+  std::optional<failure> dispatch(peer& ws, connection_state& conn,
                                   const command& c, std::string& result, bool& close_after,
                                   bool& replied);
   std::optional<failure> cmd_connect(connection_state& conn, const command& c,
                                      std::string& result, bool& close_after);
   // These four answer from the broker's completion (on_loop in session.cpp).
-  std::optional<failure> cmd_subscribe(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_subscribe(peer& ws, connection_state& conn,
                                        const command& c);
-  std::optional<failure> cmd_publish(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_publish(peer& ws, connection_state& conn,
                                      const command& c);
-  std::optional<failure> cmd_presence(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_presence(peer& ws, connection_state& conn,
                                       const command& c);
-  std::optional<failure> cmd_history(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_history(peer& ws, connection_state& conn,
                                      const command& c);
-  std::optional<failure> cmd_unsubscribe(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_unsubscribe(peer& ws, connection_state& conn,
                                          const command& c);
   // The client's address: the peer, or from X-Forwarded-For when the peer is
   // a trusted proxy.
@@ -132,13 +149,17 @@ class sessions {
   bool admit(const std::string& address, std::string& why);
   void release(const std::string& address);
 
-  std::optional<failure> cmd_refresh(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_refresh(peer& ws, connection_state& conn,
                                      const command& c, std::string& result);
   // Puts `conn` (with claims) in the expiry index for its token's exp, or
   // takes it out (`remove`).
   void watch_expiry(connection_state& conn, bool remove = false);
-  // Leaves one channel: topic, presence, hub. `ws` null when closing.
-  void leave(connection_state& conn, local_channel& ch, server::websocket* ws);
+  // Leaves one channel: delivery, presence, hub.
+  void leave(peer& p, local_channel& ch, bool closing);
+  // What an upgrade or a transport request must pass; see admit().
+  int admit_client(connection_state& conn, std::string_view origin, std::string_view host,
+                   bool secure, std::string address, std::optional<std::string> token,
+                   std::string& why);
 
   const realtime_config& config_;
   hub& hub_;

@@ -53,36 +53,7 @@ handshake_failure failure_for(error e) noexcept {
   }
 }
 
-// True if the client waits for "100 Continue" before sending its body
-// (RFC 9110 §10.1.1; HTTP/1.0 clients do not wait).
-bool expects_continue(const protocol::request_head& head) noexcept {
-  if (head.version_major() < 1 || (head.version_major() == 1 && head.version_minor() < 1)) {
-    return false;
-  }
-  const auto expect = head.find("Expect");
-  return expect && protocol::ascii_iequals(*expect, "100-continue");
-}
-
 }  // namespace
-
-void websocket::on_handshake_data(std::span<std::byte> data) {
-  if (!has_handshake_) {
-    handshake_ = ctx_->acquire_handshake();
-    has_handshake_ = true;
-  }
-  detail::handshake_state& hs = *handshake_;
-  // The head is in and routed to an HTTP handler: these are body bytes.
-  if (hs.handler != nullptr) return on_body_data(data);
-  hs.head.append(reinterpret_cast<const char*>(data.data()), data.size());
-  const protocol::parse_result r = hs.parser.parse(hs.head);
-  if (r.status == protocol::parse_status::need_more) return;
-  // A malformed or oversized head (431, 414, 400): answer and close.
-  if (r.status == protocol::parse_status::error) return reject_handshake(r.err);
-  // Bytes after the head are the first frames (they wait for the 101) or
-  // the start of an HTTP request's body.
-  hs.after.assign(hs.head, r.consumed);
-  on_head_complete();
-}
 
 void websocket::on_head_complete() {
   detail::handshake_state& hs = *handshake_;
@@ -102,9 +73,16 @@ void websocket::on_head_complete() {
     return reject_handshake(error::missing_host);
   }
   const detail::route* route = core.find_route(head.path());
-  if (route == nullptr) return reject_handshake(handshake_failure::not_found, 404, "no such path");
-
   const bool upgrade = head.has_token("Upgrade", "websocket");
+  if (route == nullptr) {
+    // An upgrade to nowhere ends the connection as before; a plain request
+    // is answered in turn and the connection kept (its body is skipped).
+    if (upgrade) return reject_handshake(handshake_failure::not_found, 404, "no such path");
+    ctx_->count_handshake_failure(handshake_failure::not_found, 404);
+    hs.route_status = 404;
+    return start_http();
+  }
+
   if (!upgrade || !route->ws) {
     const http_handler* handler = route->find_http(head.method());
     // RFC 9110 §9.3.2: HEAD is GET without the body (serialize() leaves it out).
@@ -116,7 +94,8 @@ void websocket::on_head_complete() {
     // An HTTP-only path without a handler for this method.
     if (!route->ws) {
       // RFC 9110 §15.5.6: Allow lists the methods the path has.
-      std::string allow;
+      std::string& allow = hs.allow;
+      allow.clear();
       bool get = false, head_method = false;
       for (const auto& [method, h] : route->http) {
         if (!allow.empty()) allow.append(", ");
@@ -125,14 +104,33 @@ void websocket::on_head_complete() {
         head_method = head_method || method == "HEAD";
       }
       if (get && !head_method) allow.append(", HEAD");
-      const protocol::http_header extra[] = {{"Allow", allow}};
       ctx_->count_handshake_failure(handshake_failure::method_not_allowed, 405);
-      std::string& out = ctx_->scratch();
-      out.clear();
-      if (!protocol::write_error_response(out, 405, "method not allowed", extra)) out.clear();
-      return respond_http(out);
+      hs.route_status = 405;
+      return start_http();
     }
   }
+  // An upgrade is answered after every earlier request of the connection:
+  // it waits (and what the client sends meanwhile is kept for after the 101).
+  if (!hs.answers.empty()) {
+    hs.upgrade_waiting = true;
+    hs.after.assign(hs.head, hs.start + hs.head_length);
+    hs.head.resize(hs.start + hs.head_length);
+    return;
+  }
+  start_upgrade();
+}
+
+void websocket::start_upgrade() {
+  detail::handshake_state& hs = *handshake_;
+  const protocol::request_head& head = hs.parser.head();
+  detail::server_core& core = ctx_->core();
+  const detail::route* route = core.find_route(head.path());
+  // Bytes after the head are the first frames: they wait for the 101.
+  if (!hs.upgrade_waiting) {
+    hs.after.assign(hs.head, hs.start + hs.head_length);
+    hs.head.resize(hs.start + hs.head_length);
+  }
+  hs.upgrade_waiting = false;
 
   // Not a valid opening handshake (RFC 6455 §4.2.1): 426 for a plain GET,
   // 405 for another method, 400 for a broken upgrade.
@@ -206,72 +204,6 @@ void websocket::start_open() {
   ctx_->release_handshake(hs);
 }
 
-void websocket::start_http() {
-  detail::handshake_state& hs = *handshake_;
-  const protocol::request_head& head = hs.parser.head();
-  const protocol::body_length body = protocol::request_body_length(head);
-  switch (body.framing) {
-    case protocol::body_framing::transfer_coded:
-      // Bodies are framed by Content-Length alone: a chunked (or otherwise
-      // transfer-coded) body is refused before it is read (RFC 9110 §15.5.12).
-      return reject_handshake(handshake_failure::transfer_encoding, 411,
-                              "chunked request bodies are not supported; send Content-Length");
-    case protocol::body_framing::bad:
-      return reject_handshake(handshake_failure::bad_content_length, 400, "bad Content-Length");
-    case protocol::body_framing::none:
-    case protocol::body_framing::content_length:
-      break;
-  }
-  // max_http_body: refused from the head alone, before a byte of it is buffered.
-  if (body.bytes > ctx_->options().max_http_body) {
-    return reject_handshake(handshake_failure::body_too_large, 413, "request body too large");
-  }
-  hs.body_length = static_cast<std::size_t>(body.bytes);
-  if (hs.after.size() >= hs.body_length) {
-    // All here already (one request per connection: what follows is ignored).
-    hs.after.resize(hs.body_length);
-    return run_http_handler();
-  }
-  // The rest arrives in later reads (on_body_data), still bounded by the
-  // handshake timeout armed at accept.
-  if (expects_continue(head)) {
-    static constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
-    stream_.send({reinterpret_cast<const std::byte*>(k_continue.data()), k_continue.size()});
-  }
-}
-
-void websocket::on_body_data(std::span<const std::byte> data) {
-  detail::handshake_state& hs = *handshake_;
-  if (hs.deferred) return;  // the handler ran: later bytes are not a request
-  // Only what Content-Length announced; bytes after it are not read as a request.
-  const std::size_t take = std::min(data.size(), hs.body_length - hs.after.size());
-  hs.after.append(reinterpret_cast<const char*>(data.data()), take);
-  if (hs.after.size() == hs.body_length) run_http_handler();
-}
-
-void websocket::run_http_handler() {
-  detail::handshake_state& hs = *handshake_;
-  http_request request(hs.parser.head(), hs.after);
-  http_response response;
-  response.ctx_ = ctx_;
-  response.id_ = id();
-  (*hs.handler)(request, response);
-  if (state_ != state::handshake) return;  // the handler terminated us
-  if (response.deferred()) {
-    hs.deferred = true;  // loop_context::complete_http answers
-    return;
-  }
-  send_http_response(response);
-}
-
-void websocket::send_http_response(const http_response& response) {
-  const protocol::request_head& head = handshake_->parser.head();
-  std::string& out = ctx_->scratch();
-  out.clear();
-  response.serialize(out, head.method() != "HEAD");
-  respond_http(out);
-}
-
 void websocket::reject_handshake(handshake_failure reason, int status, std::string_view body) {
   ctx_->count_handshake_failure(reason, status);
   reject_upgrade(status, body);
@@ -306,7 +238,20 @@ void websocket::reject_upgrade(int status, std::string_view body) {
 }
 
 void websocket::respond_http(std::string_view response) {
-  // One request per connection: the response, then close (after the flush).
+  // An answer that ends the connection: read no more requests; after the
+  // answers before it (pipelining keeps their order), it goes out, then the
+  // connection closes after the flush.
+  if (has_handshake_ && !handshake_->answers.empty()) {
+    detail::handshake_state& hs = *handshake_;
+    hs.closing = true;
+    detail::http_answer& a = hs.answers.emplace_back();
+    a.seq = hs.next_seq++;
+    a.ready = true;
+    a.close_after = true;
+    a.bytes.assign(response);
+    return;  // drive_http() sends it in turn
+  }
+  if (has_handshake_) handshake_->closing = true;
   stream_.send({reinterpret_cast<const std::byte*>(response.data()), response.size()});
   timer_.cancel();
   linger(true);  // the client may still be sending its request
@@ -353,23 +298,6 @@ void upgrade_handle::reject(int status, std::string body) const {
   ctx->loop().post([ctx, id = id_, status, text = std::move(body)] {
     ctx->complete_upgrade(id, status, text, {});
   });
-}
-
-void http_responder::respond(http_response response) const {
-  if (ctx_ == nullptr) return;
-  detail::loop_context* ctx = ctx_;
-  ctx->loop().post([ctx, id = id_, r = std::move(response)] { ctx->complete_http(id, r); });
-}
-
-void detail::loop_context::complete_http(connection_id id, const http_response& response) {
-  websocket* ws = find(id);
-  // Gone, timed out, or already answered: nothing to do.
-  if (ws == nullptr || ws->state_ != websocket::state::handshake || !ws->has_handshake_ ||
-      !ws->handshake_->deferred) {
-    return;
-  }
-  ws->handshake_->deferred = false;
-  ws->send_http_response(response);
 }
 
 void detail::loop_context::complete_upgrade(

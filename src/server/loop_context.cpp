@@ -21,6 +21,8 @@ constexpr std::size_t k_keep_buffer = 64 * 1024;
 
 loop_context::loop_context(server_core& core, net::event_loop& loop, std::uint32_t index)
     : core_(&core), loop_(&loop), index_(index) {
+  gate_ = std::make_shared<post_gate>();
+  gate_->loop = &loop;
   free_hook_ = loop_->add_iteration_hook([this] { free_retired(); });
   // A topic batch is written at the latest when the cork flushes, whatever
   // ran last in the iteration.
@@ -30,6 +32,11 @@ loop_context::loop_context(server_core& core, net::event_loop& loop, std::uint32
 
 loop_context::~loop_context() {
   // REQUIRES: the loop is not running. Connections are dropped without callbacks.
+  {
+    // Stream handles left with the application stop posting here.
+    std::lock_guard lock(gate_->mutex);
+    gate_->loop = nullptr;
+  }
   loop_->cork().remove_flush_hook(this);
   batch_.t = nullptr;  // its staged bytes go with the cork's next reset
   shutdown_timer_.cancel();
@@ -125,6 +132,7 @@ void loop_context::retire(websocket& ws) noexcept {
   ws.timer_.cancel();
   unsubscribe_all(ws);
   retired_.push_back(&ws);
+  ws.end_http_streams();  // their on_close: the connection went away
   check_done();
 }
 
@@ -148,12 +156,31 @@ handshake_state* loop_context::acquire_handshake() {
 void loop_context::release_handshake(handshake_state* hs) noexcept {
   std::unique_ptr<handshake_state> owned(hs);
   if (handshakes_.size() >= k_max_pooled_handshakes) return;
+  // Streams still referenced by handles: writes are refused from now on
+  // (the connection is gone; on_close ran in retire(), or the server is
+  // being destroyed and calls nothing).
+  for (http_answer& a : hs->answers) {
+    if (!a.stream) continue;
+    std::lock_guard lock(a.stream->mutex);
+    a.stream->gone = true;
+  }
+  hs->answers.clear();
   hs->parser.reset();
   hs->head.clear();
+  hs->start = 0;
   hs->after.clear();
   hs->handler = nullptr;
+  hs->route_status = 0;
+  hs->head_length = 0;
   hs->body_length = 0;
-  hs->deferred = false;
+  hs->head_live = false;
+  hs->body_in_after = false;
+  hs->upgrade_waiting = false;
+  hs->closing = false;
+  hs->idle = false;
+  hs->restart_timer = false;
+  hs->next_seq = 0;
+  hs->requests = 0;
   if (hs->head.capacity() > k_keep_buffer) std::string().swap(hs->head);
   if (hs->after.capacity() > k_keep_buffer) std::string().swap(hs->after);
   handshakes_.push_back(std::move(owned));
@@ -247,6 +274,8 @@ void loop_context::begin_shutdown(bool graceful) {
     if (ws == nullptr) continue;
     if (graceful && ws->state_ == websocket::state::open) {
       ws->close(code, "server shutting down");
+    } else if (ws->state_ == websocket::state::handshake && ws->stop_http(graceful)) {
+      // An idle keep-alive connection closed, or a stream finished.
     } else if (ws->state_ == websocket::state::handshake ||
                ws->state_ == websocket::state::upgrading) {
       ws->drop_handshake(handshake_failure::shutdown);

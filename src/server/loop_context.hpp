@@ -9,7 +9,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,21 +32,83 @@
 
 namespace switchboard::server::detail {
 
-// Bytes of one request head, kept only until the head is answered.
+// A loop's door for other threads' stream writes: open while its
+// loop_context lives. A stream writer posts to `loop` only under `mutex`
+// and only while it is set, so a handle that outlives the server never
+// touches a loop that is gone.
+struct post_gate {
+  std::mutex mutex;
+  net::event_loop* loop = nullptr;  // guarded by mutex; null once closed
+};
+
+// What an http_stream's handles and its connection share (http.hpp).
+struct stream_state : std::enable_shared_from_this<stream_state> {
+  std::mutex mutex;
+  std::string pending;        // guarded: written, not yet handed to the connection
+  bool flush_posted = false;  // guarded: a task to hand it over is queued
+  bool ended = false;         // guarded: end() was called
+  bool gone = false;          // guarded: the stream is over; writes are refused
+  bool overflow = false;      // guarded: a write found too much unsent: close it
+  // Bytes the connection holds for the socket, as of its last write or drain.
+  std::atomic<std::size_t> socket_bytes{0};
+  std::size_t cap = 0;  // max_backpressure
+  std::shared_ptr<post_gate> gate;
+  loop_context* ctx = nullptr;  // the connection's loop (used on it only)
+  connection_id id;
+  std::function<void()> on_close;  // loop thread only
+  bool on_close_ran = false;       // loop thread only
+  // Asks the loop to hand pending bytes over (or act on end/overflow).
+  // REQUIRES: mutex held.
+  bool post_locked();
+};
+
+// One answer of a keep-alive connection, in request order: the bytes to send
+// once ready (a deferred answer is not ready until its responder answers),
+// and whether the connection closes after it.
+struct http_answer {
+  std::uint32_t seq = 0;
+  bool ready = false;
+  bool close_after = false;  // "Connection: close": nothing after this answer
+  bool head_only = false;    // HEAD: no body, a stream is over at once
+  bool http10 = false;       // HTTP/1.0: no chunked streams
+  bool started = false;      // a stream whose head went out
+  std::string bytes;         // the whole answer, or a stream's head
+  std::shared_ptr<stream_state> stream;
+};
+
+// A connection before it is a WebSocket: the plain HTTP requests it carries
+// (keep-alive, pipelining) and the upgrade request, if one comes. Pooled per
+// loop and held only while the connection is in that phase.
 struct handshake_state {
   explicit handshake_state(const protocol::http_limits& limits) : parser(limits) {}
   protocol::request_parser parser;
-  std::string head;   // the request head as received (views point here)
-  // Bytes received after the head: the first frames of an upgrade, or the
-  // body of a plain HTTP request (never appended to `head`, whose views must
-  // stay put).
+  // Received bytes not yet consumed; the request being read starts at
+  // `start`. While a parsed head is live (`head_live`: its body is awaited,
+  // its handler runs, or its upgrade waits for earlier answers) nothing is
+  // appended here (the head's views must stay put): new bytes go to `after`.
+  std::string head;
+  std::size_t start = 0;
+  // Bytes received after a live head: the first frames of an upgrade, or the
+  // body of a plain HTTP request and what was pipelined behind it.
   std::string after;
   protocol::upgrade_request info;  // the validated request; views into `head`
-  // Plain HTTP: the handler, set while its body is being read, and the
-  // body's length (Content-Length).
+  // The live head's plain HTTP request: its handler (null: answered by the
+  // router, `route_status` 404 or 405 once the body is skipped), the body's
+  // length (Content-Length) and where it lies.
   const http_handler* handler = nullptr;
+  int route_status = 0;
+  std::string allow;  // 405's Allow field
+  std::size_t head_length = 0;
   std::size_t body_length = 0;
-  bool deferred = false;  // the handler deferred its answer (http_responder)
+  bool head_live = false;
+  bool body_in_after = false;  // the body is read into `after` (it spans reads)
+  bool upgrade_waiting = false;  // an upgrade head waits for earlier answers
+  bool closing = false;  // an answer closes the connection: read no more requests
+  bool idle = false;     // every answer sent, nothing received since: the idle timer runs
+  bool restart_timer = false;  // progress was made: the next deadline is a fresh handshake_timeout
+  std::uint32_t next_seq = 0;
+  std::size_t requests = 0;  // requests read on this connection
+  std::deque<http_answer> answers;
 };
 
 // A connection's own zlib state: dedicated mode (context takeover), or the
@@ -214,8 +279,17 @@ class loop_context {
 
   // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
   // Sends a deferred HTTP answer (http_responder::respond) if the request
-  // still waits for it.
-  void complete_http(connection_id id, const http_response& response);
+  // (`seq` of connection `id`) still waits for it; with `stream`, the
+  // answer is that stream, headed by `response` (http_responder::stream).
+  void complete_http(connection_id id, std::uint32_t seq, const http_response& response,
+                     std::shared_ptr<stream_state> stream = {});
+  // A stream's writer asked for its bytes to be handed over (or for end()
+  // or a slow-consumer close): http_stream::write/end.
+  void on_stream_task(const std::shared_ptr<stream_state>& stream);
+  // Ends `stream` (writes refused from now on) and runs its on_close once.
+  static void finish_stream(stream_state& stream);
+  // The door stream writers on other threads post through.
+  const std::shared_ptr<post_gate>& gate() const noexcept { return gate_; }
   void complete_upgrade(connection_id id, int status, const std::string& text,
                         const std::vector<std::pair<std::string, std::string>>& headers);
 
@@ -288,6 +362,7 @@ class loop_context {
   std::vector<batched_publication> flushing_items_;  // flush_batch()'s copy, kept for its capacity
   loop_counters counters_;
   std::string scratch_;
+  std::shared_ptr<post_gate> gate_;
   std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;
   net::timer_node shutdown_timer_;
   std::vector<connection_id> shed_marked_;  // lost a message over the limit: close them

@@ -62,7 +62,7 @@ void loop_context::shed_outbound() {
     websocket* ws = s.ws;
     if (ws == nullptr || !ws->stream_.write_blocked()) continue;
     if (ws->state_ != websocket::state::open && ws->state_ != websocket::state::closing &&
-        ws->state_ != websocket::state::lingering) {
+        ws->state_ != websocket::state::lingering && !ws->http_streaming()) {
       continue;  // a handshake's answer: bounded by the head limits
     }
     queues.emplace_back(ws->stream_.buffered_bytes(), ws);

@@ -172,6 +172,7 @@ net::tls_error server::reload_tls() {
 void server::shutdown() {
   detail::server_core& core = *core_;
   if (core.shutdown_requested.exchange(true)) return;  // idempotent
+  if (core.options.on_shutdown) core.options.on_shutdown();
   if (!core.started) return;  // start() forwards it
   for (auto& ctx : core.contexts) {
     detail::loop_context* c = ctx.get();

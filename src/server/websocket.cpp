@@ -422,6 +422,8 @@ void websocket::on_drained(net::transport&) {
     if (!write_shut_) after_flush();
   } else if (state_ == state::open && behavior_ != nullptr && behavior_->on_drain) {
     behavior_->on_drain(*this);
+  } else if (state_ == state::handshake && has_handshake_) {
+    on_http_drained();
   }
 }
 
@@ -465,6 +467,13 @@ void websocket::on_timer() {
   const auto& opts = ctx_->options();
   switch (state_) {
     case state::handshake:
+      // A keep-alive connection that waited long enough for a next request
+      // that never came: closed quietly (it asked nothing).
+      if (has_handshake_ && handshake_->idle) {
+        terminate();
+        return;
+      }
+      [[fallthrough]];
     case state::upgrading:
       // Handshake timeout: a slowloris client gets no answer.
       drop_handshake(handshake_failure::handshake_timeout);

@@ -1,33 +1,61 @@
 // switchboard/server/http.hpp — plain HTTP requests on the WebSocket router:
-// the read-only request a handler sees and the response it fills in
-// (for /metrics, /healthz, a publish API, static files, and the errors the
-// router sends).
+// the read-only request a handler sees, the response it fills in (for
+// /metrics, /healthz, a publish API, static files, and the errors the router
+// sends), deferred answers (http_responder) and streaming answers
+// (http_stream: Server-Sent Events, long-lived responses).
 //
-// One request per connection, no keep-alive: the response is sent whole,
-// with Content-Length and "Connection: close", and the connection closes.
+// Connections. Answers carry Content-Length. Whether a connection stays
+// open after an answer (keep-alive, RFC 9112 §9.3) is decided per request:
+// see server_options::max_http_requests and http_idle_timeout; an answer
+// after which the connection closes says "Connection: close".
 // Request bodies: a request routed to a handler may carry a body of exactly
 // Content-Length bytes (RFC 9112 §6.3), read whole before the handler runs
 // (http_request::body()) within server_options::handshake_timeout, and at
 // most server_options::max_http_body bytes: a larger Content-Length is
 // answered 413 without reading the body, a malformed one (not digits, or
 // repeated with different values) 400, and any Transfer-Encoding 411
-// (chunked bodies are not supported). A client that sent "Expect:
-// 100-continue" gets "100 Continue" before the body is read. Requests not
-// routed to a handler (404, 405, 426) are answered at once and their body
-// discarded.
+// (chunked bodies are not supported); these answers close the connection,
+// whose byte stream can no longer be split into requests. A client that
+// sent "Expect: 100-continue" gets "100 Continue" before the body is read.
 //
 // Deferred answers: a handler that needs another thread (a broker over the
 // network) calls http_response::defer() and returns; whoever holds the
 // http_responder answers later, from any thread. Until then the request
-// waits, bounded by server_options::handshake_timeout counted from accept
-// (the connection is then dropped without an answer).
+// waits, bounded by server_options::handshake_timeout (the connection is
+// then dropped without an answer).
+//
+// Streaming answers: http_response::stream() (or http_responder::stream()
+// for a deferred request) sends the status line and headers as soon as the
+// answer's turn comes and returns an http_stream, a copyable handle that
+// writes body bytes from any thread until end(). Framing: HTTP/1.1 requests
+// get "Transfer-Encoding: chunked" (each non-empty write() is one chunk; end()
+// sends the last chunk, after which the connection may serve the next
+// request); HTTP/1.0 requests get a body delimited by closing the connection
+// (end() closes it). A HEAD request gets the head only: its stream is over at
+// once. While a stream is open the connection has no timeout of its own (no
+// handshake, idle or ping timer: liveness is the writer's business, e.g. SSE
+// comments); the outbound limits apply: a write that finds more than
+// server_options::max_backpressure bytes still unsent (queued by write() or
+// waiting for the socket) is refused and the connection closed as a slow
+// consumer (counted in server_statistics::backpressure_drops), as is a
+// blocked stream while the server-wide max_outbound_memory is exceeded
+// (outbound_memory_drops). The stream's on_close runs exactly once, on the
+// connection's loop thread, when the stream is over for any reason: after
+// end() was sent, the peer closed, slow consumer, server stop.
+// Shutdown order: server::shutdown() finishes every stream still open (its
+// queued bytes are sent, then the last chunk, then the connection closes);
+// writes made before shutdown() was called are sent first, so a layer above
+// writes its final event (and calls end()) and then calls shutdown().
 //
 // Thread-safety: request and response live on the loop thread for the
-// duration of one handler call; they are not synchronized. An http_responder
-// may be used from any thread.
+// duration of one handler call; they are not synchronized. http_responder
+// and http_stream may be used from any thread; an http_stream may outlive
+// its connection and the server (write() then returns false).
 #pragma once
 
+#include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,23 +91,63 @@ class http_request {
 
 namespace detail {
 class loop_context;
-}
+struct stream_state;
+}  // namespace detail
 class http_response;
 
+// A streaming answer's body, written from any thread (see the top of this
+// file). Copyable: copies write to the same stream. A default-constructed
+// handle writes nowhere.
+class SWITCHBOARD_SERVER_EXPORT http_stream {
+ public:
+  http_stream() = default;
+  // Queues `bytes` (one chunk under HTTP/1.1) to be sent on the connection's
+  // loop, after everything written before. Returns false, sending nothing,
+  // once the stream is over (ended, closed, server gone) or when the bytes
+  // still unsent exceed server_options::max_backpressure (then the
+  // connection is closed as a slow consumer). An empty write sends nothing
+  // and returns whether the stream is still open.
+  bool write(std::string bytes) const;
+  // Finishes the answer after the bytes written so far: the last chunk
+  // (HTTP/1.1; the connection may then serve its next request) or the end
+  // of the connection (HTTP/1.0). Later writes return false. Idempotent.
+  void end() const;
+  // Bytes written and not yet taken by the kernel (queued here plus those
+  // the connection holds for the socket, as of its last write): the
+  // backpressure a writer may watch to skip or coalesce.
+  std::size_t queued() const noexcept;
+  // False once the stream is over (ended, closed, or never started).
+  bool is_open() const noexcept;
+
+ private:
+  friend class http_response;
+  friend class http_responder;
+  explicit http_stream(std::shared_ptr<detail::stream_state> state) noexcept
+      : state_(std::move(state)) {}
+  std::shared_ptr<detail::stream_state> state_;
+};
+
 // Answers a deferred request (http_response::defer()). Copyable; the first
-// respond() counts, later ones are ignored. A request whose connection is
-// gone by then is dropped silently.
-class http_responder {
+// respond() or stream() counts, later ones are ignored. A request whose
+// connection is gone by then is dropped silently (a stream's on_close runs).
+class SWITCHBOARD_SERVER_EXPORT http_responder {
  public:
   http_responder() = default;
   // Sends `response` on the request's loop. Any thread.
   void respond(http_response response) const;
+  // Answers with a stream instead: the status and headers of `head` (its
+  // body is ignored), then what the returned handle writes. Any thread;
+  // the handle may be written to at once (bytes wait for the head).
+  // `on_close`: as http_response::stream().
+  http_stream stream(http_response head, std::function<void()> on_close = {}) const;
 
  private:
   friend class http_response;
-  http_responder(detail::loop_context* ctx, connection_id id) noexcept : ctx_(ctx), id_(id) {}
+  http_responder(detail::loop_context* ctx, connection_id id, std::uint32_t seq) noexcept
+      : ctx_(ctx), id_(id), seq_(seq) {}
   detail::loop_context* ctx_ = nullptr;
   connection_id id_;
+  std::uint32_t seq_ = 0;  // which request of the connection
 };
 
 // The response a handler builds. Defaults: 200, text/plain, empty body.
@@ -90,15 +158,25 @@ class SWITCHBOARD_SERVER_EXPORT http_response {
   // REQUIRES: called during the handler, on a response the server made.
   http_responder defer() noexcept {
     deferred_ = true;
-    return http_responder(ctx_, id_);
+    return http_responder(ctx_, id_, seq_);
   }
   bool deferred() const noexcept { return deferred_; }
+  // Answers with a stream (see the top of this file): the status and
+  // headers this object holds when the handler returns are sent then, its
+  // body is not; the returned handle writes the body, from any thread, until
+  // end(). `on_close` runs once on the loop thread when the stream is over
+  // (end() sent, peer gone, slow consumer, server stop); it must not throw.
+  // REQUIRES: called during the handler, on a response the server made, and
+  // not together with defer().
+  http_stream stream(std::function<void()> on_close = {});
+  bool streaming() const noexcept { return stream_ != nullptr; }
 
   void set_status(int status) noexcept { status_ = status; }
   int status() const noexcept { return status_; }
   // Adds a header. Returns false, adding nothing, if the name is not a token
   // or the value holds CR, LF or another control byte (header injection), or
-  // if it is Content-Length or Connection (the server writes those).
+  // if it is Content-Length, Transfer-Encoding or Connection (the server
+  // writes those: framing and keep-alive are its business).
   bool add_header(std::string_view name, std::string_view value);
   void set_content_type(std::string_view type) { content_type_ = type; }
   void set_body(std::string body) { body_ = std::move(body); }
@@ -108,18 +186,27 @@ class SWITCHBOARD_SERVER_EXPORT http_response {
   // Appends the complete response (status line, headers, body) to `out`.
   // A status outside 100-599 is sent as 500. HEAD requests get no body
   // (`include_body` false) but the body's Content-Length.
+  // This form says "Connection: close".
   void serialize(std::string& out, bool include_body = true) const;
+  // The same with `connection` as the Connection field's value ("close",
+  // "keep-alive"; empty: no Connection field, as HTTP/1.1 keep-alive needs).
+  void serialize(std::string& out, bool include_body, std::string_view connection) const;
+  // The head of a streaming answer: status line and headers, with
+  // "Transfer-Encoding: chunked" when `chunked`, no Content-Length.
+  void serialize_stream_head(std::string& out, bool chunked, std::string_view connection) const;
 
  private:
   int status_ = 200;
   std::string content_type_ = "text/plain; charset=utf-8";
   std::string headers_;  // "Name: value\r\n" lines
   std::string body_;
-  // Set by the server for defer().
+  // Set by the server for defer() and stream().
   friend class websocket;
   detail::loop_context* ctx_ = nullptr;
   connection_id id_;
+  std::uint32_t seq_ = 0;
   bool deferred_ = false;
+  std::shared_ptr<detail::stream_state> stream_;
 };
 
 // Answers one plain HTTP request. Runs on the loop thread; must not throw.

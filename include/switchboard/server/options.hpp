@@ -161,8 +161,19 @@ struct SWITCHBOARD_SERVER_EXPORT server_options {
   std::size_t max_http_body = 1024 * 1024;
 
   // The client must complete its request head within this time; slowloris
-  // clients that trickle bytes are dropped without an answer.
+  // clients that trickle bytes are dropped without an answer. On a
+  // keep-alive connection the clock restarts with each request's first byte
+  // (and after each answer while requests are pending).
   std::chrono::milliseconds handshake_timeout{10'000};
+  // Plain HTTP keep-alive (RFC 9112 §9.3): requests one connection may
+  // carry. The answer to the last one says "Connection: close" and the
+  // connection closes after it. 1: one request per connection.
+  // 0: no limit.
+  std::size_t max_http_requests = 1;
+  // Plain HTTP keep-alive: how long a connection may wait, with every answer
+  // sent, for the first byte of its next request before it is closed
+  // (quietly: nothing was asked). 0: no limit.
+  std::chrono::milliseconds http_idle_timeout{30'000};
   // Close (1001) a connection that received nothing for this long. Off by
   // default: keepalive pings cover dead peers and real apps have quiet users.
   std::chrono::milliseconds idle_timeout{0};
@@ -212,6 +223,12 @@ struct SWITCHBOARD_SERVER_EXPORT server_options {
   std::chrono::milliseconds shutdown_timeout{5'000};
   // server::run() shuts down gracefully on SIGINT and SIGTERM.
   bool handle_signals = true;
+  // Runs once when a graceful shutdown begins (a signal or shutdown()), on
+  // the thread that began it (for a signal, a loop thread), before any
+  // connection is closed: the application's last chance to write a final
+  // message to its streams (http_stream: what is written before shutdown
+  // is sent before the stream is finished). Must not block or throw.
+  std::function<void()> on_shutdown;
 
   // Event-loop timer resolution. Tests use a finer tick for quick timeouts.
   std::chrono::milliseconds timer_tick{100};

@@ -41,6 +41,8 @@ enum class handshake_failure : std::uint8_t;  // options.hpp
 namespace detail {
 class loop_context;
 struct handshake_state;
+struct http_answer;
+struct stream_state;
 struct connection_codec;
 struct topic;
 }  // namespace detail
@@ -155,12 +157,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   void on_close(net::transport& stream, std::error_code error) override;
 
   // handshake.cpp
-  void on_handshake_data(std::span<std::byte> data);
   void on_head_complete();
-  void start_http();
-  void on_body_data(std::span<const std::byte> data);
-  void run_http_handler();
-  void send_http_response(const http_response& response);
+  void start_upgrade();
   void reject_handshake(handshake_failure reason, int status, std::string_view body);
   void reject_handshake(protocol::error err);
   void drop_handshake(handshake_failure reason);
@@ -169,6 +167,29 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   void start_open();
   void reject_upgrade(int status, std::string_view body);
   void respond_http(std::string_view response);
+
+  // http_exchange.cpp: plain HTTP requests, keep-alive, pipelining, streams.
+  void on_handshake_data(std::span<std::byte> data);
+  void drive_http();
+  bool read_request();
+  void start_http();
+  void serve_request();
+  void finish_request();
+  void start_answer_stream(detail::http_answer& a, const http_response& head,
+                           std::shared_ptr<detail::stream_state> stream);
+  void complete_answer(std::uint32_t seq, const http_response& response,
+                       std::shared_ptr<detail::stream_state> stream);
+  void on_stream_task(detail::stream_state& stream);
+  void flush_answers();
+  bool pump_stream(detail::http_answer& a);
+  void close_slow_stream(bool memory);
+  void arm_http_timer();
+  void on_http_drained();
+  // Server shutdown of a plain HTTP connection: true if handled (an idle
+  // keep-alive connection closed, a stream finished); false: drop it.
+  bool stop_http(bool graceful);
+  bool http_streaming() const noexcept;
+  void end_http_streams() noexcept;
 
   // websocket.cpp
   void on_frames(std::span<char> input);
