@@ -2,8 +2,10 @@
 // in headless Chromium, across a server restart.
 //
 // Starts `switchboard serve` on 127.0.0.1 (a free port; anonymous access, an
-// API key, namespace `chat` with history, a snapshot file). The page
-// (fixtures/eventsource.html, served on the server's origin by the test's
+// API key, namespace `chat` with history, a snapshot file) and a small
+// pass-through proxy in node in front of it that notes the Last-Event-ID of
+// every /sse request (Playwright does not show that header). The page
+// (fixtures/eventsource.html, served on the proxy's origin by the test's
 // request routing) opens `new EventSource('/sse?channel=chat:a&channel=chat:b')`.
 // The test publishes with POST /api/publish and checks:
 //   1. one `subscribed` event per channel, then every publication of both
@@ -21,7 +23,9 @@
 // Writes ARTIFACT_DIR/eventsource.png. Prints one line per step and a final
 // "N passed, N failed" line; exits 1 on any failure. Bounded (deadlines, the
 // harness's watchdog); the server and browser are killed on every way out.
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +80,28 @@ async function publish(base, channel, data) {
   return body;
 }
 
+// A pass-through HTTP proxy in front of the server on `port` that notes the
+// Last-Event-ID header of every /sse request in `streams` ('' without):
+// what the browser sent, seen from the wire (the browser tooling does not
+// show this header). Resolves to its URL; the pages use it as the origin.
+async function recordingProxy(port, streams) {
+  const proxy = http.createServer((req, res) => {
+    if (req.url.startsWith('/sse?')) streams.push(req.headers['last-event-id'] ?? '');
+    const upstream = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      });
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy());
+    req.pipe(upstream);
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  onExit(() => { proxy.closeAllConnections(); proxy.close(); });
+  return `http://127.0.0.1:${proxy.address().port}`;
+}
+
 const seenOf = (page) => page.evaluate(() => window.seen);
 
 function waitSeen(page, type, n, ms = STEP_MS) {
@@ -117,11 +143,11 @@ async function main() {
   let browser = null;
   let page = null;
   const sent = []; // {channel, data}, in publishing order
-  const streams = []; // the Last-Event-ID header of every /sse request ('' without)
+  const streams = []; // the Last-Event-ID header of every /sse request that reached the server ('' without)
 
   try {
-    const base = await server.url;
-    const port = Number(new URL(base).port);
+    const port = Number(new URL(await server.url).port);
+    const base = await recordingProxy(port, streams);
     browser = await launchBrowser(chromium);
     const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
     const pageUrl = `${base}/eventsource.html?${CHANNELS.map((c) => `channel=${c}`).join('&')}`;
@@ -129,11 +155,10 @@ async function main() {
       route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: FIXTURE }));
     page = await context.newPage();
     page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
-    page.on('request', async (request) => {
-      if (new URL(request.url()).pathname !== '/sse') return;
-      const headers = await request.allHeaders();
-      streams.push(headers['last-event-id'] ?? '');
-    });
+    // While `holding`, every /sse request fails as if the network were down.
+    let holding = false;
+    await context.route(SSE_REQUEST, (route) =>
+      (holding ? route.abort('internetdisconnected') : route.continue()));
 
     let ok = await step('EventSource: subscribed per channel, then every publication in order, with ids', async () => {
       await withDeadline(page.goto(pageUrl), STEP_MS, 'loading the page');
@@ -153,8 +178,7 @@ async function main() {
 
     ok = ok && await step('restart: Last-Event-ID recovers every channel exactly once', async () => {
       const lastId = (await seenOf(page)).at(-1).id;
-      const held = (route) => route.abort('internetdisconnected');
-      await context.route(SSE_REQUEST, held);
+      holding = true;
       const { code, signal } = await stop(server, 15_000);
       assert(code === 0, `the server exited with ${code ?? signal} on SIGTERM, expected 0`);
       assert(existsSync(config.snapshot), 'no snapshot after SIGTERM');
@@ -167,7 +191,7 @@ async function main() {
         sent.push({ channel, data });
       }
       const before = streams.length;
-      await context.unroute(SSE_REQUEST, held);
+      holding = false;
       await waitSeen(page, 'subscribed', 4, RECONNECT_MS);
       await waitSeen(page, 'publication', sent.length);
       const resumed = streams.slice(before).filter((h) => h !== '');
