@@ -773,11 +773,10 @@ export class Client extends Emitter {
       this.#watchOnline(false);
       this.#failQueue(authError);
     }
-    if (failed && this.#wanted && !authFailed && this.#plan.failed(transport)) {
-      this.emit('transport', { transport: this.#plan.current, previous: transport, reason: 'fallback' });
-    }
+    const moved = failed && this.#wanted && !authFailed && this.#plan.failed(transport);
     this.emit('disconnected', { code, reason, willReconnect: this.#wanted });
     if (authError) this.emit('error', authError);
+    if (moved) this.emit('transport', { transport: this.#plan.current, previous: transport, reason: 'fallback' });
     if (adopt !== null) {
       // An upgrade: the probe's open WebSocket is the next connection.
       if (this.#wanted && !this.#ws) this.#adopt(adopt);

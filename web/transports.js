@@ -267,7 +267,10 @@ export class HttpSessionSocket {
   #sentOnce = false;
   #controllers = new Set();
   #firstEventTimer = null;
-  #onPageHide = () => this.close(1001, 'page hidden');
+  // The page is going away (or into the back/forward cache): end the session
+  // now rather than at its idle timeout, and tell the Client, which connects
+  // again if the page comes back.
+  #onPageHide = () => this.#end(1001, 'page hidden', false);
 
   /**
    * @param {string} sessionUrl the /rt/session URL (sessionUrlFor())
@@ -406,7 +409,7 @@ export class HttpSessionSocket {
       }
       if (this.#closed) return;
       if (res.status === 404) {
-        this.#end(1006, 'session expired', false);
+        this.#end(1006, 'session expired', false, { gone: true });
         return;
       }
       if (res.status < 200 || res.status >= 300) {
@@ -449,7 +452,7 @@ export class HttpSessionSocket {
     if (parsed?.push === 'close') {
       // The server ended the session, with the code /ws would close with.
       const code = Number.isInteger(parsed.code) ? parsed.code : 1006;
-      this.#end(code, String(parsed.reason ?? ''), false);
+      this.#end(code, String(parsed.reason ?? ''), false, { gone: true });
       return;
     }
     this.onmessage({ data });
@@ -465,7 +468,7 @@ export class HttpSessionSocket {
       const res = await this.#request(this.#url('/stream'), { headers });
       if (this.#closed) return;
       if (res.status === 404) {
-        this.#end(1006, 'session expired', false);
+        this.#end(1006, 'session expired', false, { gone: true });
         return;
       }
       if (res.status !== 200 || !res.body) throw new Error(`HTTP ${res.status}`);
@@ -504,7 +507,7 @@ export class HttpSessionSocket {
       }
       if (this.#closed) return;
       if (res.status === 404) {
-        this.#end(1006, 'session expired', false);
+        this.#end(1006, 'session expired', false, { gone: true });
         return;
       }
       let messages = null;
@@ -545,16 +548,15 @@ export class HttpSessionSocket {
   }
 
   // The socket is over: tell once. transportFailed: the path did not work
-  // (see TransportPlan); the Client reads it from the close event.
-  #end(code, reason, transportFailed) {
+  // (see TransportPlan); the Client reads it from the close event. gone: the
+  // server ended the session itself.
+  #end(code, reason, transportFailed, { gone = false } = {}) {
     if (this.#closed) return;
-    const hadSession = this.#id !== null;
+    const held = this.#id !== null && !gone;
     this.#shutDown();
-    // A session the server may still hold (a failed stream): free it now
-    // rather than at its idle timeout.
-    if (hadSession && code === 1006) {
-      this.#fetch(this.#url(''), { method: 'DELETE', keepalive: true }).catch(noop);
-    }
+    // A session the server may still hold (a failed stream, a page going
+    // away): free it now rather than at its idle timeout.
+    if (held) this.#fetch(this.#url(''), { method: 'DELETE', keepalive: true }).catch(noop);
     this.onclose({ code, reason, transportFailed });
   }
 }

@@ -600,3 +600,22 @@ test('upgrade: waits for the replies in flight, then moves', () =>
     assert.deepEqual(await answer, { channel: 'chat:slow', count: 0 });
     await until(() => client.transport === 'websocket' && client.state === 'connected', 'the upgrade');
   }));
+
+test('pagehide ends the HTTP session at once (DELETE); the client connects again if the page stays', () =>
+  withServer(async (server, track) => {
+    const page = new EventTarget(); // stands in for the window
+    globalThis.addEventListener = page.addEventListener.bind(page);
+    globalThis.removeEventListener = page.removeEventListener.bind(page);
+    try {
+      const client = track(makeClient(server, { transports: ['sse'] }));
+      const events = record(client);
+      await client.connect();
+      page.dispatchEvent(new Event('pagehide'));
+      await until(() => server.deleted === 1, 'the DELETE');
+      assert.deepEqual(events.find(([e]) => e === 'disconnected')[1], { code: 1001, reason: 'page hidden', willReconnect: true });
+      await until(() => client.state === 'connected' && server.sessions.size === 1, 'a new session');
+    } finally {
+      delete globalThis.addEventListener;
+      delete globalThis.removeEventListener;
+    }
+  }));
