@@ -180,10 +180,13 @@ def measure(binary, tmp, transport, n, k):
                 counted += buf.count(mark)
                 tails[fd] = buf[-(len(mark) - 1):]
             try:  # the publisher's own copies and replies: drain, not counted
-                while pub.recv(1 << 18, socket.MSG_DONTWAIT):
+                pub.setblocking(False)
+                while pub.recv(1 << 18):
                     pass
             except BlockingIOError:
                 pass
+            finally:
+                pub.setblocking(True)
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(server.proc.pid) - cpu0
         for s in socks:

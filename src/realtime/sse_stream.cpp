@@ -131,10 +131,18 @@ void sse_stream::send(const std::string& text) {
 
 void sse_stream::publication_locked(std::size_t index, std::string_view epoch,
                                     std::uint64_t offset, std::string_view push) {
-  positions_[index] = stream_position{std::string(epoch), offset};
-  std::string id;
+  channel_position& p = positions_[index];
+  // The epoch rarely changes: no new string per delivery.
+  if (!p) {
+    p.emplace();
+  }
+  if (p->epoch != epoch) p->epoch.assign(epoch);
+  p->offset = offset;
+  thread_local std::string id;
+  id.clear();
   append_sse_id(id, positions_);
   std::string event;
+  event.reserve(push.size() + id.size() + 40);
   append_sse_event(event, "publication", id, push);
   write_locked(std::move(event));
 }
