@@ -14,7 +14,7 @@
 //    pass. (Without gzip nginx hands small reads on at once even when
 //    buffering: measured, see nginxConfig.)
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { onExit, withDeadline } from './harness.mjs';
@@ -93,7 +93,7 @@ async function listening(port, ms) {
 }
 
 // Starts nginx in `dir` (made if missing) in front of 127.0.0.1:upstreamPort.
-// Returns {url, port, stop(), output()}: output() is the error log's tail.
+// Returns {url, port, stop(), output(), accessLog()}: output() is the error log's tail.
 export async function startNginx(dir, { upstreamPort, mode }) {
   if (!existsSync(nginxPath)) throw new Error(`${nginxPath} is missing (Debian package nginx: scripts/setup.sh)`);
   mkdirSync(path.join(dir, 'tmp'), { recursive: true });
@@ -123,6 +123,9 @@ export async function startNginx(dir, { upstreamPort, mode }) {
     port,
     url: `http://127.0.0.1:${port}`,
     output: () => output,
+    // The access log's lines (a request is logged when it ends).
+    accessLog: () => (existsSync(path.join(dir, 'access.log'))
+      ? readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean) : []),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       kill('SIGTERM'); // fast shutdown; SIGKILL if it dawdles

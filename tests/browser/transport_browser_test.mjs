@@ -153,7 +153,18 @@ async function main() {
         const remembered = await page.evaluate((key) => sessionStorage.getItem(key), `switchboard.transport ${wsUrl}`);
         assert(remembered === scenario, `${name}'s sessionStorage remembers ${remembered}, expected ${scenario}`);
       }
-      return `${await alice.getByTestId('status').textContent()}; ${await bob.getByTestId('status').textContent()}`;
+      // The way there, from nginx's access log: each page's WebSocket was
+      // refused twice (426: no Upgrade reached the server) and, for
+      // long-polling, an SSE stream was tried first and given up.
+      const log = proxy.accessLog();
+      const refused = log.filter((l) => /"GET \/ws HTTP\/1\.1" 426 /.test(l)).length;
+      assert(refused >= 4, `nginx logged ${refused} refused WebSocket handshakes, expected 2 per page`);
+      if (scenario === 'long-polling') {
+        const streams = log.filter((l) => /"GET \/rt\/session\/[^/ ]+\/stream /.test(l)).length;
+        assert(streams >= 2, `nginx logged ${streams} SSE streams before long-polling, expected one per page`);
+      }
+      return `${await alice.getByTestId('status').textContent()}; ${await bob.getByTestId('status').textContent()}; ` +
+        `${refused} WebSocket handshakes refused`;
     });
 
     ok = ok && await step('presence lists both names on both pages', async () => {
