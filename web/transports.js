@@ -189,16 +189,16 @@ export class EventStreamParser {
   }
 
   feed(chunk) {
-    this.#pending += chunk;
-    for (;;) {
-      const end = this.#pending.search(/\r\n|\r|\n/);
+    const text = this.#pending + chunk;
+    const eol = /\r\n|\r|\n/g; // scanned from where the last line ended: linear in the text
+    let start = 0;
+    for (let m = eol.exec(text); m !== null; m = eol.exec(text)) {
       // A lone \r at the very end may be the first half of \r\n: wait for more.
-      if (end < 0 || (end === this.#pending.length - 1 && this.#pending[end] === '\r')) break;
-      const line = this.#pending.slice(0, end);
-      const width = this.#pending.startsWith('\r\n', end) ? 2 : 1;
-      this.#pending = this.#pending.slice(end + width);
-      this.#line(line);
+      if (m[0] === '\r' && m.index === text.length - 1) break;
+      this.#line(text.slice(start, m.index));
+      start = eol.lastIndex;
     }
+    this.#pending = text.slice(start);
   }
 
   #line(line) {

@@ -130,6 +130,12 @@ test('event stream: fields, comments, CRLF and chunks split anywhere', () => {
     for (let i = 0; i < text.length; i += size) parser.feed(text.slice(i, i + size));
     assert.deepEqual(got, want, `chunks of ${size}`);
   }
+  // A burst (a recovery) in one chunk: every event, in order.
+  const got = [];
+  const parser = new EventStreamParser((e) => got.push(Number(e.id)));
+  parser.feed(Array.from({ length: 5000 }, (_, i) => `event: message\nid: ${i + 1}\ndata: {"n":${i + 1}}\n\n`).join(''));
+  assert.equal(got.length, 5000);
+  assert.ok(got.every((id, i) => id === i + 1));
 });
 
 // --- the fake server ------------------------------------------------------------------
