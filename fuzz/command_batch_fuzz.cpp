@@ -2,8 +2,8 @@
 // the way the session runs it: split into lines, each line parsed as one
 // switchboard.v1 command. The first input byte picks the line limit.
 // Invariants, checked with __builtin_trap():
-//  - every line is a substring of the body, holds no '\n', does not end in
-//    '\r', is not blank, and is marked too_large exactly when over the limit;
+//  - every line is a substring of the body, holds no '\n', is followed by at
+//    most one '\r' and then '\n' or the end, is not blank, and is marked too_large exactly when over the limit;
 //  - the lines, in order, cover every non-blank line of the body;
 //  - parse_command() on each line either succeeds or fails with a 400.
 #include <simdjson.h>
@@ -47,7 +47,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(l.text.data() + l.text.size() <= body.data() + body.size());
     previous_end = l.text.data() + l.text.size();
     check(l.text.find('\n') == std::string_view::npos);
-    check(!l.text.empty() && l.text.back() != '\r');
+    check(!l.text.empty());
+    // What follows the line in the body: its dropped '\r' (one), then '\n' or the end.
+    const std::size_t end = static_cast<std::size_t>(l.text.data() - body.data()) + l.text.size();
+    std::string_view after = body.substr(end);
+    if (!after.empty() && after.front() == '\r') after.remove_prefix(1);
+    check(after.empty() || after.front() == '\n');
     check(l.text.find_first_not_of(" \t\r") != std::string_view::npos);
     check(l.too_large == (l.text.size() > max_line));
     command c;

@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (parse_transport_query(text, 4, q).empty()) {
     check(q.channels.size() <= 4);
     for (std::size_t i = 0; i < q.channels.size(); ++i) {
-      check(valid_channel_name(q.channels[i]));
+      check(switchboard::realtime::valid_channel_name(q.channels[i]));
       for (std::size_t j = 0; j < i; ++j) check(q.channels[i] != q.channels[j]);
     }
   }
