@@ -610,6 +610,54 @@ class Sessions(SseCase):
         self.assertEqual(status, 401)
 
 
+class ServerApi(SseCase):
+    """The server API's actions (docs/protocol.md, "Server API") on HTTP
+    sessions as on /ws connections; a GET /sse stream keeps its query's
+    channels but is disconnected like any client."""
+    CONFIG = {"sse": {"heartbeat": 5}}
+
+    def api(self, method, body):
+        status, _, raw = st.http_request(self.server.port, "POST", "/api/" + method, body,
+                                         {"Content-Type": "application/json",
+                                          "X-API-Key": st.API_KEY})
+        self.assertEqual(status, 200, raw)
+
+    def test_subscribe_unsubscribe_and_disconnect_reach_http_clients(self):
+        port = self.server.port
+        sid = open_session(port, auth(token(sub="api-user")))
+        s = self.sse("/rt/session/%s/stream" % sid)
+        self.assertIn("retry", s.event())
+        r = self.sse("/sse?channel=chat:api-own", auth(token(sub="api-user")))
+        self.subscribed(r, 1)
+
+        self.api("subscribe", {"user": "api-user", "channel": "chat:api"})
+        [(_, push)] = messages(s, 1)
+        self.assertEqual((push["push"], push["channel"]), ("subscribe", "chat:api"))
+        offset = publish(port, "chat:api", {"n": 1})
+        [(_, msg)] = messages(s, 1)
+        self.assertEqual((msg["push"], msg["channel"], msg["offset"], msg["data"]),
+                         ("message", "chat:api", offset, {"n": 1}))
+        # The /sse stream of the same user was left as it is: its next
+        # publication is its own channel's, not chat:api's.
+        publish(port, "chat:api-own", {"n": 2})
+        e = r.events_until(lambda e: e.get("event") == "publication")[-1]
+        self.assertEqual(json.loads(e["data"])["channel"], "chat:api-own")
+
+        self.api("unsubscribe", {"user": "api-user", "channel": "chat:api"})
+        [(_, push)] = messages(s, 1)
+        self.assertEqual(push, {"push": "unsubscribe", "channel": "chat:api",
+                                "reason": "unsubscribed by the server"})
+        publish(port, "chat:api", {"n": 3})
+
+        self.api("disconnect", {"user": "api-user", "code": 4000, "reason": "bye"})
+        for reader in (s, r):
+            e = reader.events_until(lambda e: e.get("event") in ("message", "close"))[-1]
+            self.assertEqual(json.loads(e["data"]),
+                             {"push": "close", "code": 4000, "reason": "bye"})
+        status, _, _ = st.http_request(port, "GET", "/rt/session/%s/poll" % sid)
+        self.assertEqual(status, 404)
+
+
 class Limits(SseCase):
     CONFIG = {"server": {"max_connections": 3}}
 
