@@ -1,11 +1,12 @@
 // demo.js — the chat page that `switchboard serve` hosts at `/`.
 //
 // Pick a name and a room; the page connects anonymously to the server's /ws
-// endpoint (presence shows the name), subscribes to `chat:<room>` with its
-// recent history, and publishes {text, name}. It shows the connection state,
-// who is in the room (presence, then join/leave pushes) and, after a
-// reconnect, the messages it missed — or reloads the history when the server
-// could not replay them (a `reset`).
+// endpoint, or over HTTP where a proxy lets no WebSocket through (the status
+// names the transport, also as its data-transport; presence shows the name),
+// subscribes to `chat:<room>` with its recent history, and publishes
+// {text, name}. It shows the connection state, who is in the room (presence,
+// then join/leave pushes) and, after a reconnect, the messages it missed — or
+// reloads the history when the server could not replay them (a `reset`).
 //
 // `window.switchboardDemo.client` is the page's Client, for poking at it from
 // the developer console (and for tests).
@@ -137,7 +138,8 @@ function join(name, room) {
   c.on('connecting', live(({ attempt }) =>
     setStatus('connecting', attempt ? `connecting (attempt ${attempt})…` : 'connecting…')));
   c.on('connected', live(({ client: id }) => {
-    setStatus('connected', `connected as ${me}`);
+    setStatus('connected', `connected as ${me} (${c.transport})`);
+    ui.status.dataset.transport = c.transport;
     notice('');
     ui.status.title = `client id ${id}`;
   }));

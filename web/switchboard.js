@@ -1,7 +1,8 @@
 // switchboard.js — client SDK for the `switchboard.v1` protocol of `switchboard serve`.
 //
 // A dependency-free ES module for browsers (and node ≥ 18, given a WebSocket
-// constructor such as the `ws` package's). The protocol is described in
+// constructor such as the `ws` package's), with its transport layer in
+// ./transports.js (served beside it). The protocol is described in
 // docs/protocol.md; this file implements its client side:
 //
 //   - the `connect` command first (a token, or anonymous `info`), nothing else
@@ -20,11 +21,29 @@
 //     every `connect` and when the server pushes `refresh` before the token
 //     expires (sent back in a `refresh` command); a channel the new token no
 //     longer grants ends its subscription with an `unsubscribed` event; a
-//     close with 4002 (token expired) reconnects with a new token.
+//     close with 4002 (token expired) reconnects with a new token;
+//   - transports (transports.js): WebSocket on /ws, else an HTTP session
+//     (/rt/session) read as Server-Sent Events ('sse') or by long-polling
+//     ('long-polling'), with the same commands, replies, pushes and events.
+//     Option `transports` (default ['websocket', 'sse', 'long-polling']) is
+//     the order of preference. Fallback: after `fallbackAfter` (2) WebSocket
+//     attempts in a row that end before `open` (a proxy that drops Upgrade)
+//     the next transport is tried; an SSE stream that delivers nothing within
+//     `http.firstEventTimeoutMs` (5 s) of the first command (a proxy that
+//     buffers) falls back to long-polling. A transport that worked is kept
+//     for the client's life (later failures are the server's) and remembered
+//     in sessionStorage, so a reload starts with it. On an HTTP transport a
+//     WebSocket is tried again every `websocketRetryMs` (60 s); when it
+//     opens, the client moves to it like a reconnect (subscriptions resume
+//     with `since`). All channels share the client's one connection: one
+//     Client per tab means one stream per tab (browsers allow about six
+//     HTTP/1.1 connections per origin). The HTTP transports need fetch()
+//     with streaming bodies and, across origins, CORS at the server's proxy.
 //
 //   import { Client } from './switchboard.js';
 //   const client = new Client(`wss://${location.host}/ws`, { token });
 //   client.on('disconnected', ({ code, willReconnect }) => { ... });
+//   client.on('transport', ({ transport, reason }) => { ... }); // 'fallback' | 'upgrade'
 //   client.connect(); // resolves when connected; subscribe() and publish() wait for it
 //   await client.subscribe('chat:lobby', {
 //     message: ({ offset, data, user }) => show(data),
@@ -36,6 +55,10 @@
 // that created the Client. Event handlers may call any method, including
 // disconnect(); an exception thrown by a handler is re-thrown asynchronously
 // (it shows up as an uncaught error) and does not disturb the client.
+
+import { HttpSessionSocket, TRANSPORTS, TransportPlan, defaultStorage, sessionUrlFor } from './transports.js';
+
+export { EventStreamParser, HttpSessionSocket, TRANSPORTS, TransportPlan, sessionUrlFor } from './transports.js';
 
 /** The WebSocket subprotocol the SDK asks for. */
 export const PROTOCOL = 'switchboard.v1';
@@ -346,12 +369,15 @@ const DEFAULTS = {
   backoff: { baseMs: 500, capMs: 15000 },
   heartbeat: { intervalMs: 10000, timeoutMs: 5000 },
   connectTimeoutMs: 10000,
+  fallbackAfter: 2, // WebSocket attempts that fail before `open` before falling back
+  websocketRetryMs: 60000, // on a fallback transport, probe for a WebSocket this often
 };
 
 /**
  * A connection to `switchboard serve` that stays up: it reconnects by itself
  * and keeps its subscriptions. Events:
- *  - `connecting` {attempt}: a WebSocket is being opened;
+ *  - `connecting` {attempt, transport}: a connection is being opened
+ *    ('websocket', 'sse' or 'long-polling');
  *  - `connected` {client, user?}: the `connect` command succeeded;
  *  - `disconnected` {code, reason, willReconnect}: the connection (or the
  *    attempt) ended; code 1006 when it ended without a close frame, also when
@@ -360,7 +386,15 @@ const DEFAULTS = {
  *    delayMs;
  *  - `error` (Error): a connection failure, a bad message from the server, or
  *    (code CLOSE_AUTH) an authentication failure after which the client stops;
- *  - `push` (object): a push the SDK does not handle itself.
+ *  - `push` (object): a push the SDK does not handle itself;
+ *  - `transport` {transport, previous, reason}: the client moved to another
+ *    transport: reason 'fallback' (the previous one could not get through)
+ *    or 'upgrade' (a WebSocket got through again).
+ *
+ * Transports (option `transports`, default ['websocket', 'sse',
+ * 'long-polling']): every event, command and guarantee is the same on each;
+ * all channels share the client's one connection (one stream per tab with
+ * one Client). See transports.js and the top of this file for the rules.
  *
  * Commands (publish, presence, history, unsubscribe) made while connecting or
  * reconnecting wait and are sent after `connect` succeeds; made before
@@ -377,13 +411,18 @@ export class Client extends Emitter {
   #wanted = false; // connect() called and not disconnect() since
   #authError = null; // a 401 reply to `connect`: the close that follows is final
   #attempt = 0; // reconnection attempts since the last successful connect
-  #timers = { reconnect: null, connect: null, ping: null, pong: null };
+  #timers = { reconnect: null, connect: null, ping: null, pong: null, probe: null };
   #nextId = 1;
   #pending = new Map(); // id -> {done(error, result)}
   #queue = []; // commands made while not connected, sent after `connect` succeeds
   #subs = new Map(); // channel -> Subscription
   #session = null; // the `connect` result
   #ready = null; // deferred of connect(), settled by the next connect or a final stop
+  #plan; // TransportPlan: which transport the next attempt uses
+  #sessionUrl; // the /rt/session URL of the HTTP transports
+  #transport = null; // the transport of #ws
+  #wsOpened = false; // #ws is a WebSocket that reached `open`
+  #probe = null; // {ws, ready}: a WebSocket opened to upgrade a fallback connection
 
   /**
    * @param {string} url ws:// or wss:// URL of the server's /ws endpoint
@@ -404,6 +443,24 @@ export class Client extends Emitter {
    *   intervalMs 0 turns the heartbeat off
    * @param {number} [options.connectTimeoutMs] time allowed from opening the
    *   socket to the `connect` reply
+   * @param {string[]} [options.transports] the transports to use, in order of
+   *   preference (default ['websocket', 'sse', 'long-polling'])
+   * @param {number} [options.fallbackAfter] WebSocket attempts that end
+   *   before `open` (a proxy that drops Upgrade) before the next transport is
+   *   tried (default 2; an HTTP transport falls back after one failure)
+   * @param {number} [options.websocketRetryMs] while on an HTTP transport,
+   *   a WebSocket is tried again this often (default 60000; 0: never); when
+   *   one opens, the client moves to it (after the replies it waits for)
+   * @param {string} [options.sessionUrl] the HTTP session endpoint (default:
+   *   beside `url`: wss://host/ws → https://host/rt/session)
+   * @param {Function} [options.fetch] fetch() for the HTTP transports
+   *   (default globalThis.fetch)
+   * @param {Storage|null} [options.storage] where the transport that worked
+   *   is remembered for the next page load (default sessionStorage)
+   * @param {object} [options.http] HTTP transport tuning: firstEventTimeoutMs
+   *   (5000: a stream that shows nothing this long after the first command
+   *   is taken for a buffering proxy), resumes (3), resumeDelayMs (500),
+   *   batchBytes (16384)
    */
   constructor(url, options = {}) {
     super();
@@ -415,7 +472,24 @@ export class Client extends Emitter {
       backoff: { ...DEFAULTS.backoff, ...options.backoff },
       heartbeat: { ...DEFAULTS.heartbeat, ...options.heartbeat },
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      websocketRetryMs: options.websocketRetryMs ?? DEFAULTS.websocketRetryMs,
+      fetch: options.fetch,
+      http: { ...options.http },
     };
+    this.#plan = new TransportPlan(options.transports ?? TRANSPORTS, {
+      fallbackAfter: options.fallbackAfter ?? DEFAULTS.fallbackAfter,
+      storage: options.storage === undefined ? defaultStorage() : options.storage,
+      key: `switchboard.transport ${url}`,
+    });
+    this.#sessionUrl = options.sessionUrl ?? sessionUrlFor(url);
+  }
+
+  /**
+   * The transport of the connection (or the attempt): 'websocket', 'sse' or
+   * 'long-polling'; null when there is none.
+   */
+  get transport() {
+    return this.#ws ? this.#transport : null;
   }
 
   /** 'disconnected' | 'connecting' | 'connected'. */
@@ -557,29 +631,47 @@ export class Client extends Emitter {
   #open() {
     this.#timers.reconnect = null;
     this.#state = 'connecting';
-    this.emit('connecting', { attempt: this.#attempt });
+    const transport = this.#plan.current;
+    this.emit('connecting', { attempt: this.#attempt, transport });
     if (!this.#wanted || this.#ws) return; // a handler called disconnect() or connect()
-    const WebSocketImpl = this.#options.WebSocket ?? globalThis.WebSocket;
     let ws;
     try {
-      if (typeof WebSocketImpl !== 'function') {
-        throw new TypeError('no WebSocket implementation: pass options.WebSocket');
-      }
-      ws = new WebSocketImpl(this.#url, PROTOCOL);
+      ws = transport === 'websocket'
+        ? this.#newWebSocket()
+        : new HttpSessionSocket(this.#sessionUrl, transport, { ...this.#options.http, fetch: this.#options.fetch });
     } catch (error) {
       this.emit('error', error);
-      this.#lost(1006, `cannot open: ${error.message}`);
+      this.#transport = transport;
+      this.#lost(1006, `cannot open: ${error.message}`, { transportFailed: true });
       return;
     }
+    this.#attach(ws, transport);
+    this.#timers.connect = setTimeout(() => this.#giveUp(ws, 'connect timeout'),
+      this.#options.connectTimeoutMs);
+  }
+
+  #newWebSocket() {
+    const WebSocketImpl = this.#options.WebSocket ?? globalThis.WebSocket;
+    if (typeof WebSocketImpl !== 'function') {
+      throw new TypeError('no WebSocket implementation: pass options.WebSocket');
+    }
+    return new WebSocketImpl(this.#url, PROTOCOL);
+  }
+
+  // Makes `ws` (a WebSocket or an HttpSessionSocket) the connection.
+  #attach(ws, transport) {
     this.#ws = ws;
-    ws.onopen = () => this.#opened(ws);
+    this.#transport = transport;
+    this.#wsOpened = false;
+    ws.onopen = () => {
+      if (transport === 'websocket') this.#wsOpened = true;
+      this.#opened(ws);
+    };
     ws.onmessage = (event) => this.#received(ws, event.data);
     ws.onerror = noop; // the close event follows and says what matters
     ws.onclose = (event) => {
-      if (ws === this.#ws) this.#lost(event.code, event.reason ?? '');
+      if (ws === this.#ws) this.#lost(event.code, event.reason ?? '', { transportFailed: event.transportFailed });
     };
-    this.#timers.connect = setTimeout(() => this.#giveUp(ws, 'connect timeout'),
-      this.#options.connectTimeoutMs);
   }
 
   async #opened(ws) {
@@ -608,6 +700,7 @@ export class Client extends Emitter {
   #connected(result) {
     this.#clearTimer('connect');
     this.#attempt = 0;
+    this.#plan.worked(this.#transport);
     this.#session = { ...result };
     this.#state = 'connected';
     // Subscriptions first, then what was queued: a queued publish may need its
@@ -617,6 +710,7 @@ export class Client extends Emitter {
     for (const entry of this.#queue.splice(0)) this.#send(entry.msg, entry.done);
     if (ws !== this.#ws) return; // a send failed: the connection is already gone
     this.#schedulePing(ws);
+    this.#scheduleProbe();
     this.emit('connected', { ...result });
     const ready = this.#ready;
     this.#ready = null;
@@ -641,9 +735,15 @@ export class Client extends Emitter {
   }
 
   // The connection (or the attempt) is over: clean up, tell, and maybe retry.
-  #lost(code, reason, { closeCode = null, error = null } = {}) {
+  #lost(code, reason, { closeCode = null, error = null, transportFailed, adopt = null } = {}) {
     const ws = this.#ws;
+    const transport = this.#transport;
+    // Did the path fail (rather than the server)? Sockets that know say so;
+    // otherwise: whether it ever carried anything.
+    const failed = transportFailed ?? !(this.#wsOpened || ws?.proven === true);
     this.#ws = null;
+    this.#wsOpened = false;
+    if (adopt === null) this.#endProbe();
     if (ws) {
       ws.onopen = noop;
       ws.onmessage = noop;
@@ -655,7 +755,7 @@ export class Client extends Emitter {
         } catch { /* already closing */ }
       }
     }
-    for (const name of ['connect', 'ping', 'pong']) this.#clearTimer(name);
+    for (const name of ['connect', 'ping', 'pong', 'probe']) this.#clearTimer(name);
     this.#state = 'disconnected';
     this.#session = null;
     const noReply = error ?? new SwitchboardError(ERROR_NO_REPLY, 'connection lost before the reply');
@@ -673,10 +773,99 @@ export class Client extends Emitter {
       this.#watchOnline(false);
       this.#failQueue(authError);
     }
+    const moved = failed && this.#wanted && !authFailed && this.#plan.failed(transport);
     this.emit('disconnected', { code, reason, willReconnect: this.#wanted });
     if (authError) this.emit('error', authError);
+    if (moved) this.emit('transport', { transport: this.#plan.current, previous: transport, reason: 'fallback' });
+    if (adopt !== null) {
+      // An upgrade: the probe's open WebSocket is the next connection.
+      if (this.#wanted && !this.#ws) this.#adopt(adopt);
+      else adopt.close(1000, 'not needed');
+      return;
+    }
     // A handler may have called disconnect() or connect() meanwhile.
     if (this.#wanted && !this.#ws && this.#timers.reconnect === null) this.#scheduleReconnect();
+  }
+
+  // --- WebSocket upgrade ----------------------------------------------------------
+  //
+  // On an HTTP transport, every websocketRetryMs a WebSocket is opened on the
+  // side (a probe). When it reaches `open` and no reply is awaited, the HTTP
+  // session ends ('disconnected' {code 1000, willReconnect: true}) and the
+  // probe becomes the connection: `connect`, then every subscription with
+  // `since`, as after any reconnect (nothing missed, nothing twice).
+
+  #scheduleProbe() {
+    const every = this.#options.websocketRetryMs;
+    if (!(every > 0) || !this.#plan.canUpgrade || this.#probe || this.#timers.probe !== null) return;
+    this.#timers.probe = setTimeout(() => this.#startProbe(), every);
+  }
+
+  #startProbe() {
+    this.#timers.probe = null;
+    if (this.#state !== 'connected' || !this.#plan.canUpgrade) return;
+    let ws;
+    try {
+      ws = this.#newWebSocket();
+    } catch {
+      this.#scheduleProbe();
+      return;
+    }
+    const probe = { ws, ready: false, timer: null };
+    this.#probe = probe;
+    const failed = () => {
+      if (this.#probe !== probe) return;
+      this.#endProbe();
+      if (this.#state === 'connected') this.#scheduleProbe();
+    };
+    probe.timer = setTimeout(failed, this.#options.connectTimeoutMs);
+    ws.onopen = () => {
+      if (this.#probe !== probe) return;
+      clearTimeout(probe.timer);
+      probe.ready = true;
+      this.#upgradeWhenIdle();
+    };
+    ws.onmessage = noop;
+    ws.onerror = noop;
+    ws.onclose = failed;
+  }
+
+  #endProbe() {
+    const probe = this.#probe;
+    if (!probe) return;
+    this.#probe = null;
+    clearTimeout(probe.timer);
+    probe.ws.onopen = noop;
+    probe.ws.onclose = noop;
+    try {
+      probe.ws.close(1000, 'probe');
+    } catch { /* already closing */ }
+  }
+
+  // Called when the probe opens and after every reply: moves over once no
+  // reply is awaited (a request in flight would otherwise be lost).
+  #upgradeWhenIdle() {
+    const probe = this.#probe;
+    if (!probe?.ready || this.#pending.size > 0 || this.#state !== 'connected') return;
+    this.#probe = null;
+    const previous = this.#transport;
+    this.#plan.upgrade();
+    this.emit('transport', { transport: 'websocket', previous, reason: 'upgrade' });
+    this.#lost(1000, 'switching to websocket', { closeCode: 1000, transportFailed: false, adopt: probe.ws });
+  }
+
+  #adopt(ws) {
+    this.#state = 'connecting';
+    this.emit('connecting', { attempt: 0, transport: 'websocket' });
+    if (!this.#wanted || this.#ws) {
+      ws.close(1000, 'not needed');
+      return;
+    }
+    this.#attach(ws, 'websocket');
+    this.#wsOpened = true;
+    this.#timers.connect = setTimeout(() => this.#giveUp(ws, 'connect timeout'),
+      this.#options.connectTimeoutMs);
+    this.#opened(ws);
   }
 
   // The server pushed `refresh`: the token expires soon. Without a token
@@ -835,6 +1024,7 @@ export class Client extends Emitter {
     } else {
       entry.done(null, msg.result ?? {});
     }
+    if (this.#probe?.ready) this.#upgradeWhenIdle();
   }
 
   #pushed(msg) {

@@ -281,6 +281,20 @@ const config_key k_keys[] = {
      "leave within it)"},
     {"broker", "presence_refresh", &realtime_config::presence_refresh, k_positive_number,
      "seconds between a node's presence refreshes; below presence_lease"},
+    // [sse]
+    {"sse", "enabled", &realtime_config::sse_enabled, k_any,
+     "serve the HTTP transports, GET /sse and /rt/session (false: they answer 503)"},
+    {"sse", "heartbeat", &realtime_config::sse_heartbeat, k_positive_number,
+     "seconds between heartbeat comments on an idle SSE stream (below proxies' idle timeouts)"},
+    {"sse", "retry", &realtime_config::sse_retry, k_positive_number,
+     "reconnect hint of SSE streams in seconds; each stream gets a value in [retry, 2 retry)"},
+    {"sse", "session_idle_timeout", &realtime_config::sse_session_idle_timeout,
+     k_positive_number, "seconds an HTTP session lives with no stream or poll attached"},
+    {"sse", "poll_timeout", &realtime_config::sse_poll_timeout, k_positive_number,
+     "seconds a long-poll is held when there is nothing to send"},
+    {"sse", "max_buffered", &realtime_config::sse_max_buffered, k_positive_count,
+     "bytes an HTTP session keeps for its downstream until acknowledged; past it the session is "
+     "closed as a slow consumer"},
     // [log]
     {"log", "format", &realtime_config::log_format, k_log_format,
      "log lines on stderr: text or json (one object per line)", "--log-format", "FORMAT"},
@@ -358,7 +372,7 @@ const namespace_key k_namespace_keys[] = {
 
 constexpr std::string_view k_sections[] = {"server",  "auth",    "api",     "metrics", "limits",
                                            "keepalive", "shutdown", "history", "broker", "log",
-                                           "hooks", "events", "namespaces", "admin", "http"};
+                                           "hooks", "events", "namespaces", "admin", "sse", "http"};
 
 // ---------------------------------------------------------------------------
 // Text helpers

@@ -139,6 +139,21 @@ std::string check_config(const realtime_config& config) {
   if (config.max_backpressure > k_max_backpressure) {
     return over("limits: max_backpressure", config.max_backpressure, k_max_backpressure);
   }
+  if (config.sse_max_buffered > k_max_backpressure) {
+    return over("sse: max_buffered", config.sse_max_buffered, k_max_backpressure);
+  }
+  // Why: a timer of a day or more is a typo, and zero or less would spin.
+  for (const auto& [key, value] :
+       {std::pair<const char*, double>{"sse: heartbeat", config.sse_heartbeat},
+        {"sse: retry", config.sse_retry},
+        {"sse: session_idle_timeout", config.sse_session_idle_timeout},
+        {"sse: poll_timeout", config.sse_poll_timeout}}) {
+    if (!(value > 0) || value > 86400) {
+      std::string e(key);
+      e.append(" must be above 0 and at most 86400 seconds");
+      return e;
+    }
+  }
   if (config.max_subscriptions > k_max_subscriptions) {
     return over("limits: max_subscriptions", config.max_subscriptions, k_max_subscriptions);
   }

@@ -80,6 +80,7 @@ void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
   for (const server::connection_id& id : lost) {
     srv_.close(id, 1012, "channel stream lost: reconnect and subscribe again");
   }
+  if (http_count_.load(std::memory_order_relaxed) != 0) lose_http(channel);
 }
 
 std::size_t hub::subscribers(std::string_view name) {
@@ -119,6 +120,8 @@ void hub::on_publication(std::string_view channel, std::string_view epoch, std::
   topic.push_back('#');
   topic.append(epoch);
   srv_.publish(topic, push, protocol::opcode::text, offset, server::publish_delivery::queued);
+  // One relaxed load when no HTTP peer listens (the WebSocket path pays nothing more).
+  if (http_count_.load(std::memory_order_relaxed) != 0) deliver_http(channel, epoch, offset, push);
 }
 
 void hub::on_presence(std::string_view channel, std::string_view epoch, bool join,
@@ -152,6 +155,9 @@ void hub::tick_presence(std::uint64_t now_ms) {
           // Unsequenced: presence is not part of the channel's history.
           srv_.publish(topic_of(b.channel, b.epoch), push, protocol::opcode::text, 0,
                        server::publish_delivery::queued);
+          if (http_count_.load(std::memory_order_relaxed) != 0) {
+            deliver_http(b.channel, b.epoch, 0, push);
+          }
         });
   }
 }

@@ -52,6 +52,24 @@ struct local_channel {
   std::vector<server::connection_id> members;
 };
 
+// An HTTP peer (http_peer.hpp) as the hub delivers to it. WebSocket
+// subscribers get publications through server topics; HTTP ones through a
+// per-channel list of these (hub_http.cpp), so the WebSocket path has no
+// virtual call or allocation per delivery.
+// REQUIRES: these run with the hub's HTTP lock held, maybe under a broker
+// lock too: they only queue output, never call the hub or the broker.
+class http_subscriber {
+ public:
+  // A push of `channel`: a publication at `offset`, or (offset 0) presence.
+  virtual void deliver(std::string_view channel, std::string_view epoch, std::uint64_t offset,
+                       const std::string& push) = 0;
+  // The channel's stream was lost (on_stream_lost): the peer must close 1012.
+  virtual void stream_lost(std::string_view channel) = 0;
+
+ protected:
+  ~http_subscriber() = default;
+};
+
 class hub final : public broker_events {
  public:
   // `srv` and `b` must outlive the hub; `publications` counts accepted ones.
@@ -70,6 +88,23 @@ class hub final : public broker_events {
   // REQUIRES: the caller joined `ch`; detach() before leave().
   const std::string* attach(local_channel& ch, std::string_view epoch, server::connection_id id);
   void detach(local_channel& ch, server::connection_id id);
+
+  // HTTP subscribers (hub_http.cpp), in the order of peer.hpp: http_prepare()
+  // before the broker read (pushes are held from then on), http_attach() with
+  // the read's epoch (false: stale, as attach()), http_start() after the
+  // reply (held pushes past `after` are delivered, the rest dropped), and
+  // http_remove() to stop (also undoes a prepare).
+  void http_prepare(const local_channel& ch, http_subscriber& s);
+  bool http_attach(local_channel& ch, std::string_view epoch);
+  void http_start(const local_channel& ch, http_subscriber& s, std::uint64_t after);
+  // `pending_only`: only a member not started yet (a cancelled prepare; the
+  // same peer may hold a live one of the channel meanwhile); else the
+  // started one first.
+  void http_remove(const local_channel& ch, http_subscriber& s, bool pending_only = false);
+  // HTTP subscriptions on this node (each peer once per channel).
+  std::size_t http_subscriptions() const noexcept {
+    return http_count_.load(std::memory_order_relaxed);
+  }
   // Subscribers on this node, by channel name (0 if none).
   std::size_t subscribers(std::string_view name);
   // Subscriptions on this node, over every channel.
@@ -150,6 +185,21 @@ class hub final : public broker_events {
   std::function<void(std::string_view)> control_;
   std::atomic<std::uint64_t> publish_latency_us_{0};
   std::atomic<std::uint64_t> publish_latency_count_{0};
+
+  // The HTTP subscribers of each channel. Its own lock, taken after the
+  // broker's (deliver_http runs inside on_publication) and never before it.
+  struct http_member {
+    http_subscriber* sub = nullptr;
+    std::uint64_t after = 0;  // last offset delivered
+    bool live = false;        // false: between prepare and start, pushes are held
+    std::vector<std::pair<std::uint64_t, std::string>> held;  // {offset, push}
+  };
+  void deliver_http(std::string_view channel, std::string_view epoch, std::uint64_t offset,
+                    const std::string& push);
+  void lose_http(std::string_view channel);
+  std::mutex http_mutex_;
+  std::unordered_map<std::string, std::vector<http_member>, string_hash, std::equal_to<>> http_;
+  std::atomic<std::size_t> http_count_{0};
 };
 
 }  // namespace switchboard::realtime::detail

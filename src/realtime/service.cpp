@@ -10,6 +10,7 @@
 //   http_api.cpp       POST /api/publish, GET /api/channels
 //   http_api_methods.cpp  the server API's other methods (broadcast, batch, …)
 //   session_control.cpp   what those methods do to this node's connections
+//   http_transports.cpp GET /sse and the HTTP sessions (/rt/session)
 //   wire.cpp           every reply, push and error on the wire
 //   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
@@ -35,8 +36,9 @@
 #include "hooks.hpp"
 #include "http_api.hpp"
 #include "http_api_methods.hpp"
-#include "json.hpp"
+#include "http_transports.hpp"
 #include "hub.hpp"
+#include "json.hpp"
 #include "memory_broker.hpp"
 #include "memory_release.hpp"
 #include "metrics.hpp"
@@ -84,6 +86,8 @@ struct service::impl {
   std::unique_ptr<server::server> admin_srv;
   // metrics.listen: a one-loop plain-HTTP server of its own for GET /metrics.
   std::unique_ptr<server::server> metrics_srv;
+  std::unique_ptr<http_transports> transports;
+  counter_family* transport_opens = nullptr;  // by transport
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -144,6 +148,16 @@ void service::impl::setup_metrics() {
   metrics.add_counter_fn("switchboard_backpressure_drops_total",
                          "Messages dropped or connections closed for backpressure",
                          [s] { return s->srv->statistics().backpressure_drops; });
+  metrics.add_gauge("switchboard_sse_streams", "GET /sse streams open",
+                    [s] { return static_cast<double>(s->transports->sse_streams()); });
+  metrics.add_gauge("switchboard_http_sessions", "HTTP sessions (/rt/session) open",
+                    [s] { return static_cast<double>(s->transports->http_sessions()); });
+  metrics.add_gauge("switchboard_http_subscriptions",
+                    "Channel subscriptions of HTTP sessions and SSE streams",
+                    [s] { return static_cast<double>(s->hub_->http_subscriptions()); });
+  transport_opens = &metrics.add_counter_family(
+      "switchboard_transport_opens_total",
+      "Clients opened over the HTTP transports, by transport (sse, http_session)", "transport");
   publications = &metrics.add_counter("switchboard_publications_total",
                                       "Publications accepted (WebSocket and HTTP API)");
   session_counters.rate_limited =
@@ -183,6 +197,11 @@ void service::impl::build_server() {
   o.http_idle_timeout = to_ms(config.http_idle_timeout);
   o.max_http_requests = config.http_max_requests;
   o.tls = tls.get();
+  // Drain: SSE streams and HTTP sessions get their last event (reconnect)
+  // before the server finishes their streams.
+  o.on_shutdown = [this] {
+    if (transports) transports->drain();
+  };
   o.on_handshake_failure = [this](int status, std::string_view reason) {
     // Refusals of a plain HTTP request's method or body are not upgrades.
     if (reason == "body_too_large" || reason == "bad_content_length" ||
@@ -215,6 +234,8 @@ void service::impl::build_server() {
   hub_->set_control_handler([this](std::string_view m) { sessions_->apply_control(m); });
   methods = std::make_unique<api_methods>(*hub_, *sessions_, node_id,
                                           [this] { return node_json(); });
+  transports = std::make_unique<http_transports>(config, *hub_, *sessions_, *transport_opens,
+                                                 *http_errors);
 
   server::ws_behavior b;
   switch (config.compression) {
@@ -258,6 +279,7 @@ void service::impl::build_server() {
       admin->install(*admin_srv, *http_errors);
     }
   }
+  transports->install(*srv);
   if (config.demo) {
     for (const detail::asset& a : detail::embedded_assets()) {
       auto serve = [a](const server::http_request&, server::http_response& res) {
@@ -356,6 +378,7 @@ void service::impl::housekeeping_loop() {
     broker_->tick();
     release.tick(mono_ms());
     hub_->tick_presence(mono_ms());
+    transports->tick();
   }
 }
 

@@ -22,6 +22,7 @@
 #include <chrono>
 
 #include "channel.hpp"
+#include "http_peer.hpp"
 #include "json.hpp"
 #include "origin.hpp"
 #include "support.hpp"
@@ -36,20 +37,20 @@ constexpr std::size_t k_max_anonymous_info = 1024;
 constexpr std::size_t k_presence_page = 100;
 constexpr std::size_t k_max_presence_page = 1000;
 
-// The completion of a broker call made for `ws`: `then(websocket*, result)`
-// runs on the connection's loop (at once if the broker answered before
-// returning), with nullptr if the connection is gone or closing.
+// The completion of a broker call made for peer `p`: `then(peer*, result)`
+// runs where the peer lives (its connection's loop, or under an HTTP peer's
+// lock; at once if the broker answered before returning), with nullptr if
+// the peer is gone or closing.
 template <class T, class F>
-broker::completion<T> on_loop(server::server& srv, const server::websocket& ws, F then) {
-  return [&srv, id = ws.id(), then = std::move(then)](T result) mutable {
-    srv.dispatch(id, [then = std::move(then), r = std::move(result)](
-                         server::websocket* w) mutable { then(w, std::move(r)); });
+broker::completion<T> on_loop(peer& p, F then) {
+  return [ref = p.ref(), then = std::move(then)](T result) mutable {
+    ref.run([then = std::move(then), r = std::move(result)](peer* w) mutable {
+      then(w, std::move(r));
+    });
   };
 }
 
-void send_text(server::websocket& ws, const std::string& message) {
-  ws.send(message, protocol::opcode::text);
-}
+void send_text(peer& p, const std::string& message) { p.send(message); }
 
 // The label of switchboard_closes_total: the codes this server or a
 // well-behaved client uses, or "other" (a bounded set of series).
@@ -77,6 +78,62 @@ std::string_view close_label(std::uint16_t code) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// The peer seam (peer.hpp)
+
+void peer::reply_subscribed(std::string_view id, const local_channel& ch, const read_result& r) {
+  thread_local std::string reply;
+  reply_start(reply, id);
+  reply.append("\"result\":{");
+  append_stream(reply, ch.name, r.epoch, r.offset);
+  if (r.recovered) {
+    append_recovery(reply, *r.recovered, r.reason);
+    reply.append(",\"publications\":[");
+    reply.append(r.publications);
+    reply.push_back(']');
+  }
+  reply.append("}}");
+  send(reply);
+}
+
+void peer::reply_error(std::string_view id, const failure& f) {
+  thread_local std::string reply;
+  detail::reply_error(reply, id, f);
+  send(reply);
+}
+
+connection_state& ws_peer::state() { return ws_.data<connection_state>(); }
+peer_ref ws_peer::ref() { return peer_ref::websocket(srv_, ws_.id(), hub_); }
+void ws_peer::send(const std::string& text) { ws_.send(text, protocol::opcode::text); }
+void ws_peer::close(std::uint16_t code, std::string_view reason) { ws_.close(code, reason); }
+bool ws_peer::attach(local_channel& ch, std::string_view epoch) {
+  return hub_.attach(ch, epoch, ws_.id()) != nullptr;
+}
+void ws_peer::start(local_channel& ch, std::uint64_t after) { ws_.subscribe(ch.topic, after); }
+void ws_peer::detach(local_channel& ch, bool closing) {
+  if (!closing) ws_.unsubscribe(ch.topic);
+  hub_.detach(ch, ws_.id());
+}
+
+void peer_ref::run(net::unique_function<void(peer*)> f) const {
+  if (srv_) {
+    srv_->dispatch(id_, [f = std::move(f), srv = srv_, h = hub_](server::websocket* w) mutable {
+      if (!w) {
+        f(nullptr);
+        return;
+      }
+      ws_peer p(*w, *srv, *h);
+      f(&p);
+    });
+    return;
+  }
+  if (auto p = http_.lock()) {
+    p->run(std::move(f));
+  } else {
+    f(nullptr);
+  }
+}
 
 local_channel* connection_state::find_sub(std::string_view name) const noexcept {
   for (local_channel* ch : subs) {
@@ -109,21 +166,36 @@ void sessions::install(server::ws_behavior& b, server::server& srv) {
 
 void sessions::tick() {
   const std::uint64_t now = mono_ms();
-  std::vector<server::connection_id> late;
+  // A client is its connection id, or an HTTP peer (connection_state::http).
+  struct client_ref {
+    server::connection_id id;
+    std::weak_ptr<http_peer> http;
+    bool is_http;
+    explicit client_ref(const connection_state& c) : id(c.id), http(c.http), is_http(c.is_http) {}
+  };
+  std::vector<client_ref> late;
   {
     std::lock_guard lock(deadlines_mutex_);
     for (auto it = connect_deadlines_.begin(); it != connect_deadlines_.end();) {
       if (it->second <= now) {
-        late.push_back(it->first->id);
+        late.emplace_back(*it->first);
         it = connect_deadlines_.erase(it);
       } else {
         ++it;
       }
     }
   }
-  for (const auto& id : late) {
+  const auto close_client = [this](const client_ref& c, std::uint16_t code,
+                                   std::string_view reason) {
+    if (!c.is_http) {
+      srv_->close(c.id, code, std::string(reason));
+    } else if (auto h = c.http.lock()) {
+      close_http_peer(*h, code, reason);
+    }
+  };
+  for (const auto& c : late) {
     say(log_level::info, "connection closed: no connect within auth.connect_timeout");
-    srv_->close(id, k_close_auth, "authentication timeout");
+    close_client(c, k_close_auth, "authentication timeout");
   }
 
   // Addresses with no connection whose bucket has had time to refill.
@@ -143,8 +215,8 @@ void sessions::tick() {
 
   // Token lifetime: the earliest entries only, each handled once per event.
   const std::int64_t wall = wall_ms();
-  std::vector<server::connection_id> expired;
-  std::vector<std::pair<server::connection_id, std::int64_t>> refresh;  // id, exp (s)
+  std::vector<client_ref> expired;
+  std::vector<std::pair<client_ref, std::int64_t>> refresh;  // client, exp (s)
   {
     std::lock_guard lock(deadlines_mutex_);
     while (!expiry_.empty() && expiry_.begin()->first <= wall) {
@@ -152,24 +224,28 @@ void sessions::tick() {
       expiry_.erase(expiry_.begin());
       conn->expiry_due = 0;
       if (wall >= conn->expires_ms) {
-        expired.push_back(conn->id);
+        expired.emplace_back(*conn);
         continue;
       }
       // The refresh push is due; the next event is the expiry itself.
       conn->refresh_pushed = true;
-      refresh.emplace_back(conn->id, conn->expires_ms / 1000);
+      refresh.emplace_back(client_ref(*conn), conn->expires_ms / 1000);
       conn->expiry_due = conn->expires_ms;
       expiry_.emplace(conn->expiry_due, conn);
     }
   }
   thread_local std::string push;
-  for (const auto& [id, exp] : refresh) {
+  for (const auto& [c, exp] : refresh) {
     refresh_push(push, exp);
-    srv_->send(id, push, protocol::opcode::text);
+    if (!c.is_http) {
+      srv_->send(c.id, push, protocol::opcode::text);
+    } else if (auto h = c.http.lock()) {
+      send_http_peer(*h, push);
+    }
   }
-  for (const auto& id : expired) {
+  for (const auto& c : expired) {
     say(log_level::info, "connection closed: token expired without refresh");
-    srv_->close(id, k_close_token_expired, "token expired");
+    close_client(c, k_close_token_expired, "token expired");
   }
 }
 
@@ -255,45 +331,37 @@ token_result sessions::authenticate(std::string_view token, std::string_view wha
 // ---------------------------------------------------------------------------
 // Connection lifecycle
 
-void sessions::on_upgrade(server::upgrade_request& req) {
-  auto& conn = req.data<connection_state>();
-  const std::string_view origin = req.origin();
+int sessions::admit_client(connection_state& conn, const protocol::request_head& head,
+                           std::string_view origin, std::string_view host, bool secure,
+                           std::string address, std::optional<std::string> token,
+                           std::string& why) {
   // Origin is decided before the 101 (DESIGN: never after). Cross-site
   // WebSocket hijacking: a page of another site would ride on the cookie.
-  if (!origin_allowed(config_.allowed_origins, origin, req.header("Host").value_or(""),
-                      req.secure())) {
-    conn.rejected = true;
+  if (!origin_allowed(config_.allowed_origins, origin, host, secure)) {
     metrics_.handshake_failures->with("origin").inc();
     say(log_level::warn, "upgrade refused: origin not allowed: " + std::string(origin));
-    req.reject(403, config_.allowed_origins.empty()
-                        ? "origin not allowed (only the server's own origin: see "
-                          "server.allowed_origins)"
-                        : "origin not allowed");
-    return;
+    why = config_.allowed_origins.empty()
+              ? "origin not allowed (only the server's own origin: see server.allowed_origins)"
+              : "origin not allowed";
+    return 403;
   }
   // Floods: per-address connection cap and upgrade rate, before the token costs a check.
-  if (config_.max_connections_per_ip > 0 || config_.handshake_rate > 0) {
-    std::string address = client_address(req);
-    std::string why;
+  if (!address.empty() && (config_.max_connections_per_ip > 0 || config_.handshake_rate > 0)) {
     if (!admit(address, why)) {
-      conn.rejected = true;
       metrics_.handshake_failures->with("per_ip_limit").inc();
       say(log_level::warn, "upgrade refused: " + why + ": " + address);
-      req.reject(429, why);
-      return;
+      return 429;
     }
     conn.address = std::move(address);
   }
-  if (auto token = find_token(req.head(), req.query(), config_.cookie_name,
-                              config_.allow_token_in_url)) {
+  if (token) {
     token_result r = authenticate(*token, "upgrade");
     // A token in the request is checked before the 101: a bad one is a 401, not a close.
     if (!r.claims) {
-      conn.rejected = true;
       if (!conn.address.empty()) release(conn.address);
       conn.address.clear();
-      req.reject(401, r.error);
-      return;
+      why = r.error;
+      return 401;
     }
     conn.user = r.claims->user;
     conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
@@ -303,12 +371,30 @@ void sessions::on_upgrade(server::upgrade_request& req) {
   }
   if (hooks_) {
     conn.hook = std::make_unique<hook_state>();
-    for (const auto& field : req.head().headers()) {
+    for (const auto& field : head.headers()) {
       if (hooks_->forwards(field.name)) conn.hook->headers.emplace_back(field.name, field.value);
     }
   }
   conn.client = random_hex(8);
   conn.bucket.emplace(config_.command_rate, config_.command_burst);
+  return 0;
+}
+
+void sessions::on_upgrade(server::upgrade_request& req) {
+  auto& conn = req.data<connection_state>();
+  std::string address;
+  if (config_.max_connections_per_ip > 0 || config_.handshake_rate > 0) {
+    address = client_address(req);
+  }
+  std::string why;
+  const int status = admit_client(
+      conn, req.head(), req.origin(), req.header("Host").value_or(""), req.secure(), std::move(address),
+      find_token(req.head(), req.query(), config_.cookie_name, config_.allow_token_in_url), why);
+  if (status != 0) {
+    conn.rejected = true;
+    req.reject(status, why);
+    return;
+  }
   const std::string_view offered[] = {k_subprotocol};
   if (req.select_subprotocol(offered)) {
     req.accept(k_subprotocol);
@@ -317,9 +403,20 @@ void sessions::on_upgrade(server::upgrade_request& req) {
   }
 }
 
-void sessions::on_open(server::websocket& ws) {
-  auto& conn = ws.data<connection_state>();
-  conn.id = ws.id();
+int sessions::admit(connection_state& conn, const protocol::request_head& head,
+                    std::string_view query, bool secure, std::string_view body_token,
+                    std::string& why) {
+  std::optional<std::string> token =
+      find_token(head, query, config_.cookie_name, config_.allow_token_in_url);
+  if (!token && !body_token.empty()) token.emplace(body_token);
+  // (Per-address limits need the peer's address, which a plain HTTP handler
+  // is not given: the HTTP transports count against max_connections only.)
+  return admit_client(conn, head, head.find("Origin").value_or(""), head.find("Host").value_or(""),
+                      secure, {}, std::move(token), why);
+}
+
+void sessions::open(peer& p) {
+  auto& conn = p.state();
   conn.presence = std::make_shared<const presence_entry>(presence_entry{
       conn.client, presence_json(conn.client, conn.user,
                                   conn.claims ? std::string_view(conn.claims->info) : "")});
@@ -331,13 +428,32 @@ void sessions::on_open(server::websocket& ws) {
   if (conn.claims) watch_expiry(conn);
   index(conn);
   if (hooks_ && hooks_->connect() && hooks_->connect_always() && conn.connected) {
-    hook_connect_on_open(ws, conn);
+    hook_connect_on_open(p, conn);
   }
   if (!conn.needs_connect) announce(conn, "connect");
 }
 
+void sessions::closed(peer& p, int code, std::string_view reason) {
+  auto& conn = p.state();
+  {
+    std::lock_guard lock(deadlines_mutex_);
+    connect_deadlines_.erase(&conn);
+  }
+  watch_expiry(conn, true);
+  unindex(conn);
+  if (!conn.address.empty()) release(conn.address);
+  conn.address.clear();
+  while (!conn.subs.empty()) leave(p, *conn.subs.back(), true);
+  if (conn.hook && conn.hook->announced) announce(conn, "disconnect", {}, code, reason);
+}
+
+void sessions::on_open(server::websocket& ws) {
+  ws.data<connection_state>().id = ws.id();
+  ws_peer p(ws, *srv_, hub_);
+  open(p);
+}
+
 void sessions::on_close(server::websocket& ws, std::uint16_t code, std::string_view reason) {
-  auto& conn = ws.data<connection_state>();
   // A close we sent counts as its code, answered or not (not as 1006); and a
   // client cannot mint labels: unknown codes are "other".
   const std::uint16_t counted = ws.close_code_sent() != 0 ? ws.close_code_sent() : code;
@@ -346,25 +462,16 @@ void sessions::on_close(server::websocket& ws, std::uint16_t code, std::string_v
   } else {
     metrics_.closes->with(close_label(counted)).inc();
   }
-  {
-    std::lock_guard lock(deadlines_mutex_);
-    connect_deadlines_.erase(&conn);
-  }
-  watch_expiry(conn, true);
-  unindex(conn);
-  if (!conn.address.empty()) release(conn.address);
-  while (!conn.subs.empty()) leave(conn, *conn.subs.back(), nullptr);
-  if (conn.hook && conn.hook->announced) {
-    const bool ours = ws.close_code_sent() != 0;
-    announce(conn, "disconnect", {}, ours ? ws.close_code_sent() : code, reason);
-  }
+  ws_peer p(ws, *srv_, hub_);
+  const bool ours = ws.close_code_sent() != 0;
+  closed(p, ours ? ws.close_code_sent() : code, reason);
 }
 
-void sessions::leave(connection_state& conn, local_channel& ch, server::websocket* ws) {
-  if (ws) ws->unsubscribe(ch.topic);
+void sessions::leave(peer& p, local_channel& ch, bool closing) {
+  auto& conn = p.state();
+  p.detach(ch, closing);
   conn.subs.erase(std::find(conn.subs.begin(), conn.subs.end(), &ch));
   hub_.count_subscription(-1);
-  hub_.detach(ch, conn.id);
   // The leave push goes out before the node may unsubscribe (the stream's epoch names its topic).
   if (ch.ns->presence) hub_.backend().presence_remove(ch.name, conn.client);
   announce(conn, "unsubscribe", ch.name);
@@ -376,12 +483,17 @@ void sessions::leave(connection_state& conn, local_channel& ch, server::websocke
 // Commands
 
 void sessions::on_message(server::websocket& ws, std::string_view payload, protocol::opcode op) {
-  auto& conn = ws.data<connection_state>();
   // switchboard.v1 is JSON text only (docs/protocol.md, "Close codes").
   if (op != protocol::opcode::text) {
     ws.close(1003, "binary messages are not supported");
     return;
   }
+  ws_peer p(ws, *srv_, hub_);
+  handle(p, payload);
+}
+
+void sessions::handle(peer& ws, std::string_view payload) {
+  auto& conn = ws.state();
   // Behind a hook call in flight: commands run in the order they came.
   if (conn.hook && hook_queue(ws, conn, payload)) return;
   const auto started = std::chrono::steady_clock::now();
@@ -411,8 +523,7 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
     }
   }
   if (fail) {
-    reply_error(reply, c.id, *fail);
-    send_text(ws, reply);
+    ws.reply_error(c.id, *fail);
   } else if (!replied) {
     reply_result(reply, c.id, result);
     send_text(ws, reply);
@@ -428,7 +539,7 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
       label, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
-std::optional<failure> sessions::dispatch(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::dispatch(peer& ws, connection_state& conn,
                                           const command& c, std::string& result,
                                           bool& close_after, bool& replied) {
   const std::string_view cmd = c.cmd;
@@ -505,7 +616,7 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
   return std::nullopt;
 }
 
-std::optional<failure> sessions::cmd_refresh(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_refresh(peer& ws, connection_state& conn,
                                              const command& c, std::string& result) {
   // Only a token-authenticated connection has a lifetime to extend.
   if (!conn.claims) return make_failure(errors::refresh_without_token);
@@ -524,7 +635,7 @@ std::optional<failure> sessions::cmd_refresh(server::websocket& ws, connection_s
     if (conn.grants(ch->name)) continue;
     unsubscribe_push(push, ch->name, "channel no longer granted by the token");
     send_text(ws, push);
-    leave(conn, *ch, &ws);
+    leave(ws, *ch, false);
   }
   result = "{\"exp\":";
   append_uint(result, static_cast<std::uint64_t>(std::max<std::int64_t>(0, conn.claims->expires)));
@@ -547,7 +658,7 @@ std::optional<failure> sessions::check_channel(const connection_state* conn, con
   return std::nullopt;
 }
 
-std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_subscribe(peer& ws, connection_state& conn,
                                                const command& c) {
   std::string_view name;
   const namespace_options* ns = nullptr;
@@ -566,31 +677,32 @@ std::optional<failure> sessions::cmd_subscribe(server::websocket& ws, connection
   return std::nullopt;
 }
 
-void sessions::subscribe_now(server::websocket& ws, std::string_view name,
-                             const namespace_options& ns, std::optional<stream_position> since,
-                             std::string id, bool server_side) {
+void sessions::subscribe_now(peer& ws, std::string_view name, const namespace_options& ns,
+                             std::optional<stream_position> since, std::string id,
+                             bool server_side) {
   local_channel& ch = hub_.join(name, ns);
+  ws.prepare(ch);
   read_request request;
   request.since = std::move(since);
   hub_.backend().read(
       name, ns, std::move(request),
-      on_loop<read_result>(*srv_, ws, [this, &ch, id = std::move(id), server_side](
-                                          server::websocket* w, read_result r) {
-        if (!w) {  // closed meanwhile: nothing to attach to
+      on_loop<read_result>(ws, [this, &ch, id = std::move(id), server_side](peer* w,
+                                                                            read_result r) {
+        if (!w) {  // closed meanwhile: nothing to attach to (closing cancelled prepare())
           hub_.leave(ch);
           return;
         }
-        thread_local std::string reply;
         if (r.error) {
+          w->cancel(ch);
           hub_.leave(ch);
           // A server-side subscription that failed is not the client's error to read.
           if (server_side) return;
-          reply_error(reply, id, *r.error);
-          send_text(*w, reply);
+          w->reply_error(id, *r.error);
           return;
         }
-        auto& conn = w->data<connection_state>();
+        auto& conn = w->state();
         if (server_side && conn.find_sub(ch.name)) {  // already there
+          w->cancel(ch);
           hub_.leave(ch);
           return;
         }
@@ -609,34 +721,25 @@ void sessions::subscribe_now(server::websocket& ws, std::string_view name,
           }
         }
         if (refused) {
+          w->cancel(ch);
           hub_.leave(ch);
-          reply_error(reply, id, *refused);
-          send_text(*w, reply);
+          w->reply_error(id, *refused);
           return;
         }
-        const std::string* attached = hub_.attach(ch, r.epoch, w->id());
-        if (!attached) {  // the stream was lost after this read (hub::on_stream_lost)
+        if (!w->attach(ch, r.epoch)) {  // the stream was lost after this read (hub::on_stream_lost)
+          w->cancel(ch);
           hub_.leave(ch);
           w->close(1012, "channel stream lost: reconnect and subscribe again");
           return;
         }
-        const std::string& topic = *attached;
         if (server_side) {
-          subscribe_push(reply, ch.name, r.epoch, r.offset);
+          thread_local std::string push;
+          subscribe_push(push, ch.name, r.epoch, r.offset);
+          w->send(push);
         } else {
-          reply_start(reply, id);
-          reply.append("\"result\":{");
-          append_stream(reply, ch.name, r.epoch, r.offset);
-          if (r.recovered) {
-            append_recovery(reply, *r.recovered, r.reason);
-            reply.append(",\"publications\":[");
-            reply.append(r.publications);
-            reply.push_back(']');
-          }
-          reply.append("}}");
+          w->reply_subscribed(id, ch, r);
         }
-        send_text(*w, reply);
-        w->subscribe(topic, r.offset);
+        w->start(ch, r.offset);
         conn.subs.push_back(&ch);
         hub_.count_subscription(1);
         if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
@@ -645,18 +748,18 @@ void sessions::subscribe_now(server::websocket& ws, std::string_view name,
       }));
 }
 
-std::optional<failure> sessions::cmd_unsubscribe(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_unsubscribe(peer& ws, connection_state& conn,
                                                  const command& c) {
   if (!c.has_channel) return make_failure(errors::no_channel);
   const std::string_view name = c.channel;
   if (!valid_channel_name(name)) return make_failure(errors::invalid_channel);
   local_channel* ch = conn.find_sub(name);
   if (!ch) return make_failure(errors::not_subscribed);
-  leave(conn, *ch, &ws);
+  leave(ws, *ch, false);
   return std::nullopt;
 }
 
-std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_publish(peer& ws, connection_state& conn,
                                              const command& c) {
   std::string_view name;
   const namespace_options* ns = nullptr;
@@ -675,10 +778,10 @@ std::optional<failure> sessions::cmd_publish(server::websocket& ws, connection_s
   return std::nullopt;
 }
 
-void sessions::publish_now(server::websocket& ws, connection_state& conn, std::string_view name,
+void sessions::publish_now(peer& ws, connection_state& conn, std::string_view name,
                            const namespace_options& ns, std::string_view data, std::string id) {
   hub_.publish(name, ns, data, conn.client, conn.user,
-               on_loop<publish_result>(*srv_, ws, [id = std::move(id)](server::websocket* w,
+               on_loop<publish_result>(ws, [id = std::move(id)](peer* w,
                                                               publish_result r) {
                  if (!w) return;
                  thread_local std::string reply;
@@ -694,7 +797,7 @@ void sessions::publish_now(server::websocket& ws, connection_state& conn, std::s
                }));
 }
 
-std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_presence(peer& ws, connection_state& conn,
                                               const command& c) {
   std::string_view name;
   const namespace_options* ns = nullptr;
@@ -711,8 +814,8 @@ std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_
   hub_.backend().presence(
       name, std::move(request),
       on_loop<broker::presence_result>(
-          *srv_, ws,
-          [id = c.id, channel = std::string(name)](server::websocket* w,
+          ws,
+          [id = c.id, channel = std::string(name)](peer* w,
                                                    broker::presence_result r) {
             if (!w) return;
             thread_local std::string reply;
@@ -730,7 +833,7 @@ std::optional<failure> sessions::cmd_presence(server::websocket& ws, connection_
   return std::nullopt;
 }
 
-std::optional<failure> sessions::cmd_history(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_history(peer& ws, connection_state& conn,
                                              const command& c) {
   std::string_view name;
   const namespace_options* ns = nullptr;
@@ -745,8 +848,8 @@ std::optional<failure> sessions::cmd_history(server::websocket& ws, connection_s
   request.latest_when_lost = true;
   hub_.backend().read(
       name, *ns, std::move(request),
-      on_loop<read_result>(*srv_, ws, [id = c.id, channel = std::string(name)](
-                                          server::websocket* w, read_result r) {
+      on_loop<read_result>(ws, [id = c.id, channel = std::string(name)](peer* w,
+                                                                        read_result r) {
         if (!w) return;
         thread_local std::string reply;
         thread_local std::string result;

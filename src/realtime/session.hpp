@@ -32,6 +32,7 @@
 #include "hooks.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
+#include "peer.hpp"
 #include "rate_limit.hpp"
 
 namespace switchboard::realtime::detail {
@@ -80,6 +81,10 @@ struct connection_state {
   std::string address;
   // Proxy hooks; null when none is configured.
   std::unique_ptr<hook_state> hook;
+  // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
+  // sends and closes instead of the server connection `id`.
+  std::weak_ptr<http_peer> http;
+  bool is_http = false;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -108,6 +113,18 @@ class sessions {
   void set_hooks(hook_caller* hooks) noexcept { hooks_ = hooks; }
   // Lifecycle events (event_outbox.hpp); null: none. Needs set_hooks().
   void set_events(event_outbox* events) noexcept { events_ = events; }
+  // The HTTP transports (http_peer.hpp) share the /ws session through these.
+  // admit(): the checks of an upgrade (Origin, token) for a request; 0 and
+  // `conn` set up, or the HTTP status /ws would refuse with and why.
+  int admit(connection_state& conn, const protocol::request_head& head, std::string_view query,
+            bool secure, std::string_view body_token, std::string& why);
+  // After admit(): the peer exists (presence entry, connect deadline, expiry).
+  void open(peer& p);
+  // One text message from the client, as /ws on_message runs it.
+  void handle(peer& p, std::string_view payload);
+  // The client went away (with close `code` and `reason`, for the
+  // disconnect event): leaves every channel, forgets its deadlines.
+  void closed(peer& p, int code, std::string_view reason);
 
   // Checks a command's "channel": present, valid, in a configured namespace,
   // and (when `conn` is set) granted by its token. Shared with the HTTP API.
@@ -143,21 +160,21 @@ class sessions {
 
   // Runs one command. A command answered at once puts its result in
   // `result`; one that answers from a broker completion sets `replied`.
-  std::optional<failure> dispatch(server::websocket& ws, connection_state& conn,
+  std::optional<failure> dispatch(peer& ws, connection_state& conn,
                                   const command& c, std::string& result, bool& close_after,
                                   bool& replied);
   std::optional<failure> cmd_connect(connection_state& conn, const command& c,
                                      std::string& result, bool& close_after);
   // These four answer from the broker's completion (on_loop in session.cpp).
-  std::optional<failure> cmd_subscribe(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_subscribe(peer& ws, connection_state& conn,
                                        const command& c);
-  std::optional<failure> cmd_publish(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_publish(peer& ws, connection_state& conn,
                                      const command& c);
-  std::optional<failure> cmd_presence(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_presence(peer& ws, connection_state& conn,
                                       const command& c);
-  std::optional<failure> cmd_history(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_history(peer& ws, connection_state& conn,
                                      const command& c);
-  std::optional<failure> cmd_unsubscribe(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_unsubscribe(peer& ws, connection_state& conn,
                                          const command& c);
   // The client's address: the peer, or from X-Forwarded-For when the peer is
   // a trusted proxy.
@@ -167,41 +184,47 @@ class sessions {
   bool admit(const std::string& address, std::string& why);
   void release(const std::string& address);
 
-  std::optional<failure> cmd_refresh(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_refresh(peer& ws, connection_state& conn,
                                      const command& c, std::string& result);
   // Puts `conn` (with claims) in the expiry index for its token's exp, or
   // takes it out (`remove`).
   void watch_expiry(connection_state& conn, bool remove = false);
-  // Leaves one channel: topic, presence, hub. `ws` null when closing.
-  void leave(connection_state& conn, local_channel& ch, server::websocket* ws);
+  // Leaves one channel: delivery, presence, hub.
+  void leave(peer& p, local_channel& ch, bool closing);
+  // What an upgrade or a transport request must pass; see admit().
+  // `head`: the request's headers (hooks.forward_headers).
+  int admit_client(connection_state& conn, const protocol::request_head& head,
+                   std::string_view origin, std::string_view host, bool secure,
+                   std::string address, std::optional<std::string> token, std::string& why);
 
   // Proxy hooks (session_hooks.cpp). hook_queue(): true if the command was
   // queued behind a hook call in flight (command order per connection).
-  bool hook_queue(server::websocket& ws, connection_state& conn, std::string_view payload);
+  bool hook_queue(peer& ws, connection_state& conn, std::string_view payload);
   // Commands that a hook answers; nullopt: not this one, dispatch as usual.
-  std::optional<std::optional<failure>> dispatch_hooked(server::websocket& ws,
+  std::optional<std::optional<failure>> dispatch_hooked(peer& ws,
                                                         connection_state& conn, const command& c,
                                                         bool& close_after);
-  std::optional<failure> hook_connect(server::websocket& ws, connection_state& conn,
+  std::optional<failure> hook_connect(peer& ws, connection_state& conn,
                                       const command& c, bool& close_after);
-  std::optional<failure> hook_refresh(server::websocket& ws, connection_state& conn,
+  std::optional<failure> hook_refresh(peer& ws, connection_state& conn,
                                       const command& c);
-  std::optional<failure> cmd_rpc(server::websocket& ws, connection_state& conn, const command& c);
-  std::optional<failure> hook_subscribe(server::websocket& ws, connection_state& conn,
+  std::optional<failure> cmd_rpc(peer& ws, connection_state& conn, const command& c);
+  std::optional<failure> hook_subscribe(peer& ws, connection_state& conn,
                                         const command& c, const hook_target& target,
                                         std::string_view name, const namespace_options& ns);
-  std::optional<failure> hook_publish(server::websocket& ws, connection_state& conn,
+  std::optional<failure> hook_publish(peer& ws, connection_state& conn,
                                       const command& c, const hook_target& target,
                                       std::string_view name, const namespace_options& ns);
   // The connect hook of a client whose token came with the upgrade
   // (hooks.connect_always).
-  void hook_connect_on_open(server::websocket& ws, connection_state& conn);
-  // Sends `body` to `target` for `ws`; `then(websocket&, hook_answer)` runs on
-  // the connection's loop if it is still open, after which queued commands run.
-  void hook_call(server::websocket& ws, connection_state& conn, const hook_target& target,
+  void hook_connect_on_open(peer& ws, connection_state& conn);
+  // Sends `body` to `target` for `ws`; `then(peer&, hook_answer)` runs where
+  // the peer lives (peer_ref::run) if it is still open, after which queued
+  // commands run.
+  void hook_call(peer& ws, connection_state& conn, const hook_target& target,
                  std::string body,
-                 net::unique_function<void(server::websocket&, hook_answer)> then);
-  void hook_resume(server::websocket& ws);
+                 net::unique_function<void(peer&, hook_answer)> then);
+  void hook_resume(peer& ws);
   // Emits a lifecycle event of `conn` (no-op without [events]).
   void announce(connection_state& conn, std::string_view type, std::string_view channel = {},
                 int code = -1, std::string_view reason = {});
@@ -211,9 +234,9 @@ class sessions {
                       std::int64_t expire_at);
   // Subscribes `ws` to `name` (after the checks and hooks): the reply to
   // command `id`, or a subscribe push when `server_side`.
-  void subscribe_now(server::websocket& ws, std::string_view name, const namespace_options& ns,
+  void subscribe_now(peer& ws, std::string_view name, const namespace_options& ns,
                      std::optional<stream_position> since, std::string id, bool server_side);
-  void publish_now(server::websocket& ws, connection_state& conn, std::string_view name,
+  void publish_now(peer& ws, connection_state& conn, std::string_view name,
                    const namespace_options& ns, std::string_view data, std::string id);
 
   const realtime_config& config_;
@@ -239,12 +262,16 @@ class sessions {
   // Token expiry: {due (wall ms), connection}, earliest first.
   std::set<std::pair<std::int64_t, connection_state*>> expiry_;
 
-  // The server API's subscribe / unsubscribe of one connection, on its loop.
-  void server_subscribe(server::websocket& ws, const std::string& channel);
-  void server_unsubscribe(server::websocket& ws, const std::string& channel);
+  // The server API's subscribe / unsubscribe of one client, where it lives
+  // (a /ws connection's loop, an HTTP peer's lock).
+  void server_subscribe(peer& ws, const std::string& channel);
+  void server_unsubscribe(peer& ws, const std::string& channel);
   // Connections by client id and by user (session_control.cpp).
+  // A /ws connection by `id`, an HTTP session or SSE stream by `http`.
   struct indexed {
     server::connection_id id{};
+    std::weak_ptr<http_peer> http;
+    bool is_http = false;
     std::string user;
   };
   mutable std::mutex index_mutex_;

@@ -4,7 +4,8 @@
 //
 // A control message reaches every node (broker::send_control); each one
 // looks the user or client up in its own index and acts on the connections
-// it finds, on their loops (server::dispatch). A node without them does
+// it finds where they live (peer_ref::run: a /ws connection's loop, an
+// HTTP session's or SSE stream's lock). A node without them does
 // nothing: that is how "wherever the user is connected" works without a
 // registry of who is where.
 #include <simdjson.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 
 #include "channel.hpp"
+#include "http_peer.hpp"
 #include "session.hpp"
 #include "wire.hpp"
 
@@ -27,6 +29,8 @@ void sessions::index(const connection_state& conn) {
     if (clients.empty()) by_user_.erase(it->second.user);
   }
   it->second.id = conn.id;
+  it->second.http = conn.http;
+  it->second.is_http = conn.is_http;
   it->second.user = conn.user;
   if (!conn.user.empty()) by_user_[conn.user].push_back(conn.client);
 }
@@ -34,7 +38,12 @@ void sessions::index(const connection_state& conn) {
 void sessions::unindex(const connection_state& conn) {
   std::lock_guard lock(index_mutex_);
   const auto it = by_client_.find(conn.client);
-  if (it == by_client_.end() || it->second.id != conn.id) return;
+  if (it == by_client_.end() || it->second.is_http != conn.is_http) return;
+  if (conn.is_http ? (it->second.http.owner_before(conn.http) ||
+                      conn.http.owner_before(it->second.http))
+                   : it->second.id != conn.id) {
+    return;
+  }
   if (!it->second.user.empty()) {
     const auto u = by_user_.find(it->second.user);
     if (u != by_user_.end()) {
@@ -72,26 +81,33 @@ void sessions::apply_control(std::string_view message) {
   read("reason", reason);
   read("code", code);
 
-  std::vector<server::connection_id> targets;
+  // Where each client lives: a /ws connection's loop or an HTTP peer.
+  std::vector<peer_ref> targets;
+  const auto target = [this](const indexed& x) {
+    return x.is_http ? peer_ref::http(x.http) : peer_ref::websocket(*srv_, x.id, hub_);
+  };
   {
     std::lock_guard lock(index_mutex_);
     if (!client.empty()) {
       const auto it = by_client_.find(std::string(client));
       // A client and a user: only that client, and only if it is that user's.
       if (it != by_client_.end() && (user.empty() || it->second.user == user)) {
-        targets.push_back(it->second.id);
+        targets.push_back(target(it->second));
       }
     } else if (!user.empty()) {
       const auto u = by_user_.find(std::string(user));
       if (u != by_user_.end()) {
-        for (const std::string& c : u->second) targets.push_back(by_client_.at(c).id);
+        for (const std::string& c : u->second) targets.push_back(target(by_client_.at(c)));
       }
     }
   }
   if (targets.empty()) return;
   if (op == "disconnect") {
-    for (const auto& id : targets)
-      srv_->close(id, static_cast<std::uint16_t>(code), std::string(reason));
+    for (const auto& t : targets) {
+      t.run([code = static_cast<std::uint16_t>(code), reason = std::string(reason)](peer* p) {
+        if (p) p->close(code, reason);
+      });
+    }
     return;
   }
   const bool subscribe = op == "subscribe";
@@ -99,13 +115,13 @@ void sessions::apply_control(std::string_view message) {
     say(log_level::warn, "server API: ignored a control message with an unknown op");
     return;
   }
-  for (const auto& id : targets) {
-    srv_->dispatch(id, [this, subscribe, ch = std::string(channel)](server::websocket* w) {
-      if (!w) return;  // gone or closing
+  for (const auto& t : targets) {
+    t.run([this, subscribe, ch = std::string(channel)](peer* p) {
+      if (!p) return;  // gone or closing
       if (subscribe) {
-        server_subscribe(*w, ch);
+        server_subscribe(*p, ch);
       } else {
-        server_unsubscribe(*w, ch);
+        server_unsubscribe(*p, ch);
       }
     });
   }
@@ -114,11 +130,12 @@ void sessions::apply_control(std::string_view message) {
 // Like cmd_subscribe (session.cpp) without `since`, answered by a push: the
 // token's grants are not checked (the backend decided), the subscription
 // limit is.
-void sessions::server_subscribe(server::websocket& ws, const std::string& channel) {
-  auto& conn = ws.data<connection_state>();
+void sessions::server_subscribe(peer& ws, const std::string& channel) {
+  auto& conn = ws.state();
   // A connection that has not sent `connect` cannot have subscriptions yet
-  // (connect must come first, docs/protocol.md).
-  if (conn.needs_connect || conn.find_sub(channel)) return;
+  // (connect must come first, docs/protocol.md); a GET /sse stream has the
+  // channels of its query only (its event ids name their positions).
+  if (conn.needs_connect || conn.find_sub(channel) || !ws.takes_server_subscriptions()) return;
   command c;
   c.has_channel = true;
   c.channel = channel;
@@ -134,14 +151,14 @@ void sessions::server_subscribe(server::websocket& ws, const std::string& channe
   subscribe_now(ws, name, *ns, std::nullopt, {}, true);
 }
 
-void sessions::server_unsubscribe(server::websocket& ws, const std::string& channel) {
-  auto& conn = ws.data<connection_state>();
+void sessions::server_unsubscribe(peer& ws, const std::string& channel) {
+  auto& conn = ws.state();
   local_channel* ch = conn.find_sub(channel);
-  if (!ch) return;
+  if (!ch || !ws.takes_server_subscriptions()) return;
   thread_local std::string push;
   unsubscribe_push(push, ch->name, "unsubscribed by the server");
-  ws.send(push, protocol::opcode::text);
-  leave(conn, *ch, &ws);
+  ws.send(push);
+  leave(ws, *ch, false);
 }
 
 }  // namespace switchboard::realtime::detail

@@ -7,8 +7,9 @@
 // hook_state::queued (copies of the messages) and run, in order, once the
 // answer has been applied; the connection's loop never waits. The answer
 // comes back like a broker completion: the hook thread hands it to
-// server::dispatch, which runs it on the connection's loop, or not at all if
-// the connection has closed meanwhile.
+// peer_ref::run, which runs it where the client lives (a /ws connection's
+// loop, an HTTP session's or SSE stream's lock), or not at all if the client
+// has closed meanwhile.
 #include <simdjson.h>
 
 #include <algorithm>
@@ -28,16 +29,15 @@ namespace {
 constexpr std::size_t k_max_hook_queue = 64;
 constexpr std::size_t k_max_method = 256;
 
-void send_text(server::websocket& ws, const std::string& message) {
-  ws.send(message, protocol::opcode::text);
-}
+void send_text(peer& p, const std::string& message) { p.send(message); }
 
-// {"client":"…","transport":"websocket"[,"user":"…"] — the start of every
+// {"client":"…","transport":"websocket"|"sse"|"http_session"[,"user":"…"] — the start of every
 // hook body; the caller adds its fields and the closing brace.
-std::string body_start(const connection_state& conn, std::string_view user) {
+std::string body_start(peer& p, std::string_view user) {
   std::string body("{\"client\":");
-  append_json_string(body, conn.client);
-  body.append(",\"transport\":\"websocket\"");
+  append_json_string(body, p.state().client);
+  body.append(",\"transport\":");
+  append_json_string(body, p.transport());
   if (!user.empty()) {
     body.append(",\"user\":");
     append_json_string(body, user);
@@ -53,7 +53,7 @@ void log_failure(const log_function& log, const hook_target& t, const hook_answe
 
 }  // namespace
 
-bool sessions::hook_queue(server::websocket& ws, connection_state& conn, std::string_view payload) {
+bool sessions::hook_queue(peer& ws, connection_state& conn, std::string_view payload) {
   if (!conn.hook->waiting) return false;
   if (conn.hook->queued.size() >= k_max_hook_queue) {
     ws.close(1008, "too many commands waiting for a hook's answer");
@@ -63,27 +63,27 @@ bool sessions::hook_queue(server::websocket& ws, connection_state& conn, std::st
   return true;
 }
 
-void sessions::hook_resume(server::websocket& ws) {
-  auto& conn = ws.data<connection_state>();
+void sessions::hook_resume(peer& ws) {
+  auto& conn = ws.state();
   // Each queued command may start another hook call: the rest wait again.
   while (conn.hook && !conn.hook->waiting && !conn.hook->queued.empty() && ws.is_open()) {
     std::string payload = std::move(conn.hook->queued.front());
     conn.hook->queued.pop_front();
-    on_message(ws, payload, protocol::opcode::text);
+    handle(ws, payload);
   }
 }
 
-void sessions::hook_call(server::websocket& ws, connection_state& conn, const hook_target& target,
+void sessions::hook_call(peer& ws, connection_state& conn, const hook_target& target,
                          std::string body,
-                         net::unique_function<void(server::websocket&, hook_answer)> then) {
+                         net::unique_function<void(peer&, hook_answer)> then) {
   conn.hook->waiting = true;
   hooks_->call(target, std::move(body), &conn.hook->headers,
-               [this, srv = srv_, id = ws.id(), &target,
+               [this, ref = ws.ref(), &target,
                 then = std::move(then)](hook_answer answer) mutable {
-                 srv->dispatch(id, [this, &target, then = std::move(then),
-                                    answer = std::move(answer)](server::websocket* w) mutable {
+                 ref.run([this, &target, then = std::move(then),
+                          answer = std::move(answer)](peer* w) mutable {
                    if (!w) return;  // closed meanwhile: nobody to answer
-                   auto& c = w->data<connection_state>();
+                   auto& c = w->state();
                    c.hook->waiting = false;
                    if (answer.result == hook_answer::outcome::failed)
                      log_failure(log_, target, answer);
@@ -93,7 +93,7 @@ void sessions::hook_call(server::websocket& ws, connection_state& conn, const ho
                });
 }
 
-std::optional<std::optional<failure>> sessions::dispatch_hooked(server::websocket& ws,
+std::optional<std::optional<failure>> sessions::dispatch_hooked(peer& ws,
                                                                 connection_state& conn,
                                                                 const command& c,
                                                                 bool& close_after) {
@@ -156,7 +156,7 @@ void sessions::announce(connection_state& conn, std::string_view type, std::stri
   events_->emit(e);
 }
 
-std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::hook_connect(peer& ws, connection_state& conn,
                                               const command& c, bool& close_after) {
   std::string token_user;
   std::string token_info;
@@ -172,7 +172,7 @@ std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_
     claims = std::move(r.claims);
   }
   if (c.info_error) return c.info_error;
-  std::string body = body_start(conn, token_user);
+  std::string body = body_start(ws, token_user);
   if (c.has_data) {
     body.append(",\"data\":");
     body.append(c.data);
@@ -184,8 +184,8 @@ std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_
   body.push_back('}');
   hook_call(ws, conn, *hooks_->connect(), std::move(body),
             [this, id = c.id, token_user, token_info, claims = std::move(claims)](
-                server::websocket& w, hook_answer a) mutable {
-              auto& conn = w.data<connection_state>();
+                peer& w, hook_answer a) mutable {
+              auto& conn = w.state();
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
                 reply_error(reply, id, a.denial);
@@ -217,6 +217,7 @@ std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_
               reply_result(reply, id, result);
               send_text(w, reply);
               for (const std::string& channel : a.channels) {
+                if (!w.takes_server_subscriptions()) break;  // GET /sse: its query's only
                 if (conn.subs.size() >= config_.max_subscriptions) break;
                 if (!valid_channel_name(channel)) continue;
                 const auto it = config_.namespaces.find(namespace_of(channel, k_default_namespace));
@@ -227,12 +228,12 @@ std::optional<failure> sessions::hook_connect(server::websocket& ws, connection_
   return std::nullopt;
 }
 
-void sessions::hook_connect_on_open(server::websocket& ws, connection_state& conn) {
-  std::string body = body_start(conn, conn.user);
+void sessions::hook_connect_on_open(peer& ws, connection_state& conn) {
+  std::string body = body_start(ws, conn.user);
   body.push_back('}');
   hook_call(ws, conn, *hooks_->connect(), std::move(body),
-            [this](server::websocket& w, hook_answer a) {
-              auto& conn = w.data<connection_state>();
+            [this](peer& w, hook_answer a) {
+              auto& conn = w.state();
               if (a.result == hook_answer::outcome::deny) {
                 w.close(k_close_auth, a.denial.message);
                 return;
@@ -246,6 +247,7 @@ void sessions::hook_connect_on_open(server::websocket& ws, connection_state& con
                     presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
               }
               for (const std::string& channel : a.channels) {
+                if (!w.takes_server_subscriptions()) break;  // GET /sse: its query's only
                 if (conn.subs.size() >= config_.max_subscriptions) break;
                 if (!valid_channel_name(channel)) continue;
                 const auto it = config_.namespaces.find(namespace_of(channel, k_default_namespace));
@@ -255,17 +257,17 @@ void sessions::hook_connect_on_open(server::websocket& ws, connection_state& con
             });
 }
 
-std::optional<failure> sessions::hook_refresh(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::hook_refresh(peer& ws, connection_state& conn,
                                               const command& c) {
-  std::string body = body_start(conn, conn.user);
+  std::string body = body_start(ws, conn.user);
   if (c.has_data) {
     body.append(",\"data\":");
     body.append(c.data);
   }
   body.push_back('}');
   hook_call(ws, conn, *hooks_->refresh(), std::move(body),
-            [this, id = c.id](server::websocket& w, hook_answer a) {
-              auto& conn = w.data<connection_state>();
+            [this, id = c.id](peer& w, hook_answer a) {
+              auto& conn = w.state();
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
                 reply_error(reply, id, a.denial);
@@ -299,13 +301,13 @@ std::optional<failure> sessions::hook_refresh(server::websocket& ws, connection_
   return std::nullopt;
 }
 
-std::optional<failure> sessions::cmd_rpc(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::cmd_rpc(peer& ws, connection_state& conn,
                                          const command& c) {
   if (!hooks_ || !hooks_->rpc()) return make_failure(errors::rpc_not_configured);
   if (!c.has_method || c.method.empty() || c.method.size() > k_max_method) {
     return make_failure(errors::no_method);
   }
-  std::string body = body_start(conn, conn.user);
+  std::string body = body_start(ws, conn.user);
   body.append(",\"method\":");
   append_json_string(body, c.method);
   if (c.has_data) {
@@ -314,7 +316,7 @@ std::optional<failure> sessions::cmd_rpc(server::websocket& ws, connection_state
   }
   body.push_back('}');
   hook_call(ws, conn, *hooks_->rpc(), std::move(body),
-            [id = c.id](server::websocket& w, hook_answer a) {
+            [id = c.id](peer& w, hook_answer a) {
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
                 reply_error(reply, id, a.denial);
@@ -331,11 +333,11 @@ std::optional<failure> sessions::cmd_rpc(server::websocket& ws, connection_state
   return std::nullopt;
 }
 
-std::optional<failure> sessions::hook_subscribe(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::hook_subscribe(peer& ws, connection_state& conn,
                                                 const command& c, const hook_target& target,
                                                 std::string_view name,
                                                 const namespace_options& ns) {
-  std::string body = body_start(conn, conn.user);
+  std::string body = body_start(ws, conn.user);
   body.append(",\"channel\":");
   append_json_string(body, name);
   if (c.has_data) {
@@ -345,7 +347,7 @@ std::optional<failure> sessions::hook_subscribe(server::websocket& ws, connectio
   body.push_back('}');
   hook_call(ws, conn, target, std::move(body),
             [this, &target, &ns, id = c.id, since = c.since, channel = std::string(name)](
-                server::websocket& w, hook_answer a) mutable {
+                peer& w, hook_answer a) mutable {
               if (a.result == hook_answer::outcome::allow ||
                   (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
                 subscribe_now(w, channel, ns, std::move(since), std::move(id), false);
@@ -361,10 +363,10 @@ std::optional<failure> sessions::hook_subscribe(server::websocket& ws, connectio
   return std::nullopt;
 }
 
-std::optional<failure> sessions::hook_publish(server::websocket& ws, connection_state& conn,
+std::optional<failure> sessions::hook_publish(peer& ws, connection_state& conn,
                                               const command& c, const hook_target& target,
                                               std::string_view name, const namespace_options& ns) {
-  std::string body = body_start(conn, conn.user);
+  std::string body = body_start(ws, conn.user);
   body.append(",\"channel\":");
   append_json_string(body, name);
   body.append(",\"data\":");
@@ -372,10 +374,10 @@ std::optional<failure> sessions::hook_publish(server::websocket& ws, connection_
   body.push_back('}');
   hook_call(ws, conn, target, std::move(body),
             [this, &target, &ns, id = c.id, data = c.data, channel = std::string(name)](
-                server::websocket& w, hook_answer a) mutable {
+                peer& w, hook_answer a) mutable {
               if (a.result == hook_answer::outcome::allow ||
                   (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
-                auto& conn = w.data<connection_state>();
+                auto& conn = w.state();
                 // The backend may rewrite the data (moderation, enrichment).
                 publish_now(w, conn, channel, ns, a.data ? std::string_view(*a.data) : data,
                             std::move(id));

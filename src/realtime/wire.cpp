@@ -181,4 +181,13 @@ void subscribe_push(std::string& out, std::string_view channel, std::string_view
   out.push_back('}');
 }
 
+void close_push(std::string& out, std::uint16_t code, std::string_view reason) {
+  out.clear();
+  out.append("{\"push\":\"close\",\"code\":");
+  append_uint(out, code);
+  out.append(",\"reason\":");
+  append_json_string(out, reason);
+  out.push_back('}');
+}
+
 }  // namespace switchboard::realtime::detail

@@ -44,6 +44,10 @@ inline constexpr error_def bad_info{400, "info must be an object"};
 inline constexpr error_def bad_cursor{
     400, "cursor must be the string a presence reply gave (at most 128 bytes)"};
 inline constexpr error_def no_token{400, "bad request: no token"};
+// A line of an HTTP session's POST batch over limits.max_message_size
+// (where /ws would close 1009, the session gets this reply).
+inline constexpr error_def command_too_large{400,
+                                             "bad request: a command over limits.max_message_size"};
 // 401: who is asking is not known.
 inline constexpr error_def not_authenticated{401, "not authenticated: send connect first"};
 inline constexpr error_def token_required{401, "token required"};
@@ -184,6 +188,10 @@ void unsubscribe_push(std::string& out, std::string_view channel, std::string_vi
 //   {"push":"subscribe","channel":"…","epoch":"…","offset":N}
 void subscribe_push(std::string& out, std::string_view channel, std::string_view epoch,
                     std::uint64_t offset);
+// The last message of an HTTP session (docs/protocol.md, "HTTP sessions"),
+// in place of a WebSocket close frame:
+//   {"push":"close","code":N,"reason":"…"}
+void close_push(std::string& out, std::uint16_t code, std::string_view reason);
 // How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info);
 

@@ -200,10 +200,14 @@ function logger(log) {
 
 const messages = (log) => log.filter(([e]) => e === 'message').map(([, p]) => p);
 
-// A client with fast timers; tests override what they exercise.
+// A client with fast timers; tests override what they exercise. WebSocket
+// only: these tests are about the protocol over /ws (the fallback to the HTTP
+// transports has its own tests in switchboard_transports_test.mjs).
 function makeClient(server, options = {}) {
   return new Client(server.url, {
     WebSocket,
+    transports: ['websocket'],
+    storage: null,
     backoff: { baseMs: 5, capMs: 20 },
     heartbeat: { intervalMs: 0 },
     ...options,

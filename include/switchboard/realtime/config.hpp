@@ -180,6 +180,16 @@ struct realtime_config {
   double presence_lease = 30;    // seconds a node's presence entry lives unrefreshed
   double presence_refresh = 10;  // seconds between a node's refreshes
 
+  // [sse] — the HTTP transports: GET /sse and /rt/session (docs/protocol.md,
+  // "HTTP transports").
+  bool sse_enabled = true;
+  double sse_heartbeat = 15;             // seconds between ": hb" comments on an idle stream
+  double sse_retry = 2;                  // retry: hint, jittered in [retry, 2 retry)
+  double sse_session_idle_timeout = 60;  // seconds a session lives with no downstream
+  double sse_poll_timeout = 25;          // seconds a long-poll is held
+  // Bytes a session keeps for its downstream until acknowledged; past it the
+  // session is closed as a slow consumer.
+  std::size_t sse_max_buffered = 1024 * 1024;
   // [log]
   std::string log_format = "text";  // text | json
   std::string log_level = "info";   // trace debug info warn error off

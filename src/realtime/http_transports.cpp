@@ -1,0 +1,355 @@
+// http_transports.cpp — routes and registry of the HTTP transports (see
+// http_transports.hpp).
+#include "http_transports.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <random>
+
+#include "command_batch.hpp"
+#include "event_id.hpp"
+#include "http_session.hpp"
+#include "json.hpp"
+#include "sse_stream.hpp"
+#include "support.hpp"
+#include "wire.hpp"
+
+namespace switchboard::realtime::detail {
+
+namespace {
+
+constexpr std::string_view k_session_prefix = "/rt/session/";
+
+void json_error(server::http_response& res, int status, std::string_view message) {
+  res.set_status(status);
+  res.set_content_type("application/json");
+  res.set_body(http_error_body(status, message));
+}
+
+// The retry hint: sse.retry with jitter, uniform in [retry, 2 retry), so the
+// clients of a restarted server do not all come back at once.
+std::uint64_t jittered_retry_ms(double retry_s) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const auto base = static_cast<std::uint64_t>(to_ms(retry_s).count());
+  if (base == 0) return 0;
+  return base + std::uniform_int_distribution<std::uint64_t>(0, base - 1)(rng);
+}
+
+void sse_headers(server::http_response& res) {
+  res.set_content_type("text/event-stream");
+  res.add_header("Cache-Control", "no-cache");
+  // nginx: do not buffer this response (proxy_buffering would hold events).
+  res.add_header("X-Accel-Buffering", "no");
+}
+
+}  // namespace
+
+http_transports::http_transports(const realtime_config& config, hub& h, sessions& s,
+                                 counter_family& opened, counter_family& http_errors)
+    : config_(config), hub_(h), sessions_(s), opened_(opened), http_errors_(http_errors) {}
+
+http_transports::~http_transports() = default;
+
+void http_transports::install(server::server& srv) {
+  srv_ = &srv;
+  const auto counted = [this](auto handler) {
+    return [this, handler](const server::http_request& req, server::http_response& res) {
+      (this->*handler)(req, res);
+      if (res.status() >= 400) http_errors_.with(std::to_string(res.status())).inc();
+    };
+  };
+  srv.http("GET", "/sse", counted(&http_transports::handle_sse));
+  srv.http("POST", "/rt/session", counted(&http_transports::open_session));
+  // The session's own paths carry its id: the router matches exact paths,
+  // so they come through the catch-all, which answers 404 for the rest.
+  for (const char* method : {"GET", "POST", "DELETE"}) {
+    srv.http(method, "*", counted(&http_transports::session_route));
+  }
+}
+
+bool http_transports::admit(const server::http_request& req, server::http_response& res,
+                            connection_state& conn, std::string_view body_token) {
+  if (!config_.sse_enabled) {
+    json_error(res, 503, "the HTTP transports are off (sse.enabled = false)");
+    return false;
+  }
+  if (draining_.load(std::memory_order_acquire)) {
+    json_error(res, 503, "server shutting down");
+    return false;
+  }
+  // max_connections counts streams and sessions like WebSocket connections
+  // (the server itself counts only upgraded ones).
+  if (config_.max_connections > 0 &&
+      srv_->connections() + sse_streams() + http_sessions() >= config_.max_connections) {
+    json_error(res, 503, "too many connections (server.max_connections)");
+    return false;
+  }
+  std::string why;
+  const int status =
+      sessions_.admit(conn, req.head(), req.query(), !config_.tls_cert.empty(), body_token, why);
+  if (status != 0) {
+    json_error(res, status, why);
+    return false;
+  }
+  return true;
+}
+
+std::size_t http_transports::sse_streams() const {
+  std::lock_guard lock(mutex_);
+  return streams_.size();
+}
+
+std::size_t http_transports::http_sessions() const {
+  std::lock_guard lock(mutex_);
+  return sessions_by_id_.size();
+}
+
+std::shared_ptr<http_session> http_transports::find(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  const auto it = sessions_by_id_.find(std::string(id));
+  return it == sessions_by_id_.end() ? nullptr : it->second;
+}
+
+void http_transports::handle_sse(const server::http_request& req, server::http_response& res) {
+  transport_query q;
+  if (std::string e = parse_transport_query(req.query(), config_.max_subscriptions, q);
+      !e.empty()) {
+    json_error(res, 400, e);
+    return;
+  }
+  if (q.channels.empty()) {
+    json_error(res, 400, "no channel: GET /sse?channel=NAME[&channel=NAME...]");
+    return;
+  }
+  std::vector<channel_position> since;
+  const std::optional<std::string_view> header = req.header("Last-Event-ID");
+  if (header || q.last_event_id) {
+    const std::string_view id = header ? *header : std::string_view(*q.last_event_id);
+    if (std::string e = parse_sse_id(id, q.channels.size(), since); !e.empty()) {
+      json_error(res, 400, e);
+      return;
+    }
+  }
+  auto peer = std::make_shared<sse_stream>(sessions_, hub_, config_, std::move(q.channels),
+                                           std::move(since));
+  if (!admit(req, res, peer->state(), {})) return;
+  // A stream cannot send `connect`: without a token in the request it is
+  // anonymous or nothing.
+  if (peer->state().needs_connect) {
+    json_error(res, 401, make_failure(errors::token_required).message);
+    return;
+  }
+  peer->opened();
+  opened_.with("sse").inc();
+  sse_headers(res);
+  std::weak_ptr<sse_stream> weak = peer;
+  server::http_stream stream = res.stream([weak] {
+    if (auto p = weak.lock()) p->stream_closed();
+  });
+  {
+    std::lock_guard lock(mutex_);
+    streams_.push_back(peer);
+  }
+  peer->begin(std::move(stream), jittered_retry_ms(config_.sse_retry));
+}
+
+void http_transports::open_session(const server::http_request& req, server::http_response& res) {
+  std::string body_token;
+  if (!req.body().empty()) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    simdjson::dom::object obj;
+    if (parser.parse(req.body().data(), req.body().size()).get(root) || root.get(obj)) {
+      json_error(res, 400, "the body must be a JSON object: {\"token\": \"…\"} or nothing");
+      return;
+    }
+    for (auto field : obj) {
+      std::string_view token;
+      if (field.key != "token") {
+        json_error(res, 400, "unknown field in the body (only \"token\")");
+        return;
+      }
+      if (field.value.get_string().get(token)) {
+        json_error(res, 400, "token must be a string");
+        return;
+      }
+      body_token.assign(token);
+    }
+  }
+  auto s = std::make_shared<http_session>(sessions_, hub_, config_, random_hex(16));
+  if (!admit(req, res, s->state(), body_token)) return;
+  s->opened();
+  opened_.with("http_session").inc();
+  {
+    std::lock_guard lock(mutex_);
+    sessions_by_id_.emplace(s->id(), s);
+  }
+  std::string body = "{\"session\":";
+  append_json_string(body, s->id());
+  body.append(",\"idle_timeout\":");
+  append_uint(body, static_cast<std::uint64_t>(config_.sse_session_idle_timeout));
+  body.append(",\"poll_timeout\":");
+  append_uint(body, static_cast<std::uint64_t>(config_.sse_poll_timeout));
+  body.push_back('}');
+  res.set_status(201);
+  res.set_content_type("application/json");
+  res.set_body(std::move(body));
+}
+
+void http_transports::session_route(const server::http_request& req,
+                                    server::http_response& res) {
+  std::string_view path = req.path();
+  if (path.substr(0, k_session_prefix.size()) != k_session_prefix) {
+    json_error(res, 404, "not found");
+    return;
+  }
+  path.remove_prefix(k_session_prefix.size());
+  const auto slash = path.find('/');
+  const std::string_view id = path.substr(0, slash);
+  const std::string_view action =
+      slash == std::string_view::npos ? std::string_view{} : path.substr(slash + 1);
+  const std::string_view method = req.method();
+  const bool known = (method == "DELETE" && slash == std::string_view::npos) ||
+                     (method == "GET" && (action == "stream" || action == "poll")) ||
+                     (method == "POST" && action == "send");
+  if (!known) {
+    json_error(res, 404, "not found");
+    return;
+  }
+  transport_query q;
+  if (std::string e = parse_transport_query(req.query(), 0, q); !e.empty()) {
+    json_error(res, 400, e);
+    return;
+  }
+  std::shared_ptr<http_session> s = find(id);
+  // Unknown, expired, closed, or held by another node (docs/protocol.md).
+  if (!s || s->is_closed()) {
+    json_error(res, 404, "session_not_found");
+    return;
+  }
+  if (method == "DELETE") {
+    {
+      std::lock_guard lock(mutex_);
+      sessions_by_id_.erase(std::string(id));
+    }
+    s->close(1000, "session closed by the client");
+    res.set_status(204);
+    return;
+  }
+  if (action == "send") {
+    thread_local std::vector<batch_line> lines;
+    split_command_batch(req.body(), config_.max_message_size, lines);
+    for (const batch_line& line : lines) {
+      if (line.too_large) {
+        s->refuse_line();
+      } else {
+        s->command(line.text);
+      }
+    }
+    res.set_status(202);
+    res.set_content_type("application/json");
+    std::string body = "{\"accepted\":";
+    append_uint(body, lines.size());
+    body.push_back('}');
+    res.set_body(std::move(body));
+    return;
+  }
+  if (action == "poll") {
+    s->poll(q.after.value_or(0), res.defer());
+    return;
+  }
+  // stream
+  std::optional<std::uint64_t> last_seen;
+  const std::optional<std::string_view> header = req.header("Last-Event-ID");
+  if (header) {
+    last_seen = parse_seq(*header);
+    if (!last_seen) {
+      json_error(res, 400, "Last-Event-ID must be a sequence number");
+      return;
+    }
+  } else if (q.last_event_id) {
+    last_seen = parse_seq(*q.last_event_id);
+    if (!last_seen) {
+      json_error(res, 400, "last_event_id must be a sequence number");
+      return;
+    }
+  }
+  sse_headers(res);
+  auto number = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::weak_ptr<http_session> weak = s;
+  server::http_stream stream = res.stream([weak, number] {
+    if (auto p = weak.lock()) p->stream_closed(number->load());
+  });
+  std::string retry = "retry: ";
+  append_uint(retry, jittered_retry_ms(config_.sse_retry));
+  retry.append("\n\n");
+  stream.write(std::move(retry));
+  const std::uint64_t n = s->attach_stream(stream, last_seen);
+  if (n == 0) {
+    // Why: resuming would skip messages; the client must open a new session
+    // (and subscribe with `since`), not believe it has everything.
+    std::string last;
+    close_push(last, 1008, "messages after Last-Event-ID are no longer kept");
+    std::string event = "event: close\ndata: ";
+    event.append(last);
+    event.append("\n\n");
+    stream.write(std::move(event));
+    stream.end();
+    s->close(1008, "messages after Last-Event-ID are no longer kept");
+    return;
+  }
+  number->store(n);
+}
+
+void http_transports::tick() {
+  const std::uint64_t now = mono_ms();
+  std::vector<std::shared_ptr<http_session>> sessions;
+  std::vector<std::shared_ptr<sse_stream>> streams;
+  {
+    std::lock_guard lock(mutex_);
+    sessions.reserve(sessions_by_id_.size());
+    for (const auto& [id, s] : sessions_by_id_) sessions.push_back(s);
+    streams = streams_;
+  }
+  std::string reason;
+  std::vector<const http_peer*> gone;
+  for (const auto& s : sessions) {
+    reason.clear();
+    if (const std::uint16_t code = s->tick(now, reason)) s->close(code, reason);
+    if (s->is_closed()) gone.push_back(s.get());
+  }
+  for (const auto& p : streams) {
+    reason.clear();
+    if (const std::uint16_t code = p->tick(now, reason)) p->close(code, reason);
+    if (p->is_closed()) gone.push_back(p.get());
+  }
+  if (gone.empty()) return;
+  std::lock_guard lock(mutex_);
+  for (auto it = sessions_by_id_.begin(); it != sessions_by_id_.end();) {
+    if (std::find(gone.begin(), gone.end(), it->second.get()) != gone.end()) {
+      it = sessions_by_id_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::erase_if(streams_, [&](const std::shared_ptr<sse_stream>& p) {
+    return std::find(gone.begin(), gone.end(), p.get()) != gone.end();
+  });
+}
+
+void http_transports::drain() {
+  draining_.store(true, std::memory_order_release);
+  std::vector<std::shared_ptr<http_session>> sessions;
+  std::vector<std::shared_ptr<sse_stream>> streams;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, s] : sessions_by_id_) sessions.push_back(std::move(s));
+    sessions_by_id_.clear();
+    streams.swap(streams_);
+  }
+  for (const auto& p : streams) p->drain();
+  for (const auto& s : sessions) s->drain();
+}
+
+}  // namespace switchboard::realtime::detail
