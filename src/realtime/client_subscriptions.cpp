@@ -154,13 +154,20 @@ void client_core::deliver(subscription& sub, publication pub) {
 
 void client_core::subscribe(std::string channel, subscribe_options options,
                             std::function<void(const subscribe_result&)> done) {
-  if (find(channel)) {
-    if (done) {
-      subscribe_result r;
+  if (subscription* existing = find(channel)) {
+    subscribe_result r;
+    r.channel = channel;
+    if (existing->by_server && existing->subscribed) {
+      // The server subscribed us already: the application takes it over (it
+      // is resubscribed after a reconnect from now on, like its own).
+      existing->by_server = false;
+      existing->options = std::move(options);
+      r.epoch = existing->epoch;
+      r.offset = existing->offset;
+    } else {
       r.error = make_error(409, "already subscribed: " + channel);
-      r.channel = channel;
-      done(r);
     }
+    if (done) done(r);
     return;
   }
   subscription sub;

@@ -718,6 +718,39 @@ TEST_F(client_test, what_the_server_api_does_to_a_client_is_reported) {
   ASSERT_TRUE(rs->wait_messages(2));
   EXPECT_EQ(rs->offsets(), range(1, 2));
 
+  // A server-made subscription ends with its connection (the server decides
+  // again), unless the application takes it over with subscribe().
+  ASSERT_EQ(api_post(server_->port(), "subscribe", R"({"user":"alice","channel":"chat:kept"})"),
+            200);
+  ASSERT_TRUE(rs->wait([&] { return rs->subscribed.size() >= 2; }));
+  const subscribe_result taken = subscribe(*rs_sub.second, "chat:kept");
+  ASSERT_FALSE(taken.error) << taken.error->message;
+  EXPECT_EQ(taken.offset, 0u);
+  rs_sub.second->reconnect();
+  ASSERT_TRUE(rs->wait([&] {
+    for (const auto& r : rs->subscribed) {
+      if (r.channel == "chat:kept" && r.resumed) return true;
+    }
+    return false;
+  }));
+  ASSERT_TRUE(rs->wait_state(connection_state::connected));
+  ASSERT_FALSE(publish(*pub, "chat:api", "3").error);
+  ASSERT_FALSE(publish(*pub, "chat:kept", "1").error);
+  ASSERT_TRUE(rs->wait([&] {
+    for (const auto& m : rs->messages) {
+      if (m.channel == "chat:kept") return true;
+    }
+    return false;
+  }));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(rs->offsets(), (std::vector<std::uint64_t>{1, 2, 1}))
+      << "chat:api (server-made) ended with the connection; chat:kept was taken over";
+  ASSERT_EQ(api_post(server_->port(), "subscribe", R"({"user":"alice","channel":"chat:api"})"),
+            200);
+  ASSERT_TRUE(rs->wait([&] {
+    return rs->subscribed.back().channel == "chat:api" && rs->subscribed.back().by_server;
+  }));
+
   // The server unsubscribes her: on_error with k_error_unsubscribed and the
   // channel; nothing more arrives.
   ASSERT_EQ(api_post(server_->port(), "unsubscribe", R"({"user":"alice","channel":"chat:api"})"),
@@ -727,9 +760,9 @@ TEST_F(client_test, what_the_server_api_does_to_a_client_is_reported) {
   EXPECT_EQ(e.channel, "chat:api");
   EXPECT_EQ(e.error.code, k_error_unsubscribed);
   EXPECT_NE(e.error.message.find("unsubscribed by the server"), std::string::npos);
-  ASSERT_FALSE(publish(*pub, "chat:api", "3").error);
+  ASSERT_FALSE(publish(*pub, "chat:api", "4").error);
   std::this_thread::sleep_for(100ms);
-  EXPECT_EQ(rs->offsets(), range(1, 2));
+  EXPECT_EQ(rs->offsets(), (std::vector<std::uint64_t>{1, 2, 1}));
 
   // The server disconnects her (4003): she stops, with k_error_disconnected,
   // and does not come back by herself.

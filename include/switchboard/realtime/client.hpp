@@ -165,7 +165,8 @@ struct subscribe_result {
   // subscribe, or a connect hook's channels), not subscribe(). Such a
   // subscription delivers like any other but lasts for its connection: after
   // a reconnect the server decides again (a connect hook does at every
-  // connect), so the client does not resubscribe it by itself.
+  // connect), so the client does not resubscribe it by itself -- unless the
+  // application calls subscribe() for the channel, which takes it over.
   bool by_server = false;
 };
 
