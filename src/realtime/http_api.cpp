@@ -145,17 +145,23 @@ void http_api::list_channels(broker::channels_result& r, server::http_response& 
     json_error(res, r.error->code, r.error->message);
     return;
   }
-  std::sort(r.channels.begin(), r.channels.end(),
+  std::string body = channels_json(r.channels, hub_);
+  res.set_content_type("application/json");
+  res.set_body(std::move(body));
+}
+
+std::string channels_json(std::vector<channel_info>& channels, hub& h) {
+  std::sort(channels.begin(), channels.end(),
             [](const channel_info& a, const channel_info& b) { return a.name < b.name; });
   std::string body = "{\"channels\":[";
   bool first = true;
-  for (const channel_info& ch : r.channels) {
+  for (const channel_info& ch : channels) {
     if (!first) body.push_back(',');
     first = false;
     body.append("{\"channel\":");
     append_json_string(body, ch.name);
     body.append(",\"subscribers\":");
-    append_uint(body, hub_.subscribers(ch.name));
+    append_uint(body, h.subscribers(ch.name));
     body.append(",\"epoch\":");
     append_json_string(body, ch.epoch);
     body.append(",\"offset\":");
@@ -163,8 +169,7 @@ void http_api::list_channels(broker::channels_result& r, server::http_response& 
     body.push_back('}');
   }
   body.append("]}");
-  res.set_content_type("application/json");
-  res.set_body(std::move(body));
+  return body;
 }
 
 }  // namespace switchboard::realtime::detail

@@ -38,4 +38,9 @@ class http_api {
   const sessions& sessions_;
 };
 
+// {"channels":[{"channel","subscribers","epoch","offset"},…]} sorted by name,
+// with this node's subscriber counts: GET /api/channels and the server API's
+// `channels` method.
+std::string channels_json(std::vector<channel_info>& channels, hub& h);
+
 }  // namespace switchboard::realtime::detail

@@ -609,24 +609,7 @@ void api_methods::channels(simdjson::dom::object p, done_fn done) {
     if (r.error) return done(fail(*r.error));
     std::erase_if(r.channels,
                   [&](const channel_info& ch) { return !glob_match(pattern, ch.name); });
-    std::sort(r.channels.begin(), r.channels.end(),
-              [](const channel_info& a, const channel_info& b) { return a.name < b.name; });
-    std::string result = "{\"channels\":[";
-    bool first = true;
-    for (const channel_info& ch : r.channels) {
-      if (!first) result.push_back(',');
-      first = false;
-      result.append("{\"channel\":");
-      append_json_string(result, ch.name);
-      result.append(",\"subscribers\":");
-      append_uint(result, hub_.subscribers(ch.name));
-      result.append(",\"epoch\":");
-      append_json_string(result, ch.epoch);
-      result.append(",\"offset\":");
-      append_uint(result, ch.offset);
-      result.push_back('}');
-    }
-    result.append("]}");
+    std::string result = channels_json(r.channels, hub_);
     done(ok(std::move(result)));
   });
 }
