@@ -16,11 +16,13 @@
 //    "Connection: close".
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <chrono>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -156,7 +158,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   int one = 1;
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   const auto ep = switchboard::net::endpoint::loopback_v4(h.server.port());
-  check(::connect(fd.get(), ep.data(), ep.size()) == 0);
+  // libFuzzer's -timeout alarm (SIGALRM) interrupts blocking calls on this
+  // thread: EINTR is retried, never read as a server failure.
+  while (::connect(fd.get(), ep.data(), ep.size()) != 0) {
+    if (errno == EISCONN) break;
+    check(errno == EINTR || errno == EALREADY);
+    pollfd p{fd.get(), POLLOUT, 0};
+    ::poll(&p, 1, 100);
+  }
 
   std::string bytes(input);
   bytes.append("GET /n?last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -166,8 +175,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         schedule_len == 0 ? bytes.size() : std::size_t{schedule[step % schedule_len]} + 1;
     const std::size_t n = std::min(chunk, bytes.size() - sent);
     // The server may close early (an error answer): later sends may fail.
-    if (::send(fd.get(), bytes.data() + sent, n, MSG_NOSIGNAL) <= 0) break;
-    sent += n;
+    const ssize_t w = ::send(fd.get(), bytes.data() + sent, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    sent += static_cast<std::size_t>(w);
     if (schedule_len != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   std::string out;
@@ -176,6 +187,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (;;) {
     const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
     if (n == 0 || (n < 0 && errno == ECONNRESET)) break;
+    if (n < 0 && errno == EINTR) {
+      check(std::chrono::steady_clock::now() < deadline);
+      continue;
+    }
     check(n > 0);  // a timeout: the server hung
     out.append(buffer, static_cast<std::size_t>(n));
     // An upgrade: the connection stays open as a WebSocket; stop here.
