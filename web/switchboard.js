@@ -9,7 +9,8 @@
 //     before its reply; requests and replies matched by `id`, as promises that
 //     reject with a SwitchboardError carrying the protocol's numeric `code`;
 //   - automatic reconnection with exponential backoff and full jitter, reset
-//     after a successful connect; none after disconnect() or close code 4001;
+//     after a successful connect; none after disconnect(), close code 4001
+//     (authentication) or 4003 (disconnected by the server API);
 //   - per channel, the epoch and highest offset seen: on reconnect every
 //     channel is subscribed again with `since`, the publications it missed are
 //     delivered in order before live ones, offsets already seen are dropped,
@@ -68,6 +69,12 @@ export const CLOSE_AUTH = 4001;
 
 /** Close code of a token that expired without `refresh`: the SDK reconnects (with getToken()). */
 export const CLOSE_TOKEN_EXPIRED = 4002;
+
+/**
+ * Close code of a connection the application's backend ended through the server
+ * API's `disconnect`: the SDK does not reconnect by itself (connect() starts again).
+ */
+export const CLOSE_DISCONNECTED = 4003;
 
 /**
  * Error code of a request that got no reply because the connection ended (or
@@ -384,8 +391,10 @@ const DEFAULTS = {
  *    the SDK gave up on it (heartbeat or connect timeout: see `reason`);
  *  - `reconnecting` {attempt, delayMs}: the next attempt (1, 2, …) starts after
  *    delayMs;
- *  - `error` (Error): a connection failure, a bad message from the server, or
- *    (code CLOSE_AUTH) an authentication failure after which the client stops;
+ *  - `error` (Error): a connection failure, a bad message from the server,
+ *    (code CLOSE_AUTH) an authentication failure after which the client stops,
+ *    or (code CLOSE_DISCONNECTED) a disconnect by the server API, after which
+ *    it stops too;
  *  - `push` (object): a push the SDK does not handle itself;
  *  - `transport` {transport, previous, reason}: the client moved to another
  *    transport: reason 'fallback' (the previous one could not get through)
@@ -511,7 +520,8 @@ export class Client extends Emitter {
    * Starts connecting (and reconnecting) if it was not; during a backoff
    * wait, tries again at once. Resolves with the `connect` result {client,
    * user?} at the next successful connect (at once when connected); rejects
-   * when disconnect() is called first or authentication fails (CLOSE_AUTH).
+   * when disconnect() is called first, authentication fails (CLOSE_AUTH) or
+   * the server API disconnects the client (CLOSE_DISCONNECTED).
    */
   connect() {
     if (this.#state === 'connected') return Promise.resolve({ ...this.#session });
@@ -765,15 +775,19 @@ export class Client extends Emitter {
     for (const sub of this.#subs.values()) sub._suspend();
 
     const authFailed = code === CLOSE_AUTH || this.#authError !== null;
+    // Both stop the client: a refused token would be refused again, and a
+    // backend that disconnected a user does not want it back on its own.
+    const stopped = authFailed || code === CLOSE_DISCONNECTED;
     let authError = null;
-    if (authFailed && this.#wanted) {
-      authError = new SwitchboardError(CLOSE_AUTH,
-        this.#authError?.message || reason || 'authentication failed');
+    if (stopped && this.#wanted) {
+      authError = authFailed
+        ? new SwitchboardError(CLOSE_AUTH, this.#authError?.message || reason || 'authentication failed')
+        : new SwitchboardError(CLOSE_DISCONNECTED, reason || 'disconnected by the server');
       this.#wanted = false;
       this.#watchOnline(false);
       this.#failQueue(authError);
     }
-    const moved = failed && this.#wanted && !authFailed && this.#plan.failed(transport);
+    const moved = failed && this.#wanted && !stopped && this.#plan.failed(transport);
     this.emit('disconnected', { code, reason, willReconnect: this.#wanted });
     if (authError) this.emit('error', authError);
     if (moved) this.emit('transport', { transport: this.#plan.current, previous: transport, reason: 'fallback' });

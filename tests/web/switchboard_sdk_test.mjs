@@ -16,6 +16,7 @@ import { test as nodeTest } from 'node:test';
 
 import {
   CLOSE_AUTH,
+  CLOSE_DISCONNECTED,
   CLOSE_TOKEN_EXPIRED,
   Client,
   ERROR_NO_REPLY,
@@ -763,6 +764,29 @@ test('4001: a close with 4001 during a session stops the client too', () =>
     await sleep(100);
     assert.equal(server.connections.length, 1);
     assert.equal(events.some(([e]) => e === 'reconnecting'), false);
+  }));
+
+test('4003: a disconnect by the server API stops the client; connect() starts it again', () =>
+  withServer(async (server, track) => {
+    const client = track(makeClient(server));
+    const events = record(client);
+    await client.connect();
+    server.last.ws.close(CLOSE_DISCONNECTED, 'banned for an hour');
+    await until(() => events.some(([e]) => e === 'error'), 'the disconnect error');
+    const error = events.find(([e]) => e === 'error')[1];
+    assert.ok(error instanceof SwitchboardError);
+    assert.equal(error.code, CLOSE_DISCONNECTED);
+    assert.equal(error.message, 'banned for an hour');
+    assert.deepEqual(events.find(([e]) => e === 'disconnected')[1],
+      { code: CLOSE_DISCONNECTED, reason: 'banned for an hour', willReconnect: false });
+    // Made while stopped: rejected, not held for a reconnect that will not come.
+    await assert.rejects(client.publish('chat:a', 1), /not connected: call connect\(\) first/);
+    await sleep(300);
+    assert.equal(server.connections.length, 1);
+    assert.equal(events.some(([e]) => e === 'reconnecting'), false);
+    assert.equal(client.state, 'disconnected');
+    await client.connect(); // the application decides to come back
+    assert.equal(server.connections.length, 2);
   }));
 
 test('connect: other errors and a silent server are retried', () =>
