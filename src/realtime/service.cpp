@@ -6,7 +6,7 @@
 //   session.cpp        the switchboard.v1 commands of a /ws connection
 //   hub.cpp            this node's channels, fan-out to its connections
 //   broker.hpp         what crosses nodes; memory_broker.cpp is the default,
-//                      redis_broker.cpp shares channels between nodes
+//                      redis_broker*.cpp share channels between nodes
 //   http_api.cpp       POST /api/publish, GET /api/channels
 //   http_api_methods.cpp  the server API's other methods (broadcast, batch, …)
 //   session_control.cpp   what those methods do to this node's connections
