@@ -196,6 +196,32 @@ void admin_console::install(server::server& srv, counter_family& errors) {
   srv.ws("/admin/ws", std::move(b));
 }
 
+// Subscribers per channel over every node of `info` (each lists its most
+// subscribed channels, top_channels): a channel outside every node's list is
+// not in the result (the caller counts this node's own).
+std::unordered_map<std::string, std::size_t> admin_console::cluster_subscribers(
+    std::string_view info) {
+  std::unordered_map<std::string, std::size_t> sums;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(info.data(), info.size()).get(doc)) return sums;
+  simdjson::dom::array nodes;
+  if (doc["nodes"].get_array().get(nodes)) return sums;
+  for (simdjson::dom::element node : nodes) {
+    simdjson::dom::array top;
+    if (node["top_channels"].get_array().get(top)) continue;
+    for (simdjson::dom::element entry : top) {
+      std::string_view name;
+      std::uint64_t n = 0;
+      if (entry["channel"].get_string().get(name) || entry["subscribers"].get_uint64().get(n)) {
+        continue;
+      }
+      sums[std::string(name)] += static_cast<std::size_t>(n);
+    }
+  }
+  return sums;
+}
+
 void admin_console::tick() {
   if (viewers() == 0 || !srv_) return;
   // info (every node) first, then the channels; the frame goes out from the
@@ -207,9 +233,13 @@ void admin_console::tick() {
         const channel_info* ch;
         std::size_t subscribers;
       };
+      const std::unordered_map<std::string, std::size_t> cluster = cluster_subscribers(nodes);
       std::vector<row> rows;
       rows.reserve(r.channels.size());
-      for (const channel_info& ch : r.channels) rows.push_back({&ch, hub_.subscribers(ch.name)});
+      for (const channel_info& ch : r.channels) {
+        const auto it = cluster.find(ch.name);
+        rows.push_back({&ch, it != cluster.end() ? it->second : hub_.subscribers(ch.name)});
+      }
       const std::size_t n = std::min(rows.size(), k_stream_channels);
       std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n), rows.end(),
                         [](const row& a, const row& b) {

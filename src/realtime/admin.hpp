@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/server/server.hpp>
 
@@ -61,6 +62,7 @@ class admin_console {
   bool authorized(const server::http_request& req, server::http_response& res) const;
   std::string issue_ticket();
   bool redeem_ticket(std::string_view ticket);
+  static std::unordered_map<std::string, std::size_t> cluster_subscribers(std::string_view info);
 
   const realtime_config& config_;
   hub& hub_;

@@ -89,6 +89,24 @@ std::size_t hub::subscribers(std::string_view name) {
   return it == channels_.end() ? 0 : it->second->subscribers;
 }
 
+std::vector<std::pair<std::string, std::size_t>> hub::top_channels(std::size_t limit) {
+  std::vector<std::pair<std::string, std::size_t>> top;
+  {
+    std::lock_guard lock(mutex_);
+    top.reserve(channels_.size());
+    for (const auto& [name, ch] : channels_) {
+      if (ch->subscribers != 0) top.emplace_back(name, ch->subscribers);
+    }
+  }
+  const auto more = [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  };
+  const std::size_t n = std::min(limit, top.size());
+  std::partial_sort(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(n), top.end(), more);
+  top.resize(n);
+  return top;
+}
+
 void hub::publish(std::string_view channel, const namespace_options& ns, std::string_view data,
                   std::string_view client, std::string_view user,
                   broker::completion<publish_result> done) {

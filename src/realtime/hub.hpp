@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <switchboard/realtime/config.hpp>
@@ -107,6 +108,9 @@ class hub final : public broker_events {
   }
   // Subscribers on this node, by channel name (0 if none).
   std::size_t subscribers(std::string_view name);
+  // This node's `limit` channels with the most subscribers, most first (ties
+  // by name): what a node tells the others in its statistics (info).
+  std::vector<std::pair<std::string, std::size_t>> top_channels(std::size_t limit);
   // Subscriptions on this node, over every channel.
   std::size_t subscriptions() const noexcept {
     return subscriptions_.load(std::memory_order_relaxed);

@@ -50,6 +50,11 @@ namespace switchboard::realtime {
 
 using namespace detail;
 
+namespace {
+// Channels a node lists in its statistics (info's top_channels).
+constexpr std::size_t k_node_top_channels = 100;
+}  // namespace
+
 struct service::impl {
   explicit impl(realtime_config c, log_function l) : config(std::move(c)), log(std::move(l)) {}
 
@@ -317,7 +322,20 @@ std::string service::impl::node_json() const {
   field("outbound_memory_drops", st.outbound_memory_drops);
   field("publish_latency_us", hub_->publish_latency_us());
   field("publish_latency_count", hub_->publish_latency_count());
-  j.push_back('}');
+  // Bounded: the object goes to the broker once a second. The admin
+  // dashboard adds these up over the nodes (docs/admin.md).
+  j.append(",\"top_channels\":[");
+  bool first = true;
+  for (const auto& [name, n] : hub_->top_channels(k_node_top_channels)) {
+    if (!first) j.push_back(',');
+    first = false;
+    j.append("{\"channel\":");
+    append_json_string(j, name);
+    j.append(",\"subscribers\":");
+    append_uint(j, n);
+    j.push_back('}');
+  }
+  j.append("]}");
   return j;
 }
 

@@ -424,7 +424,8 @@ class Cluster(unittest.TestCase):
         try:
             for _ in range(2):
                 cls.nodes.append(ServeServer(node_config(cls.redis.url, **{
-                    "auth": {"allow_anonymous": False}})))
+                    "auth": {"allow_anonymous": False},
+                    "admin": {"enabled": True, "password": "admin-pw"}})))
             for n in cls.nodes:
                 wait_health(n.port, 200)
         except BaseException:
@@ -498,6 +499,50 @@ class Cluster(unittest.TestCase):
         self.assertEqual((answer["publications"], answer["offset"]), ([], 3), answer)
         status, answer = api(a, "channels", {"pattern": "chat:shar*"})
         self.assertEqual([c["channel"] for c in answer["channels"]], ["chat:shared"], answer)
+
+
+    def test_top_channels_count_subscribers_on_every_node(self):
+        # info lists each node's most subscribed channels; the dashboard of either node
+        # shows their sum (docs/admin.md): 1 subscriber on A and 2 on B make 3.
+        a, b = self.nodes[0].port, self.nodes[1].port
+
+        async def go():
+            sessions = [await user_session(a, "top-a", ["chat:top"]),
+                        await user_session(b, "top-b1", ["chat:top", "chat:only-b"]),
+                        await user_session(b, "top-b2", ["chat:top"])]
+            try:
+                api(a, "publish", {"channel": "chat:top", "data": 1})
+                api(a, "publish", {"channel": "chat:only-b", "data": 1})
+                deadline = time.monotonic() + slow(5)
+                while True:
+                    status, answer = api(a, "info")
+                    tops = {n["node"]: n.get("top_channels") for n in answer.get("nodes", [])}
+                    if (len(tops) == 2 and all(tops.values())) or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                self.assertEqual(sorted(map(lambda t: sorted(map(
+                    lambda c: (c["channel"], c["subscribers"]), t)), tops.values())),
+                    [[("chat:only-b", 1), ("chat:top", 2)], [("chat:top", 1)]], answer)
+                status, _, body = http_request(a, "GET", "/admin/ticket", None,
+                                               basic("op", "admin-pw"))
+                self.assertEqual(status, 200, body)
+                ticket = json.loads(body)["ticket"]
+                async with connect_ws(a, path="/admin/ws?ticket=" + ticket,
+                                      subprotocols=()) as ws:
+                    deadline = time.monotonic() + slow(5)
+                    while True:
+                        frame = json.loads(await asyncio.wait_for(ws.recv(), slow(5)))
+                        rows = {c["channel"]: c["subscribers"] for c in frame["channels"]}
+                        if rows.get("chat:top") == 3 or time.monotonic() > deadline:
+                            break
+                    self.assertEqual(rows.get("chat:top"), 3, frame)
+                    self.assertEqual(rows.get("chat:only-b"), 1, frame)
+                    self.assertEqual([c["channel"] for c in frame["channels"]][:2],
+                                     ["chat:top", "chat:only-b"], frame)
+            finally:
+                for s in sessions:
+                    await s.ws.close()
+        run(go())
 
 
 class Shards(unittest.TestCase):
