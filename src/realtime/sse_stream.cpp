@@ -81,10 +81,10 @@ std::size_t sse_stream::index_of(std::string_view channel) const {
   return SIZE_MAX;
 }
 
-void sse_stream::write_locked(std::string event) {
+void sse_stream::write_locked(std::string_view event) {
   if (gone_) return;
-  stream_.write(std::move(event));
-  last_write_ = mono_ms();
+  stream_.write(event);
+  wrote_ = true;  // tick() reads the clock, not every delivery
 }
 
 void sse_stream::begin(server::http_stream stream, std::uint64_t retry_ms) {
@@ -95,7 +95,7 @@ void sse_stream::begin(server::http_stream stream, std::uint64_t retry_ms) {
     std::string retry = "retry: ";
     append_uint(retry, retry_ms);
     retry.append("\n\n");
-    write_locked(std::move(retry));
+    write_locked(retry);
     for (std::size_t i = 0; i < channels_.size(); ++i) {
       std::string c = "{\"id\":";
       append_uint(c, i);
@@ -126,7 +126,7 @@ void sse_stream::send(const std::string& text) {
   std::lock_guard lock(out_mutex_);
   std::string event;
   append_sse_event(event, "message", {}, text);
-  write_locked(std::move(event));
+  write_locked(event);
 }
 
 void sse_stream::publication_locked(std::size_t index, std::string_view epoch,
@@ -138,13 +138,39 @@ void sse_stream::publication_locked(std::size_t index, std::string_view epoch,
   }
   if (p->epoch != epoch) p->epoch.assign(epoch);
   p->offset = offset;
+  if (positions_.size() == 1) {
+    // A stream of one channel: its id is that channel's position, so every
+    // such stream writes the same bytes for a publication. The hub's fan-out
+    // delivers to the streams one after another on one thread: the event is
+    // built once per publication there. (A channel's epoch and offset name
+    // one publication: a durable offset is never reused within an epoch.)
+    struct shared_event {
+      const hub* owner = nullptr;
+      std::uint64_t offset = 0;
+      std::string channel, epoch, bytes;
+    };
+    thread_local shared_event last;
+    if (last.owner != &hub_ || last.offset != offset || last.channel != channels_[0] ||
+        last.epoch != epoch) {
+      last.owner = &hub_;
+      last.offset = offset;
+      last.channel.assign(channels_[0]);
+      last.epoch.assign(epoch);
+      std::string id;
+      append_sse_id(id, positions_);
+      last.bytes.clear();
+      append_sse_event(last.bytes, "publication", id, push);
+    }
+    write_locked(last.bytes);
+    return;
+  }
   thread_local std::string id;
   id.clear();
   append_sse_id(id, positions_);
   std::string event;
   event.reserve(push.size() + id.size() + 40);
   append_sse_event(event, "publication", id, push);
-  write_locked(std::move(event));
+  write_locked(event);
 }
 
 void sse_stream::reply_subscribed(std::string_view id, const local_channel& ch,
@@ -163,7 +189,7 @@ void sse_stream::reply_subscribed(std::string_view id, const local_channel& ch,
   append_sse_id(sse_id, positions_);
   std::string event;
   append_sse_event(event, "subscribed", sse_id, data);
-  write_locked(std::move(event));
+  write_locked(event);
   if (!recovered) return;
   std::string push;
   for_each_publication(r.publications, [&](std::uint64_t offset, std::string_view tail) {
@@ -189,7 +215,7 @@ void sse_stream::reply_error(std::string_view id, const failure& f) {
   std::lock_guard lock(out_mutex_);
   std::string event;
   append_sse_event(event, "error", {}, data);
-  write_locked(std::move(event));
+  write_locked(event);
 }
 
 void sse_stream::deliver(std::string_view channel, std::string_view epoch, std::uint64_t offset,
@@ -200,7 +226,7 @@ void sse_stream::deliver(std::string_view channel, std::string_view epoch, std::
   if (offset == 0) {  // presence: not part of the position
     std::string event;
     append_sse_event(event, "presence", {}, push);
-    write_locked(std::move(event));
+    write_locked(event);
     return;
   }
   publication_locked(index, epoch, offset, push);
@@ -214,8 +240,12 @@ std::uint16_t sse_stream::tick(std::uint64_t now_ms, std::string& reason) {
     reason = "the client closed the stream";
     return 1001;
   }
-  if (now_ms - last_write_ >= static_cast<std::uint64_t>(to_ms(config_.sse_heartbeat).count())) {
-    write_locked(std::string(k_sse_heartbeat));
+  if (wrote_) {
+    wrote_ = false;
+    last_write_ = now_ms;
+  } else if (now_ms - last_write_ >=
+             static_cast<std::uint64_t>(to_ms(config_.sse_heartbeat).count())) {
+    write_locked(k_sse_heartbeat);
   }
   return 0;
 }
@@ -226,7 +256,7 @@ void sse_stream::drain() {
     draining_ = true;
     std::string event;
     append_sse_event(event, "reconnect", {}, "{\"reason\":\"server shutting down\"}");
-    write_locked(std::move(event));
+    write_locked(event);
   }
   close(config_.shutdown_code, "server shutting down");
 }
@@ -238,7 +268,7 @@ void sse_stream::on_closed(std::uint16_t code, std::string_view reason) {
     close_push(data, code, reason);
     std::string event;
     append_sse_event(event, "close", {}, data);
-    write_locked(std::move(event));
+    write_locked(event);
   }
   // On drain the server finishes the stream itself after what was written
   // (http.hpp, shutdown order); ending it here would let a keep-alive

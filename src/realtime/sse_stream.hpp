@@ -51,7 +51,7 @@ class sse_stream final : public http_peer {
   void on_closed(std::uint16_t code, std::string_view reason) override;
 
  private:
-  void write_locked(std::string event);
+  void write_locked(std::string_view event);
   // The index of `channel` in channels_, or SIZE_MAX.
   std::size_t index_of(std::string_view channel) const;
   void publication_locked(std::size_t index, std::string_view epoch, std::uint64_t offset,
@@ -62,7 +62,8 @@ class sse_stream final : public http_peer {
   std::mutex out_mutex_;
   std::vector<channel_position> positions_;  // the id: every channel's position
   server::http_stream stream_;
-  std::uint64_t last_write_ = 0;  // mono ms
+  std::uint64_t last_write_ = 0;  // mono ms, as of the tick after the last write
+  bool wrote_ = false;            // since the last tick
   bool draining_ = false;
   bool gone_ = false;  // the HTTP stream ended
 };

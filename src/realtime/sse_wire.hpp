@@ -8,7 +8,9 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -18,6 +20,7 @@ namespace switchboard::realtime::detail {
 // blank line that dispatches the event.
 inline void append_sse_event(std::string& out, std::string_view event, std::string_view id,
                              std::string_view data) {
+  out.reserve(out.size() + event.size() + id.size() + data.size() + 24);
   if (!event.empty()) {
     out.append("event: ");
     out.append(event);
@@ -29,12 +32,21 @@ inline void append_sse_event(std::string& out, std::string_view event, std::stri
     out.push_back('\n');
   }
   out.append("data: ");
-  for (char c : data) {
-    if (c == '\n' || c == '\r') {
-      out.append("\ndata: ");
-    } else {
-      out.push_back(c);
+  // Whole runs between line breaks (memchr: the data is one line, in practice).
+  for (;;) {
+    const void* lf = std::memchr(data.data(), '\n', data.size());
+    const void* cr = std::memchr(data.data(), '\r', data.size());
+    const char* at = static_cast<const char*>(lf == nullptr ? cr
+                                              : cr == nullptr ? lf
+                                                              : std::min(lf, cr));
+    if (at == nullptr) {
+      out.append(data);
+      break;
     }
+    const std::size_t n = static_cast<std::size_t>(at - data.data());
+    out.append(data.substr(0, n));
+    out.append("\ndata: ");
+    data.remove_prefix(n + 1);
   }
   out.append("\n\n");
 }

@@ -87,7 +87,7 @@ http_stream http_response::stream(std::function<void()> on_close) {
   return http_stream(stream_);
 }
 
-bool http_stream::write(std::string bytes) const {
+bool http_stream::write(std::string_view bytes) const {
   if (!state_) return false;
   detail::stream_state& st = *state_;
   std::lock_guard lock(st.mutex);
@@ -101,11 +101,7 @@ bool http_stream::write(std::string bytes) const {
     st.post_locked();
     return false;
   }
-  if (st.pending.empty()) {
-    st.pending = std::move(bytes);
-  } else {
-    st.pending.append(bytes);
-  }
+  st.pending.append(bytes);
   return st.post_locked();
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "command_batch.hpp"
+#include "sse_wire.hpp"
 
 namespace switchboard::realtime::detail {
 namespace {
@@ -103,6 +104,28 @@ TEST(command_batch, lines_blank_lines_crlf_and_size) {
   EXPECT_EQ(split_command_batch("\n\n\r\n", 10, lines), 0u);
   EXPECT_EQ(split_command_batch("x", 10, lines), 1u);
   EXPECT_EQ(lines[0].text, "x");
+}
+
+TEST(sse_wire, an_event_is_its_fields_then_a_blank_line) {
+  std::string out = "x";
+  append_sse_event(out, "publication", "7", R"({"a":1})");
+  EXPECT_EQ(out, "xevent: publication\nid: 7\ndata: {\"a\":1}\n\n");
+  out.clear();
+  append_sse_event(out, {}, {}, "");
+  EXPECT_EQ(out, "data: \n\n");
+}
+
+TEST(sse_wire, every_line_break_starts_a_data_line) {
+  std::string out;
+  append_sse_event(out, "message", {}, "one\ntwo\rthree\r\nfour\n");
+  EXPECT_EQ(out,
+            "event: message\ndata: one\ndata: two\ndata: three\ndata: \ndata: four\n"
+            "data: \n\n");
+  // Long runs between breaks are copied whole.
+  const std::string big(5000, 'z');
+  out.clear();
+  append_sse_event(out, {}, {}, big + "\n" + big);
+  EXPECT_EQ(out, "data: " + big + "\ndata: " + big + "\n\n");
 }
 
 }  // namespace

@@ -107,8 +107,9 @@ class SWITCHBOARD_SERVER_EXPORT http_stream {
   // once the stream is over (ended, closed, server gone) or when the bytes
   // still unsent exceed server_options::max_backpressure (then the
   // connection is closed as a slow consumer). An empty write sends nothing
-  // and returns whether the stream is still open.
-  bool write(std::string bytes) const;
+  // and returns whether the stream is still open. The bytes are copied: a
+  // writer may pass the same buffer to many streams.
+  bool write(std::string_view bytes) const;
   // Finishes the answer after the bytes written so far: the last chunk
   // (HTTP/1.1; the connection may then serve its next request) or the end
   // of the connection (HTTP/1.0). Later writes return false. Idempotent.

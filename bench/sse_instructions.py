@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""Instructions per delivery, GET /sse against /ws, under callgrind (issue 10, section 5).
+
+The same two servers as bench/sse_bench.py (one per transport, same configuration), each
+run twice under `valgrind --tool=callgrind`: N subscribers, then K and 2K publications of
+~100 bytes from one WebSocket publisher. The marginal cost is the difference of the two
+runs' instruction counts over the difference of their deliveries, so set-up, closes and
+timers cancel out. User space only (the kernel's sends are not counted); independent of
+the machine's load, unlike CPU time.
+
+    bench/sse_instructions.py BUILD/apps/switchboard/switchboard [--subscribers 200] [--publications 100]
+
+Loopback only, bounded in count and time (about a minute with the defaults).
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sse_bench  # noqa: E402
+
+
+class CallgrindServer:
+    def __init__(self, binary, tmp, name):
+        self.config = os.path.join(tmp, name + ".toml")
+        with open(self.config, "w") as f:
+            f.write(sse_bench.CONFIG)
+        self.out = os.path.join(tmp, name + ".callgrind")
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + self.out,
+             binary, "serve", "--host", "127.0.0.1", "--port", "0", "--threads", "1",
+             "--config", self.config],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        m = re.search(r":(\d+)\s*$", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError("no listening line: %r" % line)
+        self.port = int(m.group(1))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        with open(self.out) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no totals in " + self.out)
+
+
+def run_once(binary, tmp, transport, n, k):
+    server = CallgrindServer(binary, tmp, "%s-%d" % (transport, k))
+    make = sse_bench.ws_subscriber if transport == "websocket" else sse_bench.sse_subscriber
+    socks = [make(server.port) for _ in range(n)]
+    mark = sse_bench.WS_MARK if transport == "websocket" else sse_bench.SSE_MARK
+    ep = select.epoll()
+    tails = {}
+    for s in socks:
+        s.setblocking(False)
+        ep.register(s.fileno(), select.EPOLLIN)
+        tails[s.fileno()] = b""
+    by_fd = {s.fileno(): s for s in socks}
+    pub = sse_bench.ws_subscriber(server.port)
+    expected, counted, sent = n * k, 0, 0
+    deadline = time.monotonic() + 300
+    while counted < expected and time.monotonic() < deadline:
+        if sent < k:
+            burst = min(10, k - sent)
+            pub.sendall(b"".join(sse_bench.masked_text_frame(json.dumps(
+                {"id": sent + i + 2, "cmd": "publish", "channel": "bench",
+                 "data": {"seq": sent + i, "pad": "x" * 64}})) for i in range(burst)))
+            sent += burst
+        for fd, _ in ep.poll(0.05):
+            try:
+                data = by_fd[fd].recv(1 << 18)
+            except BlockingIOError:
+                continue
+            buf = tails[fd] + data
+            counted += buf.count(mark)
+            tails[fd] = buf[-(len(mark) - 1):]
+        try:
+            pub.setblocking(False)
+            while pub.recv(1 << 18):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            pub.setblocking(True)
+    for s in socks:
+        s.close()
+    pub.close()
+    instructions = server.stop()
+    if counted != expected:
+        raise RuntimeError("%s: %d of %d deliveries" % (transport, counted, expected))
+    return instructions, counted
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("binary")
+    ap.add_argument("--subscribers", type=int, default=200)
+    ap.add_argument("--publications", type=int, default=100)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="switchboard-sse-instr-")
+    rows = {}
+    for transport in ("websocket", "sse"):
+        i1, d1 = run_once(a.binary, tmp, transport, a.subscribers, a.publications)
+        i2, d2 = run_once(a.binary, tmp, transport, a.subscribers, 2 * a.publications)
+        rows[transport] = (i2 - i1) / (d2 - d1)
+        print("%s: %d instructions for %d deliveries, %d for %d: %.0f per delivery" % (
+            transport, i1, d1, i2, d2, rows[transport]), flush=True)
+    print("SSE / WebSocket instructions per delivery: %.2fx" % (rows["sse"] / rows["websocket"]))
+
+
+if __name__ == "__main__":
+    main()
