@@ -86,8 +86,11 @@ bool http_transports::admit(const server::http_request& req, server::http_respon
     return false;
   }
   std::string why;
-  const int status =
-      sessions_.admit(conn, req.head(), req.query(), !config_.tls_cert.empty(), body_token, why);
+  const int status = sessions_.admit(conn, req.head(), req.query(), !config_.tls_cert.empty(),
+                                     body_token, why,
+                                     config_.max_connections_per_ip > 0 || config_.handshake_rate > 0
+                                         ? req.remote_address()
+                                         : std::string());
   if (status != 0) {
     json_error(res, status, why);
     return false;
@@ -137,6 +140,7 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
   // A stream cannot send `connect`: without a token in the request it is
   // anonymous or nothing.
   if (peer->state().needs_connect) {
+    sessions_.unadmit(peer->state());
     json_error(res, 401, make_failure(errors::token_required).message);
     return;
   }

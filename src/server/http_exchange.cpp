@@ -7,6 +7,7 @@
 #include <cassert>
 #include <charconv>
 #include <string>
+#include <switchboard/net/tcp_socket.hpp>
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/server/http.hpp>
 #include <switchboard/server/websocket.hpp>
@@ -60,6 +61,13 @@ void init_stream(detail::stream_state& st, detail::loop_context* ctx, connection
 }
 
 }  // namespace
+
+std::string http_request::remote_address() const {
+  if (native_handle_ < 0) return {};
+  std::error_code ec;
+  const net::endpoint peer = net::peer_endpoint(native_handle_, ec);
+  return ec ? std::string() : peer.address_string();
+}
 
 // --- the handles -------------------------------------------------------------
 
@@ -343,7 +351,7 @@ void websocket::serve_request() {
     finish_request();
     return;
   }
-  http_request request(head, body);
+  http_request request(head, body, stream_.native_handle());
   http_response response;
   response.ctx_ = ctx_;
   response.id_ = id();

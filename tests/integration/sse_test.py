@@ -14,6 +14,7 @@ error / publication events, ids with every channel's position, heartbeats at
 a short configured interval, Last-Event-ID across channels exactly once (also
 across a restart with a snapshot, and as ?last_event_id=), recovered:false
 past history, 401/403 before the stream, Origin as /ws, max_connections,
+max_connections_per_ip and handshake_rate per (forwarded) client address,
 the rate and size limits of a session, session expiry, a POST batch with a bad
 line, long-poll timeout and delivery, stream resume from a session's buffer,
 and drain (SIGTERM -> event: reconnect).
@@ -674,6 +675,58 @@ class Limits(SseCase):
                 break
         self.assertIsNotNone(refused)
         self.assertEqual(refused.status, 503)
+
+
+class PerAddress(SseCase):
+    """limits.max_connections_per_ip and handshake_rate / handshake_burst count
+    GET /sse and session creation per client address, as for /ws (the
+    forwarded address: 127.0.0.1 is a trusted proxy here)."""
+    CONFIG = {"server": {"trusted_proxies": ["127.0.0.1"]},
+              "limits": {"max_connections_per_ip": 2, "handshake_rate": 0.2,
+                         "handshake_burst": 6}}
+
+    def via(self, address):
+        h = auth()
+        h["X-Forwarded-For"] = address
+        return h
+
+    def test_open_streams_and_sessions_count_per_address(self):
+        port = self.server.port
+        a = self.sse("/sse?channel=chat:ip", self.via("10.1.0.1"))
+        self.assertEqual(a.status, 200)
+        sid = open_session(port, self.via("10.1.0.1"))
+        refused = self.sse("/sse?channel=chat:ip", self.via("10.1.0.1"))
+        self.assertEqual(refused.status, 429)
+        self.assertEqual(refused.json()["error"]["message"],
+                         "too many connections from this address (limits.max_connections_per_ip)")
+        status, answer = post(port, "/rt/session", None, self.via("10.1.0.1"))
+        self.assertEqual((status, answer["error"]["code"]), (429, 429))
+        # /ws counts against the same address.
+        ws = st.http_request(port, "GET", "/ws", None, dict(self.via("10.1.0.1"), **{
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}))
+        self.assertEqual(ws[0], 429)
+        # Another address is not affected.
+        self.assertEqual(self.sse("/sse?channel=chat:ip", self.via("10.1.0.2")).status, 200)
+        # A closed session gives its place back (and so does a closed stream).
+        status, _, _ = st.http_request(port, "DELETE", "/rt/session/%s" % sid)
+        self.assertEqual(status, 204)
+        open_session(port, self.via("10.1.0.1"))
+
+    def test_creation_rate_per_address(self):
+        port = self.server.port
+        for _ in range(6):
+            sid = open_session(port, self.via("10.2.0.1"))
+            status, _, _ = st.http_request(port, "DELETE", "/rt/session/%s" % sid)
+            self.assertEqual(status, 204)
+        status, answer = post(port, "/rt/session", None, self.via("10.2.0.1"))
+        self.assertEqual(status, 429)
+        self.assertEqual(answer["error"]["message"],
+                         "too many connection attempts from this address (limits.handshake_rate)")
+        r = self.sse("/sse?channel=chat:ip", self.via("10.2.0.1"))
+        self.assertEqual(r.status, 429)
+        # Another address starts with a full bucket.
+        self.assertEqual(self.sse("/sse?channel=chat:ip", self.via("10.2.0.2")).status, 200)
 
 
 class Drain(unittest.TestCase):

@@ -72,6 +72,10 @@ class http_request {
  public:
   explicit http_request(const protocol::request_head& head, std::string_view body = {}) noexcept
       : head_(&head), body_(body) {}
+  // `native_handle`: the connection's socket, for remote_address().
+  http_request(const protocol::request_head& head, std::string_view body,
+               int native_handle) noexcept
+      : head_(&head), body_(body), native_handle_(native_handle) {}
   std::string_view method() const noexcept { return head_->method(); }
   std::string_view target() const noexcept { return head_->target(); }
   std::string_view path() const noexcept { return head_->path(); }
@@ -84,10 +88,17 @@ class http_request {
   const protocol::request_head& head() const noexcept { return *head_; }
   // The request body: exactly Content-Length bytes; empty without one.
   std::string_view body() const noexcept { return body_; }
+  // The peer's IP address in text form ("127.0.0.1", "::1"), read from the
+  // socket (getpeername) when asked: nothing is stored per request. Behind a
+  // proxy this is the proxy; the layer above decides whether to believe
+  // X-Forwarded-For. "" if the socket cannot say (or no socket: a request
+  // made by hand).
+  std::string remote_address() const;
 
  private:
   const protocol::request_head* head_;
   std::string_view body_;
+  int native_handle_ = -1;
 };
 
 namespace detail {
