@@ -274,6 +274,9 @@ struct redis_broker::state {
     // The server API's control messages travel on one shard (api_shard()).
     if (&s == &api_shard())
       s.sub->command({"SUBSCRIBE", control_key()}, [](const redisReply*) {});
+    // Node messages (send_node) travel there too.
+    if (&s == &api_shard() && !owner.node_id_.empty())
+      s.sub->command({"SUBSCRIBE", node_key(owner.node_id_)}, [](const redisReply*) {});
     for (auto& [name, c] : channels) {
       if (c->home == &s) send_subscribe(*c);
     }
@@ -347,6 +350,10 @@ struct redis_broker::state {
     if (key_name.size() == prefix.size() + 9 && key_name.ends_with("x:control") &&
         key_name.starts_with(prefix)) {
       events->on_control(payload);
+      return;
+    }
+    if (!owner.node_id_.empty() && key_name == node_key(owner.node_id_)) {
+      events->on_node_message(payload);
       return;
     }
     if (!key_name.starts_with(prefix) || key_name.size() < prefix.size() + 2) return;
@@ -743,6 +750,29 @@ struct redis_broker::state {
   // ---- the server API ----------------------------------------------------
 
   std::string control_key() const { return key('x', "control"); }
+  std::string node_key(std::string_view id) const {
+    std::string k = key('x', "node:");
+    k.append(id);
+    return k;
+  }
+
+  void send_node(const std::string& id, const std::string& message,
+                 completion<node_send_result> done) {
+    shard& s = api_shard();
+    if (!s.cmd->ready()) {
+      if (done) done(node_send_result{unavailable(s), 0});
+      return;
+    }
+    s.cmd->command({"PUBLISH", node_key(id), message}, [&s, done = std::move(done)](
+                                                           const redisReply* r) mutable {
+      if (!done) return;
+      if (!r || r->type != REDIS_REPLY_INTEGER) {
+        return done(node_send_result{
+            r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s), 0});
+      }
+      done(node_send_result{std::nullopt, static_cast<std::size_t>(r->integer)});
+    });
+  }
   // Where the server API's keys live: placed on the ring like a channel, so
   // every node finds the same shard whatever the order of its URLs.
   shard& api_shard() { return shard_of("#server-api"); }
@@ -1060,6 +1090,16 @@ void redis_broker::send_control(std::string message, completion<std::optional<fa
 
 void redis_broker::publish_node(std::string_view node_id, std::string json) {
   post([this, id = std::string(node_id), j = std::move(json)] { state_->publish_node(id, j); });
+}
+
+void redis_broker::send_node(std::string_view node_id, std::string message,
+                             completion<node_send_result> done) {
+  auto shared = std::make_shared<completion<node_send_result>>(std::move(done));
+  if (!post([this, id = std::string(node_id), m = std::move(message), shared] {
+        state_->send_node(id, m, std::move(*shared));
+      })) {
+    if (*shared) (*shared)(node_send_result{stopped_failure(), 0});
+  }
 }
 
 void redis_broker::nodes(completion<nodes_result> done) {

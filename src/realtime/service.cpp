@@ -11,6 +11,7 @@
 //   http_api_methods.cpp  the server API's other methods (broadcast, batch, …)
 //   session_control.cpp   what those methods do to this node's connections
 //   http_transports.cpp GET /sse and the HTTP sessions (/rt/session)
+//   http_forward.cpp   their requests forwarded between nodes
 //   wire.cpp           every reply, push and error on the wire
 //   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
@@ -236,6 +237,11 @@ void service::impl::build_server() {
                                           [this] { return node_json(); });
   transports = std::make_unique<http_transports>(config, *hub_, *sessions_, *transport_opens,
                                                  *http_errors);
+  // HTTP sessions across nodes: session ids name this node, and requests of
+  // other nodes for them arrive as node messages (session_forward.hpp).
+  transports->set_node_id(node_id);
+  broker_->listen_node(node_id);
+  hub_->set_node_message_handler([this](std::string_view m) { transports->on_node_message(m); });
 
   server::ws_behavior b;
   switch (config.compression) {

@@ -4,6 +4,7 @@
 // the ones behind it), streaming answers (http_stream) and the connection's
 // timers while it speaks plain HTTP. The upgrade itself is handshake.cpp's.
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <charconv>
 #include <string>
@@ -96,6 +97,7 @@ http_stream http_response::stream(std::function<void()> on_close) {
 }
 
 bool http_stream::write(std::string bytes) const {
+  if (sink_) return sink_->write(std::move(bytes));
   if (!state_) return false;
   detail::stream_state& st = *state_;
   std::lock_guard lock(st.mutex);
@@ -118,6 +120,7 @@ bool http_stream::write(std::string bytes) const {
 }
 
 void http_stream::end() const {
+  if (sink_) return sink_->end();
   if (!state_) return;
   detail::stream_state& st = *state_;
   std::lock_guard lock(st.mutex);
@@ -133,12 +136,32 @@ std::size_t http_stream::queued() const noexcept {
 }
 
 bool http_stream::is_open() const noexcept {
+  if (sink_) return sink_->is_open();
   if (!state_) return false;
   std::lock_guard lock(state_->mutex);
   return !state_->gone && !state_->ended && !state_->overflow;
 }
 
+struct detail::responder_relay {
+  std::atomic<bool> answered{false};
+  std::function<void(http_response)> answer;
+};
+
+http_responder http_responder::relay(std::function<void(http_response)> answer) {
+  http_responder r;
+  r.relay_ = std::make_shared<detail::responder_relay>();
+  r.relay_->answer = std::move(answer);
+  return r;
+}
+
 void http_responder::respond(http_response response) const {
+  if (relay_) {
+    // The first answer counts, as for a connection.
+    if (!relay_->answered.exchange(true, std::memory_order_acq_rel) && relay_->answer) {
+      relay_->answer(std::move(response));
+    }
+    return;
+  }
   if (ctx_ == nullptr) return;
   detail::loop_context* ctx = ctx_;
   ctx->loop().post(

@@ -29,6 +29,7 @@ Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
 """
 
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -47,6 +48,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from serve_test import (Session, ServeServer, api_publish, api_publish_async,  # noqa: E402
                         base_config, close_code_of, connect_ws, http_request, run, slow, token)
+from sse_test import SseReader  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -112,6 +114,9 @@ def node_config(redis_url, **extra):
         "api": {"key": API_KEY},
         "broker": {"urls": [redis_url], "key_prefix": "it%d:" % os.getpid(),
                    "presence_lease": 2, "presence_refresh": 0.4},
+        # A relayed session stream whose home node died ends after two
+        # heartbeats of silence (docs/scaling.md).
+        "sse": {"heartbeat": 1},
     }
     overrides.update(extra)
     return base_config(**overrides)
@@ -212,6 +217,106 @@ class Cluster(unittest.TestCase):
                 self.assertIn(b'"channel":"chat:cross"', body)
                 self.assertIn(b'"offset":2', body)
         run(go())
+
+    def test_http_session_requests_alternate_between_nodes(self):
+        """One HTTP session, made on A, driven through both nodes: every
+        command answered once, every publication once and in order, whichever
+        node holds the stream or the poll (docs/protocol.md, "HTTP transports
+        across nodes")."""
+        a, b, channel = self.a, self.b, "chat:fwd"
+        status, _, raw = http_request(a, "POST", "/rt/session")
+        self.assertEqual(status, 201, raw)
+        sid = json.loads(raw)["session"]
+        path = "/rt/session/" + sid
+        delivered = {}  # seq -> message: each sequence number once
+
+        def take(seq, data):
+            self.assertNotIn(seq, delivered)
+            delivered[seq] = json.loads(data)
+
+        def send(port, *cmds):
+            body = "\n".join(json.dumps(c) for c in cmds).encode()
+            status, _, raw = http_request(port, "POST", path + "/send", body)
+            self.assertEqual((status, json.loads(raw)), (202, {"accepted": len(cmds)}))
+
+        def stream_until(reader, pred):
+            while True:
+                e = reader.events_until(lambda e: e.get("event") == "message", timeout=5)[-1]
+                take(int(e["id"]), e["data"])
+                if pred():
+                    return
+
+        def replies():
+            return [m["id"] for m in delivered.values() if "id" in m]
+
+        def offsets():
+            return [m["offset"] for _, m in sorted(delivered.items())
+                    if m.get("push") == "message"]
+
+        # The stream on B (relayed from A); commands sent through both.
+        r = SseReader(b, path + "/stream")
+        try:
+            self.assertEqual((r.status, r.headers["content-type"]), (200, "text/event-stream"))
+            self.assertEqual(r.headers["x-accel-buffering"], "no")
+            self.assertIn("retry", r.event())
+            send(b, {"id": 1, "cmd": "subscribe", "channel": channel})
+            stream_until(r, lambda: 1 in replies())
+            send(a, {"id": 2, "cmd": "publish", "channel": channel, "data": 1})
+            send(b, {"id": 3, "cmd": "publish", "channel": channel, "data": 2})
+            for i in range(3, 11):
+                api_publish((a, b)[i % 2], {"channel": channel, "data": i})
+            stream_until(r, lambda: len(offsets()) == 10 and {2, 3} <= set(replies()))
+        finally:
+            r.close()
+        # A held poll on B, answered (from A) when a publication comes.
+        last = max(delivered)
+        conn = http.client.HTTPConnection("127.0.0.1", b, timeout=slow(10))
+        try:
+            conn.request("GET", "%s/poll?after=%d" % (path, last))
+            time.sleep(0.3)
+            api_publish(a, {"channel": channel, "data": 11})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            for m in json.loads(resp.read())["messages"]:
+                take(m["seq"], m["data"])
+        finally:
+            conn.close()
+        # Polls through both nodes, then the stream on A (local) from the last seen.
+        send(b, {"id": 4, "cmd": "ping"})
+        send(a, {"id": 5, "cmd": "ping"})
+        for port in (a, b):
+            status, _, raw = http_request(port, "GET", "%s/poll?after=%d" % (path, max(delivered)))
+            self.assertEqual(status, 200, raw)
+            for m in json.loads(raw)["messages"]:
+                take(m["seq"], m["data"])
+            if {4, 5} <= set(replies()):
+                break
+        api_publish(b, {"channel": channel, "data": 12})
+        r = SseReader(a, path + "/stream", {"Last-Event-ID": str(max(delivered))})
+        try:
+            self.assertEqual(r.status, 200)
+            r.event()
+            stream_until(r, lambda: len(offsets()) == 12 and {4, 5} <= set(replies()))
+            r.quiet(0.3)
+        finally:
+            r.close()
+        self.assertEqual(sorted(delivered), list(range(1, max(delivered) + 1)), "no gap")
+        self.assertEqual(sorted(replies()), [1, 2, 3, 4, 5], "each command answered once")
+        self.assertEqual(offsets(), list(range(1, 13)), "each publication once, in order")
+        self.assertEqual([m["data"] for m in delivered.values() if m.get("push") == "message"],
+                         list(range(1, 13)))
+        # DELETE through B ends it everywhere.
+        status, _, _ = http_request(b, "DELETE", path)
+        self.assertEqual(status, 204)
+        for port in (a, b):
+            status, _, raw = http_request(port, "GET", path + "/poll")
+            self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                             (404, "session_not_found"))
+        # An id of a node that does not exist (stopped, or never was).
+        nobody = "0123456789abcdef." + "0" * 32
+        status, _, raw = http_request(a, "POST", "/rt/session/%s/send" % nobody, b"{}")
+        self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                         (404, "session_not_found: the node that held the session is gone"))
 
     def test_history_and_recovery_across_nodes(self):
         async def go():

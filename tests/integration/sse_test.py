@@ -466,7 +466,7 @@ class Sessions(SseCase):
     def test_batch_with_a_bad_line_replies_in_order_down_the_stream(self):
         port = self.server.port
         sid = open_session(port)
-        self.assertRegex(sid, r"^[0-9a-f]{32}$")
+        self.assertRegex(sid, r"^[0-9a-f]{16}\.[0-9a-f]{32}$")  # <node>.<random>
         r = self.sse("/rt/session/%s/stream" % sid)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.headers["x-accel-buffering"], "no")
@@ -561,6 +561,22 @@ class Sessions(SseCase):
                              ("GET", "/rt/session/nope/stream"), ("GET", "/rt/nothing")):
             status, _, _ = st.http_request(port, method, path)
             self.assertEqual(status, 404, path)
+        # A well-formed id of this node that is gone is session_not_found; one
+        # of another node says why this node cannot reach it (the memory broker).
+        gone = sid.split(".")[0] + "." + "0" * 32
+        status, _, raw = st.http_request(port, "POST", "/rt/session/%s/send" % gone, b"{}")
+        self.assertEqual((status, json.loads(raw)["error"]["message"]), (404, "session_not_found"))
+        other = ("f" if sid[0] != "f" else "e") + sid[1:16] + "." + "0" * 32
+        for method, path in (("POST", "/rt/session/%s/send" % other),
+                             ("GET", "/rt/session/%s/poll" % other),
+                             ("GET", "/rt/session/%s/stream" % other),
+                             ("DELETE", "/rt/session/%s" % other)):
+            status, _, raw = st.http_request(port, method, path)
+            self.assertEqual(status, 404, path)
+            self.assertEqual(json.loads(raw)["error"]["message"],
+                             "session_not_found: this node does not hold the session and the "
+                             "embedded memory broker cannot reach other nodes (use sticky "
+                             "sessions or the Redis broker)", path)
 
     def test_delete_closes_and_presence_leaves(self):
         port = self.server.port
