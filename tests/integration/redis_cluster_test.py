@@ -23,7 +23,11 @@ completes (a `refresh` that dropped the channel, a duplicate, max_subscriptions)
 and behind nginx (the shipped deploy/nginx.conf) 20 clients reconnecting
 at random through it while 1,000 publications go through three nodes, one
 node SIGTERMed, one killed, and a durable Redis killed and restarted, each
-client ending with every offset exactly once, in order.
+client ending with every offset exactly once, in order. HTTP sessions across
+nodes: one session's send, poll, stream and DELETE alternating between the
+nodes (every command answered once, every publication once and in order), a
+session whose node was killed (its relayed stream ends, then 404), and the SDK
+on SSE and on long-polling through nginx round-robin without stickiness.
 
 Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
 """
@@ -317,6 +321,24 @@ class Cluster(unittest.TestCase):
         status, _, raw = http_request(a, "POST", "/rt/session/%s/send" % nobody, b"{}")
         self.assertEqual((status, json.loads(raw)["error"]["message"]),
                          (404, "session_not_found: the node that held the session is gone"))
+
+    def test_sdk_sessions_through_a_round_robin_balancer(self):
+        """nginx without stickiness in front of both nodes: each request of the
+        SDK's HTTP session goes to the next node, and SSE and long-polling
+        both work (the home node answers through the broker)."""
+        lb = Nginx([self.a, self.b], sticky=False)
+        try:
+            script = os.path.join(HERE, "sdk_session_client.mjs")
+            for transport in ("sse", "long-polling"):
+                out = subprocess.run(
+                    ["node", script, "ws://127.0.0.1:%d/ws" % lb.port, transport,
+                     "chat:rr-" + transport, "20"],
+                    capture_output=True, text=True, timeout=slow(30),
+                    env=dict(os.environ, NODE_PATH="/usr/share/nodejs"))
+                self.assertEqual((out.returncode, out.stdout.strip()), (0, "ok " + transport),
+                                 out.stdout + out.stderr)
+        finally:
+            lb.cleanup()
 
     def test_history_and_recovery_across_nodes(self):
         async def go():
@@ -645,7 +667,29 @@ class Cluster(unittest.TestCase):
                         self.assertLess(time.monotonic() - started, slow(4))
                         p = await sa.request("presence", channel="chat:lease")
                         self.assertEqual(len(p["result"]["clients"]), 1, p)
-            run(go())
+
+            # An HTTP session on the third node, its stream relayed through A.
+            status, _, raw = http_request(third.port, "POST", "/rt/session")
+            self.assertEqual(status, 201, raw)
+            path = "/rt/session/" + json.loads(raw)["session"]
+            r = SseReader(self.a, path + "/stream")
+            try:
+                self.assertEqual(r.status, 200)
+                r.event()
+                run(go())  # kills the third node
+                # A ends the stream once the home node is silent for two
+                # heartbeats (1 s here) and a second...
+                started = time.monotonic()
+                with self.assertRaises(EOFError):
+                    while True:
+                        r.event(timeout=6)
+                self.assertLess(time.monotonic() - started, slow(5))
+            finally:
+                r.close()
+            # ...and the client's next request learns that the session is gone.
+            status, _, raw = http_request(self.a, "GET", path + "/poll")
+            self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                             (404, "session_not_found: the node that held the session is gone"))
         finally:
             third.cleanup()
 
@@ -654,7 +698,7 @@ class Nginx:
     """Debian's nginx with deploy/nginx.conf, its upstreams and listen port
     rewritten to the test's, in a scratch prefix (never the system service)."""
 
-    def __init__(self, node_ports):
+    def __init__(self, node_ports, sticky=True):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="switchboard-nginx-it-")
         os.makedirs(os.path.join(self.dir, "tmp"))
@@ -664,6 +708,12 @@ class Nginx:
         for shipped, actual in zip((8081, 8082, 8083), node_ports):
             conf = conf.replace("127.0.0.1:%d" % shipped, "127.0.0.1:%d" % actual)
         conf = conf.replace("listen 127.0.0.1:8080;", "listen 127.0.0.1:%d;" % self.port)
+        if not sticky:  # round-robin: each request to the next node
+            self.unsticky = "hash $remote_addr consistent;"
+            assert self.unsticky in conf
+            conf = conf.replace(self.unsticky, "")
+        for shipped in (8081, 8082, 8083)[len(node_ports):]:  # fewer nodes than shipped
+            conf = "\n".join(l for l in conf.split("\n") if "127.0.0.1:%d" % shipped not in l)
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
