@@ -7,6 +7,7 @@
 #include "event_id.hpp"
 #include "http_session.hpp"
 #include "http_transports.hpp"
+#include "sse_wire.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -283,10 +284,12 @@ void http_transports::tick_forwards(std::uint64_t now_ms) {
 void http_transports::drain_forwards() {
   std::vector<server::http_responder> waiting;
   std::vector<std::shared_ptr<relay_sink>> sinks;
+  std::vector<server::http_stream> relayed;
   {
     std::lock_guard lock(forward_mutex_);
     for (auto& [rid, p] : forwards_) waiting.push_back(std::move(p.responder));
     forwards_.clear();
+    for (auto& [rid, r] : relayed_) relayed.push_back(r.stream);
     for (auto& [key, weak] : sinks_) {
       if (auto sink = weak.lock()) sinks.push_back(std::move(sink));
     }
@@ -300,6 +303,11 @@ void http_transports::drain_forwards() {
   // The drained sessions wrote `event: reconnect` to their relayed streams;
   // the server ends only its own streams, so these end here.
   for (const auto& sink : sinks) sink->end();
+  // Streams of sessions held elsewhere: as a local session's, the client
+  // reconnects (to another node; the server finishes these streams).
+  std::string event;
+  append_sse_event(event, "reconnect", {}, "{\"reason\":\"server shutting down\"}");
+  for (const server::http_stream& s : relayed) s.write(event);
 }
 
 }  // namespace switchboard::realtime::detail

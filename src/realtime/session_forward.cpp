@@ -25,8 +25,9 @@ std::string_view next_token(std::string_view& line) {
   return token;
 }
 
+// Decimal digits, no leading zero (one spelling per number).
 bool parse_u64(std::string_view text, std::uint64_t& out) {
-  if (text.empty() || text.size() > 20) return false;
+  if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')) return false;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   return ec == std::errc{} && end == text.data() + text.size();
 }
