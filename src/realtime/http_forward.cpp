@@ -81,6 +81,7 @@ void http_transports::forward(std::string_view home, std::string_view id,
                   forwards_.erase(it);
                 }
                 server::http_response res;
+                count_forward(r.error ? "unavailable" : "gone");
                 if (r.error) {
                   json_answer(res, r.error->code, r.error->message);
                 } else {
@@ -170,6 +171,7 @@ void http_transports::answer_forwarded(const node_message& m) {
     if (m.status == 200) send_node(m.from, node_stream_message('c', node_id_, m.rid));
     return;
   }
+  count_forward("answered");
   if (p.stream && m.status == 200) {
     server::http_response head;
     head.set_content_type("text/event-stream");
@@ -274,6 +276,7 @@ void http_transports::tick_forwards(std::uint64_t now_ms) {
     }
   }
   for (const server::http_responder& r : late) {
+    count_forward("timeout");
     server::http_response res;
     json_answer(res, 504, "the node that holds the session did not answer in time");
     r.respond(std::move(res));

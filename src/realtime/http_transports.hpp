@@ -56,6 +56,9 @@ class http_transports {
   // set before install(). Empty: session ids name no node (nothing is
   // forwarded).
   void set_node_id(std::string id) { node_id_ = std::move(id); }
+  // Requests forwarded to other nodes, by result (answered, gone, timeout,
+  // unavailable); set before install().
+  void set_forward_counter(counter_family& forwards) { forwards_counter_ = &forwards; }
   // A message of another node (broker::send_node), on the broker's thread.
   void on_node_message(std::string_view message);
 
@@ -106,6 +109,10 @@ class http_transports {
   std::vector<std::shared_ptr<sse_stream>> streams_;
 
   std::string node_id_;
+  counter_family* forwards_counter_ = nullptr;
+  void count_forward(std::string_view result) {
+    if (forwards_counter_) forwards_counter_->with(std::string(result)).inc();
+  }
   // Forwarding state; a leaf lock (no session is called with it held).
   std::mutex forward_mutex_;
   std::uint64_t next_rid_ = 1;

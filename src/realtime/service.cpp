@@ -89,6 +89,7 @@ struct service::impl {
   std::unique_ptr<server::server> metrics_srv;
   std::unique_ptr<http_transports> transports;
   counter_family* transport_opens = nullptr;  // by transport
+  counter_family* http_forwards = nullptr;    // by result (http_forward.cpp)
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -159,6 +160,11 @@ void service::impl::setup_metrics() {
   transport_opens = &metrics.add_counter_family(
       "switchboard_transport_opens_total",
       "Clients opened over the HTTP transports, by transport (sse, http_session)", "transport");
+  http_forwards = &metrics.add_counter_family(
+      "switchboard_http_forwards_total",
+      "HTTP session requests this node forwarded to the session's node, by result "
+      "(answered, gone, timeout, unavailable)",
+      "result");
   publications = &metrics.add_counter("switchboard_publications_total",
                                       "Publications accepted (WebSocket and HTTP API)");
   session_counters.rate_limited =
@@ -240,6 +246,7 @@ void service::impl::build_server() {
   // HTTP sessions across nodes: session ids name this node, and requests of
   // other nodes for them arrive as node messages (session_forward.hpp).
   transports->set_node_id(node_id);
+  transports->set_forward_counter(*http_forwards);
   broker_->listen_node(node_id);
   hub_->set_node_message_handler([this](std::string_view m) { transports->on_node_message(m); });
 

@@ -321,6 +321,12 @@ class Cluster(unittest.TestCase):
         status, _, raw = http_request(a, "POST", "/rt/session/%s/send" % nobody, b"{}")
         self.assertEqual((status, json.loads(raw)["error"]["message"]),
                          (404, "session_not_found: the node that held the session is gone"))
+        # Each node counts what it forwarded: B the requests for A's session.
+        status, _, body = http_request(b, "GET", "/metrics")
+        self.assertRegex(body.decode(),
+                         r'switchboard_http_forwards_total\{result="answered"\} [1-9]')
+        status, _, body = http_request(a, "GET", "/metrics")
+        self.assertRegex(body.decode(), r'switchboard_http_forwards_total\{result="gone"\} [1-9]')
 
     def test_sdk_sessions_through_a_round_robin_balancer(self):
         """nginx without stickiness in front of both nodes: each request of the
