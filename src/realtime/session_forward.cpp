@@ -65,6 +65,10 @@ std::string parse_node_message(std::string_view text, node_message& out) {
   if (nl == std::string_view::npos) return "no header line";
   std::string_view line = text.substr(0, nl);
   out.body = text.substr(nl + 1);
+  // One spelling per message: fields split by single spaces.
+  if (line.empty() || line.back() == ' ' || line.find("  ") != std::string_view::npos) {
+    return "fields must be split by single spaces";
+  }
   const std::string_view kind = next_token(line);
   if (kind.size() != 1 || std::string_view("qawec").find(kind[0]) == std::string_view::npos) {
     return "unknown kind";

@@ -74,6 +74,9 @@ TEST(session_forward_test, malformed_messages_are_refused_with_the_reason) {
       {"a " + n + " 1 600\n", "bad status"},
       {"a " + n + " 1 200 more\n", "extra fields in the header"},
       {"e " + n + " 1\nbody", "unexpected body"},
+      {"w " + n + " 2 \n", "fields must be split by single spaces"},
+      {"w  " + n + " 2\n", "fields must be split by single spaces"},
+      {"\n", "fields must be split by single spaces"},
   };
   for (const auto& c : cases) {
     node_message m;
