@@ -699,7 +699,7 @@ class PerAddress(SseCase):
     forwarded address: 127.0.0.1 is a trusted proxy here)."""
     CONFIG = {"server": {"trusted_proxies": ["127.0.0.1"]},
               "limits": {"max_connections_per_ip": 2, "handshake_rate": 0.2,
-                         "handshake_burst": 6}}
+                         "handshake_burst": 8}}
 
     def via(self, address):
         h = auth()
@@ -728,10 +728,14 @@ class PerAddress(SseCase):
         status, _, _ = st.http_request(port, "DELETE", "/rt/session/%s" % sid)
         self.assertEqual(status, 204)
         open_session(port, self.via("10.1.0.1"))
+        a.close()
+        time.sleep(slow(1))  # the server notices the closed stream
+        r = self.sse("/sse?channel=chat:ip", self.via("10.1.0.1"))
+        self.assertEqual(r.status, 200, getattr(r, "body", b""))
 
     def test_creation_rate_per_address(self):
         port = self.server.port
-        for _ in range(6):
+        for _ in range(8):
             sid = open_session(port, self.via("10.2.0.1"))
             status, _, _ = st.http_request(port, "DELETE", "/rt/session/%s" % sid)
             self.assertEqual(status, 204)
