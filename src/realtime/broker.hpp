@@ -111,6 +111,9 @@ class broker_events {
   virtual void on_control(std::string_view message) { (void)message; }
   // A message broker::send_node addressed to this node (listen_node).
   virtual void on_node_message(std::string_view message) { (void)message; }
+  // Messages addressed to this node may have been lost (the connection that
+  // receives them dropped); those sent from now on arrive again.
+  virtual void on_node_messages_lost() {}
 
  protected:
   ~broker_events() = default;

@@ -111,6 +111,22 @@ void http_transports::on_node_message(std::string_view message) {
   }
 }
 
+void http_transports::node_messages_lost() {
+  std::vector<std::pair<std::uint64_t, relayed_stream>> lost;
+  {
+    std::lock_guard lock(forward_mutex_);
+    for (auto& [rid, r] : relayed_) lost.emplace_back(rid, std::move(r));
+    relayed_.clear();
+  }
+  // Why: a write lost on the way would be a gap the client cannot see (the
+  // SDK takes sequence numbers as they come); a new stream resumes from the
+  // session's buffer after the client's Last-Event-ID.
+  for (auto& [rid, r] : lost) {
+    r.stream.end();
+    send_node(r.home, node_stream_message('c', node_id_, rid));
+  }
+}
+
 void http_transports::serve_forwarded(const node_message& m) {
   const std::string from(m.from);
   const std::uint64_t rid = m.rid;

@@ -61,6 +61,9 @@ class http_transports {
   void set_forward_counter(counter_family& forwards) { forwards_counter_ = &forwards; }
   // A message of another node (broker::send_node), on the broker's thread.
   void on_node_message(std::string_view message);
+  // Messages to this node may have been lost: every stream relayed from
+  // another node ends (its client resumes with Last-Event-ID, exactly).
+  void node_messages_lost();
 
  private:
   void handle_sse(const server::http_request& req, server::http_response& res);

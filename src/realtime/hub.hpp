@@ -160,8 +160,13 @@ class hub final : public broker_events {
   void on_node_message(std::string_view message) override {
     if (node_message_) node_message_(message);
   }
-  void set_node_message_handler(std::function<void(std::string_view)> handler) {
+  void set_node_message_handler(std::function<void(std::string_view)> handler,
+                                std::function<void()> lost) {
     node_message_ = std::move(handler);
+    node_messages_lost_ = std::move(lost);
+  }
+  void on_node_messages_lost() override {
+    if (node_messages_lost_) node_messages_lost_();
   }
 
   // Publish latency (hub::publish to the broker's completion), for the
@@ -193,6 +198,7 @@ class hub final : public broker_events {
   std::atomic<std::uint64_t> presence_pushes_{0};
   std::function<void(std::string_view)> control_;
   std::function<void(std::string_view)> node_message_;
+  std::function<void()> node_messages_lost_;
   std::atomic<std::uint64_t> publish_latency_us_{0};
   std::atomic<std::uint64_t> publish_latency_count_{0};
 

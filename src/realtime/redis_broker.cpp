@@ -284,6 +284,7 @@ struct redis_broker::state {
 
   void on_sub_down(shard& s) {
     update_health();
+    if (&s == &api_shard() && !owner.node_id_.empty()) events->on_node_messages_lost();
     for (auto& [name, c] : channels) {
       if (c->home != &s) continue;
       c->confirmed = false;

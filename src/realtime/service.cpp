@@ -248,7 +248,8 @@ void service::impl::build_server() {
   transports->set_node_id(node_id);
   transports->set_forward_counter(*http_forwards);
   broker_->listen_node(node_id);
-  hub_->set_node_message_handler([this](std::string_view m) { transports->on_node_message(m); });
+  hub_->set_node_message_handler([this](std::string_view m) { transports->on_node_message(m); },
+                                 [this] { transports->node_messages_lost(); });
 
   server::ws_behavior b;
   switch (config.compression) {
