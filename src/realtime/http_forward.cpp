@@ -113,10 +113,20 @@ void http_transports::on_node_message(std::string_view message) {
 
 void http_transports::node_messages_lost() {
   std::vector<std::pair<std::uint64_t, relayed_stream>> lost;
+  std::vector<server::http_responder> waiting;
   {
     std::lock_guard lock(forward_mutex_);
     for (auto& [rid, r] : relayed_) lost.emplace_back(rid, std::move(r));
     relayed_.clear();
+    for (auto& [rid, p] : forwards_) waiting.push_back(std::move(p.responder));
+    forwards_.clear();
+  }
+  // Their answers may be lost too: say so now rather than at the timeout.
+  for (const server::http_responder& r : waiting) {
+    count_forward("unavailable");
+    server::http_response res;
+    json_answer(res, 503, "broker unavailable: the answer of the session's node was lost");
+    r.respond(std::move(res));
   }
   // Why: a write lost on the way would be a gap the client cannot see (the
   // SDK takes sequence numbers as they come); a new stream resumes from the
