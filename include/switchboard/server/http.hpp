@@ -68,7 +68,7 @@ namespace switchboard::server {
 
 // A parsed request head and its body. Views are valid only during the
 // handler call.
-class http_request {
+class SWITCHBOARD_SERVER_EXPORT http_request {
  public:
   explicit http_request(const protocol::request_head& head, std::string_view body = {}) noexcept
       : head_(&head), body_(body) {}
