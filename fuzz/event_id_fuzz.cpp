@@ -6,7 +6,9 @@
 //  - an accepted id has exactly the asked number of positions, and encoding
 //    them again gives an id that parses to the same positions;
 //  - parse_seq() accepts exactly what std::to_string of its result gives back
-//    (no leading zeros aside), never wrapping.
+//    (no leading zeros aside), never wrapping;
+//  - a node message (session_forward.hpp) that parses is written back by its
+//    encoder byte for byte, and its session id names a node.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -14,6 +16,7 @@
 
 #include "channel.hpp"
 #include "event_id.hpp"
+#include "session_forward.hpp"
 
 namespace {
 
@@ -54,6 +57,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Equal up to leading zeros.
     const std::size_t first = text.find_first_not_of('0');
     check(first == std::string_view::npos ? again == "0" : text.substr(first) == again);
+  }
+
+  node_message m;
+  if (parse_node_message(text, m).empty()) {
+    std::string again;
+    switch (m.kind) {
+      case 'q':
+        check(!session_home(m.session).empty());
+        again = node_request(m.from, m.rid, m.verb, m.session, m.arg, m.body);
+        break;
+      case 'a': again = node_answer(m.from, m.rid, m.status, m.body); break;
+      default: again = node_stream_message(m.kind, m.from, m.rid, m.body); break;
+    }
+    check(again == text);
   }
   return 0;
 }

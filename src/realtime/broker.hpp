@@ -109,6 +109,11 @@ class broker_events {
   // A control message of the server API (broker::send_control), from this
   // node or another: every node acts on its own connections.
   virtual void on_control(std::string_view message) { (void)message; }
+  // A message broker::send_node addressed to this node (listen_node).
+  virtual void on_node_message(std::string_view message) { (void)message; }
+  // Messages addressed to this node may have been lost (the connection that
+  // receives them dropped); those sent from now on arrive again.
+  virtual void on_node_messages_lost() {}
 
  protected:
   ~broker_events() = default;
@@ -205,6 +210,30 @@ class broker {
   };
   // Every live node's latest publish_node() object.
   virtual void nodes(completion<nodes_result> done) = 0;
+
+  // --- node to node (HTTP sessions across nodes, session_forward.hpp) -----
+
+  // Whether send_node() can reach other nodes (false: the memory broker,
+  // which serves one node).
+  virtual bool reaches_other_nodes() const { return false; }
+  // This node takes the messages send_node() addresses to `node_id`
+  // (broker_events::on_node_message). Call before start().
+  virtual void listen_node(std::string node_id) { (void)node_id; }
+  struct node_send_result {
+    std::optional<failure> error;
+    std::size_t receivers = 0;  // 0: no node listens under that id (gone)
+  };
+  // Hands `message` to the node listening under `node_id`. Messages sent
+  // from one thread to one node arrive in the order sent. Completes once
+  // sent, on any thread (may be null: fire and forget).
+  virtual void send_node(std::string_view node_id, std::string message,
+                         completion<node_send_result> done) {
+    (void)node_id;
+    (void)message;
+    if (done) {
+      done(node_send_result{failure{503, "broker unavailable: it does not reach other nodes"}, 0});
+    }
+  }
 };
 
 }  // namespace switchboard::realtime::detail

@@ -86,8 +86,11 @@ bool http_transports::admit(const server::http_request& req, server::http_respon
     return false;
   }
   std::string why;
-  const int status =
-      sessions_.admit(conn, req.head(), req.query(), !config_.tls_cert.empty(), body_token, why);
+  const int status = sessions_.admit(conn, req.head(), req.query(), !config_.tls_cert.empty(),
+                                     body_token, why,
+                                     config_.max_connections_per_ip > 0 || config_.handshake_rate > 0
+                                         ? req.remote_address()
+                                         : std::string());
   if (status != 0) {
     json_error(res, status, why);
     return false;
@@ -137,6 +140,7 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
   // A stream cannot send `connect`: without a token in the request it is
   // anonymous or nothing.
   if (peer->state().needs_connect) {
+    sessions_.unadmit(peer->state());
     json_error(res, 401, make_failure(errors::token_required).message);
     return;
   }
@@ -177,7 +181,14 @@ void http_transports::open_session(const server::http_request& req, server::http
       body_token.assign(token);
     }
   }
-  auto s = std::make_shared<http_session>(sessions_, hub_, config_, random_hex(16));
+  // The id names this node (session_forward.hpp): any node can find it.
+  std::string sid;
+  if (!node_id_.empty()) {
+    sid.append(node_id_);
+    sid.push_back('.');
+  }
+  sid.append(random_hex(16));
+  auto s = std::make_shared<http_session>(sessions_, hub_, config_, std::move(sid));
   if (!admit(req, res, s->state(), body_token)) return;
   s->opened();
   opened_.with("http_session").inc();
@@ -222,24 +233,64 @@ void http_transports::session_route(const server::http_request& req,
     json_error(res, 400, e);
     return;
   }
+  session_call call;
+  call.verb = method == "DELETE" ? std::string_view("delete") : action;
+  call.body = req.body();
+  call.after = q.after.value_or(0);
+  if (action == "stream") {
+    const std::optional<std::string_view> header = req.header("Last-Event-ID");
+    if (header) {
+      call.last_seen = parse_seq(*header);
+      if (!call.last_seen) {
+        json_error(res, 400, "Last-Event-ID must be a sequence number");
+        return;
+      }
+    } else if (q.last_event_id) {
+      call.last_seen = parse_seq(*q.last_event_id);
+      if (!call.last_seen) {
+        json_error(res, 400, "last_event_id must be a sequence number");
+        return;
+      }
+    }
+  }
   std::shared_ptr<http_session> s = find(id);
-  // Unknown, expired, closed, or held by another node (docs/protocol.md).
+  if (!s) {
+    // The id names its home node: another one is asked through the broker.
+    const std::string_view home = session_home(id);
+    if (!home.empty() && !node_id_.empty() && home != node_id_) {
+      forward(home, id, call, res);
+      return;
+    }
+  }
+  // Unknown, expired or closed (docs/protocol.md).
   if (!s || s->is_closed()) {
     json_error(res, 404, "session_not_found");
     return;
   }
-  if (method == "DELETE") {
+  run_call(
+      s, call, res, [&res] { return res.defer(); },
+      [&res](std::function<void()> on_close) {
+        sse_headers(res);
+        return res.stream(std::move(on_close));
+      });
+}
+
+void http_transports::run_call(
+    const std::shared_ptr<http_session>& s, const session_call& call, server::http_response& res,
+    const std::function<server::http_responder()>& defer,
+    const std::function<server::http_stream(std::function<void()>)>& open) {
+  if (call.verb == "delete") {
     {
       std::lock_guard lock(mutex_);
-      sessions_by_id_.erase(std::string(id));
+      sessions_by_id_.erase(s->id());
     }
     s->close(1000, "session closed by the client");
     res.set_status(204);
     return;
   }
-  if (action == "send") {
+  if (call.verb == "send") {
     thread_local std::vector<batch_line> lines;
-    split_command_batch(req.body(), config_.max_message_size, lines);
+    split_command_batch(call.body, config_.max_message_size, lines);
     for (const batch_line& line : lines) {
       if (line.too_large) {
         s->refuse_line();
@@ -255,37 +306,21 @@ void http_transports::session_route(const server::http_request& req,
     res.set_body(std::move(body));
     return;
   }
-  if (action == "poll") {
-    s->poll(q.after.value_or(0), res.defer());
+  if (call.verb == "poll") {
+    s->poll(call.after, defer());
     return;
   }
   // stream
-  std::optional<std::uint64_t> last_seen;
-  const std::optional<std::string_view> header = req.header("Last-Event-ID");
-  if (header) {
-    last_seen = parse_seq(*header);
-    if (!last_seen) {
-      json_error(res, 400, "Last-Event-ID must be a sequence number");
-      return;
-    }
-  } else if (q.last_event_id) {
-    last_seen = parse_seq(*q.last_event_id);
-    if (!last_seen) {
-      json_error(res, 400, "last_event_id must be a sequence number");
-      return;
-    }
-  }
-  sse_headers(res);
   auto number = std::make_shared<std::atomic<std::uint64_t>>(0);
   std::weak_ptr<http_session> weak = s;
-  server::http_stream stream = res.stream([weak, number] {
+  server::http_stream stream = open([weak, number] {
     if (auto p = weak.lock()) p->stream_closed(number->load());
   });
   std::string retry = "retry: ";
   append_uint(retry, jittered_retry_ms(config_.sse_retry));
   retry.append("\n\n");
   stream.write(std::move(retry));
-  const std::uint64_t n = s->attach_stream(stream, last_seen);
+  const std::uint64_t n = s->attach_stream(stream, call.last_seen);
   if (n == 0) {
     // Why: resuming would skip messages; the client must open a new session
     // (and subscribe with `since`), not believe it has everything.
@@ -304,6 +339,7 @@ void http_transports::session_route(const server::http_request& req,
 
 void http_transports::tick() {
   const std::uint64_t now = mono_ms();
+  tick_forwards(now);
   std::vector<std::shared_ptr<http_session>> sessions;
   std::vector<std::shared_ptr<sse_stream>> streams;
   {
@@ -350,6 +386,7 @@ void http_transports::drain() {
   }
   for (const auto& p : streams) p->drain();
   for (const auto& s : sessions) s->drain();
+  drain_forwards();
 }
 
 }  // namespace switchboard::realtime::detail

@@ -158,6 +158,20 @@ class hub final : public broker_events {
   void set_control_handler(std::function<void(std::string_view)> handler) {
     control_ = std::move(handler);
   }
+  // Hands messages of other nodes to this one (broker::send_node) to
+  // `handler` (set before the broker starts; the HTTP transports forward
+  // session requests with them).
+  void on_node_message(std::string_view message) override {
+    if (node_message_) node_message_(message);
+  }
+  void set_node_message_handler(std::function<void(std::string_view)> handler,
+                                std::function<void()> lost) {
+    node_message_ = std::move(handler);
+    node_messages_lost_ = std::move(lost);
+  }
+  void on_node_messages_lost() override {
+    if (node_messages_lost_) node_messages_lost_();
+  }
 
   // Publish latency (hub::publish to the broker's completion), for the
   // admin dashboard: the sum in microseconds and the count, since start.
@@ -187,6 +201,8 @@ class hub final : public broker_events {
   presence_batcher presence_{k_presence_count_interval_ms};
   std::atomic<std::uint64_t> presence_pushes_{0};
   std::function<void(std::string_view)> control_;
+  std::function<void(std::string_view)> node_message_;
+  std::function<void()> node_messages_lost_;
   std::atomic<std::uint64_t> publish_latency_us_{0};
   std::atomic<std::uint64_t> publish_latency_count_{0};
 

@@ -105,6 +105,9 @@ void redis_broker::state::on_sub_ready(shard& s) {
   update_health();
   // The server API's control messages travel on one shard (api_shard()).
   if (&s == &api_shard()) s.sub->command({"SUBSCRIBE", control_key()}, [](const redisReply*) {});
+  // Node messages (send_node) travel there too.
+  if (&s == &api_shard() && !owner.node_id_.empty())
+    s.sub->command({"SUBSCRIBE", node_key(owner.node_id_)}, [](const redisReply*) {});
   for (auto& [name, c] : channels) {
     if (c->home == &s) send_subscribe(*c);
   }
@@ -112,6 +115,7 @@ void redis_broker::state::on_sub_ready(shard& s) {
 
 void redis_broker::state::on_sub_down(shard& s) {
   update_health();
+  if (&s == &api_shard() && !owner.node_id_.empty()) events->on_node_messages_lost();
   for (auto& [name, c] : channels) {
     if (c->home != &s) continue;
     c->confirmed = false;
@@ -302,6 +306,16 @@ void redis_broker::send_control(std::string message, completion<std::optional<fa
 
 void redis_broker::publish_node(std::string_view node_id, std::string json) {
   post([this, id = std::string(node_id), j = std::move(json)] { state_->publish_node(id, j); });
+}
+
+void redis_broker::send_node(std::string_view node_id, std::string message,
+                             completion<node_send_result> done) {
+  auto shared = std::make_shared<completion<node_send_result>>(std::move(done));
+  if (!post([this, id = std::string(node_id), m = std::move(message), shared] {
+        state_->send_node(id, m, std::move(*shared));
+      })) {
+    if (*shared) (*shared)(node_send_result{stopped_failure(), 0});
+  }
 }
 
 void redis_broker::nodes(completion<nodes_result> done) {

@@ -82,6 +82,13 @@ class redis_broker final : public broker {
   // shard); nodes() lists the ids whose key is still there.
   void publish_node(std::string_view node_id, std::string json) override;
   void nodes(completion<nodes_result> done) override;
+  // PUBLISH on P x:node:<id> (the server API's shard), which the node with
+  // that id subscribes to: one node, in order, and PUBLISH's count of
+  // receivers says whether it is still there.
+  bool reaches_other_nodes() const override { return true; }
+  void listen_node(std::string node_id) override { node_id_ = std::move(node_id); }
+  void send_node(std::string_view node_id, std::string message,
+                 completion<node_send_result> done) override;
 
   struct state;  // everything that lives on the broker's thread (redis_broker.cpp)
 
@@ -98,6 +105,7 @@ class redis_broker final : public broker {
   bool running_ = false;
   std::string health_ = "redis: not started";
   std::atomic<std::size_t> count_{0};
+  std::string node_id_;  // listen_node(); set before start()
 
   friend struct state;
 };

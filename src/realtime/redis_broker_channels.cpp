@@ -103,6 +103,10 @@ void redis_broker::state::on_message(std::string_view key_name, std::string_view
     events->on_control(payload);
     return;
   }
+  if (!owner.node_id_.empty() && key_name == node_key(owner.node_id_)) {
+    events->on_node_message(payload);
+    return;
+  }
   if (!key_name.starts_with(prefix) || key_name.size() < prefix.size() + 2) return;
   channel* c = find(key_name.substr(prefix.size() + 2));
   if (!c || !c->confirmed || payload.empty()) return;

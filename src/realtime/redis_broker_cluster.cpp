@@ -35,6 +35,24 @@ void redis_broker::state::send_control(const std::string& message,
   });
 }
 
+void redis_broker::state::send_node(const std::string& id, const std::string& message,
+                                    completion<node_send_result> done) {
+  shard& s = api_shard();
+  if (!s.cmd->ready()) {
+    if (done) done(node_send_result{unavailable(s), 0});
+    return;
+  }
+  s.cmd->command({"PUBLISH", node_key(id), message}, [&s, done = std::move(done)](
+                                                         const redisReply* r) mutable {
+    if (!done) return;
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+      return done(node_send_result{
+          r ? make_failure(errors::broker_unavailable, reply_text(r)) : unavailable(s), 0});
+    }
+    done(node_send_result{std::nullopt, static_cast<std::size_t>(r->integer)});
+  });
+}
+
 void redis_broker::state::publish_node(const std::string& id, const std::string& json) {
   shard& s = api_shard();
   if (!s.cmd->ready()) return;

@@ -221,6 +221,14 @@ struct redis_broker::state {
   // ---- redis_broker_cluster.cpp: the server API across nodes --------------
 
   std::string control_key() const { return key('x', "control"); }
+  // Where send_node() messages to node `id` are PUBLISHed (it SUBSCRIBEs).
+  std::string node_key(std::string_view id) const {
+    std::string k = key('x', "node:");
+    k.append(id);
+    return k;
+  }
+  void send_node(const std::string& id, const std::string& message,
+                 completion<node_send_result> done);
   // Where the server API's keys live: placed on the ring like a channel, so
   // every node finds the same shard whatever the order of its URLs.
   shard& api_shard() { return shard_of("#server-api"); }

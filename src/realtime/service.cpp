@@ -11,6 +11,7 @@
 //   http_api_methods.cpp  the server API's other methods (broadcast, batch, …)
 //   session_control.cpp   what those methods do to this node's connections
 //   http_transports.cpp GET /sse and the HTTP sessions (/rt/session)
+//   http_forward.cpp   their requests forwarded between nodes
 //   wire.cpp           every reply, push and error on the wire
 //   presence_batch.cpp presence joins and leaves coalesced per tick
 //   snapshot.cpp       the memory broker's history file
@@ -93,6 +94,7 @@ struct service::impl {
   std::unique_ptr<server::server> metrics_srv;
   std::unique_ptr<http_transports> transports;
   counter_family* transport_opens = nullptr;  // by transport
+  counter_family* http_forwards = nullptr;    // by result (http_forward.cpp)
 
   std::thread housekeeper;
   std::mutex housekeeping_mutex;
@@ -163,6 +165,11 @@ void service::impl::setup_metrics() {
   transport_opens = &metrics.add_counter_family(
       "switchboard_transport_opens_total",
       "Clients opened over the HTTP transports, by transport (sse, http_session)", "transport");
+  http_forwards = &metrics.add_counter_family(
+      "switchboard_http_forwards_total",
+      "HTTP session requests this node forwarded to the session's node, by result "
+      "(answered, gone, timeout, unavailable)",
+      "result");
   publications = &metrics.add_counter("switchboard_publications_total",
                                       "Publications accepted (WebSocket and HTTP API)");
   session_counters.rate_limited =
@@ -241,6 +248,13 @@ void service::impl::build_server() {
                                           [this] { return node_json(); });
   transports = std::make_unique<http_transports>(config, *hub_, *sessions_, *transport_opens,
                                                  *http_errors);
+  // HTTP sessions across nodes: session ids name this node, and requests of
+  // other nodes for them arrive as node messages (session_forward.hpp).
+  transports->set_node_id(node_id);
+  transports->set_forward_counter(*http_forwards);
+  broker_->listen_node(node_id);
+  hub_->set_node_message_handler([this](std::string_view m) { transports->on_node_message(m); },
+                                 [this] { transports->node_messages_lost(); });
 
   server::ws_behavior b;
   switch (config.compression) {

@@ -250,7 +250,10 @@ void sessions::tick() {
 }
 
 std::string sessions::client_address(const server::upgrade_request& req) const {
-  std::string peer = req.remote_address();
+  return client_address(req.remote_address(), req.head());
+}
+
+std::string sessions::client_address(std::string peer, const protocol::request_head& head) const {
   if (!trusted_proxies_.contains(peer)) {
     return peer;  // anyone else could write any X-Forwarded-For
   }
@@ -258,7 +261,7 @@ std::string sessions::client_address(const server::upgrade_request& req) const {
   // to its left were written by the client itself and prove nothing.
   std::string client = peer;
   std::vector<std::string> hops;
-  for (const auto& field : req.head().headers()) {
+  for (const auto& field : head.headers()) {
     if (!protocol::ascii_iequals(field.name, "X-Forwarded-For")) continue;
     protocol::list_cursor items(field.value);
     std::string_view item;
@@ -405,14 +408,23 @@ void sessions::on_upgrade(server::upgrade_request& req) {
 
 int sessions::admit(connection_state& conn, const protocol::request_head& head,
                     std::string_view query, bool secure, std::string_view body_token,
-                    std::string& why) {
+                    std::string& why, std::string_view peer_address) {
   std::optional<std::string> token =
       find_token(head, query, config_.cookie_name, config_.allow_token_in_url);
   if (!token && !body_token.empty()) token.emplace(body_token);
-  // (Per-address limits need the peer's address, which a plain HTTP handler
-  // is not given: the HTTP transports count against max_connections only.)
+  // The per-address limits of /ws count streams and sessions too: an SSE
+  // reconnect loop must not get around limits.handshake_rate.
+  std::string address;
+  if (!peer_address.empty() && (config_.max_connections_per_ip > 0 || config_.handshake_rate > 0)) {
+    address = client_address(std::string(peer_address), head);
+  }
   return admit_client(conn, head, head.find("Origin").value_or(""), head.find("Host").value_or(""),
-                      secure, {}, std::move(token), why);
+                      secure, std::move(address), std::move(token), why);
+}
+
+void sessions::unadmit(connection_state& conn) {
+  if (!conn.address.empty()) release(conn.address);
+  conn.address.clear();
 }
 
 void sessions::open(peer& p) {

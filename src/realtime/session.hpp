@@ -114,10 +114,16 @@ class sessions {
   // Lifecycle events (event_outbox.hpp); null: none. Needs set_hooks().
   void set_events(event_outbox* events) noexcept { events_ = events; }
   // The HTTP transports (http_peer.hpp) share the /ws session through these.
-  // admit(): the checks of an upgrade (Origin, token) for a request; 0 and
-  // `conn` set up, or the HTTP status /ws would refuse with and why.
+  // admit(): the checks of an upgrade (Origin, per-address limits, token)
+  // for a request; 0 and `conn` set up, or the HTTP status /ws would refuse
+  // with and why. `peer_address`: the socket's peer (http_request::
+  // remote_address()), "" to skip the per-address limits.
   int admit(connection_state& conn, const protocol::request_head& head, std::string_view query,
-            bool secure, std::string_view body_token, std::string& why);
+            bool secure, std::string_view body_token, std::string& why,
+            std::string_view peer_address = {});
+  // After admit() when the peer is not opened after all: gives back what
+  // admit() counted against the client's address.
+  void unadmit(connection_state& conn);
   // After admit(): the peer exists (presence entry, connect deadline, expiry).
   void open(peer& p);
   // One text message from the client, as /ws on_message runs it.
@@ -179,6 +185,8 @@ class sessions {
   // The client's address: the peer, or from X-Forwarded-For when the peer is
   // a trusted proxy.
   std::string client_address(const server::upgrade_request& req) const;
+  // The same from the socket's peer and the request's headers.
+  std::string client_address(std::string peer, const protocol::request_head& head) const;
   // Counts an upgrade from `address` against the per-address limits; false
   // (and `why`) when it must be refused.
   bool admit(const std::string& address, std::string& why);

@@ -4,9 +4,11 @@
 // the ones behind it), streaming answers (http_stream) and the connection's
 // timers while it speaks plain HTTP. The upgrade itself is handshake.cpp's.
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <charconv>
 #include <string>
+#include <switchboard/net/tcp_socket.hpp>
 #include <switchboard/protocol/handshake.hpp>
 #include <switchboard/server/http.hpp>
 #include <switchboard/server/websocket.hpp>
@@ -61,6 +63,13 @@ void init_stream(detail::stream_state& st, detail::loop_context* ctx, connection
 
 }  // namespace
 
+std::string http_request::remote_address() const {
+  if (native_handle_ < 0) return {};
+  std::error_code ec;
+  const net::endpoint peer = net::peer_endpoint(native_handle_, ec);
+  return ec ? std::string() : peer.address_string();
+}
+
 // --- the handles -------------------------------------------------------------
 
 bool detail::stream_state::post_locked() {
@@ -88,6 +97,7 @@ http_stream http_response::stream(std::function<void()> on_close) {
 }
 
 bool http_stream::write(std::string_view bytes) const {
+  if (sink_) return sink_->write(std::string(bytes));
   if (!state_) return false;
   detail::stream_state& st = *state_;
   std::lock_guard lock(st.mutex);
@@ -106,6 +116,7 @@ bool http_stream::write(std::string_view bytes) const {
 }
 
 void http_stream::end() const {
+  if (sink_) return sink_->end();
   if (!state_) return;
   detail::stream_state& st = *state_;
   std::lock_guard lock(st.mutex);
@@ -121,12 +132,32 @@ std::size_t http_stream::queued() const noexcept {
 }
 
 bool http_stream::is_open() const noexcept {
+  if (sink_) return sink_->is_open();
   if (!state_) return false;
   std::lock_guard lock(state_->mutex);
   return !state_->gone && !state_->ended && !state_->overflow;
 }
 
+struct detail::responder_relay {
+  std::atomic<bool> answered{false};
+  std::function<void(http_response)> answer;
+};
+
+http_responder http_responder::relay(std::function<void(http_response)> answer) {
+  http_responder r;
+  r.relay_ = std::make_shared<detail::responder_relay>();
+  r.relay_->answer = std::move(answer);
+  return r;
+}
+
 void http_responder::respond(http_response response) const {
+  if (relay_) {
+    // The first answer counts, as for a connection.
+    if (!relay_->answered.exchange(true, std::memory_order_acq_rel) && relay_->answer) {
+      relay_->answer(std::move(response));
+    }
+    return;
+  }
   if (ctx_ == nullptr) return;
   detail::loop_context* ctx = ctx_;
   ctx->loop().post(
@@ -339,7 +370,7 @@ void websocket::serve_request() {
     finish_request();
     return;
   }
-  http_request request(head, body);
+  http_request request(head, body, stream_.native_handle());
   http_response response;
   response.ctx_ = ctx_;
   response.id_ = id();

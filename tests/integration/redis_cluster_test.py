@@ -23,12 +23,18 @@ completes (a `refresh` that dropped the channel, a duplicate, max_subscriptions)
 and behind nginx (the shipped deploy/nginx.conf) 20 clients reconnecting
 at random through it while 1,000 publications go through three nodes, one
 node SIGTERMed, one killed, and a durable Redis killed and restarted, each
-client ending with every offset exactly once, in order.
+client ending with every offset exactly once, in order. HTTP sessions across
+nodes: one session's send, poll, stream and DELETE alternating between the
+nodes (every command answered once, every publication once and in order, also
+across a drop of every pub/sub connection), a
+session whose node was killed (its relayed stream ends, then 404), and the SDK
+on SSE and on long-polling through nginx round-robin without stickiness.
 
 Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
 """
 
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -47,6 +53,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from serve_test import (Session, ServeServer, api_publish, api_publish_async,  # noqa: E402
                         base_config, close_code_of, connect_ws, http_request, run, slow, token)
+from sse_test import SseReader  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -112,6 +119,9 @@ def node_config(redis_url, **extra):
         "api": {"key": API_KEY},
         "broker": {"urls": [redis_url], "key_prefix": "it%d:" % os.getpid(),
                    "presence_lease": 2, "presence_refresh": 0.4},
+        # A relayed session stream whose home node died ends after two
+        # heartbeats of silence (docs/scaling.md).
+        "sse": {"heartbeat": 1},
     }
     overrides.update(extra)
     return base_config(**overrides)
@@ -212,6 +222,150 @@ class Cluster(unittest.TestCase):
                 self.assertIn(b'"channel":"chat:cross"', body)
                 self.assertIn(b'"offset":2', body)
         run(go())
+
+    def test_http_session_requests_alternate_between_nodes(self):
+        """One HTTP session, made on A, driven through both nodes: every
+        command answered once, every publication once and in order, whichever
+        node holds the stream or the poll (docs/protocol.md, "HTTP transports
+        across nodes")."""
+        a, b, channel = self.a, self.b, "chat:fwd"
+        status, _, raw = http_request(a, "POST", "/rt/session")
+        self.assertEqual(status, 201, raw)
+        sid = json.loads(raw)["session"]
+        path = "/rt/session/" + sid
+        delivered = {}  # seq -> message: each sequence number once
+
+        def take(seq, data):
+            self.assertNotIn(seq, delivered)
+            delivered[seq] = json.loads(data)
+
+        def send(port, *cmds):
+            body = "\n".join(json.dumps(c) for c in cmds).encode()
+            status, _, raw = http_request(port, "POST", path + "/send", body)
+            self.assertEqual((status, json.loads(raw)), (202, {"accepted": len(cmds)}))
+
+        def stream_until(reader, pred):
+            while True:
+                e = reader.events_until(lambda e: e.get("event") == "message", timeout=5)[-1]
+                take(int(e["id"]), e["data"])
+                if pred():
+                    return
+
+        def replies():
+            return [m["id"] for m in delivered.values() if "id" in m]
+
+        def offsets():
+            return [m["offset"] for _, m in sorted(delivered.items())
+                    if m.get("push") == "message"]
+
+        # The stream on B (relayed from A); commands sent through both.
+        r = SseReader(b, path + "/stream")
+        try:
+            self.assertEqual((r.status, r.headers["content-type"]), (200, "text/event-stream"))
+            self.assertEqual(r.headers["x-accel-buffering"], "no")
+            self.assertIn("retry", r.event())
+            send(b, {"id": 1, "cmd": "subscribe", "channel": channel})
+            stream_until(r, lambda: 1 in replies())
+            send(a, {"id": 2, "cmd": "publish", "channel": channel, "data": 1})
+            send(b, {"id": 3, "cmd": "publish", "channel": channel, "data": 2})
+            for i in range(3, 11):
+                api_publish((a, b)[i % 2], {"channel": channel, "data": i})
+            stream_until(r, lambda: len(offsets()) == 10 and {2, 3} <= set(replies()))
+            # Redis drops every pub/sub connection: what was relayed to B in the
+            # meantime could be lost, so B ends the stream; the client resumes
+            # with Last-Event-ID from the session's buffer on A, exactly.
+            self.assertGreaterEqual(redis_command(self.redis.port, b"CLIENT KILL TYPE pubsub"), 2)
+            with self.assertRaises(EOFError):
+                while True:
+                    e = r.event(timeout=5)
+                    if e.get("event") == "message":
+                        take(int(e["id"]), e["data"])
+        finally:
+            r.close()
+        for port in (a, b):
+            wait_health(port, 200)
+        api_publish(b, {"channel": channel, "data": 11})
+        api_publish(a, {"channel": channel, "data": 12})
+        r = SseReader(b, path + "/stream", {"Last-Event-ID": str(max(delivered))})
+        try:
+            self.assertEqual(r.status, 200)
+            r.event()
+            stream_until(r, lambda: len(offsets()) == 12)
+        finally:
+            r.close()
+        # A held poll on B, answered (from A) when a publication comes.
+        last = max(delivered)
+        conn = http.client.HTTPConnection("127.0.0.1", b, timeout=slow(10))
+        try:
+            conn.request("GET", "%s/poll?after=%d" % (path, last))
+            time.sleep(0.3)
+            api_publish(a, {"channel": channel, "data": 13})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            for m in json.loads(resp.read())["messages"]:
+                take(m["seq"], m["data"])
+        finally:
+            conn.close()
+        # Polls through both nodes, then the stream on A (local) from the last seen.
+        send(b, {"id": 4, "cmd": "ping"})
+        send(a, {"id": 5, "cmd": "ping"})
+        for port in (a, b):
+            status, _, raw = http_request(port, "GET", "%s/poll?after=%d" % (path, max(delivered)))
+            self.assertEqual(status, 200, raw)
+            for m in json.loads(raw)["messages"]:
+                take(m["seq"], m["data"])
+            if {4, 5} <= set(replies()):
+                break
+        api_publish(b, {"channel": channel, "data": 14})
+        r = SseReader(a, path + "/stream", {"Last-Event-ID": str(max(delivered))})
+        try:
+            self.assertEqual(r.status, 200)
+            r.event()
+            stream_until(r, lambda: len(offsets()) == 14 and {4, 5} <= set(replies()))
+            r.quiet(0.3)
+        finally:
+            r.close()
+        self.assertEqual(sorted(delivered), list(range(1, max(delivered) + 1)), "no gap")
+        self.assertEqual(sorted(replies()), [1, 2, 3, 4, 5], "each command answered once")
+        self.assertEqual(offsets(), list(range(1, 15)), "each publication once, in order")
+        self.assertEqual([m["data"] for _, m in sorted(delivered.items())
+                          if m.get("push") == "message"], list(range(1, 15)))
+        # DELETE through B ends it everywhere.
+        status, _, _ = http_request(b, "DELETE", path)
+        self.assertEqual(status, 204)
+        for port in (a, b):
+            status, _, raw = http_request(port, "GET", path + "/poll")
+            self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                             (404, "session_not_found"))
+        # An id of a node that does not exist (stopped, or never was).
+        nobody = "0123456789abcdef." + "0" * 32
+        status, _, raw = http_request(a, "POST", "/rt/session/%s/send" % nobody, b"{}")
+        self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                         (404, "session_not_found: the node that held the session is gone"))
+        # Each node counts what it forwarded: B the requests for A's session.
+        status, _, body = http_request(b, "GET", "/metrics")
+        self.assertRegex(body.decode(),
+                         r'switchboard_http_forwards_total\{result="answered"\} [1-9]')
+        status, _, body = http_request(a, "GET", "/metrics")
+        self.assertRegex(body.decode(), r'switchboard_http_forwards_total\{result="gone"\} [1-9]')
+
+    def test_sdk_sessions_through_a_round_robin_balancer(self):
+        """nginx without stickiness in front of both nodes: each request of the
+        SDK's HTTP session goes to the next node, and SSE and long-polling
+        both work (the home node answers through the broker)."""
+        lb = Nginx([self.a, self.b], sticky=False)
+        try:
+            script = os.path.join(HERE, "sdk_session_client.mjs")
+            for transport in ("sse", "long-polling"):
+                out = subprocess.run(
+                    ["node", script, "ws://127.0.0.1:%d/ws" % lb.port, transport,
+                     "chat:rr-" + transport, "20"],
+                    capture_output=True, text=True, timeout=slow(30),
+                    env=dict(os.environ, NODE_PATH="/usr/share/nodejs"))
+                self.assertEqual((out.returncode, out.stdout.strip()), (0, "ok " + transport),
+                                 out.stdout + out.stderr)
+        finally:
+            lb.cleanup()
 
     def test_history_and_recovery_across_nodes(self):
         async def go():
@@ -540,7 +694,29 @@ class Cluster(unittest.TestCase):
                         self.assertLess(time.monotonic() - started, slow(4))
                         p = await sa.request("presence", channel="chat:lease")
                         self.assertEqual(len(p["result"]["clients"]), 1, p)
-            run(go())
+
+            # An HTTP session on the third node, its stream relayed through A.
+            status, _, raw = http_request(third.port, "POST", "/rt/session")
+            self.assertEqual(status, 201, raw)
+            path = "/rt/session/" + json.loads(raw)["session"]
+            r = SseReader(self.a, path + "/stream")
+            try:
+                self.assertEqual(r.status, 200)
+                r.event()
+                run(go())  # kills the third node
+                # A ends the stream once the home node is silent for two
+                # heartbeats (1 s here) and a second...
+                started = time.monotonic()
+                with self.assertRaises(EOFError):
+                    while True:
+                        r.event(timeout=6)
+                self.assertLess(time.monotonic() - started, slow(5))
+            finally:
+                r.close()
+            # ...and the client's next request learns that the session is gone.
+            status, _, raw = http_request(self.a, "GET", path + "/poll")
+            self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                             (404, "session_not_found: the node that held the session is gone"))
         finally:
             third.cleanup()
 
@@ -549,7 +725,7 @@ class Nginx:
     """Debian's nginx with deploy/nginx.conf, its upstreams and listen port
     rewritten to the test's, in a scratch prefix (never the system service)."""
 
-    def __init__(self, node_ports):
+    def __init__(self, node_ports, sticky=True):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="switchboard-nginx-it-")
         os.makedirs(os.path.join(self.dir, "tmp"))
@@ -559,6 +735,12 @@ class Nginx:
         for shipped, actual in zip((8081, 8082, 8083), node_ports):
             conf = conf.replace("127.0.0.1:%d" % shipped, "127.0.0.1:%d" % actual)
         conf = conf.replace("listen 127.0.0.1:8080;", "listen 127.0.0.1:%d;" % self.port)
+        if not sticky:  # round-robin: each request to the next node
+            self.unsticky = "hash $remote_addr consistent;"
+            assert self.unsticky in conf
+            conf = conf.replace(self.unsticky, "")
+        for shipped in (8081, 8082, 8083)[len(node_ports):]:  # fewer nodes than shipped
+            conf = "\n".join(l for l in conf.split("\n") if "127.0.0.1:%d" % shipped not in l)
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)

@@ -14,6 +14,7 @@ error / publication events, ids with every channel's position, heartbeats at
 a short configured interval, Last-Event-ID across channels exactly once (also
 across a restart with a snapshot, and as ?last_event_id=), recovered:false
 past history, 401/403 before the stream, Origin as /ws, max_connections,
+max_connections_per_ip and handshake_rate per (forwarded) client address,
 the rate and size limits of a session, session expiry, a POST batch with a bad
 line, long-poll timeout and delivery, stream resume from a session's buffer,
 and drain (SIGTERM -> event: reconnect).
@@ -465,7 +466,7 @@ class Sessions(SseCase):
     def test_batch_with_a_bad_line_replies_in_order_down_the_stream(self):
         port = self.server.port
         sid = open_session(port)
-        self.assertRegex(sid, r"^[0-9a-f]{32}$")
+        self.assertRegex(sid, r"^[0-9a-f]{16}\.[0-9a-f]{32}$")  # <node>.<random>
         r = self.sse("/rt/session/%s/stream" % sid)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.headers["x-accel-buffering"], "no")
@@ -560,6 +561,22 @@ class Sessions(SseCase):
                              ("GET", "/rt/session/nope/stream"), ("GET", "/rt/nothing")):
             status, _, _ = st.http_request(port, method, path)
             self.assertEqual(status, 404, path)
+        # A well-formed id of this node that is gone is session_not_found; one
+        # of another node says why this node cannot reach it (the memory broker).
+        gone = sid.split(".")[0] + "." + "0" * 32
+        status, _, raw = st.http_request(port, "POST", "/rt/session/%s/send" % gone, b"{}")
+        self.assertEqual((status, json.loads(raw)["error"]["message"]), (404, "session_not_found"))
+        other = ("f" if sid[0] != "f" else "e") + sid[1:16] + "." + "0" * 32
+        for method, path in (("POST", "/rt/session/%s/send" % other),
+                             ("GET", "/rt/session/%s/poll" % other),
+                             ("GET", "/rt/session/%s/stream" % other),
+                             ("DELETE", "/rt/session/%s" % other)):
+            status, _, raw = st.http_request(port, method, path)
+            self.assertEqual(status, 404, path)
+            self.assertEqual(json.loads(raw)["error"]["message"],
+                             "session_not_found: this node does not hold the session and the "
+                             "embedded memory broker cannot reach other nodes (use sticky "
+                             "sessions or the Redis broker)", path)
 
     def test_delete_closes_and_presence_leaves(self):
         port = self.server.port
@@ -674,6 +691,62 @@ class Limits(SseCase):
                 break
         self.assertIsNotNone(refused)
         self.assertEqual(refused.status, 503)
+
+
+class PerAddress(SseCase):
+    """limits.max_connections_per_ip and handshake_rate / handshake_burst count
+    GET /sse and session creation per client address, as for /ws (the
+    forwarded address: 127.0.0.1 is a trusted proxy here)."""
+    CONFIG = {"server": {"trusted_proxies": ["127.0.0.1"]},
+              "limits": {"max_connections_per_ip": 2, "handshake_rate": 0.2,
+                         "handshake_burst": 8}}
+
+    def via(self, address):
+        h = auth()
+        h["X-Forwarded-For"] = address
+        return h
+
+    def test_open_streams_and_sessions_count_per_address(self):
+        port = self.server.port
+        a = self.sse("/sse?channel=chat:ip", self.via("10.1.0.1"))
+        self.assertEqual(a.status, 200)
+        sid = open_session(port, self.via("10.1.0.1"))
+        refused = self.sse("/sse?channel=chat:ip", self.via("10.1.0.1"))
+        self.assertEqual(refused.status, 429)
+        self.assertEqual(refused.json()["error"]["message"],
+                         "too many connections from this address (limits.max_connections_per_ip)")
+        status, answer = post(port, "/rt/session", None, self.via("10.1.0.1"))
+        self.assertEqual((status, answer["error"]["code"]), (429, 429))
+        # /ws counts against the same address.
+        ws = st.http_request(port, "GET", "/ws", None, dict(self.via("10.1.0.1"), **{
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}))
+        self.assertEqual(ws[0], 429)
+        # Another address is not affected.
+        self.assertEqual(self.sse("/sse?channel=chat:ip", self.via("10.1.0.2")).status, 200)
+        # A closed session gives its place back (and so does a closed stream).
+        status, _, _ = st.http_request(port, "DELETE", "/rt/session/%s" % sid)
+        self.assertEqual(status, 204)
+        open_session(port, self.via("10.1.0.1"))
+        a.close()
+        time.sleep(slow(1))  # the server notices the closed stream
+        r = self.sse("/sse?channel=chat:ip", self.via("10.1.0.1"))
+        self.assertEqual(r.status, 200, getattr(r, "body", b""))
+
+    def test_creation_rate_per_address(self):
+        port = self.server.port
+        for _ in range(8):
+            sid = open_session(port, self.via("10.2.0.1"))
+            status, _, _ = st.http_request(port, "DELETE", "/rt/session/%s" % sid)
+            self.assertEqual(status, 204)
+        status, answer = post(port, "/rt/session", None, self.via("10.2.0.1"))
+        self.assertEqual(status, 429)
+        self.assertEqual(answer["error"]["message"],
+                         "too many connection attempts from this address (limits.handshake_rate)")
+        r = self.sse("/sse?channel=chat:ip", self.via("10.2.0.1"))
+        self.assertEqual(r.status, 429)
+        # Another address starts with a full bucket.
+        self.assertEqual(self.sse("/sse?channel=chat:ip", self.via("10.2.0.2")).status, 200)
 
 
 class Drain(unittest.TestCase):

@@ -2,7 +2,7 @@
 // (http_response::defer()): from another thread, from the handler itself,
 // once only, HEAD without a body, a request pipelined behind a waiting one
 // answered after it, and a request whose answer never comes dropped at the
-// handshake timeout.
+// handshake timeout; relays (http_responder::relay, http_stream::relay).
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -136,6 +136,47 @@ TEST_F(http_deferred_test, NeverAnsweredIsDroppedAtTheHandshakeTimeout) {
   EXPECT_EQ(r, "");  // closed without an answer
   std::lock_guard lock(mutex);
   kept.respond(http_response());  // too late: the connection is gone, nothing happens
+}
+
+// Relays (a request answered on another node of a cluster): a responder
+// made from a function gets the first answer only; a stream made from a sink
+// writes, ends and reports through it.
+TEST(http_relay_test, relay_responder_takes_the_first_answer_only) {
+  std::vector<int> answers;
+  http_responder r = http_responder::relay([&](http_response res) { answers.push_back(res.status()); });
+  http_responder copy = r;
+  http_response first;
+  first.set_status(202);
+  copy.respond(std::move(first));
+  http_response second;
+  second.set_status(500);
+  r.respond(std::move(second));
+  EXPECT_EQ(answers, std::vector<int>{202});
+  EXPECT_FALSE(r.stream(http_response{}).is_open());
+}
+
+TEST(http_relay_test, relay_stream_goes_to_its_sink) {
+  struct sink final : http_stream_sink {
+    std::string bytes;
+    bool open = true;
+    bool write(std::string b) override {
+      if (!open) return false;
+      bytes.append(b);
+      return true;
+    }
+    void end() override { open = false; }
+    bool is_open() const noexcept override { return open; }
+  };
+  auto k = std::make_shared<sink>();
+  const http_stream s = http_stream::relay(k);
+  EXPECT_TRUE(s.is_open());
+  EXPECT_TRUE(s.write("data: a\n\n"));
+  EXPECT_EQ(s.queued(), 0u);
+  s.end();
+  EXPECT_FALSE(s.is_open());
+  EXPECT_FALSE(s.write("data: b\n\n"));
+  EXPECT_EQ(k->bytes, "data: a\n\n");
+  EXPECT_FALSE(http_stream{}.is_open());
 }
 
 }  // namespace

@@ -80,5 +80,24 @@ TEST_F(http_request_test, HeadIsServedByTheGetRouteWithoutTheBody) {
   EXPECT_NE(other.find("Allow: GET, HEAD\r\n"), std::string::npos) << other;
 }
 
+// The peer's address reaches the handler (per-address limits on plain HTTP
+// routes need it); a request made by hand has none.
+TEST_F(http_request_test, remote_address_is_the_peer_of_the_connection) {
+  running_server srv(test_options(), [](server& s) {
+    s.http("GET", "/who", [](const http_request& req, http_response& res) {
+      std::string body;
+      body.push_back('[');
+      body.append(req.remote_address());
+      body.push_back(']');
+      res.set_body(std::move(body));
+    });
+  });
+  const std::string r = ask(srv, "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(status_is(r, 200)) << r;
+  EXPECT_EQ(body_of(r), "[127.0.0.1]");
+  protocol::request_head head;
+  EXPECT_EQ(http_request(head).remote_address(), "");
+}
+
 }  // namespace
 }  // namespace switchboard::server::test

@@ -68,10 +68,14 @@ namespace switchboard::server {
 
 // A parsed request head and its body. Views are valid only during the
 // handler call.
-class http_request {
+class SWITCHBOARD_SERVER_EXPORT http_request {
  public:
   explicit http_request(const protocol::request_head& head, std::string_view body = {}) noexcept
       : head_(&head), body_(body) {}
+  // `native_handle`: the connection's socket, for remote_address().
+  http_request(const protocol::request_head& head, std::string_view body,
+               int native_handle) noexcept
+      : head_(&head), body_(body), native_handle_(native_handle) {}
   std::string_view method() const noexcept { return head_->method(); }
   std::string_view target() const noexcept { return head_->target(); }
   std::string_view path() const noexcept { return head_->path(); }
@@ -84,17 +88,38 @@ class http_request {
   const protocol::request_head& head() const noexcept { return *head_; }
   // The request body: exactly Content-Length bytes; empty without one.
   std::string_view body() const noexcept { return body_; }
+  // The peer's IP address in text form ("127.0.0.1", "::1"), read from the
+  // socket (getpeername) when asked: nothing is stored per request. Behind a
+  // proxy this is the proxy; the layer above decides whether to believe
+  // X-Forwarded-For. "" if the socket cannot say (or no socket: a request
+  // made by hand).
+  std::string remote_address() const;
 
  private:
   const protocol::request_head* head_;
   std::string_view body_;
+  int native_handle_ = -1;
 };
 
 namespace detail {
 class loop_context;
 struct stream_state;
+struct responder_relay;
 }  // namespace detail
 class http_response;
+
+// Where the bytes of a relayed stream go (http_stream::relay()): an answer
+// made here and carried elsewhere, e.g. to the node of a cluster that holds
+// the client's connection. Called from any thread: implementations are
+// thread-safe.
+class SWITCHBOARD_SERVER_EXPORT http_stream_sink {
+ public:
+  virtual ~http_stream_sink() = default;
+  // As http_stream::write(): false once the sink can take nothing more.
+  virtual bool write(std::string bytes) = 0;
+  virtual void end() = 0;
+  virtual bool is_open() const noexcept = 0;
+};
 
 // A streaming answer's body, written from any thread (see the top of this
 // file). Copyable: copies write to the same stream. A default-constructed
@@ -121,12 +146,22 @@ class SWITCHBOARD_SERVER_EXPORT http_stream {
   // False once the stream is over (ended, closed, or never started).
   bool is_open() const noexcept;
 
+  // A handle whose write(), end() and is_open() go to `sink` instead of a
+  // connection (queued() is 0): for code that writes a stream without
+  // knowing where its reader is.
+  static http_stream relay(std::shared_ptr<http_stream_sink> sink) noexcept {
+    http_stream s;
+    s.sink_ = std::move(sink);
+    return s;
+  }
+
  private:
   friend class http_response;
   friend class http_responder;
   explicit http_stream(std::shared_ptr<detail::stream_state> state) noexcept
       : state_(std::move(state)) {}
   std::shared_ptr<detail::stream_state> state_;
+  std::shared_ptr<http_stream_sink> sink_;
 };
 
 // Answers a deferred request (http_response::defer()). Copyable; the first
@@ -143,6 +178,11 @@ class SWITCHBOARD_SERVER_EXPORT http_responder {
   // `on_close`: as http_response::stream().
   http_stream stream(http_response head, std::function<void()> on_close = {}) const;
 
+  // A responder whose first respond() calls `answer` (on the caller's
+  // thread) instead of answering a connection: a request answered
+  // elsewhere. stream() on it returns a handle that writes nowhere.
+  static http_responder relay(std::function<void(http_response)> answer);
+
  private:
   friend class http_response;
   http_responder(detail::loop_context* ctx, connection_id id, std::uint32_t seq) noexcept
@@ -150,6 +190,7 @@ class SWITCHBOARD_SERVER_EXPORT http_responder {
   detail::loop_context* ctx_ = nullptr;
   connection_id id_;
   std::uint32_t seq_ = 0;  // which request of the connection
+  std::shared_ptr<detail::responder_relay> relay_;
 };
 
 // The response a handler builds. Defaults: 200, text/plain, empty body.
