@@ -101,14 +101,39 @@ std::string event_outbox::start() {
   }
   if (std::string e = writer_->sync(); !e.empty()) return "events: " + e;
   next_seq_ = last + 1;
+  first_seq_ = next_seq_;
+  acked_seq_ = acked;
+  const bool orphans = uses_redis_broker(config_.broker_urls);
+  if (orphans) {
+    // Resolved here, off the loops (getaddrinfo blocks).
+    if (std::string e = parse_redis_url(orphan_home_url(config_.broker_urls), orphan_url_);
+        !e.empty()) {
+      return "events: " + e;
+    }
+  }
   stopped_ = false;
-  hooks_.run(
-      [this, alive = std::weak_ptr<bool>(alive_), acked, unsent = std::move(unsent)]() mutable {
-        if (alive.expired()) return;
-        acked_ = acked;
-        for (queued& q : unsent) pending_.push_back(std::move(q));
-        kick();
-      });
+  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), acked, orphans,
+              unsent = std::move(unsent)]() mutable {
+    if (alive.expired()) return;
+    acked_ = acked;
+    for (queued& q : unsent) pending_.push_back(std::move(q));
+    if (orphans) {
+      orphan_options o;
+      o.urls = config_.broker_urls;
+      o.key_prefix = config_.broker_key_prefix;
+      o.lease = config_.presence_lease;
+      o.refresh = config_.presence_refresh;
+      o.node = node_;
+      orphans_ = std::make_unique<orphan_tracker>(
+          hooks_.loop(), orphan_url_, std::move(o), log_,
+          [this](std::string_view node,
+                 const std::vector<std::pair<std::string, std::string>>& clients) {
+            return emit_lost(node, clients);
+          });
+      orphans_->start();
+    }
+    kick();
+  });
   return {};
 }
 
@@ -120,28 +145,97 @@ void event_outbox::stop() {
     if (writer_) (void)writer_->sync();
   }
   *alive_ = false;
-  // The retry timer lives on the hook loop: cancel it there, and wait.
-  std::mutex m;
-  std::condition_variable cv;
-  bool done = false;
-  hooks_.run([&] {
+  // The retry timer and the Redis record live on the hook loop: end them
+  // there, and wait (a bounded while: a Redis that does not answer leaves
+  // the record to be claimed, with no clients in it).
+  struct waiter {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    void signal() {
+      std::lock_guard l(m);
+      done = true;
+      cv.notify_one();
+    }
+  };
+  auto w = std::make_shared<waiter>();
+  hooks_.run([this, w] {
     retry_.cancel();
-    std::lock_guard l(m);
-    done = true;
-    cv.notify_one();
+    if (!orphans_) return w->signal();
+    orphans_->finish([this, w] {
+      // Not from inside the tracker's own callback: on the next turn.
+      hooks_.run([this, w] {
+        orphans_.reset();
+        w->signal();
+      });
+    });
   });
-  std::unique_lock l(m);
-  cv.wait_for(l, std::chrono::seconds(2), [&] { return done; });
+  std::unique_lock l(w->m);
+  w->cv.wait_for(l, std::chrono::seconds(2), [&] { return w->done; });
 }
 
 void event_outbox::emit(const lifecycle_event& e) {
   std::lock_guard lock(mutex_);
   if (stopped_ || !writer_) return;
+  record(e, config_.journal_fsync == fsync_policy::always);
+}
+
+bool event_outbox::emit_lost(std::string_view node,
+                             const std::vector<std::pair<std::string, std::string>>& clients) {
+  std::lock_guard lock(mutex_);
+  if (stopped_ || !writer_) return false;
+  std::string id;
+  for (const auto& [client, user] : clients) {
+    lifecycle_event e;
+    e.type = "disconnect";
+    e.client = client;
+    e.user = user;
+    e.code = 1006;  // no close frame was seen: the connection just went away
+    e.reason = "node lost";
+    e.lost_node = node;
+    // The same on every node that may emit it: a second claimant's copy is a
+    // duplicate the receiver recognises.
+    id.assign(node);
+    id.append("-lost-");
+    id.append(client);
+    e.id = id;
+    record(e, false);
+  }
+  // Durable before the lost node's record is deleted.
+  if (std::string err = writer_->sync(); !err.empty()) {
+    if (log_) log_(log_level::error, "events: outbox sync failed: " + err);
+    return false;
+  }
+  orphaned_.fetch_add(clients.size(), std::memory_order_relaxed);
+  return true;
+}
+
+event_outbox::statistics event_outbox::stats() const {
+  statistics s;
+  {
+    std::lock_guard lock(mutex_);
+    s.emitted = next_seq_ - first_seq_;
+    const std::uint64_t acked = acked_seq_.load(std::memory_order_relaxed);
+    s.pending = next_seq_ - 1 > acked ? next_seq_ - 1 - acked : 0;
+    s.outbox_bytes = writer_ ? writer_->size() : 0;
+  }
+  s.acknowledged = acked_count_.load(std::memory_order_relaxed);
+  s.retries = retries_.load(std::memory_order_relaxed);
+  s.orphaned = orphaned_.load(std::memory_order_relaxed);
+  s.tracked = tracked_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void event_outbox::record(const lifecycle_event& e, bool sync) {
   const std::uint64_t seq = next_seq_++;
   std::string json("{\"id\":\"");
-  json.append(node_);
-  json.push_back('-');
-  json.append(std::to_string(seq));
+  if (e.id.empty()) {
+    json.append(node_);
+    json.push_back('-');
+    json.append(std::to_string(seq));
+  } else {
+    json.append(e.id);  // hex and a client id: nothing to escape
+  }
   json.append("\",\"seq\":");
   append_uint(json, seq);
   json.append(",\"type\":");
@@ -164,6 +258,10 @@ void event_outbox::emit(const lifecycle_event& e) {
     json.append(",\"reason\":");
     append_json_string(json, e.reason);
   }
+  if (!e.lost_node.empty()) {
+    json.append(",\"orphaned\":true,\"node\":");
+    append_json_string(json, e.lost_node);
+  }
   json.push_back('}');
   journal_record r;
   r.offset = seq;
@@ -172,15 +270,28 @@ void event_outbox::emit(const lifecycle_event& e) {
   r.channel = k_record_channel;
   r.epoch = k_record_epoch;
   r.tail = json;
-  if (std::string err = writer_->append(r, config_.journal_fsync == fsync_policy::always);
-      !err.empty()) {
+  if (std::string err = writer_->append(r, sync); !err.empty()) {
     // Not in the outbox: it would be lost by a crash, so it is said loudly.
     if (log_) log_(log_level::error, "events: outbox append failed: " + err);
   }
+  // This node's record of its clients in Redis (event_orphans.hpp): a
+  // client is in it from its connect to its own disconnect.
+  enum class change : std::uint8_t { none, track, untrack };
+  change c = change::none;
+  if (e.lost_node.empty()) {
+    if (e.type == "connect") c = change::track;
+    if (e.type == "disconnect") c = change::untrack;
+  }
+  std::string client = c == change::none ? std::string() : std::string(e.client);
+  std::string user = c == change::track ? std::string(e.user) : std::string();
   // Posted under the mutex: the hook thread receives events in sequence order.
-  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), seq, json = std::move(json)]() mutable {
+  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), seq, json = std::move(json), c,
+              client = std::move(client), user = std::move(user)]() mutable {
     if (alive.expired()) return;
     pending_.push_back({seq, std::move(json)});
+    if (orphans_ && c == change::track) orphans_->track(client, user);
+    if (orphans_ && c == change::untrack) orphans_->untrack(client);
+    if (orphans_) tracked_.store(orphans_->tracked(), std::memory_order_relaxed);
     kick();
   });
 }
@@ -215,6 +326,8 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
     attempt_ = 0;
     for (std::size_t i = 0; i < count && !pending_.empty(); ++i) pending_.pop_front();
     acked_ = last;
+    acked_seq_.store(last, std::memory_order_relaxed);
+    acked_count_.fetch_add(count, std::memory_order_relaxed);
     if (std::string e = write_acked(acked_); !e.empty() && log_) log_(log_level::error, e);
     if (pending_.empty()) {
       std::lock_guard lock(mutex_);
@@ -239,6 +352,7 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
                               (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error) +
                               "); retrying");
   }
+  retries_.fetch_add(1, std::memory_order_relaxed);
   const double cap = std::max(0.1, config_.events_retry_max);
   const double base =
       std::min(cap, 0.1 * static_cast<double>(1u << std::min<std::uint32_t>(attempt_, 16)));

@@ -22,9 +22,11 @@
 // hand-over to the hook thread); start() and stop() from the service.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -32,8 +34,10 @@
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/realtime/service.hpp>
 #include <utility>
+#include <vector>
 
 #include "hooks.hpp"
+#include "event_orphans.hpp"
 #include "journal.hpp"
 
 namespace switchboard::realtime::detail {
@@ -46,6 +50,10 @@ struct lifecycle_event {
   std::string_view channel;  // subscribe, unsubscribe, presence.*
   int code = -1;             // disconnect: the close code
   std::string_view reason;   // disconnect: the close reason
+  // A disconnect emitted for a lost node (event_orphans.hpp): its id (the
+  // event's `node`), and the event's id, the same whoever emits it.
+  std::string_view lost_node;
+  std::string_view id;
 };
 
 class event_outbox {
@@ -65,6 +73,18 @@ class event_outbox {
   // Records one event. Any thread.
   void emit(const lifecycle_event& e);
 
+  // Figures for /metrics (any thread).
+  struct statistics {
+    std::uint64_t emitted = 0;       // events recorded since start
+    std::uint64_t acknowledged = 0;  // events the webhook acknowledged since start
+    std::uint64_t pending = 0;       // recorded, not acknowledged yet
+    std::uint64_t retries = 0;       // batches sent again
+    std::uint64_t outbox_bytes = 0;  // the outbox file's size
+    std::uint64_t orphaned = 0;      // disconnects emitted for lost nodes
+    std::uint64_t tracked = 0;       // clients in this node's Redis record
+  };
+  statistics stats() const;
+
  private:
   struct queued {
     std::uint64_t seq;
@@ -75,6 +95,11 @@ class event_outbox {
   void on_sent(std::uint64_t last, std::size_t count, const http_result& r);
   void on_retry();
   std::string write_acked(std::uint64_t seq);
+  // REQUIRES: mutex_ held. Appends one event and hands it to the hook thread.
+  void record(const lifecycle_event& e, bool sync);
+  // Hook thread: a lost node's disconnects, durable when it returns.
+  bool emit_lost(std::string_view node,
+                 const std::vector<std::pair<std::string, std::string>>& clients);
 
   const realtime_config& config_;
   hook_caller& hooks_;
@@ -82,10 +107,20 @@ class event_outbox {
   http_url url_;
   std::string node_;  // random per start: ids are node-seq, unique across restarts
 
-  std::mutex mutex_;  // the writer and the sequence
+  mutable std::mutex mutex_;  // the writer and the sequence
   std::unique_ptr<journal_writer> writer_;
   std::uint64_t next_seq_ = 1;
   bool stopped_ = true;
+  std::uint64_t first_seq_ = 1;  // next_seq_ at start (emitted = next_seq_ - first_seq_)
+
+  std::atomic<std::uint64_t> acked_count_{0};
+  std::atomic<std::uint64_t> acked_seq_{0};  // acked_, for stats()
+  std::atomic<std::uint64_t> retries_{0};
+  std::atomic<std::uint64_t> orphaned_{0};
+  std::atomic<std::uint64_t> tracked_{0};
+  // With the Redis broker: this node's record and the lost nodes' clients.
+  std::unique_ptr<orphan_tracker> orphans_;  // hook thread only
+  redis_url orphan_url_;
 
   // Hook thread only.
   std::deque<queued> pending_;
