@@ -40,7 +40,8 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from serve_test import ServeServer, Session, base_config, connect_ws, run, slow, token  # noqa: E402
+from serve_test import (ServeServer, Session, base_config, connect_ws, metric_samples,  # noqa: E402
+                        run, slow, token)
 from redis_cluster_test import RedisServer, redis_command  # noqa: E402
 
 SECRET = "events-test-shared-secret"
@@ -183,9 +184,19 @@ class Events(unittest.TestCase):
         time.sleep(slow(1.0))  # retries meanwhile, all refused
         self.assertGreater(self.receiver.refused, 1)
         self.assertEqual(self.receiver.events(), [])
+        total = len(users) * len(EXPECTED)
+        m = metric_samples(server.port)
+        self.assertEqual(m["switchboard_events_emitted_total"], total)
+        self.assertEqual(m["switchboard_events_pending"], total)
+        self.assertEqual(m["switchboard_events_acknowledged_total"], 0)
+        self.assertGreater(m["switchboard_events_retries_total"], 0)
+        self.assertGreater(m["switchboard_events_outbox_bytes"], 0)
         self.receiver.up = True
         self.assertTrue(self.receiver.wait_for(lambda ev: len(ev) >= len(users) * len(EXPECTED)),
                         self.receiver.events())
+        m = metric_samples(server.port)
+        self.assertEqual(m["switchboard_events_pending"], 0)
+        self.assertEqual(m["switchboard_events_acknowledged_total"], total)
         events = self.receiver.events()
         self.assertEqual(len(events), len(users) * len(EXPECTED))
         by = per_client(events)
@@ -322,6 +333,8 @@ class OrphanedDisconnects(unittest.TestCase):
             stay = await connect_ws(b.port, token_value=token("stay"))
             self.assertTrue(self.receiver.wait_for(
                 lambda ev: len([e for e in ev if e["type"] == "connect"]) >= len(users) + 1))
+            self.assertEqual(metric_samples(a.port)["switchboard_events_tracked_clients"],
+                             len(users))
             a.kill()
             killed = time.monotonic()
             for ws in conns:
@@ -376,6 +389,9 @@ class OrphanedDisconnects(unittest.TestCase):
         self.assertTrue(all(e["user"] == "u" + str(int(e["client"][1:])) for e in lost))
         self.assertEqual(redis_command(self.redis.port,
                                        ("EXISTS %sevents:clients:deadbeef" % PREFIX).encode()), 0)
+        emitted = sum(metric_samples(node.port)["switchboard_events_orphaned_total"]
+                      for node in self.nodes)
+        self.assertEqual(emitted, n)
 
     def test_clean_stop_leaves_no_record_and_no_orphans(self):
         c = self.nodes[2]
