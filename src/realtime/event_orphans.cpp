@@ -153,40 +153,39 @@ void orphan_tracker::claim(const std::string& node) {
   // next node takes it over.
   const std::string claim_ms =
       std::to_string(std::max<std::int64_t>(1000, to_ms(options_.lease).count()));
-  conn_->command(
-      {"EVAL", k_orphan_claim_script, "4", lease, claim_key, hash, nodes, options_.node, claim_ms,
-       node},
-      [this, alive = std::weak_ptr<bool>(alive_), node, claim_key, hash,
-       nodes](const redisReply* r) {
-        if (alive.expired() || !r) return;
-        if (r->type == REDIS_REPLY_ERROR) {
-          say(log_level::error, "events: orphaned disconnects: claim of node " + node + ": " +
-                                    std::string(reply_text(r)));
-          return;
-        }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return;  // alive, taken, empty
-        std::vector<std::pair<std::string, std::string>> lost;
-        lost.reserve(r->elements / 2);
-        for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
-          lost.emplace_back(reply_text(r->element[i]), reply_text(r->element[i + 1]));
-        }
-        say(log_level::info, "events: node " + node + " lost its lease with " +
-                                 std::to_string(lost.size()) +
-                                 " clients: emitting their disconnects");
-        if (!emit_(node, lost)) return;  // the claim runs out; tried again then
-        orphaned_ += lost.size();
-        conn_->command({"DEL", hash}, [](const redisReply*) {});
-        conn_->command({"SREM", nodes, node}, [](const redisReply*) {});
-        conn_->command({"DEL", claim_key}, [](const redisReply*) {});
-      });
+  conn_->command({"EVAL", k_orphan_claim_script, "4", lease, claim_key, hash, nodes, options_.node,
+                  claim_ms, node},
+                 [this, alive = std::weak_ptr<bool>(alive_), node, claim_key, hash,
+                  nodes](const redisReply* r) {
+                   if (alive.expired() || !r) return;
+                   if (r->type == REDIS_REPLY_ERROR) {
+                     say(log_level::error, "events: orphaned disconnects: claim of node " + node +
+                                               ": " + std::string(reply_text(r)));
+                     return;
+                   }
+                   if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+                     return;  // alive, taken, empty
+                   std::vector<std::pair<std::string, std::string>> lost;
+                   lost.reserve(r->elements / 2);
+                   for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+                     lost.emplace_back(reply_text(r->element[i]), reply_text(r->element[i + 1]));
+                   }
+                   say(log_level::info, "events: node " + node + " lost its lease with " +
+                                            std::to_string(lost.size()) +
+                                            " clients: emitting their disconnects");
+                   if (!emit_(node, lost)) return;  // the claim runs out; tried again then
+                   orphaned_ += lost.size();
+                   conn_->command({"DEL", hash}, [](const redisReply*) {});
+                   conn_->command({"SREM", nodes, node}, [](const redisReply*) {});
+                   conn_->command({"DEL", claim_key}, [](const redisReply*) {});
+                 });
 }
 
 void orphan_tracker::track(std::string_view client, std::string_view user) {
   auto [it, added] = clients_.try_emplace(std::string(client), user);
   if (!added) it->second.assign(user);
   if (conn_->ready() && !finishing_) {
-    conn_->command({"HSET", key("clients", options_.node), client, user},
-                   [](const redisReply*) {});
+    conn_->command({"HSET", key("clients", options_.node), client, user}, [](const redisReply*) {});
   }
 }
 

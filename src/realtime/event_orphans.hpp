@@ -37,13 +37,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <utility>
-#include <vector>
-
 #include <switchboard/net/event_loop.hpp>
 #include <switchboard/net/timer_wheel.hpp>
 #include <switchboard/realtime/service.hpp>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "redis_connection.hpp"
 

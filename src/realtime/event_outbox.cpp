@@ -104,6 +104,7 @@ std::string event_outbox::start() {
   first_seq_ = next_seq_;
   acked_seq_ = acked;
   const bool orphans = uses_redis_broker(config_.broker_urls);
+  use_stream_ = config_.events_store == "redis" || (config_.events_store == "auto" && orphans);
   if (orphans) {
     // Resolved here, off the loops (getaddrinfo blocks).
     if (std::string e = parse_redis_url(orphan_home_url(config_.broker_urls), orphan_url_);
@@ -131,6 +132,19 @@ std::string event_outbox::start() {
             return emit_lost(node, clients);
           });
       orphans_->start();
+    }
+    if (use_stream_) {
+      event_stream_options so;
+      so.key_prefix = config_.broker_key_prefix;
+      so.node = node_;
+      so.lease = config_.presence_lease;
+      so.batch = config_.events_batch;
+      so.max_len = config_.events_stream_max;
+      so.retry_max = config_.events_retry_max;
+      so.timeout = config_.hooks_timeout;
+      stream_ = std::make_unique<event_stream>(hooks_, url_, orphan_url_, std::move(so), log_,
+                                               stream_counters_);
+      stream_->start();
     }
     kick();
   });
@@ -161,12 +175,23 @@ void event_outbox::stop() {
   auto w = std::make_shared<waiter>();
   hooks_.run([this, w] {
     retry_.cancel();
-    if (!orphans_) return w->signal();
-    orphans_->finish([this, w] {
-      // Not from inside the tracker's own callback: on the next turn.
-      hooks_.run([this, w] {
-        orphans_.reset();
-        w->signal();
+    // The stream's sender role first (another node takes it at once), then
+    // this node's record of its clients.
+    auto records = [this, w] {
+      if (!orphans_) return w->signal();
+      orphans_->finish([this, w] {
+        // Not from inside the tracker's own callback: on the next turn.
+        hooks_.run([this, w] {
+          orphans_.reset();
+          w->signal();
+        });
+      });
+    };
+    if (!stream_) return records();
+    stream_->finish([this, records] {
+      hooks_.run([this, records] {
+        stream_.reset();
+        records();
       });
     });
   });
@@ -223,6 +248,9 @@ event_outbox::statistics event_outbox::stats() const {
   s.retries = retries_.load(std::memory_order_relaxed);
   s.orphaned = orphaned_.load(std::memory_order_relaxed);
   s.tracked = tracked_.load(std::memory_order_relaxed);
+  s.delivered = stream_counters_.delivered.load(std::memory_order_relaxed);
+  s.stream_retries = stream_counters_.retries.load(std::memory_order_relaxed);
+  s.sender = stream_counters_.sender.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -306,13 +334,33 @@ void event_outbox::kick() {
     body.append(pending_[i].json);
   }
   body.append("]}");
+  const std::uint64_t last = pending_[count - 1].seq;
+  if (stream_) {
+    // events.store = redis: Redis takes the batch; the stream's sender
+    // (this node or another) POSTs it.
+    std::vector<std::string> events;
+    events.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) events.push_back(pending_[i].json);
+    in_flight_ = true;
+    stream_->append(std::move(events),
+                    [this, alive = std::weak_ptr<bool>(alive_), last, count](bool ok) {
+                      if (alive.expired()) return;
+                      http_result res;
+                      if (ok) {
+                        res.status = 200;
+                      } else {
+                        res.error = "redis did not take them";
+                      }
+                      on_sent(last, count, res);
+                    });
+    return;
+  }
   http_request r;
   r.url = &url_;
   r.timeout = to_ms(config_.hooks_timeout);
   r.headers = hooks_.signed_headers("events", body);
   r.body = std::move(body);
   in_flight_ = true;
-  const std::uint64_t last = pending_[count - 1].seq;
   hooks_.client().send(std::move(r),
                        [this, alive = std::weak_ptr<bool>(alive_), last, count](http_result res) {
                          if (alive.expired()) return;
@@ -348,9 +396,11 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
   }
   // Not acknowledged: the same batch again after a growing, jittered wait.
   if (log_ && attempt_ == 0) {
-    log_(log_level::warn, "events: webhook " + url_.origin + url_.path + " did not acknowledge (" +
-                              (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error) +
-                              "); retrying");
+    log_(log_level::warn,
+         "events: " +
+             (stream_ ? std::string("the Redis stream") : "webhook " + url_.origin + url_.path) +
+             " did not acknowledge (" +
+             (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error) + "); retrying");
   }
   retries_.fetch_add(1, std::memory_order_relaxed);
   const double cap = std::max(0.1, config_.events_retry_max);

@@ -38,6 +38,7 @@
 
 #include "hooks.hpp"
 #include "event_orphans.hpp"
+#include "event_stream_redis.hpp"
 #include "journal.hpp"
 
 namespace switchboard::realtime::detail {
@@ -82,6 +83,11 @@ class event_outbox {
     std::uint64_t outbox_bytes = 0;  // the outbox file's size
     std::uint64_t orphaned = 0;      // disconnects emitted for lost nodes
     std::uint64_t tracked = 0;       // clients in this node's Redis record
+    // events.store = redis: `acknowledged` counts events Redis took; these
+    // count what this node, as the stream's sender, got acknowledged.
+    std::uint64_t delivered = 0;
+    std::uint64_t stream_retries = 0;
+    bool sender = false;  // this node sends the stream now
   };
   statistics stats() const;
 
@@ -121,6 +127,10 @@ class event_outbox {
   // With the Redis broker: this node's record and the lost nodes' clients.
   std::unique_ptr<orphan_tracker> orphans_;  // hook thread only
   redis_url orphan_url_;
+  // events.store = redis: the stream the outbox hands its events to.
+  bool use_stream_ = false;
+  std::unique_ptr<event_stream> stream_;  // hook thread only
+  event_stream_counters stream_counters_;
 
   // Hook thread only.
   std::deque<queued> pending_;

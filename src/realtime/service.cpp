@@ -214,6 +214,15 @@ void service::impl::setup_hook_metrics() {
   metrics.add_counter_fn("switchboard_events_orphaned_total",
                          "Disconnects this node emitted for clients of lost nodes (Redis broker)",
                          [e] { return e->stats().orphaned; });
+  metrics.add_counter_fn("switchboard_events_delivered_total",
+                         "Events this node sent from the Redis stream and the webhook acknowledged",
+                         [e] { return e->stats().delivered; });
+  metrics.add_counter_fn("switchboard_events_stream_retries_total",
+                         "Batches of the Redis stream this node POSTed again",
+                         [e] { return e->stats().stream_retries; });
+  metrics.add_gauge("switchboard_events_sender",
+                    "1 while this node sends the Redis event stream to the webhook",
+                    [e] { return e->stats().sender ? 1.0 : 0.0; });
   metrics.add_gauge("switchboard_events_tracked_clients",
                     "Clients in this node's record in Redis (Redis broker)",
                     [e] { return static_cast<double>(e->stats().tracked); });

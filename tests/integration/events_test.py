@@ -288,6 +288,7 @@ class OrphanedDisconnects(unittest.TestCase):
         self.receiver.up = True
         self.redis = RedisServer()
         self.nodes = []
+        self.outboxes = []
         try:
             for i in range(3):
                 self.nodes.append(self.start(i))
@@ -309,7 +310,18 @@ class OrphanedDisconnects(unittest.TestCase):
             hooks={"secret": SECRET, "timeout": 2},
             broker={"urls": [self.redis.url], "key_prefix": PREFIX,
                     "presence_lease": LEASE, "presence_refresh": 0.3})
+        sections["namespaces.room"] = {"presence": True, "publish": "any"}
+        self.outboxes.append(sections["events"]["outbox"])
         return ServeServer(sections)
+
+    def wait_metric(self, node, name, predicate, timeout=10.0):
+        deadline = time.monotonic() + slow(timeout)
+        while time.monotonic() < deadline:
+            value = metric_samples(node.port).get(name)
+            if value is not None and predicate(value):
+                return value
+            time.sleep(0.05)
+        raise AssertionError("%s never matched on port %d" % (name, node.port))
 
     def raw(self):
         """Every acknowledged event, duplicates included."""
@@ -369,6 +381,69 @@ class OrphanedDisconnects(unittest.TestCase):
         self.assertEqual(redis_command(self.redis.port,
                                        ("SISMEMBER %sevents:nodes %s" % (PREFIX, a_node)).encode()), 0)
         self.assertEqual(self.receiver.bad_signatures, 0)
+
+    def test_sender_killed_with_its_disk_loses_nothing_redis_took(self):
+        """events.store = "auto" is the Redis stream here: the node that sends
+        it is killed while the webhook is down, and its outbox file deleted."""
+        self.receiver.up = False
+        sender = None
+        deadline = time.monotonic() + slow(10)
+        while sender is None and time.monotonic() < deadline:
+            for i, n in enumerate(self.nodes):
+                if metric_samples(n.port).get("switchboard_events_sender") == 1:
+                    sender = i
+            time.sleep(0.05)
+        self.assertIsNotNone(sender)
+        s_node = self.nodes[sender]
+        others = [n for i, n in enumerate(self.nodes) if i != sender]
+        held = ["s%d" % i for i in range(3)]
+        done = ["t%d" % i for i in range(2)]
+
+        async def go():
+            conns = []
+            for u in held:
+                ws = await connect_ws(s_node.port, token_value=token(u))
+                r = await Session(ws).request("subscribe", channel="room:held")
+                self.assertIn("result", r)
+                conns.append(ws)
+            for u in done:
+                await client_lifecycle(others[0].port, u, "room:done")
+            # Every node handed its events to Redis (the outbox files hold none
+            # unsent), then SIGKILL with the connections open (leaving run()
+            # would close them first).
+            for n in self.nodes:
+                self.wait_metric(n, "switchboard_events_pending", lambda v: v == 0)
+            s_node.kill()
+            for ws in conns:
+                ws.transport.abort()
+        run(go())
+        for path in (self.outboxes[sender], self.outboxes[sender] + ".acked"):
+            if os.path.exists(path):
+                os.remove(path)  # the disk went with the node
+        self.receiver.up = True
+        want = len(held) * 4 + len(done) * len(EXPECTED)
+        self.assertTrue(self.receiver.wait_for(lambda ev: len(ev) >= want, timeout=20),
+                        self.receiver.events())
+        by = per_client(self.receiver.events())
+        self.assertEqual(len(by), len(held) + len(done))
+        for evs in by.values():
+            if evs[0]["user"] in held:
+                self.assertEqual([e["type"] for e in evs],
+                                 ["connect", "subscribe", "presence.join", "disconnect"], evs)
+                self.assertTrue(evs[-1]["orphaned"])
+            else:
+                self.check_events(evs, EXPECTED)
+        # One survivor took the role over.
+        roles = [metric_samples(n.port)["switchboard_events_sender"] for n in others]
+        self.assertEqual(sorted(roles), [0, 1])
+        delivered = sum(metric_samples(n.port)["switchboard_events_delivered_total"]
+                        for n in others)
+        self.assertGreaterEqual(delivered, want - len(held) * 3)
+
+    def check_events(self, evs, expected):
+        self.assertEqual([e["type"] for e in evs], expected, evs)
+        seqs = [e["seq"] for e in evs]
+        self.assertEqual(seqs, sorted(seqs))
 
     def test_lost_node_with_10000_clients_each_disconnected_once(self):
         n = 10000
