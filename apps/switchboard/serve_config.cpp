@@ -345,6 +345,9 @@ const config_key k_keys[] = {
     {"events", "stream_max", &realtime_config::events_stream_max, k_positive_count,
      "events the Redis stream may hold (webhook down); past it new events wait in each node's "
      "outbox file"},
+    {"events", "memory_window", &realtime_config::events_memory_window, k_positive_count,
+     "unacknowledged events held in memory; later ones wait in the outbox file and are read "
+     "back from it as the webhook catches up"},
     // [http]
     {"http", "idle_timeout", &realtime_config::http_idle_timeout, k_seconds,
      "seconds a kept-alive HTTP connection (API, /metrics, /sse) may wait for its next request "

@@ -23,6 +23,8 @@ constexpr std::string_view k_record_channel = "event";
 constexpr std::string_view k_record_epoch = "outbox";
 // Past this size, an outbox whose every event is acknowledged starts over.
 constexpr std::size_t k_compact_bytes = 4 * 1024 * 1024;
+// Bytes read back from the outbox at a time (many windows of small events).
+constexpr std::size_t k_refill_bytes = 4 * 1024 * 1024;
 
 std::string read_file(const std::string& path, bool& exists) {
   std::ifstream in(path, std::ios::binary);
@@ -90,6 +92,7 @@ std::string event_outbox::start() {
   header.base = "events";
   writer_ = journal_writer::create(config_.events_outbox, header, error);
   if (!writer_) return "events: outbox " + config_.events_outbox + ": " + error;
+  const std::size_t header_end = writer_->size();
   for (const queued& q : unsent) {
     journal_record r;
     r.offset = q.seq;
@@ -113,41 +116,48 @@ std::string event_outbox::start() {
     }
   }
   stopped_ = false;
-  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), acked, orphans,
-              unsent = std::move(unsent)]() mutable {
-    if (alive.expired()) return;
-    acked_ = acked;
-    for (queued& q : unsent) pending_.push_back(std::move(q));
-    if (orphans) {
-      orphan_options o;
-      o.urls = config_.broker_urls;
-      o.key_prefix = config_.broker_key_prefix;
-      o.lease = config_.presence_lease;
-      o.refresh = config_.presence_refresh;
-      o.node = node_;
-      orphans_ = std::make_unique<orphan_tracker>(
-          hooks_.loop(), orphan_url_, std::move(o), log_,
-          [this](std::string_view node,
-                 const std::vector<std::pair<std::string, std::string>>& clients) {
-            return emit_lost(node, clients);
-          });
-      orphans_->start();
-    }
-    if (use_stream_) {
-      event_stream_options so;
-      so.key_prefix = config_.broker_key_prefix;
-      so.node = node_;
-      so.lease = config_.presence_lease;
-      so.batch = config_.events_batch;
-      so.max_len = config_.events_stream_max;
-      so.retry_max = config_.events_retry_max;
-      so.timeout = config_.hooks_timeout;
-      stream_ = std::make_unique<event_stream>(hooks_, url_, orphan_url_, std::move(so), log_,
-                                               stream_counters_);
-      stream_->start();
-    }
-    kick();
-  });
+  const bool backlog = !unsent.empty();
+  unsent.clear();
+  hooks_.run(
+      [this, alive = std::weak_ptr<bool>(alive_), acked, orphans, backlog, header_end]() mutable {
+        if (alive.expired()) return;
+        acked_ = acked;
+        // The backlog is read back from the file a window at a time, as after
+        // a long outage.
+        loaded_upto_ = acked;
+        loaded_end_ = header_end;
+        spilled_ = backlog;
+        if (spilled_) refill();
+        if (orphans) {
+          orphan_options o;
+          o.urls = config_.broker_urls;
+          o.key_prefix = config_.broker_key_prefix;
+          o.lease = config_.presence_lease;
+          o.refresh = config_.presence_refresh;
+          o.node = node_;
+          orphans_ = std::make_unique<orphan_tracker>(
+              hooks_.loop(), orphan_url_, std::move(o), log_,
+              [this](std::string_view node,
+                     const std::vector<std::pair<std::string, std::string>>& clients) {
+                return emit_lost(node, clients);
+              });
+          orphans_->start();
+        }
+        if (use_stream_) {
+          event_stream_options so;
+          so.key_prefix = config_.broker_key_prefix;
+          so.node = node_;
+          so.lease = config_.presence_lease;
+          so.batch = config_.events_batch;
+          so.max_len = config_.events_stream_max;
+          so.retry_max = config_.events_retry_max;
+          so.timeout = config_.hooks_timeout;
+          stream_ = std::make_unique<event_stream>(hooks_, url_, orphan_url_, std::move(so), log_,
+                                                   stream_counters_);
+          stream_->start();
+        }
+        kick();
+      });
   return {};
 }
 
@@ -248,6 +258,7 @@ event_outbox::statistics event_outbox::stats() const {
   s.retries = retries_.load(std::memory_order_relaxed);
   s.orphaned = orphaned_.load(std::memory_order_relaxed);
   s.tracked = tracked_.load(std::memory_order_relaxed);
+  s.in_memory = in_memory_.load(std::memory_order_relaxed);
   s.delivered = stream_counters_.delivered.load(std::memory_order_relaxed);
   s.stream_retries = stream_counters_.retries.load(std::memory_order_relaxed);
   s.sender = stream_counters_.sender.load(std::memory_order_relaxed);
@@ -298,9 +309,12 @@ void event_outbox::record(const lifecycle_event& e, bool sync) {
   r.channel = k_record_channel;
   r.epoch = k_record_epoch;
   r.tail = json;
+  std::size_t end = 0;  // the record's end in the file; 0: not in it
   if (std::string err = writer_->append(r, sync); !err.empty()) {
     // Not in the outbox: it would be lost by a crash, so it is said loudly.
     if (log_) log_(log_level::error, "events: outbox append failed: " + err);
+  } else {
+    end = writer_->size();
   }
   // This node's record of its clients in Redis (event_orphans.hpp): a
   // client is in it from its connect to its own disconnect.
@@ -313,15 +327,108 @@ void event_outbox::record(const lifecycle_event& e, bool sync) {
   std::string client = c == change::none ? std::string() : std::string(e.client);
   std::string user = c == change::track ? std::string(e.user) : std::string();
   // Posted under the mutex: the hook thread receives events in sequence order.
-  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), seq, json = std::move(json), c,
+  hooks_.run([this, alive = std::weak_ptr<bool>(alive_), seq, end, json = std::move(json), c,
               client = std::move(client), user = std::move(user)]() mutable {
     if (alive.expired()) return;
-    pending_.push_back({seq, std::move(json)});
+    queue(seq, end, std::move(json));
     if (orphans_ && c == change::track) orphans_->track(client, user);
     if (orphans_ && c == change::untrack) orphans_->untrack(client);
     if (orphans_) tracked_.store(orphans_->tracked(), std::memory_order_relaxed);
     kick();
   });
+}
+
+void event_outbox::queue(std::uint64_t seq, std::size_t end, std::string json) {
+  if (seq <= loaded_upto_) return;  // already read back from the file
+  const std::size_t window = std::max<std::size_t>(1, config_.events_memory_window);
+  if (spilled_ || pending_.size() >= window) {
+    if (end == 0) return;  // neither in memory nor in the file: said when the append failed
+    if (!spilled_ && log_) {
+      log_(log_level::warn, "events: " + std::to_string(window) +
+                                " events wait in memory (events.memory_window); later ones "
+                                "wait in the outbox file only");
+    }
+    spilled_ = true;
+    return;
+  }
+  pending_.push_back({seq, std::move(json)});
+  loaded_upto_ = seq;
+  if (end != 0) loaded_end_ = end;
+  in_memory_.store(pending_.size(), std::memory_order_relaxed);
+}
+
+void event_outbox::refill() {
+  std::size_t size = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!writer_) return;
+    size = writer_->size();  // every record before it is whole
+  }
+  const std::size_t window = std::max<std::size_t>(1, config_.events_memory_window);
+  if (pending_.size() >= window) return;
+  const std::size_t want = window - pending_.size();
+  const int fd = ::open(config_.events_outbox.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (log_) log_(log_level::error, "events: cannot read back " + config_.events_outbox);
+    return;
+  }
+  // The magic and the header record (u32 length, u32 crc, payload), then
+  // the records from where memory stopped, as one journal for the scanner.
+  auto read_at = [fd](std::string& out, std::size_t at, std::size_t n) {
+    out.resize(n);
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::pread(fd, out.data() + got, n - got, static_cast<off_t>(at + got));
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    out.resize(got);
+  };
+  auto u32_at = [](std::string_view b, std::size_t at) {
+    std::uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+    return v;
+  };
+  std::string head;
+  read_at(head, 0, k_journal_magic.size() + 8);
+  std::string bytes;
+  if (head.size() == k_journal_magic.size() + 8) {
+    read_at(bytes, 0, head.size() + u32_at(head, k_journal_magic.size()));
+  }
+  const std::size_t header_size = bytes.size();
+  std::string chunk;
+  read_at(chunk, loaded_end_, std::min(size - std::min(size, loaded_end_), k_refill_bytes));
+  ::close(fd);
+  // Whole records only, and no more than the window has room for.
+  std::size_t cut = 0;
+  std::size_t count = 0;
+  while (count < want && cut + 8 <= chunk.size()) {
+    const std::size_t next = cut + 8 + u32_at(chunk, cut);
+    if (next > chunk.size()) break;
+    cut = next;
+    ++count;
+  }
+  bytes.append(chunk, 0, cut);
+  std::size_t loaded = 0;
+  const journal_scan scan = scan_journal(
+      bytes, [](const journal_header&) { return true; },
+      [&](const journal_record& r) {
+        if (r.offset <= loaded_upto_) return;
+        pending_.push_back({r.offset, std::string(r.tail)});
+        loaded_upto_ = r.offset;
+        ++loaded;
+      });
+  if (header_size == 0 || !scan.error.empty() || scan.valid_bytes != bytes.size()) {
+    if (log_)
+      log_(log_level::error,
+           "events: outbox " + config_.events_outbox +
+               " could not be read back: " + (scan.error.empty() ? scan.bad_reason : scan.error));
+    return;  // spilled_ stays: tried again at the next acknowledgement
+  }
+  loaded_end_ += cut;
+  // Caught up with the file: the events still on their way here are newer.
+  if (count < want && loaded_end_ >= size) spilled_ = false;
+  in_memory_.store(pending_.size(), std::memory_order_relaxed);
 }
 
 void event_outbox::kick() {
@@ -373,6 +480,9 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
   if (r.error.empty() && r.status >= 200 && r.status <= 299) {
     attempt_ = 0;
     for (std::size_t i = 0; i < count && !pending_.empty(); ++i) pending_.pop_front();
+    // Half the window sent: the next events come back from the file.
+    if (spilled_ && pending_.size() <= config_.events_memory_window / 2) refill();
+    in_memory_.store(pending_.size(), std::memory_order_relaxed);
     acked_ = last;
     acked_seq_.store(last, std::memory_order_relaxed);
     acked_count_.fetch_add(count, std::memory_order_relaxed);
@@ -380,12 +490,14 @@ void event_outbox::on_sent(std::uint64_t last, std::size_t count, const http_res
     if (pending_.empty()) {
       std::lock_guard lock(mutex_);
       // Every event so far is acknowledged: a large outbox starts over.
-      if (!stopped_ && writer_ && writer_->size() > k_compact_bytes && next_seq_ == acked_ + 1) {
+      if (!stopped_ && !spilled_ && writer_ && writer_->size() > k_compact_bytes &&
+          next_seq_ == acked_ + 1) {
         std::string error;
         journal_header header;
         header.base = "events";
         if (auto w = journal_writer::create(config_.events_outbox, header, error)) {
           writer_ = std::move(w);
+          loaded_end_ = writer_->size();
         } else if (log_) {
           log_(log_level::warn, "events: outbox not compacted: " + error);
         }

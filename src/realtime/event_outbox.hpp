@@ -23,10 +23,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -36,9 +36,9 @@
 #include <utility>
 #include <vector>
 
-#include "hooks.hpp"
 #include "event_orphans.hpp"
 #include "event_stream_redis.hpp"
+#include "hooks.hpp"
 #include "journal.hpp"
 
 namespace switchboard::realtime::detail {
@@ -83,6 +83,7 @@ class event_outbox {
     std::uint64_t outbox_bytes = 0;  // the outbox file's size
     std::uint64_t orphaned = 0;      // disconnects emitted for lost nodes
     std::uint64_t tracked = 0;       // clients in this node's Redis record
+    std::uint64_t in_memory = 0;     // events held in memory (events.memory_window at most)
     // events.store = redis: `acknowledged` counts events Redis took; these
     // count what this node, as the stream's sender, got acknowledged.
     std::uint64_t delivered = 0;
@@ -101,6 +102,11 @@ class event_outbox {
   void on_sent(std::uint64_t last, std::size_t count, const http_result& r);
   void on_retry();
   std::string write_acked(std::uint64_t seq);
+  // Hook thread: one event recorded (`end`: its record's end in the file,
+  // 0 if the append failed) into memory, or left in the file past the window.
+  void queue(std::uint64_t seq, std::size_t end, std::string json);
+  // Hook thread: reads events back from the file up to the window.
+  void refill();
   // REQUIRES: mutex_ held. Appends one event and hands it to the hook thread.
   void record(const lifecycle_event& e, bool sync);
   // Hook thread: a lost node's disconnects, durable when it returns.
@@ -137,6 +143,13 @@ class event_outbox {
   bool in_flight_ = false;
   std::uint32_t attempt_ = 0;
   std::uint64_t acked_ = 0;
+  // Memory bound (events.memory_window): pending_ holds the events after
+  // acked_ up to loaded_upto_; when spilled_, later ones are only in the
+  // file, from byte loaded_end_ on, and refill() reads them back.
+  std::uint64_t loaded_upto_ = 0;
+  std::size_t loaded_end_ = 0;
+  bool spilled_ = false;
+  std::atomic<std::uint64_t> in_memory_{0};
   net::timer_node retry_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -211,6 +211,9 @@ void service::impl::setup_hook_metrics() {
                          [e] { return e->stats().retries; });
   metrics.add_gauge("switchboard_events_outbox_bytes", "Bytes of the events outbox file",
                     [e] { return static_cast<double>(e->stats().outbox_bytes); });
+  metrics.add_gauge("switchboard_events_in_memory",
+                    "Unacknowledged events held in memory (events.memory_window at most)",
+                    [e] { return static_cast<double>(e->stats().in_memory); });
   metrics.add_counter_fn("switchboard_events_orphaned_total",
                          "Disconnects this node emitted for clients of lost nodes (Redis broker)",
                          [e] { return e->stats().orphaned; });

@@ -4,8 +4,9 @@ at least once to a webhook: an http.server receiver in a thread of this
 process, on a run-time port, that checks each batch's signature and can be
 "down" (answers 503).
 
-Covered: the receiver down for a while then back (no event lost, each
-client's events in order: connect, subscribe, presence.join, unsubscribe,
+Covered: the receiver down for a while then back, with only 10 events held
+in memory (the rest read back from the outbox file; no event lost or sent
+twice, each client's events in order: connect, subscribe, presence.join, unsubscribe,
 presence.leave, disconnect with the close code and reason; ids unique once
 duplicates are dropped; batches); kill -9 of the node while the receiver is
 down, then a restart on the same outbox: every event recorded before the
@@ -116,8 +117,10 @@ class Receiver:
 
 
 def events_config(receiver, outbox):
+    # A window of 10 events in memory: most of the 80 events of a test wait in
+    # the outbox file only and are read back from it.
     sections = base_config(events={"url": receiver.url, "outbox": outbox, "batch": 7,
-                                   "retry_max": 0.3},
+                                   "retry_max": 0.3, "memory_window": 10},
                            hooks={"secret": SECRET, "timeout": 1})
     sections["namespaces.room"] = {"presence": True, "publish": "any"}
     return sections
@@ -191,13 +194,18 @@ class Events(unittest.TestCase):
         self.assertEqual(m["switchboard_events_acknowledged_total"], 0)
         self.assertGreater(m["switchboard_events_retries_total"], 0)
         self.assertGreater(m["switchboard_events_outbox_bytes"], 0)
+        self.assertEqual(m["switchboard_events_in_memory"], 10)  # the window, not the 80
         self.receiver.up = True
         self.assertTrue(self.receiver.wait_for(lambda ev: len(ev) >= len(users) * len(EXPECTED)),
                         self.receiver.events())
         m = metric_samples(server.port)
         self.assertEqual(m["switchboard_events_pending"], 0)
         self.assertEqual(m["switchboard_events_acknowledged_total"], total)
+        self.assertEqual(m["switchboard_events_in_memory"], 0)
+        # Each event once (no duplicate came back from the file), all in seq order.
+        self.assertEqual(sum(len(b) for b in self.receiver.batches), total)
         events = self.receiver.events()
+        self.assertEqual([e["seq"] for e in events], list(range(1, total + 1)))
         self.assertEqual(len(events), len(users) * len(EXPECTED))
         by = per_client(events)
         self.assertEqual(len(by), len(users))

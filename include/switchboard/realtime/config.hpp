@@ -223,6 +223,9 @@ struct realtime_config {
   // a time sends; Redis broker only), "auto" (redis with the Redis broker).
   std::string events_store = "auto";
   std::size_t events_stream_max = 1'000'000;  // events in the stream past which nodes wait
+  // Unacknowledged events held in memory; the rest wait in the outbox file
+  // and are read back as the window empties.
+  std::size_t events_memory_window = 10'000;
 
   // [http] plain HTTP keep-alive (server_options::http_idle_timeout and
   // max_http_requests): seconds an idle connection waits for its next
