@@ -111,7 +111,12 @@ void event_stream::on_tick() {
   if (conn_->ready()) {
     const std::uint64_t now = mono_ms();
     if (!holder_) {
-      acquire();
+      // Tried every third of a lease (not every tick): a dead holder's role
+      // is taken over within a lease and a third.
+      if (now >= next_acquire_ms_) {
+        next_acquire_ms_ = now + static_cast<std::uint64_t>(to_ms(options_.lease / 3).count());
+        acquire();
+      }
     } else if (now >= next_renew_ms_) {
       renew();
     }

@@ -107,6 +107,7 @@ class event_stream {
   bool holder_ = false;
   bool busy_ = false;  // a read, POST or ack in progress
   std::uint64_t next_renew_ms_ = 0;
+  std::uint64_t next_acquire_ms_ = 0;
   std::string acked_;                                       // the last acknowledged entry id
   std::vector<std::pair<std::string, std::string>> batch_;  // id, event
   std::uint32_t attempt_ = 0;
