@@ -425,6 +425,15 @@ void event_outbox::refill() {
                " could not be read back: " + (scan.error.empty() ? scan.bad_reason : scan.error));
     return;  // spilled_ stays: tried again at the next acknowledgement
   }
+  if (cut == 0 && loaded_end_ < size && count < want) {
+    // A record that does not fit the read or a damaged length: no progress
+    // is possible, and staying silent would look like an idle webhook.
+    if (log_) {
+      log_(log_level::error, "events: outbox " + config_.events_outbox + " is damaged at byte " +
+                                 std::to_string(loaded_end_) + ": later events are not sent");
+    }
+    return;
+  }
   loaded_end_ += cut;
   // Caught up with the file: the events still on their way here are newer.
   if (count < want && loaded_end_ >= size) spilled_ = false;
