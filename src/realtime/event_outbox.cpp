@@ -25,6 +25,7 @@ constexpr std::string_view k_record_epoch = "outbox";
 constexpr std::size_t k_compact_bytes = 4 * 1024 * 1024;
 // Bytes read back from the outbox at a time (many windows of small events).
 constexpr std::size_t k_refill_bytes = 4 * 1024 * 1024;
+constexpr std::uint32_t k_max_header_bytes = 64 * 1024;
 
 std::string read_file(const std::string& path, bool& exists) {
   std::ifstream in(path, std::ios::binary);
@@ -35,6 +36,47 @@ std::string read_file(const std::string& path, bool& exists) {
 }
 
 }  // namespace
+
+namespace {
+
+// REQUIRES: at + 4 <= b.size(). The journal's little-endian u32.
+std::uint32_t read_u32(std::string_view b, std::size_t at) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+  return v;
+}
+
+}  // namespace
+
+outbox_readback read_back_events(std::string_view head, std::string_view chunk, std::size_t want,
+                                 const std::function<void(std::uint64_t, std::string_view)>& each) {
+  outbox_readback out;
+  // Whole records only (u32 length, u32 crc, payload), at most `want`.
+  std::size_t cut = 0;
+  while (out.records < want && cut + 8 <= chunk.size()) {
+    const std::uint64_t next = cut + 8 + static_cast<std::uint64_t>(read_u32(chunk, cut));
+    if (next > chunk.size()) break;
+    cut = static_cast<std::size_t>(next);
+    ++out.records;
+  }
+  std::string bytes(head);
+  bytes.append(chunk.substr(0, cut));
+  const journal_scan scan = scan_journal(
+      bytes, [](const journal_header&) { return true; },
+      [&](const journal_record& r) { each(r.offset, r.tail); });
+  // Every record taken must be whole and good: a bad one is damage, not an
+  // event to skip.
+  if (!scan.error.empty()) {
+    out.error = scan.error;
+  } else if (scan.valid_bytes != bytes.size()) {
+    out.error = scan.bad_reason.empty() ? "a damaged record" : scan.bad_reason;
+  } else if (scan.records != out.records) {
+    out.error = "a record that is not an event";
+  }
+  if (!out.error.empty()) out.records = 0;
+  out.bytes = out.error.empty() ? cut : 0;
+  return out;
+}
 
 event_outbox::event_outbox(const realtime_config& config, hook_caller& hooks, log_function log)
     : config_(config), hooks_(hooks), log_(std::move(log)) {
@@ -384,47 +426,34 @@ void event_outbox::refill() {
     }
     out.resize(got);
   };
-  auto u32_at = [](std::string_view b, std::size_t at) {
-    std::uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
-    return v;
-  };
   std::string head;
   read_at(head, 0, k_journal_magic.size() + 8);
   std::string bytes;
-  if (head.size() == k_journal_magic.size() + 8) {
-    read_at(bytes, 0, head.size() + u32_at(head, k_journal_magic.size()));
+  // A header is a few dozen bytes: a larger length is damage, not a read.
+  if (head.size() == k_journal_magic.size() + 8 &&
+      read_u32(head, k_journal_magic.size()) <= k_max_header_bytes) {
+    read_at(bytes, 0, head.size() + read_u32(head, k_journal_magic.size()));
   }
   const std::size_t header_size = bytes.size();
   std::string chunk;
   read_at(chunk, loaded_end_, std::min(size - std::min(size, loaded_end_), k_refill_bytes));
   ::close(fd);
-  // Whole records only, and no more than the window has room for.
-  std::size_t cut = 0;
-  std::size_t count = 0;
-  while (count < want && cut + 8 <= chunk.size()) {
-    const std::size_t next = cut + 8 + u32_at(chunk, cut);
-    if (next > chunk.size()) break;
-    cut = next;
-    ++count;
-  }
-  bytes.append(chunk, 0, cut);
-  std::size_t loaded = 0;
-  const journal_scan scan = scan_journal(
-      bytes, [](const journal_header&) { return true; },
-      [&](const journal_record& r) {
-        if (r.offset <= loaded_upto_) return;
-        pending_.push_back({r.offset, std::string(r.tail)});
-        loaded_upto_ = r.offset;
-        ++loaded;
+  const outbox_readback rb =
+      read_back_events(bytes, chunk, want, [&](std::uint64_t seq, std::string_view json) {
+        if (seq <= loaded_upto_) return;
+        pending_.push_back({seq, std::string(json)});
+        loaded_upto_ = seq;
       });
-  if (header_size == 0 || !scan.error.empty() || scan.valid_bytes != bytes.size()) {
-    if (log_)
-      log_(log_level::error,
-           "events: outbox " + config_.events_outbox +
-               " could not be read back: " + (scan.error.empty() ? scan.bad_reason : scan.error));
+  if (header_size == 0 || !rb.error.empty()) {
+    if (log_) {
+      log_(log_level::error, "events: outbox " + config_.events_outbox +
+                                 " could not be read back: " +
+                                 (header_size == 0 ? std::string("no header") : rb.error));
+    }
     return;  // spilled_ stays: tried again at the next acknowledgement
   }
+  const std::size_t cut = rb.bytes;
+  const std::size_t count = rb.records;
   if (cut == 0 && loaded_end_ < size && count < want) {
     // A record that does not fit the read or a damaged length: no progress
     // is possible, and staying silent would look like an idle webhook.

@@ -26,6 +26,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,6 +57,23 @@ struct lifecycle_event {
   std::string_view lost_node;
   std::string_view id;
 };
+
+// Reading events back from the outbox file (the memory window), without
+// I/O so that it is fuzzed (fuzz/event_outbox_fuzz.cpp): `head` is the
+// file's magic and header record, `chunk` bytes from a record boundary on.
+// Takes at most `want` whole records and calls `each` with their sequence
+// number and event JSON, in file order. `bytes` is how far that reached in
+// `chunk` (records that do not fit are left for the next read); on damage
+// (a bad header, a record that fails its CRC or is not an event) `error`
+// is set and bytes = records = 0 (`each` may have run for good records
+// before the bad one).
+struct outbox_readback {
+  std::size_t bytes = 0;
+  std::size_t records = 0;
+  std::string error;
+};
+outbox_readback read_back_events(std::string_view head, std::string_view chunk, std::size_t want,
+                                 const std::function<void(std::uint64_t, std::string_view)>& each);
 
 class event_outbox {
  public:
