@@ -435,8 +435,15 @@ void event_outbox::refill() {
     read_at(bytes, 0, head.size() + read_u32(head, k_journal_magic.size()));
   }
   const std::size_t header_size = bytes.size();
+  // What the window has room for (events are a few hundred bytes), or at
+  // most k_refill_bytes when that does not hold one whole record.
+  const std::size_t left = size - std::min(size, loaded_end_);
   std::string chunk;
-  read_at(chunk, loaded_end_, std::min(size - std::min(size, loaded_end_), k_refill_bytes));
+  read_at(chunk, loaded_end_, std::min(left, std::max<std::size_t>(64 * 1024, want * 512)));
+  if (chunk.size() < left && chunk.size() >= 8 &&
+      8 + static_cast<std::size_t>(read_u32(chunk, 0)) > chunk.size()) {
+    read_at(chunk, loaded_end_, std::min(left, k_refill_bytes));
+  }
   ::close(fd);
   const outbox_readback rb =
       read_back_events(bytes, chunk, want, [&](std::uint64_t seq, std::string_view json) {
