@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -215,6 +216,16 @@ class Events(unittest.TestCase):
             self.assertEqual(evs[-1]["reason"], "bye now")
         self.assertTrue(all(len(b) <= 7 for b in self.receiver.batches))
         self.assertEqual(self.receiver.bad_signatures, 0)
+        # The new families in the 0.0.4 format, read by an independent parser.
+        check = subprocess.run(
+            ["/usr/bin/python3", os.path.join(HERE, "..", "realtime", "parse_metrics.py"),
+             "http://127.0.0.1:%d/metrics" % server.port,
+             "switchboard_events_emitted_total:counter", "switchboard_events_pending:gauge",
+             "switchboard_events_in_memory:gauge", "switchboard_hook_calls_total:counter",
+             "switchboard_hook_duration_seconds:histogram",
+             "--sample=switchboard_events_acknowledged_total %d" % total],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         code, _ = server.stop(timeout=10)
         self.assertEqual(code, 0)
 
