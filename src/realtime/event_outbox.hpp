@@ -18,6 +18,16 @@
 // Order: one sequence for the whole node, one batch in flight: every
 // client's events arrive in the order they happened.
 //
+// Memory: at most events.memory_window events are held (pending_); past
+// it, events are only in the file, and refill() reads them back a window at
+// a time as acknowledgements come (read_back_events(), fuzzed).
+//
+// With the Redis broker: events.store = redis (or auto) hands the batches
+// to a Redis stream instead of the webhook (event_stream_redis.hpp: "2xx"
+// means Redis has them), and this node's clients are recorded in Redis so
+// that a survivor emits their disconnects if the node is lost
+// (event_orphans.hpp; emit_lost()).
+//
 // Thread-safety: emit() from any thread (a mutex orders the appends and the
 // hand-over to the hook thread); start() and stop() from the service.
 #pragma once

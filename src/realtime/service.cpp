@@ -201,7 +201,8 @@ void service::impl::setup_hook_metrics() {
                          "Lifecycle events recorded in the outbox since start",
                          [e] { return e->stats().emitted; });
   metrics.add_counter_fn("switchboard_events_acknowledged_total",
-                         "Lifecycle events the webhook acknowledged since start",
+                         "Lifecycle events acknowledged since start (by the webhook; by Redis with the "
+                         "event stream)",
                          [e] { return e->stats().acknowledged; });
   metrics.add_gauge("switchboard_events_pending",
                     "Lifecycle events recorded and not acknowledged yet",
