@@ -101,6 +101,8 @@ constexpr value_rule k_publish{.choices = k_publish_names};
 constexpr value_rule k_fsync{.choices = k_fsync_names};
 constexpr value_rule k_log_format{.choices = k_log_formats};
 constexpr value_rule k_io_backend{.choices = k_io_backends};
+constexpr std::string_view k_events_stores[] = {"auto", "file", "redis"};
+constexpr value_rule k_events_store{.choices = k_events_stores};
 constexpr value_rule k_log_level{.choices = k_log_levels};
 constexpr std::string_view k_hook_outcomes[] = {"deny", "allow"};
 constexpr value_rule k_hook_outcome{.choices = k_hook_outcomes};
@@ -337,6 +339,15 @@ const config_key k_keys[] = {
      "events per POST at most"},
     {"events", "retry_max", &realtime_config::events_retry_max, k_positive_number,
      "longest wait in seconds between two tries of a batch the webhook did not acknowledge"},
+    {"events", "store", &realtime_config::events_store, k_events_store,
+     "where events wait for the webhook: file (this node's outbox sends them), redis (a Redis "
+     "stream one node at a time sends; Redis broker only), auto (redis with the Redis broker)"},
+    {"events", "stream_max", &realtime_config::events_stream_max, k_positive_count,
+     "events the Redis stream may hold (webhook down); past it new events wait in each node's "
+     "outbox file"},
+    {"events", "memory_window", &realtime_config::events_memory_window, k_positive_count,
+     "unacknowledged events held in memory; later ones wait in the outbox file and are read "
+     "back from it as the webhook catches up"},
     // [http]
     {"http", "idle_timeout", &realtime_config::http_idle_timeout, k_seconds,
      "seconds a kept-alive HTTP connection (API, /metrics, /sse) may wait for its next request "

@@ -89,6 +89,16 @@ std::string check_hooks(const realtime_config& config) {
     }
     // Without the outbox a crash would lose what was not sent yet.
     if (config.events_outbox.empty()) return "events: url needs events.outbox (a file)";
+    const auto& urls = config.broker_urls;
+    const bool redis = !urls.empty() && !(urls.size() == 1 && urls.front() == "memory");
+    if (config.events_store != "auto" && config.events_store != "file" &&
+        config.events_store != "redis") {
+      return "events: store must be auto, file or redis";
+    }
+    // The stream lives in the broker's Redis: without it there is none.
+    if (config.events_store == "redis" && !redis) {
+      return "events: store = \"redis\" needs the Redis broker (broker.urls)";
+    }
   }
   if (!(config.hooks_timeout > 0)) return "hooks: timeout must be above 0 seconds";
   if (config.hooks_max_concurrency == 0) return "hooks: max_concurrency must be at least 1";

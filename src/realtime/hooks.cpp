@@ -271,6 +271,20 @@ void hook_caller::run(net::task t) {
   if (loop_) loop_->post(std::move(t));
 }
 
+void hook_caller::count(hook_kind kind, const hook_answer& a,
+                        std::chrono::steady_clock::time_point started) {
+  const std::string_view name = hook_name(kind);
+  if (metrics_.calls) metrics_.calls->with(name).inc();
+  if (metrics_.denied && a.result == hook_answer::outcome::deny) metrics_.denied->with(name).inc();
+  if (metrics_.failed && a.result == hook_answer::outcome::failed) {
+    metrics_.failed->with(name).inc();
+  }
+  if (metrics_.duration) {
+    const std::chrono::duration<double> d = std::chrono::steady_clock::now() - started;
+    metrics_.duration->observe(name, d.count());
+  }
+}
+
 void hook_caller::call(const hook_target& target, std::string body,
                        const forwarded_headers* headers, completion done) {
   if (!loop_) return;
@@ -282,15 +296,19 @@ void hook_caller::call(const hook_target& target, std::string body,
     for (const auto& h : *headers) r.headers.push_back(h);
   }
   r.body = std::move(body);
-  loop_->post([this, kind = target.kind, r = std::move(r), done = std::move(done)]() mutable {
+  const auto started = std::chrono::steady_clock::now();
+  loop_->post([this, kind = target.kind, r = std::move(r), done = std::move(done),
+               started]() mutable {
     if (!client_) return;
-    client_->send(std::move(r), [kind, done = std::move(done)](http_result res) mutable {
+    client_->send(std::move(r), [this, kind, done = std::move(done),
+                                 started](http_result res) mutable {
       hook_answer a;
       if (!res.error.empty()) {
         a.error = std::move(res.error);
       } else {
         a = read_hook_answer(kind, res.status, res.body);
       }
+      count(kind, a, started);
       done(std::move(a));
     });
   });

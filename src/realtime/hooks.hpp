@@ -37,6 +37,7 @@
 
 #include "command.hpp"
 #include "hook_http.hpp"
+#include "metrics.hpp"
 
 namespace switchboard::realtime::detail {
 
@@ -71,6 +72,15 @@ struct hook_answer {
 
 // Reads a backend's answer: HTTP status, body. Pure (the unit tests call it).
 hook_answer read_hook_answer(hook_kind kind, int status, std::string_view body);
+
+// /metrics figures of the hook calls, each by hook (connect, refresh, rpc,
+// subscribe, publish); any may be null.
+struct hook_metrics {
+  counter_family* calls = nullptr;      // every call made
+  counter_family* denied = nullptr;     // answered deny
+  counter_family* failed = nullptr;     // timeout, backend down, bad answer
+  histogram_family* duration = nullptr;  // from the call to its answer
+};
 
 // Headers of the client's upgrade request passed on to every hook call of
 // that connection (hooks.forward_headers).
@@ -112,6 +122,9 @@ class hook_caller {
   void call(const hook_target& target, std::string body, const forwarded_headers* headers,
             completion done);
 
+  // REQUIRES: before the first call().
+  void set_metrics(const hook_metrics& m) noexcept { metrics_ = m; }
+
   // For the lifecycle events' sender (event_outbox.hpp), which runs on the
   // hook thread: posts `t` there (any thread); the loop and the client
   // (hook thread only); the X-Switchboard-* headers for `body` as `kind`.
@@ -122,6 +135,9 @@ class hook_caller {
                                                                   std::string_view body) const;
 
  private:
+  // Hook thread: one answered call in /metrics.
+  void count(hook_kind kind, const hook_answer& a, std::chrono::steady_clock::time_point started);
+
   const realtime_config& config_;
   log_function log_;
   std::unique_ptr<hook_target> connect_, refresh_, rpc_;
@@ -130,6 +146,7 @@ class hook_caller {
   std::unique_ptr<net::event_loop> loop_;
   std::unique_ptr<http_client> client_;
   std::thread thread_;
+  hook_metrics metrics_;
 };
 
 }  // namespace switchboard::realtime::detail

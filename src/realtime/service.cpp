@@ -106,6 +106,7 @@ struct service::impl {
   }
 
   void setup_metrics();
+  void setup_hook_metrics();
   void build_server();
   std::string node_json() const;
   void build_metrics_server();
@@ -187,6 +188,60 @@ void service::impl::setup_metrics() {
   session_counters.command_duration = &metrics.add_histogram_family(
       "switchboard_command_duration_seconds", "Time to handle a command, by command", "cmd",
       {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1});
+  setup_hook_metrics();
+}
+
+// Proxy hooks and lifecycle events (docs/hooks.md, "Metrics"): only when configured.
+void service::impl::setup_hook_metrics() {
+  if (hooks) {
+    hook_metrics m;
+    m.calls = &metrics.add_counter_family("switchboard_hook_calls_total",
+                                          "Proxy hook calls answered or failed, by hook", "hook");
+    m.denied = &metrics.add_counter_family("switchboard_hook_denials_total",
+                                           "Proxy hook calls the backend denied, by hook", "hook");
+    m.failed = &metrics.add_counter_family(
+        "switchboard_hook_failures_total",
+        "Proxy hook calls that failed (timeout, backend down, bad answer), by hook", "hook");
+    m.duration = &metrics.add_histogram_family(
+        "switchboard_hook_duration_seconds", "Time from a hook call to its answer, by hook", "hook",
+        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+    hooks->set_metrics(m);
+  }
+  if (!events) return;
+  auto* e = events.get();
+  metrics.add_counter_fn("switchboard_events_emitted_total",
+                         "Lifecycle events recorded in the outbox since start",
+                         [e] { return e->stats().emitted; });
+  metrics.add_counter_fn("switchboard_events_acknowledged_total",
+                         "Lifecycle events acknowledged since start (by the webhook; by Redis with the "
+                         "event stream)",
+                         [e] { return e->stats().acknowledged; });
+  metrics.add_gauge("switchboard_events_pending",
+                    "Lifecycle events recorded and not acknowledged yet",
+                    [e] { return static_cast<double>(e->stats().pending); });
+  metrics.add_counter_fn("switchboard_events_retries_total",
+                         "Event batches sent again (not acknowledged)",
+                         [e] { return e->stats().retries; });
+  metrics.add_gauge("switchboard_events_outbox_bytes", "Bytes of the events outbox file",
+                    [e] { return static_cast<double>(e->stats().outbox_bytes); });
+  metrics.add_gauge("switchboard_events_in_memory",
+                    "Unacknowledged events held in memory (events.memory_window at most)",
+                    [e] { return static_cast<double>(e->stats().in_memory); });
+  metrics.add_counter_fn("switchboard_events_orphaned_total",
+                         "Disconnects this node emitted for clients of lost nodes (Redis broker)",
+                         [e] { return e->stats().orphaned; });
+  metrics.add_counter_fn("switchboard_events_delivered_total",
+                         "Events this node sent from the Redis stream and the webhook acknowledged",
+                         [e] { return e->stats().delivered; });
+  metrics.add_counter_fn("switchboard_events_stream_retries_total",
+                         "Batches of the Redis stream this node POSTed again",
+                         [e] { return e->stats().stream_retries; });
+  metrics.add_gauge("switchboard_events_sender",
+                    "1 while this node sends the Redis event stream to the webhook",
+                    [e] { return e->stats().sender ? 1.0 : 0.0; });
+  metrics.add_gauge("switchboard_events_tracked_clients",
+                    "Clients in this node's record in Redis (Redis broker)",
+                    [e] { return static_cast<double>(e->stats().tracked); });
 }
 
 void service::impl::build_server() {

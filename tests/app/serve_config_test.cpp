@@ -776,6 +776,22 @@ TEST(ServeConfigCheck, BrokerRules) {
             "be renewed before its lease runs out)");
 }
 
+TEST(ServeConfigCheck, EventsStoreRules) {
+  realtime_config c;
+  c.allow_anonymous = true;
+  c.events_url = "http://127.0.0.1:9/events";
+  c.events_outbox = "events.outbox";
+  EXPECT_EQ(check_config(c), "");  // auto: the file outbox with the memory broker
+  c.events_store = "redis";
+  EXPECT_EQ(check_config(c), "events: store = \"redis\" needs the Redis broker (broker.urls)");
+  c.broker_urls = {"redis://a:6379"};
+  EXPECT_EQ(check_config(c), "");
+  c.events_store = "kafka";
+  EXPECT_EQ(check_config(c), "events: store must be auto, file or redis");
+  EXPECT_EQ(load_error("[events]\nstore = \"disk\"\n"),
+            "FILE:2:9: events.store: must be \"auto\", \"file\" or \"redis\", got \"disk\"");
+}
+
 TEST(ServeConfigPrecedence, SwitchesOverrideTheFile) {
   temp_file file("[server]\ndemo = true\n[auth]\nallow_anonymous = false\njwt_secret = \"s-0123456789abcdef0123456789abcdef\"\n");
   realtime_config c;

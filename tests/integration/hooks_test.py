@@ -38,7 +38,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import tls_harness  # noqa: E402
 from serve_test import (API_KEY, ServeServer, Session, api_publish, base_config,  # noqa: E402
-                        close_code_of, connect_ws, run, slow, token)
+                        close_code_of, connect_ws, metric_samples, run, slow, token)
 
 HOOK_SECRET = "hooks-test-shared-secret"
 
@@ -343,6 +343,8 @@ class RefreshAndRpc(HookCase):
         run(go())
 
     def test_rpc_result_deny_and_failures(self):
+        before = metric_samples(self.server.port)
+
         async def go():
             ws, s = await self.connected("frank")
             r = await s.request("rpc", method="echo", data={"x": [1, 2]})
@@ -359,6 +361,18 @@ class RefreshAndRpc(HookCase):
             self.assertEqual(r["error"]["code"], 400)
             await ws.close()
         run(go())
+        # /metrics: four calls reached the backend (the two 400s never left the
+        # node), one denied, two failed, each timed.
+        after = metric_samples(self.server.port)
+
+        def delta(name):
+            return after.get(name, 0) - before.get(name, 0)
+        self.assertEqual(delta('switchboard_hook_calls_total{hook="rpc"}'), 4)
+        self.assertEqual(delta('switchboard_hook_denials_total{hook="rpc"}'), 1)
+        self.assertEqual(delta('switchboard_hook_failures_total{hook="rpc"}'), 2)
+        self.assertEqual(delta('switchboard_hook_duration_seconds_count{hook="rpc"}'), 4)
+        self.assertGreater(delta('switchboard_hook_duration_seconds_sum{hook="rpc"}'), 0)
+        self.assertEqual(delta('switchboard_hook_calls_total{hook="connect"}'), 1)
 
     def test_backend_connections_are_kept_alive(self):
         async def go():

@@ -218,6 +218,14 @@ struct realtime_config {
   std::string events_outbox;           // required with events_url
   std::size_t events_batch = 100;      // events per POST at most
   double events_retry_max = 30;        // seconds: the longest wait between retries
+  // Where events go before the webhook: "file" (the outbox, sent by this
+  // node), "redis" (the outbox hands them to a Redis stream that one node at
+  // a time sends; Redis broker only), "auto" (redis with the Redis broker).
+  std::string events_store = "auto";
+  std::size_t events_stream_max = 1'000'000;  // events in the stream past which nodes wait
+  // Unacknowledged events held in memory; the rest wait in the outbox file
+  // and are read back as the window empties.
+  std::size_t events_memory_window = 10'000;
 
   // [http] plain HTTP keep-alive (server_options::http_idle_timeout and
   // max_http_requests): seconds an idle connection waits for its next
