@@ -2,6 +2,7 @@
 // (session_forward.hpp): requests for a session held by another node sent
 // there, requests of other nodes served here, and relayed streams.
 #include <algorithm>
+#include <tuple>
 
 #include "broker.hpp"
 #include "event_id.hpp"
@@ -18,6 +19,10 @@ namespace {
 // How long a forwarded request waits for the home node's answer: its own
 // work is quick; a poll is held there up to sse.poll_timeout first.
 constexpr std::uint64_t k_forward_timeout_ms = 5000;
+// How long a request is sent again while no node listens under the session's
+// node id before the session is taken for gone: a live node's subscription
+// to its id comes back within this after Redis drops its pub/sub connection.
+constexpr std::uint64_t k_gone_after_ms = 2000;
 
 void json_answer(server::http_response& res, int status, std::string_view message) {
   res.set_status(status);
@@ -38,8 +43,8 @@ void http_transports::send_node(std::string_view node, std::string message) {
   hub_.backend().send_node(node, std::move(message), nullptr);
 }
 
-void http_transports::forward(std::string_view home, std::string_view id,
-                              const session_call& call, server::http_response& res) {
+void http_transports::forward(std::string_view home, std::string_view id, const session_call& call,
+                              server::http_response& res) {
   broker& b = hub_.backend();
   if (!b.reaches_other_nodes()) {
     // Why: the embedded broker serves one node; the session's node cannot be
@@ -54,45 +59,61 @@ void http_transports::forward(std::string_view home, std::string_view id,
     json_answer(res, 503, "server shutting down");
     return;
   }
+  std::string arg = "-";
+  if (call.verb == "poll") arg = std::to_string(call.after);
+  if (call.verb == "stream" && call.last_seen) arg = std::to_string(*call.last_seen);
   std::uint64_t rid = 0;
+  std::string message;
   {
     std::lock_guard lock(forward_mutex_);
     rid = next_rid_++;
+    message = node_request(node_id_, rid, call.verb, id, arg, call.body);
     pending_forward& p = forwards_[rid];
     p.responder = res.defer();
     p.stream = call.verb == "stream";
-    p.deadline_ms = mono_ms() + k_forward_timeout_ms;
+    const std::uint64_t now = mono_ms();
+    p.deadline_ms = now + k_forward_timeout_ms;
+    p.gone_ms = now + k_gone_after_ms;
     if (call.verb == "poll") {
       p.deadline_ms += static_cast<std::uint64_t>(to_ms(config_.sse_poll_timeout).count());
     }
   }
-  std::string arg = "-";
-  if (call.verb == "poll") arg = std::to_string(call.after);
-  if (call.verb == "stream" && call.last_seen) arg = std::to_string(*call.last_seen);
-  b.send_node(home, node_request(node_id_, rid, call.verb, id, arg, call.body),
-              [this, rid](broker::node_send_result r) {
-                if (!r.error && r.receivers > 0) return;
-                server::http_responder responder;
-                {
-                  std::lock_guard lock(forward_mutex_);
-                  const auto it = forwards_.find(rid);
-                  if (it == forwards_.end()) return;
-                  responder = std::move(it->second.responder);
-                  forwards_.erase(it);
-                }
-                server::http_response res;
-                count_forward(r.error ? "unavailable" : "gone");
-                if (r.error) {
-                  json_answer(res, r.error->code, r.error->message);
-                } else {
-                  // Why 404: no node listens under the id (it stopped or
-                  // died), so the session is gone; the client opens a new
-                  // one and recovers from history.
-                  json_answer(res, 404,
-                              "session_not_found: the node that held the session is gone");
-                }
-                responder.respond(std::move(res));
-              });
+  send_forward(rid, std::string(home), std::move(message));
+}
+
+void http_transports::send_forward(std::uint64_t rid, const std::string& home,
+                                   std::string message) {
+  hub_.backend().send_node(
+      home, message, [this, rid, home, message](broker::node_send_result r) mutable {
+        if (!r.error && r.receivers > 0) return;
+        server::http_responder responder;
+        {
+          std::lock_guard lock(forward_mutex_);
+          const auto it = forwards_.find(rid);
+          if (it == forwards_.end()) return;
+          if (!r.error && mono_ms() < it->second.gone_ms) {
+            // Nobody listens under the id right now: its node may be
+            // resubscribing (a pub/sub reconnect). The tick sends it again.
+            it->second.home = std::move(home);
+            it->second.message = std::move(message);
+            it->second.resend = true;
+            return;
+          }
+          responder = std::move(it->second.responder);
+          forwards_.erase(it);
+        }
+        server::http_response res;
+        count_forward(r.error ? "unavailable" : "gone");
+        if (r.error) {
+          json_answer(res, r.error->code, r.error->message);
+        } else {
+          // Why 404: no node listens under the id (it stopped or
+          // died), so the session is gone; the client opens a new
+          // one and recovers from history.
+          json_answer(res, 404, "session_not_found: the node that held the session is gone");
+        }
+        responder.respond(std::move(res));
+      });
 }
 
 void http_transports::on_node_message(std::string_view message) {
@@ -102,12 +123,21 @@ void http_transports::on_node_message(std::string_view message) {
     return;
   }
   switch (m.kind) {
-    case 'q': serve_forwarded(m); break;
-    case 'a': answer_forwarded(m); break;
+    case 'q':
+      serve_forwarded(m);
+      break;
+    case 'a':
+      answer_forwarded(m);
+      break;
     case 'w':
-    case 'e': relay_in(m); break;
-    case 'c': reader_gone(m); break;
-    default: break;
+    case 'e':
+      relay_in(m);
+      break;
+    case 'c':
+      reader_gone(m);
+      break;
+    default:
+      break;
   }
 }
 
@@ -154,7 +184,7 @@ void http_transports::serve_forwarded(const node_message& m) {
     if (call.verb == "stream") call.last_seen = n;
   }
   server::http_response res;  // answers made now
-  bool later = false;          // a poll answers through its responder
+  bool later = false;         // a poll answers through its responder
   bool streaming = false;
   run_call(
       s, call, res,
@@ -169,8 +199,8 @@ void http_transports::serve_forwarded(const node_message& m) {
         // The 200 goes first: the reader's node starts its stream with it,
         // then takes the writes, which follow on the same path in order.
         send_node(from, node_answer(node_id_, rid, 200, {}));
-        auto sink = std::make_shared<relay_sink>(hub_.backend(), node_id_, from, rid,
-                                                 std::move(on_close));
+        auto sink =
+            std::make_shared<relay_sink>(hub_.backend(), node_id_, from, rid, std::move(on_close));
         {
           std::lock_guard lock(forward_mutex_);
           sinks_[sink_key(from, rid)] = sink;
@@ -268,6 +298,7 @@ void http_transports::reader_gone(const node_message& m) {
 void http_transports::tick_forwards(std::uint64_t now_ms) {
   std::vector<server::http_responder> late;
   std::vector<server::http_stream> dead;
+  std::vector<std::tuple<std::uint64_t, std::string, std::string>> again;
   {
     std::lock_guard lock(forward_mutex_);
     for (auto it = forwards_.begin(); it != forwards_.end();) {
@@ -275,6 +306,10 @@ void http_transports::tick_forwards(std::uint64_t now_ms) {
         late.push_back(std::move(it->second.responder));
         it = forwards_.erase(it);
       } else {
+        if (it->second.resend) {
+          it->second.resend = false;
+          again.emplace_back(it->first, std::move(it->second.home), std::move(it->second.message));
+        }
         ++it;
       }
     }
@@ -308,6 +343,7 @@ void http_transports::tick_forwards(std::uint64_t now_ms) {
     r.respond(std::move(res));
   }
   for (const server::http_stream& s : dead) s.end();
+  for (auto& [rid, home, message] : again) send_forward(rid, home, std::move(message));
 }
 
 void http_transports::drain_forwards() {

@@ -97,6 +97,8 @@ class http_transports {
   void relay_in(const node_message& m);           // w, e, where the request came
   void reader_gone(const node_message& m);        // c, on the home node
   void send_node(std::string_view node, std::string message);
+  // Sends forwards_[rid]'s message to its home node (again).
+  void send_forward(std::uint64_t rid, const std::string& home, std::string message);
   void tick_forwards(std::uint64_t now_ms);
   void drain_forwards();
 
@@ -123,6 +125,11 @@ class http_transports {
     server::http_responder responder;
     std::uint64_t deadline_ms = 0;
     bool stream = false;
+    // Sent while no node listened under `home`: sent again at the next tick
+    // until gone_ms (the home node's pub/sub connection may be coming back).
+    std::string home, message;
+    std::uint64_t gone_ms = 0;
+    bool resend = false;
   };
   std::unordered_map<std::uint64_t, pending_forward> forwards_;  // rid → request sent home
   struct relayed_stream {

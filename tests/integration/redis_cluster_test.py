@@ -840,8 +840,12 @@ class BehindNginx(unittest.TestCase):
                                 except websockets.ConnectionClosed:
                                     stats["closes"].append(ws.close_code)
                         except (OSError, websockets.InvalidStatusCode,
-                                websockets.InvalidHandshake, asyncio.TimeoutError):
-                            pass  # the balancer had no node for us yet: try again
+                                websockets.InvalidHandshake, websockets.ConnectionClosed,
+                                asyncio.TimeoutError):
+                            # The balancer had no node for us yet, or the node went
+                            # (killed, restarted) between the upgrade and the
+                            # subscribe: try again.
+                            pass
                         await asyncio.sleep(rng.uniform(0.01, 0.1))
                     self.assertEqual(got, offsets, "client %d" % idx)
 
