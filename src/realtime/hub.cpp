@@ -28,7 +28,8 @@ local_channel& hub::join(std::string_view name, const namespace_options& ns) {
     auto ch = std::make_unique<local_channel>();
     ch->name.assign(name);
     ch->ns = &ns;
-    it = channels_.emplace(ch->name, std::move(ch)).first;
+    const std::string_view key = ch->name;
+    it = channels_.emplace(key, std::move(ch)).first;
   }
   local_channel& ch = *it->second;
   // Under the hub's lock, so a concurrent last leave can't unsubscribe the
@@ -41,7 +42,7 @@ void hub::leave(local_channel& ch) {
   std::lock_guard lock(mutex_);
   if (--ch.subscribers != 0) return;
   broker_.unsubscribe_node(ch.name);
-  channels_.erase(ch.name);
+  channels_.erase(channels_.find(ch.name));  // by iterator: the key views ch's name
 }
 
 const std::string* hub::attach(local_channel& ch, std::string_view epoch,

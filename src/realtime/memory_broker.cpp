@@ -119,7 +119,8 @@ memory_broker::stream& memory_broker::create_stream(std::string_view name,
   s->epoch = std::move(epoch);
   s->ns = &ns;
   stream& ref = *s;
-  streams_.emplace(s->name, std::move(s));
+  const std::string_view key = s->name;
+  streams_.emplace(key, std::move(s));
   count_.store(streams_.size(), std::memory_order_relaxed);
   return ref;
 }
@@ -176,7 +177,7 @@ void memory_broker::evict_over_budget() {
 
 void memory_broker::maybe_drop(stream& s) {
   if (s.node_subscribed || !s.history.empty() || s.presence) return;
-  streams_.erase(s.name);
+  streams_.erase(streams_.find(s.name));  // by iterator: the key views s's name
   count_.store(streams_.size(), std::memory_order_relaxed);
 }
 

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -122,7 +123,9 @@ class memory_broker final : public broker {
   memory_broker_options options_;
   broker_events* events_ = nullptr;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::unique_ptr<stream>, string_hash, std::equal_to<>> streams_;
+  // Keyed by a view of the stream's own name (a heap object: it does not move).
+  std::unordered_map<std::string_view, std::unique_ptr<stream>, string_hash, std::equal_to<>>
+      streams_;
   std::atomic<std::size_t> count_{0};
   bool stopped_ = false;
 

@@ -62,6 +62,7 @@ struct connection_state {
   std::string client;  // 16 hex digits, unique in the server
   std::string user;    // token "sub"; empty for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).
+  // Null until needed (presence_of()), unless a token or connect set it.
   std::shared_ptr<const presence_entry> presence;
   std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
   std::optional<token_bucket> bucket;
@@ -90,6 +91,9 @@ struct connection_state {
     return !claims || claims->grants(channel);
   }
   local_channel* find_sub(std::string_view name) const noexcept;
+  // `presence`, made from the client id, user and the token's info on the
+  // first call (a connection without claims or connect gets it lazily).
+  const std::shared_ptr<const presence_entry>& presence_of();
 };
 
 class sessions {
