@@ -70,9 +70,44 @@ using presence_map = std::map<std::string_view, std::shared_ptr<const presence_e
 
 }  // namespace
 
+// A stream's epoch: 16 hex digits as this node makes them, held inline (a
+// std::string would put them on the heap, one more 32-byte block per
+// channel); a longer one (from a snapshot or journal written elsewhere) on
+// the heap.
+class epoch_text {
+ public:
+  epoch_text() = default;
+  epoch_text(std::string_view s) { assign(s); }  // NOLINT: converts like a string
+  epoch_text& operator=(std::string_view s) {
+    assign(s);
+    return *this;
+  }
+  void assign(std::string_view s) {
+    if (s.size() <= sizeof(inline_)) {
+      long_.reset();
+      std::copy(s.begin(), s.end(), inline_);
+      size_ = static_cast<std::uint8_t>(s.size());
+    } else {
+      long_ = std::make_unique<std::string>(s);
+      size_ = 0;
+    }
+  }
+  operator std::string_view() const noexcept {  // NOLINT: reads like a string
+    return long_ ? std::string_view(*long_) : std::string_view(inline_, size_);
+  }
+  friend bool operator==(const epoch_text& a, std::string_view b) noexcept {
+    return std::string_view(a) == b;
+  }
+
+ private:
+  char inline_[16] = {};
+  std::uint8_t size_ = 0;
+  std::unique_ptr<std::string> long_;
+};
+
 struct memory_broker::stream {
   std::string name;
-  std::string epoch;
+  epoch_text epoch;
   const namespace_options* ns = nullptr;
   std::uint64_t top = 0;  // the last offset given out
   history_buffer history;
@@ -116,7 +151,7 @@ memory_broker::stream& memory_broker::create_stream(std::string_view name,
                                                     std::string epoch) {
   auto s = std::make_unique<stream>();
   s->name.assign(name);
-  s->epoch = std::move(epoch);
+  s->epoch = epoch;
   s->ns = &ns;
   stream& ref = *s;
   const std::string_view key = s->name;
@@ -364,7 +399,9 @@ void memory_broker::channels(completion<channels_result> done) {
   {
     std::lock_guard lock(mutex_);
     r.channels.reserve(streams_.size());
-    for (const auto& [name, s] : streams_) r.channels.push_back({s->name, s->epoch, s->top});
+    for (const auto& [name, s] : streams_) {
+      r.channels.push_back({s->name, std::string(std::string_view(s->epoch)), s->top});
+    }
   }
   done(std::move(r));
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,7 @@ struct hook_state {
 // (ws_behavior::with_user_data): no allocation beyond the strings.
 struct connection_state {
   server::connection_id id{};
+  bool is_http = false;  // (here, in id's padding: see `http` below)
   std::string client;  // 16 hex digits, unique in the server
   std::string user;    // token "sub"; empty for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).
@@ -71,12 +73,12 @@ struct connection_state {
   bool needs_connect = false;  // no token yet and anonymous access is off
   bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
   bool rejected = false;       // on_upgrade refused it (no on_open follows)
+  bool refresh_pushed = false; // (expiry index, below) `refresh` was pushed
   // The expiry index's entry of this connection (sessions::expiry_), written
   // only under deadlines_mutex_: when the next event is due (wall ms; 0: not
   // in the index), the token's exp (wall ms), and whether `refresh` was pushed.
   std::int64_t expiry_due = 0;
   std::int64_t expires_ms = 0;
-  bool refresh_pushed = false;
   // The client address this connection counts against (limits.*_per_ip);
   // empty when not counted.
   std::string address;
@@ -85,7 +87,6 @@ struct connection_state {
   // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
   // sends and closes instead of the server connection `id`.
   std::weak_ptr<http_peer> http;
-  bool is_http = false;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -274,12 +275,29 @@ class sessions {
   // A /ws connection by `id`, an HTTP session or SSE stream by `http`.
   struct indexed {
     server::connection_id id{};
+    bool is_http = false;  // here: in id's padding
     std::weak_ptr<http_peer> http;
-    bool is_http = false;
     std::string user;
   };
+  // A client id as by_client_ keys it: its 16 characters inline (the ids
+  // this node makes are 16 hex digits), so an entry needs no heap block of
+  // its own for the key. Any other length becomes the all-zero key, which
+  // no connection has: a lookup of it finds nothing.
+  struct client_key {
+    client_key(std::string_view id) noexcept {  // NOLINT: converts like the id
+      if (id.size() == sizeof(chars)) std::memcpy(chars, id.data(), sizeof(chars));
+    }
+    client_key(const std::string& id) noexcept : client_key(std::string_view(id)) {}  // NOLINT
+    friend bool operator==(const client_key&, const client_key&) = default;
+    char chars[16] = {};
+  };
+  struct client_key_hash {
+    std::size_t operator()(const client_key& k) const noexcept {
+      return std::hash<std::string_view>{}(std::string_view(k.chars, sizeof(k.chars)));
+    }
+  };
   mutable std::mutex index_mutex_;
-  std::unordered_map<std::string, indexed> by_client_;
+  std::unordered_map<client_key, indexed, client_key_hash> by_client_;
   std::unordered_map<std::string, std::vector<std::string>> by_user_;  // user → client ids
 };
 

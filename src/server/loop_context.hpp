@@ -157,8 +157,9 @@ struct topic_subscriber {
 
 struct topic {
   // The key of loop_context::topics_ this topic is the value of (a node's
-  // key does not move): one copy of the name, not two.
-  std::string_view name;
+  // key does not move): one copy of the name, not two; a pointer, not a
+  // view, so that the node fits a smaller malloc chunk.
+  const std::string* name = nullptr;
   std::vector<topic_subscriber> subscribers;
   // Subscribers that negotiated permessage-deflate: while there are any,
   // publications are written at once (compressed per window), not batched.

@@ -39,7 +39,7 @@ bool loop_context::subscribe(websocket& ws, std::string_view name, std::uint64_t
   auto it = topics_.find(name);
   if (it == topics_.end()) {
     it = topics_.emplace(std::string(name), topic{}).first;
-    it->second.name = it->first;
+    it->second.name = &it->first;
   }
   topic* t = &it->second;
   if (ws.topics_.contains(t)) return false;  // already subscribed
@@ -131,7 +131,7 @@ void loop_context::unsubscribe_all(websocket& ws) noexcept {
   ws.topics_.for_each([&](topic* t) {
     erase_one(t->subscribers, &ws);
     if (ws.deflate_) --t->deflate_subscribers;
-    if (t->subscribers.empty()) topics_.erase(topics_.find(t->name));
+    if (t->subscribers.empty()) topics_.erase(topics_.find(*t->name));
   });
   ws.topics_.clear();
 }
