@@ -25,13 +25,15 @@ local_channel& hub::join(std::string_view name, const namespace_options& ns) {
   std::lock_guard lock(mutex_);
   auto it = channels_.find(name);
   if (it == channels_.end()) {
-    auto ch = std::make_unique<local_channel>();
-    ch->name.assign(name);
-    ch->ns = &ns;
-    const std::string_view key = ch->name;
-    it = channels_.emplace(key, std::move(ch)).first;
+    // Made under the caller's `name`, then re-keyed (the node stays where
+    // it is) by the channel's own copy of it.
+    auto node = channels_.extract(channels_.try_emplace(name).first);
+    node.mapped().name.assign(name);
+    node.mapped().ns = &ns;
+    node.key() = node.mapped().name;
+    it = channels_.insert(std::move(node)).position;
   }
-  local_channel& ch = *it->second;
+  local_channel& ch = it->second;
   // Under the hub's lock, so a concurrent last leave can't unsubscribe the
   // node between this subscribe and the caller's read.
   if (ch.subscribers++ == 0) broker_.subscribe_node(name, ns);
@@ -72,7 +74,7 @@ void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
     std::lock_guard lock(mutex_);
     const auto it = channels_.find(channel);
     if (it == channels_.end()) return;
-    local_channel& ch = *it->second;
+    local_channel& ch = it->second;
     ch.topic = topic_of(ch.name, epoch);
     lost.swap(ch.members);
   }
@@ -87,7 +89,7 @@ void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
 std::size_t hub::subscribers(std::string_view name) {
   std::lock_guard lock(mutex_);
   const auto it = channels_.find(name);
-  return it == channels_.end() ? 0 : it->second->subscribers;
+  return it == channels_.end() ? 0 : it->second.subscribers;
 }
 
 void hub::publish(std::string_view channel, const namespace_options& ns, std::string_view data,

@@ -177,11 +177,9 @@ class hub final : public broker_events {
   broker& broker_;
   counter& publications_;
   std::mutex mutex_;
-  // Keyed by a view of the channel's own name (it does not move: the
-  // channel is a heap object), so the name is held once.
-  std::unordered_map<std::string_view, std::unique_ptr<local_channel>, string_hash,
-                     std::equal_to<>>
-      channels_;
+  // The channel lives in its node (a node does not move), keyed by a view
+  // of its own name: one heap block and one copy of the name per channel.
+  std::unordered_map<std::string_view, local_channel, string_hash, std::equal_to<>> channels_;
   std::atomic<std::size_t> subscriptions_{0};
   presence_batcher presence_{k_presence_count_interval_ms};
   std::atomic<std::uint64_t> presence_pushes_{0};

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,6 +57,47 @@ struct hook_state {
   bool announced = false;            // its `connect` lifecycle event was emitted
 };
 
+// The channels a connection is subscribed to, in subscription order. Most
+// connections have one: it is held inline, and only a second one allocates
+// a list (a std::vector of one is a 32-byte heap block per connection).
+// The part of std::vector's interface the sessions use.
+class channel_list {
+ public:
+  bool empty() const noexcept { return !one_ && !many_; }
+  std::size_t size() const noexcept { return many_ ? many_->size() : (one_ ? 1 : 0); }
+  local_channel* const* begin() const noexcept { return many_ ? many_->data() : &one_; }
+  local_channel* const* end() const noexcept { return begin() + size(); }
+  local_channel* operator[](std::size_t i) const noexcept { return begin()[i]; }
+  local_channel* back() const noexcept { return end()[-1]; }
+  void push_back(local_channel* ch) {
+    if (many_) {
+      many_->push_back(ch);
+    } else if (!one_) {
+      one_ = ch;
+    } else {
+      many_ = std::make_unique<std::vector<local_channel*>>(
+          std::initializer_list<local_channel*>{one_, ch});
+      one_ = nullptr;
+    }
+  }
+  // REQUIRES: `at` is in [begin(), end()).
+  void erase(local_channel* const* at) {
+    if (!many_) {
+      one_ = nullptr;
+      return;
+    }
+    many_->erase(many_->begin() + (at - many_->data()));
+    if (many_->size() == 1) {  // back to one inline: the list's memory goes
+      one_ = many_->front();
+      many_.reset();
+    }
+  }
+
+ private:
+  local_channel* one_ = nullptr;  // the channel while there is one (many_ null)
+  std::unique_ptr<std::vector<local_channel*>> many_;  // two or more
+};
+
 // Per-connection state, stored inline in the server's connection object
 // (ws_behavior::with_user_data): no allocation beyond the strings.
 struct connection_state {
@@ -68,7 +110,7 @@ struct connection_state {
   std::shared_ptr<const presence_entry> presence;
   std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
   std::optional<token_bucket> bucket;
-  std::vector<local_channel*> subs;
+  channel_list subs;
   std::uint32_t refused = 0;   // commands refused by the rate limit in a row
   bool needs_connect = false;  // no token yet and anonymous access is off
   bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
