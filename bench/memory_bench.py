@@ -23,7 +23,7 @@ Derived figures: per-channel state = ws-own - ws-shared; presence per member =
 ws-presence - ws-own; SSE / WebSocket = sse-shared / ws-shared.
 
     bench/memory_bench.py BUILD/apps/switchboard/switchboard [--connections 10000]
-        [--checkpoints 4] [--repeat 3] [--threads 1] [--json FILE]
+        [--checkpoints 4] [--repeat 3] [--threads 1|N|auto] [--json FILE]
 
 Clients are raw sockets (one process, blocking connect + upgrade + one
 command each), loopback only, bounded in count and time. Needs RLIMIT_NOFILE
@@ -133,7 +133,7 @@ class Server:
     def __init__(self, binary, tmp, threads, pin):
         path = os.path.join(tmp, "serve.toml")
         with open(path, "w") as f:
-            f.write(CONFIG.format(threads=threads))
+            f.write(CONFIG.format(threads=threads if threads.isdigit() else '"%s"' % threads))
         argv = [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--config", path]
         if pin:
             argv = ["taskset", "-c", "0"] + argv
@@ -215,7 +215,9 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < a.connections + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    pin = not a.no_pin and os.cpu_count() >= 2
+    # Pinned to core 0 unless told otherwise; threads = "auto" counts the
+    # usable CPUs (the affinity mask), so it runs unpinned.
+    pin = not a.no_pin and a.threads.isdigit() and os.cpu_count() >= 2
     tmp = tempfile.mkdtemp(prefix="switchboard-memory-bench-")
     results = {s: [] for s in scenarios}
     for r in range(a.repeat):

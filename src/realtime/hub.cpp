@@ -10,7 +10,15 @@
 namespace switchboard::realtime::detail {
 
 hub::hub(const realtime_config& config, server::server& srv, broker& b, counter& publications)
-    : config_(config), srv_(srv), broker_(b), publications_(publications) {}
+    : config_(config),
+      srv_(srv),
+      broker_(b),
+      publications_(publications),
+      track_members_(b.loses_streams()) {
+  // As the broker's streams (memory_broker.cpp): half the bucket array per
+  // channel; looked up on join and leave only.
+  channels_.max_load_factor(2.0f);
+}
 
 std::string hub::topic_of(std::string_view channel, std::string_view epoch) {
   std::string t;
@@ -55,16 +63,21 @@ const std::string* hub::attach(local_channel& ch, std::string_view epoch,
   } else if (std::string_view(ch.topic).substr(ch.name.size() + 1) != epoch) {
     return nullptr;  // read before on_stream_lost moved the channel on
   }
-  ch.members.push_back(id);
+  if (track_members_) {
+    if (!ch.members) ch.members = std::make_unique<std::vector<server::connection_id>>();
+    ch.members->push_back(id);
+  }
   return &ch.topic;
 }
 
 void hub::detach(local_channel& ch, server::connection_id id) {
   std::lock_guard lock(mutex_);
-  const auto it = std::find(ch.members.begin(), ch.members.end(), id);
-  if (it != ch.members.end()) {
-    *it = ch.members.back();
-    ch.members.pop_back();
+  if (!ch.members) return;
+  auto& members = *ch.members;
+  const auto it = std::find(members.begin(), members.end(), id);
+  if (it != members.end()) {
+    *it = members.back();
+    members.pop_back();
   }
 }
 
@@ -76,7 +89,7 @@ void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
     if (it == channels_.end()) return;
     local_channel& ch = it->second;
     ch.topic = topic_of(ch.name, epoch);
-    lost.swap(ch.members);
+    if (ch.members) lost.swap(*ch.members);
   }
   // The protocol has no "resubscribe" push: a reconnect is how a client
   // learns (subscribe with since → recovered: false) that it missed data.

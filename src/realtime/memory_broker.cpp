@@ -116,7 +116,12 @@ struct memory_broker::stream {
 };
 
 memory_broker::memory_broker(const realtime_config& config, memory_broker_options options)
-    : config_(config), options_(std::move(options)) {}
+    : config_(config), options_(std::move(options)) {
+  // Two streams per bucket on average: half the bucket array (8 bytes a
+  // bucket, ~1.5 buckets per stream at the default of one) for a chain of
+  // two on the lookup of a publish.
+  streams_.max_load_factor(2.0f);
+}
 
 memory_broker::~memory_broker() = default;
 

@@ -62,6 +62,7 @@ class memory_broker final : public broker {
   ~memory_broker() override;
 
   std::string start(broker_events& events) override;
+  bool loses_streams() const noexcept override { return false; }  // one process: never
   void stop() override;
   std::string health() const override;
   broker_stats stats() const override;
