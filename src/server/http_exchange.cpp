@@ -609,7 +609,9 @@ void websocket::on_http_drained() {
 }
 
 bool websocket::http_idle() const noexcept {
-  return state_ == state::handshake && !has_handshake_ && ping_sent_ != 0;
+  // A parked stream holds no request state either, but it is no idle
+  // connection: ping_sent_ still counts the requests of an earlier idle spell.
+  return state_ == state::handshake && !has_handshake_ && !parked_stream_ && ping_sent_ != 0;
 }
 
 bool websocket::stop_http(bool graceful) {
