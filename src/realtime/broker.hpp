@@ -126,6 +126,11 @@ class broker {
 
   virtual ~broker() = default;
 
+  // Whether broker_events::on_stream_lost can ever be called (a networked
+  // broker, whose store may restart empty or trim). False lets the hub keep
+  // no per-channel list of attached connections: only a lost stream needs it.
+  virtual bool loses_streams() const noexcept { return true; }
+
   // Starts the broker (loads saved state, connects). Returns "" or why it
   // cannot start. `events` must outlive the broker.
   virtual std::string start(broker_events& events) = 0;

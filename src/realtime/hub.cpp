@@ -10,7 +10,15 @@
 namespace switchboard::realtime::detail {
 
 hub::hub(const realtime_config& config, server::server& srv, broker& b, counter& publications)
-    : config_(config), srv_(srv), broker_(b), publications_(publications) {}
+    : config_(config),
+      srv_(srv),
+      broker_(b),
+      publications_(publications),
+      track_members_(b.loses_streams()) {
+  // As the broker's streams (memory_broker.cpp): half the bucket array per
+  // channel; looked up on join and leave only.
+  channels_.max_load_factor(2.0f);
+}
 
 std::string hub::topic_of(std::string_view channel, std::string_view epoch) {
   std::string t;
@@ -25,12 +33,15 @@ local_channel& hub::join(std::string_view name, const namespace_options& ns) {
   std::lock_guard lock(mutex_);
   auto it = channels_.find(name);
   if (it == channels_.end()) {
-    auto ch = std::make_unique<local_channel>();
-    ch->name.assign(name);
-    ch->ns = &ns;
-    it = channels_.emplace(ch->name, std::move(ch)).first;
+    // Made under the caller's `name`, then re-keyed (the node stays where
+    // it is) by the channel's own copy of it.
+    auto node = channels_.extract(channels_.try_emplace(name).first);
+    node.mapped().name.assign(name);
+    node.mapped().ns = &ns;
+    node.key() = node.mapped().name;
+    it = channels_.insert(std::move(node)).position;
   }
-  local_channel& ch = *it->second;
+  local_channel& ch = it->second;
   // Under the hub's lock, so a concurrent last leave can't unsubscribe the
   // node between this subscribe and the caller's read.
   if (ch.subscribers++ == 0) broker_.subscribe_node(name, ns);
@@ -41,7 +52,7 @@ void hub::leave(local_channel& ch) {
   std::lock_guard lock(mutex_);
   if (--ch.subscribers != 0) return;
   broker_.unsubscribe_node(ch.name);
-  channels_.erase(ch.name);
+  channels_.erase(channels_.find(ch.name));  // by iterator: the key views ch's name
 }
 
 const std::string* hub::attach(local_channel& ch, std::string_view epoch,
@@ -52,16 +63,21 @@ const std::string* hub::attach(local_channel& ch, std::string_view epoch,
   } else if (std::string_view(ch.topic).substr(ch.name.size() + 1) != epoch) {
     return nullptr;  // read before on_stream_lost moved the channel on
   }
-  ch.members.push_back(id);
+  if (track_members_) {
+    if (!ch.members) ch.members = std::make_unique<std::vector<server::connection_id>>();
+    ch.members->push_back(id);
+  }
   return &ch.topic;
 }
 
 void hub::detach(local_channel& ch, server::connection_id id) {
   std::lock_guard lock(mutex_);
-  const auto it = std::find(ch.members.begin(), ch.members.end(), id);
-  if (it != ch.members.end()) {
-    *it = ch.members.back();
-    ch.members.pop_back();
+  if (!ch.members) return;
+  auto& members = *ch.members;
+  const auto it = std::find(members.begin(), members.end(), id);
+  if (it != members.end()) {
+    *it = members.back();
+    members.pop_back();
   }
 }
 
@@ -71,9 +87,9 @@ void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
     std::lock_guard lock(mutex_);
     const auto it = channels_.find(channel);
     if (it == channels_.end()) return;
-    local_channel& ch = *it->second;
+    local_channel& ch = it->second;
     ch.topic = topic_of(ch.name, epoch);
-    lost.swap(ch.members);
+    if (ch.members) lost.swap(*ch.members);
   }
   // The protocol has no "resubscribe" push: a reconnect is how a client
   // learns (subscribe with since → recovered: false) that it missed data.
@@ -86,7 +102,7 @@ void hub::on_stream_lost(std::string_view channel, std::string_view epoch) {
 std::size_t hub::subscribers(std::string_view name) {
   std::lock_guard lock(mutex_);
   const auto it = channels_.find(name);
-  return it == channels_.end() ? 0 : it->second->subscribers;
+  return it == channels_.end() ? 0 : it->second.subscribers;
 }
 
 std::vector<std::pair<std::string, std::size_t>> hub::top_channels(std::size_t limit) {

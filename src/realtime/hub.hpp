@@ -49,8 +49,10 @@ struct local_channel {
   const namespace_options* ns = nullptr;
   std::size_t subscribers = 0;
   // Connections attached (attach()), so a lost stream can tell them
-  // (on_stream_lost). Guarded by the hub's mutex.
-  std::vector<server::connection_id> members;
+  // (on_stream_lost); empty when the broker never loses a stream
+  // (broker::loses_streams), so null until the first one: 8 bytes, not a
+  // vector's 24, in every channel. Guarded by the hub's mutex.
+  std::unique_ptr<std::vector<server::connection_id>> members;
 };
 
 // An HTTP peer (http_peer.hpp) as the hub delivers to it. WebSocket
@@ -194,9 +196,11 @@ class hub final : public broker_events {
   server::server& srv_;
   broker& broker_;
   counter& publications_;
+  const bool track_members_;  // broker_.loses_streams(): keep local_channel::members
   std::mutex mutex_;
-  std::unordered_map<std::string, std::unique_ptr<local_channel>, string_hash, std::equal_to<>>
-      channels_;
+  // The channel lives in its node (a node does not move), keyed by a view
+  // of its own name: one heap block and one copy of the name per channel.
+  std::unordered_map<std::string_view, local_channel, string_hash, std::equal_to<>> channels_;
   std::atomic<std::size_t> subscriptions_{0};
   presence_batcher presence_{k_presence_count_interval_ms};
   std::atomic<std::uint64_t> presence_pushes_{0};

@@ -70,9 +70,44 @@ using presence_map = std::map<std::string_view, std::shared_ptr<const presence_e
 
 }  // namespace
 
+// A stream's epoch: 16 hex digits as this node makes them, held inline (a
+// std::string would put them on the heap, one more 32-byte block per
+// channel); a longer one (from a snapshot or journal written elsewhere) on
+// the heap.
+class epoch_text {
+ public:
+  epoch_text() = default;
+  epoch_text(std::string_view s) { assign(s); }  // NOLINT: converts like a string
+  epoch_text& operator=(std::string_view s) {
+    assign(s);
+    return *this;
+  }
+  void assign(std::string_view s) {
+    if (s.size() <= sizeof(inline_)) {
+      long_.reset();
+      std::copy(s.begin(), s.end(), inline_);
+      size_ = static_cast<std::uint8_t>(s.size());
+    } else {
+      long_ = std::make_unique<std::string>(s);
+      size_ = 0;
+    }
+  }
+  operator std::string_view() const noexcept {  // NOLINT: reads like a string
+    return long_ ? std::string_view(*long_) : std::string_view(inline_, size_);
+  }
+  friend bool operator==(const epoch_text& a, std::string_view b) noexcept {
+    return std::string_view(a) == b;
+  }
+
+ private:
+  char inline_[16] = {};
+  std::uint8_t size_ = 0;
+  std::unique_ptr<std::string> long_;
+};
+
 struct memory_broker::stream {
   std::string name;
-  std::string epoch;
+  epoch_text epoch;
   const namespace_options* ns = nullptr;
   std::uint64_t top = 0;  // the last offset given out
   history_buffer history;
@@ -81,7 +116,12 @@ struct memory_broker::stream {
 };
 
 memory_broker::memory_broker(const realtime_config& config, memory_broker_options options)
-    : config_(config), options_(std::move(options)) {}
+    : config_(config), options_(std::move(options)) {
+  // Two streams per bucket on average: half the bucket array (8 bytes a
+  // bucket, ~1.5 buckets per stream at the default of one) for a chain of
+  // two on the lookup of a publish.
+  streams_.max_load_factor(2.0f);
+}
 
 memory_broker::~memory_broker() = default;
 
@@ -116,10 +156,11 @@ memory_broker::stream& memory_broker::create_stream(std::string_view name,
                                                     std::string epoch) {
   auto s = std::make_unique<stream>();
   s->name.assign(name);
-  s->epoch = std::move(epoch);
+  s->epoch = epoch;
   s->ns = &ns;
   stream& ref = *s;
-  streams_.emplace(s->name, std::move(s));
+  const std::string_view key = s->name;
+  streams_.emplace(key, std::move(s));
   count_.store(streams_.size(), std::memory_order_relaxed);
   return ref;
 }
@@ -176,7 +217,7 @@ void memory_broker::evict_over_budget() {
 
 void memory_broker::maybe_drop(stream& s) {
   if (s.node_subscribed || !s.history.empty() || s.presence) return;
-  streams_.erase(s.name);
+  streams_.erase(streams_.find(s.name));  // by iterator: the key views s's name
   count_.store(streams_.size(), std::memory_order_relaxed);
 }
 
@@ -363,7 +404,9 @@ void memory_broker::channels(completion<channels_result> done) {
   {
     std::lock_guard lock(mutex_);
     r.channels.reserve(streams_.size());
-    for (const auto& [name, s] : streams_) r.channels.push_back({s->name, s->epoch, s->top});
+    for (const auto& [name, s] : streams_) {
+      r.channels.push_back({s->name, std::string(std::string_view(s->epoch)), s->top});
+    }
   }
   done(std::move(r));
 }

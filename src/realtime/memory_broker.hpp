@@ -29,6 +29,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -61,6 +62,7 @@ class memory_broker final : public broker {
   ~memory_broker() override;
 
   std::string start(broker_events& events) override;
+  bool loses_streams() const noexcept override { return false; }  // one process: never
   void stop() override;
   std::string health() const override;
   broker_stats stats() const override;
@@ -122,7 +124,9 @@ class memory_broker final : public broker {
   memory_broker_options options_;
   broker_events* events_ = nullptr;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::unique_ptr<stream>, string_hash, std::equal_to<>> streams_;
+  // Keyed by a view of the stream's own name (a heap object: it does not move).
+  std::unordered_map<std::string_view, std::unique_ptr<stream>, string_hash, std::equal_to<>>
+      streams_;
   std::atomic<std::size_t> count_{0};
   bool stopped_ = false;
 

@@ -142,6 +142,14 @@ local_channel* connection_state::find_sub(std::string_view name) const noexcept 
   return nullptr;
 }
 
+const std::shared_ptr<const presence_entry>& connection_state::presence_of() {
+  if (!presence) {
+    presence = std::make_shared<const presence_entry>(
+        presence_entry{client, presence_json(client, user, claims ? std::string_view(claims->info) : "")});
+  }
+  return presence;
+}
+
 sessions::sessions(const realtime_config& config, hub& h, const token_verifier* verifier,
                    session_metrics metrics, log_function log)
     : config_(config),
@@ -429,9 +437,14 @@ void sessions::unadmit(connection_state& conn) {
 
 void sessions::open(peer& p) {
   auto& conn = p.state();
-  conn.presence = std::make_shared<const presence_entry>(presence_entry{
-      conn.client, presence_json(conn.client, conn.user,
-                                  conn.claims ? std::string_view(conn.claims->info) : "")});
+  // A token's presence is fixed at the upgrade (a refresh keeps it). Without
+  // claims the entry is made on the first presence subscribe (presence_of):
+  // most connections never join a presence channel, and the entry, its
+  // client id and its JSON cost ~190 bytes each.
+  if (conn.claims) {
+    conn.presence = std::make_shared<const presence_entry>(presence_entry{
+        conn.client, presence_json(conn.client, conn.user, conn.claims->info)});
+  }
   if (conn.needs_connect) {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_[&conn] =
@@ -754,7 +767,7 @@ void sessions::subscribe_now(peer& ws, std::string_view name, const namespace_op
         w->start(ch, r.offset);
         conn.subs.push_back(&ch);
         hub_.count_subscription(1);
-        if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence);
+        if (ch.ns->presence) hub_.backend().presence_add(ch.name, conn.presence_of());
         announce(conn, "subscribe", ch.name);
         if (ch.ns->presence) announce(conn, "presence.join", ch.name);
       }));

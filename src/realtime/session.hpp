@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,27 +57,70 @@ struct hook_state {
   bool announced = false;            // its `connect` lifecycle event was emitted
 };
 
+// The channels a connection is subscribed to, in subscription order. Most
+// connections have one: it is held inline, and only a second one allocates
+// a list (a std::vector of one is a 32-byte heap block per connection).
+// The part of std::vector's interface the sessions use.
+class channel_list {
+ public:
+  bool empty() const noexcept { return !one_ && !many_; }
+  std::size_t size() const noexcept { return many_ ? many_->size() : (one_ ? 1 : 0); }
+  local_channel* const* begin() const noexcept { return many_ ? many_->data() : &one_; }
+  local_channel* const* end() const noexcept { return begin() + size(); }
+  local_channel* operator[](std::size_t i) const noexcept { return begin()[i]; }
+  local_channel* back() const noexcept { return end()[-1]; }
+  void push_back(local_channel* ch) {
+    if (many_) {
+      many_->push_back(ch);
+    } else if (!one_) {
+      one_ = ch;
+    } else {
+      many_ = std::make_unique<std::vector<local_channel*>>(
+          std::initializer_list<local_channel*>{one_, ch});
+      one_ = nullptr;
+    }
+  }
+  // REQUIRES: `at` is in [begin(), end()).
+  void erase(local_channel* const* at) {
+    if (!many_) {
+      one_ = nullptr;
+      return;
+    }
+    many_->erase(many_->begin() + (at - many_->data()));
+    if (many_->size() == 1) {  // back to one inline: the list's memory goes
+      one_ = many_->front();
+      many_.reset();
+    }
+  }
+
+ private:
+  local_channel* one_ = nullptr;  // the channel while there is one (many_ null)
+  std::unique_ptr<std::vector<local_channel*>> many_;  // two or more
+};
+
 // Per-connection state, stored inline in the server's connection object
 // (ws_behavior::with_user_data): no allocation beyond the strings.
 struct connection_state {
   server::connection_id id{};
+  bool is_http = false;  // (here, in id's padding: see `http` below)
   std::string client;  // 16 hex digits, unique in the server
   std::string user;    // token "sub"; empty for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).
+  // Null until needed (presence_of()), unless a token or connect set it.
   std::shared_ptr<const presence_entry> presence;
   std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
   std::optional<token_bucket> bucket;
-  std::vector<local_channel*> subs;
+  channel_list subs;
   std::uint32_t refused = 0;   // commands refused by the rate limit in a row
   bool needs_connect = false;  // no token yet and anonymous access is off
   bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
   bool rejected = false;       // on_upgrade refused it (no on_open follows)
+  bool refresh_pushed = false; // (expiry index, below) `refresh` was pushed
   // The expiry index's entry of this connection (sessions::expiry_), written
   // only under deadlines_mutex_: when the next event is due (wall ms; 0: not
   // in the index), the token's exp (wall ms), and whether `refresh` was pushed.
   std::int64_t expiry_due = 0;
   std::int64_t expires_ms = 0;
-  bool refresh_pushed = false;
   // The client address this connection counts against (limits.*_per_ip);
   // empty when not counted.
   std::string address;
@@ -84,12 +129,14 @@ struct connection_state {
   // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
   // sends and closes instead of the server connection `id`.
   std::weak_ptr<http_peer> http;
-  bool is_http = false;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
   }
   local_channel* find_sub(std::string_view name) const noexcept;
+  // `presence`, made from the client id, user and the token's info on the
+  // first call (a connection without claims or connect gets it lazily).
+  const std::shared_ptr<const presence_entry>& presence_of();
 };
 
 class sessions {
@@ -278,12 +325,29 @@ class sessions {
   // A /ws connection by `id`, an HTTP session or SSE stream by `http`.
   struct indexed {
     server::connection_id id{};
+    bool is_http = false;  // here: in id's padding
     std::weak_ptr<http_peer> http;
-    bool is_http = false;
     std::string user;
   };
+  // A client id as by_client_ keys it: its 16 characters inline (the ids
+  // this node makes are 16 hex digits), so an entry needs no heap block of
+  // its own for the key. Any other length becomes the all-zero key, which
+  // no connection has: a lookup of it finds nothing.
+  struct client_key {
+    client_key(std::string_view id) noexcept {  // NOLINT: converts like the id
+      if (id.size() == sizeof(chars)) std::memcpy(chars, id.data(), sizeof(chars));
+    }
+    client_key(const std::string& id) noexcept : client_key(std::string_view(id)) {}  // NOLINT
+    friend bool operator==(const client_key&, const client_key&) = default;
+    char chars[16] = {};
+  };
+  struct client_key_hash {
+    std::size_t operator()(const client_key& k) const noexcept {
+      return std::hash<std::string_view>{}(std::string_view(k.chars, sizeof(k.chars)));
+    }
+  };
   mutable std::mutex index_mutex_;
-  std::unordered_map<std::string, indexed> by_client_;
+  std::unordered_map<client_key, indexed, client_key_hash> by_client_;
   std::unordered_map<std::string, std::vector<std::string>> by_user_;  // user → client ids
 };
 

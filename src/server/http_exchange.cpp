@@ -211,13 +211,17 @@ void detail::loop_context::complete_http(connection_id id, std::uint32_t seq,
 void detail::loop_context::on_stream_task(const std::shared_ptr<stream_state>& stream) {
   websocket* ws = find(stream->id);
   // A connection that went away finished its streams as it went.
-  if (ws == nullptr || ws->state_ != websocket::state::handshake || !ws->has_handshake_) return;
+  if (ws == nullptr || ws->state_ != websocket::state::handshake ||
+      !(ws->has_handshake_ || ws->parked_stream_)) {
+    return;
+  }
   ws->on_stream_task(*stream);
 }
 
 // --- the connection --------------------------------------------------------------
 
 void websocket::on_handshake_data(std::span<std::byte> data) {
+  if (parked_stream_) unpark_stream();  // bytes behind a stream: read as before
   if (!has_handshake_) {
     handshake_ = ctx_->acquire_handshake();
     has_handshake_ = true;
@@ -442,6 +446,32 @@ void websocket::complete_answer(std::uint32_t seq, const http_response& response
 }
 
 void websocket::on_stream_task(detail::stream_state& st) {
+  if (parked_stream_) {
+    detail::http_answer& a = parked_->answer;
+    if (a.stream.get() != &st) return;
+    bool overflow;
+    {
+      std::lock_guard lock(st.mutex);
+      overflow = st.overflow;
+    }
+    if (overflow) return close_slow_stream(false);
+    // Still open (or closed by pump_stream): nothing else to do while parked.
+    if (!pump_stream(a)) return;
+    // The stream ended and its last chunk is out: the answer is complete, as
+    // flush_answers() would have found it. The connection reads requests
+    // again (or closes), which needs the full state.
+    const bool close = a.close_after;
+    unpark_stream();
+    handshake_->answers.pop_front();
+    if (close) {
+      handshake_->answers.clear();
+      timer_.cancel();
+      linger(true);
+      return;
+    }
+    handshake_->restart_timer = true;
+    return drive_http();
+  }
   detail::handshake_state& hs = *handshake_;
   const bool mine =
       std::any_of(hs.answers.begin(), hs.answers.end(),
@@ -564,6 +594,7 @@ void websocket::arm_http_timer() {
   if (!hs.answers.empty() && hs.answers.front().started) {
     timer_.cancel();
     hs.restart_timer = false;
+    park_stream();
     return;
   }
   const bool idle = hs.answers.empty() && !hs.head_live && hs.start == hs.head.size();
@@ -593,6 +624,10 @@ void websocket::arm_http_timer() {
 }
 
 void websocket::on_http_drained() {
+  if (parked_stream_) {
+    parked_->answer.stream->socket_bytes.store(stream_.buffered_bytes(), std::memory_order_relaxed);
+    return;
+  }
   detail::handshake_state& hs = *handshake_;
   if (!hs.answers.empty() && hs.answers.front().started) {
     hs.answers.front().stream->socket_bytes.store(stream_.buffered_bytes(),
@@ -601,7 +636,9 @@ void websocket::on_http_drained() {
 }
 
 bool websocket::http_idle() const noexcept {
-  return state_ == state::handshake && !has_handshake_ && ping_sent_ != 0;
+  // A parked stream holds no request state either, but it is no idle
+  // connection: ping_sent_ still counts the requests of an earlier idle spell.
+  return state_ == state::handshake && !has_handshake_ && !parked_stream_ && ping_sent_ != 0;
 }
 
 bool websocket::stop_http(bool graceful) {
@@ -610,6 +647,7 @@ bool websocket::stop_http(bool graceful) {
     terminate();
     return true;
   }
+  if (parked_stream_) unpark_stream();
   if (!has_handshake_) return false;
   detail::handshake_state& hs = *handshake_;
   if (hs.answers.empty() || !hs.answers.front().started) return false;
@@ -631,15 +669,49 @@ bool websocket::stop_http(bool graceful) {
 }
 
 bool websocket::http_streaming() const noexcept {
+  if (state_ == state::handshake && parked_stream_) return true;
   return state_ == state::handshake && has_handshake_ && !handshake_->answers.empty() &&
          handshake_->answers.front().started;
 }
 
 void websocket::end_http_streams() noexcept {
+  if (parked_stream_) return detail::loop_context::finish_stream(*parked_->answer.stream);
   if (!has_handshake_) return;
   for (detail::http_answer& a : handshake_->answers) {
     if (a.stream) detail::loop_context::finish_stream(*a.stream);
   }
+}
+
+}  // namespace switchboard::server
+
+namespace switchboard::server {
+
+void websocket::park_stream() {
+  detail::handshake_state& hs = *handshake_;
+  // Only a lone started stream with nothing read behind it and nothing
+  // decided about the connection: the pooled state then holds nothing the
+  // stream needs (its answer has its own bytes and handle).
+  if (hs.answers.size() != 1 || !hs.answers.front().started || hs.answers.front().head_only ||
+      hs.head_live || hs.closing || hs.start != hs.head.size() || !hs.after.empty()) {
+    return;
+  }
+  auto* p = new detail::parked_stream{std::move(hs.answers.front()), hs.requests, hs.next_seq};
+  hs.answers.clear();
+  ctx_->release_handshake(handshake_);
+  has_handshake_ = false;
+  parked_ = p;
+  parked_stream_ = true;
+}
+
+void websocket::unpark_stream() {
+  std::unique_ptr<detail::parked_stream> p(parked_);
+  parked_stream_ = false;
+  handshake_ = ctx_->acquire_handshake();
+  has_handshake_ = true;
+  detail::handshake_state& hs = *handshake_;
+  hs.answers.push_back(std::move(p->answer));
+  hs.requests = p->requests;
+  hs.next_seq = p->next_seq;
 }
 
 }  // namespace switchboard::server

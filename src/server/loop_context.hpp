@@ -76,6 +76,15 @@ struct http_answer {
   std::shared_ptr<stream_state> stream;
 };
 
+// What a connection that only streams keeps instead of its handshake_state
+// (websocket::park_stream): the started stream's answer and the counters a
+// fresh state must get back.
+struct parked_stream {
+  http_answer answer;
+  std::size_t requests = 0;
+  std::uint32_t next_seq = 0;
+};
+
 // A connection before it is a WebSocket: the plain HTTP requests it carries
 // (keep-alive, pipelining) and the upgrade request, if one comes. Pooled per
 // loop and held only while the connection is in that phase.
@@ -147,7 +156,10 @@ struct topic_subscriber {
 };
 
 struct topic {
-  std::string name;
+  // The key of loop_context::topics_ this topic is the value of (a node's
+  // key does not move): one copy of the name, not two; a pointer, not a
+  // view, so that the node fits a smaller malloc chunk.
+  const std::string* name = nullptr;
   std::vector<topic_subscriber> subscribers;
   // Subscribers that negotiated permessage-deflate: while there are any,
   // publications are written at once (compressed per window), not batched.

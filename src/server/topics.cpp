@@ -38,15 +38,14 @@ namespace detail {
 bool loop_context::subscribe(websocket& ws, std::string_view name, std::uint64_t after) {
   auto it = topics_.find(name);
   if (it == topics_.end()) {
-    it = topics_.emplace(std::string(name), topic{std::string(name), {}, 0}).first;
+    it = topics_.emplace(std::string(name), topic{}).first;
+    it->second.name = &it->first;
   }
   topic* t = &it->second;
-  if (!ws.topics_) ws.topics_ = std::make_unique<std::vector<topic*>>();
-  auto& mine = *ws.topics_;
-  if (std::find(mine.begin(), mine.end(), t) != mine.end()) return false;  // already subscribed
+  if (ws.topics_.contains(t)) return false;  // already subscribed
   // What was published before the subscription is not for it.
   if (batch_.t == t) flush_batch();
-  mine.push_back(t);
+  ws.topics_.insert(t);
   t->subscribers.push_back({&ws, after});
   if (ws.deflate_) ++t->deflate_subscribers;
   return true;
@@ -64,39 +63,77 @@ bool erase_one_if(std::vector<T>& v, Pred matches) noexcept {
   return true;
 }
 
-bool erase_one(std::vector<topic*>& v, topic* t) noexcept {
-  return erase_one_if(v, [t](topic* x) { return x == t; });
-}
-
 bool erase_one(std::vector<topic_subscriber>& v, const websocket* ws) noexcept {
   return erase_one_if(v, [ws](const topic_subscriber& s) { return s.ws == ws; });
 }
 }  // namespace
 
+// --- topic_set ---------------------------------------------------------------
+
+bool topic_set::contains(const topic* t) const noexcept {
+  if ((bits_ & 1) == 0) return bits_ != 0 && reinterpret_cast<const topic*>(bits_) == t;
+  const auto& v = *list();
+  return std::find(v.begin(), v.end(), t) != v.end();
+}
+
+void topic_set::insert(topic* t) {
+  const auto bits = reinterpret_cast<std::uintptr_t>(t);
+  assert((bits & 1) == 0);  // a topic is aligned: the low bit is the tag
+  if (bits_ == 0) {
+    bits_ = bits;
+    return;
+  }
+  if ((bits_ & 1) == 0) {
+    auto* v = new std::vector<topic*>{reinterpret_cast<topic*>(bits_), t};
+    bits_ = reinterpret_cast<std::uintptr_t>(v) | 1;
+    return;
+  }
+  list()->push_back(t);
+}
+
+bool topic_set::erase(const topic* t) noexcept {
+  if ((bits_ & 1) == 0) {
+    if (bits_ == 0 || reinterpret_cast<const topic*>(bits_) != t) return false;
+    bits_ = 0;
+    return true;
+  }
+  auto* v = list();
+  if (!erase_one_if(*v, [t](const topic* x) { return x == t; })) return false;
+  if (v->size() == 1) {  // back to one inline: the list's memory goes
+    bits_ = reinterpret_cast<std::uintptr_t>(v->front());
+    delete v;
+  }
+  return true;
+}
+
+void topic_set::clear() noexcept {
+  if (bits_ & 1) delete list();
+  bits_ = 0;
+}
+
 bool loop_context::unsubscribe(websocket& ws, std::string_view name) {
   auto it = topics_.find(name);
-  if (it == topics_.end() || !ws.topics_) return false;
+  if (it == topics_.end()) return false;
   topic* t = &it->second;
-  if (std::find(ws.topics_->begin(), ws.topics_->end(), t) == ws.topics_->end()) return false;
+  if (!ws.topics_.contains(t)) return false;
   // What was published before the unsubscription is still for it.
   if (batch_.t == t) flush_batch();
-  erase_one(*ws.topics_, t);
+  ws.topics_.erase(t);
   erase_one(t->subscribers, &ws);
   if (ws.deflate_) --t->deflate_subscribers;
   if (t->subscribers.empty()) topics_.erase(it);
-  if (ws.topics_->empty()) ws.topics_.reset();
   return true;
 }
 
 void loop_context::unsubscribe_all(websocket& ws) noexcept {
-  if (!ws.topics_) return;
+  if (ws.topics_.empty()) return;
   flush_batch_if_subscribed(ws);  // the batch's topic may be erased below
-  for (topic* t : *ws.topics_) {
+  ws.topics_.for_each([&](topic* t) {
     erase_one(t->subscribers, &ws);
     if (ws.deflate_) --t->deflate_subscribers;
-    if (t->subscribers.empty()) topics_.erase(t->name);
-  }
-  ws.topics_.reset();
+    if (t->subscribers.empty()) topics_.erase(topics_.find(*t->name));
+  });
+  ws.topics_.clear();
 }
 
 namespace {
@@ -145,9 +182,8 @@ void loop_context::batch(topic& t, std::string_view framed, std::uint64_t positi
 }
 
 void loop_context::flush_batch_if_subscribed(const websocket& ws) {
-  if (batch_.t == nullptr || !ws.topics_) return;
-  const auto& mine = *ws.topics_;
-  if (std::find(mine.begin(), mine.end(), batch_.t) != mine.end()) flush_batch();
+  if (batch_.t == nullptr || ws.topics_.empty()) return;
+  if (ws.topics_.contains(batch_.t)) flush_batch();
 }
 
 void loop_context::flush_batch() {

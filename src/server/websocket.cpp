@@ -60,6 +60,12 @@ websocket::websocket(detail::loop_context& ctx, std::uint32_t slot,
 websocket::~websocket() {
   if (has_handshake_) {
     ctx_->release_handshake(handshake_);
+  } else if (parked_stream_) {
+    {
+      std::lock_guard lock(parked_->answer.stream->mutex);
+      parked_->answer.stream->gone = true;  // as release_handshake() does
+    }
+    delete parked_;
   } else if (reader_ != nullptr) {
     ctx_->release_reader(reader_);
   }
@@ -423,7 +429,7 @@ void websocket::on_drained(net::transport&) {
     if (!write_shut_) after_flush();
   } else if (state_ == state::open && behavior_ != nullptr && behavior_->on_drain) {
     behavior_->on_drain(*this);
-  } else if (state_ == state::handshake && has_handshake_) {
+  } else if (state_ == state::handshake && (has_handshake_ || parked_stream_)) {
     on_http_drained();
   }
 }

@@ -358,6 +358,48 @@ TEST_F(http_keepalive_test, RequestsBehindAStreamAreAnsweredWhenItEnds) {
   EXPECT_EQ(c.read_answer().body, "after");
 }
 
+// A stream with nothing read behind it gives its request state back to the
+// loop while it runs (websocket::park_stream); what the client sends later,
+// and the stream's end, must find the connection as it was.
+TEST_F(http_keepalive_test, ARequestSentWhileAQuietStreamRunsIsAnsweredWhenItEnds) {
+  app a;
+  running_server srv(test_options(), [&](server& s) { a.install(s); });
+  http_client c(srv.port());
+  ASSERT_TRUE(c.send(get("/stream")));
+  ASSERT_TRUE(c.read_head().chunked);
+  ASSERT_TRUE(wait_until([&] { return a.streaming.load(); }));
+  ASSERT_TRUE(a.get_stream().write("one"));
+  EXPECT_EQ(c.read_chunk(), "one");
+  EXPECT_TRUE(c.silent_for(30ms));  // quiet: the stream is all the connection does
+  ASSERT_TRUE(c.send(get("/n?behind")));
+  EXPECT_TRUE(c.silent_for(50ms)) << "nothing overtakes the stream";
+  ASSERT_TRUE(a.get_stream().write("two"));
+  EXPECT_EQ(c.read_chunk(), "two");
+  a.get_stream().end();
+  EXPECT_EQ(c.read_chunk(), "");
+  EXPECT_EQ(c.read_answer().body, "behind");
+}
+
+TEST_F(http_keepalive_test, AQuietStreamThatEndsLeavesTheConnectionServingRequests) {
+  app a;
+  running_server srv(test_options(), [&](server& s) { a.install(s); });
+  http_client c(srv.port());
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(c.send(get("/stream")));
+    ASSERT_TRUE(c.read_head().chunked) << "round " << round;
+    ASSERT_TRUE(wait_until([&] { return a.streaming.load(); }));
+    EXPECT_TRUE(c.silent_for(30ms));
+    ASSERT_TRUE(a.get_stream().write(numbered("event ", round)));
+    EXPECT_EQ(c.read_chunk(), numbered("event ", round));
+    EXPECT_TRUE(c.silent_for(30ms));
+    a.streaming = false;
+    a.get_stream().end();
+    EXPECT_EQ(c.read_chunk(), "");
+    ASSERT_TRUE(c.send(get(numbered("/n?", round))));
+    EXPECT_EQ(c.read_answer().body, std::to_string(round));
+  }
+}
+
 TEST_F(http_keepalive_test, ShutdownClosesIdleConnectionsAtOnce) {
   app a;
   auto srv = std::make_unique<running_server>(test_options(), [&](server& s) { a.install(s); });

@@ -174,6 +174,36 @@ TEST_F(http_stream_test, ServerStopSendsWhatWasWrittenThenEndsTheStream) {
   EXPECT_EQ(srv->get().wait(), std::error_code());
 }
 
+// The same on a keep-alive connection that served a request and sat idle
+// before the stream (an EventSource reconnecting over a reused connection):
+// while the quiet stream runs without request state it is still a stream,
+// not an idle connection that shutdown may just close.
+TEST_F(http_stream_test, ServerStopEndsAQuietStreamOnAReusedConnectionGracefully) {
+  stream_box box;
+  auto options = stream_options();
+  auto srv = std::make_unique<running_server>(options, [&](server& s) {
+    add_stream_route(s, box);
+    s.http("GET", "/hello", [](const http_request&, http_response& res) { res.set_body("hi"); });
+  });
+  http_client c(srv->port());
+  ASSERT_TRUE(c.send(http_request_text("GET", "/hello")));
+  EXPECT_EQ(c.read_answer().body, "hi");
+  EXPECT_TRUE(c.silent_for(30ms));  // idle between requests
+  ASSERT_TRUE(c.send(http_request_text("GET", "/stream")));
+  ASSERT_EQ(c.read_head().status, 200);
+  ASSERT_TRUE(wait_until([&] { return box.started.load(); }));
+  EXPECT_TRUE(c.silent_for(30ms));  // the stream is all the connection does
+  ASSERT_TRUE(box.get().write("event: reconnect\n\n"));
+  EXPECT_EQ(c.read_chunk(), "event: reconnect\n\n");
+  EXPECT_TRUE(c.silent_for(30ms));
+  srv->get().shutdown();
+  EXPECT_EQ(c.read_chunk(), "");  // the last chunk: ended, not cut
+  EXPECT_TRUE(c.wait_closed());
+  c.close();
+  ASSERT_TRUE(wait_until([&] { return box.closes.load() == 1; }));
+  EXPECT_EQ(srv->get().wait(), std::error_code());
+}
+
 TEST_F(http_stream_test, OnShutdownWritesTheLastEventBeforeStreamsEnd) {
   stream_box box;
   auto options = stream_options();

@@ -325,6 +325,72 @@ TEST_F(topics_test, SeveralLoopsStillRefuseAPortInUse) {
   EXPECT_EQ(second.listen(), std::errc::address_in_use);
 }
 
+// A connection's topics are held inline while there is one and in a list
+// from the second on (detail::topic_set): every step between the two keeps
+// what the connection receives and what it is told.
+TEST_F(topics_test, OneConnectionOnSeveralTopicsGetsEachUntilItLeavesIt) {
+  // As pubsub_server, and "all" publishes "a", "b" and "c" to the topics of
+  // those names at once (delivered inside the callback on this one loop),
+  // then answers "done": what arrives before it is exactly what reached it.
+  running_server srv(test_options(), [](server& s) {
+    ws_behavior b;
+    b.on_message = [&s](websocket& ws, std::string_view p, opcode) {
+      if (p == "all") {
+        for (const char* t : {"a", "b", "c"}) {
+          s.publish(t, t, opcode::text, 0, publish_delivery::immediate);
+        }
+        ws.send("done", opcode::text);
+      } else if (p.starts_with("sub:")) {
+        ws.send(ws.subscribe(p.substr(4)) ? "ok:" : "already", opcode::text);
+      } else if (p.starts_with("unsub:")) {
+        ws.send(ws.unsubscribe(p.substr(6)) ? "unsubscribed" : "not subscribed", opcode::text);
+      }
+    };
+    s.ws("/", std::move(b));
+  });
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  const auto say = [&](std::string_view text) {
+    EXPECT_TRUE(c.send_message(opcode::text, text));
+    return c.next().payload;
+  };
+  const auto drain = [](ws_client& w) {
+    EXPECT_TRUE(w.send_message(opcode::text, "all"));
+    std::vector<std::string> got;
+    for (std::string m = w.next().payload; m != "done"; m = w.next().payload) {
+      if (m.empty()) return got;  // nothing more came (a failure below says what)
+      got.push_back(std::move(m));
+    }
+    return got;
+  };
+  EXPECT_EQ(say("sub:a").substr(0, 3), "ok:");
+  EXPECT_EQ(say("sub:b").substr(0, 3), "ok:");
+  EXPECT_EQ(say("sub:c").substr(0, 3), "ok:");
+  EXPECT_EQ(say("sub:b"), "already");
+  EXPECT_EQ(drain(c), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(say("unsub:b"), "unsubscribed");  // from the middle of the list
+  EXPECT_EQ(drain(c), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(say("unsub:a"), "unsubscribed");  // one left: inline again
+  EXPECT_EQ(say("unsub:a"), "not subscribed");
+  EXPECT_EQ(say("sub:c"), "already");
+  EXPECT_EQ(drain(c), (std::vector<std::string>{"c"}));
+  EXPECT_EQ(say("sub:b").substr(0, 3), "ok:");  // a list again
+  EXPECT_EQ(say("unsub:c"), "unsubscribed");
+  EXPECT_EQ(say("unsub:b"), "unsubscribed");  // none
+  EXPECT_EQ(say("unsub:b"), "not subscribed");
+  EXPECT_TRUE(drain(c).empty());
+  // Closing with topics (a list of two) leaves nothing behind that a later
+  // publication could reach.
+  EXPECT_EQ(say("sub:a").substr(0, 3), "ok:");
+  EXPECT_EQ(say("sub:b").substr(0, 3), "ok:");
+  c.close();
+  ws_client d(srv.port());
+  ASSERT_EQ(d.upgrade(), 101);
+  EXPECT_TRUE(d.send_message(opcode::text, "sub:a"));
+  EXPECT_EQ(d.next().payload.substr(0, 3), "ok:");
+  EXPECT_EQ(drain(d), (std::vector<std::string>{"a"}));
+}
+
 TEST_F(topics_test, ConnectionObjectIsSmall) {
   // What an idle open connection costs in user space: this object (plus the
   // endpoint's user data). Reader and handshake state are pooled per loop.

@@ -42,10 +42,43 @@ namespace detail {
 class loop_context;
 struct handshake_state;
 struct http_answer;
+struct parked_stream;
 struct stream_state;
 struct route;
 struct connection_codec;
 struct topic;
+
+// The topics one connection is subscribed to. Most connections have one, so
+// one is held inline and only a second one allocates a list: 8 bytes and no
+// allocation for a connection of one topic (a unique_ptr to a vector cost
+// two allocations, 64 bytes of heap). Loop thread only (topics.cpp).
+class topic_set {
+ public:
+  topic_set() = default;
+  topic_set(const topic_set&) = delete;
+  topic_set& operator=(const topic_set&) = delete;
+  ~topic_set() { clear(); }
+
+  bool empty() const noexcept { return bits_ == 0; }
+  bool contains(const topic* t) const noexcept;
+  void insert(topic* t);  // REQUIRES: !contains(t)
+  bool erase(const topic* t) noexcept;
+  void clear() noexcept;
+  // Calls f(topic*) for each topic; f must not change the set.
+  template <class F>
+  void for_each(F f) const {
+    if (bits_ == 0) return;
+    if ((bits_ & 1) == 0) return f(reinterpret_cast<topic*>(bits_));
+    for (topic* t : *list()) f(t);
+  }
+
+ private:
+  // Low bit clear: the one topic (or 0: none); set: a list of two or more.
+  std::vector<topic*>* list() const noexcept {
+    return reinterpret_cast<std::vector<topic*>*>(bits_ & ~std::uintptr_t{1});
+  }
+  std::uintptr_t bits_ = 0;
+};
 }  // namespace detail
 
 // The outcome of a send.
@@ -194,6 +227,13 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // A keep-alive connection between requests (it holds no request state).
   bool http_idle() const noexcept;
   void end_http_streams() noexcept;
+  // A connection whose only business is one started stream, with nothing
+  // else read, parks it: the stream's answer moves to a small block and the
+  // pooled request state (~4.5 KB with its parser) goes back to the loop.
+  // unpark_stream() brings the state back when more than the stream's own
+  // output needs it (bytes from the client, the stream's end, shutdown).
+  void park_stream();
+  void unpark_stream();
 
   // websocket.cpp
   void on_frames(std::span<char> input);
@@ -210,7 +250,7 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // Before anything is written to this connection: publications its topics
   // hold back in the loop's batch go first (topics.cpp).
   void before_write() {
-    if (topics_) flush_topic_batch();
+    if (!topics_.empty()) flush_topic_batch();
   }
   void flush_topic_batch();
   send_status write_admitted(std::span<const std::byte> framed);
@@ -234,12 +274,14 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // Pooled per loop and borrowed only while needed, so an idle open
   // connection holds neither: the request-head state until the upgrade is
   // answered, the frame reader while a frame or message is incomplete.
-  // Never both: has_handshake_ says which member is live.
+  // Never both: has_handshake_ says which member is live. A plain HTTP
+  // connection that only streams holds parked_ instead (parked_stream_).
   union {
     detail::handshake_state* handshake_ = nullptr;
     protocol::message_reader* reader_;
+    detail::parked_stream* parked_;
   };
-  std::unique_ptr<std::vector<detail::topic*>> topics_;  // null until the first subscribe
+  detail::topic_set topics_;  // no allocation until a second topic
   // Dedicated compression state (and, in shared mode, the inflater of a
   // streamed compressed message); null otherwise, so shared-mode and
   // uncompressed connections hold no zlib state.
@@ -259,6 +301,7 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   bool write_shut_ : 1 = false;     // shutdown_write() done (TLS: close_notify sent)
   bool wait_for_fin_ : 1 = false;  // lingering: half-close and wait for the peer's FIN
   bool has_handshake_ : 1 = false;  // handshake_ (not reader_) is the live member
+  bool parked_stream_ : 1 = false;  // parked_ is the live member (HTTP streaming)
   // permessage-deflate, as agreed in the upgrade (RFC 7692):
   bool deflate_ : 1 = false;           // negotiated
   bool deflate_takeover_ : 1 = false;  // we keep our compression context: dedicated deflater
