@@ -111,7 +111,7 @@ std::vector<std::pair<std::string, std::size_t>> hub::top_channels(std::size_t l
     std::lock_guard lock(mutex_);
     top.reserve(channels_.size());
     for (const auto& [name, ch] : channels_) {
-      if (ch->subscribers != 0) top.emplace_back(name, ch->subscribers);
+      if (ch.subscribers != 0) top.emplace_back(name, ch.subscribers);
     }
   }
   const auto more = [](const auto& a, const auto& b) {
