@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -18,6 +19,8 @@ constexpr std::uint32_t k_max_buffers = 32768;  // the kernel's limit for a buff
 // Incrementally consumed buffers (Linux 6.12; newer than liburing 2.3's headers).
 constexpr std::uint16_t k_pbuf_ring_inc = 2;         // IOU_PBUF_RING_INC
 constexpr std::uint32_t k_cqe_f_buf_more = 1U << 4;  // IORING_CQE_F_BUF_MORE
+// An accept that ends with EAGAIN instead of waiting (Linux 6.10).
+constexpr std::uint16_t k_accept_dontwait = 1U << 1;  // IORING_ACCEPT_DONTWAIT
 
 // Multishot receive arrived in Linux 6.0; the probe cannot tell, the release can.
 bool kernel_at_least(int major, int minor) {
@@ -54,6 +57,7 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
     return nullptr;
   }
   engine->ring_ready_ = true;
+  engine->accept_batches_ = kernel_at_least(6, 10);
   // Why: without NODROP a burst of completions could be lost; without EXT_ARG
   // the wait has no timeout; both are older than what the rest needs.
   if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_EXT_ARG) == 0 ||
@@ -66,6 +70,7 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
                      io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE) &&
                      io_uring_opcode_supported(probe, IORING_OP_RECV) &&
                      io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
+                     io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
                      io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
     ::io_uring_free_probe(probe);
     if (!all) {
@@ -127,7 +132,16 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
 
 uring_engine::~uring_engine() {
   // Tears the ring down with whatever is in flight (cancelled by the kernel).
-  if (ring_ready_) ::io_uring_queue_exit(&ring_);
+  // Connections accepted but not dispatched are ours to close.
+  if (ring_ready_) {
+    collect(false);
+    for (const auto* list : {&early_, &batch_}) {
+      for (const completion_entry& c : *list) {
+        if ((c.user_data & 0xff) == op_accept && c.res >= 0) ::close(c.res);
+      }
+    }
+    ::io_uring_queue_exit(&ring_);
+  }
   if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
 }
 
@@ -192,6 +206,7 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
   registration& r = regs_[static_cast<std::size_t>(fd)];
   if (!r.live) return false;
   const bool had_recv = r.recv_armed;
+  const bool had_accept = r.accept_armed;
   if (r.poll_armed) {
     auto* sqe = next_sqe();
     ::io_uring_prep_poll_remove(sqe, tag(fd, r.poll_gen, op_poll));
@@ -200,8 +215,10 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
   if (had_recv) cancel(tag(fd, r.gen, op_recv));
   r = registration{.gen = r.gen + 1, .poll_gen = r.poll_gen + 1};
   // Why submit now: the receive holds a reference to the socket, so the
-  // caller's close() would not end the connection until the next submission.
-  if (had_recv) (void)::io_uring_submit(&ring_);
+  // caller's close() would not end the connection until the next submission;
+  // a queued accept batch must run before the descriptor is closed (and its
+  // number maybe reused): what it accepts is closed as stale.
+  if (had_recv || had_accept) (void)::io_uring_submit(&ring_);
   return true;
 }
 
@@ -225,6 +242,24 @@ void uring_engine::arm_recv(int fd, registration& r) noexcept {
   sqe->buf_group = k_buffer_group;
   ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_recv));
   r.recv_armed = true;
+}
+
+std::error_code uring_engine::start_accept(int fd) {
+  if (!accept_batches_) return std::make_error_code(std::errc::not_supported);
+  if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size() ||
+      !regs_[static_cast<std::size_t>(fd)].live) {
+    return errno_code(ENOENT);
+  }
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  if (r.accept_armed) return {};
+  auto* sqe = next_sqe();
+  // No address: every completion of a multishot accept would write it to the
+  // same place. The listener asks for the peer's address itself.
+  ::io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  sqe->ioprio |= k_accept_dontwait;
+  ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_accept));
+  r.accept_armed = true;
+  return {};
 }
 
 std::error_code uring_engine::start_receive(int fd) {
@@ -343,9 +378,34 @@ void uring_engine::dispatch() {
   }
 }
 
+void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint32_t gen) {
+  registration* r = find(fd, gen);
+  if (c.res >= 0) {
+    // Why close: the listener is gone; the connection is reset as it would
+    // be in a closed listener's queue.
+    if (r == nullptr) {
+      ::close(c.res);
+      return;
+    }
+    r->handler->on_accepted(c.res, 0);
+  }
+  if ((c.flags & IORING_CQE_F_MORE) != 0) return;
+  // The batch ended: the queue is empty (EAGAIN), an error (EMFILE, ...), or
+  // the kernel stopped it (a full completion queue).
+  if ((r = find(fd, gen)) == nullptr) return;
+  r->accept_armed = false;
+  if (c.res < 0 && c.res != -EAGAIN) {
+    const std::uint32_t reg_gen = r->gen;
+    r->handler->on_accepted(-1, -c.res);
+    if ((r = find(fd, gen)) == nullptr || r->gen != reg_gen) return;
+  }
+  if (!r->poll_armed && !r->accept_armed && r->events != 0) arm_poll(fd, *r);
+}
+
 void uring_engine::dispatch_one(const completion_entry& c) {
   const int fd = static_cast<int>(c.user_data >> 32);
   const auto gen = static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu);
+  if ((c.user_data & 0xff) == op_accept) return dispatch_accept(c, fd, gen);
   if ((c.user_data & 0xff) == op_poll) {
     if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
     registration* r = &regs_[static_cast<std::size_t>(fd)];
@@ -356,7 +416,10 @@ void uring_engine::dispatch_one(const completion_entry& c) {
     r->handler->on_events(events);
     // The handler may have removed, re-added, modified (re-armed) or grown regs_.
     r = &regs_[static_cast<std::size_t>(fd)];
-    if (r->live && r->gen == reg_gen && !r->poll_armed && r->events != 0) arm_poll(fd, *r);
+    // While an accept batch runs, its end re-arms the poll.
+    if (r->live && r->gen == reg_gen && !r->poll_armed && !r->accept_armed && r->events != 0) {
+      arm_poll(fd, *r);
+    }
     return;
   }
   // A receive.

@@ -12,6 +12,16 @@
 //     queue_send): a multishot receive per stream into buffers the loop
 //     provides from one buffer ring, and the write cork's sends queued as
 //     sendmsg requests that go to the kernel in one submission per iteration.
+//   * Accept batches, for listeners (event_loop::start_accept, Linux 6.10):
+//     when a listener's readiness is reported it asks for one multishot
+//     accept with IORING_ACCEPT_DONTWAIT. It goes to the kernel with the next
+//     submission, which takes every queued connection at once (a completion
+//     each) and ends with EAGAIN instead of waiting: nothing is accepted
+//     between iterations, behind the loop's back, and each batch sees the
+//     descriptor limit of its time. The readiness poll is re-armed when the
+//     batch ends. (A multishot accept left armed would keep accepting while
+//     the listener is paused or the loop is not running, and would keep the
+//     RLIMIT_NOFILE it was armed with.)
 //
 // Completions are matched to registrations by descriptor and generation,
 // encoded in the request's user_data: a registration removed (and its fd
@@ -60,6 +70,9 @@ class uring_engine {
   bool remove(int fd, io_handler& handler) noexcept;
   // Starts the multishot receive of a registered `fd`.
   std::error_code start_receive(int fd);
+  // Queues an accept batch for a registered listening `fd` (see above);
+  // ENOTSUP before Linux 6.10.
+  std::error_code start_accept(int fd);
 
   // Queues a send of `data` (copied: only the bytes must stay valid) for the
   // cork's flush; its result reaches `handler` in complete_sends().
@@ -76,7 +89,7 @@ class uring_engine {
 
  private:
   // The kinds of request, in user_data's low byte.
-  enum op : std::uint8_t { op_none = 0, op_poll = 1, op_recv = 2, op_send = 3 };
+  enum op : std::uint8_t { op_none = 0, op_poll = 1, op_recv = 2, op_send = 3, op_accept = 4 };
   struct registration {
     io_handler* handler = nullptr;
     std::uint32_t gen = 0;       // bumped when removed: completions of the old one are stale
@@ -85,6 +98,7 @@ class uring_engine {
     bool live = false;
     bool poll_armed = false;
     bool recv_armed = false;
+    bool accept_armed = false;  // an accept batch is queued or running
   };
   struct completion_entry {
     std::uint64_t user_data;
@@ -106,6 +120,7 @@ class uring_engine {
   io_uring_sqe* next_sqe() noexcept;
   void arm_poll(int fd, registration& r) noexcept;
   void arm_recv(int fd, registration& r) noexcept;
+  void dispatch_accept(const completion_entry& c, int fd, std::uint32_t gen);
   void cancel(std::uint64_t user_data) noexcept;
   void recycle(std::uint16_t buffer_id) noexcept;
   void collect(bool sends_only_matter);
@@ -118,6 +133,7 @@ class uring_engine {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool accept_batches_ = false;  // IORING_ACCEPT_DONTWAIT (Linux 6.10)
   io_uring_buf_ring* buf_ring_ = nullptr;
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::byte[]> buffers_;

@@ -92,6 +92,10 @@ class SWITCHBOARD_NET_EXPORT io_handler {
   // `total` are what was queued. Runs inside the cork's flush: no user
   // callbacks, no sends (see write_cork.hpp).
   virtual void on_sent(std::span<const iovec> data, std::size_t total, int result);
+  // A connection accepted by event_loop::start_accept() (`socket` >= 0, now
+  // owned by the handler; error 0), or the error that ended the batch
+  // (`socket` -1, `error` an errno value such as EMFILE).
+  virtual void on_accepted(int socket, int error);
 
   io_handler(const io_handler&) = delete;
   io_handler& operator=(const io_handler&) = delete;
