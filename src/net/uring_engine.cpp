@@ -164,8 +164,10 @@ uring_engine::registration* uring_engine::find(int fd, std::uint32_t gen) noexce
 
 std::error_code uring_engine::add(int fd, std::uint32_t events, io_handler& handler) {
   // Why: epoll_ctl would refuse a closed descriptor; a poll request would
-  // report it only later, as an error event.
-  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return errno_code(EBADF);
+  // report it only later, as an error event. Interest 0 (a TCP stream about
+  // to start its receive, which reports EBADF itself) skips the check: it
+  // is a system call per connection.
+  if (fd < 0 || (events != 0 && ::fcntl(fd, F_GETFD) < 0)) return errno_code(EBADF);
   if (static_cast<std::size_t>(fd) >= regs_.size()) {
     regs_.resize(std::max<std::size_t>(static_cast<std::size_t>(fd) + 1, regs_.size() * 2));
   }

@@ -63,7 +63,8 @@ class uring_engine {
   uring_engine(const uring_engine&) = delete;
   uring_engine& operator=(const uring_engine&) = delete;
 
-  // Registration, as event_loop::add/modify/remove. `events` 0 arms no poll.
+  // Registration, as event_loop::add/modify/remove. `events` 0 arms no poll
+  // (and add() then does not check that `fd` is open: see add()).
   std::error_code add(int fd, std::uint32_t events, io_handler& handler);
   std::error_code modify(int fd, std::uint32_t events, io_handler& handler);
   // Returns true if `fd` was registered.
