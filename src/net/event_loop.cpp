@@ -41,7 +41,8 @@ void io_handler::on_sent(std::span<const iovec> /*data*/, std::size_t /*total*/,
   assert(false && "on_sent for a handler that queued no send");
 }
 
-void io_handler::on_accepted(int /*socket*/, int /*error*/) {
+void io_handler::on_accepted(int /*socket*/, int /*error*/, const sockaddr* /*peer*/,
+                             socklen_t /*peer_length*/) {
   assert(false && "on_accepted for a handler that started no accept");
 }
 
@@ -188,10 +189,10 @@ std::error_code event_loop::start_receive(int fd) {
   return uring_->start_receive(fd);
 }
 
-std::error_code event_loop::start_accept(int fd) {
+std::error_code event_loop::start_accept(int fd, socklen_t peer_length) {
   assert(in_loop_thread() && "event_loop::start_accept called from another thread");
   assert(uring_ && "start_accept needs completion_io()");
-  return uring_->start_accept(fd);
+  return uring_->start_accept(fd, peer_length);
 }
 
 void event_loop::queue_send(int fd, std::span<const iovec> data, std::size_t total,

@@ -125,7 +125,7 @@ void tcp_listener::on_events(std::uint32_t /*events*/) {
   // Completion I/O: the kernel takes the queue in the next submission.
   if (completion_ && accepting()) {
     batch_accepted_ = 0;
-    if (!loop_->start_accept(fd_.get())) return;
+    if (!loop_->start_accept(fd_.get(), local_.size())) return;
     completion_ = false;  // not on this kernel: accept4 from now on
   }
   detail::lifetime_flag::scope alive(lifetime_);
@@ -195,17 +195,32 @@ bool tcp_listener::burst_full() noexcept {
   return burst_count_ >= k_max_accepts_per_wake;
 }
 
-void tcp_listener::on_accepted(int socket, int error) {
+void tcp_listener::on_accepted(int socket, int error, const sockaddr* peer,
+                               socklen_t peer_length) {
   if (socket < 0) return on_accept_error(error);
   ++batch_accepted_;
   unique_fd accepted(socket);
+  sockaddr_storage asked{};
+  if (peer == nullptr) {
+    // The loop could not fetch it (a kernel without socket commands).
+    peer_length = sizeof asked;
+    // Why drop: getpeername fails only for a connection already reset
+    // (ENOTCONN), which accept4 would have skipped too (ECONNABORTED).
+    if (::getpeername(socket, reinterpret_cast<sockaddr*>(&asked), &peer_length) != 0) {
+      ++stats_.aborted;
+      return;
+    }
+    peer = reinterpret_cast<const sockaddr*>(&asked);
+  }
+  held_connection connection{std::move(accepted),
+                             endpoint::from_sockaddr(peer, peer_length).value_or(endpoint{})};
   // Why hold: a paused listener hands over nothing, and a storm must not
   // starve the loop's other connections; order is kept (held ones first).
   if (!accepting() || !held_.empty() || burst_full()) {
-    held_.push_back(std::move(accepted));
+    held_.push_back(std::move(connection));
     return schedule_drain();
   }
-  deliver(std::move(accepted));
+  deliver(std::move(connection));
 }
 
 void tcp_listener::on_accept_error(int error) {
@@ -242,20 +257,10 @@ void tcp_listener::on_accept_error(int error) {
   }
 }
 
-void tcp_listener::deliver(unique_fd socket) {
-  sockaddr_storage peer{};
-  socklen_t peer_length = sizeof peer;
-  // Why drop: getpeername fails only for a connection already reset (ENOTCONN),
-  // which accept4 would have skipped too (ECONNABORTED).
-  if (::getpeername(socket.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
-    ++stats_.aborted;
-    return;
-  }
-  const auto address =
-      endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer), peer_length);
+void tcp_listener::deliver(held_connection connection) {
   ++burst_count_;
   ++stats_.accepted;
-  on_accept_(std::move(socket), address.value_or(endpoint{}));
+  on_accept_(std::move(connection.socket), connection.peer);
 }
 
 void tcp_listener::schedule_drain() {
@@ -271,9 +276,9 @@ void tcp_listener::drain_held() {
   drain_scheduled_ = false;
   detail::lifetime_flag::scope alive(lifetime_);
   while (!held_.empty() && accepting() && !burst_full()) {
-    unique_fd socket = std::move(held_.front());
+    held_connection connection = std::move(held_.front());
     held_.pop_front();
-    deliver(std::move(socket));
+    deliver(std::move(connection));
     if (alive.destroyed()) return;
   }
   // Over the burst: a task deferred from a deferred task runs next iteration.

@@ -21,6 +21,8 @@ constexpr std::uint16_t k_pbuf_ring_inc = 2;         // IOU_PBUF_RING_INC
 constexpr std::uint32_t k_cqe_f_buf_more = 1U << 4;  // IORING_CQE_F_BUF_MORE
 // An accept that ends with EAGAIN instead of waiting (Linux 6.10).
 constexpr std::uint16_t k_accept_dontwait = 1U << 1;  // IORING_ACCEPT_DONTWAIT
+// The socket command getsockopt (Linux 6.7; SOCKET_URING_OP_GETSOCKOPT).
+constexpr std::uint32_t k_socket_op_getsockopt = 2;
 
 // Multishot receive arrived in Linux 6.0; the probe cannot tell, the release can.
 bool kernel_at_least(int major, int minor) {
@@ -72,6 +74,8 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
                      io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
                      io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
                      io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
+    engine->peer_commands_ =
+        kernel_at_least(6, 7) && io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
     ::io_uring_free_probe(probe);
     if (!all) {
       error = std::make_error_code(std::errc::function_not_supported);
@@ -246,13 +250,14 @@ void uring_engine::arm_recv(int fd, registration& r) noexcept {
   r.recv_armed = true;
 }
 
-std::error_code uring_engine::start_accept(int fd) {
+std::error_code uring_engine::start_accept(int fd, socklen_t peer_length) {
   if (!accept_batches_) return std::make_error_code(std::errc::not_supported);
   if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size() ||
       !regs_[static_cast<std::size_t>(fd)].live) {
     return errno_code(ENOENT);
   }
   registration& r = regs_[static_cast<std::size_t>(fd)];
+  r.peer_length = peer_length;
   if (r.accept_armed) return {};
   auto* sqe = next_sqe();
   // No address: every completion of a multishot accept would write it to the
@@ -300,6 +305,11 @@ void uring_engine::collect(bool sends_only_matter) {
         s.result = cqe->res;
         s.done = true;
         --sends_outstanding_;
+      } else if ((data & 0xff) == op_peer) {
+        peer_op& p = peers_[static_cast<std::size_t>(data >> 8)];
+        p.result = cqe->res;
+        p.done = true;
+        --peers_outstanding_;
       } else if ((data & 0xff) != op_none) {
         (sends_only_matter ? early_ : batch_)
             .push_back(completion_entry{data, cqe->res, cqe->flags});
@@ -371,7 +381,50 @@ std::error_code uring_engine::wait(int timeout_ms) {
   return {};
 }
 
+void uring_engine::fetch_peers() {
+  if (!peer_commands_) return;
+  peers_.clear();
+  for (completion_entry& c : batch_) {
+    if ((c.user_data & 0xff) != op_accept || c.res < 0) continue;
+    const registration* r = find(static_cast<int>(c.user_data >> 32),
+                                 static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu));
+    if (r == nullptr || r->peer_length == 0) continue;
+    c.peer = static_cast<std::uint32_t>(peers_.size());
+    peers_.push_back(peer_op{{}, static_cast<std::int32_t>(r->peer_length), false});
+  }
+  if (peers_.empty()) return;
+  for (const completion_entry& c : batch_) {
+    if (c.peer == k_no_peer) continue;
+    peer_op& p = peers_[c.peer];
+    auto* sqe = next_sqe();
+    // getsockopt(SOL_SOCKET, SO_PEERNAME) as a socket command; the fields
+    // (level, optname, optlen, optval) are newer than liburing 2.3's sqe.
+    ::io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c.res, nullptr, 0, 0);
+    sqe->cmd_op = k_socket_op_getsockopt;
+    sqe->addr = SOL_SOCKET | (std::uint64_t{SO_PEERNAME} << 32);
+    sqe->file_index = static_cast<std::uint32_t>(p.result);  // the size asked for
+    sqe->addr3 = reinterpret_cast<std::uint64_t>(&p.address);
+    ::io_uring_sqe_set_data64(sqe, (std::uint64_t{c.peer} << 8) | op_peer);
+  }
+  peers_outstanding_ = peers_.size();
+  (void)::io_uring_submit(&ring_);
+  collect(true);
+  while (peers_outstanding_ != 0) {
+    // Not expected (the command completes inline); the addresses are written
+    // into peers_, which must stay put until the kernel is done.
+    io_uring_cqe* cqe = nullptr;
+    const int rc = ::io_uring_wait_cqe(&ring_, &cqe);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN) break;
+    collect(true);
+  }
+  // Why stop asking: a kernel without socket commands refuses each one; the
+  // listener then asks getpeername (as it does for any entry that failed).
+  const std::int32_t first = peers_.front().result;
+  if (first == -EOPNOTSUPP || first == -EINVAL || first == -ENOTSUP) peer_commands_ = false;
+}
+
 void uring_engine::dispatch() {
+  fetch_peers();
   for (const completion_entry& c : batch_) dispatch_one(c);
   batch_.clear();
   if (buf_recycled_ != 0) {
@@ -389,7 +442,13 @@ void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint3
       ::close(c.res);
       return;
     }
-    r->handler->on_accepted(c.res, 0);
+    const sockaddr* peer = nullptr;
+    socklen_t peer_length = 0;
+    if (c.peer != k_no_peer && peers_[c.peer].done && peers_[c.peer].result > 0) {
+      peer = reinterpret_cast<const sockaddr*>(&peers_[c.peer].address);
+      peer_length = static_cast<socklen_t>(peers_[c.peer].result);
+    }
+    r->handler->on_accepted(c.res, 0, peer, peer_length);
   }
   if ((c.flags & IORING_CQE_F_MORE) != 0) return;
   // The batch ended: the queue is empty (EAGAIN), an error (EMFILE, ...), or
@@ -398,7 +457,7 @@ void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint3
   r->accept_armed = false;
   if (c.res < 0 && c.res != -EAGAIN) {
     const std::uint32_t reg_gen = r->gen;
-    r->handler->on_accepted(-1, -c.res);
+    r->handler->on_accepted(-1, -c.res, nullptr, 0);
     if ((r = find(fd, gen)) == nullptr || r->gen != reg_gen) return;
   }
   if (!r->poll_armed && !r->accept_armed && r->events != 0) arm_poll(fd, *r);

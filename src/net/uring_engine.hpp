@@ -72,8 +72,10 @@ class uring_engine {
   // Starts the multishot receive of a registered `fd`.
   std::error_code start_receive(int fd);
   // Queues an accept batch for a registered listening `fd` (see above);
-  // ENOTSUP before Linux 6.10.
-  std::error_code start_accept(int fd);
+  // ENOTSUP before Linux 6.10. With `peer_length`, each connection's peer
+  // address is asked for (getsockopt SO_PEERNAME as a socket command), all of
+  // a batch's in one submission before they are dispatched.
+  std::error_code start_accept(int fd, socklen_t peer_length);
 
   // Queues a send of `data` (copied: only the bytes must stay valid) for the
   // cork's flush; its result reaches `handler` in complete_sends().
@@ -90,7 +92,14 @@ class uring_engine {
 
  private:
   // The kinds of request, in user_data's low byte.
-  enum op : std::uint8_t { op_none = 0, op_poll = 1, op_recv = 2, op_send = 3, op_accept = 4 };
+  enum op : std::uint8_t {
+    op_none = 0,
+    op_poll = 1,
+    op_recv = 2,
+    op_send = 3,
+    op_accept = 4,
+    op_peer = 5
+  };
   struct registration {
     io_handler* handler = nullptr;
     std::uint32_t gen = 0;       // bumped when removed: completions of the old one are stale
@@ -100,11 +109,19 @@ class uring_engine {
     bool poll_armed = false;
     bool recv_armed = false;
     bool accept_armed = false;  // an accept batch is queued or running
+    socklen_t peer_length = 0;  // of the accept batch: the peer address size
   };
   struct completion_entry {
     std::uint64_t user_data;
     std::int32_t res;
     std::uint32_t flags;
+    std::uint32_t peer = k_no_peer;  // an accepted connection's entry in peers_
+  };
+  static constexpr std::uint32_t k_no_peer = ~std::uint32_t{0};
+  struct peer_op {
+    sockaddr_storage address;
+    std::int32_t result;  // the address length, or -errno
+    bool done;
   };
   struct send_op {
     io_handler* handler;
@@ -122,6 +139,8 @@ class uring_engine {
   void arm_poll(int fd, registration& r) noexcept;
   void arm_recv(int fd, registration& r) noexcept;
   void dispatch_accept(const completion_entry& c, int fd, std::uint32_t gen);
+  // Asks the peer address of every accepted connection in batch_.
+  void fetch_peers();
   void cancel(std::uint64_t user_data) noexcept;
   void recycle(std::uint16_t buffer_id) noexcept;
   void collect(bool sends_only_matter);
@@ -135,6 +154,7 @@ class uring_engine {
   io_uring ring_{};
   bool ring_ready_ = false;
   bool accept_batches_ = false;  // IORING_ACCEPT_DONTWAIT (Linux 6.10)
+  bool peer_commands_ = false;   // SOCKET_URING_OP_GETSOCKOPT (Linux 6.7)
   io_uring_buf_ring* buf_ring_ = nullptr;
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::byte[]> buffers_;
@@ -149,6 +169,8 @@ class uring_engine {
   std::vector<send_op> sends_;
   std::vector<iovec> send_iov_;
   std::size_t sends_outstanding_ = 0;
+  std::vector<peer_op> peers_;
+  std::size_t peers_outstanding_ = 0;
 };
 
 }  // namespace switchboard::net::detail

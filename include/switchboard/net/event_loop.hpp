@@ -146,8 +146,11 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   // in the next iteration its handler's on_accepted() gets each one
   // (non-blocking, close-on-exec), then the error that ended the batch if it
   // was not an empty queue. The readiness poll waits for the batch to end.
-  // ENOTSUP where the kernel cannot (before Linux 6.10): use accept4.
-  std::error_code start_accept(int fd);
+  // `peer_length` (that of the listener's address family; 0: none) asks for
+  // each peer's address too, fetched for the whole batch in one submission
+  // (Linux 6.7's socket commands). ENOTSUP where the kernel cannot accept in
+  // batches (before Linux 6.10): use accept4.
+  std::error_code start_accept(int fd, socklen_t peer_length = 0);
 
   // Asks run() to return after the current iteration (which completes, hooks
   // and cork flush included). Any thread; also from within callbacks.
