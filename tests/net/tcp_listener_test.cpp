@@ -196,6 +196,31 @@ TEST_F(tcp_listener_test, PausingFromTheAcceptHandlerHoldsTheRestUntilResumed) {
   }
 }
 
+// Nothing is accepted while the loop is not running: connections wait in the
+// kernel's queue (on io_uring, an accept left armed in the kernel would take
+// them behind the loop's back, with the descriptor limit of its arming).
+TEST_F(tcp_listener_test, NothingIsAcceptedBetweenRuns) {
+  listen(endpoint::loopback_v4(0));
+  unique_fd first = test::connect_blocking(listener->local_endpoint());
+  const auto first_hook = loop->add_iteration_hook([&] {
+    if (accepted.size() == 1) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));  // the listener has accepted once
+  loop->remove_iteration_hook(first_hook);
+  std::vector<unique_fd> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(test::connect_blocking(listener->local_endpoint()));
+  for (int i = 0; i < 1000 && queued_connections(listener->native_handle()) < 3; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(queued_connections(listener->native_handle()), 3u);
+  EXPECT_EQ(accepted.size(), 1u);
+  stop_when([&] { return accepted.size() == 4; });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(accepted.size(), 4u);
+  EXPECT_EQ(queued_connections(listener->native_handle()), 0u);
+}
+
 // A storm is handed over k_max_accepts_per_wake connections per iteration,
 // so the loop's other work runs in between.
 TEST_F(tcp_listener_test, AStormIsHandedOverAtMostAWakeFullPerIteration) {
