@@ -261,7 +261,7 @@ std::error_code uring_engine::start_accept(int fd, socklen_t peer_length) {
   if (r.accept_armed) return {};
   auto* sqe = next_sqe();
   // No address: every completion of a multishot accept would write it to the
-  // same place. The listener asks for the peer's address itself.
+  // same place. fetch_peers() asks for the batch's addresses instead.
   ::io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   sqe->ioprio |= k_accept_dontwait;
   ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_accept));
