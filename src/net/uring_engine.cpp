@@ -311,6 +311,7 @@ void uring_engine::collect(bool sends_only_matter) {
         p.done = true;
         --peers_outstanding_;
       } else if ((data & 0xff) != op_none) {
+        accepts_collected_ = accepts_collected_ || (data & 0xff) == op_accept;
         (sends_only_matter ? early_ : batch_)
             .push_back(completion_entry{data, cqe->res, cqe->flags});
       }
@@ -382,7 +383,9 @@ std::error_code uring_engine::wait(int timeout_ms) {
 }
 
 void uring_engine::fetch_peers() {
-  if (!peer_commands_) return;
+  // Why the flag: this runs every iteration; most have no accept to scan for.
+  if (!peer_commands_ || !accepts_collected_) return;
+  accepts_collected_ = false;  // set again by what the submission below collects
   peers_.clear();
   for (completion_entry& c : batch_) {
     if ((c.user_data & 0xff) != op_accept || c.res < 0) continue;

@@ -155,6 +155,7 @@ class uring_engine {
   bool ring_ready_ = false;
   bool accept_batches_ = false;  // IORING_ACCEPT_DONTWAIT (Linux 6.10)
   bool peer_commands_ = false;   // SOCKET_URING_OP_GETSOCKOPT (Linux 6.7)
+  bool accepts_collected_ = false;  // an accept completion was collected since fetch_peers()
   io_uring_buf_ring* buf_ring_ = nullptr;
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::byte[]> buffers_;
