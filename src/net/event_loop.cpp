@@ -41,6 +41,11 @@ void io_handler::on_sent(std::span<const iovec> /*data*/, std::size_t /*total*/,
   assert(false && "on_sent for a handler that queued no send");
 }
 
+void io_handler::on_accepted(int /*socket*/, int /*error*/, const sockaddr* /*peer*/,
+                             socklen_t /*peer_length*/) {
+  assert(false && "on_accepted for a handler that started no accept");
+}
+
 std::unique_ptr<event_loop> event_loop::create(std::error_code& error,
                                                const event_loop_options& options) {
   error.clear();
@@ -182,6 +187,12 @@ std::error_code event_loop::start_receive(int fd) {
   assert(in_loop_thread() && "event_loop::start_receive called from another thread");
   assert(uring_ && "start_receive needs completion_io()");
   return uring_->start_receive(fd);
+}
+
+std::error_code event_loop::start_accept(int fd, socklen_t peer_length) {
+  assert(in_loop_thread() && "event_loop::start_accept called from another thread");
+  assert(uring_ && "start_accept needs completion_io()");
+  return uring_->start_accept(fd, peer_length);
 }
 
 void event_loop::queue_send(int fd, std::span<const iovec> data, std::size_t total,

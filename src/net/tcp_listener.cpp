@@ -40,8 +40,13 @@ std::unique_ptr<tcp_listener> tcp_listener::listen(event_loop& loop, const endpo
   if (error) return nullptr;
 
   const int raw_fd = fd.get();
+  // Completion accepts never pass through accept4's caller: accepted sockets
+  // inherit TCP_NODELAY from the listening socket instead (one call, not one
+  // per connection).
+  if (loop.completion_io() && options.no_delay && (error = set_no_delay(raw_fd))) return nullptr;
   std::unique_ptr<tcp_listener> listener(
       new tcp_listener(loop, std::move(fd), bound, options, std::move(on_accept)));
+  listener->completion_ = loop.completion_io();
   if ((error = loop.add(raw_fd, EPOLLIN, *listener))) {
     listener->fd_.reset();  // not registered: the destructor must not remove it
     return nullptr;
@@ -99,6 +104,7 @@ void tcp_listener::resume() noexcept {
 
 void tcp_listener::update_interest() noexcept {
   const bool wanted = accepting();
+  schedule_drain();  // if accepting: what a batch took while paused
   if (wanted == watching_ || !fd_) return;
   // Interest 0 keeps the registration but reports nothing for a listening socket.
   if (!loop_->modify(fd_.get(), wanted ? std::uint32_t{EPOLLIN} : 0U, *this)) watching_ = wanted;
@@ -116,6 +122,12 @@ void tcp_listener::on_resource_timer() {
 }
 
 void tcp_listener::on_events(std::uint32_t /*events*/) {
+  // Completion I/O: the kernel takes the queue in the next submission.
+  if (completion_ && accepting()) {
+    batch_accepted_ = 0;
+    if (!loop_->start_accept(fd_.get(), local_.size())) return;
+    completion_ = false;  // not on this kernel: accept4 from now on
+  }
   detail::lifetime_flag::scope alive(lifetime_);
   for (std::size_t i = 0; i < k_max_accepts_per_wake && accepting(); ++i) {
     sockaddr_storage peer{};
@@ -169,6 +181,108 @@ void tcp_listener::on_events(std::uint32_t /*events*/) {
     on_accept_(std::move(accepted), address.value_or(endpoint{}));
     if (alive.destroyed()) return;
   }
+}
+
+}  // namespace switchboard::net
+
+namespace switchboard::net {
+
+bool tcp_listener::burst_full() noexcept {
+  if (loop_->iterations() != burst_iteration_) {
+    burst_iteration_ = loop_->iterations();
+    burst_count_ = 0;
+  }
+  return burst_count_ >= k_max_accepts_per_wake;
+}
+
+void tcp_listener::on_accepted(int socket, int error, const sockaddr* peer,
+                               socklen_t peer_length) {
+  if (socket < 0) return on_accept_error(error);
+  ++batch_accepted_;
+  unique_fd accepted(socket);
+  sockaddr_storage asked{};
+  if (peer == nullptr) {
+    // The loop could not fetch it (a kernel without socket commands).
+    peer_length = sizeof asked;
+    // Why drop: getpeername fails only for a connection already reset
+    // (ENOTCONN), which accept4 would have skipped too (ECONNABORTED).
+    if (::getpeername(socket, reinterpret_cast<sockaddr*>(&asked), &peer_length) != 0) {
+      ++stats_.aborted;
+      return;
+    }
+    peer = reinterpret_cast<const sockaddr*>(&asked);
+  }
+  held_connection connection{std::move(accepted),
+                             endpoint::from_sockaddr(peer, peer_length).value_or(endpoint{})};
+  // Why hold: a paused listener hands over nothing, and a storm must not
+  // starve the loop's other connections; order is kept (held ones first).
+  if (!accepting() || !held_.empty() || burst_full()) {
+    held_.push_back(std::move(connection));
+    return schedule_drain();
+  }
+  deliver(std::move(connection));
+}
+
+void tcp_listener::on_accept_error(int error) {
+  switch (error) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+      // A batch that took connections before running out goes on next
+      // iteration: the handler may have closed them since (accept4 would
+      // have seen each one closed before the next).
+      if (batch_accepted_ != 0) return;
+      // As on readiness: the connection stays queued; stop for a while.
+      ++stats_.resource_pauses;
+      if (reserve_ && (error == EMFILE || error == ENFILE)) shed_with_reserve();
+      return pause_for_resources();
+    case ECONNABORTED:
+    case EPERM:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case EOPNOTSUPP:
+    case ETIMEDOUT:
+      // That connection's problem only: the readiness poll goes on.
+      ++stats_.aborted;
+      return;
+    default:
+      ++stats_.failures;
+      return pause_for_resources();
+  }
+}
+
+void tcp_listener::deliver(held_connection connection) {
+  ++burst_count_;
+  ++stats_.accepted;
+  on_accept_(std::move(connection.socket), connection.peer);
+}
+
+void tcp_listener::schedule_drain() {
+  if (drain_scheduled_ || held_.empty() || !accepting()) return;
+  drain_scheduled_ = true;
+  if (!self_) self_ = std::make_shared<tcp_listener*>(this);
+  loop_->defer([self = std::weak_ptr<tcp_listener*>(self_)] {
+    if (auto alive = self.lock()) (*alive)->drain_held();
+  });
+}
+
+void tcp_listener::drain_held() {
+  drain_scheduled_ = false;
+  detail::lifetime_flag::scope alive(lifetime_);
+  while (!held_.empty() && accepting() && !burst_full()) {
+    held_connection connection = std::move(held_.front());
+    held_.pop_front();
+    deliver(std::move(connection));
+    if (alive.destroyed()) return;
+  }
+  // Over the burst: a task deferred from a deferred task runs next iteration.
+  schedule_drain();
 }
 
 }  // namespace switchboard::net

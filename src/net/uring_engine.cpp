@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -18,6 +19,10 @@ constexpr std::uint32_t k_max_buffers = 32768;  // the kernel's limit for a buff
 // Incrementally consumed buffers (Linux 6.12; newer than liburing 2.3's headers).
 constexpr std::uint16_t k_pbuf_ring_inc = 2;         // IOU_PBUF_RING_INC
 constexpr std::uint32_t k_cqe_f_buf_more = 1U << 4;  // IORING_CQE_F_BUF_MORE
+// An accept that ends with EAGAIN instead of waiting (Linux 6.10).
+constexpr std::uint16_t k_accept_dontwait = 1U << 1;  // IORING_ACCEPT_DONTWAIT
+// The socket command getsockopt (Linux 6.7; SOCKET_URING_OP_GETSOCKOPT).
+constexpr std::uint32_t k_socket_op_getsockopt = 2;
 
 // Multishot receive arrived in Linux 6.0; the probe cannot tell, the release can.
 bool kernel_at_least(int major, int minor) {
@@ -54,6 +59,7 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
     return nullptr;
   }
   engine->ring_ready_ = true;
+  engine->accept_batches_ = kernel_at_least(6, 10);
   // Why: without NODROP a burst of completions could be lost; without EXT_ARG
   // the wait has no timeout; both are older than what the rest needs.
   if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_EXT_ARG) == 0 ||
@@ -66,7 +72,10 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
                      io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE) &&
                      io_uring_opcode_supported(probe, IORING_OP_RECV) &&
                      io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
+                     io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
                      io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
+    engine->peer_commands_ =
+        kernel_at_least(6, 7) && io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
     ::io_uring_free_probe(probe);
     if (!all) {
       error = std::make_error_code(std::errc::function_not_supported);
@@ -127,7 +136,16 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
 
 uring_engine::~uring_engine() {
   // Tears the ring down with whatever is in flight (cancelled by the kernel).
-  if (ring_ready_) ::io_uring_queue_exit(&ring_);
+  // Connections accepted but not dispatched are ours to close.
+  if (ring_ready_) {
+    collect(false);
+    for (const auto* list : {&early_, &batch_}) {
+      for (const completion_entry& c : *list) {
+        if ((c.user_data & 0xff) == op_accept && c.res >= 0) ::close(c.res);
+      }
+    }
+    ::io_uring_queue_exit(&ring_);
+  }
   if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
 }
 
@@ -150,8 +168,10 @@ uring_engine::registration* uring_engine::find(int fd, std::uint32_t gen) noexce
 
 std::error_code uring_engine::add(int fd, std::uint32_t events, io_handler& handler) {
   // Why: epoll_ctl would refuse a closed descriptor; a poll request would
-  // report it only later, as an error event.
-  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return errno_code(EBADF);
+  // report it only later, as an error event. Interest 0 (a TCP stream about
+  // to start its receive, which reports EBADF itself) skips the check: it
+  // is a system call per connection.
+  if (fd < 0 || (events != 0 && ::fcntl(fd, F_GETFD) < 0)) return errno_code(EBADF);
   if (static_cast<std::size_t>(fd) >= regs_.size()) {
     regs_.resize(std::max<std::size_t>(static_cast<std::size_t>(fd) + 1, regs_.size() * 2));
   }
@@ -192,6 +212,7 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
   registration& r = regs_[static_cast<std::size_t>(fd)];
   if (!r.live) return false;
   const bool had_recv = r.recv_armed;
+  const bool had_accept = r.accept_armed;
   if (r.poll_armed) {
     auto* sqe = next_sqe();
     ::io_uring_prep_poll_remove(sqe, tag(fd, r.poll_gen, op_poll));
@@ -200,8 +221,10 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
   if (had_recv) cancel(tag(fd, r.gen, op_recv));
   r = registration{.gen = r.gen + 1, .poll_gen = r.poll_gen + 1};
   // Why submit now: the receive holds a reference to the socket, so the
-  // caller's close() would not end the connection until the next submission.
-  if (had_recv) (void)::io_uring_submit(&ring_);
+  // caller's close() would not end the connection until the next submission;
+  // a queued accept batch must run before the descriptor is closed (and its
+  // number maybe reused): what it accepts is closed as stale.
+  if (had_recv || had_accept) (void)::io_uring_submit(&ring_);
   return true;
 }
 
@@ -225,6 +248,25 @@ void uring_engine::arm_recv(int fd, registration& r) noexcept {
   sqe->buf_group = k_buffer_group;
   ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_recv));
   r.recv_armed = true;
+}
+
+std::error_code uring_engine::start_accept(int fd, socklen_t peer_length) {
+  if (!accept_batches_) return std::make_error_code(std::errc::not_supported);
+  if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size() ||
+      !regs_[static_cast<std::size_t>(fd)].live) {
+    return errno_code(ENOENT);
+  }
+  registration& r = regs_[static_cast<std::size_t>(fd)];
+  r.peer_length = peer_length;
+  if (r.accept_armed) return {};
+  auto* sqe = next_sqe();
+  // No address: every completion of a multishot accept would write it to the
+  // same place. fetch_peers() asks for the batch's addresses instead.
+  ::io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  sqe->ioprio |= k_accept_dontwait;
+  ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_accept));
+  r.accept_armed = true;
+  return {};
 }
 
 std::error_code uring_engine::start_receive(int fd) {
@@ -263,7 +305,13 @@ void uring_engine::collect(bool sends_only_matter) {
         s.result = cqe->res;
         s.done = true;
         --sends_outstanding_;
+      } else if ((data & 0xff) == op_peer) {
+        peer_op& p = peers_[static_cast<std::size_t>(data >> 8)];
+        p.result = cqe->res;
+        p.done = true;
+        --peers_outstanding_;
       } else if ((data & 0xff) != op_none) {
+        accepts_collected_ = accepts_collected_ || (data & 0xff) == op_accept;
         (sends_only_matter ? early_ : batch_)
             .push_back(completion_entry{data, cqe->res, cqe->flags});
       }
@@ -334,7 +382,52 @@ std::error_code uring_engine::wait(int timeout_ms) {
   return {};
 }
 
+void uring_engine::fetch_peers() {
+  // Why the flag: this runs every iteration; most have no accept to scan for.
+  if (!peer_commands_ || !accepts_collected_) return;
+  accepts_collected_ = false;  // set again by what the submission below collects
+  peers_.clear();
+  for (completion_entry& c : batch_) {
+    if ((c.user_data & 0xff) != op_accept || c.res < 0) continue;
+    const registration* r = find(static_cast<int>(c.user_data >> 32),
+                                 static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu));
+    if (r == nullptr || r->peer_length == 0) continue;
+    c.peer = static_cast<std::uint32_t>(peers_.size());
+    peers_.push_back(peer_op{{}, static_cast<std::int32_t>(r->peer_length), false});
+  }
+  if (peers_.empty()) return;
+  for (const completion_entry& c : batch_) {
+    if (c.peer == k_no_peer) continue;
+    peer_op& p = peers_[c.peer];
+    auto* sqe = next_sqe();
+    // getsockopt(SOL_SOCKET, SO_PEERNAME) as a socket command; the fields
+    // (level, optname, optlen, optval) are newer than liburing 2.3's sqe.
+    ::io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c.res, nullptr, 0, 0);
+    sqe->cmd_op = k_socket_op_getsockopt;
+    sqe->addr = SOL_SOCKET | (std::uint64_t{SO_PEERNAME} << 32);
+    sqe->file_index = static_cast<std::uint32_t>(p.result);  // the size asked for
+    sqe->addr3 = reinterpret_cast<std::uint64_t>(&p.address);
+    ::io_uring_sqe_set_data64(sqe, (std::uint64_t{c.peer} << 8) | op_peer);
+  }
+  peers_outstanding_ = peers_.size();
+  (void)::io_uring_submit(&ring_);
+  collect(true);
+  while (peers_outstanding_ != 0) {
+    // Not expected (the command completes inline); the addresses are written
+    // into peers_, which must stay put until the kernel is done.
+    io_uring_cqe* cqe = nullptr;
+    const int rc = ::io_uring_wait_cqe(&ring_, &cqe);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN) break;
+    collect(true);
+  }
+  // Why stop asking: a kernel without socket commands refuses each one; the
+  // listener then asks getpeername (as it does for any entry that failed).
+  const std::int32_t first = peers_.front().result;
+  if (first == -EOPNOTSUPP || first == -EINVAL || first == -ENOTSUP) peer_commands_ = false;
+}
+
 void uring_engine::dispatch() {
+  fetch_peers();
   for (const completion_entry& c : batch_) dispatch_one(c);
   batch_.clear();
   if (buf_recycled_ != 0) {
@@ -343,9 +436,40 @@ void uring_engine::dispatch() {
   }
 }
 
+void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint32_t gen) {
+  registration* r = find(fd, gen);
+  if (c.res >= 0) {
+    // Why close: the listener is gone; the connection is reset as it would
+    // be in a closed listener's queue.
+    if (r == nullptr) {
+      ::close(c.res);
+      return;
+    }
+    const sockaddr* peer = nullptr;
+    socklen_t peer_length = 0;
+    if (c.peer != k_no_peer && peers_[c.peer].done && peers_[c.peer].result > 0) {
+      peer = reinterpret_cast<const sockaddr*>(&peers_[c.peer].address);
+      peer_length = static_cast<socklen_t>(peers_[c.peer].result);
+    }
+    r->handler->on_accepted(c.res, 0, peer, peer_length);
+  }
+  if ((c.flags & IORING_CQE_F_MORE) != 0) return;
+  // The batch ended: the queue is empty (EAGAIN), an error (EMFILE, ...), or
+  // the kernel stopped it (a full completion queue).
+  if ((r = find(fd, gen)) == nullptr) return;
+  r->accept_armed = false;
+  if (c.res < 0 && c.res != -EAGAIN) {
+    const std::uint32_t reg_gen = r->gen;
+    r->handler->on_accepted(-1, -c.res, nullptr, 0);
+    if ((r = find(fd, gen)) == nullptr || r->gen != reg_gen) return;
+  }
+  if (!r->poll_armed && !r->accept_armed && r->events != 0) arm_poll(fd, *r);
+}
+
 void uring_engine::dispatch_one(const completion_entry& c) {
   const int fd = static_cast<int>(c.user_data >> 32);
   const auto gen = static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu);
+  if ((c.user_data & 0xff) == op_accept) return dispatch_accept(c, fd, gen);
   if ((c.user_data & 0xff) == op_poll) {
     if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
     registration* r = &regs_[static_cast<std::size_t>(fd)];
@@ -356,7 +480,10 @@ void uring_engine::dispatch_one(const completion_entry& c) {
     r->handler->on_events(events);
     // The handler may have removed, re-added, modified (re-armed) or grown regs_.
     r = &regs_[static_cast<std::size_t>(fd)];
-    if (r->live && r->gen == reg_gen && !r->poll_armed && r->events != 0) arm_poll(fd, *r);
+    // While an accept batch runs, its end re-arms the poll.
+    if (r->live && r->gen == reg_gen && !r->poll_armed && !r->accept_armed && r->events != 0) {
+      arm_poll(fd, *r);
+    }
     return;
   }
   // A receive.

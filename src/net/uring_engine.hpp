@@ -12,6 +12,16 @@
 //     queue_send): a multishot receive per stream into buffers the loop
 //     provides from one buffer ring, and the write cork's sends queued as
 //     sendmsg requests that go to the kernel in one submission per iteration.
+//   * Accept batches, for listeners (event_loop::start_accept, Linux 6.10):
+//     when a listener's readiness is reported it asks for one multishot
+//     accept with IORING_ACCEPT_DONTWAIT. It goes to the kernel with the next
+//     submission, which takes every queued connection at once (a completion
+//     each) and ends with EAGAIN instead of waiting: nothing is accepted
+//     between iterations, behind the loop's back, and each batch sees the
+//     descriptor limit of its time. The readiness poll is re-armed when the
+//     batch ends. (A multishot accept left armed would keep accepting while
+//     the listener is paused or the loop is not running, and would keep the
+//     RLIMIT_NOFILE it was armed with.)
 //
 // Completions are matched to registrations by descriptor and generation,
 // encoded in the request's user_data: a registration removed (and its fd
@@ -53,13 +63,19 @@ class uring_engine {
   uring_engine(const uring_engine&) = delete;
   uring_engine& operator=(const uring_engine&) = delete;
 
-  // Registration, as event_loop::add/modify/remove. `events` 0 arms no poll.
+  // Registration, as event_loop::add/modify/remove. `events` 0 arms no poll
+  // (and add() then does not check that `fd` is open: see add()).
   std::error_code add(int fd, std::uint32_t events, io_handler& handler);
   std::error_code modify(int fd, std::uint32_t events, io_handler& handler);
   // Returns true if `fd` was registered.
   bool remove(int fd, io_handler& handler) noexcept;
   // Starts the multishot receive of a registered `fd`.
   std::error_code start_receive(int fd);
+  // Queues an accept batch for a registered listening `fd` (see above);
+  // ENOTSUP before Linux 6.10. With `peer_length`, each connection's peer
+  // address is asked for (getsockopt SO_PEERNAME as a socket command), all of
+  // a batch's in one submission before they are dispatched.
+  std::error_code start_accept(int fd, socklen_t peer_length);
 
   // Queues a send of `data` (copied: only the bytes must stay valid) for the
   // cork's flush; its result reaches `handler` in complete_sends().
@@ -76,7 +92,14 @@ class uring_engine {
 
  private:
   // The kinds of request, in user_data's low byte.
-  enum op : std::uint8_t { op_none = 0, op_poll = 1, op_recv = 2, op_send = 3 };
+  enum op : std::uint8_t {
+    op_none = 0,
+    op_poll = 1,
+    op_recv = 2,
+    op_send = 3,
+    op_accept = 4,
+    op_peer = 5
+  };
   struct registration {
     io_handler* handler = nullptr;
     std::uint32_t gen = 0;       // bumped when removed: completions of the old one are stale
@@ -85,11 +108,20 @@ class uring_engine {
     bool live = false;
     bool poll_armed = false;
     bool recv_armed = false;
+    bool accept_armed = false;  // an accept batch is queued or running
+    socklen_t peer_length = 0;  // of the accept batch: the peer address size
   };
   struct completion_entry {
     std::uint64_t user_data;
     std::int32_t res;
     std::uint32_t flags;
+    std::uint32_t peer = k_no_peer;  // an accepted connection's entry in peers_
+  };
+  static constexpr std::uint32_t k_no_peer = ~std::uint32_t{0};
+  struct peer_op {
+    sockaddr_storage address;
+    std::int32_t result;  // the address length, or -errno
+    bool done;
   };
   struct send_op {
     io_handler* handler;
@@ -106,6 +138,9 @@ class uring_engine {
   io_uring_sqe* next_sqe() noexcept;
   void arm_poll(int fd, registration& r) noexcept;
   void arm_recv(int fd, registration& r) noexcept;
+  void dispatch_accept(const completion_entry& c, int fd, std::uint32_t gen);
+  // Asks the peer address of every accepted connection in batch_.
+  void fetch_peers();
   void cancel(std::uint64_t user_data) noexcept;
   void recycle(std::uint16_t buffer_id) noexcept;
   void collect(bool sends_only_matter);
@@ -118,6 +153,9 @@ class uring_engine {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool accept_batches_ = false;  // IORING_ACCEPT_DONTWAIT (Linux 6.10)
+  bool peer_commands_ = false;   // SOCKET_URING_OP_GETSOCKOPT (Linux 6.7)
+  bool accepts_collected_ = false;  // an accept completion was collected since fetch_peers()
   io_uring_buf_ring* buf_ring_ = nullptr;
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::byte[]> buffers_;
@@ -132,6 +170,8 @@ class uring_engine {
   std::vector<send_op> sends_;
   std::vector<iovec> send_iov_;
   std::size_t sends_outstanding_ = 0;
+  std::vector<peer_op> peers_;
+  std::size_t peers_outstanding_ = 0;
 };
 
 }  // namespace switchboard::net::detail

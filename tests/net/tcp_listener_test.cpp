@@ -142,6 +142,111 @@ TEST_F(tcp_listener_test, PausedListenersLeaveConnectionsQueuedUntilResumed) {
   EXPECT_EQ(accepted.size(), 1u);
 }
 
+TEST_F(tcp_listener_test, AcceptedSocketsHaveNoDelayAndTheirPeersAddress) {
+  listen(endpoint::loopback_v4(0));
+  std::vector<unique_fd> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(test::connect_blocking(listener->local_endpoint()));
+  stop_when([&] { return accepted.size() == 3; });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  for (std::size_t i = 0; i < accepted.size(); ++i) {
+    int on = 0;
+    socklen_t length = sizeof on;
+    ASSERT_EQ(::getsockopt(accepted[i].get(), IPPROTO_TCP, TCP_NODELAY, &on, &length), 0);
+    EXPECT_EQ(on, 1);
+    std::error_code error;
+    EXPECT_EQ(peers[i], local_endpoint(clients[i].get(), error));  // in the order of connect
+  }
+}
+
+// A listener paused by its accept handler hands over nothing more until
+// resumed (on io_uring the rest of the batch the kernel took is held), then
+// the rest in order.
+TEST_F(tcp_listener_test, PausingFromTheAcceptHandlerHoldsTheRestUntilResumed) {
+  std::error_code listen_error;
+  listener = tcp_listener::listen(
+      *loop, endpoint::loopback_v4(0), {},
+      [this](unique_fd socket, const endpoint& peer) {
+        accepted.push_back(std::move(socket));
+        peers.push_back(peer);
+        if (accepted.size() == 1) listener->pause();
+      },
+      listen_error);
+  ASSERT_TRUE(listener) << listen_error.message();
+  std::vector<unique_fd> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(test::connect_blocking(listener->local_endpoint()));
+  for (int i = 0; i < 1000 && queued_connections(listener->native_handle()) < 5; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(queued_connections(listener->native_handle()), 5u);
+  int quiet_iterations = 0;
+  loop->add_iteration_hook([&] {
+    if (!listener->accepting()) {
+      EXPECT_EQ(accepted.size(), 1u);
+      if (++quiet_iterations == 10) listener->resume();
+      loop->defer([] {});  // keep iterating
+    }
+    if (accepted.size() == 5) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  ASSERT_EQ(accepted.size(), 5u);
+  EXPECT_EQ(quiet_iterations, 10);
+  for (std::size_t i = 0; i < 5; ++i) {
+    std::error_code error;
+    EXPECT_EQ(peers[i], local_endpoint(clients[i].get(), error)) << i;
+  }
+}
+
+// Nothing is accepted while the loop is not running: connections wait in the
+// kernel's queue (on io_uring, an accept left armed in the kernel would take
+// them behind the loop's back, with the descriptor limit of its arming).
+TEST_F(tcp_listener_test, NothingIsAcceptedBetweenRuns) {
+  listen(endpoint::loopback_v4(0));
+  unique_fd first = test::connect_blocking(listener->local_endpoint());
+  const auto first_hook = loop->add_iteration_hook([&] {
+    if (accepted.size() == 1) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));  // the listener has accepted once
+  loop->remove_iteration_hook(first_hook);
+  std::vector<unique_fd> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(test::connect_blocking(listener->local_endpoint()));
+  for (int i = 0; i < 1000 && queued_connections(listener->native_handle()) < 3; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(queued_connections(listener->native_handle()), 3u);
+  EXPECT_EQ(accepted.size(), 1u);
+  stop_when([&] { return accepted.size() == 4; });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(accepted.size(), 4u);
+  EXPECT_EQ(queued_connections(listener->native_handle()), 0u);
+}
+
+// A storm is handed over k_max_accepts_per_wake connections per iteration,
+// so the loop's other work runs in between.
+TEST_F(tcp_listener_test, AStormIsHandedOverAtMostAWakeFullPerIteration) {
+  constexpr std::size_t k_storm = tcp_listener::k_max_accepts_per_wake + 44;
+  listen(endpoint::loopback_v4(0));
+  std::vector<unique_fd> clients;
+  for (std::size_t i = 0; i < k_storm; ++i) {
+    clients.push_back(test::connect_blocking(listener->local_endpoint()));
+  }
+  for (int i = 0; i < 1000 && queued_connections(listener->native_handle()) < k_storm; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(queued_connections(listener->native_handle()), k_storm);
+  std::vector<std::size_t> per_iteration;
+  std::size_t before = 0;
+  loop->add_iteration_hook([&] {
+    if (accepted.size() != before) per_iteration.push_back(accepted.size() - before);
+    before = accepted.size();
+    if (accepted.size() == k_storm) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  ASSERT_EQ(per_iteration.size(), 2u);
+  EXPECT_EQ(per_iteration[0], tcp_listener::k_max_accepts_per_wake);
+  EXPECT_EQ(per_iteration[1], 44u);
+}
+
 TEST_F(tcp_listener_test, AnAddressInUseIsAnError) {
   listen(endpoint::loopback_v4(0));
   std::error_code error;
@@ -231,6 +336,10 @@ int emfile_child() {
   // Phase 1 (300 ms): every accept4 fails. A listener that kept watching its
   // readable socket would make the level-triggered loop spin thousands of times.
   test::stop_timer phase1(*loop);
+  // From now, not from the last iteration: making the clients may take long
+  // (a loaded machine, strace), and on io_uring the accept batch runs one
+  // iteration after the readiness report.
+  loop->update_now();
   loop->timers().schedule(phase1.node, 300ms);
   if (loop->run()) return 16;
   if (!phase1.fired) return 17;

@@ -34,7 +34,7 @@
 // level-triggered readiness reports, and plain TCP streams switch to
 // completions (completion_io()): a multishot receive into buffers the loop
 // provides, and the cork's sends submitted together at the end of the
-// iteration. A loop asked for io_uring that the kernel refuses it runs on
+// iteration; listeners accept in batches, one submission per readiness report. A loop asked for io_uring that the kernel refuses it runs on
 // epoll; backend() and backend_error() tell.
 //
 // Thread-safety: post() and stop() may be called from any thread. Everything
@@ -140,6 +140,17 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   [[nodiscard]] bool completion_io() const noexcept { return uring_ != nullptr; }
   std::error_code start_receive(int fd);
   void queue_send(int fd, std::span<const iovec> data, std::size_t total, io_handler& handler);
+  // Accept batches, for net's listeners (completion_io() only): a listening
+  // `fd` registered with add() whose readiness is reported calls
+  // start_accept(): the next submission accepts every queued connection, and
+  // in the next iteration its handler's on_accepted() gets each one
+  // (non-blocking, close-on-exec), then the error that ended the batch if it
+  // was not an empty queue. The readiness poll waits for the batch to end.
+  // `peer_length` (that of the listener's address family; 0: none) asks for
+  // each peer's address too, fetched for the whole batch in one submission
+  // (Linux 6.7's socket commands). ENOTSUP where the kernel cannot accept in
+  // batches (before Linux 6.10): use accept4.
+  std::error_code start_accept(int fd, socklen_t peer_length = 0);
 
   // Asks run() to return after the current iteration (which completes, hooks
   // and cork flush included). Any thread; also from within callbacks.

@@ -11,6 +11,7 @@
 // one thread at a time; io_handler::on_events runs on its loop's thread only.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -92,6 +93,11 @@ class SWITCHBOARD_NET_EXPORT io_handler {
   // `total` are what was queued. Runs inside the cork's flush: no user
   // callbacks, no sends (see write_cork.hpp).
   virtual void on_sent(std::span<const iovec> data, std::size_t total, int result);
+  // A connection accepted by event_loop::start_accept() (`socket` >= 0, now
+  // owned by the handler; error 0) with its peer's address when the kernel
+  // gave it (else `peer` null: ask getpeername), or the error that ended the
+  // batch (`socket` -1, `error` an errno value such as EMFILE).
+  virtual void on_accepted(int socket, int error, const sockaddr* peer, socklen_t peer_length);
 
   io_handler(const io_handler&) = delete;
   io_handler& operator=(const io_handler&) = delete;

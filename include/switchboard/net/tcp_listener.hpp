@@ -14,6 +14,19 @@
 // and then tries again. Connections wait in the backlog meanwhile (the kernel
 // drops SYNs once it is full, and clients retry).
 //
+// On a loop with completion I/O (io_uring, Linux 6.10) the kernel accepts
+// instead: a readiness report asks for an accept batch (see
+// event_loop::start_accept), which takes the whole queue within the loop's
+// next submission, a completion per connection: no accept4 per connection,
+// no EAGAIN to end the loop. The loop fetches the peers' addresses for the
+// whole batch in one more submission (getpeername where the kernel cannot),
+// and TCP_NODELAY is set once on the listening socket, which accepted
+// sockets inherit. Connections of a batch that arrive after pause()
+// are held, unseen, until resume(); at most k_max_accepts_per_wake reach the
+// handler per iteration, the rest the next. A batch that runs out of
+// descriptors ends with EMFILE (the connection stays queued); if it took
+// none, the listener pauses as above, else the next batch tries again.
+//
 // Several loops can each own a listener on the same port with
 // options.reuse_port; the kernel then spreads connections between them.
 //
@@ -23,6 +36,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -103,6 +117,18 @@ class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
   tcp_listener(event_loop& loop, unique_fd fd, const endpoint& local,
                const listener_options& options, accept_handler on_accept) noexcept;
   void on_events(std::uint32_t events) override;
+  // Completion accepts (see the file comment).
+  void on_accepted(int socket, int error, const sockaddr* peer, socklen_t peer_length) override;
+  void on_accept_error(int error);
+  struct held_connection {
+    unique_fd socket;
+    endpoint peer;
+  };
+  // Hands the connection to on_accept_. May destroy the listener.
+  void deliver(held_connection connection);
+  [[nodiscard]] bool burst_full() noexcept;
+  void schedule_drain();
+  void drain_held();
   void on_resource_timer();
   void pause_for_resources();
   // Out of descriptors: answers the queue with the reserve (see options).
@@ -119,6 +145,13 @@ class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
   bool paused_ = false;
   bool resource_paused_ = false;
   bool watching_ = true;  // EPOLLIN in the interest set
+  bool completion_ = false;  // accepts in batches (event_loop::start_accept)
+  bool drain_scheduled_ = false;
+  std::deque<held_connection> held_;  // of a batch, while paused or over the burst
+  std::uint64_t burst_iteration_ = 0;
+  std::size_t burst_count_ = 0;  // delivered in the loop iteration burst_iteration_
+  std::size_t batch_accepted_ = 0;  // connections of the running accept batch
+  std::shared_ptr<tcp_listener*> self_;  // lets a deferred drain see the listener is gone
   stats stats_;
   detail::lifetime_flag lifetime_;
 };
