@@ -26,6 +26,7 @@
 #include <string>
 
 #include "redis_broker_state.hpp"
+#include "redis_packed.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -109,6 +110,10 @@ void redis_broker::state::on_message(std::string_view key_name, std::string_view
   held_event ev;
   ev.kind = payload.front();
   payload.remove_prefix(1);
+  if (ev.kind == 'M') {
+    on_packed(*c, payload);
+    return;
+  }
   if (ev.kind == 'm') {
     // "m<epoch> <offset> <tail>"
     const auto sp1 = payload.find(' ');
@@ -123,13 +128,36 @@ void redis_broker::state::on_message(std::string_view key_name, std::string_view
   } else {
     return;
   }
-  if (c->held.size() >= k_max_held) {
-    // Redis stalls under a flood: the recovery read will fill what this drops.
-    say(log_level::warn, "redis: too many held events for " + c->name + "; oldest dropped");
-    c->held.pop_front();
-  }
-  c->held.push_back(std::move(ev));
+  hold(*c, std::move(ev));
   release_held(*c);
+}
+
+void redis_broker::state::hold(channel& c, held_event ev) {
+  if (c.held.size() >= k_max_held) {
+    // Redis stalls under a flood: the recovery read will fill what this drops.
+    say(log_level::warn, "redis: too many held events for " + c.name + "; oldest dropped");
+    c.held.pop_front();
+  }
+  c.held.push_back(std::move(ev));
+}
+
+void redis_broker::state::on_packed(channel& c, std::string_view payload) {
+  packed_publications p;
+  if (!parse_packed(payload, p)) {
+    // Not from a publish script: dropped whole; the next publication's
+    // offset gap makes the node read what it missed from the stream.
+    say(log_level::warn, "redis: malformed packed publications on " + c.name + "; dropped");
+    return;
+  }
+  for (std::size_t i = 0; i < p.tails.size(); ++i) {
+    held_event ev;
+    ev.kind = 'm';
+    ev.epoch.assign(p.epoch);
+    ev.offset = p.first + i;
+    ev.body.assign(p.tails[i]);
+    hold(c, std::move(ev));
+  }
+  release_held(c);
 }
 
 void redis_broker::state::deliver(channel& c, const held_event& ev) {
