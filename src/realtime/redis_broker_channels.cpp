@@ -149,7 +149,15 @@ void redis_broker::state::on_packed(channel& c, std::string_view payload) {
     say(log_level::warn, "redis: malformed packed publications on " + c.name + "; dropped");
     return;
   }
-  for (std::size_t i = 0; i < p.tails.size(); ++i) {
+  std::size_t i = 0;
+  // Nothing held and no read in flight: delivered straight from the message,
+  // by release_held's rules, without copying each publication into `held`.
+  for (; i < p.tails.size() && c.held.empty() && !blocked(c); ++i) {
+    const std::uint64_t offset = p.first + i;
+    if (p.epoch == c.epoch && offset > c.delivered + 1) break;  // a gap: held, recovered
+    deliver_publication(c, p.epoch, offset, p.tails[i]);
+  }
+  for (; i < p.tails.size(); ++i) {
     held_event ev;
     ev.kind = 'm';
     ev.epoch.assign(p.epoch);
@@ -165,17 +173,22 @@ void redis_broker::state::deliver(channel& c, const held_event& ev) {
     events->on_presence(c.name, c.epoch, ev.kind == 'j', ev.body);
     return;
   }
-  if (ev.epoch != c.epoch) {
+  deliver_publication(c, ev.epoch, ev.offset, ev.body);
+}
+
+void redis_broker::state::deliver_publication(channel& c, std::string_view epoch,
+                                              std::uint64_t offset, std::string_view body) {
+  if (epoch != c.epoch) {
     // A new epoch while subscribed: the stream was lost (Redis restarted
     // empty, keys evicted or expired). Subscribers must start again.
     say(log_level::warn, "redis: channel " + c.name + " has a new epoch (stream lost)");
-    events->on_stream_lost(c.name, ev.epoch);
-    c.epoch = ev.epoch;
+    events->on_stream_lost(c.name, epoch);
+    c.epoch.assign(epoch);
     c.delivered = 0;
   }
-  if (ev.offset <= c.delivered) return;  // rule 3: each offset once
-  c.delivered = ev.offset;
-  events->on_publication(c.name, c.epoch, ev.offset, ev.body);
+  if (offset <= c.delivered) return;  // rule 3: each offset once
+  c.delivered = offset;
+  events->on_publication(c.name, c.epoch, offset, body);
 }
 
 void redis_broker::state::release_held(channel& c) {

@@ -195,6 +195,8 @@ struct redis_broker::state {
   void on_packed(channel& c, std::string_view payload);
   void hold(channel& c, held_event ev);
   void deliver(channel& c, const held_event& ev);
+  void deliver_publication(channel& c, std::string_view epoch, std::uint64_t offset,
+                           std::string_view body);
   void release_held(channel& c);
 
   // ---- redis_broker_publish.cpp -------------------------------------------
