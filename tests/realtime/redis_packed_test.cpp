@@ -120,10 +120,17 @@ TEST(redis_packed, the_publish_script_packs_one_message_per_channel) {
     second.reset(static_cast<redisReply*>(raw));
   }
   // Channel a: three publications; channel b: one. History 10, no TTL.
-  const std::vector<std::string> first_call{
-      "EVAL", redis_scripts::k_publish, "6", "m:a", "s:a", "c:a", "m:b", "s:b", "c:b",
-      "fresh", "3", "10", "0", "86400000", "one", "two:2", "", "1", "10", "0", "86400000",
-      "solo"};
+  const std::vector<std::string> first_call{"EVAL",     redis_scripts::k_publish,
+                                            "6",        "m:a",
+                                            "s:a",      "c:a",
+                                            "m:b",      "s:b",
+                                            "c:b",      "fresh",
+                                            "3",        "10",
+                                            "0",        "86400000",
+                                            "one",      "two:2",
+                                            "",         "1",
+                                            "10",       "0",
+                                            "86400000", "solo"};
   reply_ptr r = call(cmd.get(), first_call);
   ASSERT_TRUE(r);
   ASSERT_EQ(r->type, REDIS_REPLY_ARRAY) << (r->type == REDIS_REPLY_ERROR ? r->str : "");
@@ -137,8 +144,8 @@ TEST(redis_packed, the_publish_script_packs_one_message_per_channel) {
   EXPECT_EQ(single, "mfresh 1 solo");  // n = 1: the single form, as before
 
   // A second call continues a's offsets; its message parses to 4 and 5.
-  r = call(cmd.get(), {"EVAL", redis_scripts::k_publish, "3", "m:a", "s:a", "c:a", "other",
-                       "2", "10", "0", "86400000", "four", "five"});
+  r = call(cmd.get(), {"EVAL", redis_scripts::k_publish, "3", "m:a", "s:a", "c:a", "other", "2",
+                       "10", "0", "86400000", "four", "five"});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
   EXPECT_EQ(std::string(r->element[0]->str), "fresh") << "the epoch is kept";
@@ -155,8 +162,8 @@ TEST(redis_packed, the_publish_script_packs_one_message_per_channel) {
   r = call(cmd.get(), {"XRANGE", "s:a", "-", "+"});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->elements, 5u);
-  const char* want[][2] = {{"1-0", "one"}, {"2-0", "two:2"}, {"3-0", ""}, {"4-0", "four"},
-                           {"5-0", "five"}};
+  const char* want[][2] = {
+      {"1-0", "one"}, {"2-0", "two:2"}, {"3-0", ""}, {"4-0", "four"}, {"5-0", "five"}};
   for (std::size_t i = 0; i < 5; ++i) {
     EXPECT_EQ(std::string(r->element[i]->element[0]->str), want[i][0]);
     const redisReply* fields = r->element[i]->element[1];
