@@ -4,7 +4,8 @@
 `switchboard serve` (one loop thread, plus the Redis broker's own loop) runs under
 `valgrind --tool=callgrind` twice per broker: one WebSocket publisher sends P, then 2P,
 publications of ~100 bytes pipelined (bursts of --burst, no wait for replies) to one
-channel, read by one WebSocket subscriber on the same node. Every publication goes
+channel (or round-robin over --channels), read by one WebSocket subscriber of them all on
+the same node. Every publication goes
 publisher → node → Redis (the publish script) → pub/sub → node → subscriber. The marginal
 cost is the difference of the two runs' instruction counts over P, so start-up, the
 subscriber's join and shutdown cancel out. User space of the node only (all its threads;
@@ -12,7 +13,7 @@ the kernel's socket work and Redis itself are not counted: bench/redis_script_in
 counts Redis). The memory broker gives the reference: the same traffic without Redis.
 
     bench/redis_node_instructions.py BUILD/apps/switchboard/switchboard [--publications 2000]
-        [--burst 64] [--brokers redis,memory] [--keep DIR]
+        [--burst 64] [--channels 1] [--brokers redis,memory] [--keep DIR]
 
 A redis-server is started on a free 127.0.0.1 port in a temporary directory (no
 persistence) and shut down at the end; never the system one. Loopback only, bounded in
@@ -86,14 +87,21 @@ def ws_connect(port):
     return s, rest
 
 
-def subscribe(port):
+def channel_name(i, channels):
+    return "bench" if channels == 1 else "bench%d" % (i % channels)
+
+
+def subscribe(port, channels):
     s, rest = ws_connect(port)
-    s.sendall(masked_text_frame(json.dumps({"id": 1, "cmd": "subscribe", "channel": "bench"})))
-    while b'"result"' not in rest:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed before the subscribe reply")
-        rest += chunk
+    for i in range(channels):
+        s.sendall(masked_text_frame(json.dumps(
+            {"id": 1, "cmd": "subscribe", "channel": channel_name(i, channels)})))
+        while b'"result"' not in rest:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed before the subscribe reply")
+            rest += chunk
+        rest = rest[rest.index(b'"result"') + 8:]
     return s
 
 
@@ -173,12 +181,12 @@ class CallgrindServer:
         raise RuntimeError("no totals in " + self.out)
 
 
-def run_once(binary, tmp, name, broker_url, count, burst):
+def run_once(binary, tmp, name, broker_url, count, burst, channels):
     """Total instructions of a node that carried `count` publications to one subscriber."""
     server = CallgrindServer(binary, tmp, name, broker_url)
     try:
         server.wait_healthy()
-        sub = subscribe(server.port)
+        sub = subscribe(server.port, channels)
         pub, pub_rest = ws_connect(server.port)
         for s in (sub, pub):
             s.setblocking(False)
@@ -198,7 +206,8 @@ def run_once(binary, tmp, name, broker_url, count, burst):
                 n = min(burst, count - sent)
                 pub.setblocking(True)
                 pub.sendall(b"".join(masked_text_frame(json.dumps(
-                    {"id": sent + i + 2, "cmd": "publish", "channel": "bench",
+                    {"id": sent + i + 2, "cmd": "publish",
+                     "channel": channel_name(sent + i, channels),
                      "data": {"seq": sent + i, "pad": "x" * 64}})) for i in range(n)))
                 pub.setblocking(False)
                 sent += n
@@ -230,6 +239,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--publications", type=int, default=2000)
     ap.add_argument("--burst", type=int, default=64)
+    ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--brokers", default="redis,memory")
     ap.add_argument("--keep", help="a directory to keep the callgrind files in")
     a = ap.parse_args()
@@ -249,8 +259,10 @@ def main():
                 url = "redis://127.0.0.1:%d" % redis.port
             elif broker != "memory":
                 sys.exit("unknown broker %r (redis or memory)" % broker)
-            i1 = run_once(a.binary, tmp, "%s-1" % broker, url, a.publications, a.burst)
-            i2 = run_once(a.binary, tmp, "%s-2" % broker, url, 2 * a.publications, a.burst)
+            i1 = run_once(a.binary, tmp, "%s-1" % broker, url, a.publications, a.burst,
+                          a.channels)
+            i2 = run_once(a.binary, tmp, "%s-2" % broker, url, 2 * a.publications, a.burst,
+                          a.channels)
             print("| %s | %d | %d | %.0f |" % (broker, i1, i2, (i2 - i1) / a.publications),
                   flush=True)
         if a.keep:
