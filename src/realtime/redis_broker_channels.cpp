@@ -26,6 +26,7 @@
 #include <string>
 
 #include "redis_broker_state.hpp"
+#include "redis_packed.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -113,6 +114,10 @@ void redis_broker::state::on_message(std::string_view key_name, std::string_view
   held_event ev;
   ev.kind = payload.front();
   payload.remove_prefix(1);
+  if (ev.kind == 'M') {
+    on_packed(*c, payload);
+    return;
+  }
   if (ev.kind == 'm') {
     // "m<epoch> <offset> <tail>"
     const auto sp1 = payload.find(' ');
@@ -127,13 +132,44 @@ void redis_broker::state::on_message(std::string_view key_name, std::string_view
   } else {
     return;
   }
-  if (c->held.size() >= k_max_held) {
-    // Redis stalls under a flood: the recovery read will fill what this drops.
-    say(log_level::warn, "redis: too many held events for " + c->name + "; oldest dropped");
-    c->held.pop_front();
-  }
-  c->held.push_back(std::move(ev));
+  hold(*c, std::move(ev));
   release_held(*c);
+}
+
+void redis_broker::state::hold(channel& c, held_event ev) {
+  if (c.held.size() >= k_max_held) {
+    // Redis stalls under a flood: the recovery read will fill what this drops.
+    say(log_level::warn, "redis: too many held events for " + c.name + "; oldest dropped");
+    c.held.pop_front();
+  }
+  c.held.push_back(std::move(ev));
+}
+
+void redis_broker::state::on_packed(channel& c, std::string_view payload) {
+  packed_publications p;
+  if (!parse_packed(payload, p)) {
+    // Not from a publish script: dropped whole; the next publication's
+    // offset gap makes the node read what it missed from the stream.
+    say(log_level::warn, "redis: malformed packed publications on " + c.name + "; dropped");
+    return;
+  }
+  std::size_t i = 0;
+  // Nothing held and no read in flight: delivered straight from the message,
+  // by release_held's rules, without copying each publication into `held`.
+  for (; i < p.tails.size() && c.held.empty() && !blocked(c); ++i) {
+    const std::uint64_t offset = p.first + i;
+    if (p.epoch == c.epoch && offset > c.delivered + 1) break;  // a gap: held, recovered
+    deliver_publication(c, p.epoch, offset, p.tails[i]);
+  }
+  for (; i < p.tails.size(); ++i) {
+    held_event ev;
+    ev.kind = 'm';
+    ev.epoch.assign(p.epoch);
+    ev.offset = p.first + i;
+    ev.body.assign(p.tails[i]);
+    hold(c, std::move(ev));
+  }
+  release_held(c);
 }
 
 void redis_broker::state::deliver(channel& c, const held_event& ev) {
@@ -141,17 +177,22 @@ void redis_broker::state::deliver(channel& c, const held_event& ev) {
     events->on_presence(c.name, c.epoch, ev.kind == 'j', ev.body);
     return;
   }
-  if (ev.epoch != c.epoch) {
+  deliver_publication(c, ev.epoch, ev.offset, ev.body);
+}
+
+void redis_broker::state::deliver_publication(channel& c, std::string_view epoch,
+                                              std::uint64_t offset, std::string_view body) {
+  if (epoch != c.epoch) {
     // A new epoch while subscribed: the stream was lost (Redis restarted
     // empty, keys evicted or expired). Subscribers must start again.
     say(log_level::warn, "redis: channel " + c.name + " has a new epoch (stream lost)");
-    events->on_stream_lost(c.name, ev.epoch);
-    c.epoch = ev.epoch;
+    events->on_stream_lost(c.name, epoch);
+    c.epoch.assign(epoch);
     c.delivered = 0;
   }
-  if (ev.offset <= c.delivered) return;  // rule 3: each offset once
-  c.delivered = ev.offset;
-  events->on_publication(c.name, c.epoch, ev.offset, ev.body);
+  if (offset <= c.delivered) return;  // rule 3: each offset once
+  c.delivered = offset;
+  events->on_publication(c.name, c.epoch, offset, body);
 }
 
 void redis_broker::state::release_held(channel& c) {

@@ -95,12 +95,13 @@ struct redis_broker::state {
     std::deque<held_event> held;
     std::map<std::string, std::string, std::less<>> presence;  // client → entry json (ours)
   };
-  // A publication waiting for its shard's next publish script call.
-  struct pending_publish {
-    std::string meta, stream, pubsub;  // its keys
-    std::string tail;
-    std::string history_size, ttl_ms, meta_ttl_ms;
-    completion<publish_result> done;
+  // One channel's publications waiting for its shard's next publish script
+  // call, in order: the script does the channel's own work once for them.
+  struct pending_channel {
+    std::string name;
+    const namespace_options* ns = nullptr;
+    std::vector<std::string> tails;
+    std::vector<completion<publish_result>> done;
   };
   struct shard {
     std::unique_ptr<redis_connection> cmd;
@@ -108,7 +109,8 @@ struct redis_broker::state {
     // Publications of this loop iteration, sent as one script call when the
     // iteration's tasks are done (flush_publishes), or before any other
     // command to this shard, so the order of commands is kept.
-    std::vector<pending_publish> pending;
+    std::vector<pending_channel> pending;
+    std::vector<std::uint32_t> pending_order;  // each publication's group, in order
     bool flush_scheduled = false;
   };
 
@@ -189,7 +191,12 @@ struct redis_broker::state {
     return c.reads_in_flight > 0 || c.epoch.empty() || c.recovering;
   }
   void on_message(std::string_view key_name, std::string_view payload);
+  // The packed form (redis_packed.hpp, without its 'M'): held one by one.
+  void on_packed(channel& c, std::string_view payload);
+  void hold(channel& c, held_event ev);
   void deliver(channel& c, const held_event& ev);
+  void deliver_publication(channel& c, std::string_view epoch, std::uint64_t offset,
+                           std::string_view body);
   void release_held(channel& c);
 
   // ---- redis_broker_publish.cpp -------------------------------------------

@@ -6,8 +6,9 @@
 // offset}; P s:C the stream, entry id "<offset>-0" with fields t (Redis
 // time, ms) and d (the publication tail); P p:C a sorted set of presence
 // entries (JSON) scored by lease expiry (ms); P c:C the pub/sub channel.
-// Pub/sub payloads: "m<epoch> <offset> <tail>", "j<entry json>",
-// "l<entry json>".
+// Pub/sub payloads: "m<epoch> <offset> <tail>", "M<epoch> <first offset>
+// <length>:<tail>…" (several publications of one call, redis_packed.hpp),
+// "j<entry json>", "l<entry json>".
 #pragma once
 
 namespace switchboard::realtime::detail::redis_scripts {
@@ -31,36 +32,57 @@ namespace switchboard::realtime::detail::redis_scripts {
 
 // Publications, several per call (every publication the node has for this
 // shard in one loop iteration: one script call's fixed cost, ~23,000
-// instructions of Redis, is shared). KEYS: meta, stream, pub/sub channel of
-// each publication in turn. ARGV[1]: new_epoch, then per publication: tail,
-// history size, stream ttl ms (0: none), meta ttl ms. Returns {epoch1,
-// offset1, epoch2, offset2, …}. The stream is trimmed with MAXLEN ~ (whole
-// nodes of entries, about half the cost of an exact trim per XADD), so it
-// may hold more than the history size: the read script counts only the
-// last `history size` offsets as kept.
+// instructions of Redis, is shared), grouped by channel so that a channel's
+// own work is done once per call: one HGET and one HINCRBY by n, the
+// PEXPIREs once, one PUBLISH carrying all n (the packed form "M…" of
+// redis_packed.hpp; the single form "m…" when n is 1). KEYS: meta, stream,
+// pub/sub channel of each channel in turn. ARGV[1]: new_epoch, then per
+// channel: n, history size, stream ttl ms (0: none), meta ttl ms, then its n
+// tails in order. Returns {epoch1, first offset1, epoch2, first offset2, …}
+// per channel: its publications have offsets first, first + 1, …. The stream
+// is trimmed with MAXLEN ~ (whole nodes of entries, about half the cost of an
+// exact trim per XADD), so it may hold more than the history size: the read
+// script counts only the last `history size` offsets as kept.
 inline constexpr const char* k_publish =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local out = {}\n"
+    "local a = 2\n"
     "for i = 0, #KEYS / 3 - 1 do\n"
     "  local km, ks, kc = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]\n"
-    "  local tail, size, ttl, mttl = ARGV[i * 4 + 2], tonumber(ARGV[i * 4 + 3]),\n"
-    "                                tonumber(ARGV[i * 4 + 4]), ARGV[i * 4 + 5]\n"
+    "  local n, size, ttl, mttl = tonumber(ARGV[a]), tonumber(ARGV[a + 1]),\n"
+    "                             tonumber(ARGV[a + 2]), ARGV[a + 3]\n"
+    "  a = a + 4\n"
     "  local e = redis.call('HGET', km, 'e')\n"
     "  if not e then\n"
     "    e = ARGV[1]\n"
     "    redis.call('DEL', ks)\n"
     "    redis.call('HSET', km, 'e', e, 'o', 0)\n"
     "  end\n"
-    "  local o = redis.call('HINCRBY', km, 'o', 1)\n"
+    "  local first = redis.call('HINCRBY', km, 'o', n) - n + 1\n"
     "  if size > 0 then\n"
-    "    redis.call('XADD', ks, 'MAXLEN', '~', size, o .. '-0', 't', now, 'd', tail)\n"
+    "    for j = 0, n - 1 do\n"
+    "      redis.call('XADD', ks, 'MAXLEN', '~', size, string.format('%d-0', first + j),\n"
+    "                 't', now, 'd', ARGV[a + j])\n"
+    "    end\n"
     "    if ttl > 0 then redis.call('PEXPIRE', ks, ttl) else redis.call('PEXPIRE', ks, mttl) end\n"
     "  end\n"
     "  redis.call('PEXPIRE', km, mttl)\n"
-    "  redis.call('PUBLISH', kc, 'm' .. e .. ' ' .. o .. ' ' .. tail)\n"
+    "  local head = e .. ' ' .. string.format('%d', first) .. ' '\n"
+    "  if n == 1 then\n"
+    "    redis.call('PUBLISH', kc, 'm' .. head .. ARGV[a])\n"
+    "  else\n"
+    "    local parts = {'M', head}\n"
+    "    for j = 0, n - 1 do\n"
+    "      local d = ARGV[a + j]\n"
+    "      parts[#parts + 1] = #d .. ':'\n"
+    "      parts[#parts + 1] = d\n"
+    "    end\n"
+    "    redis.call('PUBLISH', kc, table.concat(parts))\n"
+    "  end\n"
     "  out[i * 2 + 1] = e\n"
-    "  out[i * 2 + 2] = o\n"
+    "  out[i * 2 + 2] = first\n"
+    "  a = a + n\n"
     "end\n"
     "return out\n";
 

@@ -443,6 +443,41 @@ class Cluster(unittest.TestCase):
                 self.assertEqual(got, [(i, i) for i in range(1, 201)])
         run(go())
 
+    def test_publications_to_several_channels_in_one_call_keep_their_order(self):
+        # 120 publications alternating over three channels without waiting:
+        # one script call groups them by channel (one packed pub/sub message
+        # each), yet the replies come back in the order of the commands, each
+        # channel's offsets are 1..40, and subscribers on the other node get
+        # each channel's publications once, in order.
+        names = ["chat:mix0", "chat:mix1", "chat:mix2"]
+
+        async def go():
+            async with connect_ws(self.b) as wb, connect_ws(self.a) as wa:
+                sub = Session(wb)
+                for name in names:
+                    r = await sub.request("subscribe", channel=name)
+                    self.assertIn("result", r)
+                for i in range(120):
+                    await wa.send(json.dumps({"id": 2000 + i, "cmd": "publish",
+                                              "channel": names[i % 3], "data": i}))
+                ids, offsets = [], {}
+                while len(ids) < 120:
+                    m = json.loads(await asyncio.wait_for(wa.recv(), 10))
+                    if m.get("id", 0) >= 2000:
+                        ids.append(m["id"] - 2000)
+                        offsets[m["id"] - 2000] = m["result"]["offset"]
+                self.assertEqual(ids, list(range(120)))
+                self.assertEqual([offsets[i] for i in range(120)],
+                                 [i // 3 + 1 for i in range(120)])
+                got = {name: [] for name in names}
+                while sum(len(v) for v in got.values()) < 120:
+                    m = json.loads(await asyncio.wait_for(wb.recv(), 10))
+                    if m.get("push") == "message":
+                        got[m["channel"]].append((m["offset"], m["data"]))
+                for k, name in enumerate(names):
+                    self.assertEqual(got[name], [(i // 3 + 1, i) for i in range(k, 120, 3)])
+        run(go())
+
     def test_scripts_flushed_from_redis_are_sent_again(self):
         status, answer = api_publish(self.a, {"channel": "chat:flush", "data": 1})
         self.assertEqual(status, 200, answer)
