@@ -104,7 +104,12 @@ void redis_broker::state::on_message(std::string_view key_name, std::string_view
     events->on_control(payload);
     return;
   }
-  if (!owner.node_id_.empty() && key_name == node_key(owner.node_id_)) {
+  // <prefix>x:node:<our id> (node_key()), compared in place: this runs for
+  // every pub/sub message.
+  const std::string& me = owner.node_id_;
+  if (!me.empty() && key_name.size() == prefix.size() + 7 + me.size() &&
+      key_name.starts_with(prefix) && key_name.substr(prefix.size(), 7) == "x:node:" &&
+      key_name.ends_with(me)) {
     events->on_node_message(payload);
     return;
   }
