@@ -18,7 +18,7 @@
 # share the machine's cores, so read the ratios, not the absolute figures.
 #
 #   bench/run_redis_bench.sh [--build DIR] [--duration S] [--subscribers N]
-#                            [--rates R1,R2,...] [--brokers memory,redis]
+#                            [--rates R1,R2,...] [--publish-rates R1,R2,...] [--brokers memory,redis]
 #                            [--sections fanout,publish,latency,twonode] [--smoke]
 # Prints Markdown tables. Benchmarks are not tests.
 set -euo pipefail
@@ -30,6 +30,7 @@ subscribers=1000
 rates=10,100,300
 brokers=memory,redis
 sections=fanout,publish,latency,twonode
+prates=1000,3000,10000,30000,100000
 smoke=0
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -37,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --duration) duration=$2; shift 2 ;;
     --subscribers) subscribers=$2; shift 2 ;;
     --rates) rates=$2; shift 2 ;;
+    --publish-rates) prates=$2; shift 2 ;;
     --brokers) brokers=$2; shift 2 ;;
     --sections) sections=$2; shift 2 ;;
     --smoke) smoke=1; duration=1; subscribers=50; rates=10; shift ;;
@@ -114,7 +116,6 @@ for broker in ${brokers//,/ }; do
   echo "{\"broker\":\"$broker\",\"section\":\"redis_cpu_fanout\",\"seconds\":$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { print (b - a) / hz }')}" >>"$results"
   fi
   if [[ ,$sections, == *,publish,* ]]; then
-  prates=1000,3000,10000,30000,100000
   [[ $smoke == 1 ]] && prates=100
   r0=$(cpu_ticks "$redis_pid")
   "$fanout" --url "ws://127.0.0.1:$node_port/ws" --scenario fanout --subscribers 1 \
