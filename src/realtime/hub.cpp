@@ -106,20 +106,22 @@ std::size_t hub::subscribers(std::string_view name) {
 }
 
 std::vector<std::pair<std::string, std::size_t>> hub::top_channels(std::size_t limit) {
-  std::vector<std::pair<std::string, std::size_t>> top;
-  {
-    std::lock_guard lock(mutex_);
-    top.reserve(channels_.size());
-    for (const auto& [name, ch] : channels_) {
-      if (ch.subscribers != 0) top.emplace_back(name, ch.subscribers);
-    }
-  }
   const auto more = [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   };
-  const std::size_t n = std::min(limit, top.size());
-  std::partial_sort(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(n), top.end(), more);
-  top.resize(n);
+  std::vector<std::pair<std::string, std::size_t>> top;
+  // Views while the lock holds the names; only the `limit` kept are copied
+  // (this runs every second, whatever the number of channels).
+  std::vector<std::pair<std::string_view, std::size_t>> all;
+  std::lock_guard lock(mutex_);
+  all.reserve(channels_.size());
+  for (const auto& [name, ch] : channels_) {
+    if (ch.subscribers != 0) all.emplace_back(name, ch.subscribers);
+  }
+  const std::size_t n = std::min(limit, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(), more);
+  top.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) top.emplace_back(std::string(all[i].first), all[i].second);
   return top;
 }
 
