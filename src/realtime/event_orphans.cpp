@@ -26,19 +26,6 @@ const char* const k_orphan_claim_script =
 
 namespace {
 
-// FNV-1a, 64 bits, mixed: the same on every node (std::hash may not be).
-std::uint64_t fnv_mix(std::string_view s) noexcept {
-  std::uint64_t h = 14695981039346656037ull;
-  for (const char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
-}
-
 // HSETs per command when the whole record is written again.
 constexpr std::size_t k_rewrite_chunk = 500;
 
@@ -53,7 +40,7 @@ const std::string& orphan_home_url(const std::vector<std::string>& urls) {
   std::size_t best = 0;
   std::uint64_t best_h = 0;
   for (std::size_t i = 0; i < urls.size(); ++i) {
-    const std::uint64_t h = fnv_mix(urls[i] + "#events");
+    const std::uint64_t h = stable_hash(urls[i] + "#events");
     if (i == 0 || h > best_h) {
       best = i;
       best_h = h;

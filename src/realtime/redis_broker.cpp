@@ -12,19 +12,6 @@
 
 namespace switchboard::realtime::detail {
 
-std::uint64_t redis_broker::state::stable_hash(std::string_view s) noexcept {
-  std::uint64_t h = 14695981039346656037ull;
-  for (const char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  // A final mix spreads near-identical names over the ring.
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
-}
-
 std::string redis_broker::state::sha1_hex(std::string_view text) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
@@ -164,7 +151,7 @@ std::string redis_broker::start(broker_events& events) {
     // 64 points per shard, placed by the URL as written: every node must
     // list the same URLs (in any order) to agree on where a channel lives.
     for (int p = 0; p < 64; ++p) {
-      st.ring.emplace_back(state::stable_hash(options_.urls[i] + "#" + std::to_string(p)), sp);
+      st.ring.emplace_back(stable_hash(options_.urls[i] + "#" + std::to_string(p)), sp);
     }
     st.shards.push_back(std::move(s));
   }

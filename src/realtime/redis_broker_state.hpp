@@ -30,6 +30,7 @@
 #include "redis_broker.hpp"
 #include "redis_connection.hpp"
 #include "redis_scripts.hpp"
+#include "support.hpp"
 
 namespace switchboard::realtime::detail {
 
@@ -49,9 +50,6 @@ struct redis_broker::state {
     std::vector<std::pair<std::uint64_t, std::string>> entries;  // offset, tail
   };
 
-  // FNV-1a, 64 bits, with a final mix: a hash every node computes the same
-  // way (std::hash may not), placing channels and shards on the ring.
-  static std::uint64_t stable_hash(std::string_view s) noexcept;
   static std::string sha1_hex(std::string_view text);
   static std::uint64_t parse_u64(std::string_view s) noexcept {
     std::uint64_t v = 0;

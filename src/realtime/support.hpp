@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace switchboard::realtime::detail {
 
@@ -33,5 +34,20 @@ inline std::chrono::milliseconds to_ms(double seconds) {
 // `bytes` (at most 16) random bytes from the CSPRNG as lower-case hex: client
 // ids and epochs.
 std::string random_hex(std::size_t bytes);
+
+// FNV-1a, 64 bits, with a final mix that spreads near-identical names: a
+// hash every node computes the same way (std::hash may not), for placing
+// channels on shards and choosing among URLs.
+inline std::uint64_t stable_hash(std::string_view s) noexcept {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
 
 }  // namespace switchboard::realtime::detail
