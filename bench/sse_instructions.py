@@ -14,14 +14,11 @@ Loopback only, bounded in count and time (about a minute with the defaults).
 """
 
 import argparse
-import json
 import os
 import re
-import select
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,42 +62,10 @@ def run_once(binary, tmp, transport, n, k):
     make = sse_bench.ws_subscriber if transport == "websocket" else sse_bench.sse_subscriber
     socks = [make(server.port) for _ in range(n)]
     mark = sse_bench.WS_MARK if transport == "websocket" else sse_bench.SSE_MARK
-    ep = select.epoll()
-    tails = {}
-    for s in socks:
-        s.setblocking(False)
-        ep.register(s.fileno(), select.EPOLLIN)
-        tails[s.fileno()] = b""
-    by_fd = {s.fileno(): s for s in socks}
-    pub = sse_bench.ws_subscriber(server.port)
-    expected, counted, sent = n * k, 0, 0
-    deadline = time.monotonic() + 300
-    while counted < expected and time.monotonic() < deadline:
-        if sent < k:
-            burst = min(10, k - sent)
-            pub.sendall(b"".join(sse_bench.masked_text_frame(json.dumps(
-                {"id": sent + i + 2, "cmd": "publish", "channel": "bench",
-                 "data": {"seq": sent + i, "pad": "x" * 64}})) for i in range(burst)))
-            sent += burst
-        for fd, _ in ep.poll(0.05):
-            try:
-                data = by_fd[fd].recv(1 << 18)
-            except BlockingIOError:
-                continue
-            buf = tails[fd] + data
-            counted += buf.count(mark)
-            tails[fd] = buf[-(len(mark) - 1):]
-        try:
-            pub.setblocking(False)
-            while pub.recv(1 << 18):
-                pass
-        except BlockingIOError:
-            pass
-        finally:
-            pub.setblocking(True)
+    counted = sse_bench.publish_and_count(server.port, socks, mark, k, burst=10, seconds=300)
+    expected = n * k
     for s in socks:
         s.close()
-    pub.close()
     instructions = server.stop()
     if counted != expected:
         raise RuntimeError("%s: %d of %d deliveries" % (transport, counted, expected))
