@@ -160,12 +160,15 @@ def publish_and_count(port, socks, mark, k, burst, seconds):
 
 
 class Server:
-    def __init__(self, binary, tmp, name):
+    """`switchboard serve` with CONFIG; `prefix` runs it under a tool (valgrind),
+    `extra` adds options."""
+
+    def __init__(self, binary, tmp, name, prefix=(), extra=()):
         self.path = os.path.join(tmp, name + ".toml")
         with open(self.path, "w") as f:
             f.write(CONFIG)
-        self.proc = subprocess.Popen([binary, "serve", "--host", "127.0.0.1", "--port", "0",
-                                      "--config", self.path],
+        self.proc = subprocess.Popen([*prefix, binary, "serve", "--host", "127.0.0.1",
+                                      "--port", "0", *extra, "--config", self.path],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode()
         m = re.search(r":(\d+)\s*$", line)

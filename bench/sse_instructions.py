@@ -15,7 +15,6 @@ Loopback only, bounded in count and time (about a minute with the defaults).
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,23 +24,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sse_bench  # noqa: E402
 
 
-class CallgrindServer:
+class CallgrindServer(sse_bench.Server):
     def __init__(self, binary, tmp, name):
-        self.config = os.path.join(tmp, name + ".toml")
-        with open(self.config, "w") as f:
-            f.write(sse_bench.CONFIG)
         self.out = os.path.join(tmp, name + ".callgrind")
-        self.proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + self.out,
-             binary, "serve", "--host", "127.0.0.1", "--port", "0", "--threads", "1",
-             "--config", self.config],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        m = re.search(r":(\d+)\s*$", line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError("no listening line: %r" % line)
-        self.port = int(m.group(1))
+        super().__init__(binary, tmp, name,
+                         prefix=("valgrind", "--tool=callgrind",
+                                 "--callgrind-out-file=" + self.out),
+                         extra=("--threads", "1"))
 
     def stop(self):
         self.proc.terminate()
