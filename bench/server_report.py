@@ -128,7 +128,7 @@ if peers:
     print("| against --peer servers (same run) | server | CPU µs per echo | Switchboard's CPU µs | "
           "Switchboard ÷ peer | instructions per echo | Switchboard ÷ peer |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for p in echo_points:
+    for p in echo_points + ["10 x 64 KiB"]:  # the last: the instr section's large point
         sb_cpu, sb_ir = cpu_per_echo("switchboard", p), instr_per_echo("switchboard", p)
         for s in peers:
             c, i = cpu_per_echo(s, p), instr_per_echo(s, p)
