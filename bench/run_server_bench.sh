@@ -9,7 +9,7 @@
 #   bench/run_server_bench.sh [--build DIR] [--switchboard PATH] [--seconds S]
 #                             [--warmup S] [--only echo,storm,idle,instr,deflate,tls]
 #                             [--results FILE] [--tls-key-type p256|rsa2048]
-#                             [--report-only]
+#                             [--report-only] [--peer NAME=COMMAND]...
 #
 # --only runs some sections and appends to --results (JSON lines); run the rest
 # later with the same --results and the tables cover everything recorded there
@@ -24,6 +24,11 @@
 # unless --tls-key-type rsa2048), and compares wss:// with ws:// in the same
 # run: echo messages/s and server CPU per echo, connect-storm handshakes/s
 # (full TLS handshake + upgrade + close each) and memory per idle connection.
+# --peer NAME=COMMAND (repeatable) adds a server to the echo and instr
+# sections: COMMAND must print "listening on HOST:PORT" and echo every
+# WebSocket message on ws://127.0.0.1:PORT/ (e.g. `switchboard echo
+# --threads 1 --io-backend io_uring`, or another library's echo server built
+# for the run); the report compares each with Switchboard, same run.
 # Benchmarks are not tests: ctest runs only the bench-smoke check.
 set -euo pipefail
 
@@ -38,6 +43,8 @@ report_only=0
 tls_key_type=p256
 tls_dir=""
 command_line="bench/run_server_bench.sh $*"
+peer_names=()
+declare -A peer_cmd
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -49,7 +56,8 @@ while [[ $# -gt 0 ]]; do
     --results) results=$2; shift 2 ;;
     --report-only) report_only=1; shift ;;
     --tls-key-type) tls_key_type=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --peer) peer_names+=("${2%%=*}"); peer_cmd[${2%%=*}]=${2#*=}; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +96,10 @@ start_server() {
       [[ $mode == bench ]] && args+=(--threads 1)
       [[ $name == tls-wss ]] && args+=(--tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server.key")
       taskset -c 0 "$switchboard" "${args[@]}" >"$out" 2>&1 & ;;
+    *)
+      [[ -n ${peer_cmd[$name]:-} ]] || { log "unknown server $name"; return 1; }
+      # shellcheck disable=SC2086
+      taskset -c 0 ${peer_cmd[$name]} >"$out" 2>&1 & ;;
   esac
   pid[$name]=$!
   wait_listening "$out" "${pid[$name]}"
@@ -157,18 +169,18 @@ record() {
 # a row saw the same machine load (this machine is shared).
 run_echo() {
   local server common=(--duration "$seconds" --warmup "$warmup")
-  for server in raw switchboard beast; do start_server "$server" bench || true; done
-  for server in raw switchboard beast; do
+  for server in raw switchboard beast "${peer_names[@]}"; do start_server "$server" bench || true; done
+  for server in raw switchboard beast "${peer_names[@]}"; do
     record "$server" "100 x 16 B" --connections 100 --size 16 --inflight 4 "${common[@]}"
   done
-  for server in raw switchboard beast; do
+  for server in raw switchboard beast "${peer_names[@]}"; do
     record "$server" "1,000 x 16 B" --connections 1000 --size 16 --inflight 1 "${common[@]}"
   done
-  for server in raw switchboard beast; do
+  for server in raw switchboard beast "${peer_names[@]}"; do
     record "$server" "10,000 x 16 B" --connections 10000 --size 16 --inflight 1 \
       --source-ips "$sources" "${common[@]}"
   done
-  for server in raw switchboard beast; do
+  for server in raw switchboard beast "${peer_names[@]}"; do
     record "$server" "100 x 64 KiB" --connections 100 --size 65536 --inflight 1 "${common[@]}"
   done
   stop_all
@@ -232,7 +244,7 @@ callgrind_ir() {  # total Ir of all threads of the callgrind run PID since the l
 run_instr() {
   local server size conns
   command -v callgrind_control >/dev/null || { log "valgrind missing: instr skipped"; return 0; }
-  for server in raw switchboard beast; do
+  for server in raw switchboard beast "${peer_names[@]}"; do
     local out cg_pid cg_port raw_flag=()
     [[ $server == raw ]] && raw_flag=(--raw)
     out=$(mktemp)
@@ -240,6 +252,8 @@ run_instr() {
       raw) set -- "$raw_echo" --host 127.0.0.1 --port 0 ;;
       beast) set -- "$beast_echo" --host 127.0.0.1 --port 0 ;;
       switchboard) set -- "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 ;;
+      # shellcheck disable=SC2086
+      *) set -- ${peer_cmd[$server]} ;;
     esac
     [[ -x $1 ]] || continue
     taskset -c 0 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" >"$out" 2>/dev/null &

@@ -19,9 +19,9 @@
 #          raw ceiling's at the same rate)
 #   instr  user-space instructions per delivery (callgrind; by default 1,000
 #          subscribers at 10 and 200 publications/s, 10,000 at 10): raw and
-#          topic at a rate R and at 2R, each on a fresh process, counted from
-#          the end of the set-up to the end of the load
-# --peer NAME=COMMAND adds a server to the rates section: COMMAND must print
+#          topic (and each --peer) at a rate R and at 2R, each on a fresh
+#          process, counted from the end of the set-up to the end of the load
+# --peer NAME=COMMAND adds a server to both sections: COMMAND must print
 # "listening on HOST:PORT" and serve the messages of bench/pubsub_wire.hpp
 # on ws://127.0.0.1:PORT/ws. Benchmarks are not tests.
 set -euo pipefail
@@ -161,7 +161,7 @@ run_instr() {
     local subs=${point%%:*} rate=${point#*:}
     local -a src=()
     [[ $subs -gt 2000 ]] && src=(--source-ips "$sources")
-    for entry in "${servers[@]:0:2}"; do
+    for entry in "${servers[@]}"; do
       local name=${entry%%=*} cmd=${entry#*=}
       local -a ir=() delivered=() acked=()
       local factor

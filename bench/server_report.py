@@ -107,3 +107,33 @@ for p in ("100 x 16 B", "10 x 64 KiB"):
     # Fewer instructions is better: the ratios are raw / Switchboard and Beast / Switchboard.
     print(f"| {p} | {fmt(v['raw'])} | {fmt(v['switchboard'])} | {fmt(v['beast'])} | "
           f"{ratio(v['raw'], v['switchboard'])} | {ratio(v['beast'], v['switchboard'])} |")
+
+# Servers added with --peer: Switchboard's cost against each, same run.
+known = ("raw", "switchboard", "beast")
+peers = []
+for r in rows:
+    s = r["server"]
+    if s not in known and not s.startswith(("deflate-", "tls-")) and s not in peers:
+        peers.append(s)
+def cpu_per_echo(s, p):
+    r = get(s, p)
+    ok = r and r.get("result") and "server_cpu_s" in r and r["result"].get("echoes_total")
+    return r["server_cpu_s"] * 1e6 / r["result"]["echoes_total"] if ok else None
+def instr_per_echo(s, p):
+    r = get(s, "instr " + p)
+    i = r["instr"] if r else None
+    return (i["echo_ir"] - i["setup_ir"]) / i["echoes"] if i and i["echoes"] else None
+if peers:
+    print()
+    print("| against --peer servers (same run) | server | CPU µs per echo | Switchboard's CPU µs | "
+          "Switchboard ÷ peer | instructions per echo | Switchboard ÷ peer |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for p in echo_points + ["10 x 64 KiB"]:  # the last: the instr section's large point
+        sb_cpu, sb_ir = cpu_per_echo("switchboard", p), instr_per_echo("switchboard", p)
+        for s in peers:
+            c, i = cpu_per_echo(s, p), instr_per_echo(s, p)
+            if c is None and i is None:
+                continue
+            f = lambda x: "—" if x is None else f"{x:.2f}"
+            print(f"| {p} | {s} | {f(c)} | {f(sb_cpu)} | {ratio(sb_cpu, c)} | {fmt(i)} | "
+                  f"{ratio(sb_ir, i)} |")

@@ -212,6 +212,12 @@ io_result read_some(int fd, std::span<std::byte> buffer) noexcept {
 }
 
 io_result write_some(int fd, std::span<const iovec> buffers) noexcept {
+  // One buffer (an echo, one corked reply): send() spares the kernel copying
+  // in a msghdr and an iovec array, which sendmsg() does on every call.
+  if (buffers.size() == 1) {
+    return write_some(fd, std::span<const std::byte>(static_cast<const std::byte*>(buffers[0].iov_base),
+                                                     buffers[0].iov_len));
+  }
   msghdr message{};
   // sendmsg takes a non-const iovec array but does not modify it.
   message.msg_iov =
