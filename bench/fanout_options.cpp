@@ -121,6 +121,8 @@ fanout_options parse_fanout_options(int argc, char** argv) {
                  "keep every connection open this many seconds after the last step")
       ->check(cli::at_least(0));
   app.add_flag("--json", out.json, "one JSON object per step instead of text");
+  app.add_flag("--compact", out.compact,
+               "offer switchboard.v1.compact: publications in the compact envelope");
   cli::parse_or_throw(app, argc, argv);
 
   cli::url_rest rest = parse_url(url, "--url");

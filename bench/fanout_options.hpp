@@ -91,6 +91,7 @@ struct fanout_options {
   long server_pid = 0;  // 0: none
   double hold_s = 0;
   bool json = false;
+  bool compact = false;  // offer switchboard.v1.compact (compact publication pushes)
 };
 
 // Parses argv. Throws std::invalid_argument with a message for the user on a
