@@ -92,6 +92,8 @@ ws_client::ws_client(client_worker& w, const net::endpoint* source)
       reader_(protocol::reader_options{.role = protocol::role::client,
                                        .max_message_size = 16 * 1024 * 1024}) {
   timer_.bind<&ws_client::on_timer>(this);
+  const std::size_t every = w.options.compact_every;
+  compact_ = every != 0 && w.made++ % every == 0;
 }
 
 ws_client::~ws_client() {
@@ -117,7 +119,7 @@ void ws_client::on_events(std::uint32_t /*events*/) {
   if (stream_.open(std::move(connecting_fd_))) return fail(&client_counters::connect_errors);
   state_ = state::upgrading;
   head_.clear();
-  const std::string_view protocols[] = {w_.options.compact ? k_subprotocol_compact : k_subprotocol};
+  const std::string_view protocols[] = {compact_ ? k_subprotocol_compact : k_subprotocol};
   if (!send_upgrade_request(
           stream_, w_.request, key_,
           {.host = w_.options.host_header, .target = w_.options.target, .protocols = protocols})) {
@@ -132,7 +134,7 @@ void ws_client::on_data(net::transport& /*t*/, std::span<std::byte> data) {
 }
 
 void ws_client::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
-  const std::string_view protocols[] = {w_.options.compact ? k_subprotocol_compact : k_subprotocol};
+  const std::string_view protocols[] = {compact_ ? k_subprotocol_compact : k_subprotocol};
   std::size_t consumed = 0;
   switch (read_upgrade_response(head_, data, w_.parser, std::string_view(key_.data(), key_.size()),
                                 protocols, {}, consumed)) {
