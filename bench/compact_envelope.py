@@ -13,8 +13,13 @@ every subscriber on full pushes (switchboard.v1), on compact ones
 - callgrind: the server under callgrind, one run at R and one at 2R publications/s to
   N subscribers of one channel; the difference of the two runs over the difference of
   their deliveries (and publications) is the marginal cost, free of set-up and closes.
-  Also the inclusive instructions of hub::on_publication per publication: building the
-  push in each form the node's subscribers read, framing it and handing it to the loop.
+  Also the inclusive instructions of hub::on_publication per publication (building the
+  push in each form the node's subscribers read, framing it and handing it to the loop),
+  and of the loop's write path (net::write_cork::flush: each publication batch staged
+  into its subscribers' corks, iovecs, sendmsg; set-up replies included, the same in
+  every form) per delivery. These two do not depend on how the run was scheduled; the
+  whole-process marginal does (timers, batching), and is only worth reading on a quiet
+  machine.
 - dhat: the same two runs under dhat: heap blocks per publication and per delivery.
 
 User-space instructions only (the kernel's copies are not counted: fewer bytes save
@@ -133,26 +138,26 @@ def callgrind_run(build, binary, args, subscribers, rate, seconds):
                     totals = int(line.split()[1])
         annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
                                    out], capture_output=True, text=True, timeout=300).stdout
-        build_ir = 0
-        for line in annotate.splitlines():
-            if "hub::on_publication(" in line:
-                build_ir = int(line.split()[0].replace(",", ""))
-                break
-        return totals, build_ir, r["delivered"], r["acked"]
+        def inclusive(symbol):
+            for line in annotate.splitlines():
+                if symbol in line:
+                    return int(line.split()[0].replace(",", ""))
+            return 0
+        return (totals, inclusive("hub::on_publication("), r["delivered"], r["acked"],
+                inclusive("net::write_cork::flush()"))
 
 
 def measure_callgrind(build, binary, subscribers, rate, seconds):
-    print("| form | subscribers | publications/s R, 2R | instructions per delivery (marginal) "
-          "| per publication (marginal) | hub::on_publication per publication |")
+    print("| form | subscribers | publications/s R, 2R | hub::on_publication per publication "
+          "| write path per delivery at R, 2R | whole process per delivery (marginal) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, args in FORMS:
         a = callgrind_run(build, binary, args, subscribers, rate, seconds)
         b = callgrind_run(build, binary, args, subscribers, 2 * rate, seconds)
         deliveries = b[2] - a[2]
-        publications = b[3] - a[3]
-        print("| %s | %d | %d, %d | %.0f | %.0f | %.0f |" % (
-            name, subscribers, rate, 2 * rate, (b[0] - a[0]) / max(deliveries, 1),
-            (b[0] - a[0]) / max(publications, 1), (a[1] + b[1]) / max(a[3] + b[3], 1)))
+        print("| %s | %d | %d, %d | %.0f | %.0f, %.0f | %.0f |" % (
+            name, subscribers, rate, 2 * rate, (a[1] + b[1]) / max(a[3] + b[3], 1),
+            a[4] / max(a[2], 1), b[4] / max(b[2], 1), (b[0] - a[0]) / max(deliveries, 1)))
         sys.stdout.flush()
 
 

@@ -43,11 +43,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(out == "#");
   } else {
     const std::string_view rewritten = std::string_view(out).substr(1);
-    const bool has_c = rewritten.find(",\"c\":") != std::string_view::npos;
-    const bool has_u = rewritten.find(",\"u\":") != std::string_view::npos;
+    // "data" → "d" saves 3, "client" → "c" 5, "user" → "u" 3: the saving
+    // says which of the optional keys were there.
     const std::size_t saved = input.size() - rewritten.size();
+    check(saved == 3 || saved == 6 || saved == 8 || saved == 11);
+    const bool has_c = saved == 8 || saved == 11;
+    const bool has_u = saved == 6 || saved == 11;
     check(rewritten.starts_with("\"d\":"));
-    check(saved >= 3 && saved <= 11);
     const std::string wrapped_in = "{" + std::string(input) + "}";
     const std::string wrapped_out = "{" + std::string(rewritten) + "}";
     simdjson::dom::element a;
@@ -59,7 +61,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (has_c) check(!a["client"].get(x) && !b["c"].get(y) && x == y);
       if (has_u) check(!a["user"].get(x) && !b["u"].get(y) && x == y);
     }
-    (void)has_c;
   }
   std::string list = "#";
   if (!append_compact_publications(list, input)) {
