@@ -179,8 +179,8 @@ void hub::on_publication(std::string_view channel, std::string_view epoch, std::
   if (compact) {
     thread_local std::string compact_push;
     compact_publication_push(compact_push, channel, offset, tail);
-    srv_.publish(topic_for(topic, push_form::compact), compact_push, protocol::opcode::text,
-                 offset, server::publish_delivery::queued);
+    srv_.publish(topic_for(topic, push_form::compact), compact_push, protocol::opcode::text, offset,
+                 server::publish_delivery::queued);
   }
 }
 

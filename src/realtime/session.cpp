@@ -716,8 +716,8 @@ void sessions::subscribe_now(peer& ws, std::string_view name, const namespace_op
   request.since = std::move(since);
   hub_.backend().read(
       name, ns, std::move(request),
-      on_loop<read_result>(ws, [this, &ch, id = std::move(id), server_side, form](
-                                   peer* w, read_result r) {
+      on_loop<read_result>(ws, [this, &ch, id = std::move(id), server_side, form](peer* w,
+                                                                                  read_result r) {
         if (!w) {  // closed meanwhile: nothing to attach to (closing cancelled prepare())
           hub_.leave(ch, form);
           return;

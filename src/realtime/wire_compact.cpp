@@ -75,7 +75,7 @@ std::size_t rewrite_tail(std::string& out, std::string_view s, std::size_t i) {
   out.append(s.substr(i, data_end - i));
   i = data_end;
   const std::pair<std::string_view, std::string_view> optional[] = {{client_key, ",\"c\":"},
-                                                                     {user_key, ",\"u\":"}};
+                                                                    {user_key, ",\"u\":"}};
   for (const auto& [key, short_key] : optional) {
     if (s.substr(i, key.size()) != key) continue;
     const std::size_t end = skip_string(s, i + key.size());

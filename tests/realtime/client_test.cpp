@@ -457,7 +457,8 @@ TEST_F(client_test, compact_and_full_subscribers_see_the_same_publications) {
   const subscribe_result sf = subscribe(*rf_sub.second, "chat:forms");
   ASSERT_FALSE(sc.error);
   ASSERT_FALSE(sf.error);
-  for (const char* data : {R"({"n":1})", "null", "\"s\""}) ASSERT_FALSE(publish(*pub, "chat:forms", data).error);
+  for (const char* data : {R"({"n":1})", "null", "\"s\""})
+    ASSERT_FALSE(publish(*pub, "chat:forms", data).error);
   ASSERT_TRUE(rc_sub.first->wait_messages(3));
   ASSERT_TRUE(rf_sub.first->wait_messages(3));
   const auto both = [&](recorder& r) {

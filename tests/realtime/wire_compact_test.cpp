@@ -16,9 +16,9 @@ namespace {
 
 TEST(wire_compact, push_has_short_keys_and_no_epoch) {
   std::string out = "left over";
-  compact_publication_push(out, "chat:lobby", 19,
-                           publication_tail("{\"text\":\"hello again\"}", "c4f2a9d01b7e3c55",
-                                            "alice"));
+  compact_publication_push(
+      out, "chat:lobby", 19,
+      publication_tail("{\"text\":\"hello again\"}", "c4f2a9d01b7e3c55", "alice"));
   EXPECT_EQ(out,
             "{\"m\":\"chat:lobby\",\"o\":19,\"d\":{\"text\":\"hello again\"},"
             "\"c\":\"c4f2a9d01b7e3c55\",\"u\":\"alice\"}");
@@ -59,7 +59,8 @@ TEST(wire_compact, tail_keeps_any_data_value_intact) {
       "\"\\u00e9\\n\"",
   };
   for (const std::string& v : values) {
-    for (const auto& [client, user] : {std::pair{"", ""}, std::pair{"c1", ""}, std::pair{"c1", "u1"}}) {
+    for (const auto& [client, user] :
+         {std::pair{"", ""}, std::pair{"c1", ""}, std::pair{"c1", "u1"}}) {
       std::string out = "X";
       ASSERT_TRUE(append_compact_tail(out, publication_tail(v, client, user))) << v;
       std::string want = "X\"d\":" + v;
