@@ -20,12 +20,16 @@ namespace {
 // server's accept backlog.
 constexpr std::size_t k_max_pending_per_loop = 256;
 constexpr std::string_view k_subprotocol = "switchboard.v1";
+// --compact: the envelope of docs/protocol.md "Compact pushes".
+constexpr std::string_view k_subprotocol_compact = "switchboard.v1.compact";
 // The publisher's pacing tick. Each tick sends every publication that has
 // come due, so rates above 1,000/s go out in bursts of rate / 1,000.
 constexpr long k_tick_ns = 1'000'000;
 // What a publication's data starts with; the subscriber looks for it.
 constexpr std::string_view k_time_key = "\"data\":{\"t\":";
 constexpr std::string_view k_message_push = "{\"push\":\"message\"";
+constexpr std::string_view k_compact_time_key = "\"d\":{\"t\":";
+constexpr std::string_view k_compact_push = "{\"m\":";
 
 void append_number(std::string& out, std::uint64_t value) {
   char digits[24];
@@ -88,6 +92,8 @@ ws_client::ws_client(client_worker& w, const net::endpoint* source)
       reader_(protocol::reader_options{.role = protocol::role::client,
                                        .max_message_size = 16 * 1024 * 1024}) {
   timer_.bind<&ws_client::on_timer>(this);
+  const std::size_t every = w.options.compact_every;
+  compact_ = every != 0 && w.made++ % every == 0;
 }
 
 ws_client::~ws_client() {
@@ -113,7 +119,7 @@ void ws_client::on_events(std::uint32_t /*events*/) {
   if (stream_.open(std::move(connecting_fd_))) return fail(&client_counters::connect_errors);
   state_ = state::upgrading;
   head_.clear();
-  const std::string_view protocols[] = {k_subprotocol};
+  const std::string_view protocols[] = {compact_ ? k_subprotocol_compact : k_subprotocol};
   if (!send_upgrade_request(
           stream_, w_.request, key_,
           {.host = w_.options.host_header, .target = w_.options.target, .protocols = protocols})) {
@@ -128,7 +134,7 @@ void ws_client::on_data(net::transport& /*t*/, std::span<std::byte> data) {
 }
 
 void ws_client::on_upgrade_bytes(std::span<std::byte> data, std::int64_t now) {
-  const std::string_view protocols[] = {k_subprotocol};
+  const std::string_view protocols[] = {compact_ ? k_subprotocol_compact : k_subprotocol};
   std::size_t consumed = 0;
   switch (read_upgrade_response(head_, data, w_.parser, std::string_view(key_.data(), key_.size()),
                                 protocols, {}, consumed)) {
@@ -238,7 +244,9 @@ void subscriber::on_failed() {
 }
 
 void subscriber::on_text(std::string_view payload, std::int64_t now) {
-  if (payload.starts_with(k_message_push)) return on_delivery(payload, now);
+  if (payload.starts_with(k_message_push) || payload.starts_with(k_compact_push)) {
+    return on_delivery(payload, now);
+  }
   if (payload.starts_with("{\"push\":")) {
     ++w_.counters.joins;  // join / leave
     return;
@@ -259,13 +267,15 @@ void subscriber::on_text(std::string_view payload, std::int64_t now) {
 }
 
 void subscriber::on_delivery(std::string_view payload, std::int64_t now) {
-  const std::size_t at = payload.find(k_time_key);
+  const bool compact = payload.starts_with(k_compact_push);
+  const std::string_view key = compact ? k_compact_time_key : k_time_key;
+  const std::size_t at = payload.find(key);
   std::uint64_t t = 0;
   if (at == std::string_view::npos) {
     ++w_.counters.protocol_errors;
     return;
   }
-  const char* first = payload.data() + at + k_time_key.size();
+  const char* first = payload.data() + at + key.size();
   if (std::from_chars(first, payload.data() + payload.size(), t).ec != std::errc{}) {
     ++w_.counters.protocol_errors;
     return;

@@ -126,6 +126,7 @@ struct client_worker {
   std::deque<ws_client*> queued;
   std::size_t pending = 0;
   client_counters counters;
+  std::size_t made = 0;  // connections made so far (--compact-every picks by it)
   std::vector<delivery_stats> steps{k_max_steps};  // subscribers only
   // Deliveries per step so far, for main()'s drain check (the same counts as
   // steps[i].delivered, readable from main()).
@@ -181,6 +182,7 @@ class ws_client : private net::io_handler, private net::transport_handler {
   std::string head_;  // the 101 response received so far
   state state_ = state::idle;
   bool holds_slot_ = false;
+  bool compact_ = false;  // offers switchboard.v1.compact (--compact, --compact-every)
 };
 
 // Subscribes to its channels (at once, or when told: the memory scenario) and

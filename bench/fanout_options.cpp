@@ -121,6 +121,11 @@ fanout_options parse_fanout_options(int argc, char** argv) {
                  "keep every connection open this many seconds after the last step")
       ->check(cli::at_least(0));
   app.add_flag("--json", out.json, "one JSON object per step instead of text");
+  bool compact = false;
+  app.add_flag("--compact", compact,
+               "offer switchboard.v1.compact: publications in the compact envelope");
+  app.add_option("--compact-every", out.compact_every,
+                 "mixed forms: every K-th connection offers switchboard.v1.compact");
   cli::parse_or_throw(app, argc, argv);
 
   cli::url_rest rest = parse_url(url, "--url");
@@ -143,6 +148,10 @@ fanout_options parse_fanout_options(int argc, char** argv) {
     throw std::invalid_argument("--scenario memory needs --server-pid");
   }
   cli::check_source_families(out.sources, out.remote);
+  if (compact) {
+    if (out.compact_every > 1) throw std::invalid_argument("--compact is --compact-every 1");
+    out.compact_every = 1;
+  }
   if (out.half_duration_s < 0) out.half_duration_s = out.duration_s;
   return out;
 }

@@ -91,6 +91,9 @@ struct fanout_options {
   long server_pid = 0;  // 0: none
   double hold_s = 0;
   bool json = false;
+  // Every K-th connection offers switchboard.v1.compact (compact publication
+  // pushes); 0: none, 1: all (--compact).
+  std::size_t compact_every = 0;
 };
 
 // Parses argv. Throws std::invalid_argument with a message for the user on a

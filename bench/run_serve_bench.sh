@@ -22,7 +22,8 @@
 #              channel: publishing to the individual channels, to the shared
 #              one, and mixed (1 in 100 to the shared one)
 #   instr      user-space instructions per delivery (server under callgrind):
-#              1,000 subscribers of one channel at 10 and 20 publications/s,
+#              1,000 subscribers of one channel at 10 and 20 publications/s
+#              (full pushes, then compact ones: switchboard_fanout --compact),
 #              1,000 channels of one subscriber each at 100 and 200/s
 #   memory     VmRSS per connection: 10,000 upgraded idle connections, then
 #              each subscribed to a channel (its own with presence on, its
@@ -189,10 +190,12 @@ run() {
 run_instr() {
   command -v valgrind >/dev/null || { log "valgrind missing: instr skipped"; return 0; }
   local point
-  for point in "fanout:1000:10" "individual:1000:100"; do
+  for point in "fanout:1000:10" "fanout-compact:1000:10" "individual:1000:100"; do
     IFS=: read -r kind subs rate <<<"$point"
     local args=(--scenario fanout) seconds=4
     [[ $kind == individual ]] && args=(--scenario channels --publish individual)
+    # The same fan-out with compact publication pushes (docs/protocol.md).
+    [[ $kind == fanout-compact ]] && args=(--scenario fanout --compact)
     [[ $smoke == 1 ]] && { subs=20; seconds=0.5; }
     local -a ir=() delivered=() acked=()
     local factor

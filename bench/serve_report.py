@@ -64,6 +64,7 @@ if instr:
     for r in instr:
         i = r["r"]["instr"]
         what = {"instr-fanout": "one channel",
+                "instr-fanout-compact": "one channel, compact pushes",
                 "instr-individual": "a channel each, round-robin"}.get(r["section"], r["section"])
         dir_ = i["ir"][1] - i["ir"][0]
         dd = i["delivered"][1] - i["delivered"][0]

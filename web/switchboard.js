@@ -61,8 +61,15 @@ import { HttpSessionSocket, TRANSPORTS, TransportPlan, defaultStorage, sessionUr
 
 export { EventStreamParser, HttpSessionSocket, TRANSPORTS, TransportPlan, sessionUrlFor } from './transports.js';
 
-/** The WebSocket subprotocol the SDK asks for. */
+/** The WebSocket subprotocol every switchboard.v1 server speaks. */
 export const PROTOCOL = 'switchboard.v1';
+
+/**
+ * The same protocol with compact publication pushes (docs/protocol.md, "Compact
+ * pushes"). The SDK offers it first unless `options.compact` is false; a server
+ * without it picks PROTOCOL, and the SDK reads its full pushes the same way.
+ */
+export const PROTOCOL_COMPACT = 'switchboard.v1.compact';
 
 /** Close code of an authentication failure: the SDK does not reconnect after it. */
 export const CLOSE_AUTH = 4001;
@@ -308,10 +315,7 @@ export class Subscription extends Emitter {
   }
 
   #publication(p, epoch) {
-    const pub = { channel: this.channel, epoch, offset: p.offset, data: p.data };
-    if (p.client !== undefined) pub.client = p.client;
-    if (p.user !== undefined) pub.user = p.user;
-    return pub;
+    return { channel: this.channel, epoch, ...longPublication(p) };
   }
 
   #deliver(pub) {
@@ -370,6 +374,19 @@ export class Subscription extends Emitter {
     this.#filling = false;
     this.#flush();
   }
+}
+
+// {offset, data, client?, user?} of a publication of a push or a `publications`
+// list, full or compact (short keys o, d, c, u: each read under its short key,
+// else its long one; `in`, not ??, since a published null is data too).
+function longPublication(p) {
+  const pick = (short, long) => (short in p ? p[short] : p[long]);
+  const pub = { offset: pick('o', 'offset'), data: pick('d', 'data') };
+  const client = pick('c', 'client');
+  const user = pick('u', 'user');
+  if (client !== undefined) pub.client = client;
+  if (user !== undefined) pub.user = user;
+  return pub;
 }
 
 const DEFAULTS = {
@@ -445,6 +462,8 @@ export class Client extends Emitter {
    *   `token`. The client emits `refreshed` ({exp}) or `error`.
    * @param {object} [options.info] anonymous self-description for presence,
    *   sent in `connect` when there is no token
+   * @param {boolean} [options.compact] ask for compact publication pushes
+   *   (PROTOCOL_COMPACT; default true). Events are the same either way.
    * @param {Function} [options.WebSocket] the WebSocket constructor
    *   (default: globalThis.WebSocket, looked up at each attempt)
    * @param {{baseMs?: number, capMs?: number}} [options.backoff]
@@ -478,6 +497,7 @@ export class Client extends Emitter {
       token: options.getToken ?? options.token,
       info: options.info,
       WebSocket: options.WebSocket,
+      compact: options.compact ?? true,
       backoff: { ...DEFAULTS.backoff, ...options.backoff },
       heartbeat: { ...DEFAULTS.heartbeat, ...options.heartbeat },
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
@@ -633,7 +653,10 @@ export class Client extends Emitter {
     const fields = { channel };
     if (limit !== undefined) fields.limit = limit;
     if (since !== undefined) fields.since = since;
-    return this.#request('history', fields);
+    // The entries as {offset, data, client?, user?} whichever form came.
+    return this.#request('history', fields).then((result) => (Array.isArray(result.publications)
+      ? { ...result, publications: result.publications.map(longPublication) }
+      : result));
   }
 
   // --- connection lifecycle ---------------------------------------------------
@@ -665,7 +688,8 @@ export class Client extends Emitter {
     if (typeof WebSocketImpl !== 'function') {
       throw new TypeError('no WebSocket implementation: pass options.WebSocket');
     }
-    return new WebSocketImpl(this.#url, PROTOCOL);
+    return new WebSocketImpl(this.#url,
+      this.#options.compact ? [PROTOCOL_COMPACT, PROTOCOL] : PROTOCOL);
   }
 
   // Makes `ws` (a WebSocket or an HttpSessionSocket) the connection.
@@ -1027,6 +1051,13 @@ export class Client extends Emitter {
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return;
     if (msg.push !== undefined) {
       this.#pushed(msg);
+      return;
+    }
+    if (msg.m !== undefined) {
+      // A compact publication push: {m: channel, o, d, c?, u?}, no epoch (the
+      // subscription's). In flight after an unsubscribe: dropped.
+      const sub = typeof msg.m === 'string' ? this.#subs.get(msg.m) : undefined;
+      if (sub) sub._push(msg);
       return;
     }
     const entry = this.#pending.get(msg.id);

@@ -72,7 +72,11 @@ client_core::client_core(net::event_loop& loop, client_options options, client_h
   reconnect_timer_.bind<&client_core::on_reconnect_timer>(this);
   phase_timer_.bind<&client_core::on_phase_timer>(this);
   ws::client_options wo = options_.websocket;
-  wo.protocols = {"switchboard.v1"};
+  if (options_.compact_pushes) {
+    wo.protocols = {"switchboard.v1.compact", "switchboard.v1"};
+  } else {
+    wo.protocols = {"switchboard.v1"};
+  }
   wo.reconnect = ws::reconnect_policy{};  // off: reconnecting is decided here
   ws::client_handlers h;
   h.on_open = [this](std::string_view) { on_open(); };
@@ -432,6 +436,10 @@ void client_core::on_text(std::string_view text) {
     on_push(message);
     return;
   }
+  if (message["m"].error() == simdjson::SUCCESS) {  // a compact publication push
+    on_compact_push(message);
+    return;
+  }
   std::uint64_t id = 0;
   if (message["id"].get(id)) return;  // a reply to nothing we sent
   const auto it = pending_.find(id);
@@ -451,6 +459,15 @@ void client_core::on_text(std::string_view text) {
     return;
   }
   done(nullptr, result);
+}
+
+void client_core::on_compact_push(simdjson::dom::element message) {
+  // {"m":CHANNEL,"o":N,"d":…[,"c":…][,"u":…]}: no epoch, the subscription's.
+  const std::string channel = string_field(message, "m");
+  subscription* sub = find(channel);
+  // As for full pushes: dropped after an unsubscribe or before the reply.
+  if (!sub || !sub->subscribed) return;
+  deliver(*sub, read_publication(message, channel, sub->epoch));
 }
 
 void client_core::on_push(simdjson::dom::element message) {

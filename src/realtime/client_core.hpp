@@ -110,6 +110,7 @@ class client_core {
   void fail_queue(const request_error& error);
   void on_text(std::string_view text);
   void on_push(simdjson::dom::element message);
+  void on_compact_push(simdjson::dom::element message);
   bool valid_json(std::string_view text, std::string& minified);
 
   // --- subscriptions

@@ -64,18 +64,22 @@ inline std::string raw_field(simdjson::dom::element object, std::string_view key
   return simdjson::minify(v);
 }
 
-// A publication of a push or of a `publications` array; `epoch` when the
-// element carries none (array entries do not).
+// A publication of a push or of a `publications` array, full or compact
+// (docs/protocol.md, "Compact pushes": "o", "d", "c", "u" for offset, data,
+// client, user; each field is read under its short key, else its long one);
+// `epoch` when the element carries none (array entries and compact pushes
+// do not).
 inline publication read_publication(simdjson::dom::element e, std::string_view channel,
                                     std::string_view epoch) {
+  const auto has = [&](std::string_view key) { return e[key].error() == simdjson::SUCCESS; };
   publication p;
   p.channel = std::string(channel);
   p.epoch = string_field(e, "epoch");
   if (p.epoch.empty()) p.epoch = std::string(epoch);
-  p.offset = uint_field(e, "offset");
-  p.data = raw_field(e, "data");
-  p.client = string_field(e, "client");
-  p.user = string_field(e, "user");
+  p.offset = uint_field(e, has("o") ? "o" : "offset");
+  p.data = raw_field(e, has("d") ? "d" : "data");
+  p.client = string_field(e, has("c") ? "c" : "client");
+  p.user = string_field(e, has("u") ? "u" : "user");
   return p;
 }
 

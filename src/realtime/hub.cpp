@@ -29,7 +29,17 @@ std::string hub::topic_of(std::string_view channel, std::string_view epoch) {
   return t;
 }
 
-local_channel& hub::join(std::string_view name, const namespace_options& ns) {
+const std::string& hub::topic_for(const std::string& topic, push_form form) {
+  if (form == push_form::full) return topic;
+  thread_local std::string compact;
+  compact.clear();
+  compact.push_back('~');
+  compact.append(topic);
+  return compact;
+}
+
+local_channel& hub::join(std::string_view name, const namespace_options& ns, push_form form) {
+  form_subscriptions_[static_cast<int>(form)].fetch_add(1);
   std::lock_guard lock(mutex_);
   auto it = channels_.find(name);
   if (it == channels_.end()) {
@@ -48,7 +58,8 @@ local_channel& hub::join(std::string_view name, const namespace_options& ns) {
   return ch;
 }
 
-void hub::leave(local_channel& ch) {
+void hub::leave(local_channel& ch, push_form form) {
+  form_subscriptions_[static_cast<int>(form)].fetch_sub(1);
   std::lock_guard lock(mutex_);
   if (--ch.subscribers != 0) return;
   broker_.unsubscribe_node(ch.name);
@@ -151,13 +162,26 @@ void hub::on_publication(std::string_view channel, std::string_view epoch, std::
                          std::string_view tail) {
   thread_local std::string push;
   thread_local std::string topic;
-  publication_push(push, channel, epoch, offset, tail);
+  // Each form somebody on this node reads is built once here (the full one
+  // also when nobody reads either, as before compact pushes existed).
+  const bool compact = form_subscriptions_[1].load() != 0;
+  const bool full = !compact || form_subscriptions_[0].load() != 0;
+  // One relaxed load when no HTTP peer listens (the WebSocket path pays nothing more).
+  const bool http = http_count_.load(std::memory_order_relaxed) != 0;
   topic.assign(channel);
   topic.push_back('#');
   topic.append(epoch);
-  srv_.publish(topic, push, protocol::opcode::text, offset, server::publish_delivery::queued);
-  // One relaxed load when no HTTP peer listens (the WebSocket path pays nothing more).
-  if (http_count_.load(std::memory_order_relaxed) != 0) deliver_http(channel, epoch, offset, push);
+  if (full || http) publication_push(push, channel, epoch, offset, tail);
+  if (full) {
+    srv_.publish(topic, push, protocol::opcode::text, offset, server::publish_delivery::queued);
+  }
+  if (http) deliver_http(channel, epoch, offset, push);
+  if (compact) {
+    thread_local std::string compact_push;
+    compact_publication_push(compact_push, channel, offset, tail);
+    srv_.publish(topic_for(topic, push_form::compact), compact_push, protocol::opcode::text, offset,
+                 server::publish_delivery::queued);
+  }
 }
 
 void hub::on_presence(std::string_view channel, std::string_view epoch, bool join,
@@ -189,8 +213,13 @@ void hub::tick_presence(std::uint64_t now_ms) {
                         counts_only ? nullptr : &b.leaves);
           presence_pushes_.fetch_add(1, std::memory_order_relaxed);
           // Unsequenced: presence is not part of the channel's history.
-          srv_.publish(topic_of(b.channel, b.epoch), push, protocol::opcode::text, 0,
-                       server::publish_delivery::queued);
+          const std::string topic = topic_of(b.channel, b.epoch);
+          srv_.publish(topic, push, protocol::opcode::text, 0, server::publish_delivery::queued);
+          // Compact subscribers get the same presence push, on their topic.
+          if (form_subscriptions_[1].load() != 0) {
+            srv_.publish(topic_for(topic, push_form::compact), push, protocol::opcode::text, 0,
+                         server::publish_delivery::queued);
+          }
           if (http_count_.load(std::memory_order_relaxed) != 0) {
             deliver_http(b.channel, b.epoch, 0, push);
           }

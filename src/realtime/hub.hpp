@@ -38,6 +38,7 @@
 #include "broker.hpp"
 #include "metrics.hpp"
 #include "presence_batch.hpp"
+#include "wire.hpp"
 
 namespace switchboard::realtime::detail {
 
@@ -82,8 +83,17 @@ class hub final : public broker_events {
 
   // A connection of this node subscribes / stops. The first local subscriber
   // subscribes the node in the broker; the last one unsubscribes it.
-  local_channel& join(std::string_view name, const namespace_options& ns);
-  void leave(local_channel& ch);
+  // `form`: the envelope the subscriber reads publications in (counted from
+  // join, before the broker read, so on_publication builds it for every
+  // publication the subscriber may get); leave() with the same form.
+  local_channel& join(std::string_view name, const namespace_options& ns,
+                      push_form form = push_form::full);
+  void leave(local_channel& ch, push_form form = push_form::full);
+  // The server topic a subscriber of `form` joins for the channel's topic
+  // (ch.topic for full; "~" + it for compact: '~' is in no channel name).
+  // The compact one is built in a thread-local buffer, valid until the
+  // thread's next call.
+  static const std::string& topic_for(const std::string& topic, push_form form);
   // A subscriber's read reported `epoch`: attaches connection `id` and
   // returns the topic to subscribe to (set_epoch() for the first one). Null
   // if the channel's stream changed since that read (on_stream_lost): the
@@ -202,6 +212,11 @@ class hub final : public broker_events {
   // of its own name: one heap block and one copy of the name per channel.
   std::unordered_map<std::string_view, local_channel, string_hash, std::equal_to<>> channels_;
   std::atomic<std::size_t> subscriptions_{0};
+  // Subscriptions on this node by push_form (join()/leave()): a publication
+  // is built and published in the forms somebody on this node reads (a
+  // node-wide count: a channel read only in one form on a node that has both
+  // is built and framed twice, once per loop, never per subscriber).
+  std::atomic<std::size_t> form_subscriptions_[2] = {0, 0};
   presence_batcher presence_{k_presence_count_interval_ms};
   std::atomic<std::uint64_t> presence_pushes_{0};
   std::function<void(std::string_view)> control_;

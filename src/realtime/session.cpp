@@ -90,7 +90,7 @@ void peer::reply_subscribed(std::string_view id, const local_channel& ch, const 
   if (r.recovered) {
     append_recovery(reply, *r.recovered, r.reason);
     reply.append(",\"publications\":[");
-    reply.append(r.publications);
+    append_publications(reply, r.publications, state().form);
     reply.push_back(']');
   }
   reply.append("}}");
@@ -110,9 +110,11 @@ void ws_peer::close(std::uint16_t code, std::string_view reason) { ws_.close(cod
 bool ws_peer::attach(local_channel& ch, std::string_view epoch) {
   return hub_.attach(ch, epoch, ws_.id()) != nullptr;
 }
-void ws_peer::start(local_channel& ch, std::uint64_t after) { ws_.subscribe(ch.topic, after); }
+void ws_peer::start(local_channel& ch, std::uint64_t after) {
+  ws_.subscribe(hub::topic_for(ch.topic, state().form), after);
+}
 void ws_peer::detach(local_channel& ch, bool closing) {
-  if (!closing) ws_.unsubscribe(ch.topic);
+  if (!closing) ws_.unsubscribe(hub::topic_for(ch.topic, state().form));
   hub_.detach(ch, ws_.id());
 }
 
@@ -406,9 +408,11 @@ void sessions::on_upgrade(server::upgrade_request& req) {
     req.reject(status, why);
     return;
   }
-  const std::string_view offered[] = {k_subprotocol};
-  if (req.select_subprotocol(offered)) {
-    req.accept(k_subprotocol);
+  // The client's first choice of the two (it lists the one it prefers first).
+  const std::string_view offered[] = {k_subprotocol, k_subprotocol_compact};
+  if (const auto chosen = req.select_subprotocol(offered)) {
+    if (*chosen == k_subprotocol_compact) conn.form = push_form::compact;
+    req.accept(*chosen);
   } else {
     req.accept();
   }
@@ -501,7 +505,7 @@ void sessions::leave(peer& p, local_channel& ch, bool closing) {
   if (ch.ns->presence) hub_.backend().presence_remove(ch.name, conn.client);
   announce(conn, "unsubscribe", ch.name);
   if (ch.ns->presence) announce(conn, "presence.leave", ch.name);
-  hub_.leave(ch);
+  hub_.leave(ch, conn.form);
 }
 
 // ---------------------------------------------------------------------------
@@ -705,21 +709,22 @@ std::optional<failure> sessions::cmd_subscribe(peer& ws, connection_state& conn,
 void sessions::subscribe_now(peer& ws, std::string_view name, const namespace_options& ns,
                              std::optional<stream_position> since, std::string id,
                              bool server_side) {
-  local_channel& ch = hub_.join(name, ns);
+  const push_form form = ws.state().form;
+  local_channel& ch = hub_.join(name, ns, form);
   ws.prepare(ch);
   read_request request;
   request.since = std::move(since);
   hub_.backend().read(
       name, ns, std::move(request),
-      on_loop<read_result>(ws, [this, &ch, id = std::move(id), server_side](peer* w,
-                                                                            read_result r) {
+      on_loop<read_result>(ws, [this, &ch, id = std::move(id), server_side, form](peer* w,
+                                                                                  read_result r) {
         if (!w) {  // closed meanwhile: nothing to attach to (closing cancelled prepare())
-          hub_.leave(ch);
+          hub_.leave(ch, form);
           return;
         }
         if (r.error) {
           w->cancel(ch);
-          hub_.leave(ch);
+          hub_.leave(ch, form);
           // A server-side subscription that failed is not the client's error to read.
           if (server_side) return;
           w->reply_error(id, *r.error);
@@ -728,7 +733,7 @@ void sessions::subscribe_now(peer& ws, std::string_view name, const namespace_op
         auto& conn = w->state();
         if (server_side && conn.find_sub(ch.name)) {  // already there
           w->cancel(ch);
-          hub_.leave(ch);
+          hub_.leave(ch, form);
           return;
         }
         // The checks of cmd_subscribe again (not for a subscription the
@@ -747,13 +752,13 @@ void sessions::subscribe_now(peer& ws, std::string_view name, const namespace_op
         }
         if (refused) {
           w->cancel(ch);
-          hub_.leave(ch);
+          hub_.leave(ch, form);
           w->reply_error(id, *refused);
           return;
         }
         if (!w->attach(ch, r.epoch)) {  // the stream was lost after this read (hub::on_stream_lost)
           w->cancel(ch);
-          hub_.leave(ch);
+          hub_.leave(ch, form);
           w->close(1012, "channel stream lost: reconnect and subscribe again");
           return;
         }
@@ -886,7 +891,7 @@ std::optional<failure> sessions::cmd_history(peer& ws, connection_state& conn,
           append_stream(result, channel, r.epoch, r.offset);
           if (r.recovered) append_recovery(result, *r.recovered, r.reason);
           result.append(",\"publications\":[");
-          result.append(r.publications);
+          append_publications(result, r.publications, w->state().form);
           result.append("]}");
           reply_result(reply, id, result);
         }

@@ -103,6 +103,9 @@ class channel_list {
 struct connection_state {
   server::connection_id id{};
   bool is_http = false;  // (here, in id's padding: see `http` below)
+  // The envelope of its publications: compact when the upgrade chose
+  // k_subprotocol_compact (HTTP transports: always full). Also in id's padding.
+  push_form form = push_form::full;
   std::string client;  // 16 hex digits, unique in the server
   std::string user;    // token "sub"; empty for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).

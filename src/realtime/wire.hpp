@@ -118,6 +118,12 @@ inline constexpr std::uint16_t k_close_disconnected = 4003;  // the server API's
 
 // The subprotocol of docs/protocol.md.
 inline constexpr std::string_view k_subprotocol = "switchboard.v1";
+// The same protocol with compact publication pushes (docs/protocol.md,
+// "Compact pushes"): a client that offers it first gets them.
+inline constexpr std::string_view k_subprotocol_compact = "switchboard.v1.compact";
+
+// The envelope a /ws connection gets its publications in (its subprotocol).
+enum class push_form : std::uint8_t { full = 0, compact = 1 };
 
 // --- replies ---------------------------------------------------------------
 
@@ -194,6 +200,35 @@ void subscribe_push(std::string& out, std::string_view channel, std::string_view
 void close_push(std::string& out, std::uint16_t code, std::string_view reason);
 // How presence shows a client: {"client":"…"[,"user":"…"][,"info":INFO]}
 std::string presence_json(std::string_view client, std::string_view user, std::string_view info);
+
+// --- compact publications (wire_compact.cpp) ----------------------------------
+//
+// The kept form of a publication (publication_tail(): what the broker, the
+// journal and Redis hold) stays the full one; a compact connection's bytes
+// are rewritten from it, once per publication (the push) or once per reply
+// (history, recovery), never per subscriber.
+
+// The compact push of a publication:
+//   {"m":"…","o":N,CTAIL}   with CTAIL = "d":DATA[,"c":"…"][,"u":"…"]
+// No epoch: it is the subscription's (subscribe reply or push), since a
+// connection's topic names the epoch (hub.hpp). A tail of another shape is
+// copied as it is (compact_tail()).
+void compact_publication_push(std::string& out, std::string_view channel, std::uint64_t offset,
+                              std::string_view tail);
+
+// Appends `tail` ("data":D[,"client":"…"][,"user":"…"], as publication_tail()
+// writes it) with the short keys, "d":D[,"c":"…"][,"u":"…"]. Returns false
+// and appends nothing if `tail` has another shape.
+bool append_compact_tail(std::string& out, std::string_view tail);
+
+// Appends a comma-separated list of {"offset":N,TAIL} (append_publication())
+// as {"o":N,CTAIL} entries. Returns false and appends nothing if an entry has
+// another shape.
+bool append_compact_publications(std::string& out, std::string_view list);
+
+// Appends `list` in `form`: as it is (full), or compacted — falling back to
+// the list as it is if it does not have the expected shape.
+void append_publications(std::string& out, std::string_view list, push_form form);
 
 // --- HTTP ------------------------------------------------------------------
 

@@ -51,8 +51,9 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from serve_test import (Session, ServeServer, api_publish, api_publish_async,  # noqa: E402
-                        base_config, close_code_of, connect_ws, http_request, run, slow, token)
+from serve_test import (COMPACT, Session, ServeServer, api_publish,  # noqa: E402
+                        api_publish_async, base_config, close_code_of, connect_ws, http_request,
+                        run, slow, token)
 from sse_test import SseReader  # noqa: E402
 
 import websockets  # noqa: E402
@@ -1116,14 +1117,26 @@ class RedisFaults(unittest.TestCase):
                     self.assertNotIn(key, seen, "delivered twice")
                     seen.add(key)
 
-                async with connect_ws(a) as wa:
-                    s = Session(wa)
+                async def compact_push(session):
+                    while True:
+                        m = await session.recv()
+                        if m.get("m") == "chat:lost":
+                            return m
+
+                # A compact subscriber beside the full one: its pushes carry no
+                # epoch, so the change must reach it the same way (1012, then
+                # recovered: false with the new epoch), with nothing twice.
+                async with connect_ws(a) as wa, connect_ws(a, subprotocols=(COMPACT,)) as wc:
+                    s, sc = Session(wa), Session(wc)
                     r = await s.request("subscribe", channel="chat:lost")
                     old = r["result"]["epoch"]
+                    rc = await sc.request("subscribe", channel="chat:lost")
+                    self.assertEqual(rc["result"]["epoch"], old)
                     for i in range(1, 4):
                         status, _ = await api_publish_async(b, {"channel": "chat:lost", "data": i})
                         self.assertEqual(status, 200)
                         note(await s.push("message", "chat:lost"))
+                        self.assertEqual(await compact_push(sc), {"m": "chat:lost", "o": i, "d": i})
                     redis.kill()
                     wait_health(a, 503)
                     status, answer = await api_publish_async(b, {"channel": "chat:lost", "data": 9})
@@ -1131,8 +1144,9 @@ class RedisFaults(unittest.TestCase):
                     redis.start()  # empty: no save, no AOF
                     for port in (a, b):
                         wait_health(port, 200)
-                    # Node A finds the stream gone: its subscriber is told to start again.
+                    # Node A finds the stream gone: its subscribers are told to start again.
                     self.assertEqual(await close_code_of(wa, timeout=10), 1012)
+                    self.assertEqual(await close_code_of(wc, timeout=10), 1012)
                 for m in s.inbox:
                     if m.get("push") == "message":
                         note(m)
@@ -1152,6 +1166,20 @@ class RedisFaults(unittest.TestCase):
                     m = await s.push("message", "chat:lost")
                     note(m)
                     self.assertEqual((m["epoch"], m["offset"]), (new, answer["offset"]))
+                async with connect_ws(a, subprotocols=(COMPACT,)) as wc:
+                    sc = Session(wc)
+                    r = await sc.request("subscribe", channel="chat:lost",
+                                         since={"epoch": old, "offset": 3})
+                    res = r["result"]
+                    self.assertEqual((res["recovered"], res["reason"], res["epoch"]),
+                                     (False, "epoch changed", new), r)
+                    # History of the new epoch, in the short form (what the SDK reloads).
+                    h = await sc.request("history", channel="chat:lost")
+                    self.assertEqual([(p["o"], p["d"]) for p in h["result"]["publications"]],
+                                     [(1, 4), (2, 5)])
+                    status, answer = await api_publish_async(b, {"channel": "chat:lost", "data": 6})
+                    self.assertEqual(await compact_push(sc),
+                                     {"m": "chat:lost", "o": answer["offset"], "d": 6})
             run(go(), timeout=60)
             for n in nodes:
                 n.stop_checked(self)

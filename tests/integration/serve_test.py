@@ -47,6 +47,7 @@ PARSE_METRICS = os.path.join(os.path.dirname(HERE), "realtime", "parse_metrics.p
 SECRET = "serve-test-secret-of-at-least-32-bytes"
 API_KEY = "serve-test-key"
 SUBPROTOCOL = "switchboard.v1"
+COMPACT = "switchboard.v1.compact"  # compact publication pushes (docs/protocol.md)
 
 
 def slow(seconds):
@@ -696,6 +697,91 @@ class Commands(ServerTestCase):
                                         since={"epoch": e2, "offset": 1})
                     self.assertEqual((r["result"]["recovered"], r["result"]["reason"]),
                                      (False, "too far behind"), r)
+        run(go())
+
+    def test_compact_pushes_for_a_client_that_asks_first(self):
+        """switchboard.v1.compact offered first: publications come in the compact
+        envelope, without the epoch; a full subscriber of the same channel gets
+        today's bytes; history and recovery lists are compact; live pushes go on
+        from the recovered offset, none missed or repeated."""
+        async def compact_push(s, channel, timeout=5.0):
+            for i, m in enumerate(s.inbox):
+                if m.get("m") == channel:
+                    return s.inbox.pop(i)
+            deadline = time.monotonic() + slow(timeout)
+            while True:
+                m = await s.recv(max(0.01, deadline - time.monotonic()) / harness.SLOW)
+                if m.get("m") == channel:
+                    return m
+                s.inbox.append(m)
+
+        async def go():
+            async with connect_ws(self.server.port, token("alice"),
+                                  subprotocols=(COMPACT, SUBPROTOCOL)) as c, \
+                    connect_ws(self.server.port, token("bob")) as f, \
+                    connect_ws(self.server.port, subprotocols=(SUBPROTOCOL, COMPACT)) as g:
+                self.assertEqual(c.subprotocol, COMPACT)
+                self.assertEqual(f.subprotocol, SUBPROTOCOL)
+                self.assertEqual(g.subprotocol, SUBPROTOCOL, "the client's first choice")
+                sc, sf, sg = Session(c), Session(f), Session(g)
+                sub = await sc.request("subscribe", channel="chat:compact")
+                epoch = sub["result"]["epoch"]
+                self.assertEqual(sub["result"], {"channel": "chat:compact", "epoch": epoch,
+                                                 "offset": 0}, "replies keep their form")
+                await sf.request("subscribe", channel="chat:compact")
+                await sf.request("publish", channel="chat:compact", data={"text": "hi"})
+                full = await f.recv()
+                bob = json.loads(full)["client"]
+                self.assertEqual(full, '{"push":"message","channel":"chat:compact","epoch":"%s",'
+                                 '"offset":1,"data":{"text":"hi"},"client":"%s","user":"bob"}'
+                                 % (epoch, bob))
+                raw = await asyncio.wait_for(c.recv(), slow(5))
+                while not raw.startswith('{"m":'):  # a presence push may come first
+                    sc.inbox.append(json.loads(raw))
+                    raw = await asyncio.wait_for(c.recv(), slow(5))
+                self.assertEqual(raw, '{"m":"chat:compact","o":1,"d":{"text":"hi"},'
+                                 '"c":"%s","u":"bob"}' % bob)
+                self.assertLess(len(raw), len(full) - 40)
+                # Presence pushes reach a compact subscriber as they are.
+                await sc.push("presence", "chat:compact",
+                              match=lambda m: any(j.get("user") == "bob" for j in m.get("joins", [])))
+                # History: the publications in the short form, the reply's own keys as ever.
+                for i in (2, 3):
+                    await sg.request("publish", channel="chat:compact", data=i)
+                hist = await sc.request("history", channel="chat:compact", limit=2)
+                self.assertEqual(hist["result"]["publications"],
+                                 [{"o": 2, "d": 2, "c": hist["result"]["publications"][0]["c"]},
+                                  {"o": 3, "d": 3, "c": hist["result"]["publications"][0]["c"]}])
+                self.assertEqual((hist["result"]["epoch"], hist["result"]["offset"]), (epoch, 3))
+                self.assertEqual([(await compact_push(sc, "chat:compact"))["o"] for _ in (2, 3)],
+                                 [2, 3])
+                # Only compact subscribers left: they still get everything.
+                await sf.request("unsubscribe", channel="chat:compact")
+                await sg.request("publish", channel="chat:compact", data=4)
+                self.assertEqual((await compact_push(sc, "chat:compact"))["d"], 4)
+                # Recovery on a new compact connection: the gap in the short form,
+                # then live pushes from the next offset, once each.
+                async with connect_ws(self.server.port, subprotocols=(COMPACT,)) as r:
+                    sr = Session(r)
+                    rec = await sr.request("subscribe", channel="chat:compact",
+                                           since={"epoch": epoch, "offset": 0})
+                    self.assertIs(rec["result"]["recovered"], True, rec)
+                    self.assertEqual([(p["o"], p["d"]) for p in rec["result"]["publications"]],
+                                     [(1, {"text": "hi"}), (2, 2), (3, 3), (4, 4)])
+                    self.assertEqual(rec["result"]["publications"][0]["u"], "bob")
+                    await sg.request("subscribe", channel="chat:compact")  # both forms again
+                    await sg.request("publish", channel="chat:compact", data=5)
+                    self.assertEqual((await compact_push(sr, "chat:compact"))["o"], 5)
+                    self.assertEqual((await compact_push(sc, "chat:compact"))["o"], 5)
+                    self.assertEqual((await sg.push("message", "chat:compact"))["offset"], 5)
+                    await sc.request("unsubscribe", channel="chat:compact")
+                    await sr.request("unsubscribe", channel="chat:compact")
+                    # No compact subscriber left: the full one still gets its pushes.
+                    await sg.request("publish", channel="chat:compact", data=6)
+                    self.assertEqual((await sg.push("message", "chat:compact"))["offset"], 6)
+                    await sr.quiet(0.2)
+                    self.assertEqual([m for m in sr.inbox if "m" in m or "push" in m
+                                      and m["push"] == "message"], [])
         run(go())
 
     def test_binary_message_closes_1003(self):

@@ -442,6 +442,53 @@ TEST_F(client_test, subscribe_and_publish_round_trip) {
   EXPECT_EQ(rs->locked<std::string>([&] { return rs->messages[1].data; }), "\"a string\"");
 }
 
+// Compact pushes (the default) and full ones (compact_pushes = false) on one
+// channel: both subscribers see the same publications, epoch included, and
+// history reads the same in either form.
+TEST_F(client_test, compact_and_full_subscribers_see_the_same_publications) {
+  start();
+  auto rc_sub = connected(options("alice"));
+  client_options full_options = options("carol");
+  full_options.compact_pushes = false;
+  auto rf_sub = connected(full_options);
+  auto rp_pub = connected(options("bob"));
+  auto& pub = rp_pub.second;
+  const subscribe_result sc = subscribe(*rc_sub.second, "chat:forms");
+  const subscribe_result sf = subscribe(*rf_sub.second, "chat:forms");
+  ASSERT_FALSE(sc.error);
+  ASSERT_FALSE(sf.error);
+  for (const char* data : {R"({"n":1})", "null", "\"s\""})
+    ASSERT_FALSE(publish(*pub, "chat:forms", data).error);
+  ASSERT_TRUE(rc_sub.first->wait_messages(3));
+  ASSERT_TRUE(rf_sub.first->wait_messages(3));
+  const auto both = [&](recorder& r) {
+    return r.locked<std::vector<std::string>>([&] {
+      std::vector<std::string> out;
+      for (const auto& m : r.messages) {
+        out.push_back(m.channel + "|" + m.epoch + "|" + std::to_string(m.offset) + "|" + m.data +
+                      "|" + m.client + "|" + m.user);
+      }
+      return out;
+    });
+  };
+  EXPECT_EQ(both(*rc_sub.first), both(*rf_sub.first));
+  EXPECT_EQ(rc_sub.first->locked<std::string>([&] { return rc_sub.first->messages[0].epoch; }),
+            sc.epoch);
+  EXPECT_EQ(rc_sub.first->locked<std::string>([&] { return rc_sub.first->messages[1].data; }),
+            "null");
+  for (auto* c : {rc_sub.second.get(), rf_sub.second.get()}) {
+    completion<history_result> h;
+    c->history("chat:forms", history_options{.limit = 2, .since = std::nullopt}, h.callback());
+    const history_result r = h.get();
+    ASSERT_FALSE(r.error);
+    ASSERT_EQ(r.publications.size(), 2u);
+    EXPECT_EQ(r.publications[0].offset, 2u);
+    EXPECT_EQ(r.publications[1].data, "\"s\"");
+    EXPECT_EQ(r.publications[1].user, "bob");
+    EXPECT_EQ(r.publications[1].client.size(), 16u);
+  }
+}
+
 TEST_F(client_test, server_errors_complete_the_request_with_their_code) {
   start();
   client_options o = options("carol");
@@ -663,6 +710,66 @@ TEST_F(client_test, a_server_that_breaks_the_protocol_is_reported_not_obeyed) {
     }
     EXPECT_TRUE(connected);
     EXPECT_EQ(r.presence.size(), 1u);  // the join, with an empty entry
+    return true;
+  });
+}
+
+// A server that answers compact pushes (docs/protocol.md, "Compact pushes")
+// mixed with full ones: read alike, the epoch from the subscribe reply,
+// duplicates and other channels dropped, a null stays null.
+TEST_F(client_test, compact_pushes_are_read_like_full_ones) {
+  server::server_options so;
+  so.port = 0;
+  so.handle_signals = false;
+  server::server fake(so);
+  std::string offered;
+  server::ws_behavior b;
+  b.on_upgrade = [&offered](server::upgrade_request& req) {
+    offered = std::string(req.header("Sec-WebSocket-Protocol").value_or(""));
+    req.accept("switchboard.v1.compact");
+  };
+  b.on_message = [](server::websocket& ws, std::string_view payload, protocol::opcode) {
+    const auto text = [&](std::string_view m) { ws.send(m, protocol::opcode::text); };
+    if (payload.find("\"cmd\":\"connect\"") != std::string_view::npos) {
+      text(R"({"id":1,"result":{"client":"fake","user":"u"}})");
+    } else if (payload.find("\"cmd\":\"subscribe\"") != std::string_view::npos) {
+      text(R"({"id":2,"result":{"channel":"chat:f","epoch":"e1","offset":0}})");
+      text(R"({"m":"chat:f","o":1,"d":{"a":[1]},"c":"pub","u":"bob"})");
+      text(R"({"push":"message","channel":"chat:f","epoch":"e1","offset":2,"data":2})");
+      text(R"({"m":"chat:f","o":2,"d":"dup"})");
+      text(R"({"m":"nowhere","o":9,"d":9})");
+      text(R"({"m":"chat:f","o":3,"d":null})");
+    }
+  };
+  fake.ws("/ws", std::move(b));
+  ASSERT_FALSE(fake.listen());
+  ASSERT_FALSE(fake.start());
+
+  client_options o;
+  o.url = "ws://127.0.0.1:" + std::to_string(fake.port()) + "/ws";
+  o.token = "whatever";
+  recorder r;
+  {
+    client c(o, r.handlers());
+    ASSERT_FALSE(c.connect());
+    c.subscribe("chat:f");
+    ASSERT_TRUE(r.wait_messages(3));
+    std::this_thread::sleep_for(50ms);
+    c.close();
+    r.wait_state(connection_state::disconnected);
+  }
+  fake.shutdown();
+  (void)fake.wait();
+  EXPECT_EQ(offered, "switchboard.v1.compact, switchboard.v1");
+  EXPECT_EQ(r.offsets(), (std::vector<std::uint64_t>{1, 2, 3}));
+  r.locked<bool>([&] {
+    EXPECT_EQ(r.messages[0].data, R"({"a":[1]})");
+    EXPECT_EQ(r.messages[0].client, "pub");
+    EXPECT_EQ(r.messages[0].user, "bob");
+    EXPECT_EQ(r.messages[0].epoch, "e1");
+    EXPECT_EQ(r.messages[2].data, "null");
+    EXPECT_EQ(r.messages[2].epoch, "e1");
+    EXPECT_TRUE(r.errors.empty());
     return true;
   });
 }

@@ -21,6 +21,7 @@ import {
   Client,
   ERROR_NO_REPLY,
   PROTOCOL,
+  PROTOCOL_COMPACT,
   SwitchboardError,
   backoffDelay,
 } from '../../web/switchboard.js';
@@ -52,18 +53,23 @@ class FakeServer {
   refuse = false; // answer upgrades with 503
   silentPings = false; // never answer `ping`
   onCommand = null; // (conn, msg) => true when the test handled msg itself
+  compact = false; // select PROTOCOL_COMPACT when offered, and push in its short form
   #nextClient = 1;
 
   async start() {
     this.wss = new WebSocketServer({
       host: '127.0.0.1',
       port: 0,
-      handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
+      handleProtocols: (protocols, request) => {
+        request.offered = [...protocols];
+        if (this.compact && protocols.has(PROTOCOL_COMPACT)) return PROTOCOL_COMPACT;
+        return protocols.has(PROTOCOL) ? PROTOCOL : false;
+      },
       verifyClient: (info, callback) => (this.refuse ? callback(false, 503, 'down') : callback(true)),
     });
     await once(this.wss, 'listening');
     this.url = `ws://127.0.0.1:${this.wss.address().port}/ws`;
-    this.wss.on('connection', (ws) => this.#accept(ws));
+    this.wss.on('connection', (ws, request) => this.#accept(ws, request));
     return this;
   }
 
@@ -90,10 +96,22 @@ class FakeServer {
     ch.pubs.push(pub);
     for (const c of this.connections) {
       if (c.subs.has(name) && c.ws.readyState === WebSocket.OPEN) {
-        this.send(c, { push: 'message', channel: name, epoch: ch.epoch, ...pub });
+        this.send(c, c.protocol === PROTOCOL_COMPACT
+          ? { m: name, ...FakeServer.short(pub) }
+          : { push: 'message', channel: name, epoch: ch.epoch, ...pub });
       }
     }
     return pub;
+  }
+
+  // A publication in the compact form: {o, d, c} (docs/protocol.md).
+  static short(pub) {
+    return { o: pub.offset, d: pub.data, c: pub.client };
+  }
+
+  // A reply's publications in the form `conn` asked for.
+  static listed(conn, pubs) {
+    return conn.protocol === PROTOCOL_COMPACT ? pubs.map((p) => FakeServer.short(p)) : pubs;
   }
 
   send(conn, obj) {
@@ -113,8 +131,10 @@ class FakeServer {
     return conn.received.filter((m) => m.cmd === cmd);
   }
 
-  #accept(ws) {
-    const conn = { ws, id: `c${this.#nextClient++}`, protocol: ws.protocol, received: [], subs: new Set() };
+  #accept(ws, request) {
+    const conn = {
+      ws, id: `c${this.#nextClient++}`, protocol: ws.protocol, offered: request.offered, received: [], subs: new Set(),
+    };
     conn.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     });
@@ -142,7 +162,9 @@ class FakeServer {
         }
         if (conn.subs.has(msg.channel)) return this.fail(conn, msg, 409, 'already subscribed');
         conn.subs.add(msg.channel);
-        return this.reply(conn, msg, this.subscribeResult(ch, msg));
+        const result = this.subscribeResult(ch, msg);
+        if (result.publications) result.publications = FakeServer.listed(conn, result.publications);
+        return this.reply(conn, msg, result);
       }
       case 'unsubscribe':
         if (!conn.subs.delete(msg.channel)) return this.fail(conn, msg, 404, 'not subscribed');
@@ -161,7 +183,9 @@ class FakeServer {
         let pubs = ch.pubs;
         if (msg.since) pubs = pubs.filter((p) => p.offset > msg.since.offset);
         if (msg.limit !== undefined) pubs = pubs.slice(-msg.limit);
-        return this.reply(conn, msg, { channel: msg.channel, epoch: ch.epoch, offset: ch.offset, publications: pubs });
+        return this.reply(conn, msg, {
+          channel: msg.channel, epoch: ch.epoch, offset: ch.offset, publications: FakeServer.listed(conn, pubs),
+        });
       }
       default:
         return this.fail(conn, msg, 400, `unknown cmd: ${msg.cmd}`);
@@ -879,4 +903,83 @@ test('unsubscribe push: the subscription ends with an unsubscribed event', () =>
     await until(() => server.connections.length === 2 && client.state === 'connected', 'reconnect');
     await sleep(50);
     assert.deepEqual(server.commands(server.last, 'subscribe').map((m) => m.channel), ['chat:open']);
+  }));
+
+// --- compact pushes ----------------------------------------------------------------
+
+test('compact: the SDK offers switchboard.v1.compact first, and only switchboard.v1 when told not to', () =>
+  withServer(async (server, track) => {
+    const client = track(makeClient(server));
+    await client.connect();
+    // This server does not offer compact pushes (as every test above): v1 it is.
+    assert.deepEqual(server.last.offered, [PROTOCOL_COMPACT, PROTOCOL]);
+    assert.equal(server.last.protocol, PROTOCOL);
+    const plain = track(makeClient(server, { compact: false }));
+    await plain.connect();
+    assert.deepEqual(server.last.offered, [PROTOCOL]);
+    server.compact = true;
+    const compact = track(makeClient(server));
+    await compact.connect();
+    assert.equal(server.last.protocol, PROTOCOL_COMPACT);
+  }));
+
+test('compact: pushes, recovery and history in the short form make the same events', () =>
+  withServer(async (server, track) => {
+    server.compact = true;
+    const client = track(makeClient(server));
+    const log = [];
+    await client.connect();
+    const sub = await client.subscribe('chat:c', logger(log));
+    const { epoch } = server.channel('chat:c');
+    assert.equal(sub.epoch, epoch);
+    server.publish('chat:c', { text: 'one' });
+    server.publish('chat:c', null, 'c9'); // a published null stays null
+    await until(() => messages(log).length === 2, 'two compact pushes');
+    assert.deepEqual(messages(log), [
+      { channel: 'chat:c', epoch, offset: 1, data: { text: 'one' }, client: 'other' },
+      { channel: 'chat:c', epoch, offset: 2, data: null, client: 'c9' },
+    ]);
+
+    // Away: what is missed comes back in the subscribe reply's short list,
+    // then live pushes go on, nothing twice.
+    const first = server.last;
+    first.ws.terminate();
+    await until(() => client.state === 'connecting' || client.state === 'connected' && server.last !== first,
+      'the reconnect');
+    server.publish('chat:c', 3);
+    server.publish('chat:c', 4);
+    await until(() => server.last !== first && server.commands(server.last, 'subscribe').length === 1,
+      'the resubscribe');
+    assert.deepEqual(server.commands(server.last, 'subscribe')[0].since, { epoch, offset: 2 });
+    await until(() => messages(log).length === 4, 'the recovered publications');
+    server.publish('chat:c', 5);
+    await until(() => messages(log).length === 5, 'a live push after the recovery');
+    assert.deepEqual(messages(log).map((m) => [m.offset, m.data, m.epoch]),
+      [[1, { text: 'one' }, epoch], [2, null, epoch], [3, 3, epoch], [4, 4, epoch], [5, 5, epoch]]);
+
+    // history() came in the short form; the application sees the long one.
+    const h = await client.history('chat:c', { limit: 2 });
+    assert.deepEqual(h.publications, [{ offset: 4, data: 4, client: 'other' }, { offset: 5, data: 5, client: 'other' }]);
+    const wire = server.commands(server.last, 'history').at(-1);
+    assert.equal(wire.limit, 2);
+  }));
+
+test('compact: a reset reloads the history from short-form entries', () =>
+  withServer(async (server, track) => {
+    server.compact = true;
+    const client = track(makeClient(server));
+    const log = [];
+    await client.connect();
+    await client.subscribe('chat:r', logger(log));
+    server.publish('chat:r', 'a');
+    await until(() => messages(log).length === 1, 'the first push');
+    // The stream starts over while the client is away: recovered false, then the history.
+    const first = server.last;
+    server.channels.set('chat:r', { epoch: 'e-new', offset: 0, pubs: [] });
+    first.ws.terminate();
+    await until(() => server.last !== first, 'the reconnect');
+    server.publish('chat:r', 'b');
+    await until(() => log.some(([e]) => e === 'reset'), 'the reset');
+    await until(() => messages(log).length === 2, 'the reloaded publication');
+    assert.deepEqual(messages(log)[1], { channel: 'chat:r', epoch: 'e-new', offset: 1, data: 'b', client: 'other' });
   }));

@@ -302,9 +302,14 @@ struct client_options {
   std::chrono::milliseconds heartbeat_interval{20000};
   // Commands that may wait for a connection; more complete with k_error_not_sent.
   std::size_t max_queued = 10000;
+  // Ask for compact publication pushes (docs/protocol.md, "Compact pushes"):
+  // the upgrade offers "switchboard.v1.compact" before "switchboard.v1". A
+  // server without them picks switchboard.v1 and the client reads its full
+  // pushes; what the handlers see is the same either way.
+  bool compact_pushes = true;
   // The WebSocket settings: TLS context for wss://, extra headers, Origin,
   // permessage-deflate, timeouts, message size limit. `protocols` is replaced
-  // by {"switchboard.v1"} and `reconnect` is ignored (this client reconnects
+  // (see compact_pushes) and `reconnect` is ignored (this client reconnects
   // by itself).
   ::switchboard::client::client_options websocket{};
   // Seed for the backoff jitter; 0: a random one.
