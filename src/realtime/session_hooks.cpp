@@ -188,14 +188,12 @@ std::optional<failure> sessions::hook_connect(peer& ws, connection_state& conn,
               auto& conn = w.state();
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
-                reply_error(reply, id, a.denial);
-                send_text(w, reply);
+                w.reply_error(id, a.denial);
                 w.close(k_close_auth, a.denial.message);
                 return;
               }
               if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
-                reply_error(reply, id, make_failure(errors::hook_unavailable));
-                send_text(w, reply);
+                w.reply_error(id, make_failure(errors::hook_unavailable));
                 return;  // not connected: the client may try again (auth.connect_timeout runs)
               }
               // allow (or a failure that allows): the backend may name the user
@@ -279,13 +277,11 @@ std::optional<failure> sessions::hook_refresh(peer& ws, connection_state& conn,
               auto& conn = w.state();
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
-                reply_error(reply, id, a.denial);
-                send_text(w, reply);
+                w.reply_error(id, a.denial);
                 return;  // the connection keeps its expiry
               }
               if (a.result == hook_answer::outcome::failed && !hooks_->refresh()->allow_on_error) {
-                reply_error(reply, id, make_failure(errors::hook_unavailable));
-                send_text(w, reply);
+                w.reply_error(id, make_failure(errors::hook_unavailable));
                 return;
               }
               if (a.info) {
@@ -326,17 +322,15 @@ std::optional<failure> sessions::cmd_rpc(peer& ws, connection_state& conn,
   body.push_back('}');
   hook_call(ws, conn, *hooks_->rpc(), std::move(body),
             [id = c.id](peer& w, hook_answer a) {
-              thread_local std::string reply;
-              if (a.result == hook_answer::outcome::deny) {
-                reply_error(reply, id, a.denial);
-              } else if (a.result == hook_answer::outcome::failed) {
-                reply_error(reply, id, make_failure(errors::hook_unavailable));
-              } else {
-                std::string result("{\"data\":");
-                result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
-                result.push_back('}');
-                reply_result(reply, id, result);
+              if (a.result == hook_answer::outcome::deny) return w.reply_error(id, a.denial);
+              if (a.result == hook_answer::outcome::failed) {
+                return w.reply_error(id, make_failure(errors::hook_unavailable));
               }
+              std::string result("{\"data\":");
+              result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
+              result.push_back('}');
+              thread_local std::string reply;
+              reply_result(reply, id, result);
               send_text(w, reply);
             });
   return std::nullopt;
@@ -360,12 +354,10 @@ void sessions::hook_channel(peer& ws, connection_state& conn, const command& c,
                 allowed(w, std::move(a));
                 return;
               }
-              thread_local std::string reply;
-              reply_error(reply, id,
-                          a.result == hook_answer::outcome::deny
-                              ? a.denial
-                              : make_failure(errors::hook_unavailable));
-              send_text(w, reply);
+              // The peer's own error form (GET /sse: an `event: error`).
+              w.reply_error(id, a.result == hook_answer::outcome::deny
+                                    ? a.denial
+                                    : make_failure(errors::hook_unavailable));
             });
 }
 

@@ -644,6 +644,27 @@ class HttpSessions(HookCase):
         self.assertEqual({c["body"].get("user") for c in mine[1:]}, {"hs-bob"})
         self.assertEqual(mine[1]["body"]["data"], {"invite": "x9"})
 
+    def test_a_plain_sse_stream_asks_the_subscribe_hook_per_channel(self):
+        r = SseReader(self.server.port, "/sse?channel=room:forbidden&channel=room:sse",
+                      {"Authorization": "Bearer " + token("sse-user")})
+        try:
+            self.assertEqual(r.status, 200)
+            self.assertIn("retry", r.event())
+            got = {}
+            while len(got) < 2:
+                e = r.events_until(lambda e: e.get("event") in ("subscribed", "error"))[-1]
+                got[json.loads(e["data"])["channel"]] = (e["event"], json.loads(e["data"]))
+            self.assertEqual(got["room:forbidden"],
+                             ("error", {"channel": "room:forbidden", "code": 403,
+                                        "error": "not in this room"}))
+            self.assertEqual(got["room:sse"][0], "subscribed")
+        finally:
+            r.close()
+        calls = [c["body"] for c in self.backend.calls_of("subscribe")
+                 if c["body"].get("user") == "sse-user"]
+        self.assertEqual(sorted((c["channel"], c["transport"]) for c in calls),
+                         [("room:forbidden", "sse"), ("room:sse", "sse")])
+
     def test_refresh_asks_the_hook_for_a_new_expiry(self):
         hs = HttpSession(self.server.port)
         hs.send({"id": 1, "cmd": "connect",
