@@ -18,9 +18,11 @@ HTTP sessions (docs/protocol.md, "HTTP sessions") go through the same hooks:
 connect over a session (SSE downstream: user, info, server-side channels,
 forwarded headers; denied: the error reply and the 4001 close push, still
 polled after the close; timeout 503 then a retry), subscribe / publish / rpc
-in one POST batch answered in order over long-polling, refresh; lifecycle
-events of a session (connect, subscribe, presence, unsubscribe) equal to a
-/ws client's, its idle expiry as disconnect 1001, DELETE as 1000; with
+in one POST batch answered in order over long-polling, refresh, the hook's
+expire_at (refresh push, then close 4002, still polled after it); a plain
+GET /sse stream's channels asked one by one (a denial is its `event: error`);
+lifecycle events of a session (connect, subscribe, presence, unsubscribe)
+equal to a /ws client's, its idle expiry as disconnect 1001, DELETE as 1000; with
 connect_always, POST /rt/session and GET /sse answered only once the hook
 decided (403 with the backend's code, 503 on a timeout); and with the Redis
 broker, a session's commands sent through another node run the home node's
@@ -664,6 +666,19 @@ class HttpSessions(HookCase):
                  if c["body"].get("user") == "sse-user"]
         self.assertEqual(sorted((c["channel"], c["transport"]) for c in calls),
                          [("room:forbidden", "sse"), ("room:sse", "sse")])
+
+    def test_the_hooks_expiry_ends_a_session_as_4002(self):
+        hs = HttpSession(self.server.port)
+        hs.send({"id": 1, "cmd": "connect",
+                 "data": {"user": "hs-exp", "expire_at": int(time.time()) + 2}})
+        client = hs.reply(1)["result"]["client"]
+        # auth.refresh_lead (30 s) is past already: the refresh push at once,
+        # then the close at expire_at, still polled after it.
+        self.assertIn("exp", hs.until(lambda m: m.get("push") == "refresh"))
+        close = hs.until(lambda m: m.get("push") == "close", timeout=6)
+        self.assertEqual(close["code"], 4002)
+        self.assertEqual(self.backend.events_of(client, "disconnect")[-1][:3],
+                         ("disconnect", None, 4002))
 
     def test_refresh_asks_the_hook_for_a_new_expiry(self):
         hs = HttpSession(self.server.port)
