@@ -59,11 +59,12 @@ class pending_open {
   pending_open& operator=(const pending_open&) = delete;
 
   // The backend's denial: its code as the status when it is an HTTP one
-  // (400-599), else 403; the body carries its code and message as the
-  // /ws reply would.
+  // (400-599), else 401, what /ws's close 4001 is before an upgrade (the
+  // SDK takes either as an authentication failure); the body carries its
+  // code and message as the /ws reply would.
   void refuse(const failure& f) {
     server::http_response res;
-    res.set_status(f.code >= 400 && f.code <= 599 ? f.code : 403);
+    res.set_status(f.code >= 400 && f.code <= 599 ? f.code : 401);
     http_errors_.with(std::to_string(res.status())).inc();
     res.set_content_type("application/json");
     res.set_body(http_error_body(f.code, f.message));

@@ -24,7 +24,7 @@ GET /sse stream's channels asked one by one (a denial is its `event: error`);
 lifecycle events of a session (connect, subscribe, presence, unsubscribe)
 equal to a /ws client's, its idle expiry as disconnect 1001, DELETE as 1000; with
 connect_always, POST /rt/session and GET /sse answered only once the hook
-decided (403 with the backend's code, 503 on a timeout); and with the Redis
+decided (401 with the backend's code, or its own HTTP code; 503 on a timeout); and with the Redis
 broker, a session's commands sent through another node run the home node's
 hooks once each (each node has its own backend).
 
@@ -147,6 +147,8 @@ class Backend:
             user = body.get("user", "")
             if user.startswith("banned"):
                 mode = "deny"
+            elif user.startswith("forbidden"):
+                return 200, {"error": {"code": 403, "message": "no entry"}}
             elif user.startswith("slow"):
                 mode = "slow"
             if mode == "deny":
@@ -457,7 +459,9 @@ class TokenClientsAlways(HookCase):
     def test_an_http_session_or_stream_is_answered_once_the_hook_decided(self):
         """Where /ws closes with 4001 after the upgrade, the HTTP transports
         answer the request that would open the session or stream: 201 / 200
-        once the hook allowed, else the denial's status, code and message."""
+        once the hook allowed, else 401 (an application code: as close 4001)
+        with the denial's code and message; the backend's own HTTP code as
+        the status."""
         port = self.server.port
         before = len(self.backend.calls_of("connect"))
         hs = HttpSession(port, {"Authorization": "Bearer " + token("tina-hs")})
@@ -471,9 +475,12 @@ class TokenClientsAlways(HookCase):
         denied = {"error": {"code": 4403, "message": "banned by the backend"}}
         status, _, raw = http_request(port, "POST", "/rt/session", None,
                                       {"Authorization": "Bearer " + token("banned-hs")})
-        self.assertEqual((status, json.loads(raw)), (403, denied))
+        self.assertEqual((status, json.loads(raw)), (401, denied))
         status, _, raw = http_request(port, "POST", "/rt/session", {"token": token("banned-2")})
-        self.assertEqual((status, json.loads(raw)), (403, denied))
+        self.assertEqual((status, json.loads(raw)), (401, denied))
+        status, _, raw = http_request(port, "POST", "/rt/session", {"token": token("forbidden")})
+        self.assertEqual((status, json.loads(raw)),
+                         (403, {"error": {"code": 403, "message": "no entry"}}))
         # The hook times out (hooks.timeout 1 s): 503, no session.
         status, _, raw = http_request(port, "POST", "/rt/session", {"token": token("slow-hs")},
                                       timeout=10)
@@ -482,7 +489,7 @@ class TokenClientsAlways(HookCase):
         # GET /sse: the same answers before the stream.
         r = SseReader(port, "/sse?channel=news", {"Authorization": "Bearer " + token("banned-s")})
         try:
-            self.assertEqual((r.status, r.json()), (403, denied))
+            self.assertEqual((r.status, r.json()), (401, denied))
         finally:
             r.close()
         r = SseReader(port, "/sse?channel=news", {"Authorization": "Bearer " + token("tina-s")})
