@@ -652,6 +652,15 @@ class HttpSessions(HookCase):
         self.assertEqual({c["body"]["transport"] for c in mine}, {"http_session"})
         self.assertEqual({c["body"].get("user") for c in mine[1:]}, {"hs-bob"})
         self.assertEqual(mine[1]["body"]["data"], {"invite": "x9"})
+        # Allowed, a subscribe with `since` recovers as without a hook.
+        since = {"epoch": replies[1]["result"]["epoch"], "offset": 1}
+        again = HttpSession(port)
+        again.send({"id": 1, "cmd": "connect", "data": {"user": "hs-bob"}},
+                   {"id": 2, "cmd": "subscribe", "channel": "room:hs", "since": since})
+        r = again.reply(2)["result"]
+        self.assertTrue(r["recovered"], r)
+        self.assertEqual([(p["offset"], p["data"]) for p in r["publications"]],
+                         [(2, {"text": "keep"})])
 
     def test_a_plain_sse_stream_asks_the_subscribe_hook_per_channel(self):
         r = SseReader(self.server.port, "/sse?channel=room:forbidden&channel=room:sse",
