@@ -940,12 +940,14 @@ class HttpSessionAcrossNodes(unittest.TestCase):
                              ["connect", "subscribe", "publish", "rpc"])
             self.assertEqual({c["body"]["transport"] for c in backends[0].calls}, {"http_session"})
         finally:
+            codes = []
             for n in nodes:
-                n.stop(timeout=10)
+                codes.append(n.stop(timeout=10)[0])
                 n.cleanup()
             for backend in backends:
                 backend.close()
             redis.cleanup()
+        self.assertEqual(codes, [0, 0], "serve exit codes after SIGTERM")
 
 
 if __name__ == "__main__":

@@ -1129,10 +1129,12 @@ class PackedPublish(unittest.TestCase):
         finally:
             if monitor:
                 monitor.close()
+            codes = []
             for n in nodes:
-                n.stop(timeout=10)
+                codes.append(n.stop(timeout=10)[0])
                 n.cleanup()
             redis.cleanup()
+        self.assertEqual(codes, [0, 0], "serve exit codes after SIGTERM")
 
 
 class Sharded(unittest.TestCase):
