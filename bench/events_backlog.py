@@ -18,12 +18,13 @@ import tempfile
 import time
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                "integration"))
-import harness  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, "..", "tests", "integration"))
 from events_test import SECRET, Receiver  # noqa: E402
-from serve_test import (ServeServer, Session, base_config, connect_ws,  # noqa: E402
-                        metric_samples, run, token)
+from serve_process import ServeProcess  # noqa: E402
+from serve_test import (Session, base_config, connect_ws, metric_samples, run,  # noqa: E402
+                        toml_text, token)
 
 EVENTS = 40000
 CLIENTS = 4
@@ -37,7 +38,7 @@ def rss_kib(pid):
     return 0
 
 
-def one_run(window):
+def one_run(binary, window):
     d = tempfile.mkdtemp(prefix="switchboard-events-bench-")
     receiver = Receiver()
     sections = base_config(events={"url": receiver.url, "outbox": os.path.join(d, "outbox"),
@@ -45,7 +46,7 @@ def one_run(window):
                            hooks={"secret": SECRET, "timeout": 2}, server={"threads": 1},
                            limits={"command_rate": 100000, "command_burst": 100000})
     sections["namespaces.room"] = {"presence": True, "publish": "any"}
-    server = ServeServer(sections)
+    server = ServeProcess(binary, toml_text(sections), d, stop_timeout=10)
     try:
         base_rss = rss_kib(server.pid)
         pairs = EVENTS // 4 // CLIENTS
@@ -82,19 +83,18 @@ def one_run(window):
         return {"window": window, "pending": int(pending), "in_memory": int(in_memory),
                 "rss_growth_kib": rss - base_rss, "drain_s": drained, "ok": ok}
     finally:
-        server.stop(timeout=10)
-        server.cleanup()
+        server.stop()
         receiver.close()
         shutil.rmtree(d, ignore_errors=True)
 
 
 def main():
-    harness.BINARY_PATH = os.path.abspath(sys.argv[1])
+    binary = os.path.abspath(sys.argv[1])
     print("| events.memory_window | events pending | held in memory | RSS growth | "
           "drain after the webhook is back | all once, in order |")
     print("|---|---|---|---|---|---|")
     for window in (1000, 1000000):
-        r = one_run(window)
+        r = one_run(binary, window)
         print("| %d | %d | %d | %.1f MiB | %.2f s | %s |" % (
             r["window"], r["pending"], r["in_memory"], r["rss_growth_kib"] / 1024.0,
             r["drain_s"], "yes" if r["ok"] else "NO"))

@@ -23,13 +23,16 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import ServeProcess  # noqa: E402
 
 
 def free_port():
@@ -45,20 +48,13 @@ def cpu_seconds(pid):
 
 
 def start_node(binary, directory, name, redis_port):
-    config = os.path.join(directory, name + ".toml")
-    with open(config, "w") as f:
-        f.write('[server]\ndemo = false\nthreads = 1\n[auth]\nallow_anonymous = true\n'
-                '[api]\nkey = "k"\n[broker]\nurls = ["redis://127.0.0.1:%d"]\n'
-                '[namespaces.chat]\nhistory_size = 100\npresence = false\n'
-                '[limits]\ncommand_rate = 1000000\ncommand_burst = 1000000\n'
-                '[log]\nlevel = "warn"\n' % redis_port)
-    proc = subprocess.Popen([binary, "serve", "--config", config, "--host", "127.0.0.1",
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    m = re.search(r":(\d+)$", proc.stdout.readline().decode().strip())
-    if not m:
-        proc.kill()
-        raise SystemExit("no listening line from " + name)
-    return proc, int(m.group(1))
+    return ServeProcess(
+        binary,
+        '[server]\ndemo = false\nthreads = 1\n[auth]\nallow_anonymous = true\n'
+        '[api]\nkey = "k"\n[broker]\nurls = ["redis://127.0.0.1:%d"]\n'
+        '[namespaces.chat]\nhistory_size = 100\npresence = false\n'
+        '[limits]\ncommand_rate = 1000000\ncommand_burst = 1000000\n'
+        '[log]\nlevel = "warn"\n' % redis_port, directory, name, stop_timeout=10)
 
 
 def wait_healthy(port):
@@ -151,7 +147,7 @@ def main():
         time.sleep(0.3)
         for name in ("a", "b"):
             nodes.append(start_node(a.binary, d, name, redis_port))
-        (pa, port_a), (pb, port_b) = nodes
+        port_a, port_b = nodes[0].port, nodes[1].port
         for port in (port_a, port_b):
             wait_healthy(port)
         conn = http.client.HTTPConnection("127.0.0.1", port_a, timeout=10)
@@ -167,13 +163,12 @@ def main():
                      body=json.dumps({"id": 2, "cmd": "subscribe", "channel": "chat:bench"}))
         conn.getresponse().read()
         conn.close()
-        procs = [pa, pb]
+        procs = [n.proc for n in nodes]
         local_wall, local_cpu = stream_window(port_a, path, port_a, "chat:bench", a.events, procs)
         relay_wall, relay_cpu = stream_window(port_b, path, port_a, "chat:bench", a.events, procs)
     finally:
-        for proc, _ in nodes:
-            proc.terminate()
-            proc.wait(timeout=10)
+        for node in nodes:
+            node.stop()
         redis.kill()
         redis.wait()
         shutil.rmtree(d, ignore_errors=True)

@@ -34,13 +34,15 @@ import argparse
 import base64
 import json
 import os
-import re
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import ServeProcess  # noqa: E402
 
 CONFIG = """
 [server]
@@ -129,29 +131,9 @@ def client_of(scenario, port, i):
     raise ValueError(scenario)
 
 
-class Server:
-    def __init__(self, binary, tmp, threads, pin):
-        path = os.path.join(tmp, "serve.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG.format(threads=threads if threads.isdigit() else '"%s"' % threads))
-        argv = [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--config", path]
-        if pin:
-            argv = ["taskset", "-c", "0"] + argv
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        m = re.search(r":(\d+)\s*$", line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError("no listening line: %r" % line)
-        self.port = int(m.group(1))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def start_server(binary, tmp, threads, pin):
+    config = CONFIG.format(threads=threads if threads.isdigit() else '"%s"' % threads)
+    return ServeProcess(binary, config, tmp, prefix=("taskset", "-c", "0") if pin else ())
 
 
 def fit(points):
@@ -166,7 +148,7 @@ def fit(points):
 
 
 def measure(binary, tmp, scenario, n, checkpoints, settle, threads, pin):
-    server = Server(binary, tmp, threads, pin)
+    server = start_server(binary, tmp, threads, pin)
     socks = []
     try:
         time.sleep(1.5)  # the start-up's allocations and the first trim

@@ -25,7 +25,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import select
 import shutil
 import socket
@@ -33,6 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import CallgrindServe  # noqa: E402
 
 CONFIG = """
 [server]
@@ -133,25 +136,12 @@ class Redis:
                 self.proc.wait()
 
 
-class CallgrindServer:
+class CallgrindServer(CallgrindServe):
     def __init__(self, binary, tmp, name, broker_url):
-        self.config = os.path.join(tmp, name + ".toml")
-        with open(self.config, "w") as f:
-            f.write(CONFIG)
-            if broker_url:
-                f.write('[broker]\nurls = ["%s"]\nkey_prefix = "%s:"\n' % (broker_url, name))
-        self.out = os.path.join(tmp, name + ".callgrind")
-        self.proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + self.out,
-             binary, "serve", "--host", "127.0.0.1", "--port", "0", "--threads", "1",
-             "--config", self.config],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        m = re.search(r":(\d+)\s*$", line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError("no listening line: %r" % line)
-        self.port = int(m.group(1))
+        config = CONFIG
+        if broker_url:
+            config += '[broker]\nurls = ["%s"]\nkey_prefix = "%s:"\n' % (broker_url, name)
+        super().__init__(binary, config, tmp, name, extra=("--threads", "1"))
 
     def wait_healthy(self):
         deadline = time.monotonic() + 60
@@ -166,19 +156,6 @@ class CallgrindServer:
                 pass
             time.sleep(0.2)
         raise RuntimeError("the node never became healthy")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        with open(self.out) as f:
-            for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no totals in " + self.out)
 
 
 def run_once(binary, tmp, name, broker_url, count, burst, channels):

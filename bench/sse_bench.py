@@ -25,14 +25,16 @@ import argparse
 import base64
 import json
 import os
-import re
 import resource
 import select
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_process import ServeProcess  # noqa: E402
 
 CONFIG = """
 [server]
@@ -159,30 +161,12 @@ def publish_and_count(port, socks, mark, k, burst, seconds):
     return counted
 
 
-class Server:
+class Server(ServeProcess):
     """`switchboard serve` with CONFIG; `prefix` runs it under a tool (valgrind),
     `extra` adds options."""
 
     def __init__(self, binary, tmp, name, prefix=(), extra=()):
-        self.path = os.path.join(tmp, name + ".toml")
-        with open(self.path, "w") as f:
-            f.write(CONFIG)
-        self.proc = subprocess.Popen([*prefix, binary, "serve", "--host", "127.0.0.1",
-                                      "--port", "0", *extra, "--config", self.path],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        m = re.search(r":(\d+)\s*$", line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError("no listening line: %r" % line)
-        self.port = int(m.group(1))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().__init__(binary, CONFIG, tmp, name, prefix=prefix, extra=extra)
 
 
 def measure(binary, tmp, transport, n, k):

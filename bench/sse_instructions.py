@@ -15,39 +15,21 @@ Loopback only, bounded in count and time (about a minute with the defaults).
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sse_bench  # noqa: E402
+from serve_process import CallgrindServe  # noqa: E402
 
 
-class CallgrindServer(sse_bench.Server):
-    def __init__(self, binary, tmp, name):
-        self.out = os.path.join(tmp, name + ".callgrind")
-        super().__init__(binary, tmp, name,
-                         prefix=("valgrind", "--tool=callgrind",
-                                 "--callgrind-out-file=" + self.out),
-                         extra=("--threads", "1"))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        with open(self.out) as f:
-            for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no totals in " + self.out)
+def callgrind_server(binary, tmp, name):
+    return CallgrindServe(binary, sse_bench.CONFIG, tmp, name, extra=("--threads", "1"))
 
 
 def run_once(binary, tmp, transport, n, k):
-    server = CallgrindServer(binary, tmp, "%s-%d" % (transport, k))
+    server = callgrind_server(binary, tmp, "%s-%d" % (transport, k))
     make = sse_bench.ws_subscriber if transport == "websocket" else sse_bench.sse_subscriber
     socks = [make(server.port) for _ in range(n)]
     mark = sse_bench.WS_MARK if transport == "websocket" else sse_bench.SSE_MARK

@@ -283,6 +283,9 @@ const config_key k_keys[] = {
      "leave within it)"},
     {"broker", "presence_refresh", &realtime_config::presence_refresh, k_positive_number,
      "seconds between a node's presence refreshes; below presence_lease"},
+    {"broker", "packed_publish", &realtime_config::broker_packed_publish, k_any,
+     "several publications of one channel in one PUBLISH (false: one each, for a rolling "
+     "upgrade from a version that reads only that form)"},
     // [sse]
     {"sse", "enabled", &realtime_config::sse_enabled, k_any,
      "serve the HTTP transports, GET /sse and /rt/session (false: they answer 503)"},

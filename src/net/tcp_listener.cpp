@@ -121,6 +121,51 @@ void tcp_listener::on_resource_timer() {
   update_interest();  // if the descriptors are still short, accept4 pauses us again
 }
 
+namespace {
+
+// Out of descriptors or kernel memory: the connection stays queued.
+bool is_resource_error(int error) noexcept {
+  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
+}  // namespace
+
+bool tcp_listener::accept_failed(int error) {
+  if (is_resource_error(error)) {
+    // The connection stays queued and the socket readable: stop watching it
+    // for a while instead of spinning; with a reserve descriptor, the queue
+    // is answered first (a health check gets 503, not a timeout).
+    ++stats_.resource_pauses;
+    if (reserve_ && (error == EMFILE || error == ENFILE)) shed_with_reserve();
+    pause_for_resources();
+    return false;
+  }
+  switch (error) {
+    // The connection died while queued, or a network error was passed on
+    // from it (accept(2) says to treat these like EAGAIN, then retry): it
+    // concerns that connection only.
+    case ECONNABORTED:
+    case EPERM:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case EOPNOTSUPP:
+    case ETIMEDOUT:
+      ++stats_.aborted;
+      return true;
+    default:
+      // Unexpected (EBADF, EINVAL, ...): back off like for resources rather
+      // than spin on a socket that keeps failing.
+      ++stats_.failures;
+      pause_for_resources();
+      return false;
+  }
+}
+
 void tcp_listener::on_events(std::uint32_t /*events*/) {
   // Completion I/O: the kernel takes the queue in the next submission.
   if (completion_ && accepting()) {
@@ -135,50 +180,16 @@ void tcp_listener::on_events(std::uint32_t /*events*/) {
     const int socket = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (socket < 0) {
-      switch (errno) {
-        case EINTR:
-          continue;
-        case EAGAIN:
-          return;  // the queue is empty
-        case EMFILE:
-        case ENFILE:
-        case ENOBUFS:
-        case ENOMEM:
-          // The connection stays queued and the socket readable: stop watching
-          // it for a while instead of spinning; with a reserve descriptor, the
-          // queue is answered first (a health check gets 503, not a timeout).
-          ++stats_.resource_pauses;
-          if (reserve_ && (errno == EMFILE || errno == ENFILE)) shed_with_reserve();
-          return pause_for_resources();
-        // The connection died while queued, or a network error was passed on
-        // from it (accept(2) says to treat these like EAGAIN, then retry):
-        // it concerns that connection only.
-        case ECONNABORTED:
-        case EPERM:
-        case EPROTO:
-        case ENOPROTOOPT:
-        case ENETDOWN:
-        case ENETUNREACH:
-        case EHOSTDOWN:
-        case EHOSTUNREACH:
-        case ENONET:
-        case EOPNOTSUPP:
-        case ETIMEDOUT:
-          ++stats_.aborted;
-          continue;
-        default:
-          // Unexpected (EBADF, EINVAL, ...): back off like for resources rather
-          // than spin on a socket that keeps failing.
-          ++stats_.failures;
-          return pause_for_resources();
-      }
+      const int error = errno;
+      if (error == EINTR) continue;
+      if (error == EAGAIN) return;  // the queue is empty
+      if (accept_failed(error)) continue;
+      return;
     }
-    unique_fd accepted(socket);
     if (options_.no_delay) (void)set_no_delay(socket);
-    const auto address =
-        endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer), peer_length);
-    ++stats_.accepted;
-    on_accept_(std::move(accepted), address.value_or(endpoint{}));
+    deliver({unique_fd(socket),
+             endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer), peer_length)
+                 .value_or(endpoint{})});
     if (alive.destroyed()) return;
   }
 }
@@ -224,37 +235,11 @@ void tcp_listener::on_accepted(int socket, int error, const sockaddr* peer,
 }
 
 void tcp_listener::on_accept_error(int error) {
-  switch (error) {
-    case EMFILE:
-    case ENFILE:
-    case ENOBUFS:
-    case ENOMEM:
-      // A batch that took connections before running out goes on next
-      // iteration: the handler may have closed them since (accept4 would
-      // have seen each one closed before the next).
-      if (batch_accepted_ != 0) return;
-      // As on readiness: the connection stays queued; stop for a while.
-      ++stats_.resource_pauses;
-      if (reserve_ && (error == EMFILE || error == ENFILE)) shed_with_reserve();
-      return pause_for_resources();
-    case ECONNABORTED:
-    case EPERM:
-    case EPROTO:
-    case ENOPROTOOPT:
-    case ENETDOWN:
-    case ENETUNREACH:
-    case EHOSTDOWN:
-    case EHOSTUNREACH:
-    case ENONET:
-    case EOPNOTSUPP:
-    case ETIMEDOUT:
-      // That connection's problem only: the readiness poll goes on.
-      ++stats_.aborted;
-      return;
-    default:
-      ++stats_.failures;
-      return pause_for_resources();
-  }
+  // A batch that took connections before running out goes on next
+  // iteration: the handler may have closed them since (accept4 would have
+  // seen each one closed before the next).
+  if (batch_accepted_ != 0 && is_resource_error(error)) return;
+  (void)accept_failed(error);
 }
 
 void tcp_listener::deliver(held_connection connection) {

@@ -171,7 +171,7 @@ void http_transports::serve_forwarded(const node_message& m) {
   const std::string from(m.from);
   const std::uint64_t rid = m.rid;
   std::shared_ptr<http_session> s = find(m.session);
-  if (!s || s->is_closed() || draining_.load(std::memory_order_acquire)) {
+  if (!s || !s->answers(m.verb, mono_ms()) || draining_.load(std::memory_order_acquire)) {
     send_node(from, node_answer(node_id_, rid, 404, http_error_body(404, "session_not_found")));
     return;
   }

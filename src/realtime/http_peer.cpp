@@ -8,10 +8,10 @@
 
 namespace switchboard::realtime::detail {
 
-void http_peer::opened() {
+void http_peer::opened(net::unique_function<void(const failure*)> decided) {
   std::lock_guard lock(cmd_mutex_);
   conn_.http = weak_from_this();
-  sessions_.open(*this);
+  sessions_.open(*this, std::move(decided));
 }
 
 void http_peer::prepare(local_channel& ch) {

@@ -41,7 +41,8 @@ class http_peer : public peer,
   http_peer& operator=(const http_peer&) = delete;
 
   // After sessions::admit() filled state(): links the peer for tick().
-  void opened();
+  // `decided`: as sessions::open()'s (the connect hook asked at open).
+  void opened(net::unique_function<void(const failure*)> decided = {});
 
   connection_state& state() override { return conn_; }
   peer_ref ref() override { return peer_ref::http(weak_from_this()); }

@@ -103,11 +103,16 @@ void http_session::answer_poll_locked(std::uint64_t now_ms) {
 std::uint64_t http_session::attach_stream(server::http_stream stream,
                                           std::optional<std::uint64_t> last_seen) {
   std::lock_guard lock(out_mutex_);
-  if (ended_) return 0;
   const std::uint64_t from = last_seen ? std::min(*last_seen, seq_) : sent_upto_;
   acknowledge_locked(from);
   // Why: a resume that would skip messages must not look exact.
   if (from < seq_ && (buffer_.empty() || buffer_.front().first > from + 1)) return 0;
+  if (ended_) {  // lingering(): its last messages, then the end
+    for (const auto& [seq, text] : buffer_) write_message(stream, seq, text);
+    sent_upto_ = seq_;
+    stream.end();
+    return ++stream_number_;
+  }
   if (stream_.is_open()) end_with_reconnect(stream_);
   if (poll_) answer_poll_locked(mono_ms());
   stream_ = std::move(stream);
@@ -160,9 +165,24 @@ std::uint16_t http_session::tick(std::uint64_t now_ms, std::string& reason) {
       now_ms - detached_since_ >=
           static_cast<std::uint64_t>(to_ms(config_.sse_session_idle_timeout).count())) {
     reason = "session idle: no stream or poll within sse.session_idle_timeout";
+    idle_expired_ = true;
     return 1001;
   }
   return 0;
+}
+
+bool http_session::lingering(std::uint64_t now_ms) {
+  std::lock_guard lock(out_mutex_);
+  // An expired session is simply gone (404), as docs/protocol.md says: its
+  // client is not there to take anything.
+  return ended_ && !idle_expired_ && sent_upto_ < seq_ &&
+         now_ms - ended_at_ <
+             static_cast<std::uint64_t>(to_ms(config_.sse_session_idle_timeout).count());
+}
+
+bool http_session::answers(std::string_view verb, std::uint64_t now_ms) {
+  if (!is_closed()) return true;
+  return (verb == "poll" || verb == "stream") && lingering(now_ms);
 }
 
 void http_session::drain() {
@@ -179,6 +199,7 @@ void http_session::on_closed(std::uint16_t code, std::string_view reason) {
   close_push(last, code, reason);
   push_locked(last);
   ended_ = true;
+  ended_at_ = mono_ms();
   if (stream_.is_open()) {
     if (draining_) {
       std::string event;

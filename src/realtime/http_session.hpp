@@ -57,6 +57,14 @@ class http_session final : public http_peer {
   std::uint16_t tick(std::uint64_t now_ms, std::string& reason);
   // Drain: the close push, `event: reconnect` on a stream, then the end.
   void drain();
+  // Whether a request `verb` (send, poll, stream, delete) reaches the
+  // session: every one while it is open; once closed, a poll or stream
+  // while messages no downstream took are left (a denied connect's error
+  // reply, the close push) and it did not expire, for
+  // sse.session_idle_timeout at most.
+  bool answers(std::string_view verb, std::uint64_t now_ms);
+  // Closed and still holding such messages: the registry keeps it.
+  bool lingering(std::uint64_t now_ms);
 
  protected:
   void on_closed(std::uint16_t code, std::string_view reason) override;
@@ -82,6 +90,8 @@ class http_session final : public http_peer {
   std::uint64_t poll_deadline_ = 0;     // mono ms
   std::uint64_t detached_since_ = 0;    // mono ms; 0 while a downstream is attached
   std::uint64_t last_write_ = 0;        // mono ms of the stream's last bytes
+  std::uint64_t ended_at_ = 0;          // mono ms of the close
+  bool idle_expired_ = false;           // closed by tick() for session_idle_timeout
   bool ended_ = false;                  // closed: no more messages
   bool draining_ = false;
 };

@@ -43,6 +43,48 @@ void sse_headers(server::http_response& res) {
   res.add_header("X-Accel-Buffering", "no");
 }
 
+// The answer to a request that opens a session or stream while the connect
+// hook asked at open (hooks.connect_always) decides. Why wait: /ws can only
+// close with 4001 after its 101, but an HTTP request can still be refused
+// with a status. Answered once; 503 if the decision never comes (the peer
+// closed meanwhile, or the hooks stopped: server shutdown).
+class pending_open {
+ public:
+  pending_open(server::http_responder responder, counter_family& http_errors)
+      : responder_(std::move(responder)), http_errors_(http_errors) {}
+  ~pending_open() {
+    if (!answered_) refuse(failure{503, "closed before the connect hook answered; try again"});
+  }
+  pending_open(const pending_open&) = delete;
+  pending_open& operator=(const pending_open&) = delete;
+
+  // The backend's denial: its code as the status when it is an HTTP one
+  // (400-599), else 401, what /ws's close 4001 is before an upgrade (the
+  // SDK takes either as an authentication failure); the body carries its
+  // code and message as the /ws reply would.
+  void refuse(const failure& f) {
+    server::http_response res;
+    res.set_status(f.code >= 400 && f.code <= 599 ? f.code : 401);
+    http_errors_.with(std::to_string(res.status())).inc();
+    res.set_content_type("application/json");
+    res.set_body(http_error_body(f.code, f.message));
+    respond(std::move(res));
+  }
+  void respond(server::http_response res) {
+    answered_ = true;
+    responder_.respond(std::move(res));
+  }
+  server::http_stream stream(server::http_response head, std::function<void()> on_close) {
+    answered_ = true;
+    return responder_.stream(std::move(head), std::move(on_close));
+  }
+
+ private:
+  server::http_responder responder_;
+  counter_family& http_errors_;
+  bool answered_ = false;
+};
+
 }  // namespace
 
 http_transports::http_transports(const realtime_config& config, hub& h, sessions& s,
@@ -144,18 +186,31 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
     json_error(res, 401, make_failure(errors::token_required).message);
     return;
   }
-  peer->opened();
   opened_.with("sse").inc();
-  sse_headers(res);
   std::weak_ptr<sse_stream> weak = peer;
-  server::http_stream stream = res.stream([weak] {
+  const auto on_close = [weak] {
     if (auto p = weak.lock()) p->stream_closed();
-  });
+  };
   {
     std::lock_guard lock(mutex_);
     streams_.push_back(peer);
   }
-  peer->begin(std::move(stream), jittered_retry_ms(config_.sse_retry));
+  if (sessions_.asks_connect_hook_at_open(peer->state())) {
+    // The stream starts once the connect hook allowed it (pending_open).
+    auto pending = std::make_shared<pending_open>(res.defer(), http_errors_);
+    peer->opened([this, weak, pending, on_close](const failure* denied) {
+      if (denied) return pending->refuse(*denied);
+      auto p = weak.lock();
+      if (!p) return;
+      server::http_response head;
+      sse_headers(head);
+      p->begin(pending->stream(std::move(head), on_close), jittered_retry_ms(config_.sse_retry));
+    });
+    return;
+  }
+  peer->opened();
+  sse_headers(res);
+  peer->begin(res.stream(on_close), jittered_retry_ms(config_.sse_retry));
 }
 
 void http_transports::open_session(const server::http_request& req, server::http_response& res) {
@@ -190,7 +245,6 @@ void http_transports::open_session(const server::http_request& req, server::http
   sid.append(random_hex(16));
   auto s = std::make_shared<http_session>(sessions_, hub_, config_, std::move(sid));
   if (!admit(req, res, s->state(), body_token)) return;
-  s->opened();
   opened_.with("http_session").inc();
   {
     std::lock_guard lock(mutex_);
@@ -203,6 +257,21 @@ void http_transports::open_session(const server::http_request& req, server::http
   body.append(",\"poll_timeout\":");
   append_uint(body, static_cast<std::uint64_t>(config_.sse_poll_timeout));
   body.push_back('}');
+  if (sessions_.asks_connect_hook_at_open(s->state())) {
+    // 201 once the connect hook allowed the session (pending_open); a
+    // denied one is closed and the registry's tick() forgets it.
+    auto pending = std::make_shared<pending_open>(res.defer(), http_errors_);
+    s->opened([pending, body = std::move(body)](const failure* denied) mutable {
+      if (denied) return pending->refuse(*denied);
+      server::http_response created;
+      created.set_status(201);
+      created.set_content_type("application/json");
+      created.set_body(std::move(body));
+      pending->respond(std::move(created));
+    });
+    return;
+  }
+  s->opened();
   res.set_status(201);
   res.set_content_type("application/json");
   res.set_body(std::move(body));
@@ -262,8 +331,9 @@ void http_transports::session_route(const server::http_request& req,
       return;
     }
   }
-  // Unknown, expired or closed (docs/protocol.md).
-  if (!s || s->is_closed()) {
+  // Unknown, expired or closed (docs/protocol.md); a closed session's last
+  // messages may still be polled (http_session::answers()).
+  if (!s || !s->answers(call.verb, mono_ms())) {
     json_error(res, 404, "session_not_found");
     return;
   }
@@ -353,7 +423,7 @@ void http_transports::tick() {
   for (const auto& s : sessions) {
     reason.clear();
     if (const std::uint16_t code = s->tick(now, reason)) s->close(code, reason);
-    if (s->is_closed()) gone.push_back(s.get());
+    if (s->is_closed() && !s->lingering(now)) gone.push_back(s.get());
   }
   for (const auto& p : streams) {
     reason.clear();

@@ -45,6 +45,7 @@ struct redis_broker_options {
   std::string key_prefix = "switchboard:";
   double presence_lease = 30;    // seconds an entry outlives its node's last refresh
   double presence_refresh = 10;  // seconds between refreshes
+  bool packed_publish = true;    // several publications of a channel per PUBLISH
   log_function log;
 };
 

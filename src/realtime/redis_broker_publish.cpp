@@ -1,8 +1,8 @@
 // redis_broker_publish.cpp — publications through Redis: the ones of one loop
 // iteration go to their shard as one publish script call (at most
 // k_max_batch), grouped by channel, which assigns their offsets, appends them
-// to the channels' streams and PUBLISHes them (one message per channel),
-// atomically.
+// to the channels' streams and PUBLISHes them (one message per channel; one
+// per publication with broker.packed_publish = false), atomically.
 #include <algorithm>
 #include <string>
 
@@ -20,11 +20,16 @@ void redis_broker::state::publish(std::string_view name, const namespace_options
     return;
   }
   // Most batches hold one hot channel or a few: the newest group first.
+  // Without the packed form (broker.packed_publish = false) every publication
+  // is a group of its own: the script then PUBLISHes each in the single form,
+  // the only one a node of an older version reads (a rolling upgrade).
   pending_channel* group = nullptr;
-  for (auto it = s.pending.rbegin(); it != s.pending.rend(); ++it) {
-    if (it->name == name) {
-      group = &*it;
-      break;
+  if (opts().packed_publish) {
+    for (auto it = s.pending.rbegin(); it != s.pending.rend(); ++it) {
+      if (it->name == name) {
+        group = &*it;
+        break;
+      }
     }
   }
   if (!group) {
@@ -33,7 +38,9 @@ void redis_broker::state::publish(std::string_view name, const namespace_options
     group->ns = &ns;
     // Room for a burst up front: growing one by one to 64 reallocates (and
     // moves every tail and completion) six times.
-    const std::size_t room = std::min<std::size_t>(16, k_max_batch - s.pending_order.size());
+    const std::size_t room =
+        opts().packed_publish ? std::min<std::size_t>(16, k_max_batch - s.pending_order.size())
+                              : 1;
     group->tails.reserve(room);
     group->done.reserve(room);
   }

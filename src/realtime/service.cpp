@@ -487,6 +487,7 @@ std::unique_ptr<broker> make_broker(const realtime_config& config, const log_fun
     ro.key_prefix = config.broker_key_prefix;
     ro.presence_lease = config.presence_lease;
     ro.presence_refresh = config.presence_refresh;
+    ro.packed_publish = config.broker_packed_publish;
     ro.log = log;
     return std::make_unique<redis_broker>(config, std::move(ro));
   }

@@ -439,7 +439,7 @@ void sessions::unadmit(connection_state& conn) {
   conn.address.clear();
 }
 
-void sessions::open(peer& p) {
+void sessions::open(peer& p, net::unique_function<void(const failure*)> decided) {
   auto& conn = p.state();
   // A token's presence is fixed at the upgrade (a refresh keeps it). Without
   // claims the entry is made on the first presence subscribe (presence_of):
@@ -456,9 +456,7 @@ void sessions::open(peer& p) {
   }
   if (conn.claims) watch_expiry(conn);
   index(conn);
-  if (hooks_ && hooks_->connect() && hooks_->connect_always() && conn.connected) {
-    hook_connect_on_open(p, conn);
-  }
+  if (asks_connect_hook_at_open(conn)) hook_connect_on_open(p, conn, std::move(decided));
   if (!conn.needs_connect) announce(conn, "connect");
 }
 

@@ -175,7 +175,14 @@ class sessions {
   // admit() counted against the client's address.
   void unadmit(connection_state& conn);
   // After admit(): the peer exists (presence entry, connect deadline, expiry).
-  void open(peer& p);
+  // When the connect hook is asked at open (asks_connect_hook_at_open()),
+  // `decided` runs once it answered, where the peer lives: with nullptr if
+  // the client may stay, else with the denial the peer is then closed for.
+  // It is destroyed unrun if the peer closes (or the hooks stop) first.
+  void open(peer& p, net::unique_function<void(const failure*)> decided = {});
+  // True if open() will ask the connect hook about `conn` (a client whose
+  // token came with the request, and hooks.connect_always).
+  bool asks_connect_hook_at_open(const connection_state& conn) const noexcept;
   // One text message from the client, as /ws on_message runs it.
   void handle(peer& p, std::string_view payload);
   // The client went away (with close `code` and `reason`, for the
@@ -273,9 +280,16 @@ class sessions {
   std::optional<failure> hook_publish(peer& ws, connection_state& conn,
                                       const command& c, const hook_target& target,
                                       std::string_view name, const namespace_options& ns);
+  // Both of them: asks `target` about `c` on channel `name`; `allowed` runs
+  // with the answer when the command may go on, else it gets the denial (or
+  // 503 for a failed call).
+  void hook_channel(peer& ws, connection_state& conn, const command& c,
+                    const hook_target& target, std::string_view name,
+                    net::unique_function<void(peer&, hook_answer)> allowed);
   // The connect hook of a client whose token came with the upgrade
   // (hooks.connect_always).
-  void hook_connect_on_open(peer& ws, connection_state& conn);
+  void hook_connect_on_open(peer& ws, connection_state& conn,
+                            net::unique_function<void(const failure*)> decided);
   // Sends `body` to `target` for `ws`; `then(peer&, hook_answer)` runs where
   // the peer lives (peer_ref::run) if it is still open, after which queued
   // commands run.

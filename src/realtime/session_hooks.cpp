@@ -188,14 +188,12 @@ std::optional<failure> sessions::hook_connect(peer& ws, connection_state& conn,
               auto& conn = w.state();
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
-                reply_error(reply, id, a.denial);
-                send_text(w, reply);
+                w.reply_error(id, a.denial);
                 w.close(k_close_auth, a.denial.message);
                 return;
               }
               if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
-                reply_error(reply, id, make_failure(errors::hook_unavailable));
-                send_text(w, reply);
+                w.reply_error(id, make_failure(errors::hook_unavailable));
                 return;  // not connected: the client may try again (auth.connect_timeout runs)
               }
               // allow (or a failure that allows): the backend may name the user
@@ -228,18 +226,26 @@ std::optional<failure> sessions::hook_connect(peer& ws, connection_state& conn,
   return std::nullopt;
 }
 
-void sessions::hook_connect_on_open(peer& ws, connection_state& conn) {
+bool sessions::asks_connect_hook_at_open(const connection_state& conn) const noexcept {
+  return hooks_ && hooks_->connect() && hooks_->connect_always() && conn.connected;
+}
+
+void sessions::hook_connect_on_open(peer& ws, connection_state& conn,
+                                    net::unique_function<void(const failure*)> decided) {
   std::string body = body_start(ws, conn.user);
   body.push_back('}');
   hook_call(ws, conn, *hooks_->connect(), std::move(body),
-            [this](peer& w, hook_answer a) {
+            [this, decided = std::move(decided)](peer& w, hook_answer a) mutable {
               auto& conn = w.state();
               if (a.result == hook_answer::outcome::deny) {
+                if (decided) decided(&a.denial);
                 w.close(k_close_auth, a.denial.message);
                 return;
               }
               if (a.result == hook_answer::outcome::failed && !hooks_->connect()->allow_on_error) {
-                w.close(k_close_auth, "connect hook unavailable");
+                const failure unavailable{503, "connect hook unavailable"};
+                if (decided) decided(&unavailable);
+                w.close(k_close_auth, unavailable.message);
                 return;
               }
               if (a.info) {
@@ -254,6 +260,7 @@ void sessions::hook_connect_on_open(peer& ws, connection_state& conn) {
                 if (it == config_.namespaces.end()) continue;
                 subscribe_now(w, channel, it->second, std::nullopt, {}, true);
               }
+              if (decided) decided(nullptr);
             });
 }
 
@@ -270,13 +277,11 @@ std::optional<failure> sessions::hook_refresh(peer& ws, connection_state& conn,
               auto& conn = w.state();
               thread_local std::string reply;
               if (a.result == hook_answer::outcome::deny) {
-                reply_error(reply, id, a.denial);
-                send_text(w, reply);
+                w.reply_error(id, a.denial);
                 return;  // the connection keeps its expiry
               }
               if (a.result == hook_answer::outcome::failed && !hooks_->refresh()->allow_on_error) {
-                reply_error(reply, id, make_failure(errors::hook_unavailable));
-                send_text(w, reply);
+                w.reply_error(id, make_failure(errors::hook_unavailable));
                 return;
               }
               if (a.info) {
@@ -317,79 +322,68 @@ std::optional<failure> sessions::cmd_rpc(peer& ws, connection_state& conn,
   body.push_back('}');
   hook_call(ws, conn, *hooks_->rpc(), std::move(body),
             [id = c.id](peer& w, hook_answer a) {
-              thread_local std::string reply;
-              if (a.result == hook_answer::outcome::deny) {
-                reply_error(reply, id, a.denial);
-              } else if (a.result == hook_answer::outcome::failed) {
-                reply_error(reply, id, make_failure(errors::hook_unavailable));
-              } else {
-                std::string result("{\"data\":");
-                result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
-                result.push_back('}');
-                reply_result(reply, id, result);
+              if (a.result == hook_answer::outcome::deny) return w.reply_error(id, a.denial);
+              if (a.result == hook_answer::outcome::failed) {
+                return w.reply_error(id, make_failure(errors::hook_unavailable));
               }
+              std::string result("{\"data\":");
+              result.append(a.data ? std::string_view(*a.data) : std::string_view("null"));
+              result.push_back('}');
+              thread_local std::string reply;
+              reply_result(reply, id, result);
               send_text(w, reply);
             });
   return std::nullopt;
+}
+
+void sessions::hook_channel(peer& ws, connection_state& conn, const command& c,
+                            const hook_target& target, std::string_view name,
+                            net::unique_function<void(peer&, hook_answer)> allowed) {
+  std::string body = body_start(ws, conn.user);
+  body.append(",\"channel\":");
+  append_json_string(body, name);
+  if (c.has_data) {  // subscribe: if any; publish: always (checked before)
+    body.append(",\"data\":");
+    body.append(c.data);
+  }
+  body.push_back('}');
+  hook_call(ws, conn, target, std::move(body),
+            [&target, id = c.id, allowed = std::move(allowed)](peer& w, hook_answer a) mutable {
+              if (a.result == hook_answer::outcome::allow ||
+                  (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
+                allowed(w, std::move(a));
+                return;
+              }
+              // The peer's own error form (GET /sse: an `event: error`).
+              w.reply_error(id, a.result == hook_answer::outcome::deny
+                                    ? a.denial
+                                    : make_failure(errors::hook_unavailable));
+            });
 }
 
 std::optional<failure> sessions::hook_subscribe(peer& ws, connection_state& conn,
                                                 const command& c, const hook_target& target,
                                                 std::string_view name,
                                                 const namespace_options& ns) {
-  std::string body = body_start(ws, conn.user);
-  body.append(",\"channel\":");
-  append_json_string(body, name);
-  if (c.has_data) {
-    body.append(",\"data\":");
-    body.append(c.data);
-  }
-  body.push_back('}');
-  hook_call(ws, conn, target, std::move(body),
-            [this, &target, &ns, id = c.id, since = c.since, channel = std::string(name)](
-                peer& w, hook_answer a) mutable {
-              if (a.result == hook_answer::outcome::allow ||
-                  (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
-                subscribe_now(w, channel, ns, std::move(since), std::move(id), false);
-                return;
-              }
-              thread_local std::string reply;
-              reply_error(reply, id,
-                          a.result == hook_answer::outcome::deny
-                              ? a.denial
-                              : make_failure(errors::hook_unavailable));
-              send_text(w, reply);
-            });
+  hook_channel(ws, conn, c, target, name,
+               [this, &ns, id = c.id, since = c.since, channel = std::string(name)](
+                   peer& w, hook_answer) mutable {
+                 subscribe_now(w, channel, ns, std::move(since), std::move(id), false);
+               });
   return std::nullopt;
 }
 
 std::optional<failure> sessions::hook_publish(peer& ws, connection_state& conn,
                                               const command& c, const hook_target& target,
                                               std::string_view name, const namespace_options& ns) {
-  std::string body = body_start(ws, conn.user);
-  body.append(",\"channel\":");
-  append_json_string(body, name);
-  body.append(",\"data\":");
-  body.append(c.data);
-  body.push_back('}');
-  hook_call(ws, conn, target, std::move(body),
-            [this, &target, &ns, id = c.id, data = c.data, channel = std::string(name)](
-                peer& w, hook_answer a) mutable {
-              if (a.result == hook_answer::outcome::allow ||
-                  (a.result == hook_answer::outcome::failed && target.allow_on_error)) {
-                auto& conn = w.state();
-                // The backend may rewrite the data (moderation, enrichment).
-                publish_now(w, conn, channel, ns, a.data ? std::string_view(*a.data) : data,
-                            std::move(id));
-                return;
-              }
-              thread_local std::string reply;
-              reply_error(reply, id,
-                          a.result == hook_answer::outcome::deny
-                              ? a.denial
-                              : make_failure(errors::hook_unavailable));
-              send_text(w, reply);
-            });
+  hook_channel(ws, conn, c, target, name,
+               [this, &ns, id = c.id, data = c.data, channel = std::string(name)](
+                   peer& w, hook_answer a) mutable {
+                 // The backend may rewrite the data (moderation, enrichment).
+                 publish_now(w, w.state(), channel, ns,
+                             a.data ? std::string_view(*a.data) : std::string_view(data),
+                             std::move(id));
+               });
   return std::nullopt;
 }
 

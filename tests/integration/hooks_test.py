@@ -14,6 +14,20 @@ the signature: 503), https:// through the TLS layer (a trusted and an
 untrusted certificate), and a slow backend with many clients while the loop
 stays responsive (pings answered within 10 ms).
 
+HTTP sessions (docs/protocol.md, "HTTP sessions") go through the same hooks:
+connect over a session (SSE downstream: user, info, server-side channels,
+forwarded headers; denied: the error reply and the 4001 close push, still
+polled after the close; timeout 503 then a retry), subscribe / publish / rpc
+in one POST batch answered in order over long-polling, refresh, the hook's
+expire_at (refresh push, then close 4002, still polled after it); a plain
+GET /sse stream's channels asked one by one (a denial is its `event: error`);
+lifecycle events of a session (connect, subscribe, presence, unsubscribe)
+equal to a /ws client's, its idle expiry as disconnect 1001, DELETE as 1000; with
+connect_always, POST /rt/session and GET /sse answered only once the hook
+decided (401 with the backend's code, or its own HTTP code; 503 on a timeout); and with the Redis
+broker, a session's commands sent through another node run the home node's
+hooks once each (each node has its own backend).
+
 Usage: /usr/bin/python3 hooks_test.py <path to switchboard>
 """
 
@@ -38,7 +52,10 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import tls_harness  # noqa: E402
 from serve_test import (API_KEY, ServeServer, Session, api_publish, base_config,  # noqa: E402
-                        close_code_of, connect_ws, metric_samples, run, slow, token)
+                        close_code_of, connect_ws, http_request, metric_samples, run, slow,
+                        token)
+from sse_test import SseReader  # noqa: E402
+from redis_cluster_test import RedisServer, wait_health  # noqa: E402
 
 HOOK_SECRET = "hooks-test-shared-secret"
 
@@ -51,6 +68,7 @@ class Backend:
         self.secret = secret.encode()
         self.scheme = "https" if tls else "http"
         self.calls = []
+        self.events = []  # lifecycle events received, in order
         self.lock = threading.Lock()
         backend = self
 
@@ -115,11 +133,24 @@ class Backend:
         if not ok:
             return 401, {"detail": "bad signature"}
         hook = headers.get("X-Switchboard-Hook")
+        if hook == "events":  # lifecycle events ([events] url): acknowledged
+            with self.lock:
+                self.events.extend(body["events"])
+            return 200, {}
         data = body.get("data") or {}
         if path.startswith("/slow"):
             time.sleep(0.4)
         if hook == "connect":
             mode = data.get("mode") if isinstance(data, dict) else None
+            # A client whose token came with its request (connect_always) has
+            # no data: its user decides.
+            user = body.get("user", "")
+            if user.startswith("banned"):
+                mode = "deny"
+            elif user.startswith("forbidden"):
+                return 200, {"error": {"code": 403, "message": "no entry"}}
+            elif user.startswith("slow"):
+                mode = "slow"
             if mode == "deny":
                 return 200, {"error": {"code": 4403, "message": "banned by the backend"}}
             if mode == "slow":
@@ -158,6 +189,18 @@ class Backend:
         with self.lock:
             return [c for c in self.calls if c["headers"].get("X-Switchboard-Hook") == hook]
 
+    def events_of(self, client, until_type, timeout=5.0):
+        """The lifecycle events of `client` (type, channel, code, reason) once
+        one of type `until_type` has come."""
+        deadline = time.monotonic() + slow(timeout)
+        while True:
+            with self.lock:
+                mine = [e for e in self.events if e["client"] == client]
+            if any(e["type"] == until_type for e in mine) or time.monotonic() > deadline:
+                return [tuple(e.get(k) for k in ("type", "channel", "code", "reason"))
+                        for e in mine]
+            time.sleep(0.02)
+
 
 def hooks_config(backend, hooks=None, **overrides):
     h = {
@@ -182,14 +225,21 @@ def hooks_config(backend, hooks=None, **overrides):
 
 class HookCase(unittest.TestCase):
     EXTRA = {}
+    EVENTS = False  # lifecycle events to the backend's /events too
 
     @classmethod
     def setUpClass(cls):
         cls.backend = Backend()
+        cls.outbox_dir = tempfile.mkdtemp(prefix="switchboard-hooks-outbox-")
+        extra = dict(cls.EXTRA)
+        if cls.EVENTS:
+            extra["events"] = {"url": cls.backend.url("/events"), "retry_max": 0.3,
+                               "outbox": os.path.join(cls.outbox_dir, "outbox")}
         try:
-            cls.server = ServeServer(hooks_config(cls.backend, **cls.EXTRA))
+            cls.server = ServeServer(hooks_config(cls.backend, **extra))
         except BaseException:
             cls.backend.close()
+            shutil.rmtree(cls.outbox_dir, ignore_errors=True)
             raise
 
     @classmethod
@@ -201,6 +251,7 @@ class HookCase(unittest.TestCase):
         finally:
             cls.server.cleanup()
             cls.backend.close()
+            shutil.rmtree(cls.outbox_dir, ignore_errors=True)
 
     def setUp(self):
         self.assertTrue(self.server.alive(), self.server.stderr_text())
@@ -405,6 +456,303 @@ class TokenClientsAlways(HookCase):
             await ws.close()
         run(go())
 
+    def test_an_http_session_or_stream_is_answered_once_the_hook_decided(self):
+        """Where /ws closes with 4001 after the upgrade, the HTTP transports
+        answer the request that would open the session or stream: 201 / 200
+        once the hook allowed, else 401 (an application code: as close 4001)
+        with the denial's code and message; the backend's own HTTP code as
+        the status."""
+        port = self.server.port
+        before = len(self.backend.calls_of("connect"))
+        hs = HttpSession(port, {"Authorization": "Bearer " + token("tina-hs")})
+        self.assertEqual(hs.status, 201, hs.answer)
+        calls = self.backend.calls_of("connect")[before:]
+        self.assertEqual(len(calls), 1)  # asked before the 201
+        self.assertEqual((calls[0]["body"]["transport"], calls[0]["body"]["user"]),
+                         ("http_session", "tina-hs"))
+        hs.send({"id": 1, "cmd": "ping"})
+        self.assertEqual(hs.reply(1), {"id": 1, "result": {}})
+        denied = {"error": {"code": 4403, "message": "banned by the backend"}}
+        status, _, raw = http_request(port, "POST", "/rt/session", None,
+                                      {"Authorization": "Bearer " + token("banned-hs")})
+        self.assertEqual((status, json.loads(raw)), (401, denied))
+        status, _, raw = http_request(port, "POST", "/rt/session", {"token": token("banned-2")})
+        self.assertEqual((status, json.loads(raw)), (401, denied))
+        status, _, raw = http_request(port, "POST", "/rt/session", {"token": token("forbidden")})
+        self.assertEqual((status, json.loads(raw)),
+                         (403, {"error": {"code": 403, "message": "no entry"}}))
+        # The hook times out (hooks.timeout 1 s): 503, no session.
+        status, _, raw = http_request(port, "POST", "/rt/session", {"token": token("slow-hs")},
+                                      timeout=10)
+        self.assertEqual((status, json.loads(raw)["error"]["message"]),
+                         (503, "connect hook unavailable"))
+        # GET /sse: the same answers before the stream.
+        r = SseReader(port, "/sse?channel=news", {"Authorization": "Bearer " + token("banned-s")})
+        try:
+            self.assertEqual((r.status, r.json()), (401, denied))
+        finally:
+            r.close()
+        r = SseReader(port, "/sse?channel=news", {"Authorization": "Bearer " + token("tina-s")})
+        try:
+            self.assertEqual(r.status, 200)
+            self.assertIn("retry", r.event())
+            e = r.events_until(lambda e: e.get("event") in ("subscribed", "error"))[-1]
+            self.assertEqual((e["event"], json.loads(e["data"])["channel"]), ("subscribed", "news"))
+        finally:
+            r.close()
+        sse_call = [c for c in self.backend.calls_of("connect") if c["body"]["user"] == "tina-s"]
+        self.assertEqual([c["body"]["transport"] for c in sse_call], ["sse"])
+
+
+class HttpSession:
+    """The client side of an HTTP session (docs/protocol.md, "HTTP
+    sessions"): POST /rt/session, command batches up, long-polls down."""
+
+    def __init__(self, port, headers=None, body=None):
+        self.port = port
+        status, _, raw = http_request(port, "POST", "/rt/session", body, headers or {})
+        self.status, self.answer = status, (json.loads(raw) if raw else None)
+        self.sid = self.answer.get("session") if status == 201 else None
+        self.seen = 0
+        self.got = []  # every message polled, parsed, in order
+
+    @property
+    def path(self):
+        return "/rt/session/" + self.sid
+
+    def send(self, *cmds, port=None):
+        body = "\n".join(json.dumps(c) for c in cmds).encode()
+        status, _, raw = http_request(port or self.port, "POST", self.path + "/send", body)
+        assert (status, json.loads(raw)) == (202, {"accepted": len(cmds)}), (status, raw)
+
+    def poll(self, port=None):
+        status, _, raw = http_request(port or self.port, "GET",
+                                      "%s/poll?after=%d" % (self.path, self.seen), timeout=10)
+        assert status == 200, (status, raw)
+        for m in json.loads(raw)["messages"]:
+            assert m["seq"] == self.seen + 1, (m, self.seen)  # no gap, no duplicate
+            self.seen = m["seq"]
+            self.got.append(json.loads(m["data"]))
+        return status
+
+    def until(self, pred, timeout=5.0, port=None):
+        """Polls until a message for which pred(m) is true has come; returns it."""
+        deadline = time.monotonic() + slow(timeout)
+        checked = 0
+        while True:
+            for m in self.got[checked:]:
+                if pred(m):
+                    return m
+            checked = len(self.got)
+            if time.monotonic() > deadline:
+                raise AssertionError("no such message within %.1fs: %r" % (timeout, self.got))
+            self.poll(port)
+
+    def reply(self, rid, **kw):
+        return self.until(lambda m: m.get("id") == rid, **kw)
+
+
+class HttpSessions(HookCase):
+    """The same hooks for an HTTP session as for /ws (docs/hooks.md,
+    transport "http_session"): connect deciding who the session is, the
+    subscribe and publish hooks, refresh and rpc, and the lifecycle events,
+    an idle session's expiry included. poll_timeout 1 s keeps polls short."""
+    EVENTS = True
+    EXTRA = {"sse": {"session_idle_timeout": 1, "poll_timeout": 1}}
+
+    def test_connect_hook_decides_the_session(self):
+        port = self.server.port
+        hs = HttpSession(port, {"Cookie": "session=hs", "X-Tenant": "acme", "X-Other": "no"})
+        self.assertEqual(hs.status, 201, hs.answer)
+        r = SseReader(port, hs.path + "/stream")
+        try:
+            self.assertIn("retry", r.event())
+            # Before connect, as on /ws: not authenticated.
+            hs.send({"id": 1, "cmd": "subscribe", "channel": "news"},
+                    {"id": 2, "cmd": "connect",
+                     "data": {"user": "hs-alice", "info": {"name": "Alice"},
+                              "channels": ["news", "chat:hs"]}})
+            got = []
+            while len(got) < 4:
+                e = r.events_until(lambda e: e.get("event") == "message")[-1]
+                got.append(json.loads(e["data"]))
+            self.assertEqual(got[0]["error"]["code"], 401, got)
+            self.assertEqual(got[1]["id"], 2)
+            self.assertEqual(got[1]["result"]["user"], "hs-alice")
+            client = got[1]["result"]["client"]
+            self.assertEqual({m["channel"] for m in got[2:]}, {"news", "chat:hs"})
+            self.assertEqual({m["push"] for m in got[2:]}, {"subscribe"})
+            # The server-side subscription delivers down the stream.
+            api_publish(port, {"channel": "news", "data": {"n": 1}})
+            e = r.events_until(lambda e: e.get("event") == "message")[-1]
+            self.assertEqual(json.loads(e["data"])["data"], {"n": 1})
+        finally:
+            r.close()
+        call = [c for c in self.backend.calls_of("connect") if c["body"]["client"] == client][0]
+        self.assertTrue(call["signed"])
+        self.assertEqual(call["body"]["transport"], "http_session")
+        self.assertEqual(call["body"]["data"]["user"], "hs-alice")
+        self.assertEqual(call["headers"].get("Cookie"), "session=hs")
+        self.assertEqual(call["headers"].get("X-Tenant"), "acme")
+        self.assertNotIn("X-Other", call["headers"])
+        # Presence shows the hook's info, as for /ws.
+        hs.send({"id": 3, "cmd": "presence", "channel": "chat:hs"})
+        clients = hs.reply(3)["result"]["clients"]
+        self.assertEqual([(c["user"], c.get("info")) for c in clients],
+                         [("hs-alice", {"name": "Alice"})])
+
+    def test_connect_denied_ends_the_session_as_4001_ends_a_websocket(self):
+        port = self.server.port
+        hs = HttpSession(port)
+        hs.send({"id": 1, "cmd": "connect", "data": {"mode": "deny"}})
+        self.assertEqual(hs.reply(1)["error"], {"code": 4403, "message": "banned by the backend"})
+        close = hs.until(lambda m: m.get("push") == "close")
+        self.assertEqual((close["code"], close["reason"]), (4001, "banned by the backend"))
+        status, _, raw = http_request(port, "GET", hs.path + "/poll")
+        self.assertEqual((status, json.loads(raw)["error"]["message"]), (404, "session_not_found"))
+        # A hook that times out: 503, and the session may try again (as /ws).
+        hs = HttpSession(port)
+        hs.send({"id": 1, "cmd": "connect", "data": {"mode": "slow"}})
+        self.assertEqual(hs.reply(1, timeout=10)["error"]["code"], 503)
+        hs.send({"id": 2, "cmd": "connect", "data": {"user": "again"}})
+        self.assertEqual(hs.reply(2)["result"]["user"], "again")
+
+    def test_subscribe_publish_and_rpc_hooks_in_order_over_long_polling(self):
+        port = self.server.port
+        hs = HttpSession(port)
+        # One batch: every command waits for the hook call before it, and
+        # the replies come down in the order of the lines.
+        hs.send({"id": 1, "cmd": "connect", "data": {"user": "hs-bob"}},
+                {"id": 2, "cmd": "subscribe", "channel": "room:hs", "data": {"invite": "x9"}},
+                {"id": 3, "cmd": "subscribe", "channel": "room:forbidden"},
+                {"id": 4, "cmd": "publish", "channel": "room:hs", "data": {"text": "hello"}},
+                {"id": 5, "cmd": "publish", "channel": "room:hs", "data": {"text": "keep"}},
+                {"id": 6, "cmd": "publish", "channel": "room:hs", "data": {"text": "spam"}},
+                {"id": 7, "cmd": "rpc", "method": "echo", "data": {"x": [1, 2]}},
+                {"id": 8, "cmd": "rpc", "method": "fail"},
+                {"id": 9, "cmd": "subscribe", "channel": "slow:hs"},
+                {"id": 10, "cmd": "ping"})
+        hs.reply(10)
+        replies = [m for m in hs.got if "id" in m]
+        self.assertEqual([m["id"] for m in replies], list(range(1, 11)), replies)
+        self.assertIn("epoch", replies[1]["result"])
+        self.assertEqual(replies[2]["error"], {"code": 403, "message": "not in this room"})
+        self.assertIn("offset", replies[3]["result"])
+        self.assertEqual(replies[5]["error"], {"code": 4400, "message": "moderated"})
+        self.assertEqual(replies[6]["result"], {"data": {"echo": {"x": [1, 2]}, "user": "hs-bob"}})
+        self.assertEqual(replies[7]["error"], {"code": 4500, "message": "rpc failed"})
+        self.assertIn("epoch", replies[8]["result"])
+        pushed = [m["data"] for m in hs.got if m.get("push") == "message"]
+        self.assertEqual(pushed, [{"text": "HELLO", "by": "backend"}, {"text": "keep"}])
+        client = replies[0]["result"]["client"]
+        mine = [c for c in self.backend.calls if c["body"].get("client") == client]
+        self.assertEqual([c["headers"]["X-Switchboard-Hook"] for c in mine],
+                         ["connect", "subscribe", "subscribe", "publish", "publish", "publish",
+                          "rpc", "rpc", "subscribe"])
+        self.assertEqual({c["body"]["transport"] for c in mine}, {"http_session"})
+        self.assertEqual({c["body"].get("user") for c in mine[1:]}, {"hs-bob"})
+        self.assertEqual(mine[1]["body"]["data"], {"invite": "x9"})
+        # Allowed, a subscribe with `since` recovers as without a hook.
+        since = {"epoch": replies[1]["result"]["epoch"], "offset": 1}
+        again = HttpSession(port)
+        again.send({"id": 1, "cmd": "connect", "data": {"user": "hs-bob"}},
+                   {"id": 2, "cmd": "subscribe", "channel": "room:hs", "since": since})
+        r = again.reply(2)["result"]
+        self.assertTrue(r["recovered"], r)
+        self.assertEqual([(p["offset"], p["data"]) for p in r["publications"]],
+                         [(2, {"text": "keep"})])
+
+    def test_a_plain_sse_stream_asks_the_subscribe_hook_per_channel(self):
+        r = SseReader(self.server.port, "/sse?channel=room:forbidden&channel=room:sse",
+                      {"Authorization": "Bearer " + token("sse-user")})
+        try:
+            self.assertEqual(r.status, 200)
+            self.assertIn("retry", r.event())
+            got = {}
+            while len(got) < 2:
+                e = r.events_until(lambda e: e.get("event") in ("subscribed", "error"))[-1]
+                got[json.loads(e["data"])["channel"]] = (e["event"], json.loads(e["data"]))
+            self.assertEqual(got["room:forbidden"],
+                             ("error", {"channel": "room:forbidden", "code": 403,
+                                        "error": "not in this room"}))
+            self.assertEqual(got["room:sse"][0], "subscribed")
+        finally:
+            r.close()
+        calls = [c["body"] for c in self.backend.calls_of("subscribe")
+                 if c["body"].get("user") == "sse-user"]
+        self.assertEqual(sorted((c["channel"], c["transport"]) for c in calls),
+                         [("room:forbidden", "sse"), ("room:sse", "sse")])
+
+    def test_the_hooks_expiry_ends_a_session_as_4002(self):
+        hs = HttpSession(self.server.port)
+        hs.send({"id": 1, "cmd": "connect",
+                 "data": {"user": "hs-exp", "expire_at": int(time.time()) + 2}})
+        client = hs.reply(1)["result"]["client"]
+        # auth.refresh_lead (30 s) is past already: the refresh push at once,
+        # then the close at expire_at, still polled after it.
+        self.assertIn("exp", hs.until(lambda m: m.get("push") == "refresh"))
+        close = hs.until(lambda m: m.get("push") == "close", timeout=6)
+        self.assertEqual(close["code"], 4002)
+        self.assertEqual(self.backend.events_of(client, "disconnect")[-1][:3],
+                         ("disconnect", None, 4002))
+
+    def test_refresh_asks_the_hook_for_a_new_expiry(self):
+        hs = HttpSession(self.server.port)
+        hs.send({"id": 1, "cmd": "connect",
+                 "data": {"user": "hs-erin", "expire_at": int(time.time()) + 600}},
+                {"id": 2, "cmd": "refresh"})
+        self.assertGreater(hs.reply(2)["result"]["exp"], time.time() + 3600)
+        self.assertEqual(self.backend.calls_of("refresh")[-1]["body"]["transport"], "http_session")
+
+    def test_lifecycle_events_as_for_a_websocket_including_expiry(self):
+        port = self.server.port
+
+        async def ws_client():
+            async with connect_ws(port) as ws:
+                s = Session(ws)
+                r = await s.request("connect", data={"user": "ev-ws"})
+                await s.request("subscribe", channel="room:ev")
+                await s.request("unsubscribe", channel="room:ev")
+                await s.request("subscribe", channel="room:ev")
+                return r["result"]["client"]
+        ws_id = run(ws_client())
+        hs = HttpSession(port)
+        hs.send({"id": 1, "cmd": "connect", "data": {"user": "ev-hs"}},
+                {"id": 2, "cmd": "subscribe", "channel": "room:ev"},
+                {"id": 3, "cmd": "unsubscribe", "channel": "room:ev"},
+                {"id": 4, "cmd": "subscribe", "channel": "room:ev"})
+        hs_id = hs.reply(1)["result"]["client"]
+        hs.reply(4)
+        # No downstream from now on: the session expires after
+        # sse.session_idle_timeout (1 s) and ends as 1001.
+        sub = [("subscribe", "room:ev", None, None), ("presence.join", "room:ev", None, None)]
+        unsub = [("unsubscribe", "room:ev", None, None), ("presence.leave", "room:ev", None, None)]
+        want = [("connect", None, None, None)] + sub + unsub + sub + unsub
+        self.assertEqual(self.backend.events_of(ws_id, "disconnect")[:-1], want)
+        events = self.backend.events_of(hs_id, "disconnect", timeout=10)
+        self.assertEqual(events[:-1], want)
+        self.assertEqual(events[-1], ("disconnect", None, 1001,
+                                      "session idle: no stream or poll within "
+                                      "sse.session_idle_timeout"))
+        with self.backend.lock:
+            users = {e["user"] for e in self.backend.events if e["client"] == hs_id}
+        self.assertEqual(users, {"ev-hs"})
+        # DELETE: 1000, as the session's own close.
+        hs = HttpSession(port, {"Authorization": "Bearer " + token("ev-token")})
+        status, _, _ = http_request(port, "DELETE", hs.path)
+        self.assertEqual(status, 204)
+        deadline = time.monotonic() + slow(5)
+        while True:
+            with self.backend.lock:
+                mine = [e for e in self.backend.events if e.get("user") == "ev-token"]
+            if mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        self.assertTrue(mine, "no event of the token session")
+        self.assertEqual(self.backend.events_of(mine[0]["client"], "disconnect"),
+                         [("connect", None, None, None),
+                          ("disconnect", None, 1000, "session closed by the client")])
+
 
 class BackendDown(unittest.TestCase):
     """Hooks pointing at a port where nothing listens: each namespace's
@@ -545,6 +893,61 @@ class SlowBackendManyClients(HookCase):
         # Keep-alive pool bounded by max_concurrency.
         ports = {c["port"] for c in self.backend.calls if c["path"].startswith("/slow")}
         self.assertLessEqual(len(ports), 16)
+
+
+class HttpSessionAcrossNodes(unittest.TestCase):
+    """Two nodes on one Redis, each with a backend of its own: the commands
+    of a session made on A and sent through B are forwarded to A
+    (docs/protocol.md, "HTTP transports across nodes") and run A's hooks,
+    once each; B's backend hears nothing."""
+
+    def test_hooks_run_once_on_the_home_node(self):
+        redis = RedisServer()
+        backends, nodes = [], []
+        try:
+            for _ in range(2):
+                backends.append(Backend())
+                nodes.append(ServeServer(hooks_config(
+                    backends[-1], sse={"poll_timeout": 1},
+                    broker={"urls": [redis.url], "key_prefix": "hk%d:" % os.getpid(),
+                            "presence_lease": 2, "presence_refresh": 0.4})))
+            for n in nodes:
+                wait_health(n.port, 200)
+            a, b = nodes[0].port, nodes[1].port
+            hs = HttpSession(a)
+            self.assertEqual(hs.status, 201, hs.answer)
+            hs.send({"id": 1, "cmd": "connect", "data": {"user": "far"}},
+                    {"id": 2, "cmd": "subscribe", "channel": "room:far", "data": {"k": 1}},
+                    port=b)
+            # With Redis a publish may be answered before the subscribe sent
+            # just before it (docs/protocol.md): wait, as a client would.
+            hs.reply(2, port=b)
+            hs.send({"id": 3, "cmd": "publish", "channel": "room:far", "data": {"text": "hi"}},
+                    {"id": 4, "cmd": "rpc", "method": "echo", "data": 5}, port=b)
+            hs.reply(4, port=b)
+            hs.until(lambda m: m.get("push") == "message", port=b)
+            replies = {m["id"]: m for m in hs.got if "id" in m}
+            self.assertEqual(replies[1]["result"]["user"], "far")
+            self.assertIn("epoch", replies[2]["result"])
+            self.assertIn("offset", replies[3]["result"])
+            self.assertEqual(replies[4]["result"], {"data": {"echo": 5, "user": "far"}})
+            self.assertEqual([m["data"] for m in hs.got if m.get("push") == "message"],
+                             [{"text": "HI", "by": "backend"}])
+            hs.send({"id": 5, "cmd": "ping"}, port=b)
+            hs.reply(5, port=a)
+            self.assertEqual(backends[1].calls, [], "B ran no hook")
+            self.assertEqual([c["headers"]["X-Switchboard-Hook"] for c in backends[0].calls],
+                             ["connect", "subscribe", "publish", "rpc"])
+            self.assertEqual({c["body"]["transport"] for c in backends[0].calls}, {"http_session"})
+        finally:
+            codes = []
+            for n in nodes:
+                codes.append(n.stop(timeout=10)[0])
+                n.cleanup()
+            for backend in backends:
+                backend.close()
+            redis.cleanup()
+        self.assertEqual(codes, [0, 0], "serve exit codes after SIGTERM")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ nodes (every command answered once, every publication once and in order, also
 across a drop of every pub/sub connection), a
 session whose node was killed (its relayed stream ends, then 404), and the SDK
 on SSE and on long-polling through nginx round-robin without stickiness.
+broker.packed_publish = false: a burst goes out as single-form PUBLISHes only
+(watched with PSUBSCRIBE), the default node packs the same burst, and each
+node reads the other's.
 
 Usage: /usr/bin/python3 redis_cluster_test.py <path to switchboard>
 """
@@ -1026,6 +1029,113 @@ class InFlightSubscribe(unittest.TestCase):
             if node:
                 node.cleanup()
             redis.cleanup()
+
+
+class PubSubMonitor:
+    """A connection of the test's own in pub/sub mode on `pattern`
+    (PSUBSCRIBE): what the nodes PUBLISH, as Redis carries it."""
+
+    def __init__(self, port, pattern):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=slow(10))
+        self.reader = self.sock.makefile("rb")
+        self.send(b"PSUBSCRIBE", pattern.encode())
+        confirm = self.read()
+        assert confirm[0] == b"psubscribe", confirm
+
+    def send(self, *args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+
+    def read(self):
+        line = self.reader.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"*":
+            return [self.read() for _ in range(int(rest))]
+        if kind == b"$":
+            return self.reader.read(int(rest) + 2)[:-2]
+        if kind == b":":
+            return int(rest)
+        raise AssertionError("unexpected RESP line %r" % line)
+
+    def messages(self):
+        """Every (channel, payload) published so far: a PING's pong comes
+        after them on this connection."""
+        self.send(b"PING")
+        out = []
+        while True:
+            m = self.read()
+            if m[0] == b"pong":
+                return out
+            assert m[0] == b"pmessage", m
+            out.append((m[2].decode(), m[3]))
+
+    def close(self):
+        self.reader.close()
+        self.sock.close()
+
+
+class PackedPublish(unittest.TestCase):
+    """broker.packed_publish (docs/scaling.md, "Rolling upgrades"): a node
+    with false PUBLISHes each publication in the single form "m…", the only
+    one a node of the version before the packed form reads; a node with the
+    default packs a burst of one channel ("M…"). Both read either form."""
+
+    def test_false_puts_only_the_single_form_on_the_wire(self):
+        redis = RedisServer()
+        prefix = "pk%d:" % os.getpid()
+        nodes = []
+        monitor = None
+        try:
+            for packed in (False, True):
+                nodes.append(ServeServer(node_config(redis.url, broker={
+                    "urls": [redis.url], "key_prefix": prefix, "packed_publish": packed})))
+            for n in nodes:
+                wait_health(n.port, 200)
+            monitor = PubSubMonitor(redis.port, prefix + "c:chat:*")
+
+            async def burst(publisher, reader, channel, n=100):
+                # n publications over one WebSocket without waiting (one loop
+                # iteration takes many: a batch), read on the other node.
+                async with connect_ws(reader) as wr, connect_ws(publisher) as wp:
+                    sub = Session(wr)
+                    self.assertIn("result", await sub.request("subscribe", channel=channel))
+                    for i in range(1, n + 1):
+                        await wp.send(json.dumps({"id": i, "cmd": "publish", "channel": channel,
+                                                  "data": i}))
+                    got = []
+                    while len(got) < n:
+                        m = json.loads(await asyncio.wait_for(wr.recv(), slow(10)))
+                        if m.get("push") == "message":
+                            got.append((m["offset"], m["data"]))
+                    self.assertEqual(got, [(i, i) for i in range(1, n + 1)])
+                    replies = 0
+                    while replies < n:  # read, or the close waits behind them
+                        m = json.loads(await asyncio.wait_for(wp.recv(), slow(10)))
+                        self.assertIn("result", m)
+                        replies += 1
+            a, b = nodes[0].port, nodes[1].port
+            run(burst(a, b, "chat:single"))
+            run(burst(b, a, "chat:packed"))
+            wire = monitor.messages()
+            # Publications only ("j…", "l…" are presence).
+            single = [p for c, p in wire if c == prefix + "c:chat:single" and p[:1] in b"mM"]
+            packed = [p for c, p in wire if c == prefix + "c:chat:packed" and p[:1] in b"mM"]
+            self.assertEqual(len(single), 100)
+            self.assertEqual({p[:1] for p in single}, {b"m"}, single[:3])
+            # The control: the same burst from a node with the default is packed.
+            self.assertIn(b"M", {p[:1] for p in packed})
+            self.assertLess(len(packed), 100)
+        finally:
+            if monitor:
+                monitor.close()
+            codes = []
+            for n in nodes:
+                codes.append(n.stop(timeout=10)[0])
+                n.cleanup()
+            redis.cleanup()
+        self.assertEqual(codes, [0, 0], "serve exit codes after SIGTERM")
 
 
 class Sharded(unittest.TestCase):

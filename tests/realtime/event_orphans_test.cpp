@@ -16,46 +16,15 @@
 #include <mutex>
 #include <thread>
 
-#include "redis_process.hpp"
+#include "redis_loop.hpp"
 
 namespace switchboard::realtime::detail {
 namespace {
 
 using namespace std::chrono_literals;
+using test::loop_thread;
 using test::redis_process;
-
-class loop_thread {
- public:
-  loop_thread() {
-    std::error_code ec;
-    loop_ = net::event_loop::create(ec);
-    thread_ = std::thread([this] { (void)loop_->run(); });
-  }
-  ~loop_thread() {
-    loop_->stop();
-    thread_.join();
-  }
-  net::event_loop& loop() { return *loop_; }
-  template <class F>
-  void run(F f) {
-    std::promise<void> done;
-    loop_->post([&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-
- private:
-  std::unique_ptr<net::event_loop> loop_;
-  std::thread thread_;
-};
-
-redis_url url_of(const redis_process& redis) {
-  redis_url u;
-  EXPECT_EQ(parse_redis_url(redis.url(), u), "");
-  return u;
-}
+using test::url_of;
 
 // One command's reply, flattened to text: nil "(nil)", an integer its
 // digits, an array its elements joined by ','.
@@ -101,14 +70,7 @@ class client {
     lt_.run([&] { conn_.reset(); });
   }
   std::string call(std::vector<std::string> argv) {
-    std::promise<std::string> reply;
-    lt_.run([&] {
-      std::vector<std::string_view> v(argv.begin(), argv.end());
-      conn_->command(v, [&reply](const redisReply* r) { reply.set_value(flat(r)); });
-    });
-    auto f = reply.get_future();
-    if (f.wait_for(5s) != std::future_status::ready) return "(timeout)";
-    return f.get();
+    return test::command(lt_, *conn_, std::move(argv), flat);
   }
 
  private:

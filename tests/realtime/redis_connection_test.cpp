@@ -14,41 +14,15 @@
 #include <mutex>
 #include <thread>
 
-#include "redis_process.hpp"
+#include "redis_loop.hpp"
 
 namespace switchboard::realtime::detail {
 namespace {
 
 using namespace std::chrono_literals;
+using test::loop_thread;
 using test::redis_process;
-
-// An event loop on its own thread; run() executes a function there and waits.
-class loop_thread {
- public:
-  loop_thread() {
-    std::error_code ec;
-    loop_ = net::event_loop::create(ec);
-    thread_ = std::thread([this] { (void)loop_->run(); });
-  }
-  ~loop_thread() {
-    loop_->stop();
-    thread_.join();
-  }
-  net::event_loop& loop() { return *loop_; }
-  template <class F>
-  void run(F f) {
-    std::promise<void> done;
-    loop_->post([&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-
- private:
-  std::unique_ptr<net::event_loop> loop_;
-  std::thread thread_;
-};
+using test::url_of;
 
 // Counts on_ready calls and waits for them.
 struct readiness {
@@ -80,31 +54,18 @@ struct readiness {
   }
 };
 
-redis_url url_of(const std::string& text) {
-  redis_url u;
-  EXPECT_EQ(parse_redis_url(text, u), "");
-  return u;
-}
-
 // Sends one command on the loop and waits for its reply, as text
 // ("nil", "int:N", "err:…", or the string); "lost" for nullptr.
 std::string call(loop_thread& lt, redis_connection& c, std::vector<std::string> argv) {
-  std::promise<std::string> answer;
-  lt.loop().post([&] {
-    std::vector<std::string_view> v(argv.begin(), argv.end());
-    c.command(v, [&](const redisReply* r) {
-      if (!r) return answer.set_value("lost");
-      switch (r->type) {
-        case REDIS_REPLY_NIL: return answer.set_value("nil");
-        case REDIS_REPLY_INTEGER: return answer.set_value("int:" + std::to_string(r->integer));
-        case REDIS_REPLY_ERROR: return answer.set_value("err:" + std::string(reply_text(r)));
-        default: return answer.set_value(std::string(reply_text(r)));
-      }
-    });
+  return test::command(lt, c, std::move(argv), [](const redisReply* r) -> std::string {
+    if (!r) return "lost";
+    switch (r->type) {
+      case REDIS_REPLY_NIL: return "nil";
+      case REDIS_REPLY_INTEGER: return "int:" + std::to_string(r->integer);
+      case REDIS_REPLY_ERROR: return "err:" + std::string(reply_text(r));
+      default: return std::string(reply_text(r));
+    }
   });
-  auto f = answer.get_future();
-  if (f.wait_for(5s) != std::future_status::ready) return "timeout";
-  return f.get();
 }
 
 TEST(redis_url_test, AcceptsTheDocumentedForms) {

@@ -120,6 +120,10 @@ class SWITCHBOARD_NET_EXPORT tcp_listener final : private io_handler {
   // Completion accepts (see the file comment).
   void on_accepted(int socket, int error, const sockaddr* peer, socklen_t peer_length) override;
   void on_accept_error(int error);
+  // A failed accept (accept4's errno or a batch's error), counted: true if
+  // it concerned that connection only and accepting goes on, false after
+  // pausing the listener (resources, or an unexpected error).
+  bool accept_failed(int error);
   struct held_connection {
     unique_fd socket;
     endpoint peer;

@@ -179,6 +179,10 @@ struct realtime_config {
   std::string broker_key_prefix = "switchboard:";  // before every Redis key
   double presence_lease = 30;    // seconds a node's presence entry lives unrefreshed
   double presence_refresh = 10;  // seconds between a node's refreshes
+  // Several publications of one channel in one PUBLISH (the packed form); false:
+  // one PUBLISH each, the only form a node before the packed form reads (a
+  // rolling upgrade from such a version: docs/scaling.md).
+  bool broker_packed_publish = true;
 
   // [sse] — the HTTP transports: GET /sse and /rt/session (docs/protocol.md,
   // "HTTP transports").
