@@ -73,6 +73,10 @@ struct server_statistics {
   std::uint64_t outbound_memory_drops = 0;
   // As server::compressed_messages().
   std::uint64_t compressed_messages = 0;
+  // Times one thread woke a loop to run work it handed over (eventfd writes,
+  // net::event_loop::wakeups()): a publication costs at most one per other
+  // loop, and a batch of them published in one iteration of a loop one.
+  std::uint64_t loop_wakeups = 0;
   // WebSocket connections open now (upgraded or upgrading), as connections().
   std::size_t connections = 0;
   // Handshakes the server itself turned away, by reason (options.hpp:
