@@ -34,6 +34,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -134,7 +135,12 @@ class Server:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.terminate()
+            # The server itself (under strace, the tool's child): the tool then
+            # writes its summary as it exits.
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except OSError:
+                pass
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
