@@ -252,7 +252,7 @@ def run_wakeups(args, label, binary, threads, config, work):
         return None
     counts = os.path.join(work, "strace.%s.%d.txt" % (label, threads))
     server = Server(binary, config, threads,
-                    prefix=["strace", "-f", "-c", "-e", "trace=write", "-o", counts])
+                    prefix=["strace", "-f", "--seccomp-bpf", "-c", "-e", "trace=write", "-o", counts])
     try:
         rows = fanout(args, server.port, 0,
                       ["--subscribers", str(args.instr_subscribers),
