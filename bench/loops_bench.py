@@ -112,12 +112,19 @@ class Server:
             self.pid = self.child_pid() or self.pid
 
     def child_pid(self):
-        try:
-            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
-                kids = f.read().split()
-            return int(kids[0]) if kids else 0
-        except OSError:
-            return 0
+        """The tool's child (the server), from /proc/*/stat (no /proc/PID/task/*/children
+        on every kernel); 0 if none is found."""
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                return int(entry)
+        return 0
 
     def metrics(self):
         """{name: value} of the unlabelled samples of /metrics."""
