@@ -309,6 +309,43 @@ TEST_F(event_loop_test, AHandlerRemovedByATimerGetsNoEventsFromTheBatchAlreadyCo
   EXPECT_EQ(victim, nullptr);
 }
 
+// Always readable (an eventfd never read); counts its reports.
+class busy_handler final : public io_handler {
+ public:
+  explicit busy_handler(event_loop& loop)
+      : loop_(&loop), fd_(::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    EXPECT_FALSE(loop_->add(fd_.get(), EPOLLIN, *this));
+  }
+  ~busy_handler() { loop_->remove(fd_.get(), *this); }
+  void on_events(std::uint32_t) override { ++reports; }
+  int reports = 0;
+
+ private:
+  event_loop* loop_;
+  unique_fd fd_;
+};
+
+TEST_F(event_loop_test, PostedTasksDoNotWaitBehindMoreReadyDescriptorsThanMaxEvents) {
+  // One ready descriptor per epoll_wait, three always ready ahead of the
+  // eventfd: the eventfd is reported in the fourth iteration only, but the
+  // queue must run in the first (a loop with thousands of ready sockets must
+  // not leave publications for all its subscribers behind them).
+  event_loop_options options = test::test_loop_options();
+  options.max_events = 1;
+  auto small = test::make_loop(options);
+  ASSERT_TRUE(small);
+  std::vector<std::unique_ptr<busy_handler>> busy;
+  for (int i = 0; i < 3; ++i) busy.push_back(std::make_unique<busy_handler>(*small));
+  std::uint64_t ran_in = 0;
+  small->post([&] {  // from this thread before run(): an eventfd write
+    ran_in = small->iterations();
+    small->stop();
+  });
+  ASSERT_TRUE(run_for_at_most(*small, 5s));
+  EXPECT_EQ(ran_in, 1u);
+  busy.clear();
+}
+
 TEST_F(event_loop_test, TimersFireFromTheLoopWithoutAnyOtherEvent) {
   test::stop_timer s(*loop);
   const auto start = std::chrono::steady_clock::now();
