@@ -135,8 +135,7 @@ void event_loop::notify() noexcept {
 }
 
 int event_loop::poll_timeout() const noexcept {
-  if (!deferred_.empty() || !cork_.empty() ||
-      posted_pending_.load(std::memory_order_relaxed)) {
+  if (!deferred_.empty() || !cork_.empty() || posted_pending_.load(std::memory_order_relaxed)) {
     return 0;
   }
   const auto next = wheel_.next_expiry();

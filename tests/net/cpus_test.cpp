@@ -43,7 +43,7 @@ TEST(cpus, cgroup_path_finds_the_v2_entry_and_the_v1_cpu_hierarchy) {
   EXPECT_EQ(cgroup_path("0::/\n", ""), "/");  // a cgroup namespace's root
   EXPECT_EQ(cgroup_path("0::/system.slice/switchboard.service", ""),
             "/system.slice/switchboard.service");  // no final newline
-  EXPECT_EQ(cgroup_path("1:cpu:/a\n", ""), "");  // v1 only
+  EXPECT_EQ(cgroup_path("1:cpu:/a\n", ""), "");    // v1 only
   EXPECT_EQ(cgroup_path("", "cpu"), "");
   EXPECT_EQ(cgroup_path("garbage\n::\n", ""), "");
 }
