@@ -28,6 +28,8 @@
 #   memory     VmRSS per connection: 10,000 upgraded idle connections, then
 #              each subscribed to a channel (its own with presence on, its
 #              own without, one for all without)
+# Across event loops (1 and 2, 10,000 subscribers: saturation, half of it,
+# p50 / p99 there, eventfd writes per publication): bench/loops_bench.py.
 # --results appends JSON lines (one per step) to FILE; the tables cover
 # everything in it. --print-config prints the server's configuration and
 # exits (to run the server by hand, e.g. under perf). --smoke runs every
@@ -62,7 +64,7 @@ while [[ $# -gt 0 ]]; do
     --smoke) smoke=1; shift ;;
     --no-pin) pin=0; shift ;;
     --print-config) print_config=1; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done

@@ -124,7 +124,10 @@ void event_loop::stop() noexcept {
   notify();
 }
 
+void event_loop::wake() noexcept { notify(); }
+
 void event_loop::notify() noexcept {
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t one = 1;
   // Cannot fail short of a counter overflow (2^64 - 2 wake-ups), and EAGAIN
   // then would still leave the eventfd readable: nothing to handle.
@@ -132,7 +135,9 @@ void event_loop::notify() noexcept {
 }
 
 int event_loop::poll_timeout() const noexcept {
-  if (!deferred_.empty() || !cork_.empty()) return 0;
+  if (!deferred_.empty() || !cork_.empty() || posted_pending_.load(std::memory_order_relaxed)) {
+    return 0;
+  }
   const auto next = wheel_.next_expiry();
   if (!next) return -1;
   const auto now = clock_now();
@@ -164,6 +169,7 @@ std::error_code event_loop::run_once() {
   batch_index_ = 0;
 
   run_deferred();
+  run_pending_posted();
   run_hooks();
   cork_.flush();
   return {};
@@ -178,6 +184,7 @@ std::error_code event_loop::run_once_uring() {
   wheel_.advance(now_);
   uring_->dispatch();
   run_deferred();
+  run_pending_posted();
   run_hooks();
   cork_.flush();  // its barrier submits the sends
   return {};
@@ -210,15 +217,33 @@ void event_loop::waker::on_events(std::uint32_t /*events*/) {
 }
 
 void event_loop::post(task t) {
-  bool was_empty = false;
-  {
-    std::lock_guard lock(post_mutex_);
-    was_empty = posted_.empty();
-    posted_.push_back(std::move(t));
-  }
   // Only the producer that makes the queue non-empty wakes the loop: later ones
   // ride on that wake-up, so a burst of posts costs one eventfd write.
-  if (was_empty) notify();
+  if (!post_unwoken(std::move(t))) return;
+  // The loop thread itself needs no eventfd: it runs the queue before its
+  // hooks (run_pending_posted), and what others post meanwhile rides along.
+  if (running_.load(std::memory_order_relaxed) &&
+      owner_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    return;
+  }
+  notify();
+}
+
+bool event_loop::post_unwoken(task t) {
+  std::lock_guard lock(post_mutex_);
+  const bool was_empty = posted_.empty();
+  posted_.push_back(std::move(t));
+  if (was_empty) posted_pending_.store(true, std::memory_order_relaxed);
+  return was_empty;
+}
+
+void event_loop::run_pending_posted() {
+  // Why every iteration and not only when the eventfd is reported: epoll
+  // hands out at most max_events ready descriptors per wait, and a loop
+  // busy with more (thousands of subscribers' sockets writable again after
+  // backpressure) could otherwise leave the queue - publications for all
+  // its subscribers - waiting behind several batches of them.
+  if (posted_pending_.load(std::memory_order_relaxed)) run_posted();
 }
 
 void event_loop::run_posted() {
@@ -226,6 +251,7 @@ void event_loop::run_posted() {
   {
     std::lock_guard lock(post_mutex_);
     running_posted_.swap(posted_);  // posted_ inherits the spare capacity
+    posted_pending_.store(false, std::memory_order_relaxed);
   }
   for (task& t : running_posted_) t();
   running_posted_.clear();

@@ -156,6 +156,10 @@ void service::impl::setup_metrics() {
   metrics.add_counter_fn("switchboard_backpressure_drops_total",
                          "Messages dropped or connections closed for backpressure",
                          [s] { return s->srv->statistics().backpressure_drops; });
+  metrics.add_counter_fn("switchboard_loop_wakeups_total",
+                         "Wake-ups of one event loop by another thread (eventfd writes): at "
+                         "most one per other loop per publication, one per batch under load",
+                         [s] { return s->srv->statistics().loop_wakeups; });
   metrics.add_gauge("switchboard_sse_streams", "GET /sse streams open",
                     [s] { return static_cast<double>(s->transports->sse_streams()); });
   metrics.add_gauge("switchboard_http_sessions", "HTTP sessions (/rt/session) open",

@@ -56,6 +56,21 @@ loop_context::~loop_context() {
 
 const server_options& loop_context::options() const noexcept { return core_->options; }
 
+void loop_context::wake_later(loop_context& target) {
+  // A target drained by its own posts meanwhile may come back: once each.
+  if (std::find(wake_pending_.begin(), wake_pending_.end(), &target) != wake_pending_.end()) return;
+  // Why a deferred task and not a hook: one deferred from a hook (or from a
+  // deferred task) still makes the next iteration run at once, so a
+  // publication made late in an iteration never waits for an event.
+  if (wake_pending_.empty()) loop_->defer([this] { wake_pending(); });
+  wake_pending_.push_back(&target);
+}
+
+void loop_context::wake_pending() noexcept {
+  for (loop_context* target : wake_pending_) target->loop().wake();
+  wake_pending_.clear();
+}
+
 net::tls_context* loop_context::tls() const noexcept { return core_->options.tls; }
 
 std::error_code loop_context::listen(const net::endpoint& local, bool reuse_port) {

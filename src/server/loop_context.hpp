@@ -288,6 +288,12 @@ class loop_context {
     if (batch_.t != nullptr) flush_batch_if_subscribed(ws);
   }
 
+  // Publications this loop's thread queued to `target` without waking it
+  // (publish_to_loops: net::event_loop::post_unwoken returned true): the
+  // wake-up goes out once per target, from a task deferred to the end of
+  // this iteration's callbacks, however many publications follow.
+  void wake_later(loop_context& target);
+
   // Completes a deferred upgrade (upgrade_handle), if `id` still waits for it.
   // Sends a deferred HTTP answer (http_responder::respond) if the request
   // (`seq` of connection `id`) still waits for it; with `stream`, the
@@ -324,6 +330,7 @@ class loop_context {
   void deliver_now(topic& t, protocol::opcode op, std::string_view framed, std::size_t header_size,
                    std::uint64_t position);
   void free_retired() noexcept;
+  void wake_pending() noexcept;
   void on_shutdown_deadline();
   void check_done() noexcept;
 
@@ -376,6 +383,7 @@ class loop_context {
   std::shared_ptr<post_gate> gate_;
   std::unordered_map<std::string, topic, string_hash, std::equal_to<>> topics_;
   net::timer_node shutdown_timer_;
+  std::vector<loop_context*> wake_pending_;  // wake_later(): loops owed a wake-up
   std::vector<connection_id> shed_marked_;  // lost a message over the limit: close them
   bool shed_scheduled_ = false;
   bool shutting_down_ = false;

@@ -253,6 +253,7 @@ server_statistics server::statistics() const noexcept {
     total.backpressure_drops += loop_counters::read(c.backpressure_drops);
     total.outbound_memory_drops += loop_counters::read(c.outbound_memory_drops);
     total.compressed_messages += loop_counters::read(c.compressed_messages);
+    total.loop_wakeups += ctx->loop().wakeups();
     for (std::size_t i = 0; i < k_handshake_failure_reasons; ++i) {
       total.handshake_failures[i] += loop_counters::read(c.handshake_failures[i]);
     }

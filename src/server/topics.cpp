@@ -365,6 +365,11 @@ std::size_t detail::publish_to_loops(detail::server_core& core, std::string_view
   protocol::encode_frame_header(h, message->framed.data());
   message->framed.append(payload);
   std::shared_ptr<const published_message> shared = std::move(message);
+  // This thread's loop, if it runs one of this server's.
+  detail::loop_context* const self =
+      detail::current_context != nullptr && &detail::current_context->core() == &core
+          ? detail::current_context
+          : nullptr;
   std::size_t loops = 0;
   for (auto& ctx : core.contexts) {
     detail::loop_context* c = ctx.get();
@@ -377,10 +382,19 @@ std::size_t detail::publish_to_loops(detail::server_core& core, std::string_view
     // which is FIFO per posting thread, so each publisher's order holds there too.
     // `queued` sends the own loop's share through its queue as well: then the
     // order of every loop is the order of the posts, whichever thread made them.
-    if (detail::current_context == c && !queued) {
+    // The hand-off is one queue entry per loop (two pointers; no copy of the
+    // message), and the wake-up one per loop per batch: the own loop runs
+    // what it posts to itself before its hooks (no eventfd), and from a loop
+    // thread the other loops are woken once at the end of its callbacks
+    // (wake_later), so every publication of one read of a publisher's socket
+    // reaches them with one eventfd write each, and is written to each
+    // subscriber there as one batch.
+    if (c == self && !queued) {
       deliver();
-    } else {
+    } else if (c == self || self == nullptr) {
       c->loop().post(std::move(deliver));
+    } else if (c->loop().post_unwoken(std::move(deliver))) {
+      self->wake_later(*c);
     }
     ++loops;
   }

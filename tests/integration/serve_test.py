@@ -1003,6 +1003,113 @@ class HttpApi(ServerTestCase):
         self.assertEqual(body.strip(), b"ok")
 
 
+class CrossLoop(ServerTestCase):
+    """Publications across event loops: three loops, subscribers and publishers spread
+    over them by the kernel (SO_REUSEPORT), publications from several loops at once and
+    from the HTTP API. Each subscriber must get every publication once, in the broker's
+    order; and handing a publication to the other loops costs at most one wake-up
+    (eventfd write) per other loop."""
+
+    THREADS = 3
+    CONFIG = {
+        "server": {"threads": THREADS},
+        "auth": {"jwt_secret": SECRET, "allow_anonymous": True},
+        "api": {"key": API_KEY},
+        "limits": {"command_rate": 100000, "command_burst": 100000},
+        "namespaces.fan": {"publish": "any", "history_size": 0, "presence": False},
+    }
+
+    def test_every_subscriber_gets_every_publication_once_in_order(self):
+        port = self.server.port
+        channels = ["fan:loops", "chat:loops"]  # without history, and with it
+        subscribers, publishers, each, by_api = 45, 9, 15, 30
+        total = publishers * each + by_api  # per channel
+
+        async def ws_publisher(k, s):
+            # Pipelined: every command goes out before the first reply is read, so
+            # the server's loops publish in batches and at the same time.
+            ids = []
+            for i in range(each):
+                for ch in channels:
+                    s._id += 1
+                    ids.append(s._id)
+                    await s.send({"id": s._id, "cmd": "publish", "channel": ch,
+                                  "data": {"src": "ws%d" % k, "n": i}})
+            replies = {}
+            while len(replies) < len(ids):
+                m = await s.recv(10)
+                if "push" not in m:
+                    replies[m["id"]] = m
+            bad = [m for m in replies.values() if "result" not in m]
+            self.assertEqual(bad, [], "publish refused")
+
+        async def api_publisher():
+            for i in range(by_api):
+                for ch in channels:  # a new connection each: it lands on any loop
+                    status, answer = await api_publish_async(
+                        port, {"channel": ch, "data": {"src": "api", "n": i}})
+                    self.assertEqual(status, 200, answer)
+
+        async def collect(s):
+            got = {ch: [] for ch in channels}
+            while any(len(v) < total for v in got.values()):
+                m = await s.recv(15)
+                if m.get("push") == "message":
+                    got[m["channel"]].append(m)
+            return got
+
+        async def go():
+            before = await asyncio.to_thread(metric_samples, port)
+            subs = []
+            for _ in range(subscribers):
+                s = Session(await connect_ws(port))
+                for ch in channels:
+                    reply = await s.request("subscribe", channel=ch)
+                    self.assertIn("result", reply)
+                subs.append(s)
+            pubs = [Session(await connect_ws(port)) for _ in range(publishers)]
+            try:
+                results = await asyncio.gather(
+                    *[collect(s) for s in subs],
+                    *[ws_publisher(k, s) for k, s in enumerate(pubs)], api_publisher())
+            finally:
+                for s in subs + pubs:
+                    await s.ws.close()
+            after = await asyncio.to_thread(metric_samples, port)
+            return results[:subscribers], before, after
+
+        received, before, after = run(go(), timeout=60)
+        expected = {("ws%d" % k, i) for k in range(publishers) for i in range(each)}
+        expected |= {("api", i) for i in range(by_api)}
+        reference = None
+        for sub, got in enumerate(received):
+            for ch in channels:
+                pushes = got[ch]
+                offsets = [m["offset"] for m in pushes]
+                self.assertEqual(offsets, list(range(1, total + 1)),
+                                 "subscriber %d, %s: not every offset once, in order" % (sub, ch))
+                self.assertEqual(len({m["epoch"] for m in pushes}), 1)
+                sources = [(m["data"]["src"], m["data"]["n"]) for m in pushes]
+                self.assertEqual(set(sources), expected)
+                # The broker's order is the same for everyone, and each
+                # publisher's own order holds in it.
+                if reference is None:
+                    reference = {}
+                reference.setdefault(ch, sources)
+                self.assertEqual(sources, reference[ch], "subscriber %d, %s" % (sub, ch))
+                for src in {s for s, _ in sources}:
+                    ns = [i for s, i in sources if s == src]
+                    self.assertEqual(ns, sorted(ns), "%s's publications out of order" % src)
+        publications = 2 * total
+        self.assertEqual(after["switchboard_publications_total"]
+                         - before["switchboard_publications_total"], publications)
+        wakeups = (after["switchboard_loop_wakeups_total"]
+                   - before["switchboard_loop_wakeups_total"])
+        # At most one per other loop per publication, whatever else the loops did
+        # meanwhile (the slack: connection set-up and the /metrics requests).
+        self.assertLessEqual(wakeups, (self.THREADS - 1) * publications + 50)
+
+
 class HttpApiWithoutKey(ServerTestCase):
     CONFIG = {"auth": {"jwt_secret": SECRET, "allow_anonymous": True}}
 

@@ -24,6 +24,30 @@ TEST(cpus, cgroup_v1_quota) {
   EXPECT_EQ(cpus_from_cgroup_v1("", ""), 0u);
 }
 
+TEST(cpus, the_smaller_of_the_affinity_mask_and_the_quota_and_at_least_one) {
+  EXPECT_EQ(usable_cpus(8, 0), 8u);  // no quota
+  EXPECT_EQ(usable_cpus(8, 2), 2u);
+  EXPECT_EQ(usable_cpus(2, 3), 2u);  // a quota above the mask does not add CPUs
+  EXPECT_EQ(usable_cpus(1, 1), 1u);
+  EXPECT_EQ(usable_cpus(0, 0), 1u);  // mask unknown
+  EXPECT_EQ(usable_cpus(0, 4), 1u);
+}
+
+TEST(cpus, cgroup_path_finds_the_v2_entry_and_the_v1_cpu_hierarchy) {
+  const std::string_view hybrid =
+      "9:name=systemd:/\n4:memory:/jobs/7\n2:cpu,cpuacct:/jobs/7/worker\n0::/jobs/7\n";
+  EXPECT_EQ(cgroup_path(hybrid, ""), "/jobs/7");
+  EXPECT_EQ(cgroup_path(hybrid, "cpu"), "/jobs/7/worker");
+  EXPECT_EQ(cgroup_path(hybrid, "cpuacct"), "/jobs/7/worker");
+  EXPECT_EQ(cgroup_path(hybrid, "cpuset"), "");
+  EXPECT_EQ(cgroup_path("0::/\n", ""), "/");  // a cgroup namespace's root
+  EXPECT_EQ(cgroup_path("0::/system.slice/switchboard.service", ""),
+            "/system.slice/switchboard.service");  // no final newline
+  EXPECT_EQ(cgroup_path("1:cpu:/a\n", ""), "");    // v1 only
+  EXPECT_EQ(cgroup_path("", "cpu"), "");
+  EXPECT_EQ(cgroup_path("garbage\n::\n", ""), "");
+}
+
 TEST(cpus, usable_cpus_is_within_the_affinity_mask) {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -71,6 +72,9 @@ bool blocked_in_epoll(pid_t tid) {
   std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
   long number = -1;
   if (!(in >> number)) return false;
+#ifdef SYS_io_uring_enter
+  if (number == SYS_io_uring_enter) return true;  // the io_uring backend's wait
+#endif
   return number == SYS_epoll_wait || number == SYS_epoll_pwait;
 }
 
@@ -89,6 +93,89 @@ TEST_F(event_loop_test, PostWakesALoopThatIsBlockedWithNothingToDo) {
   producer.join();
   EXPECT_TRUE(finished);
   EXPECT_TRUE(ran);
+}
+
+TEST_F(event_loop_test, ALoopPostingToItselfWritesNoEventfdAndRunsItBeforeTheHooks) {
+  std::vector<std::string> order;
+  std::uint64_t posted_from = 0;
+  std::uint64_t ran_in = 0;
+  std::uint64_t wakeups_before = 0;
+  std::uint64_t wakeups_in_task = 0;
+  loop->add_iteration_hook([&] {
+    if (!order.empty()) order.push_back("hook");
+  });
+  struct poster {
+    explicit poster(event_loop& l, std::function<void()> f) : loop(&l), fn(std::move(f)) {
+      node.bind<&poster::fire>(this);
+    }
+    void fire() { fn(); }
+    event_loop* loop;
+    std::function<void()> fn;
+    timer_node node;
+  } p(*loop, [&] {  // from a timer: the first iteration, before I/O dispatch
+    posted_from = loop->iterations();
+    wakeups_before = loop->wakeups();
+    loop->post([&] {
+      ran_in = loop->iterations();
+      wakeups_in_task = loop->wakeups();
+      order.push_back("posted");
+      loop->stop();
+    });
+    loop->defer([&] { order.push_back("deferred"); });
+  });
+  loop->timers().schedule(p.node, 0ms);
+  ASSERT_TRUE(run_for_at_most(*loop, 5s));
+  EXPECT_EQ(order, (std::vector<std::string>{"deferred", "posted", "hook"}));
+  EXPECT_EQ(ran_in, posted_from);
+  EXPECT_EQ(wakeups_in_task, wakeups_before);
+}
+
+TEST_F(event_loop_test, ATaskALoopPostsToItselfFromAHookRunsInTheNextIterationWithoutWaiting) {
+  std::uint64_t posted_in = 0;
+  std::uint64_t ran_in = 0;
+  const auto hook = loop->add_iteration_hook([&] {
+    if (posted_in != 0) return;
+    posted_in = loop->iterations();
+    loop->post([&] {
+      ran_in = loop->iterations();
+      loop->stop();
+    });
+  });
+  loop->defer([] {});  // a first iteration that does not wait for an event
+  ASSERT_TRUE(run_for_at_most(*loop, 5s));  // it must not block with the task queued
+  EXPECT_EQ(ran_in, posted_in + 1);
+  loop->remove_iteration_hook(hook);
+}
+
+TEST_F(event_loop_test, PostUnwokenLeavesTheWakeUpToTheCallerOncePerBatch) {
+  const pid_t loop_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  std::atomic<int> ran{0};
+  std::atomic<std::uint64_t> wakeups_seen{0};
+  std::vector<bool> first;
+  int ran_before_wake = -1;
+  std::thread producer([&] {
+    for (int i = 0; i < 500 && !blocked_in_epoll(loop_tid); ++i) std::this_thread::sleep_for(2ms);
+    for (int i = 0; i < 3; ++i) {
+      first.push_back(loop->post_unwoken([&, i] {
+        ++ran;
+        if (i == 2) {
+          wakeups_seen = loop->wakeups();
+          loop->stop();
+        }
+      }));
+    }
+    // Nothing woke the loop: it still sleeps, the tasks unrun.
+    std::this_thread::sleep_for(20ms);
+    ran_before_wake = ran.load();
+    loop->wake();
+  });
+  const bool finished = run_for_at_most(*loop, 5s);
+  producer.join();
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(first, (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(ran_before_wake, 0);
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(wakeups_seen.load(), 1u);  // one eventfd write for the three
 }
 
 TEST_F(event_loop_test, StopFromAnotherThreadEndsRun) {
@@ -220,6 +307,43 @@ TEST_F(event_loop_test, AHandlerRemovedByATimerGetsNoEventsFromTheBatchAlreadyCo
   loop->add_iteration_hook([&] { loop->stop(); });
   ASSERT_TRUE(run_for_at_most(*loop, 5s));  // ASan reports a use after free here
   EXPECT_EQ(victim, nullptr);
+}
+
+// Always readable (an eventfd never read); counts its reports.
+class busy_handler final : public io_handler {
+ public:
+  explicit busy_handler(event_loop& loop)
+      : loop_(&loop), fd_(::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    EXPECT_FALSE(loop_->add(fd_.get(), EPOLLIN, *this));
+  }
+  ~busy_handler() { loop_->remove(fd_.get(), *this); }
+  void on_events(std::uint32_t) override { ++reports; }
+  int reports = 0;
+
+ private:
+  event_loop* loop_;
+  unique_fd fd_;
+};
+
+TEST_F(event_loop_test, PostedTasksDoNotWaitBehindMoreReadyDescriptorsThanMaxEvents) {
+  // One ready descriptor per epoll_wait, three always ready ahead of the
+  // eventfd: the eventfd is reported in the fourth iteration only, but the
+  // queue must run in the first (a loop with thousands of ready sockets must
+  // not leave publications for all its subscribers behind them).
+  event_loop_options options = test::test_loop_options();
+  options.max_events = 1;
+  auto small = test::make_loop(options);
+  ASSERT_TRUE(small);
+  std::vector<std::unique_ptr<busy_handler>> busy;
+  for (int i = 0; i < 3; ++i) busy.push_back(std::make_unique<busy_handler>(*small));
+  std::uint64_t ran_in = 0;
+  small->post([&] {  // from this thread before run(): an eventfd write
+    ran_in = small->iterations();
+    small->stop();
+  });
+  ASSERT_TRUE(run_for_at_most(*small, 5s));
+  EXPECT_EQ(ran_in, 1u);
+  busy.clear();
 }
 
 TEST_F(event_loop_test, TimersFireFromTheLoopWithoutAnyOtherEvent) {

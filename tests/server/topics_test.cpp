@@ -35,11 +35,17 @@ void pubsub_server(server& s) {
           p[0] == 'q' ? publish_delivery::queued : publish_delivery::immediate;
       s.publish(p.substr(5), "published", opcode::text, 0, delivery);
       ws.send("direct", opcode::text);
-    } else if (p.starts_with("pub:")) {
-      const auto colon = p.find(':', 4);
-      const std::string topic(p.substr(4, colon - 4));
+    } else if (p.starts_with("pub:") || p.starts_with("qpubn:")) {
+      // "qpubn:T:N": the same, queued (as the realtime layer publishes).
+      const bool queued = p[0] == 'q';
+      const std::size_t start = queued ? 6 : 4;
+      const auto colon = p.find(':', start);
+      const std::string topic(p.substr(start, colon - start));
       const int n = std::stoi(std::string(p.substr(colon + 1)));
-      for (int i = 0; i < n; ++i) s.publish(topic, numbered("L", i), opcode::text);
+      for (int i = 0; i < n; ++i) {
+        s.publish(topic, numbered(queued ? "Q" : "L", i), opcode::text, 0,
+                  queued ? publish_delivery::queued : publish_delivery::immediate);
+      }
     }
   };
   s.ws("/", std::move(b));
@@ -80,6 +86,40 @@ TEST_F(topics_test, PublishReachesEverySubscriberOnceInOrderAcrossLoops) {
   EXPECT_EQ(clients[1]->next().payload, "unsubscribed");
   ASSERT_TRUE(clients[1]->send_message(opcode::text, "unsub:room"));
   EXPECT_EQ(clients[1]->next().payload, "not subscribed");
+}
+
+std::vector<std::string> drain(ws_client& c);
+
+// A loop thread that publishes hands each publication to the other loop's
+// queue, and wakes it once for everything it published in its callbacks
+// (one eventfd write per loop per batch, not per publication); its own loop
+// runs what it queued to itself in the same iteration, without an eventfd.
+TEST_F(topics_test, APublishingLoopWakesEachOtherLoopOncePerBatchAndItselfNever) {
+  auto options = test_options();
+  options.threads = 2;
+  running_server srv(options, pubsub_server);
+  std::vector<std::unique_ptr<ws_client>> clients;
+  std::set<std::string> loops;
+  for (int i = 0; i < 16; ++i) {
+    auto c = std::make_unique<ws_client>(srv.port());
+    ASSERT_EQ(c->upgrade(), 101);
+    ASSERT_TRUE(c->send_message(opcode::text, "sub:room"));
+    const received ok = c->next();
+    ASSERT_EQ(ok.payload.substr(0, 3), "ok:");
+    loops.insert(ok.payload);
+    clients.push_back(std::move(c));
+  }
+  ASSERT_EQ(loops.size(), 2u) << "16 connections all landed on one loop";
+  for (const char* command : {"qpubn:room:50", "pub:room:50"}) {
+    const std::uint64_t before = srv.get().statistics().loop_wakeups;
+    ASSERT_TRUE(clients[0]->send_message(opcode::text, command));
+    const char* prefix = command[0] == 'q' ? "Q" : "L";
+    for (auto& c : clients) {
+      for (int i = 0; i < 50; ++i) ASSERT_EQ(c->next().payload, numbered(prefix, i)) << command;
+    }
+    EXPECT_EQ(srv.get().statistics().loop_wakeups - before, 1u) << command;
+  }
+  for (auto& c : clients) EXPECT_TRUE(drain(*c).empty());
 }
 
 // "after:T:H" subscribes to T with after = H and answers "ok:<loop>" (or

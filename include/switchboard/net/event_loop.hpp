@@ -9,7 +9,11 @@
 //   2. fires due timers,
 //   3. dispatches I/O: one io_handler::on_events call per ready descriptor (the
 //      loop's own eventfd among them: that runs posted tasks, in FIFO order),
-//   4. runs the tasks defer()red before this phase began,
+//   4. runs the tasks defer()red before this phase began, then the posted
+//      tasks if any are queued: those the loop posted to itself (no eventfd
+//      write), and those of other threads whose eventfd was not reported in
+//      this batch (a loop with more ready descriptors than max_events runs
+//      its queue every iteration all the same),
 //   5. runs the iteration hooks, in the order they were added,
 //   6. flushes the write cork: one send per connection written to.
 //
@@ -158,8 +162,24 @@ class SWITCHBOARD_NET_EXPORT event_loop {
 
   // Queues `t` to run on the loop thread. Any thread. Tasks posted by one thread
   // run in the order posted; each runs exactly once (or is destroyed unrun if the
-  // loop is destroyed first). Wakes the loop if it is waiting.
+  // loop is destroyed first). Wakes the loop if it is waiting: one eventfd
+  // write by the post that makes the queue non-empty (later ones ride on it).
+  // Posted from the loop's own thread while it runs, no write: the queue is
+  // run in this iteration, after the deferred tasks and before the hooks (one
+  // posted from a hook runs in the next, which then does not block).
   void post(task t);
+  // As post(), but the wake-up is the caller's: returns true if `t` made the
+  // queue non-empty, and then the caller must call wake() (any thread; it may
+  // first queue more, to this loop and others, and wake each once). Until
+  // then the loop may not run `t`, nor what other threads post after it.
+  [[nodiscard]] bool post_unwoken(task t);
+  // Wakes the loop to run its posted tasks (one eventfd write). Any thread.
+  void wake() noexcept;
+  // Eventfd writes so far (post, wake, stop): the loop's cross-thread
+  // wake-ups. Any thread (relaxed), for tests and metrics.
+  [[nodiscard]] std::uint64_t wakeups() const noexcept {
+    return wakeups_.load(std::memory_order_relaxed);
+  }
 
   // Runs `t` on the loop thread later in this iteration, after the I/O callbacks
   // and timers and before the hooks. A task deferred by a deferred task or a
@@ -241,6 +261,7 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   [[nodiscard]] int poll_timeout() const noexcept;
   void notify() noexcept;
   void run_posted();
+  void run_pending_posted();
   void run_deferred();
   void run_hooks();
 
@@ -260,6 +281,10 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   std::mutex post_mutex_;
   std::vector<task> posted_;          // guarded by post_mutex_
   std::vector<task> running_posted_;  // loop thread only
+  // posted_ is not empty (written under post_mutex_; read without it, as
+  // a hint, once per iteration: run_pending_posted).
+  std::atomic<bool> posted_pending_{false};
+  std::atomic<std::uint64_t> wakeups_{0};
   std::vector<task> deferred_;
   std::vector<task> running_deferred_;
   std::vector<hook_entry> hooks_;
