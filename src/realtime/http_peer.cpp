@@ -73,14 +73,14 @@ void http_peer::request_close(std::uint16_t code, std::string_view reason) {
   std::lock_guard lock(close_mutex_);
   if (close_code_ != 0) return;
   close_code_ = code;
-  close_reason_.assign(reason);
+  close_reason_ = reason;
 }
 
 bool http_peer::must_close(std::uint16_t& code, std::string& reason) const {
   std::lock_guard lock(close_mutex_);
   if (close_code_ == 0) return false;
   code = close_code_;
-  reason = close_reason_;
+  reason.assign(close_reason_);
   return true;
 }
 

@@ -147,10 +147,7 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
   peer->opened();
   opened_.with("sse").inc();
   sse_headers(res);
-  std::weak_ptr<sse_stream> weak = peer;
-  server::http_stream stream = res.stream([weak] {
-    if (auto p = weak.lock()) p->stream_closed();
-  });
+  server::http_stream stream = res.stream();
   {
     std::lock_guard lock(mutex_);
     streams_.push_back(peer);
