@@ -30,6 +30,7 @@
 
 #include "address_range.hpp"
 #include "auth.hpp"
+#include "compact_strings.hpp"
 #include "event_outbox.hpp"
 #include "hooks.hpp"
 #include "hub.hpp"
@@ -103,8 +104,8 @@ class channel_list {
 struct connection_state {
   server::connection_id id{};
   bool is_http = false;  // (here, in id's padding: see `http` below)
-  std::string client;  // 16 hex digits, unique in the server
-  std::string user;    // token "sub"; empty for anonymous clients
+  inline_id client;    // 16 hex digits, unique in the server; inline (no heap block)
+  rare_string user;    // token "sub"; empty (8 bytes, no block) for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).
   // Null until needed (presence_of()), unless a token or connect set it.
   std::shared_ptr<const presence_entry> presence;
@@ -122,8 +123,8 @@ struct connection_state {
   std::int64_t expiry_due = 0;
   std::int64_t expires_ms = 0;
   // The client address this connection counts against (limits.*_per_ip);
-  // empty when not counted.
-  std::string address;
+  // empty (8 bytes, no block) when not counted.
+  rare_string address;
   // Proxy hooks; null when none is configured.
   std::unique_ptr<hook_state> hook;
   // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
@@ -327,7 +328,7 @@ class sessions {
     server::connection_id id{};
     bool is_http = false;  // here: in id's padding
     std::weak_ptr<http_peer> http;
-    std::string user;
+    rare_string user;  // 8 bytes, no block for an anonymous client
   };
   // A client id as by_client_ keys it: its 16 characters inline (the ids
   // this node makes are 16 hex digits), so an entry needs no heap block of
@@ -338,6 +339,7 @@ class sessions {
       if (id.size() == sizeof(chars)) std::memcpy(chars, id.data(), sizeof(chars));
     }
     client_key(const std::string& id) noexcept : client_key(std::string_view(id)) {}  // NOLINT
+    client_key(const inline_id& id) noexcept : client_key(id.view()) {}  // NOLINT
     friend bool operator==(const client_key&, const client_key&) = default;
     char chars[16] = {};
   };
