@@ -2,9 +2,9 @@
 // once per connection (connection_state), where a std::string costs 32
 // bytes inline, and a heap block more past 15 characters.
 //
-// inline_id: a short identifier held inline (up to 23 characters, 24 bytes,
-// never a heap block): the client id, 16 hex digits, which a std::string
-// would put in a 32-byte heap block of its own.
+// inline_id: a short identifier held inline (up to 16 characters in 16
+// bytes, never a heap block): the client id, 16 hex digits, which a
+// std::string would put in a 32-byte heap block of its own.
 //
 // rare_string: a string most connections leave empty (the user of an
 // anonymous client, the address of a server without per-address limits):
@@ -28,23 +28,29 @@ namespace switchboard::realtime::detail {
 
 class inline_id {
  public:
-  static constexpr std::size_t k_capacity = 23;
+  static constexpr std::size_t k_capacity = 16;
 
   inline_id() = default;
-  // REQUIRES: id.size() <= k_capacity (the ids this node makes are 16
-  // characters); a longer one is cut there, which no caller does.
+  // REQUIRES: id.size() <= k_capacity (the ids this node makes are 16 hex
+  // digits) and no NUL in it: the length is where the first NUL is, or 16,
+  // so that 16 characters take 16 bytes. A longer id is cut, which no
+  // caller does.
   inline_id& operator=(std::string_view id) noexcept {
     assert(id.size() <= k_capacity);
-    size_ = static_cast<std::uint8_t>(id.size() < k_capacity ? id.size() : k_capacity);
-    std::memcpy(chars_, id.data(), size_);
+    const std::size_t n = id.size() < k_capacity ? id.size() : k_capacity;
+    std::memcpy(chars_, id.data(), n);
+    std::memset(chars_ + n, 0, k_capacity - n);
     return *this;
   }
 
-  std::string_view view() const noexcept { return {chars_, size_}; }
+  std::string_view view() const noexcept { return {chars_, size()}; }
   operator std::string_view() const noexcept { return view(); }  // NOLINT: reads as a string
   operator std::string() const { return std::string(view()); }   // NOLINT
-  std::size_t size() const noexcept { return size_; }
-  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept {
+    const void* nul = std::memchr(chars_, 0, k_capacity);
+    return nul ? static_cast<std::size_t>(static_cast<const char*>(nul) - chars_) : k_capacity;
+  }
+  bool empty() const noexcept { return chars_[0] == 0; }
 
   friend bool operator==(const inline_id& a, std::string_view b) noexcept { return a.view() == b; }
   friend bool operator==(const inline_id& a, const inline_id& b) noexcept {
@@ -58,9 +64,8 @@ class inline_id {
 
  private:
   char chars_[k_capacity] = {};
-  std::uint8_t size_ = 0;
 };
-static_assert(sizeof(inline_id) == 24);
+static_assert(sizeof(inline_id) == 16);
 
 class rare_string {
  public:

@@ -84,7 +84,7 @@ class http_peer : public peer,
   // 4 bytes, not 40 each), and the small members share one word.
   net::compact_recursive_mutex cmd_mutex_;
   connection_state conn_;
-  std::vector<local_channel*> pending_;  // prepared, not started
+  channel_list pending_;  // prepared, not started (one inline: no block)
   std::string_view close_reason_;        // guarded by close_mutex_ (a literal)
   mutable net::compact_mutex close_mutex_;  // guards close_code_ and close_reason_
   std::uint16_t close_code_ = 0;            // set: tick() closes with it

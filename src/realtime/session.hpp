@@ -110,7 +110,7 @@ struct connection_state {
   // Null until needed (presence_of()), unless a token or connect set it.
   std::shared_ptr<const presence_entry> presence;
   std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
-  std::optional<token_bucket> bucket;
+  token_bucket bucket{0, 0};  // set at admission (limits.command_*); until then refuses
   channel_list subs;
   std::uint32_t refused = 0;   // commands refused by the rate limit in a row
   bool needs_connect = false;  // no token yet and anonymous access is off
@@ -127,9 +127,12 @@ struct connection_state {
   rare_string address;
   // Proxy hooks; null when none is configured.
   std::unique_ptr<hook_state> hook;
-  // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
-  // sends and closes instead of the server connection `id`.
-  std::weak_ptr<http_peer> http;
+  // Set for an HTTP session or SSE stream (http_peer.hpp): the peer this
+  // state is part of, where tick() sends and closes instead of the server
+  // connection `id`. A plain pointer (the peer's weak_from_this() is taken
+  // where it must outlive a lock): the peer is alive while the indexes that
+  // reach this state hold it (closed() takes it out of them).
+  http_peer* http = nullptr;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);

@@ -11,7 +11,7 @@ namespace switchboard::realtime::detail {
 namespace {
 
 TEST(compact_strings, sizes) {
-  EXPECT_EQ(sizeof(inline_id), 24u);
+  EXPECT_EQ(sizeof(inline_id), 16u);
   EXPECT_EQ(sizeof(rare_string), sizeof(void*));
 }
 
@@ -32,8 +32,12 @@ TEST(compact_strings, inline_id_holds_a_client_id) {
   other = std::string_view("short");
   EXPECT_EQ(other.view(), "short");  // shorter after longer: no stale bytes
   EXPECT_FALSE(id == other);
-  other = std::string_view("abcdefghijklmnopqrstuvw");  // the capacity, 23
-  EXPECT_EQ(other.view(), "abcdefghijklmnopqrstuvw");
+  other = std::string_view("abcdefghijklmnop");  // the capacity, 16: no NUL kept
+  EXPECT_EQ(other.view(), "abcdefghijklmnop");
+  EXPECT_EQ(other.size(), 16u);
+  other = std::string_view();
+  EXPECT_TRUE(other.empty());
+  EXPECT_EQ(other.view(), "");
 }
 
 TEST(compact_strings, rare_string_reads_as_a_string) {
