@@ -38,7 +38,7 @@ class inline_id {
   inline_id& operator=(std::string_view id) noexcept {
     assert(id.size() <= k_capacity);
     const std::size_t n = id.size() < k_capacity ? id.size() : k_capacity;
-    std::memcpy(chars_, id.data(), n);
+    if (n != 0) std::memcpy(chars_, id.data(), n);  // an empty view's data() may be null
     std::memset(chars_ + n, 0, k_capacity - n);
     return *this;
   }
