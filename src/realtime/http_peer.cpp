@@ -10,7 +10,7 @@ namespace switchboard::realtime::detail {
 
 void http_peer::opened(net::unique_function<void(const failure*)> decided) {
   std::lock_guard lock(cmd_mutex_);
-  conn_.http = weak_from_this();
+  conn_.http = this;
   sessions_.open(*this, std::move(decided));
 }
 
@@ -19,9 +19,15 @@ void http_peer::prepare(local_channel& ch) {
   hub_.http_prepare(ch, *this);
 }
 
+namespace {
+void forget(channel_list& list, const local_channel& ch) {
+  const auto it = std::find(list.begin(), list.end(), &ch);
+  if (it != list.end()) list.erase(it);
+}
+}  // namespace
+
 void http_peer::cancel(local_channel& ch) {
-  const auto it = std::find(pending_.begin(), pending_.end(), &ch);
-  if (it != pending_.end()) pending_.erase(it);
+  forget(pending_, ch);
   hub_.http_remove(ch, *this, true);
 }
 
@@ -30,8 +36,7 @@ bool http_peer::attach(local_channel& ch, std::string_view epoch) {
 }
 
 void http_peer::start(local_channel& ch, std::uint64_t after) {
-  const auto it = std::find(pending_.begin(), pending_.end(), &ch);
-  if (it != pending_.end()) pending_.erase(it);
+  forget(pending_, ch);
   hub_.http_start(ch, *this, after);
 }
 
@@ -42,7 +47,7 @@ void http_peer::close(std::uint16_t code, std::string_view reason) {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   // Reads in flight: their completions see nullptr and leave the hub themselves.
   for (local_channel* ch : pending_) hub_.http_remove(*ch, *this, true);
-  pending_.clear();
+  while (!pending_.empty()) pending_.erase(pending_.begin());
   sessions_.closed(*this, code, reason);
   on_closed(code, reason);
 }
@@ -73,14 +78,14 @@ void http_peer::request_close(std::uint16_t code, std::string_view reason) {
   std::lock_guard lock(close_mutex_);
   if (close_code_ != 0) return;
   close_code_ = code;
-  close_reason_.assign(reason);
+  close_reason_ = reason;
 }
 
 bool http_peer::must_close(std::uint16_t& code, std::string& reason) const {
   std::lock_guard lock(close_mutex_);
   if (close_code_ == 0) return false;
   code = close_code_;
-  reason = close_reason_;
+  reason.assign(close_reason_);
   return true;
 }
 

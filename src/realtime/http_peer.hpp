@@ -26,6 +26,8 @@
 #include <string_view>
 #include <vector>
 
+#include <switchboard/net/compact_mutex.hpp>
+
 #include "peer.hpp"
 #include "session.hpp"
 
@@ -72,19 +74,22 @@ class http_peer : public peer,
   // The sink: the peer was closed with `code` (a /ws close code).
   virtual void on_closed(std::uint16_t code, std::string_view reason) = 0;
   // Asks tick() to close the peer (called from a delivery: no lock but the sink's).
+  // REQUIRES: `reason` outlives the peer (a literal): it is kept as a view.
   void request_close(std::uint16_t code, std::string_view reason);
 
   sessions& sessions_;
   hub& hub_;
 
  private:
-  std::recursive_mutex cmd_mutex_;
+  // One peer per idle SSE subscriber: its locks are the compact ones (16 and
+  // 4 bytes, not 40 each), and the small members share one word.
+  net::compact_recursive_mutex cmd_mutex_;
   connection_state conn_;
-  std::vector<local_channel*> pending_;  // prepared, not started
+  channel_list pending_;  // prepared, not started (one inline: no block)
+  std::string_view close_reason_;        // guarded by close_mutex_ (a literal)
+  mutable net::compact_mutex close_mutex_;  // guards close_code_ and close_reason_
+  std::uint16_t close_code_ = 0;            // set: tick() closes with it
   std::atomic<bool> closed_{false};
-  mutable std::mutex close_mutex_;  // guards the two below
-  std::uint16_t close_code_ = 0;    // set: tick() closes with it
-  std::string close_reason_;
 };
 
 // For sessions::tick(): a refresh push and a close (token expiry, connect timeout).

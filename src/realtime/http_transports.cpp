@@ -188,9 +188,6 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
   }
   opened_.with("sse").inc();
   std::weak_ptr<sse_stream> weak = peer;
-  const auto on_close = [weak] {
-    if (auto p = weak.lock()) p->stream_closed();
-  };
   {
     std::lock_guard lock(mutex_);
     streams_.push_back(peer);
@@ -198,19 +195,20 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
   if (sessions_.asks_connect_hook_at_open(peer->state())) {
     // The stream starts once the connect hook allowed it (pending_open).
     auto pending = std::make_shared<pending_open>(res.defer(), http_errors_);
-    peer->opened([this, weak, pending, on_close](const failure* denied) {
+    peer->opened([this, weak, pending](const failure* denied) {
       if (denied) return pending->refuse(*denied);
       auto p = weak.lock();
       if (!p) return;
       server::http_response head;
       sse_headers(head);
-      p->begin(pending->stream(std::move(head), on_close), jittered_retry_ms(config_.sse_retry));
+      p->begin(pending->stream(std::move(head), {}), jittered_retry_ms(config_.sse_retry));
     });
     return;
   }
   peer->opened();
   sse_headers(res);
-  peer->begin(res.stream(on_close), jittered_retry_ms(config_.sse_retry));
+  // No on_close: the peer's tick() sees the stream end (is_open()).
+  peer->begin(res.stream(), jittered_retry_ms(config_.sse_retry));
 }
 
 void http_transports::open_session(const server::http_request& req, server::http_response& res) {

@@ -231,7 +231,9 @@ class hub final : public broker_events {
     http_subscriber* sub = nullptr;
     std::uint64_t after = 0;  // last offset delivered
     bool live = false;        // false: between prepare and start, pushes are held
-    std::vector<std::pair<std::uint64_t, std::string>> held;  // {offset, push}
+    // {offset, push}; null while none is held (one per idle HTTP subscriber:
+    // 8 bytes, not an empty vector's 24).
+    std::unique_ptr<std::vector<std::pair<std::uint64_t, std::string>>> held;
   };
   void deliver_http(std::string_view channel, std::string_view epoch, std::uint64_t offset,
                     const std::string& push);

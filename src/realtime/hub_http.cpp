@@ -35,14 +35,15 @@ void hub::http_start(const local_channel& ch, http_subscriber& s, std::uint64_t 
     m.after = after;
     m.live = true;
     const std::string_view epoch = std::string_view(ch.topic).substr(ch.name.size() + 1);
-    for (auto& [offset, push] : m.held) {
-      // What the read already returned is dropped; presence (0) always goes.
-      if (offset != 0 && offset <= m.after) continue;
-      if (offset != 0) m.after = offset;
-      s.deliver(ch.name, epoch, offset, push);
+    if (m.held) {
+      for (auto& [offset, push] : *m.held) {
+        // What the read already returned is dropped; presence (0) always goes.
+        if (offset != 0 && offset <= m.after) continue;
+        if (offset != 0) m.after = offset;
+        s.deliver(ch.name, epoch, offset, push);
+      }
+      m.held.reset();
     }
-    m.held.clear();
-    m.held.shrink_to_fit();
     return;
   }
 }
@@ -76,7 +77,8 @@ void hub::deliver_http(std::string_view channel, std::string_view epoch, std::ui
   if (it == http_.end()) return;
   for (http_member& m : it->second) {
     if (!m.live) {
-      m.held.emplace_back(offset, push);
+      if (!m.held) m.held = std::make_unique<std::vector<std::pair<std::uint64_t, std::string>>>();
+      m.held->emplace_back(offset, push);
       continue;
     }
     if (offset != 0) {

@@ -181,7 +181,9 @@ void sessions::tick() {
     server::connection_id id;
     std::weak_ptr<http_peer> http;
     bool is_http;
-    explicit client_ref(const connection_state& c) : id(c.id), http(c.http), is_http(c.is_http) {}
+    explicit client_ref(const connection_state& c) : id(c.id), is_http(c.is_http) {
+      if (c.http) http = c.http->weak_from_this();
+    }
   };
   std::vector<client_ref> late;
   {
@@ -389,7 +391,7 @@ int sessions::admit_client(connection_state& conn, const protocol::request_head&
     }
   }
   conn.client = random_hex(8);
-  conn.bucket.emplace(config_.command_rate, config_.command_burst);
+  conn.bucket = token_bucket(config_.command_rate, config_.command_burst);
   return 0;
 }
 
@@ -536,7 +538,7 @@ void sessions::handle(peer& ws, std::string_view payload) {
   std::optional<failure> fail = parse_command(parser, payload, c);
   const std::string_view cmd = c.cmd;
   if (!fail) {
-    if (!conn.bucket->take(mono_ms())) {
+    if (!conn.bucket.take(mono_ms())) {
       metrics_.rate_limited->inc();
       if (++conn.refused >= config_.rate_limit_close) {
         say(log_level::warn, "connection " + conn.client + " closed: rate limit exceeded");

@@ -30,6 +30,7 @@
 
 #include "address_range.hpp"
 #include "auth.hpp"
+#include "compact_strings.hpp"
 #include "event_outbox.hpp"
 #include "hooks.hpp"
 #include "hub.hpp"
@@ -106,13 +107,13 @@ struct connection_state {
   // The envelope of its publications: compact when the upgrade chose
   // k_subprotocol_compact (HTTP transports: always full). Also in id's padding.
   push_form form = push_form::full;
-  std::string client;  // 16 hex digits, unique in the server
-  std::string user;    // token "sub"; empty for anonymous clients
+  inline_id client;    // 16 hex digits, unique in the server; inline (no heap block)
+  rare_string user;    // token "sub"; empty (8 bytes, no block) for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).
   // Null until needed (presence_of()), unless a token or connect set it.
   std::shared_ptr<const presence_entry> presence;
   std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
-  std::optional<token_bucket> bucket;
+  token_bucket bucket{0, 0};  // set at admission (limits.command_*); until then refuses
   channel_list subs;
   std::uint32_t refused = 0;   // commands refused by the rate limit in a row
   bool needs_connect = false;  // no token yet and anonymous access is off
@@ -125,13 +126,16 @@ struct connection_state {
   std::int64_t expiry_due = 0;
   std::int64_t expires_ms = 0;
   // The client address this connection counts against (limits.*_per_ip);
-  // empty when not counted.
-  std::string address;
+  // empty (8 bytes, no block) when not counted.
+  rare_string address;
   // Proxy hooks; null when none is configured.
   std::unique_ptr<hook_state> hook;
-  // Set for an HTTP session or SSE stream (http_peer.hpp): where tick()
-  // sends and closes instead of the server connection `id`.
-  std::weak_ptr<http_peer> http;
+  // Set for an HTTP session or SSE stream (http_peer.hpp): the peer this
+  // state is part of, where tick() sends and closes instead of the server
+  // connection `id`. A plain pointer (the peer's weak_from_this() is taken
+  // where it must outlive a lock): the peer is alive while the indexes that
+  // reach this state hold it (closed() takes it out of them).
+  http_peer* http = nullptr;
 
   bool grants(std::string_view channel) const noexcept {
     return !claims || claims->grants(channel);
@@ -344,7 +348,7 @@ class sessions {
     server::connection_id id{};
     bool is_http = false;  // here: in id's padding
     std::weak_ptr<http_peer> http;
-    std::string user;
+    rare_string user;  // 8 bytes, no block for an anonymous client
   };
   // A client id as by_client_ keys it: its 16 characters inline (the ids
   // this node makes are 16 hex digits), so an entry needs no heap block of
@@ -355,6 +359,7 @@ class sessions {
       if (id.size() == sizeof(chars)) std::memcpy(chars, id.data(), sizeof(chars));
     }
     client_key(const std::string& id) noexcept : client_key(std::string_view(id)) {}  // NOLINT
+    client_key(const inline_id& id) noexcept : client_key(id.view()) {}  // NOLINT
     friend bool operator==(const client_key&, const client_key&) = default;
     char chars[16] = {};
   };

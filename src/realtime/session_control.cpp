@@ -29,7 +29,7 @@ void sessions::index(const connection_state& conn) {
     if (clients.empty()) by_user_.erase(it->second.user);
   }
   it->second.id = conn.id;
-  it->second.http = conn.http;
+  it->second.http = conn.http ? conn.http->weak_from_this() : std::weak_ptr<http_peer>();
   it->second.is_http = conn.is_http;
   it->second.user = conn.user;
   if (!conn.user.empty()) by_user_[conn.user].push_back(conn.client);
@@ -39,8 +39,11 @@ void sessions::unindex(const connection_state& conn) {
   std::lock_guard lock(index_mutex_);
   const auto it = by_client_.find(conn.client);
   if (it == by_client_.end() || it->second.is_http != conn.is_http) return;
-  if (conn.is_http ? (it->second.http.owner_before(conn.http) ||
-                      conn.http.owner_before(it->second.http))
+  // An HTTP peer by owner: its weak_from_this() names it even while it is
+  // being released.
+  const std::weak_ptr<http_peer> self =
+      conn.http ? conn.http->weak_from_this() : std::weak_ptr<http_peer>();
+  if (conn.is_http ? (it->second.http.owner_before(self) || self.owner_before(it->second.http))
                    : it->second.id != conn.id) {
     return;
   }

@@ -92,6 +92,7 @@ void sse_stream::begin(server::http_stream stream, std::uint64_t retry_ms) {
   {
     std::lock_guard lock(out_mutex_);
     stream_ = std::move(stream);
+    begun_ = true;
     std::string retry = "retry: ";
     append_uint(retry, retry_ms);
     retry.append("\n\n");
@@ -114,12 +115,6 @@ void sse_stream::begin(server::http_stream stream, std::uint64_t retry_ms) {
   }
   // Outside the output lock: the subscribe replies come back through it.
   for (const std::string& c : commands) command(c);
-}
-
-void sse_stream::stream_closed() {
-  std::lock_guard lock(out_mutex_);
-  gone_ = true;
-  stream_ = {};
 }
 
 void sse_stream::send(const std::string& text) {
@@ -236,7 +231,12 @@ std::uint16_t sse_stream::tick(std::uint64_t now_ms, std::string& reason) {
   std::uint16_t code = 0;
   if (must_close(code, reason)) return code;
   std::lock_guard lock(out_mutex_);
-  if (gone_) {
+  // Ended for any reason (the client went away, a slow consumer, server
+  // stop): polled here rather than told by an on_close callback, which
+  // would cost every stream a heap block for its std::function.
+  if (gone_ || (begun_ && !stream_.is_open())) {
+    gone_ = true;
+    stream_ = {};  // the server's stream state can go now
     reason = "the client closed the stream";
     return 1001;
   }

@@ -12,7 +12,6 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 #include <switchboard/server/http.hpp>
@@ -29,9 +28,9 @@ class sse_stream final : public http_peer {
              std::vector<std::string> channels, std::vector<channel_position> since);
 
   // Writes the retry hint and subscribes every channel. REQUIRES: opened().
+  // The stream needs no on_close of its own: tick() sees it end
+  // (http_stream::is_open()), and the registry then closes the peer.
   void begin(server::http_stream stream, std::uint64_t retry_ms);
-  // The HTTP stream ended (on_close): the registry closes the peer.
-  void stream_closed();
 
   void send(const std::string& text) override;
   std::string_view transport() const override { return "sse"; }
@@ -59,13 +58,14 @@ class sse_stream final : public http_peer {
 
   const realtime_config& config_;
   const std::vector<std::string> channels_;
-  std::mutex out_mutex_;
   std::vector<channel_position> positions_;  // the id: every channel's position
   server::http_stream stream_;
   std::uint64_t last_write_ = 0;  // mono ms, as of the tick after the last write
+  net::compact_mutex out_mutex_;  // 4 bytes: one per idle subscriber
   bool wrote_ = false;            // since the last tick
   bool draining_ = false;
-  bool gone_ = false;  // the HTTP stream ended
+  bool gone_ = false;   // the HTTP stream ended (or the peer closed it)
+  bool begun_ = false;  // begin() ran: stream_ is the answer's
 };
 
 }  // namespace switchboard::realtime::detail

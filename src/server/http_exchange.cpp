@@ -695,7 +695,16 @@ void websocket::park_stream() {
       hs.head_live || hs.closing || hs.start != hs.head.size() || !hs.after.empty()) {
     return;
   }
-  auto* p = new detail::parked_stream{std::move(hs.answers.front()), hs.requests, hs.next_seq};
+  // A plain HTTP connection never constructs the endpoint's user data (that
+  // happens at an upgrade, and a parked connection unparks before it reads
+  // one): its space, allocated with the connection, holds the parked answer
+  // when it fits, so a streaming connection allocates nothing for it.
+  const bool inline_space =
+      behavior_ == nullptr && ctx_->core().user_data_size >= sizeof(detail::parked_stream);
+  detail::parked_stream parked{std::move(hs.answers.front()), hs.requests, hs.next_seq};
+  auto* p = inline_space ? ::new (user_data()) detail::parked_stream(std::move(parked))
+                         : new detail::parked_stream(std::move(parked));
+  parked_inline_ = inline_space;
   hs.answers.clear();
   ctx_->release_handshake(handshake_);
   has_handshake_ = false;
@@ -704,14 +713,25 @@ void websocket::park_stream() {
 }
 
 void websocket::unpark_stream() {
-  std::unique_ptr<detail::parked_stream> p(parked_);
-  parked_stream_ = false;
-  handshake_ = ctx_->acquire_handshake();
+  detail::parked_stream* p = parked_;
+  detail::handshake_state* hs = ctx_->acquire_handshake();
+  hs->answers.push_back(std::move(p->answer));
+  hs->requests = p->requests;
+  hs->next_seq = p->next_seq;
+  free_parked();
+  handshake_ = hs;
   has_handshake_ = true;
-  detail::handshake_state& hs = *handshake_;
-  hs.answers.push_back(std::move(p->answer));
-  hs.requests = p->requests;
-  hs.next_seq = p->next_seq;
+}
+
+void websocket::free_parked() noexcept {
+  if (parked_inline_) {
+    parked_->~parked_stream();
+  } else {
+    delete parked_;
+  }
+  parked_ = nullptr;
+  parked_stream_ = false;
+  parked_inline_ = false;
 }
 
 }  // namespace switchboard::server

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <switchboard/net/compact_mutex.hpp>
 #include <switchboard/net/event_loop.hpp>
 #include <switchboard/net/loop_group.hpp>
 #include <switchboard/net/signal_watcher.hpp>
@@ -42,21 +43,23 @@ struct post_gate {
 };
 
 // What an http_stream's handles and its connection share (http.hpp).
+// One per open stream (an idle SSE subscriber holds one): its lock is a
+// 4-byte compact_mutex, and the flags share that lock's word's padding.
 struct stream_state : std::enable_shared_from_this<stream_state> {
-  std::mutex mutex;
-  std::string pending;        // guarded: written, not yet handed to the connection
+  net::compact_mutex mutex;
   bool flush_posted = false;  // guarded: a task to hand it over is queued
   bool ended = false;         // guarded: end() was called
   bool gone = false;          // guarded: the stream is over; writes are refused
   bool overflow = false;      // guarded: a write found too much unsent: close it
+  std::string pending;        // guarded: written, not yet handed to the connection
   // Bytes the connection holds for the socket, as of its last write or drain.
   std::atomic<std::size_t> socket_bytes{0};
   std::size_t cap = 0;  // max_backpressure
   std::shared_ptr<post_gate> gate;
   loop_context* ctx = nullptr;  // the connection's loop (used on it only)
   connection_id id;
+  bool on_close_ran = false;       // loop thread only (here: in id's padding)
   std::function<void()> on_close;  // loop thread only
-  bool on_close_ran = false;       // loop thread only
   // Asks the loop to hand pending bytes over (or act on end/overflow).
   // REQUIRES: mutex held.
   bool post_locked();

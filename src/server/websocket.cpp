@@ -65,7 +65,7 @@ websocket::~websocket() {
       std::lock_guard lock(parked_->answer.stream->mutex);
       parked_->answer.stream->gone = true;  // as release_handshake() does
     }
-    delete parked_;
+    free_parked();
   } else if (reader_ != nullptr) {
     ctx_->release_reader(reader_);
   }

@@ -234,6 +234,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   // output needs it (bytes from the client, the stream's end, shutdown).
   void park_stream();
   void unpark_stream();
+  // Destroys parked_ wherever it lies. REQUIRES: parked_stream_.
+  void free_parked() noexcept;
 
   // websocket.cpp
   void on_frames(std::span<char> input);
@@ -302,6 +304,7 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   bool wait_for_fin_ : 1 = false;  // lingering: half-close and wait for the peer's FIN
   bool has_handshake_ : 1 = false;  // handshake_ (not reader_) is the live member
   bool parked_stream_ : 1 = false;  // parked_ is the live member (HTTP streaming)
+  bool parked_inline_ : 1 = false;  // parked_ lies in the (unused) user data's space
   // permessage-deflate, as agreed in the upgrade (RFC 7692):
   bool deflate_ : 1 = false;           // negotiated
   bool deflate_takeover_ : 1 = false;  // we keep our compression context: dedicated deflater
