@@ -458,7 +458,9 @@ void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint3
   // the kernel stopped it (a full completion queue).
   if ((r = find(fd, gen)) == nullptr) return;
   r->accept_armed = false;
-  if (c.res < 0 && c.res != -EAGAIN) {
+  // ECANCELED: the submitting thread exited (see dispatch_one); not the
+  // listener's error, the poll is re-armed as after EAGAIN.
+  if (c.res < 0 && c.res != -EAGAIN && c.res != -ECANCELED) {
     const std::uint32_t reg_gen = r->gen;
     r->handler->on_accepted(-1, -c.res, nullptr, 0);
     if ((r = find(fd, gen)) == nullptr || r->gen != reg_gen) return;
@@ -516,6 +518,11 @@ void uring_engine::dispatch_one(const completion_entry& c) {
   } else if (c.res == -ENOBUFS) {
     // Every buffer was in use: the receive stopped; buffers come back at the
     // end of this batch, and the receive is re-armed below.
+  } else if (c.res == -ECANCELED) {
+    // Not ours (our cancels go with remove(), whose completions are stale by
+    // then): the thread that submitted the receive exited, and the kernel
+    // cancels a task's requests when it does. The loop may be run by another
+    // thread next; the socket is fine: re-armed below.
   } else if (c.res == 0) {
     return handler->on_received({}, 0);  // end of stream
   } else {

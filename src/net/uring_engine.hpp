@@ -3,12 +3,11 @@
 // One ring per loop. It stands in for epoll in two ways:
 //
 //   * Readiness, for every handler registered with event_loop::add (listeners,
-//     connectors, TLS streams, the loop's eventfd, a write-blocked TCP stream's
-//     EPOLLOUT): a one-shot IORING_OP_POLL_ADD per descriptor, re-armed after
+//     connectors, the loop's eventfd, a write-blocked stream's EPOLLOUT): a one-shot IORING_OP_POLL_ADD per descriptor, re-armed after
 //     each report. A one-shot poll completes at once if the descriptor is ready
 //     when armed, so re-arming after dispatch gives epoll's level-triggered
 //     semantics, which the handlers rely on.
-//   * Completions, for plain TCP streams (event_loop::start_receive and
+//   * Completions, for TCP and TLS streams (event_loop::start_receive and
 //     queue_send): a multishot receive per stream into buffers the loop
 //     provides from one buffer ring, and the write cork's sends queued as
 //     sendmsg requests that go to the kernel in one submission per iteration.

@@ -31,7 +31,7 @@
 // Backends: epoll (the default) or io_uring (event_loop_options::backend, see
 // src/net/uring_engine.hpp). With io_uring the iteration is the same, with
 // one submit-and-wait instead of epoll_wait; registered handlers get the same
-// level-triggered readiness reports, and plain TCP streams switch to
+// level-triggered readiness reports, and TCP and TLS streams switch to
 // completions (completion_io()): a multishot receive into buffers the loop
 // provides, and the cork's sends submitted together at the end of the
 // iteration; listeners accept in batches, one submission per readiness report. A loop asked for io_uring that the kernel refuses it runs on
@@ -130,7 +130,7 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   }
   [[nodiscard]] std::error_code backend_error() const noexcept { return backend_error_; }
 
-  // Completion I/O, for net's TCP streams (true only with io_uring). A stream
+  // Completion I/O, for net's TCP and TLS streams (true only with io_uring). A stream
   // registered with add() (interest 0 is fine) calls start_receive() once:
   // its handler's on_received() then gets the bytes as they arrive, in the
   // loop's buffers, and the end of stream or an error. queue_send() hands the
