@@ -1,8 +1,9 @@
 // uring_test.cpp — the io_uring backend's own behaviour: the fallback to epoll
 // when the kernel refuses a ring, completion I/O on TCP streams (receives
 // spread over many provided buffers, running out of buffers, sends batched
-// into one submission, the socket released at once on close). The rest of
-// the net suite also runs on io_uring (ctest's uring.* names).
+// into one submission, the socket released at once on close), TLS streams on
+// completions, and receives that outlive the thread that armed them. The
+// rest of the net suite also runs on io_uring (ctest's uring.* names).
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -15,7 +16,10 @@
 
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/tcp_stream.hpp"
+#include "switchboard/net/tls_context.hpp"
+#include "switchboard/net/tls_stream.hpp"
 #include "test_support.hpp"
+#include "tls_certs.hpp"
 
 namespace switchboard::net {
 namespace {
@@ -253,6 +257,90 @@ TEST_F(uring_test, APeerResetClosesTheStreamWithTheError) {
   ASSERT_TRUE(test::run_for_at_most(*loop));
   EXPECT_EQ(server.close_error, std::errc::connection_reset);
   EXPECT_FALSE(stream.is_open());
+}
+
+// The kernel cancels a thread's requests when it exits. A loop run by one
+// thread and then another (a test's peer loop, a server restarted on a new
+// thread) keeps its streams: the cancelled receive is armed again.
+TEST_F(uring_test, AReceiveOutlivesTheThreadThatArmedIt) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  std::thread first([&] {
+    loop->post([&] { loop->stop(); });
+    EXPECT_TRUE(test::run_for_at_most(*loop));  // submits the receive, then exits
+  });
+  first.join();
+  const std::string message = "after the thread left";
+  ASSERT_EQ(::send(client_fd.get(), message.data(), message.size(), 0),
+            static_cast<ssize_t>(message.size()));
+  loop->add_iteration_hook([&] {
+    if (server.closed || server.received.size() >= message.size()) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_FALSE(server.closed) << server.close_error.message();
+  EXPECT_EQ(server.received, message);
+  stream.close();
+}
+
+// TLS on completions: records arrive split over many tiny provided buffers
+// (and the receives run out of them); both sides decrypt everything, in
+// order, and the echo's records leave as queued sends.
+TEST_F(uring_test, TlsStreamsOnCompletionsReassembleRecordsFromTinyBuffers) {
+  event_loop_options options = uring_options();
+  options.uring_buffers = 4;
+  options.uring_buffer_size = 256;
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  ASSERT_TRUE(test::certs().error.empty()) << test::certs().error;
+  tls_error error;
+  tls_server_options server_options;
+  server_options.certificate_chain_file = test::certs().server.cert;
+  server_options.private_key_file = test::certs().server.key;
+  auto server_ctx = tls_context::server(server_options, error);
+  ASSERT_TRUE(server_ctx) << error.text;
+  tls_client_options client_options;
+  client_options.ca_file = test::certs().ca;
+  auto client_ctx = tls_context::client(client_options, error);
+  ASSERT_TRUE(client_ctx) << error.text;
+
+  struct handler final : tls_stream_handler {
+    void on_handshake(tls_stream& /*stream*/) override { ++handshakes; }
+    void on_data(tls_stream& stream, std::span<std::byte> data) override {
+      received += as_string(data);
+      if (echo) {
+        EXPECT_NE(stream.send(data), send_status::dropped);
+      }
+    }
+    void on_close(tls_stream& /*stream*/, std::error_code error) override {
+      ADD_FAILURE() << "closed: " << error.message();
+    }
+    std::string received;
+    int handshakes = 0;
+    bool echo = false;
+  } server_handler, client_handler;
+  server_handler.echo = true;
+  auto [client_fd, server_fd] = test::tcp_pair();
+  tls_stream server(*loop, server_handler, *server_ctx);
+  tls_stream client(*loop, client_handler, *client_ctx);
+  ASSERT_FALSE(server.open(std::move(server_fd)));
+  ASSERT_FALSE(client.open(std::move(client_fd), "localhost"));
+  const std::string payload = test::pattern(0, 200 * 1024);
+  loop->post([&] { EXPECT_EQ(client.send(as_bytes(payload)), send_status::ok); });
+  loop->add_iteration_hook([&] {
+    if (client_handler.received.size() >= payload.size()) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop, 10s));
+  EXPECT_EQ(server_handler.handshakes, 1);
+  EXPECT_EQ(client_handler.handshakes, 1);
+  EXPECT_TRUE(server_handler.received == payload) << "server: bytes lost or reordered";
+  EXPECT_TRUE(client_handler.received == payload) << "client: bytes lost or reordered";
+  EXPECT_EQ(loop->held_write_bytes(), 0u);
+  server.close();
+  client.close();
 }
 
 }  // namespace
