@@ -4,6 +4,7 @@
 // into one submission, the socket released at once on close), TLS streams on
 // completions, and receives that outlive the thread that armed them. The
 // rest of the net suite also runs on io_uring (ctest's uring.* names).
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -341,6 +342,140 @@ TEST_F(uring_test, TlsStreamsOnCompletionsReassembleRecordsFromTinyBuffers) {
   EXPECT_EQ(loop->held_write_bytes(), 0u);
   server.close();
   client.close();
+}
+
+// Echo until `message` came back on every (client, stream) pair.
+bool echo_all(event_loop& loop, std::vector<unique_fd>& peers,
+              std::vector<std::unique_ptr<collecting_handler>>& handlers, const std::string& message) {
+  for (auto& peer : peers) {
+    if (::send(peer.get(), message.data(), message.size(), 0) !=
+        static_cast<ssize_t>(message.size())) {
+      return false;
+    }
+  }
+  const auto hook = loop.add_iteration_hook([&] {
+    for (auto& h : handlers) {
+      if (h->received.size() < message.size()) return;
+    }
+    loop.stop();
+  });
+  const bool done = test::run_for_at_most(loop);
+  loop.remove_iteration_hook(hook);
+  bool ok = done;
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    ok = ok && handlers[i]->received == message &&
+         test::read_exactly(peers[i].get(), message.size()) == message;
+    handlers[i]->received.clear();
+  }
+  return ok;
+}
+
+// A stream's descriptor gets a registered file (the table is capped at
+// RLIMIT_NOFILE, 20,000 here, below the default 65,536 slots: a table the
+// kernel refused would register none), its sends go through it, and close()
+// gives the slot back and ends the connection at once.
+TEST_F(uring_test, AStreamUsesARegisteredFileAndGivesItBackAtClose) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  std::vector<unique_fd> peers;
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  auto [client_fd, server_fd] = test::tcp_pair();
+  handlers.push_back(std::make_unique<collecting_handler>());
+  handlers.back()->echo = true;
+  streams.push_back(std::make_unique<tcp_stream>(*loop, *handlers.back()));
+  ASSERT_FALSE(streams.back()->open(std::move(server_fd)));
+  peers.push_back(std::move(client_fd));
+  EXPECT_EQ(loop->registered_files(), 0u);  // asked for in the next submission
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "first"));
+  EXPECT_EQ(loop->registered_files(), 1u);
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "through the slot"));
+  streams.back()->close();
+  EXPECT_EQ(loop->registered_files(), 0u);
+  pollfd readable{peers.back().get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&readable, 1, 2000), 1);
+  char byte = 0;
+  EXPECT_EQ(::recv(peers.back().get(), &byte, 1, MSG_DONTWAIT), 0);  // the socket is closed
+}
+
+// A descriptor number freed by one stream and given to the next connection
+// is installed again for the new socket: the new stream's bytes reach its
+// own peer, never the old one's.
+TEST_F(uring_test, AReusedDescriptorNumberGetsItsOwnRegisteredFile) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  std::vector<unique_fd> old_peers;
+  std::vector<std::unique_ptr<collecting_handler>> old_handlers;
+  auto [old_client, old_server] = test::tcp_pair();
+  const int number = old_server.get();
+  old_handlers.push_back(std::make_unique<collecting_handler>());
+  old_handlers.back()->echo = true;
+  auto old_stream = std::make_unique<tcp_stream>(*loop, *old_handlers.back());
+  ASSERT_FALSE(old_stream->open(std::move(old_server)));
+  old_peers.push_back(std::move(old_client));
+  ASSERT_TRUE(echo_all(*loop, old_peers, old_handlers, "old"));
+  ASSERT_EQ(loop->registered_files(), 1u);
+  old_stream->close();  // the old peer keeps its end open
+  // Hold the freed number until the new socket takes it (accept would give
+  // it the lowest free number: maybe this one).
+  unique_fd placeholder(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int held = ::dup3(placeholder.get(), number, O_CLOEXEC);
+  ASSERT_EQ(held, number);
+  placeholder.reset();
+
+  std::vector<unique_fd> peers;
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  auto [client_fd, new_fd] = test::tcp_pair();
+  // The new socket under the old number (what accept would give it when
+  // that number is the lowest free one).
+  unique_fd server_fd(::dup3(new_fd.get(), held, O_CLOEXEC));  // replaces /dev/null
+  ASSERT_EQ(server_fd.get(), number);
+  new_fd.reset();
+  handlers.push_back(std::make_unique<collecting_handler>());
+  handlers.back()->echo = true;
+  tcp_stream stream(*loop, *handlers.back());
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  peers.push_back(std::move(client_fd));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "new, one"));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "new, two"));
+  EXPECT_EQ(loop->registered_files(), 1u);
+  // The old peer saw the end of its stream and nothing of the new one's.
+  char buffer[64];
+  EXPECT_EQ(::recv(old_peers.back().get(), buffer, sizeof buffer, MSG_DONTWAIT), 0);
+  stream.close();
+}
+
+// Descriptors beyond the table use plain files; all streams work alike.
+TEST_F(uring_test, DescriptorsBeyondTheRegisteredFileTableUsePlainFiles) {
+  std::vector<unique_fd> peers;
+  std::vector<unique_fd> server_fds;
+  for (int i = 0; i < 6; ++i) {
+    auto [client_fd, server_fd] = test::tcp_pair();
+    peers.push_back(std::move(client_fd));
+    server_fds.push_back(std::move(server_fd));
+  }
+  event_loop_options options = uring_options();
+  // Room for the first three server descriptors only.
+  options.uring_files = static_cast<std::size_t>(server_fds[2].get()) + 1;
+  std::size_t in_table = 0;
+  for (const auto& fd : server_fds) in_table += static_cast<std::size_t>(fd.get()) < options.uring_files;
+  ASSERT_GE(in_table, 3u);
+  ASSERT_LT(in_table, server_fds.size());
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  for (auto& fd : server_fds) {
+    handlers.push_back(std::make_unique<collecting_handler>());
+    handlers.back()->echo = true;
+    streams.push_back(std::make_unique<tcp_stream>(*loop, *handlers.back()));
+    ASSERT_FALSE(streams.back()->open(std::move(fd)));
+  }
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "one"));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "two"));
+  EXPECT_EQ(loop->registered_files(), in_table);
+  for (auto& s : streams) s->close();
+  EXPECT_EQ(loop->registered_files(), 0u);
 }
 
 }  // namespace
