@@ -18,9 +18,9 @@
 #          CPU time, deliveries per server CPU-second (and its ratio to the
 #          raw ceiling's at the same rate)
 #   instr  user-space instructions per delivery (callgrind; by default 1,000
-#          subscribers at 10 and 200 publications/s, 10,000 at 10): raw and
-#          topic at a rate R and at 2R, each on a fresh process, counted from
-#          the end of the set-up to the end of the load
+#          subscribers at 10 and 200 publications/s, 10,000 at 10): raw, topic
+#          and every --peer at a rate R and at 2R, each on a fresh process,
+#          counted from the end of the set-up to the end of the load
 # --peer NAME=COMMAND adds a server to the rates section: COMMAND must print
 # "listening on HOST:PORT" and serve the messages of bench/pubsub_wire.hpp
 # on ws://127.0.0.1:PORT/ws. Benchmarks are not tests.
@@ -149,7 +149,8 @@ wait_for_line() {
   done
 }
 
-# Instructions per delivery: raw and topic under callgrind, at R and 2R.
+# Instructions per delivery: raw, topic and the peers (e.g. topic on
+# io_uring) under callgrind, at R and 2R.
 # Counting starts once every subscriber is set up (callgrind_control -i on)
 # and the counters are dumped once the step is over, while the load generator
 # still holds its connections open, so the set-up and the closes, whose cost
@@ -161,7 +162,7 @@ run_instr() {
     local subs=${point%%:*} rate=${point#*:}
     local -a src=()
     [[ $subs -gt 2000 ]] && src=(--source-ips "$sources")
-    for entry in "${servers[@]:0:2}"; do
+    for entry in "${servers[@]}"; do
       local name=${entry%%=*} cmd=${entry#*=}
       local -a ir=() delivered=() acked=()
       local factor

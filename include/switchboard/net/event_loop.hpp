@@ -103,8 +103,10 @@ struct event_loop_options {
   // io_uring only: slots of the registered file table (one per descriptor
   // number, at most RLIMIT_NOFILE at set-up; 0: none). A stream whose
   // descriptor has a slot sends through it (no per-request file lookup);
-  // the others use their descriptor. Kernel memory: 8 bytes a slot.
-  std::size_t uring_files = 65536;
+  // the others use their descriptor. Kernel memory: 8 bytes a slot. Off by
+  // default: it measured no better than plain descriptors here (see
+  // docs/benchmarks.md, "Registered files").
+  std::size_t uring_files = 0;
 };
 
 class SWITCHBOARD_NET_EXPORT event_loop {
