@@ -3,9 +3,10 @@
 // One ring per loop. It stands in for epoll in two ways:
 //
 //   * Readiness, for every handler registered with event_loop::add (listeners,
-//     connectors, the loop's eventfd, a write-blocked stream's EPOLLOUT): a one-shot IORING_OP_POLL_ADD per descriptor, re-armed after
-//     each report. A one-shot poll completes at once if the descriptor is ready
-//     when armed, so re-arming after dispatch gives epoll's level-triggered
+//     connectors, the loop's eventfd, a write-blocked stream's EPOLLOUT): a
+//     one-shot IORING_OP_POLL_ADD per descriptor, re-armed after each report.
+//     A one-shot poll completes at once if the descriptor is ready when
+//     armed, so re-arming after dispatch gives epoll's level-triggered
 //     semantics, which the handlers rely on.
 //   * Completions, for TCP and TLS streams (event_loop::start_receive and
 //     queue_send): a multishot receive per stream into buffers the loop
@@ -116,10 +117,10 @@ class uring_engine {
   };
   // Where a registration's registered file stands.
   enum file_state : std::uint8_t {
-    file_none = 0,     // not asked for (or beyond the table)
-    file_asked = 1,    // the update is queued or running: its completion decides
-    file_fixed = 2,    // the slot holds the socket: requests use it
-    file_refused = 3   // the kernel refused the update: plain descriptor
+    file_none = 0,    // not asked for (or beyond the table)
+    file_asked = 1,   // the update is queued or running: its completion decides
+    file_fixed = 2,   // the slot holds the socket: requests use it
+    file_refused = 3  // the kernel refused the update: plain descriptor
   };
   struct registration {
     io_handler* handler = nullptr;

@@ -353,7 +353,8 @@ TEST_F(uring_test, TlsStreamsOnCompletionsReassembleRecordsFromTinyBuffers) {
 
 // Echo until `message` came back on every (client, stream) pair.
 bool echo_all(event_loop& loop, std::vector<unique_fd>& peers,
-              std::vector<std::unique_ptr<collecting_handler>>& handlers, const std::string& message) {
+              std::vector<std::unique_ptr<collecting_handler>>& handlers,
+              const std::string& message) {
   for (auto& peer : peers) {
     if (::send(peer.get(), message.data(), message.size(), 0) !=
         static_cast<ssize_t>(message.size())) {
@@ -466,7 +467,9 @@ TEST_F(uring_test, DescriptorsBeyondTheRegisteredFileTableUsePlainFiles) {
   // Room for the first three server descriptors only.
   options.uring_files = static_cast<std::size_t>(server_fds[2].get()) + 1;
   std::size_t in_table = 0;
-  for (const auto& fd : server_fds) in_table += static_cast<std::size_t>(fd.get()) < options.uring_files;
+  for (const auto& fd : server_fds) {
+    in_table += static_cast<std::size_t>(fd.get()) < options.uring_files ? 1 : 0;
+  }
   ASSERT_GE(in_table, 3u);
   ASSERT_LT(in_table, server_fds.size());
   auto loop = test::make_loop(options);

@@ -212,7 +212,8 @@ class SWITCHBOARD_NET_EXPORT tls_stream final : private io_handler, private cork
   void encrypt(std::span<const iovec> data, std::size_t total);
   void encrypt(std::span<const std::byte> data);
   void transmit();
-  void queue_transmit();  // completion I/O: the flush's records as a queued send
+  // Completion I/O: the flush's records as a send queued with the others.
+  void queue_transmit();
   [[nodiscard]] bool write_pending();  // false if the stream closed and notified
   void count_pending() noexcept;       // tells the loop pending_'s unwritten bytes
   void set_write_interest(bool on);
