@@ -8,7 +8,9 @@
 # of the medians (bench/io_backend_report.py). Benchmarks are not tests.
 #
 #   bench/run_io_backend_bench.sh [--build DIR] [--switchboard PATH] [--rounds N]
-#                                 [--seconds S] [--warmup S] [--results FILE]
+#                                 [--seconds S] [--warmup S] [--results FILE] [--tls]
+#
+# --tls: the same over wss:// (a throwaway self-signed P-256 certificate).
 #
 # Fan-out on both backends: bench/run_topic_bench.sh with
 #   --peer "topic_uring=build/release/bench/switchboard_topic_server --io-backend io_uring"
@@ -21,6 +23,7 @@ rounds=3
 seconds=5
 warmup=1
 results=""
+tls=0
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -30,7 +33,8 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --tls) tls=1; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +54,18 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
+scheme=ws
+server_tls=()
+client_tls=()
+if [[ $tls == 1 ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+  scheme=wss
+  server_tls=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+  client_tls=(--ca-file "$work/cert.pem")
+fi
+
 # POINT-NAME LOADGEN-ARGS...
 points=(
   "100 x 16 B|--connections 100 --size 16 --inflight 4"
@@ -63,15 +79,15 @@ for ((round = 1; round <= rounds; ++round)); do
     read -r -a args <<<"${entry#*|}"
     for backend in epoll io_uring; do
       taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 \
-        --io-backend "$backend" >"$work/server.log" 2>&1 &
+        --io-backend "$backend" "${server_tls[@]}" >"$work/server.log" 2>&1 &
       server_pid=$!
       wait_listening "$work/server.log" "$server_pid"
-      port=$(sed -n 's/.*listening on ws:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.log")
+      port=$(sed -n 's/.*listening on wss\{0,1\}:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.log")
       if grep -q 'io_uring unavailable' "$work/server.log"; then
         log "io_uring fell back to epoll: $(cat "$work/server.log")"
         exit 1
       fi
-      if json=$(taskset -c 1 "$loadgen" --url "ws://127.0.0.1:$port/" "${args[@]}" \
+      if json=$(taskset -c 1 "$loadgen" --url "$scheme://127.0.0.1:$port/" "${args[@]}" "${client_tls[@]}" \
                   --duration "$seconds" --warmup "$warmup" --server-pid "$server_pid" --json); then
         echo "{\"backend\":\"$backend\",\"point\":\"$point\",\"round\":$round,\"result\":$json}" \
           >>"$results"
@@ -85,6 +101,6 @@ for ((round = 1; round <= rounds; ++round)); do
   done
 done
 
-echo "Command: bench/run_io_backend_bench.sh --rounds $rounds --seconds $seconds --warmup $warmup"
+echo "Command: bench/run_io_backend_bench.sh --rounds $rounds --seconds $seconds --warmup $warmup$([[ $tls == 1 ]] && echo ' --tls')"
 echo "Results: $results"
 python3 "$repo/bench/io_backend_report.py" "$results"

@@ -149,7 +149,8 @@ wait_for_line() {
   done
 }
 
-# Instructions per delivery: raw and topic under callgrind, at R and 2R.
+# Instructions per delivery: raw, topic and the peers (e.g. topic on
+# io_uring) under callgrind, at R and 2R.
 # Counting starts once every subscriber is set up (callgrind_control -i on)
 # and the counters are dumped once the step is over, while the load generator
 # still holds its connections open, so the set-up and the closes, whose cost

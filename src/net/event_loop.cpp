@@ -202,6 +202,10 @@ std::error_code event_loop::start_accept(int fd, socklen_t peer_length) {
   return uring_->start_accept(fd, peer_length);
 }
 
+std::size_t event_loop::registered_files() const noexcept {
+  return uring_ ? uring_->fixed_files() : 0;
+}
+
 void event_loop::queue_send(int fd, std::span<const iovec> data, std::size_t total,
                             io_handler& handler) {
   assert(uring_ && "queue_send needs completion_io()");

@@ -32,6 +32,14 @@ constexpr std::size_t k_max_retained_scratch = std::size_t{4} * 1024 * 1024;
 struct scratch_buffers {
   std::vector<std::byte> cipher;
   std::vector<std::byte> plain;
+  // Completion I/O: each stream's records of one flush, queued as a send
+  // that the kernel reads at the end of the flush (uring_engine), so they
+  // must outlive the next stream's SSL_write. The cipher buffer is swapped
+  // into a slot here and a spare comes back in its place; all slots are
+  // free again once every queued send has reported (in_flight 0). Their
+  // capacity is kept: steady sends allocate nothing.
+  std::vector<std::vector<std::byte>> flight;
+  std::size_t in_flight = 0;
 };
 
 scratch_buffers& scratch() {
@@ -197,11 +205,21 @@ std::error_code tls_stream::open(unique_fd socket, std::string_view server_name)
     SSL_set_accept_state(ssl_.get());
   }
 
-  interest_ = EPOLLIN | EPOLLRDHUP;
+  // io_uring: ciphertext arrives as receive completions (on_received) and
+  // readiness is polled only for EPOLLOUT while write-blocked.
+  interest_ = loop_->completion_io() ? 0 : EPOLLIN | EPOLLRDHUP;
   if (auto error = loop_->add(socket.get(), interest_, *this)) {
     ssl_.reset();
     snapshot_.reset();
     return error;
+  }
+  if (loop_->completion_io()) {
+    if (auto error = loop_->start_receive(socket.get())) {
+      loop_->remove(socket.get(), *this);
+      ssl_.reset();
+      snapshot_.reset();
+      return error;
+    }
   }
   fd_ = std::move(socket);
   if (context_->side() == tls_context::role::client) {
@@ -262,7 +280,43 @@ send_status tls_stream::send_parts(std::span<const std::span<const std::byte>> p
 void tls_stream::flush_corked(std::span<const iovec> data, std::size_t total) {
   if (failure_) return;  // already failed: the bytes are dropped
   encrypt(data, total);
+  if (loop_->completion_io()) return queue_transmit();
   transmit();
+}
+
+void tls_stream::queue_transmit() {
+  scratch_buffers& buffers = scratch();
+  std::vector<std::byte>& out = buffers.cipher;
+  if (out.empty()) return;
+  if (!is_open() || failure_) return trim(out);
+  assert(!write_blocked() && "records would overtake ones the kernel refused");
+  if (buffers.in_flight == buffers.flight.size()) buffers.flight.emplace_back();
+  std::vector<std::byte>& slot = buffers.flight[buffers.in_flight++];
+  slot.swap(out);  // the records stay put; `out` gets the slot's spare capacity
+  const iovec records{slot.data(), slot.size()};
+  // Submitted with every other stream's sends once the flush has visited
+  // them all; the result comes back in on_sent, still within the flush.
+  loop_->queue_send(fd_.get(), {&records, 1}, slot.size(), *this);
+}
+
+void tls_stream::on_sent(std::span<const iovec> data, std::size_t total, int result) {
+  scratch_buffers& buffers = scratch();
+  if (result < 0 && result != -EAGAIN && result != -EWOULDBLOCK) {
+    fail(errno_code(-result));
+  } else if (const auto written = static_cast<std::size_t>(std::max(result, 0)); written < total) {
+    // What the kernel refused waits as on epoll (write_pending on EPOLLOUT).
+    const auto* records = static_cast<const std::byte*>(data[0].iov_base);
+    pending_.assign(records + written, records + total);
+    pending_head_ = 0;
+    count_pending();
+    set_write_interest(true);
+  }
+  // The last report of the flush frees the slots (the engine reports every
+  // queued send, in one go).
+  assert(buffers.in_flight > 0);
+  if (--buffers.in_flight == 0) {
+    for (std::vector<std::byte>& slot : buffers.flight) trim(slot);
+  }
 }
 
 void tls_stream::encrypt(std::span<const iovec> data, std::size_t total) {
@@ -416,13 +470,18 @@ void tls_stream::on_events(std::uint32_t events) {
   if (failure_) return close_and_notify(failure_);
   detail::lifetime_flag::scope alive(lifetime_);
 
-  if ((events & EPOLLOUT) != 0 && write_blocked()) {
+  // With completion I/O only write readiness is polled, and a hang-up or an
+  // error there is found by the write (reads report theirs as completions).
+  const std::uint32_t write_events =
+      loop_->completion_io() ? std::uint32_t{EPOLLOUT | EPOLLERR | EPOLLHUP} : EPOLLOUT;
+  if ((events & write_events) != 0 && write_blocked()) {
     if (!write_pending()) return;
     if (!write_blocked() && handshake_done_) {
       handler_->on_drained(*this);
       if (alive.destroyed() || !is_open()) return;
     }
   }
+  if (loop_->completion_io()) return;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) return;
   if (failure_) return close_and_notify(failure_);
 
@@ -438,6 +497,20 @@ void tls_stream::on_events(std::uint32_t events) {
   input_eof_ = result.bytes == 0;
   input_ = buffer.subspan(half, result.bytes);
   receive(buffer.first(half), alive);
+}
+
+void tls_stream::on_received(std::span<std::byte> data, int error) {
+  // fail() shut the socket down: the receive ends, and the recorded error is
+  // what the owner hears.
+  if (failure_) return close_and_notify(failure_);
+  if (error != 0) return close_and_notify(errno_code(error));
+  detail::lifetime_flag::scope alive(lifetime_);
+  // The ciphertext is in the engine's receive buffer (valid during this
+  // call, and consumed by OpenSSL before it returns); the whole loop buffer
+  // is free for plaintext. Empty: the peer ended TCP.
+  input_eof_ = data.empty();
+  input_ = data;
+  receive(loop_->recv_buffer(), alive);
 }
 
 bool tls_stream::finish_handshake(detail::lifetime_flag::scope& alive) {

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -23,6 +24,8 @@ constexpr std::uint32_t k_cqe_f_buf_more = 1U << 4;  // IORING_CQE_F_BUF_MORE
 constexpr std::uint16_t k_accept_dontwait = 1U << 1;  // IORING_ACCEPT_DONTWAIT
 // The socket command getsockopt (Linux 6.7; SOCKET_URING_OP_GETSOCKOPT).
 constexpr std::uint32_t k_socket_op_getsockopt = 2;
+// What a cleared registered-file slot holds (read by the kernel at submission).
+constexpr int k_no_file = -1;
 
 // Multishot receive arrived in Linux 6.0; the probe cannot tell, the release can.
 bool kernel_at_least(int major, int minor) {
@@ -125,6 +128,22 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
     engine->buf_size_ = static_cast<std::uint32_t>(size);
     break;
   }
+  // The registered file table, a slot per descriptor number. The kernel
+  // refuses a table larger than RLIMIT_NOFILE (no descriptor could reach the
+  // slots beyond it anyway). Refused: streams use plain descriptors.
+  if (options.uring_files > 0) {
+    rlimit limit{};
+    std::size_t slots = options.uring_files;
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+      slots = std::min<std::size_t>(slots, limit.rlim_cur);
+    }
+    slots = std::min<std::size_t>(slots, std::size_t{1} << 20);
+    if (slots > 0 &&
+        ::io_uring_register_files_sparse(&engine->ring_, static_cast<unsigned>(slots)) == 0) {
+      engine->files_ = static_cast<std::uint32_t>(slots);
+      engine->slot_fds_ = std::make_unique_for_overwrite<int[]>(slots);
+    }
+  }
   io_uring_buf_ring_init(engine->buf_ring_);
   for (std::uint32_t i = 0; i < engine->buf_count_; ++i) {
     engine->recycle(static_cast<std::uint16_t>(i));
@@ -219,13 +238,46 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
     ::io_uring_sqe_set_data64(sqe, op_none);
   }
   if (had_recv) cancel(tag(fd, r.gen, op_recv));
+  const bool had_file = r.file == file_asked || r.file == file_fixed;
+  clear_file(fd, r);
   r = registration{.gen = r.gen + 1, .poll_gen = r.poll_gen + 1};
   // Why submit now: the receive holds a reference to the socket, so the
   // caller's close() would not end the connection until the next submission;
   // a queued accept batch must run before the descriptor is closed (and its
   // number maybe reused): what it accepts is closed as stale.
-  if (had_recv || had_accept) (void)::io_uring_submit(&ring_);
+  // The slot holds a reference to the socket too: cleared in the same
+  // submission, before the caller closes the descriptor (whose number a new
+  // stream may get, and install again in a later submission).
+  if (had_recv || had_accept || had_file) (void)::io_uring_submit(&ring_);
   return true;
+}
+
+void uring_engine::clear_file(int fd, registration& r) noexcept {
+  switch (r.file) {
+    case file_fixed:
+      --fixed_files_;
+      [[fallthrough]];
+    case file_asked: {
+      // Behind the install in the queue; the install's completion, if still
+      // to come, is stale (gen bumped).
+      auto* sqe = next_sqe();
+      ::io_uring_prep_files_update(sqe, const_cast<int*>(&k_no_file), 1, fd);
+      ::io_uring_sqe_set_data64(sqe, op_none);
+      break;
+    }
+    default:
+      break;
+  }
+  r.file = file_none;
+}
+
+void uring_engine::install_file(int fd, registration& r) noexcept {
+  int& value = slot_fds_[static_cast<std::size_t>(fd)];
+  value = fd;
+  auto* sqe = next_sqe();
+  ::io_uring_prep_files_update(sqe, &value, 1, fd);
+  ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_files));
+  r.file = file_asked;
 }
 
 void uring_engine::cancel(std::uint64_t user_data) noexcept {
@@ -245,6 +297,7 @@ void uring_engine::arm_recv(int fd, registration& r) noexcept {
   auto* sqe = next_sqe();
   ::io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
+  if (r.file == file_fixed) sqe->flags |= IOSQE_FIXED_FILE;  // the slot is the fd's number
   sqe->buf_group = k_buffer_group;
   ::io_uring_sqe_set_data64(sqe, tag(fd, r.gen, op_recv));
   r.recv_armed = true;
@@ -275,6 +328,9 @@ std::error_code uring_engine::start_receive(int fd) {
     return errno_code(ENOENT);
   }
   registration& r = regs_[static_cast<std::size_t>(fd)];
+  // The first receive runs on the descriptor (a multishot receive looks its
+  // file up once anyway); sends use the slot once its completion confirmed it.
+  if (r.file == file_none && static_cast<std::uint32_t>(fd) < files_) install_file(fd, r);
   if (!r.recv_armed) arm_recv(fd, r);
   return {};
 }
@@ -334,6 +390,7 @@ void uring_engine::complete_sends() {
     auto* sqe = next_sqe();
     // MSG_DONTWAIT: finish within the submission (see the header).
     ::io_uring_prep_sendmsg(sqe, s.fd, &s.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (regs_[static_cast<std::size_t>(s.fd)].file == file_fixed) sqe->flags |= IOSQE_FIXED_FILE;
     ::io_uring_sqe_set_data64(sqe, (static_cast<std::uint64_t>(i) << 8) | op_send);
   }
   sends_outstanding_ = sends_.size();
@@ -458,7 +515,9 @@ void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint3
   // the kernel stopped it (a full completion queue).
   if ((r = find(fd, gen)) == nullptr) return;
   r->accept_armed = false;
-  if (c.res < 0 && c.res != -EAGAIN) {
+  // ECANCELED: the submitting thread exited (see dispatch_one); not the
+  // listener's error, the poll is re-armed as after EAGAIN.
+  if (c.res < 0 && c.res != -EAGAIN && c.res != -ECANCELED) {
     const std::uint32_t reg_gen = r->gen;
     r->handler->on_accepted(-1, -c.res, nullptr, 0);
     if ((r = find(fd, gen)) == nullptr || r->gen != reg_gen) return;
@@ -470,6 +529,14 @@ void uring_engine::dispatch_one(const completion_entry& c) {
   const int fd = static_cast<int>(c.user_data >> 32);
   const auto gen = static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu);
   if ((c.user_data & 0xff) == op_accept) return dispatch_accept(c, fd, gen);
+  if ((c.user_data & 0xff) == op_files) {
+    // Stale (the stream went) or replaced: remove() cleared the slot.
+    registration* r = find(fd, gen);
+    if (r == nullptr || r->file != file_asked) return;
+    r->file = c.res >= 1 ? file_fixed : file_refused;
+    if (r->file == file_fixed) ++fixed_files_;
+    return;
+  }
   if ((c.user_data & 0xff) == op_poll) {
     if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
     registration* r = &regs_[static_cast<std::size_t>(fd)];
@@ -516,6 +583,11 @@ void uring_engine::dispatch_one(const completion_entry& c) {
   } else if (c.res == -ENOBUFS) {
     // Every buffer was in use: the receive stopped; buffers come back at the
     // end of this batch, and the receive is re-armed below.
+  } else if (c.res == -ECANCELED) {
+    // Not ours (our cancels go with remove(), whose completions are stale by
+    // then): the thread that submitted the receive exited, and the kernel
+    // cancels a task's requests when it does. The loop may be run by another
+    // thread next; the socket is fine: re-armed below.
   } else if (c.res == 0) {
     return handler->on_received({}, 0);  // end of stream
   } else {

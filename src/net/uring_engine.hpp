@@ -3,12 +3,12 @@
 // One ring per loop. It stands in for epoll in two ways:
 //
 //   * Readiness, for every handler registered with event_loop::add (listeners,
-//     connectors, TLS streams, the loop's eventfd, a write-blocked TCP stream's
-//     EPOLLOUT): a one-shot IORING_OP_POLL_ADD per descriptor, re-armed after
-//     each report. A one-shot poll completes at once if the descriptor is ready
-//     when armed, so re-arming after dispatch gives epoll's level-triggered
+//     connectors, the loop's eventfd, a write-blocked stream's EPOLLOUT): a
+//     one-shot IORING_OP_POLL_ADD per descriptor, re-armed after each report.
+//     A one-shot poll completes at once if the descriptor is ready when
+//     armed, so re-arming after dispatch gives epoll's level-triggered
 //     semantics, which the handlers rely on.
-//   * Completions, for plain TCP streams (event_loop::start_receive and
+//   * Completions, for TCP and TLS streams (event_loop::start_receive and
 //     queue_send): a multishot receive per stream into buffers the loop
 //     provides from one buffer ring, and the write cork's sends queued as
 //     sendmsg requests that go to the kernel in one submission per iteration.
@@ -27,6 +27,18 @@
 // encoded in the request's user_data: a registration removed (and its fd
 // number reused) never receives a completion meant for the old one. The
 // requests of a removed registration are cancelled in the next submission.
+//
+// Registered files (event_loop_options::uring_files): a sparse file table
+// set up with the ring, where a stream's slot is its descriptor's number.
+// start_receive() queues an IORING_OP_FILES_UPDATE that rides the next
+// submission (ahead of the receive); once its completion says the slot holds the socket, the
+// stream's sends and re-armed receives name the slot (IOSQE_FIXED_FILE)
+// instead of the descriptor, which the kernel would look up (and reference
+// count) per request. remove() clears the slot in a submission made before
+// it returns, so the caller's close() really closes the socket, and a
+// descriptor number reused later is installed again by its own stream: no
+// request can reach a socket through a slot meant for another. Descriptors
+// beyond the table (or a kernel that refuses one) use plain files.
 //
 // Sends are MSG_DONTWAIT: the kernel completes them during the submission
 // (bytes taken, or EAGAIN) instead of parking them until the socket drains,
@@ -76,6 +88,8 @@ class uring_engine {
   // address is asked for (getsockopt SO_PEERNAME as a socket command), all of
   // a batch's in one submission before they are dispatched.
   std::error_code start_accept(int fd, socklen_t peer_length);
+  // Streams whose requests use their registered file now (tests, statistics).
+  [[nodiscard]] std::size_t fixed_files() const noexcept { return fixed_files_; }
 
   // Queues a send of `data` (copied: only the bytes must stay valid) for the
   // cork's flush; its result reaches `handler` in complete_sends().
@@ -98,7 +112,15 @@ class uring_engine {
     op_recv = 2,
     op_send = 3,
     op_accept = 4,
-    op_peer = 5
+    op_peer = 5,
+    op_files = 6  // a registered file's slot filled (see above)
+  };
+  // Where a registration's registered file stands.
+  enum file_state : std::uint8_t {
+    file_none = 0,    // not asked for (or beyond the table)
+    file_asked = 1,   // the update is queued or running: its completion decides
+    file_fixed = 2,   // the slot holds the socket: requests use it
+    file_refused = 3  // the kernel refused the update: plain descriptor
   };
   struct registration {
     io_handler* handler = nullptr;
@@ -110,6 +132,7 @@ class uring_engine {
     bool recv_armed = false;
     bool accept_armed = false;  // an accept batch is queued or running
     socklen_t peer_length = 0;  // of the accept batch: the peer address size
+    file_state file = file_none;
   };
   struct completion_entry {
     std::uint64_t user_data;
@@ -138,6 +161,8 @@ class uring_engine {
   io_uring_sqe* next_sqe() noexcept;
   void arm_poll(int fd, registration& r) noexcept;
   void arm_recv(int fd, registration& r) noexcept;
+  void install_file(int fd, registration& r) noexcept;
+  void clear_file(int fd, registration& r) noexcept;
   void dispatch_accept(const completion_entry& c, int fd, std::uint32_t gen);
   // Asks the peer address of every accepted connection in batch_.
   void fetch_peers();
@@ -164,6 +189,11 @@ class uring_engine {
   std::uint32_t buf_recycled_ = 0;  // added to the ring since the last advance
   std::vector<std::uint32_t> buf_offsets_;  // bytes of each buffer already received into
 
+  std::uint32_t files_ = 0;         // registered file table's size (0: none)
+  std::size_t fixed_files_ = 0;     // registrations in file_fixed
+  // The value each slot update reads (slot i's descriptor is i): the kernel
+  // reads it when the request runs, so it needs a place that never changes.
+  std::unique_ptr<int[]> slot_fds_;
   std::vector<registration> regs_;  // by descriptor
   std::vector<completion_entry> batch_;
   std::vector<completion_entry> early_;  // collected while completing sends

@@ -1,8 +1,10 @@
 // uring_test.cpp — the io_uring backend's own behaviour: the fallback to epoll
 // when the kernel refuses a ring, completion I/O on TCP streams (receives
 // spread over many provided buffers, running out of buffers, sends batched
-// into one submission, the socket released at once on close). The rest of
-// the net suite also runs on io_uring (ctest's uring.* names).
+// into one submission, the socket released at once on close), TLS streams on
+// completions, and receives that outlive the thread that armed them. The
+// rest of the net suite also runs on io_uring (ctest's uring.* names).
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -15,7 +17,10 @@
 
 #include "switchboard/net/event_loop.hpp"
 #include "switchboard/net/tcp_stream.hpp"
+#include "switchboard/net/tls_context.hpp"
+#include "switchboard/net/tls_stream.hpp"
 #include "test_support.hpp"
+#include "tls_certs.hpp"
 
 namespace switchboard::net {
 namespace {
@@ -44,6 +49,13 @@ struct collecting_handler final : stream_handler {
 event_loop_options uring_options() {
   event_loop_options options = test::test_loop_options();
   options.backend = io_backend::io_uring;
+  return options;
+}
+
+// With a registered file table (off by default).
+event_loop_options files_options() {
+  event_loop_options options = uring_options();
+  options.uring_files = 65536;
   return options;
 }
 
@@ -253,6 +265,246 @@ TEST_F(uring_test, APeerResetClosesTheStreamWithTheError) {
   ASSERT_TRUE(test::run_for_at_most(*loop));
   EXPECT_EQ(server.close_error, std::errc::connection_reset);
   EXPECT_FALSE(stream.is_open());
+}
+
+// The kernel cancels a thread's requests when it exits. A loop run by one
+// thread and then another (a test's peer loop, a server restarted on a new
+// thread) keeps its streams: the cancelled receive is armed again.
+TEST_F(uring_test, AReceiveOutlivesTheThreadThatArmedIt) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  std::thread first([&] {
+    loop->post([&] { loop->stop(); });
+    EXPECT_TRUE(test::run_for_at_most(*loop));  // submits the receive, then exits
+  });
+  first.join();
+  const std::string message = "after the thread left";
+  ASSERT_EQ(::send(client_fd.get(), message.data(), message.size(), 0),
+            static_cast<ssize_t>(message.size()));
+  loop->add_iteration_hook([&] {
+    if (server.closed || server.received.size() >= message.size()) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_FALSE(server.closed) << server.close_error.message();
+  EXPECT_EQ(server.received, message);
+  stream.close();
+}
+
+// TLS on completions: records arrive split over many tiny provided buffers
+// (and the receives run out of them); both sides decrypt everything, in
+// order, and the echo's records leave as queued sends.
+TEST_F(uring_test, TlsStreamsOnCompletionsReassembleRecordsFromTinyBuffers) {
+  event_loop_options options = uring_options();
+  options.uring_buffers = 4;
+  options.uring_buffer_size = 256;
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  ASSERT_TRUE(test::certs().error.empty()) << test::certs().error;
+  tls_error error;
+  tls_server_options server_options;
+  server_options.certificate_chain_file = test::certs().server.cert;
+  server_options.private_key_file = test::certs().server.key;
+  auto server_ctx = tls_context::server(server_options, error);
+  ASSERT_TRUE(server_ctx) << error.text;
+  tls_client_options client_options;
+  client_options.ca_file = test::certs().ca;
+  auto client_ctx = tls_context::client(client_options, error);
+  ASSERT_TRUE(client_ctx) << error.text;
+
+  struct handler final : tls_stream_handler {
+    void on_handshake(tls_stream& /*stream*/) override { ++handshakes; }
+    void on_data(tls_stream& stream, std::span<std::byte> data) override {
+      received += as_string(data);
+      if (echo) {
+        EXPECT_NE(stream.send(data), send_status::dropped);
+      }
+    }
+    void on_close(tls_stream& /*stream*/, std::error_code error) override {
+      ADD_FAILURE() << "closed: " << error.message();
+    }
+    std::string received;
+    int handshakes = 0;
+    bool echo = false;
+  } server_handler, client_handler;
+  server_handler.echo = true;
+  auto [client_fd, server_fd] = test::tcp_pair();
+  tls_stream server(*loop, server_handler, *server_ctx);
+  tls_stream client(*loop, client_handler, *client_ctx);
+  ASSERT_FALSE(server.open(std::move(server_fd)));
+  ASSERT_FALSE(client.open(std::move(client_fd), "localhost"));
+  const std::string payload = test::pattern(0, 200 * 1024);
+  loop->post([&] { EXPECT_EQ(client.send(as_bytes(payload)), send_status::ok); });
+  loop->add_iteration_hook([&] {
+    if (client_handler.received.size() >= payload.size()) loop->stop();
+  });
+  ASSERT_TRUE(test::run_for_at_most(*loop, 10s));
+  EXPECT_EQ(server_handler.handshakes, 1);
+  EXPECT_EQ(client_handler.handshakes, 1);
+  EXPECT_TRUE(server_handler.received == payload) << "server: bytes lost or reordered";
+  EXPECT_TRUE(client_handler.received == payload) << "client: bytes lost or reordered";
+  EXPECT_EQ(loop->held_write_bytes(), 0u);
+  server.close();
+  client.close();
+}
+
+// Echo until `message` came back on every (client, stream) pair.
+bool echo_all(event_loop& loop, std::vector<unique_fd>& peers,
+              std::vector<std::unique_ptr<collecting_handler>>& handlers,
+              const std::string& message) {
+  for (auto& peer : peers) {
+    if (::send(peer.get(), message.data(), message.size(), 0) !=
+        static_cast<ssize_t>(message.size())) {
+      return false;
+    }
+  }
+  const auto hook = loop.add_iteration_hook([&] {
+    for (auto& h : handlers) {
+      if (h->received.size() < message.size()) return;
+    }
+    loop.stop();
+  });
+  const bool done = test::run_for_at_most(loop);
+  loop.remove_iteration_hook(hook);
+  bool ok = done;
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    ok = ok && handlers[i]->received == message &&
+         test::read_exactly(peers[i].get(), message.size()) == message;
+    handlers[i]->received.clear();
+  }
+  return ok;
+}
+
+// A stream's descriptor gets a registered file (the table is capped at
+// RLIMIT_NOFILE, 20,000 here, below the 65,536 slots asked for: a table the
+// kernel refused would register none), its sends go through it, and close()
+// gives the slot back and ends the connection at once.
+TEST_F(uring_test, AStreamUsesARegisteredFileAndGivesItBackAtClose) {
+  auto loop = test::make_loop(files_options());
+  ASSERT_TRUE(loop);
+  std::vector<unique_fd> peers;
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  auto [client_fd, server_fd] = test::tcp_pair();
+  handlers.push_back(std::make_unique<collecting_handler>());
+  handlers.back()->echo = true;
+  streams.push_back(std::make_unique<tcp_stream>(*loop, *handlers.back()));
+  ASSERT_FALSE(streams.back()->open(std::move(server_fd)));
+  peers.push_back(std::move(client_fd));
+  EXPECT_EQ(loop->registered_files(), 0u);  // asked for in the next submission
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "first"));
+  EXPECT_EQ(loop->registered_files(), 1u);
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "through the slot"));
+  streams.back()->close();
+  EXPECT_EQ(loop->registered_files(), 0u);
+  pollfd readable{peers.back().get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&readable, 1, 2000), 1);
+  char byte = 0;
+  EXPECT_EQ(::recv(peers.back().get(), &byte, 1, MSG_DONTWAIT), 0);  // the socket is closed
+}
+
+// A descriptor number freed by one stream and given to the next connection
+// is installed again for the new socket: the new stream's bytes reach its
+// own peer, never the old one's.
+TEST_F(uring_test, AReusedDescriptorNumberGetsItsOwnRegisteredFile) {
+  auto loop = test::make_loop(files_options());
+  ASSERT_TRUE(loop);
+  std::vector<unique_fd> old_peers;
+  std::vector<std::unique_ptr<collecting_handler>> old_handlers;
+  auto [old_client, old_server] = test::tcp_pair();
+  const int number = old_server.get();
+  old_handlers.push_back(std::make_unique<collecting_handler>());
+  old_handlers.back()->echo = true;
+  auto old_stream = std::make_unique<tcp_stream>(*loop, *old_handlers.back());
+  ASSERT_FALSE(old_stream->open(std::move(old_server)));
+  old_peers.push_back(std::move(old_client));
+  ASSERT_TRUE(echo_all(*loop, old_peers, old_handlers, "old"));
+  ASSERT_EQ(loop->registered_files(), 1u);
+  old_stream->close();  // the old peer keeps its end open
+  // Hold the freed number until the new socket takes it (accept would give
+  // it the lowest free number: maybe this one).
+  unique_fd placeholder(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int held = ::dup3(placeholder.get(), number, O_CLOEXEC);
+  ASSERT_EQ(held, number);
+  placeholder.reset();
+
+  std::vector<unique_fd> peers;
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  auto [client_fd, new_fd] = test::tcp_pair();
+  // The new socket under the old number (what accept would give it when
+  // that number is the lowest free one).
+  unique_fd server_fd(::dup3(new_fd.get(), held, O_CLOEXEC));  // replaces /dev/null
+  ASSERT_EQ(server_fd.get(), number);
+  new_fd.reset();
+  handlers.push_back(std::make_unique<collecting_handler>());
+  handlers.back()->echo = true;
+  tcp_stream stream(*loop, *handlers.back());
+  ASSERT_FALSE(stream.open(std::move(server_fd)));
+  peers.push_back(std::move(client_fd));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "new, one"));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "new, two"));
+  EXPECT_EQ(loop->registered_files(), 1u);
+  // The old peer saw the end of its stream and nothing of the new one's.
+  char buffer[64];
+  EXPECT_EQ(::recv(old_peers.back().get(), buffer, sizeof buffer, MSG_DONTWAIT), 0);
+  stream.close();
+}
+
+// Descriptors beyond the table use plain files; all streams work alike.
+// And a loop without a table (the default) registers none.
+TEST_F(uring_test, DescriptorsBeyondTheRegisteredFileTableUsePlainFiles) {
+  std::vector<unique_fd> peers;
+  std::vector<unique_fd> server_fds;
+  for (int i = 0; i < 6; ++i) {
+    auto [client_fd, server_fd] = test::tcp_pair();
+    peers.push_back(std::move(client_fd));
+    server_fds.push_back(std::move(server_fd));
+  }
+  event_loop_options options = files_options();
+  // Room for the first three server descriptors only.
+  options.uring_files = static_cast<std::size_t>(server_fds[2].get()) + 1;
+  std::size_t in_table = 0;
+  for (const auto& fd : server_fds) {
+    in_table += static_cast<std::size_t>(fd.get()) < options.uring_files ? 1 : 0;
+  }
+  ASSERT_GE(in_table, 3u);
+  ASSERT_LT(in_table, server_fds.size());
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  for (auto& fd : server_fds) {
+    handlers.push_back(std::make_unique<collecting_handler>());
+    handlers.back()->echo = true;
+    streams.push_back(std::make_unique<tcp_stream>(*loop, *handlers.back()));
+    ASSERT_FALSE(streams.back()->open(std::move(fd)));
+  }
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "one"));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "two"));
+  EXPECT_EQ(loop->registered_files(), in_table);
+  for (auto& s : streams) s->close();
+  EXPECT_EQ(loop->registered_files(), 0u);
+}
+
+TEST_F(uring_test, ALoopWithoutARegisteredFileTableUsesDescriptors) {
+  auto loop = test::make_loop(uring_options());
+  ASSERT_TRUE(loop);
+  std::vector<unique_fd> peers;
+  std::vector<std::unique_ptr<collecting_handler>> handlers;
+  std::vector<std::unique_ptr<tcp_stream>> streams;
+  auto [client_fd, server_fd] = test::tcp_pair();
+  handlers.push_back(std::make_unique<collecting_handler>());
+  handlers.back()->echo = true;
+  streams.push_back(std::make_unique<tcp_stream>(*loop, *handlers.back()));
+  ASSERT_FALSE(streams.back()->open(std::move(server_fd)));
+  peers.push_back(std::move(client_fd));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "one"));
+  ASSERT_TRUE(echo_all(*loop, peers, handlers, "two"));
+  EXPECT_EQ(loop->registered_files(), 0u);
+  streams.back()->close();
 }
 
 }  // namespace

@@ -35,7 +35,7 @@
 // Backends: epoll (the default) or io_uring (event_loop_options::backend, see
 // src/net/uring_engine.hpp). With io_uring the iteration is the same, with
 // one submit-and-wait instead of epoll_wait; registered handlers get the same
-// level-triggered readiness reports, and plain TCP streams switch to
+// level-triggered readiness reports, and TCP and TLS streams switch to
 // completions (completion_io()): a multishot receive into buffers the loop
 // provides, and the cork's sends submitted together at the end of the
 // iteration; listeners accept in batches, one submission per readiness report. A loop asked for io_uring that the kernel refuses it runs on
@@ -104,6 +104,13 @@ struct event_loop_options {
   // whole buffer, so the same memory is cut into 4 KiB buffers instead.
   std::size_t uring_buffers = 32;
   std::size_t uring_buffer_size = 64 * 1024;
+  // io_uring only: slots of the registered file table (one per descriptor
+  // number, at most RLIMIT_NOFILE at set-up; 0: none). A stream whose
+  // descriptor has a slot sends through it (no per-request file lookup);
+  // the others use their descriptor. Kernel memory: 8 bytes a slot. Off by
+  // default: it measured no better than plain descriptors here (see
+  // docs/benchmarks.md, "Registered files").
+  std::size_t uring_files = 0;
 };
 
 class SWITCHBOARD_NET_EXPORT event_loop {
@@ -134,7 +141,7 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   }
   [[nodiscard]] std::error_code backend_error() const noexcept { return backend_error_; }
 
-  // Completion I/O, for net's TCP streams (true only with io_uring). A stream
+  // Completion I/O, for net's TCP and TLS streams (true only with io_uring). A stream
   // registered with add() (interest 0 is fine) calls start_receive() once:
   // its handler's on_received() then gets the bytes as they arrive, in the
   // loop's buffers, and the end of stream or an error. queue_send() hands the
@@ -155,6 +162,9 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   // (Linux 6.7's socket commands). ENOTSUP where the kernel cannot accept in
   // batches (before Linux 6.10): use accept4.
   std::error_code start_accept(int fd, socklen_t peer_length = 0);
+  // io_uring only: streams whose requests use a registered file now (see
+  // event_loop_options::uring_files); 0 on epoll.
+  [[nodiscard]] std::size_t registered_files() const noexcept;
 
   // Asks run() to return after the current iteration (which completes, hooks
   // and cork flush included). Any thread; also from within callbacks.

@@ -30,6 +30,14 @@
 //   and the plaintext never has to be kept. buffered_bytes() counts corked
 //   plaintext plus waiting ciphertext (records add ~22 bytes per 16 KiB).
 //
+//   On io_uring (event_loop::completion_io()) the same happens on
+//   completions: the ciphertext comes from the loop's multishot receive (in
+//   the engine's provided buffers, so the whole receive buffer holds
+//   plaintext), and a flush's records leave as a send queued with every
+//   other stream's, submitted once at the end of the flush; what the kernel
+//   refuses is kept as above. Handshake flights, alerts and close_notify
+//   outside a flush are written at once, as on epoll.
+//
 //   Why not memory BIOs: BIO_s_mem would copy every byte into a growing
 //   per-connection buffer (kept while idle) on the way in and out; these BIOs
 //   borrow the loop's buffers and cost nothing while idle.
@@ -194,6 +202,8 @@ class SWITCHBOARD_NET_EXPORT tls_stream final : private io_handler, private cork
   };
 
   void on_events(std::uint32_t events) override;
+  void on_received(std::span<std::byte> data, int error) override;
+  void on_sent(std::span<const iovec> data, std::size_t total, int result) override;
   void flush_corked(std::span<const iovec> data, std::size_t total) override;
 
   send_status send_parts(std::span<const std::span<const std::byte>> parts);
@@ -202,6 +212,8 @@ class SWITCHBOARD_NET_EXPORT tls_stream final : private io_handler, private cork
   void encrypt(std::span<const iovec> data, std::size_t total);
   void encrypt(std::span<const std::byte> data);
   void transmit();
+  // Completion I/O: the flush's records as a send queued with the others.
+  void queue_transmit();
   [[nodiscard]] bool write_pending();  // false if the stream closed and notified
   void count_pending() noexcept;       // tells the loop pending_'s unwritten bytes
   void set_write_interest(bool on);
