@@ -11,6 +11,7 @@
 #                            [--points "SUBS:R1,R2,... SUBS:..."] [--pad BYTES]
 #                            [--instr-points "SUBS:R SUBS:R ..."]
 #                            [--duration S] [--warmup S] [--peer NAME=COMMAND]...
+#                            [--loader-args NAME=ARGS]...
 #                            [--results FILE] [--report-only] [--no-pin]
 #
 # Sections:
@@ -23,7 +24,10 @@
 #          process, counted from the end of the set-up to the end of the load
 # --peer NAME=COMMAND adds a server to both sections: COMMAND must print
 # "listening on HOST:PORT" and serve the messages of bench/pubsub_wire.hpp
-# on ws://127.0.0.1:PORT/ws. Benchmarks are not tests.
+# on ws://127.0.0.1:PORT/ws. --loader-args NAME=ARGS gives switchboard_fanout
+# extra options against server NAME only (e.g. `--compact` for a `switchboard
+# serve` peer whose subscribers should ask for compact pushes). Benchmarks are
+# not tests.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +42,7 @@ results=""
 report_only=0
 pin=1
 peers=()
+declare -A loader_args
 command_line="bench/run_topic_bench.sh $*"
 
 while [[ $# -gt 0 ]]; do
@@ -50,10 +55,11 @@ while [[ $# -gt 0 ]]; do
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --peer) peers+=("$2"); shift 2 ;;
+    --loader-args) loader_args[${2%%=*}]=${2#*=}; shift 2 ;;
     --results) results=$2; shift 2 ;;
     --report-only) report_only=1; shift ;;
     --no-pin) pin=0; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -123,10 +129,12 @@ run_rates() {
       # shellcheck disable=SC2086  # COMMAND is split into words on purpose
       start_server "${server_cpu[@]}" $cmd || { status=1; continue; }
       local load rc=0
+      local -a extra=()
+      read -ra extra <<<"${loader_args[$name]:-}"
       load=$(loadavg)
       "${loader_cpu[@]}" "$fanout" --url "ws://127.0.0.1:$server_port/ws" --server-pid "$server_pid" \
         --json --subscribers "$subs" --rates "$rates" --pad "$pad" --duration "$duration" \
-        --warmup "$warmup" --drain 20 --max-p99-ms 1000 "${src[@]}" \
+        --warmup "$warmup" --drain 20 --max-p99-ms 1000 "${src[@]}" "${extra[@]}" \
         >"$work/fanout.out" 2>"$work/fanout.err" || rc=$?
       [[ $rc == 0 ]] || { log "switchboard_fanout failed ($rc) against $name:"; cat "$work/fanout.err" >&2; }
       local line
@@ -167,13 +175,15 @@ run_instr() {
       local -a ir=() delivered=() acked=()
       local factor
       for factor in 1 2; do
+        local -a extra=()
+        read -ra extra <<<"${loader_args[$name]:-}"
         rm -f "$work"/callgrind.out*
         # shellcheck disable=SC2086
         start_server "${server_cpu[@]}" valgrind --tool=callgrind --instr-atstart=no \
           --callgrind-out-file="$work/callgrind.out" $cmd || return 1
         "${loader_cpu[@]}" "$fanout" --url "ws://127.0.0.1:$server_port/ws" --json \
           --subscribers "$subs" --rates "$((rate * factor))" --pad "$pad" --duration 4 \
-          --warmup 1 --drain 60 --connect-timeout 120 --hold 5 "${src[@]}" \
+          --warmup 1 --drain 60 --connect-timeout 120 --hold 5 "${src[@]}" "${extra[@]}" \
           >"$work/fanout.out" 2>"$work/fanout.err" &
         local loader=$!
         wait_for_line 'set up in' "$work/fanout.err" "$loader"
