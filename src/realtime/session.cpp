@@ -153,8 +153,8 @@ local_channel* connection_state::find_sub(std::string_view name) const noexcept 
 const std::shared_ptr<const presence_entry>& connection_state::presence_of() {
   connection_cold& c = cold();  // (a presence subscribe: the entry is kept here)
   if (!c.presence) {
-    c.presence = std::make_shared<const presence_entry>(
-        presence_entry{client, presence_json(client, c.user, c.claims ? std::string_view(c.claims->info) : "")});
+    c.presence = std::make_shared<const presence_entry>(presence_entry{
+        client, presence_json(client, c.user, c.claims ? std::string_view(c.claims->info) : "")});
   }
   return c.presence;
 }
@@ -398,7 +398,8 @@ int sessions::admit_client(connection_state& conn, const protocol::request_head&
   if (hooks_) {
     conn.cold().hook = std::make_unique<hook_state>();
     for (const auto& field : head.headers()) {
-      if (hooks_->forwards(field.name)) conn.cold_view().hook->headers.emplace_back(field.name, field.value);
+      if (hooks_->forwards(field.name))
+        conn.cold_view().hook->headers.emplace_back(field.name, field.value);
     }
   }
   conn.client = random_hex(8);
@@ -460,7 +461,8 @@ void sessions::open(peer& p, net::unique_function<void(const failure*)> decided)
   // client id and its JSON cost ~190 bytes each.
   if (conn.cold_view().claims) {
     conn.cold().presence = std::make_shared<const presence_entry>(presence_entry{
-        conn.client, presence_json(conn.client, conn.cold_view().user, conn.cold_view().claims->info)});
+        conn.client,
+        presence_json(conn.client, conn.cold_view().user, conn.cold_view().claims->info)});
   }
   if (conn.needs_connect) {
     std::lock_guard lock(deadlines_mutex_);
@@ -484,7 +486,8 @@ void sessions::closed(peer& p, int code, std::string_view reason) {
   if (!conn.cold_view().address.empty()) release(conn.cold_view().address);
   if (conn.cold_) conn.cold_->address.clear();
   while (!conn.subs.empty()) leave(p, *conn.subs.back(), true);
-  if (conn.cold_view().hook && conn.cold_view().hook->announced) announce(conn, "disconnect", {}, code, reason);
+  if (conn.cold_view().hook && conn.cold_view().hook->announced)
+    announce(conn, "disconnect", {}, code, reason);
 }
 
 void sessions::on_open(server::websocket& ws) {
@@ -678,7 +681,8 @@ std::optional<failure> sessions::cmd_refresh(peer& ws, connection_state& conn,
     leave(ws, *ch, false);
   }
   result = "{\"exp\":";
-  append_uint(result, static_cast<std::uint64_t>(std::max<std::int64_t>(0, conn.cold_view().claims->expires)));
+  append_uint(result, static_cast<std::uint64_t>(
+                          std::max<std::int64_t>(0, conn.cold_view().claims->expires)));
   result.push_back('}');
   return std::nullopt;
 }

@@ -159,12 +159,12 @@ struct connection_state {
   // The envelope of its publications: compact when the upgrade chose
   // k_subprotocol_compact (HTTP transports: always full). Also in id's padding.
   push_form form = push_form::full;
-  inline_id client;    // 16 hex digits, unique in the server; inline (no heap block)
+  inline_id client;            // 16 hex digits, unique in the server; inline (no heap block)
   bool needs_connect = false;  // no token yet and anonymous access is off (client's padding)
   bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
-  token_bucket bucket{0, 0};  // set at admission (limits.command_*); until then refuses
+  token_bucket bucket{0, 0};   // set at admission (limits.command_*); until then refuses
   channel_list subs;
-  std::uint32_t refused = 0;   // commands refused by the rate limit in a row
+  std::uint32_t refused = 0;  // commands refused by the rate limit in a row
   // The rarely used members; null until one is written (cold()).
   std::unique_ptr<connection_cold> cold_;
   // Set for an HTTP session or SSE stream (http_peer.hpp): the peer this

@@ -66,7 +66,8 @@ bool sessions::hook_queue(peer& ws, connection_state& conn, std::string_view pay
 void sessions::hook_resume(peer& ws) {
   auto& conn = ws.state();
   // Each queued command may start another hook call: the rest wait again.
-  while (conn.cold_view().hook && !conn.cold_view().hook->waiting && !conn.cold_view().hook->queued.empty() && ws.is_open()) {
+  while (conn.cold_view().hook && !conn.cold_view().hook->waiting &&
+         !conn.cold_view().hook->queued.empty() && ws.is_open()) {
     std::string payload = std::move(conn.cold_view().hook->queued.front());
     conn.cold_view().hook->queued.pop_front();
     handle(ws, payload);
@@ -249,8 +250,8 @@ void sessions::hook_connect_on_open(peer& ws, connection_state& conn,
                 return;
               }
               if (a.info) {
-                conn.cold().presence = std::make_shared<const presence_entry>(
-                    presence_entry{conn.client, presence_json(conn.client, conn.cold_view().user, *a.info)});
+                conn.cold().presence = std::make_shared<const presence_entry>(presence_entry{
+                    conn.client, presence_json(conn.client, conn.cold_view().user, *a.info)});
               }
               for (const std::string& channel : a.channels) {
                 if (!w.takes_server_subscriptions()) break;  // GET /sse: its query's only
@@ -285,8 +286,8 @@ std::optional<failure> sessions::hook_refresh(peer& ws, connection_state& conn,
                 return;
               }
               if (a.info) {
-                conn.cold().presence = std::make_shared<const presence_entry>(
-                    presence_entry{conn.client, presence_json(conn.client, conn.cold_view().user, *a.info)});
+                conn.cold().presence = std::make_shared<const presence_entry>(presence_entry{
+                    conn.client, presence_json(conn.client, conn.cold_view().user, *a.info)});
               }
               std::string result("{");
               if (a.expire_at > 0) {
