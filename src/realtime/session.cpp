@@ -137,6 +137,12 @@ void peer_ref::run(net::unique_function<void(peer*)> f) const {
   }
 }
 
+// (all empty: what cold_view() reads for a connection that wrote none)
+constinit const connection_cold connection_state::k_none_{};
+// Why: 88 B keeps the server connection with this state in one 336 B chunk
+// (docs/benchmarks.md, "Third pass"); a member added here costs 16 B per connection.
+static_assert(sizeof(void*) != 8 || sizeof(connection_state) <= 88);
+
 local_channel* connection_state::find_sub(std::string_view name) const noexcept {
   for (local_channel* ch : subs) {
     if (ch->name == name) return ch;
@@ -145,11 +151,12 @@ local_channel* connection_state::find_sub(std::string_view name) const noexcept 
 }
 
 const std::shared_ptr<const presence_entry>& connection_state::presence_of() {
-  if (!presence) {
-    presence = std::make_shared<const presence_entry>(
-        presence_entry{client, presence_json(client, user, claims ? std::string_view(claims->info) : "")});
+  connection_cold& c = cold();  // (a presence subscribe: the entry is kept here)
+  if (!c.presence) {
+    c.presence = std::make_shared<const presence_entry>(presence_entry{
+        client, presence_json(client, c.user, c.claims ? std::string_view(c.claims->info) : "")});
   }
-  return presence;
+  return c.presence;
 }
 
 sessions::sessions(const realtime_config& config, hub& h, const token_verifier* verifier,
@@ -234,16 +241,17 @@ void sessions::tick() {
     while (!expiry_.empty() && expiry_.begin()->first <= wall) {
       connection_state* conn = expiry_.begin()->second;
       expiry_.erase(expiry_.begin());
-      conn->expiry_due = 0;
-      if (wall >= conn->expires_ms) {
+      connection_cold& cold = *conn->cold_;  // in the index: allocated (watch_expiry)
+      cold.expiry_due = 0;
+      if (wall >= cold.expires_ms) {
         expired.emplace_back(*conn);
         continue;
       }
       // The refresh push is due; the next event is the expiry itself.
-      conn->refresh_pushed = true;
-      refresh.emplace_back(client_ref(*conn), conn->expires_ms / 1000);
-      conn->expiry_due = conn->expires_ms;
-      expiry_.emplace(conn->expiry_due, conn);
+      cold.refresh_pushed = true;
+      refresh.emplace_back(client_ref(*conn), cold.expires_ms / 1000);
+      cold.expiry_due = cold.expires_ms;
+      expiry_.emplace(cold.expiry_due, conn);
     }
   }
   thread_local std::string push;
@@ -316,17 +324,20 @@ void sessions::release(const std::string& address) {
 
 void sessions::watch_expiry(connection_state& conn, bool remove) {
   std::lock_guard lock(deadlines_mutex_);
-  if (conn.expiry_due != 0) expiry_.erase({conn.expiry_due, &conn});
-  conn.expiry_due = 0;
-  if (remove || !conn.claims) return;
+  if (conn.cold_) {  // (a connection without its cold members is not in the index)
+    if (conn.cold_->expiry_due != 0) expiry_.erase({conn.cold_->expiry_due, &conn});
+    conn.cold_->expiry_due = 0;
+  }
+  if (remove || !conn.cold_view().claims) return;
+  connection_cold& cold = conn.cold();
   // (exp far in the future is clamped: milliseconds must fit in 64 bits)
-  conn.expires_ms = std::min<std::int64_t>(conn.claims->expires, 1'000'000'000'000) * 1000;
-  conn.refresh_pushed = false;
+  cold.expires_ms = std::min<std::int64_t>(cold.claims->expires, 1'000'000'000'000) * 1000;
+  cold.refresh_pushed = false;
   const std::int64_t lead = to_ms(config_.refresh_lead).count();
   // With no lead (or a token shorter than it) the first event is the push,
   // at once; then the expiry.
-  conn.expiry_due = lead > 0 ? std::max<std::int64_t>(1, conn.expires_ms - lead) : conn.expires_ms;
-  expiry_.emplace(conn.expiry_due, &conn);
+  cold.expiry_due = lead > 0 ? std::max<std::int64_t>(1, cold.expires_ms - lead) : cold.expires_ms;
+  expiry_.emplace(cold.expiry_due, &conn);
 }
 
 token_result sessions::authenticate(std::string_view token, std::string_view what) {
@@ -367,27 +378,28 @@ int sessions::admit_client(connection_state& conn, const protocol::request_head&
       say(log_level::warn, "upgrade refused: " + why + ": " + address);
       return 429;
     }
-    conn.address = std::move(address);
+    conn.cold().address = std::move(address);
   }
   if (token) {
     token_result r = authenticate(*token, "upgrade");
     // A token in the request is checked before the 101: a bad one is a 401, not a close.
     if (!r.claims) {
-      if (!conn.address.empty()) release(conn.address);
-      conn.address.clear();
+      if (!conn.cold_view().address.empty()) release(conn.cold_view().address);
+      if (conn.cold_) conn.cold_->address.clear();
       why = r.error;
       return 401;
     }
-    conn.user = r.claims->user;
-    conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+    conn.cold().user = r.claims->user;
+    conn.cold().claims = std::make_unique<token_claims>(std::move(*r.claims));
     conn.connected = true;
   } else if (!config_.allow_anonymous) {
     conn.needs_connect = true;
   }
   if (hooks_) {
-    conn.hook = std::make_unique<hook_state>();
+    conn.cold().hook = std::make_unique<hook_state>();
     for (const auto& field : head.headers()) {
-      if (hooks_->forwards(field.name)) conn.hook->headers.emplace_back(field.name, field.value);
+      if (hooks_->forwards(field.name))
+        conn.cold_view().hook->headers.emplace_back(field.name, field.value);
     }
   }
   conn.client = random_hex(8);
@@ -406,7 +418,7 @@ void sessions::on_upgrade(server::upgrade_request& req) {
       conn, req.head(), req.origin(), req.header("Host").value_or(""), req.secure(), std::move(address),
       find_token(req.head(), req.query(), config_.cookie_name, config_.allow_token_in_url), why);
   if (status != 0) {
-    conn.rejected = true;
+    conn.cold().rejected = true;
     req.reject(status, why);
     return;
   }
@@ -437,8 +449,8 @@ int sessions::admit(connection_state& conn, const protocol::request_head& head,
 }
 
 void sessions::unadmit(connection_state& conn) {
-  if (!conn.address.empty()) release(conn.address);
-  conn.address.clear();
+  if (!conn.cold_view().address.empty()) release(conn.cold_view().address);
+  if (conn.cold_) conn.cold_->address.clear();
 }
 
 void sessions::open(peer& p, net::unique_function<void(const failure*)> decided) {
@@ -447,16 +459,17 @@ void sessions::open(peer& p, net::unique_function<void(const failure*)> decided)
   // claims the entry is made on the first presence subscribe (presence_of):
   // most connections never join a presence channel, and the entry, its
   // client id and its JSON cost ~190 bytes each.
-  if (conn.claims) {
-    conn.presence = std::make_shared<const presence_entry>(presence_entry{
-        conn.client, presence_json(conn.client, conn.user, conn.claims->info)});
+  if (conn.cold_view().claims) {
+    conn.cold().presence = std::make_shared<const presence_entry>(presence_entry{
+        conn.client,
+        presence_json(conn.client, conn.cold_view().user, conn.cold_view().claims->info)});
   }
   if (conn.needs_connect) {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_[&conn] =
         mono_ms() + static_cast<std::uint64_t>(to_ms(config_.connect_timeout).count());
   }
-  if (conn.claims) watch_expiry(conn);
+  if (conn.cold_view().claims) watch_expiry(conn);
   index(conn);
   if (asks_connect_hook_at_open(conn)) hook_connect_on_open(p, conn, std::move(decided));
   if (!conn.needs_connect) announce(conn, "connect");
@@ -470,10 +483,11 @@ void sessions::closed(peer& p, int code, std::string_view reason) {
   }
   watch_expiry(conn, true);
   unindex(conn);
-  if (!conn.address.empty()) release(conn.address);
-  conn.address.clear();
+  if (!conn.cold_view().address.empty()) release(conn.cold_view().address);
+  if (conn.cold_) conn.cold_->address.clear();
   while (!conn.subs.empty()) leave(p, *conn.subs.back(), true);
-  if (conn.hook && conn.hook->announced) announce(conn, "disconnect", {}, code, reason);
+  if (conn.cold_view().hook && conn.cold_view().hook->announced)
+    announce(conn, "disconnect", {}, code, reason);
 }
 
 void sessions::on_open(server::websocket& ws) {
@@ -524,7 +538,7 @@ void sessions::on_message(server::websocket& ws, std::string_view payload, proto
 void sessions::handle(peer& ws, std::string_view payload) {
   auto& conn = ws.state();
   // Behind a hook call in flight: commands run in the order they came.
-  if (conn.hook && hook_queue(ws, conn, payload)) return;
+  if (conn.cold_view().hook && hook_queue(ws, conn, payload)) return;
   const auto started = std::chrono::steady_clock::now();
   thread_local simdjson::dom::parser parser;
   thread_local std::string reply;
@@ -610,9 +624,9 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
       close_after = true;
       return make_failure(errors::bad_token, r.error);
     }
-    conn.user = r.claims->user;
+    conn.cold().user = r.claims->user;
     info = r.claims->info;
-    conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+    conn.cold().claims = std::make_unique<token_claims>(std::move(*r.claims));
   } else {
     if (!config_.allow_anonymous) {
       close_after = true;
@@ -626,8 +640,8 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
   }
   conn.connected = true;
   conn.needs_connect = false;
-  conn.presence = std::make_shared<const presence_entry>(
-      presence_entry{conn.client, presence_json(conn.client, conn.user, info)});
+  conn.cold().presence = std::make_shared<const presence_entry>(
+      presence_entry{conn.client, presence_json(conn.client, conn.cold_view().user, info)});
   {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);
@@ -637,9 +651,9 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
   announce(conn, "connect");
   result = "{\"client\":";
   append_json_string(result, conn.client);
-  if (!conn.user.empty()) {
+  if (!conn.cold_view().user.empty()) {
     result.append(",\"user\":");
-    append_json_string(result, conn.user);
+    append_json_string(result, conn.cold_view().user);
   }
   result.push_back('}');
   return std::nullopt;
@@ -648,14 +662,14 @@ std::optional<failure> sessions::cmd_connect(connection_state& conn, const comma
 std::optional<failure> sessions::cmd_refresh(peer& ws, connection_state& conn,
                                              const command& c, std::string& result) {
   // Only a token-authenticated connection has a lifetime to extend.
-  if (!conn.claims) return make_failure(errors::refresh_without_token);
+  if (!conn.cold_view().claims) return make_failure(errors::refresh_without_token);
   if (!c.has_token) return make_failure(errors::no_token);
   token_result r = authenticate(c.token, "refresh");
   // A refused token leaves the old one in force, until its exp.
   if (!r.claims) return make_failure(errors::bad_refresh_token, r.error);
   // The connection's identity (presence, publications) cannot change midway.
-  if (r.claims->user != conn.user) return make_failure(errors::refresh_other_user);
-  conn.claims = std::make_unique<token_claims>(std::move(*r.claims));
+  if (r.claims->user != conn.cold_view().user) return make_failure(errors::refresh_other_user);
+  conn.cold().claims = std::make_unique<token_claims>(std::move(*r.claims));
   watch_expiry(conn);
   // Grants are re-checked: channels the new token does not grant are left.
   thread_local std::string push;
@@ -667,7 +681,8 @@ std::optional<failure> sessions::cmd_refresh(peer& ws, connection_state& conn,
     leave(ws, *ch, false);
   }
   result = "{\"exp\":";
-  append_uint(result, static_cast<std::uint64_t>(std::max<std::int64_t>(0, conn.claims->expires)));
+  append_uint(result, static_cast<std::uint64_t>(
+                          std::max<std::int64_t>(0, conn.cold_view().claims->expires)));
   result.push_back('}');
   return std::nullopt;
 }
@@ -810,7 +825,7 @@ std::optional<failure> sessions::cmd_publish(peer& ws, connection_state& conn,
 
 void sessions::publish_now(peer& ws, connection_state& conn, std::string_view name,
                            const namespace_options& ns, std::string_view data, std::string id) {
-  hub_.publish(name, ns, data, conn.client, conn.user,
+  hub_.publish(name, ns, data, conn.client, conn.cold_view().user,
                on_loop<publish_result>(ws, [id = std::move(id)](peer* w,
                                                               publish_result r) {
                  if (!w) return;

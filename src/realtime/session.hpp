@@ -61,68 +61,83 @@ struct hook_state {
 // The channels a connection is subscribed to, in subscription order. Most
 // connections have one: it is held inline, and only a second one allocates
 // a list (a std::vector of one is a 32-byte heap block per connection).
+// One word: the channel itself, or the list's address with its low bit set
+// (a local_channel is pointer-aligned, so a channel's low bit is clear).
 // The part of std::vector's interface the sessions use.
 class channel_list {
  public:
-  bool empty() const noexcept { return !one_ && !many_; }
-  std::size_t size() const noexcept { return many_ ? many_->size() : (one_ ? 1 : 0); }
-  local_channel* const* begin() const noexcept { return many_ ? many_->data() : &one_; }
+  channel_list() = default;
+  channel_list(const channel_list&) = delete;
+  channel_list& operator=(const channel_list&) = delete;
+  ~channel_list() { delete many(); }
+
+  bool empty() const noexcept { return one_ == nullptr; }
+  std::size_t size() const noexcept {
+    if (const auto* m = many()) return m->size();
+    return one_ ? 1 : 0;
+  }
+  local_channel* const* begin() const noexcept {
+    if (const auto* m = many()) return m->data();
+    return &one_;
+  }
   local_channel* const* end() const noexcept { return begin() + size(); }
   local_channel* operator[](std::size_t i) const noexcept { return begin()[i]; }
   local_channel* back() const noexcept { return end()[-1]; }
   void push_back(local_channel* ch) {
-    if (many_) {
-      many_->push_back(ch);
+    if (auto* m = many()) {
+      m->push_back(ch);
     } else if (!one_) {
       one_ = ch;
     } else {
-      many_ = std::make_unique<std::vector<local_channel*>>(
-          std::initializer_list<local_channel*>{one_, ch});
-      one_ = nullptr;
+      auto* list = new std::vector<local_channel*>{one_, ch};
+      one_ = reinterpret_cast<local_channel*>(reinterpret_cast<std::uintptr_t>(list) | k_many);
     }
   }
   // REQUIRES: `at` is in [begin(), end()).
   void erase(local_channel* const* at) {
-    if (!many_) {
+    auto* m = many();
+    if (!m) {
       one_ = nullptr;
       return;
     }
-    many_->erase(many_->begin() + (at - many_->data()));
-    if (many_->size() == 1) {  // back to one inline: the list's memory goes
-      one_ = many_->front();
-      many_.reset();
+    m->erase(m->begin() + (at - m->data()));
+    if (m->size() == 1) {  // back to one inline: the list's memory goes
+      one_ = m->front();
+      delete m;
     }
   }
 
  private:
-  local_channel* one_ = nullptr;  // the channel while there is one (many_ null)
-  std::unique_ptr<std::vector<local_channel*>> many_;  // two or more
+  static_assert(alignof(std::vector<local_channel*>) > 1 && alignof(local_channel) > 1);
+  static constexpr std::uintptr_t k_many = 1;
+  std::vector<local_channel*>* many() const noexcept {
+    const auto bits = reinterpret_cast<std::uintptr_t>(one_);
+    return (bits & k_many) ? reinterpret_cast<std::vector<local_channel*>*>(bits & ~k_many)
+                           : nullptr;
+  }
+  // The channel while there is one; with two or more, the list (tagged).
+  local_channel* one_ = nullptr;
 };
 
-// Per-connection state, stored inline in the server's connection object
-// (ws_behavior::with_user_data): no allocation beyond the strings.
-struct connection_state {
-  server::connection_id id{};
-  bool is_http = false;  // (here, in id's padding: see `http` below)
-  // The envelope of its publications: compact when the upgrade chose
-  // k_subprotocol_compact (HTTP transports: always full). Also in id's padding.
-  push_form form = push_form::full;
-  inline_id client;    // 16 hex digits, unique in the server; inline (no heap block)
+// The members of a connection's state that only some connections use: a
+// token's user and claims, presence, the token-expiry entry, the counted
+// client address, proxy hooks. Kept behind one pointer in connection_state,
+// allocated on the first write (connection_state::cold()) and freed with the
+// connection, so an anonymous connection's state is 88 B instead of 152 B
+// (and the server connection with it one 336 B chunk instead of 400 B: see
+// docs/benchmarks.md, "Third pass"). Nothing here is read per delivery.
+struct connection_cold {
   rare_string user;    // token "sub"; empty (8 bytes, no block) for anonymous clients
   // How presence shows this client (shared with the broker's presence lists).
   // Null until needed (presence_of()), unless a token or connect set it.
   std::shared_ptr<const presence_entry> presence;
   std::unique_ptr<token_claims> claims;  // null: anonymous (every channel)
-  token_bucket bucket{0, 0};  // set at admission (limits.command_*); until then refuses
-  channel_list subs;
-  std::uint32_t refused = 0;   // commands refused by the rate limit in a row
-  bool needs_connect = false;  // no token yet and anonymous access is off
-  bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
-  bool rejected = false;       // on_upgrade refused it (no on_open follows)
-  bool refresh_pushed = false; // (expiry index, below) `refresh` was pushed
   // The expiry index's entry of this connection (sessions::expiry_), written
   // only under deadlines_mutex_: when the next event is due (wall ms; 0: not
   // in the index), the token's exp (wall ms), and whether `refresh` was pushed.
+  // Why it is safe to read from tick(): a connection is in the index only
+  // after cold() was allocated (watch_expiry, under the same mutex), and the
+  // pointer does not change until the connection is gone.
   std::int64_t expiry_due = 0;
   std::int64_t expires_ms = 0;
   // The client address this connection counts against (limits.*_per_ip);
@@ -130,6 +145,28 @@ struct connection_state {
   rare_string address;
   // Proxy hooks; null when none is configured.
   std::unique_ptr<hook_state> hook;
+  bool refresh_pushed = false;  // (expiry index, above) `refresh` was pushed
+  bool rejected = false;        // on_upgrade refused it (no on_open follows)
+};
+
+// Per-connection state, stored inline in the server's connection object
+// (ws_behavior::with_user_data): no allocation beyond the strings, and the
+// rarely used members (connection_cold) only when written. 88 B: with the
+// server's websocket (240 B with its padding) one 336 B malloc chunk.
+struct connection_state {
+  server::connection_id id{};
+  bool is_http = false;  // (here, in id's padding: see `http` below)
+  // The envelope of its publications: compact when the upgrade chose
+  // k_subprotocol_compact (HTTP transports: always full). Also in id's padding.
+  push_form form = push_form::full;
+  inline_id client;            // 16 hex digits, unique in the server; inline (no heap block)
+  bool needs_connect = false;  // no token yet and anonymous access is off (client's padding)
+  bool connected = false;      // a `connect` succeeded (or a token came with the upgrade)
+  token_bucket bucket{0, 0};   // set at admission (limits.command_*); until then refuses
+  channel_list subs;
+  std::uint32_t refused = 0;  // commands refused by the rate limit in a row
+  // The rarely used members; null until one is written (cold()).
+  std::unique_ptr<connection_cold> cold_;
   // Set for an HTTP session or SSE stream (http_peer.hpp): the peer this
   // state is part of, where tick() sends and closes instead of the server
   // connection `id`. A plain pointer (the peer's weak_from_this() is taken
@@ -137,8 +174,17 @@ struct connection_state {
   // reach this state hold it (closed() takes it out of them).
   http_peer* http = nullptr;
 
+  // The rarely used members, to write: allocated on the first call.
+  connection_cold& cold() {
+    if (!cold_) cold_ = std::make_unique<connection_cold>();
+    return *cold_;
+  }
+  // To read: the members, or all-empty defaults when none was written (no
+  // allocation).
+  const connection_cold& cold_view() const noexcept { return cold_ ? *cold_ : k_none_; }
+  static const connection_cold k_none_;
   bool grants(std::string_view channel) const noexcept {
-    return !claims || claims->grants(channel);
+    return !cold_ || !cold_->claims || cold_->claims->grants(channel);
   }
   local_channel* find_sub(std::string_view name) const noexcept;
   // `presence`, made from the client id, user and the token's info on the

@@ -22,7 +22,7 @@ namespace switchboard::realtime::detail {
 void sessions::index(const connection_state& conn) {
   std::lock_guard lock(index_mutex_);
   auto [it, inserted] = by_client_.try_emplace(conn.client);
-  if (!inserted && it->second.user == conn.user) return;
+  if (!inserted && it->second.user == conn.cold_view().user) return;
   if (!inserted && !it->second.user.empty()) {
     auto& clients = by_user_[it->second.user];
     std::erase(clients, conn.client);
@@ -31,8 +31,8 @@ void sessions::index(const connection_state& conn) {
   it->second.id = conn.id;
   it->second.http = conn.http ? conn.http->weak_from_this() : std::weak_ptr<http_peer>();
   it->second.is_http = conn.is_http;
-  it->second.user = conn.user;
-  if (!conn.user.empty()) by_user_[conn.user].push_back(conn.client);
+  it->second.user = conn.cold_view().user;
+  if (!conn.cold_view().user.empty()) by_user_[conn.cold_view().user].push_back(conn.client);
 }
 
 void sessions::unindex(const connection_state& conn) {

@@ -54,21 +54,22 @@ void log_failure(const log_function& log, const hook_target& t, const hook_answe
 }  // namespace
 
 bool sessions::hook_queue(peer& ws, connection_state& conn, std::string_view payload) {
-  if (!conn.hook->waiting) return false;
-  if (conn.hook->queued.size() >= k_max_hook_queue) {
+  if (!conn.cold_view().hook->waiting) return false;
+  if (conn.cold_view().hook->queued.size() >= k_max_hook_queue) {
     ws.close(1008, "too many commands waiting for a hook's answer");
     return true;
   }
-  conn.hook->queued.emplace_back(payload);
+  conn.cold_view().hook->queued.emplace_back(payload);
   return true;
 }
 
 void sessions::hook_resume(peer& ws) {
   auto& conn = ws.state();
   // Each queued command may start another hook call: the rest wait again.
-  while (conn.hook && !conn.hook->waiting && !conn.hook->queued.empty() && ws.is_open()) {
-    std::string payload = std::move(conn.hook->queued.front());
-    conn.hook->queued.pop_front();
+  while (conn.cold_view().hook && !conn.cold_view().hook->waiting &&
+         !conn.cold_view().hook->queued.empty() && ws.is_open()) {
+    std::string payload = std::move(conn.cold_view().hook->queued.front());
+    conn.cold_view().hook->queued.pop_front();
     handle(ws, payload);
   }
 }
@@ -76,15 +77,15 @@ void sessions::hook_resume(peer& ws) {
 void sessions::hook_call(peer& ws, connection_state& conn, const hook_target& target,
                          std::string body,
                          net::unique_function<void(peer&, hook_answer)> then) {
-  conn.hook->waiting = true;
-  hooks_->call(target, std::move(body), &conn.hook->headers,
+  conn.cold_view().hook->waiting = true;
+  hooks_->call(target, std::move(body), &conn.cold_view().hook->headers,
                [this, ref = ws.ref(), &target,
                 then = std::move(then)](hook_answer answer) mutable {
                  ref.run([this, &target, then = std::move(then),
                           answer = std::move(answer)](peer* w) mutable {
                    if (!w) return;  // closed meanwhile: nobody to answer
                    auto& c = w->state();
-                   c.hook->waiting = false;
+                   c.cold_view().hook->waiting = false;
                    if (answer.result == hook_answer::outcome::failed)
                      log_failure(log_, target, answer);
                    then(*w, std::move(answer));
@@ -105,8 +106,8 @@ std::optional<std::optional<failure>> sessions::dispatch_hooked(peer& ws,
   }
   if (conn.needs_connect) return std::nullopt;  // dispatch says "not authenticated"
   if (cmd == "rpc") return cmd_rpc(ws, conn, c);
-  if (cmd == "refresh" && hooks_ && hooks_->refresh() && !c.has_token && conn.hook &&
-      conn.hook->hook_auth) {
+  if (cmd == "refresh" && hooks_ && hooks_->refresh() && !c.has_token && conn.cold_view().hook &&
+      conn.cold_view().hook->hook_auth) {
     return hook_refresh(ws, conn, c);
   }
   return std::nullopt;
@@ -114,22 +115,22 @@ std::optional<std::optional<failure>> sessions::dispatch_hooked(peer& ws,
 
 void sessions::hook_connected(connection_state& conn, std::string user, std::string info,
                               std::int64_t expire_at) {
-  conn.user = std::move(user);
+  conn.cold().user = std::move(user);
   conn.connected = true;
   conn.needs_connect = false;
-  conn.hook->hook_auth = true;
+  conn.cold_view().hook->hook_auth = true;
   if (expire_at > 0) {
     // The refresh cycle of tokens (refresh push, 4002 at expiry) runs on
     // claims: the hook's answer stands in for a token granting every
     // channel (the namespaces' subscribe hooks decide those).
     auto claims = std::make_unique<token_claims>();
-    claims->user = conn.user;
+    claims->user = conn.cold_view().user;
     claims->expires = expire_at;
     claims->info = info;
-    conn.claims = std::move(claims);
+    conn.cold().claims = std::move(claims);
   }
-  conn.presence = std::make_shared<const presence_entry>(
-      presence_entry{conn.client, presence_json(conn.client, conn.user, info)});
+  conn.cold().presence = std::make_shared<const presence_entry>(
+      presence_entry{conn.client, presence_json(conn.client, conn.cold_view().user, info)});
   {
     std::lock_guard lock(deadlines_mutex_);
     connect_deadlines_.erase(&conn);
@@ -141,15 +142,15 @@ void sessions::hook_connected(connection_state& conn, std::string user, std::str
 
 void sessions::announce(connection_state& conn, std::string_view type, std::string_view channel,
                         int code, std::string_view reason) {
-  if (!events_ || !conn.hook) return;
+  if (!events_ || !conn.cold_view().hook) return;
   if (type == "connect") {
-    if (conn.hook->announced) return;  // an anonymous client that sent connect later
-    conn.hook->announced = true;
+    if (conn.cold_view().hook->announced) return;  // an anonymous client that sent connect later
+    conn.cold_view().hook->announced = true;
   }
   lifecycle_event e;
   e.type = type;
   e.client = conn.client;
-  e.user = conn.user;
+  e.user = conn.cold_view().user;
   e.channel = channel;
   e.code = code;
   e.reason = reason;
@@ -201,15 +202,15 @@ std::optional<failure> sessions::hook_connect(peer& ws, connection_state& conn,
               std::string user = !token_user.empty() ? token_user : a.user.value_or("");
               std::string info = a.info ? *a.info : token_info;
               if (claims) {
-                conn.claims = std::make_unique<token_claims>(std::move(*claims));
+                conn.cold().claims = std::make_unique<token_claims>(std::move(*claims));
               }
               hook_connected(conn, std::move(user), std::move(info),
                              claims ? std::int64_t{0} : a.expire_at);
               std::string result("{\"client\":");
               append_json_string(result, conn.client);
-              if (!conn.user.empty()) {
+              if (!conn.cold_view().user.empty()) {
                 result.append(",\"user\":");
-                append_json_string(result, conn.user);
+                append_json_string(result, conn.cold_view().user);
               }
               result.push_back('}');
               reply_result(reply, id, result);
@@ -232,7 +233,7 @@ bool sessions::asks_connect_hook_at_open(const connection_state& conn) const noe
 
 void sessions::hook_connect_on_open(peer& ws, connection_state& conn,
                                     net::unique_function<void(const failure*)> decided) {
-  std::string body = body_start(ws, conn.user);
+  std::string body = body_start(ws, conn.cold_view().user);
   body.push_back('}');
   hook_call(ws, conn, *hooks_->connect(), std::move(body),
             [this, decided = std::move(decided)](peer& w, hook_answer a) mutable {
@@ -249,8 +250,8 @@ void sessions::hook_connect_on_open(peer& ws, connection_state& conn,
                 return;
               }
               if (a.info) {
-                conn.presence = std::make_shared<const presence_entry>(
-                    presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
+                conn.cold().presence = std::make_shared<const presence_entry>(presence_entry{
+                    conn.client, presence_json(conn.client, conn.cold_view().user, *a.info)});
               }
               for (const std::string& channel : a.channels) {
                 if (!w.takes_server_subscriptions()) break;  // GET /sse: its query's only
@@ -266,7 +267,7 @@ void sessions::hook_connect_on_open(peer& ws, connection_state& conn,
 
 std::optional<failure> sessions::hook_refresh(peer& ws, connection_state& conn,
                                               const command& c) {
-  std::string body = body_start(ws, conn.user);
+  std::string body = body_start(ws, conn.cold_view().user);
   if (c.has_data) {
     body.append(",\"data\":");
     body.append(c.data);
@@ -285,16 +286,16 @@ std::optional<failure> sessions::hook_refresh(peer& ws, connection_state& conn,
                 return;
               }
               if (a.info) {
-                conn.presence = std::make_shared<const presence_entry>(
-                    presence_entry{conn.client, presence_json(conn.client, conn.user, *a.info)});
+                conn.cold().presence = std::make_shared<const presence_entry>(presence_entry{
+                    conn.client, presence_json(conn.client, conn.cold_view().user, *a.info)});
               }
               std::string result("{");
               if (a.expire_at > 0) {
-                if (!conn.claims) {
-                  conn.claims = std::make_unique<token_claims>();
-                  conn.claims->user = conn.user;
+                if (!conn.cold_view().claims) {
+                  conn.cold().claims = std::make_unique<token_claims>();
+                  conn.cold_view().claims->user = conn.cold_view().user;
                 }
-                conn.claims->expires = a.expire_at;
+                conn.cold_view().claims->expires = a.expire_at;
                 watch_expiry(conn);
                 result.append("\"exp\":");
                 append_uint(result, static_cast<std::uint64_t>(a.expire_at));
@@ -312,7 +313,7 @@ std::optional<failure> sessions::cmd_rpc(peer& ws, connection_state& conn,
   if (!c.has_method || c.method.empty() || c.method.size() > k_max_method) {
     return make_failure(errors::no_method);
   }
-  std::string body = body_start(ws, conn.user);
+  std::string body = body_start(ws, conn.cold_view().user);
   body.append(",\"method\":");
   append_json_string(body, c.method);
   if (c.has_data) {
@@ -339,7 +340,7 @@ std::optional<failure> sessions::cmd_rpc(peer& ws, connection_state& conn,
 void sessions::hook_channel(peer& ws, connection_state& conn, const command& c,
                             const hook_target& target, std::string_view name,
                             net::unique_function<void(peer&, hook_answer)> allowed) {
-  std::string body = body_start(ws, conn.user);
+  std::string body = body_start(ws, conn.cold_view().user);
   body.append(",\"channel\":");
   append_json_string(body, name);
   if (c.has_data) {  // subscribe: if any; publish: always (checked before)
