@@ -291,8 +291,8 @@ void client_core::lost(std::uint16_t code, std::string reason) {
         make_error(k_error_auth, "authentication failed: " +
                                      (reason.empty() ? std::string("closed with 4001") : reason));
     fail_queue(error);
+    report({}, error);  // first, as client.hpp says: on_error, then disconnected for good
     set_state(disconnected_event(code, reason));
-    report({}, error);
     return;
   }
   if (wanted_ && code == k_close_disconnected) {
@@ -301,8 +301,8 @@ void client_core::lost(std::uint16_t code, std::string reason) {
         k_error_disconnected,
         "disconnected by the server: " + (reason.empty() ? std::string("closed with 4003") : reason));
     fail_queue(error);
+    report({}, error);  // first, as client.hpp says: on_error, then disconnected for good
     set_state(disconnected_event(code, reason));
-    report({}, error);
     return;
   }
   if (!wanted_) {
@@ -317,8 +317,8 @@ void client_core::lost(std::uint16_t code, std::string reason) {
                    "gave up after " + std::to_string(failures_) +
                        (failures_ == 1 ? " failed attempt: " : " failed attempts: ") + reason);
     fail_queue(error);
+    report({}, error);  // first, as client.hpp says: on_error, then disconnected for good
     set_state(disconnected_event(code, reason));
-    report({}, error);
     return;
   }
   // reconnect() asked for a new connection now; otherwise the backoff.
