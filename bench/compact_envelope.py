@@ -35,23 +35,9 @@ import sys
 import tempfile
 import time
 
-CONFIG = """[server]
-threads = 1
-max_connections = 30000
-demo = false
-[auth]
-allow_anonymous = true
-[limits]
-command_rate = 10000000
-command_burst = 10000000
-max_backpressure = 262144
-backpressure_policy = "drop"
-[log]
-level = "warn"
-[namespaces.bench]
-presence = false
-publish = "any"
-"""
+import serve_process  # bench/serve_process.py, beside this script
+
+CONFIG = serve_process.fanout_config(threads=1)
 
 FORMS = (("full", []), ("compact", ["--compact"]), ("mixed", ["--compact-every", "2"]))
 

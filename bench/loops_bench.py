@@ -41,32 +41,9 @@ import tempfile
 import time
 import urllib.request
 
-CONFIG = """
-[server]
-max_connections = 30000
-demo = false
+import serve_process  # bench/serve_process.py, beside this script
 
-[auth]
-allow_anonymous = true
-
-[api]
-key = "k"
-
-[limits]
-command_rate = 10000000
-command_burst = 10000000
-max_subscriptions = 16
-max_backpressure = 262144
-backpressure_policy = "drop"
-
-[log]
-level = "warn"
-
-[namespaces.bench]
-presence = false
-history_size = 0
-publish = "any"
-"""
+CONFIG = serve_process.fanout_config(history_size=0)  # threads: --threads per run
 
 SOURCES = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
 

@@ -9,10 +9,32 @@ picks (read from its listening line), stopped with SIGTERM.
 CallgrindServe runs it under valgrind's callgrind; its stop() returns the
 process's total instruction count (the measure docs/benchmarks.md uses on
 this noisy machine).
+
+fanout_config() is the configuration the fan-out benches give `serve` (the
+one bench/run_serve_bench.sh writes).
 """
 import os
 import re
 import subprocess
+
+
+def fanout_config(threads=None, history_size=None):
+    """serve's configuration for fan-out benches, as bench/run_serve_bench.sh
+    writes it: anonymous clients, API key "k", rate limits out of the way,
+    backpressure "drop" with a 256 KiB cap (an overloaded step shows as lost
+    deliveries, not closed connections), namespace `bench` without presence
+    (and `pres` with it). `threads` None: none in the file (the command line
+    says); `history_size` None: the default."""
+    server = "[server]\n" + ("threads = %d\n" % threads if threads is not None else "")
+    history = "history_size = %d\n" % history_size if history_size is not None else ""
+    return (server + "max_connections = 30000\ndemo = false\n\n"
+            "[auth]\nallow_anonymous = true\n\n"
+            "[api]\nkey = \"k\"\n\n"
+            "[limits]\ncommand_rate = 10000000\ncommand_burst = 10000000\n"
+            "max_subscriptions = 16\nmax_backpressure = 262144\nbackpressure_policy = \"drop\"\n\n"
+            "[log]\nlevel = \"warn\"\n\n"
+            "[namespaces.bench]\npresence = false\n" + history + "publish = \"any\"\n\n"
+            "[namespaces.pres]\npresence = true\npublish = \"any\"\n")
 
 
 class ServeProcess:
