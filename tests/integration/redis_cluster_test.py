@@ -270,8 +270,12 @@ class Cluster(unittest.TestCase):
             self.assertIn("retry", r.event())
             send(b, {"id": 1, "cmd": "subscribe", "channel": channel})
             stream_until(r, lambda: 1 in replies())
+            # 202 is "accepted", not "done": each publish is awaited before the
+            # next goes another way, so that data and offsets follow one order.
             send(a, {"id": 2, "cmd": "publish", "channel": channel, "data": 1})
+            stream_until(r, lambda: 2 in replies())
             send(b, {"id": 3, "cmd": "publish", "channel": channel, "data": 2})
+            stream_until(r, lambda: 3 in replies())
             for i in range(3, 11):
                 api_publish((a, b)[i % 2], {"channel": channel, "data": i})
             stream_until(r, lambda: len(offsets()) == 10 and {2, 3} <= set(replies()))
