@@ -390,7 +390,12 @@ TEST_F(client_test, a_server_that_does_not_answer_is_given_up_after_the_connect_
   recorder r;
   client c(o, r.handlers());
   ASSERT_FALSE(c.connect());
-  ASSERT_TRUE(r.wait([&] { return !r.errors.empty(); }));
+  // on_error, then the final disconnected state (client.hpp): wait for both.
+  ASSERT_TRUE(r.wait([&] {
+    return !r.errors.empty() && !r.states.empty() &&
+           r.states.back().state == connection_state::disconnected &&
+           !r.states.back().will_reconnect;
+  }));
   r.locked<bool>([&] {
     EXPECT_NE(r.errors[0].error.message.find("gave up after 2"), std::string::npos)
         << r.errors[0].error.message;
