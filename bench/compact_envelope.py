@@ -33,7 +33,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 import serve_process  # bench/serve_process.py, beside this script
 
@@ -42,41 +41,11 @@ CONFIG = serve_process.fanout_config(threads=1)
 FORMS = (("full", []), ("compact", ["--compact"]), ("mixed", ["--compact-every", "2"]))
 
 
-class Server:
-    """`switchboard serve` on 127.0.0.1 and a kernel-chosen port, maybe under valgrind."""
-
-    def __init__(self, binary, tmp, prefix=()):
-        config = os.path.join(tmp, "serve.toml")
-        with open(config, "w") as f:
-            f.write(CONFIG)
-        self.log_path = os.path.join(tmp, "server.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(list(prefix) + [binary, "serve", "--host", "127.0.0.1",
-                                                     "--port", "0", "--config", config],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        self.port = None
-        while self.port is None:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("serve did not start: " + open(self.log_path).read())
-            time.sleep(0.05)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(self.log_path).read())
-            if m:
-                self.port = int(m.group(1))
-
-    def stop(self):
-        """SIGTERM, then the server's whole output (valgrind's summary included)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=180)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        with open(self.log_path) as f:
-            return f.read()
+def start_server(binary, tmp, prefix=()):
+    """`switchboard serve` with CONFIG (serve_process.ServeProcess), maybe under
+    valgrind (slow to start and to stop)."""
+    return serve_process.ServeProcess(binary, CONFIG, tmp, "serve", prefix=prefix,
+                                      stop_timeout=180, startup=120)
 
 
 def fanout(build, port, form_args, subscribers, rate, seconds, pad=0):
@@ -96,7 +65,7 @@ def measure_bytes(build, binary):
     print("| data bytes | form | push bytes (WebSocket payload) | frame on the wire |")
     print("|---:|---|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="switchboard-compact-") as tmp:
-        server = Server(binary, tmp)
+        server = start_server(binary, tmp)
         try:
             for pad, data in ((0, 26), (68, 100)):
                 for name, args in FORMS[:2]:
@@ -111,8 +80,8 @@ def measure_bytes(build, binary):
 def callgrind_run(build, binary, args, subscribers, rate, seconds):
     with tempfile.TemporaryDirectory(prefix="switchboard-compact-") as tmp:
         out = os.path.join(tmp, "callgrind.out")
-        server = Server(binary, tmp, ("valgrind", "--tool=callgrind",
-                                      "--callgrind-out-file=" + out))
+        server = start_server(binary, tmp, ("valgrind", "--tool=callgrind",
+                                            "--callgrind-out-file=" + out))
         try:
             r = fanout(build, server.port, args, subscribers, rate, seconds)
         finally:
@@ -149,12 +118,13 @@ def measure_callgrind(build, binary, subscribers, rate, seconds):
 
 def dhat_run(build, binary, args, subscribers, rate, seconds):
     with tempfile.TemporaryDirectory(prefix="switchboard-compact-") as tmp:
-        server = Server(binary, tmp, ("valgrind", "--tool=dhat",
-                                      "--dhat-out-file=" + os.path.join(tmp, "dhat.json")))
+        server = start_server(binary, tmp, ("valgrind", "--tool=dhat",
+                                            "--dhat-out-file=" + os.path.join(tmp, "dhat.json")))
         try:
             r = fanout(build, server.port, args, subscribers, rate, seconds)
         finally:
-            log = server.stop()
+            server.stop()
+        log = server.output()  # dhat's summary
         m = re.search(r"Total:\s+([\d,]+) bytes in ([\d,]+) blocks", log)
         if not m:
             raise RuntimeError("no dhat totals in\n" + log)

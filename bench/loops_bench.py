@@ -31,15 +31,12 @@ bounded in time; every server is stopped at the end.
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import serve_process  # bench/serve_process.py, beside this script
 
@@ -61,75 +58,13 @@ def cpu_list(cpus):
     return ",".join(str(c) for c in cpus)
 
 
-class Server:
-    """`switchboard serve --threads T` on 127.0.0.1, a kernel-chosen port; `prefix`
-    runs it under a tool (valgrind, strace)."""
-
-    def __init__(self, binary, config, threads, cpus=None, prefix=(), startup=60):
-        cmd = [*prefix, binary, "serve", "--host", "127.0.0.1", "--port", "0",
-               "--threads", str(threads), "--config", config]
-        if cpus:
-            cmd = ["taskset", "-c", cpu_list(cpus)] + cmd
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
-        deadline = time.monotonic() + startup
-        line = b""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line or b"listening on" in line:
-                break
-        m = re.search(rb"127\.0\.0\.1:(\d+)", line)
-        if not m:
-            self.stop()
-            self.log.seek(0)
-            raise RuntimeError("serve did not start: %r %r" % (line, self.log.read()[-2000:]))
-        self.port = int(m.group(1))
-        self.pid = self.proc.pid
-        if prefix:  # the server is the tool's child: find it for /proc readings
-            self.pid = self.child_pid() or self.pid
-
-    def child_pid(self):
-        """The tool's child (the server), from /proc/*/stat (no /proc/PID/task/*/children
-        on every kernel); 0 if none is found."""
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.proc.pid:
-                return int(entry)
-        return 0
-
-    def metrics(self):
-        """{name: value} of the unlabelled samples of /metrics."""
-        out = {}
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
-                                        timeout=60) as r:
-                for line in r.read().decode().splitlines():
-                    parts = line.split()
-                    if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
-                        out[parts[0]] = float(parts[1])
-        except OSError as e:
-            log("metrics: %s" % e)
-        return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            # The server itself (under strace, the tool's child): the tool then
-            # writes its summary as it exits.
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def start_server(binary, work, name, threads, cpus=None, prefix=(), startup=60):
+    """`switchboard serve --threads T` with CONFIG (serve_process.ServeProcess):
+    pinned to `cpus` if given, under a tool (`prefix`: valgrind, strace) if given."""
+    pin = ("taskset", "-c", cpu_list(cpus)) if cpus else ()
+    return serve_process.ServeProcess(binary, CONFIG, work, name, prefix=(*pin, *prefix),
+                                      extra=("--threads", str(threads)), stop_timeout=60,
+                                      startup=startup)
 
 
 def fanout(args, port, pid, extra, cpus):
@@ -156,9 +91,9 @@ def delta(after, before, name):
     return None if a is None or b is None else a - b
 
 
-def run_sweep(args, label, binary, threads, config):
+def run_sweep(args, label, binary, threads, work):
     server_cpus, loader_cpus = pinning(threads)
-    server = Server(binary, config, threads, server_cpus)
+    server = start_server(binary, work, "sweep", threads, server_cpus)
     try:
         time.sleep(0.5)
         before = server.metrics()
@@ -193,7 +128,7 @@ def callgrind_total(path):
     raise RuntimeError("no totals in %s" % path)
 
 
-def run_instr(args, label, binary, threads, config, work):
+def run_instr(args, label, binary, threads, work):
     if not shutil.which("valgrind"):
         log("valgrind missing: instr skipped")
         return None
@@ -205,9 +140,9 @@ def run_instr(args, label, binary, threads, config, work):
            "publications": [], "wakeups": [], "load": loadavg()}
     for factor in (1, 2):
         cg = os.path.join(work, "callgrind.%s.%d.%d.out" % (label, threads, factor))
-        server = Server(binary, config, threads,
-                        prefix=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg],
-                        startup=120)
+        server = start_server(binary, work, "instr", threads,
+                              prefix=("valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg),
+                              startup=120)
         try:
             before = server.metrics()
             rows = fanout(args, server.port, 0,
@@ -228,15 +163,16 @@ def run_instr(args, label, binary, threads, config, work):
     return out
 
 
-def run_wakeups(args, label, binary, threads, config, work):
+def run_wakeups(args, label, binary, threads, work):
     """eventfd writes per publication, counted by strace (write(2) on the server is
     the eventfd only: sockets use sendmsg, logs are off at level warn)."""
     if not shutil.which("strace"):
         log("strace missing: wakeups skipped")
         return None
     counts = os.path.join(work, "strace.%s.%d.txt" % (label, threads))
-    server = Server(binary, config, threads,
-                    prefix=["strace", "-f", "--seccomp-bpf", "-c", "-e", "trace=write", "-o", counts])
+    server = start_server(binary, work, "wakeups", threads,
+                          prefix=("strace", "-f", "--seccomp-bpf", "-c", "-e", "trace=write",
+                                  "-o", counts))
     try:
         rows = fanout(args, server.port, 0,
                       ["--subscribers", str(args.instr_subscribers),
@@ -370,22 +306,17 @@ def main():
             name, _, path = p.partition("=")
             binaries.append((name, path))
         work = tempfile.mkdtemp(prefix="switchboard-loops-")
-        config = os.path.join(work, "serve.toml")
-        with open(config, "w") as f:
-            f.write(CONFIG)
         try:
             with open(results, "a") as out:
                 for threads in [int(t) for t in args.threads.split(",")]:
                     for label, binary in binaries:
                         runs = []
                         if not args.no_sweep:
-                            runs.append(lambda: run_sweep(args, label, binary, threads, config))
+                            runs.append(lambda: run_sweep(args, label, binary, threads, work))
                         if args.instr:
-                            runs.append(lambda: run_instr(args, label, binary, threads, config,
-                                                          work))
+                            runs.append(lambda: run_instr(args, label, binary, threads, work))
                         if args.wakeups:
-                            runs.append(lambda: run_wakeups(args, label, binary, threads, config,
-                                                            work))
+                            runs.append(lambda: run_wakeups(args, label, binary, threads, work))
                         for run in runs:
                             row = run()
                             if row is None:

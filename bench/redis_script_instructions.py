@@ -24,7 +24,6 @@ Needs valgrind, redis-server and redis-benchmark (Debian: valgrind, redis-server
 """
 
 import argparse
-import os
 import pathlib
 import re
 import shutil
