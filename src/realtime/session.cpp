@@ -418,7 +418,6 @@ void sessions::on_upgrade(server::upgrade_request& req) {
       conn, req.head(), req.origin(), req.header("Host").value_or(""), req.secure(), std::move(address),
       find_token(req.head(), req.query(), config_.cookie_name, config_.allow_token_in_url), why);
   if (status != 0) {
-    conn.cold().rejected = true;
     req.reject(status, why);
     return;
   }

@@ -146,7 +146,6 @@ struct connection_cold {
   // Proxy hooks; null when none is configured.
   std::unique_ptr<hook_state> hook;
   bool refresh_pushed = false;  // (expiry index, above) `refresh` was pushed
-  bool rejected = false;        // on_upgrade refused it (no on_open follows)
 };
 
 // Per-connection state, stored inline in the server's connection object
