@@ -37,12 +37,12 @@ const std::string& hub::topic_for(const local_channel& ch, push_form form) {
   thread_local std::string topic;
   const std::string_view epoch = ch.epoch;
   topic.clear();
-  topic.reserve(1 + ch.name.size() + 1 + epoch.size());
-  if (form == push_form::compact) topic.push_back('~');
+  topic.reserve(ch.name.size() + 1 + epoch.size());
   topic.append(ch.name);
   topic.push_back('#');
   topic.append(epoch);
-  return topic;
+  // Every form's prefix is added in one place.
+  return topic_for(topic, form);
 }
 
 const std::string& hub::topic_for(const std::string& topic, push_form form) {
@@ -74,18 +74,19 @@ void hub::leave(local_channel& ch, push_form form) {
   channels_.erase(channels_.find(std::string_view(ch.name)));  // by iterator: the key is ch
 }
 
-bool hub::attach(local_channel& ch, std::string_view epoch, server::connection_id id) {
+const std::string* hub::attach(local_channel& ch, std::string_view epoch,
+                               server::connection_id id) {
   std::lock_guard lock(mutex_);
   if (ch.epoch.empty()) {
     ch.epoch = epoch;
   } else if (ch.epoch.view() != epoch) {
-    return false;  // read before on_stream_lost moved the channel on
+    return nullptr;  // read before on_stream_lost moved the channel on
   }
   if (track_members_) {
     if (!ch.members) ch.members = std::make_unique<std::vector<server::connection_id>>();
     ch.members->push_back(id);
   }
-  return true;
+  return &topic_for(ch, push_form::full);
 }
 
 void hub::detach(local_channel& ch, server::connection_id id) {

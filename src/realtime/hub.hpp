@@ -108,12 +108,13 @@ class hub final : public broker_events {
   // next call of either.
   static const std::string& topic_for(const local_channel& ch, push_form form);
   // A subscriber's read reported `epoch`: attaches connection `id` (the
-  // first one sets the channel's epoch); topic_for(ch, form) is then the
-  // topic to subscribe to. False if the channel's stream changed since that
+  // first one sets the channel's epoch) and returns the channel's topic
+  // (topic_for(ch, push_form::full): the thread-local buffer, valid until the
+  // thread's next topic_for). Null if the channel's stream changed since that
   // read (on_stream_lost): the read is stale and the connection must
   // subscribe again.
   // REQUIRES: the caller joined `ch`; detach() before leave().
-  bool attach(local_channel& ch, std::string_view epoch, server::connection_id id);
+  const std::string* attach(local_channel& ch, std::string_view epoch, server::connection_id id);
   void detach(local_channel& ch, server::connection_id id);
 
   // HTTP subscribers (hub_http.cpp), in the order of peer.hpp: http_prepare()

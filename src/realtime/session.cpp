@@ -108,7 +108,7 @@ peer_ref ws_peer::ref() { return peer_ref::websocket(srv_, ws_.id(), hub_); }
 void ws_peer::send(const std::string& text) { ws_.send(text, protocol::opcode::text); }
 void ws_peer::close(std::uint16_t code, std::string_view reason) { ws_.close(code, reason); }
 bool ws_peer::attach(local_channel& ch, std::string_view epoch) {
-  return hub_.attach(ch, epoch, ws_.id());
+  return hub_.attach(ch, epoch, ws_.id()) != nullptr;
 }
 void ws_peer::start(local_channel& ch, std::uint64_t after) {
   ws_.subscribe(hub::topic_for(ch, state().form), after);
