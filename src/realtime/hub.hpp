@@ -99,13 +99,13 @@ class hub final : public broker_events {
                       push_form form = push_form::full);
   void leave(local_channel& ch, push_form form = push_form::full);
   // The server topic a subscriber of `form` joins for the channel's topic
-  // (the topic for full; "~" + it for compact: '~' is in no channel name).
+  // (ch.topic for full; "~" + it for compact: '~' is in no channel name).
   // The compact one is built in a thread-local buffer, valid until the
   // thread's next call.
   static const std::string& topic_for(const std::string& topic, push_form form);
-  // The same for an attached channel: its topic, "name#epoch" ("~name#epoch"
-  // for compact), built in a thread-local buffer valid until the thread's
-  // next call of either.
+  // The same for an attached channel, whose topic ("ch.topic" above) is
+  // "name#epoch", built from its name and epoch in a thread-local buffer
+  // valid until the thread's next call of either.
   static const std::string& topic_for(const local_channel& ch, push_form form);
   // A subscriber's read reported `epoch`: attaches connection `id` (the
   // first one sets the channel's epoch) and returns the channel's topic
