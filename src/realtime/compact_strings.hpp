@@ -11,8 +11,13 @@
 // one pointer, null while empty, so the empty case costs 8 bytes instead
 // of 32.
 //
-// Both read as a std::string_view (and rare_string as a const std::string&),
-// so code that reads them is written as for a std::string.
+// epoch_text: a channel epoch, held once per channel by the hub and the
+// memory broker: 16 hex digits as the brokers make them inline (24 bytes,
+// no heap block), any other (longer, or with a NUL: from a snapshot or
+// journal written elsewhere) in a heap string.
+//
+// All three read as a std::string_view (and rare_string as a const
+// std::string&), so code that reads them is written as for a std::string.
 //
 // Thread-safety: plain values; no synchronization.
 #pragma once
@@ -114,5 +119,53 @@ class rare_string {
   std::unique_ptr<std::string> s_;  // null while empty
 };
 static_assert(sizeof(rare_string) == sizeof(void*));
+
+class epoch_text {
+ public:
+  epoch_text() = default;
+  epoch_text(std::string_view s) { assign(s); }  // NOLINT: converts like a string
+  epoch_text(const epoch_text& other) { assign(other.view()); }
+  epoch_text& operator=(const epoch_text& other) {
+    if (this != &other) assign(other.view());
+    return *this;
+  }
+  epoch_text& operator=(std::string_view s) {
+    assign(s);
+    return *this;
+  }
+  void assign(std::string_view s) {
+    // Inline only when the length can be told back (the first NUL, or 16)
+    // and no NUL inside would cut it short.
+    if (s.size() <= k_inline && s.find('\0') == std::string_view::npos) {
+      long_.reset();
+      if (!s.empty()) std::memcpy(inline_, s.data(), s.size());  // an empty view's data() may be null
+      std::memset(inline_ + s.size(), 0, k_inline - s.size());
+    } else {
+      long_ = std::make_unique<std::string>(s);
+      std::memset(inline_, 0, k_inline);
+    }
+  }
+
+  std::string_view view() const noexcept {
+    if (long_) return *long_;
+    const void* nul = std::memchr(inline_, 0, k_inline);
+    return {inline_, nul ? static_cast<std::size_t>(static_cast<const char*>(nul) - inline_)
+                         : k_inline};
+  }
+  operator std::string_view() const noexcept { return view(); }  // NOLINT: reads as a string
+  bool empty() const noexcept { return !long_ && inline_[0] == 0; }
+  // True when the text is held in a heap block (what tests check).
+  bool on_heap() const noexcept { return long_ != nullptr; }
+
+  friend bool operator==(const epoch_text& a, std::string_view b) noexcept {
+    return a.view() == b;
+  }
+
+ private:
+  static constexpr std::size_t k_inline = 16;
+  char inline_[k_inline] = {};
+  std::unique_ptr<std::string> long_;  // null unless the text does not fit inline
+};
+static_assert(sizeof(epoch_text) == 24);
 
 }  // namespace switchboard::realtime::detail

@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,7 @@
 #include <switchboard/server/server.hpp>
 
 #include "broker.hpp"
+#include "compact_strings.hpp"
 #include "metrics.hpp"
 #include "presence_batch.hpp"
 #include "wire.hpp"
@@ -44,9 +46,16 @@ namespace switchboard::realtime::detail {
 
 // A channel with subscribers on this node. Owned by the hub; connections
 // hold pointers to the ones they are subscribed to (valid while subscribed).
+// 80 bytes: the hub's set node with it is one 96-byte chunk, the only block
+// a channel costs the hub (its topic, "name#epoch", is built when needed).
 struct local_channel {
-  std::string name;
-  std::string topic;  // "name#epoch"; set by the first attach() (or on_stream_lost)
+  local_channel() = default;
+  local_channel(std::string_view n, const namespace_options& o) : name(n), ns(&o) {}
+
+  std::string name;  // the hub's key: never changes while the hub holds it
+  // The broker's epoch; empty until the first attach() (or on_stream_lost).
+  // Held inline (compact_strings.hpp), not as a copy of "name#epoch".
+  epoch_text epoch;
   const namespace_options* ns = nullptr;
   std::size_t subscribers = 0;
   // Connections attached (attach()), so a lost stream can tell them
@@ -94,10 +103,16 @@ class hub final : public broker_events {
   // The compact one is built in a thread-local buffer, valid until the
   // thread's next call.
   static const std::string& topic_for(const std::string& topic, push_form form);
-  // A subscriber's read reported `epoch`: attaches connection `id` and
-  // returns the topic to subscribe to (set_epoch() for the first one). Null
-  // if the channel's stream changed since that read (on_stream_lost): the
-  // read is stale and the connection must subscribe again.
+  // The same for an attached channel, whose topic ("ch.topic" above) is
+  // "name#epoch", built from its name and epoch in a thread-local buffer
+  // valid until the thread's next call of either.
+  static const std::string& topic_for(const local_channel& ch, push_form form);
+  // A subscriber's read reported `epoch`: attaches connection `id` (the
+  // first one sets the channel's epoch) and returns the channel's topic
+  // (topic_for(ch, push_form::full): the thread-local buffer, valid until the
+  // thread's next topic_for). Null if the channel's stream changed since that
+  // read (on_stream_lost): the read is stale and the connection must
+  // subscribe again.
   // REQUIRES: the caller joined `ch`; detach() before leave().
   const std::string* attach(local_channel& ch, std::string_view epoch, server::connection_id id);
   void detach(local_channel& ch, server::connection_id id);
@@ -207,10 +222,33 @@ class hub final : public broker_events {
   broker& broker_;
   counter& publications_;
   const bool track_members_;  // broker_.loses_streams(): keep local_channel::members
+  // channels_ is a set of channels found by name.
+  struct channel_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const noexcept {
+      return std::hash<std::string_view>{}(name);
+    }
+    std::size_t operator()(const local_channel& ch) const noexcept { return (*this)(ch.name); }
+  };
+  struct channel_equal {
+    using is_transparent = void;
+    static std::string_view key(std::string_view name) noexcept { return name; }
+    static std::string_view key(const local_channel& ch) noexcept { return ch.name; }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return key(a) == key(b);
+    }
+  };
+  // The set hands out const channels so their key can't change; the name
+  // never does, so the hub writes the other members (hub.cpp, mut()).
+  static local_channel& mut(const local_channel& ch) noexcept {
+    return const_cast<local_channel&>(ch);
+  }
   std::mutex mutex_;
-  // The channel lives in its node (a node does not move), keyed by a view
-  // of its own name: one heap block and one copy of the name per channel.
-  std::unordered_map<std::string_view, local_channel, string_hash, std::equal_to<>> channels_;
+  // The channel lives in its node (a node does not move) and is keyed by
+  // its own name: one heap block and one copy of the name per channel, no
+  // view of it beside it.
+  std::unordered_set<local_channel, channel_hash, channel_equal> channels_;
   std::atomic<std::size_t> subscriptions_{0};
   // Subscriptions on this node by push_form (join()/leave()): a publication
   // is built and published in the forms somebody on this node reads (a

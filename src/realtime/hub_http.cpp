@@ -18,12 +18,12 @@ void hub::http_prepare(const local_channel& ch, http_subscriber& s) {
 
 bool hub::http_attach(local_channel& ch, std::string_view epoch) {
   std::lock_guard lock(mutex_);
-  if (ch.topic.empty()) {
-    ch.topic = topic_of(ch.name, epoch);
+  if (ch.epoch.empty()) {
+    ch.epoch = epoch;
     return true;
   }
   // A read from before on_stream_lost moved the channel on is stale.
-  return std::string_view(ch.topic).substr(ch.name.size() + 1) == epoch;
+  return ch.epoch.view() == epoch;
 }
 
 void hub::http_start(const local_channel& ch, http_subscriber& s, std::uint64_t after) {
@@ -34,7 +34,7 @@ void hub::http_start(const local_channel& ch, http_subscriber& s, std::uint64_t 
     if (m.sub != &s || m.live) continue;
     m.after = after;
     m.live = true;
-    const std::string_view epoch = std::string_view(ch.topic).substr(ch.name.size() + 1);
+    const std::string_view epoch = ch.epoch;
     if (m.held) {
       for (auto& [offset, push] : *m.held) {
         // What the read already returned is dropped; presence (0) always goes.

@@ -96,6 +96,18 @@ class memory_broker final : public broker {
       return std::hash<std::string_view>{}(s);
     }
   };
+  // streams_ is a set of streams found by their name (memory_broker.cpp).
+  struct stream_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const noexcept;
+    std::size_t operator()(const stream& s) const noexcept;
+  };
+  struct stream_equal {
+    using is_transparent = void;
+    bool operator()(const stream& a, const stream& b) const noexcept;
+    bool operator()(std::string_view a, const stream& b) const noexcept;
+    bool operator()(const stream& a, std::string_view b) const noexcept;
+  };
 
   std::int64_t now() const;
   // The channel's stream, created (new epoch) if it has none; null when it
@@ -124,9 +136,12 @@ class memory_broker final : public broker {
   memory_broker_options options_;
   broker_events* events_ = nullptr;
   mutable std::mutex mutex_;
-  // Keyed by a view of the stream's own name (a heap object: it does not move).
-  std::unordered_map<std::string_view, std::unique_ptr<stream>, string_hash, std::equal_to<>>
-      streams_;
+  // The streams themselves, found by name: one heap block per channel (the
+  // set's node, which does not move: stream* stays valid until erased),
+  // keyed by the name the stream holds (no second copy, no view beside it).
+  // The set hands out const streams; memory_broker.cpp's mut() drops that
+  // const, which only the name (the key) needs and which never changes.
+  std::unordered_set<stream, stream_hash, stream_equal> streams_;
   std::atomic<std::size_t> count_{0};
   bool stopped_ = false;
 

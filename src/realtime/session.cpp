@@ -111,10 +111,10 @@ bool ws_peer::attach(local_channel& ch, std::string_view epoch) {
   return hub_.attach(ch, epoch, ws_.id()) != nullptr;
 }
 void ws_peer::start(local_channel& ch, std::uint64_t after) {
-  ws_.subscribe(hub::topic_for(ch.topic, state().form), after);
+  ws_.subscribe(hub::topic_for(ch, state().form), after);
 }
 void ws_peer::detach(local_channel& ch, bool closing) {
-  if (!closing) ws_.unsubscribe(hub::topic_for(ch.topic, state().form));
+  if (!closing) ws_.unsubscribe(hub::topic_for(ch, state().form));
   hub_.detach(ch, ws_.id());
 }
 

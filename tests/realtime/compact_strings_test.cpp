@@ -1,5 +1,6 @@
-// compact_strings_test.cpp — inline_id and rare_string: sizes, values,
-// comparisons, and that an empty rare_string holds no block.
+// compact_strings_test.cpp — inline_id, rare_string and epoch_text: sizes,
+// values, comparisons, that an empty rare_string holds no block and that an
+// epoch of 16 hex digits holds none either.
 #include "compact_strings.hpp"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@ namespace {
 TEST(compact_strings, sizes) {
   EXPECT_EQ(sizeof(inline_id), 16u);
   EXPECT_EQ(sizeof(rare_string), sizeof(void*));
+  EXPECT_EQ(sizeof(epoch_text), 24u);
 }
 
 TEST(compact_strings, inline_id_holds_a_client_id) {
@@ -80,6 +82,48 @@ TEST(compact_strings, an_empty_value_frees_the_block) {
   s.clear();
   EXPECT_TRUE(s.empty());
   EXPECT_EQ(s.str(), "");
+}
+
+TEST(compact_strings, epoch_text_holds_sixteen_hex_digits_inline) {
+  epoch_text e;
+  EXPECT_TRUE(e.empty());
+  EXPECT_EQ(e.view(), "");
+  e = "0123456789abcdef";
+  EXPECT_FALSE(e.empty());
+  EXPECT_FALSE(e.on_heap());
+  EXPECT_EQ(e.view(), "0123456789abcdef");
+  EXPECT_TRUE(e == "0123456789abcdef");
+  EXPECT_FALSE(e == "0123456789abcde");
+  e = "abc";  // shorter: the rest of the inline bytes no longer count
+  EXPECT_EQ(e.view(), "abc");
+  EXPECT_FALSE(e.on_heap());
+}
+
+TEST(compact_strings, epoch_text_keeps_any_other_epoch_whole) {
+  // Longer than 16 (an epoch from a snapshot written elsewhere) or with a
+  // NUL (which the inline form would take for its end): on the heap, whole.
+  epoch_text e("0123456789abcdef0");
+  EXPECT_TRUE(e.on_heap());
+  EXPECT_EQ(e.view(), "0123456789abcdef0");
+  const std::string with_nul("ab\0cd", 5);
+  e = with_nul;
+  EXPECT_TRUE(e.on_heap());
+  EXPECT_EQ(e.view(), with_nul);
+  // Back to a short one: inline again, the block freed.
+  e = "fedcba9876543210";
+  EXPECT_FALSE(e.on_heap());
+  EXPECT_EQ(e.view(), "fedcba9876543210");
+  // Copies are deep and independent.
+  epoch_text long_one("a-much-longer-epoch-than-sixteen");
+  epoch_text copy(long_one);
+  long_one = "x";
+  EXPECT_EQ(copy.view(), "a-much-longer-epoch-than-sixteen");
+  EXPECT_EQ(long_one.view(), "x");
+  copy = e;
+  EXPECT_EQ(copy.view(), "fedcba9876543210");
+  EXPECT_FALSE(copy.on_heap());
+  e = std::string_view();
+  EXPECT_TRUE(e.empty());
 }
 
 }  // namespace

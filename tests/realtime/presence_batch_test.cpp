@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <tuple>
 
@@ -128,6 +129,50 @@ TEST(presence_batch_test, quiet_streams_are_forgotten_after_an_interval) {
   EXPECT_EQ(b.size(), 1u);
   EXPECT_TRUE(b.take(k_start + 1000).empty());
   EXPECT_EQ(b.size(), 0u);
+}
+
+// The state lives in pages of its own, mapped while any stream has state and
+// unmapped once none has (presence_batch.hpp, "Memory"), so a burst of joins
+// leaves no heap holes behind.
+TEST(presence_batch_test, the_state_pages_are_unmapped_once_no_stream_has_state) {
+  presence_batcher b(k_interval);
+  // A burst: many channels, entries long enough to leave the small-string buffer.
+  for (int i = 0; i < 2000; ++i) {
+    b.add("pres:m" + std::to_string(i), "0123456789abcdef", true,
+          entry("client-with-a-long-id-" + std::to_string(i)));
+  }
+  EXPECT_GT(b.mapped_bytes(), 0u);
+  const auto due = b.take(k_start);
+  ASSERT_EQ(due.size(), 2000u);
+  // The batches are the caller's own copies: whole after the state goes.
+  EXPECT_TRUE(b.take(k_start + 500).empty());
+  EXPECT_GT(b.mapped_bytes(), 0u) << "state still held for the count interval";
+  EXPECT_TRUE(b.take(k_start + 1000).empty());
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.mapped_bytes(), 0u);
+  const auto first = std::find_if(due.begin(), due.end(),
+                                  [](const presence_batcher::batch& x) { return x.channel == "pres:m7"; });
+  ASSERT_NE(first, due.end());
+  EXPECT_EQ(first->epoch, "0123456789abcdef");
+  EXPECT_EQ(first->joins, entry("client-with-a-long-id-7"));
+  // It works the same after a release.
+  b.add("chat:a", "e1", true, entry("c1"));
+  ASSERT_EQ(b.take(k_start + 2000).size(), 1u);
+  EXPECT_TRUE(b.note_push("chat:a", "e1", false, 1, true));
+}
+
+TEST(presence_batch_test, page_resource_maps_whole_pages_and_unmaps_them) {
+  presence_batcher::page_resource pages;
+  std::pmr::memory_resource& r = pages;
+  void* a = r.allocate(100, 16);
+  void* big = r.allocate(1 << 20, 64);
+  EXPECT_GE(pages.mapped_bytes(), std::size_t{1} << 20);
+  std::memset(a, 1, 100);
+  std::memset(big, 2, 1 << 20);
+  r.deallocate(a, 100, 16);
+  EXPECT_GE(pages.mapped_bytes(), std::size_t{1} << 20);
+  r.deallocate(big, 1 << 20, 64);
+  EXPECT_EQ(pages.mapped_bytes(), 0u);
 }
 
 }  // namespace

@@ -51,12 +51,11 @@ void pubsub_server(server& s) {
   s.ws("/", std::move(b));
 }
 
-TEST_F(topics_test, PublishReachesEverySubscriberOnceInOrderAcrossLoops) {
-  auto options = test_options();
-  options.threads = 2;
-  running_server srv(options, pubsub_server);
-  std::vector<std::unique_ptr<ws_client>> clients;
-  std::set<std::string> loops;
+// Connects 16 clients of pubsub_server() and subscribes each to "room";
+// `loops` gets each one's "ok:<loop>" answer (which loop it landed on). Its
+// assertions end only this helper: call it in ASSERT_NO_FATAL_FAILURE.
+void subscribe_to_room(running_server& srv, std::vector<std::unique_ptr<ws_client>>& clients,
+                       std::set<std::string>& loops) {
   for (int i = 0; i < 16; ++i) {
     auto c = std::make_unique<ws_client>(srv.port());
     ASSERT_EQ(c->upgrade(), 101);
@@ -66,6 +65,15 @@ TEST_F(topics_test, PublishReachesEverySubscriberOnceInOrderAcrossLoops) {
     loops.insert(ok.payload);
     clients.push_back(std::move(c));
   }
+}
+
+TEST_F(topics_test, PublishReachesEverySubscriberOnceInOrderAcrossLoops) {
+  auto options = test_options();
+  options.threads = 2;
+  running_server srv(options, pubsub_server);
+  std::vector<std::unique_ptr<ws_client>> clients;
+  std::set<std::string> loops;
+  ASSERT_NO_FATAL_FAILURE(subscribe_to_room(srv, clients, loops));
   EXPECT_EQ(loops.size(), 2u) << "16 connections all landed on one loop";
   ws_client outsider(srv.port());
   ASSERT_EQ(outsider.upgrade(), 101);
@@ -100,15 +108,7 @@ TEST_F(topics_test, APublishingLoopWakesEachOtherLoopOncePerBatchAndItselfNever)
   running_server srv(options, pubsub_server);
   std::vector<std::unique_ptr<ws_client>> clients;
   std::set<std::string> loops;
-  for (int i = 0; i < 16; ++i) {
-    auto c = std::make_unique<ws_client>(srv.port());
-    ASSERT_EQ(c->upgrade(), 101);
-    ASSERT_TRUE(c->send_message(opcode::text, "sub:room"));
-    const received ok = c->next();
-    ASSERT_EQ(ok.payload.substr(0, 3), "ok:");
-    loops.insert(ok.payload);
-    clients.push_back(std::move(c));
-  }
+  ASSERT_NO_FATAL_FAILURE(subscribe_to_room(srv, clients, loops));
   ASSERT_EQ(loops.size(), 2u) << "16 connections all landed on one loop";
   for (const char* command : {"qpubn:room:50", "pub:room:50"}) {
     const std::uint64_t before = srv.get().statistics().loop_wakeups;
