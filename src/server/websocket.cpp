@@ -101,6 +101,7 @@ void websocket::on_data(net::transport&, std::span<std::byte> data) {
       break;
     case state::open:
     case state::closing:
+      if (event_stream_) return on_event_stream_data();
       on_frames({reinterpret_cast<char*>(data.data()), data.size()});
       break;
     case state::lingering:
@@ -326,8 +327,9 @@ void websocket::notify_close(std::uint16_t code, std::string_view reason) {
 send_status websocket::send(std::string_view payload, opcode op) {
   assert(op == opcode::text || op == opcode::binary);
   before_write();
-  const send_status status =
-      wants_compression(payload.size()) ? send_compressed(op, payload) : send_frame(op, payload);
+  const send_status status = event_stream_                      ? send_chunk(payload)
+                             : wants_compression(payload.size()) ? send_compressed(op, payload)
+                                                                 : send_frame(op, payload);
   if (status != send_status::dropped) ctx_->count_sent(1, payload.size());
   return status;
 }
@@ -373,6 +375,10 @@ bool websocket::over_backpressure() {
 
 send_status websocket::ping(std::string_view payload) {
   if (state_ != state::open) return send_status::dropped;
+  if (event_stream_) {
+    before_write();
+    return send_chunk(":\n\n");  // an SSE comment: the heartbeat
+  }
   char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_ping(frame, payload);
   before_write();
@@ -381,6 +387,7 @@ send_status websocket::ping(std::string_view payload) {
 
 void websocket::close(std::uint16_t code, std::string_view reason) {
   if (state_ != state::open) return;  // already closing or closed
+  if (event_stream_) return close_event_stream(code, reason);
   char frame[protocol::message_writer::k_max_close_frame_size];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_close(frame, code, reason);
   before_write();
@@ -486,6 +493,7 @@ void websocket::on_timer() {
       drop_handshake(handshake_failure::handshake_timeout);
       return;
     case state::closing:
+      if (event_stream_) return on_event_stream_timer();
       terminate();  // the peer never answered our close frame
       return;
     case state::lingering:
@@ -504,6 +512,7 @@ void websocket::on_timer() {
     case state::closed:
       return;
     case state::open:
+      if (event_stream_) return on_event_stream_timer();
       break;
   }
   const std::uint32_t now = now_ms();

@@ -12,6 +12,7 @@
 // upgrade_handle::accept/reject may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,13 @@ struct SWITCHBOARD_SERVER_EXPORT ws_behavior {
   // ours if we failed it, 1006 if TCP went away without a close frame. Called
   // once for every connection that reached on_open. Sends are dropped here.
   std::function<void(websocket& ws, std::uint16_t code, std::string_view reason)> on_close;
+
+  // Event-stream connections of this endpoint (http_response::
+  // open_event_stream): a heartbeat comment chunk (":\n\n") after this much
+  // silence (nothing written for at least one and at most two periods; what
+  // ping() sends on such a connection). 0: none. WebSocket connections
+  // ignore it (their keepalive is server_options::ping_interval).
+  std::chrono::milliseconds event_stream_heartbeat{0};
 
   // permessage-deflate for this endpoint (compression.hpp): off by default.
   // Messages reach on_message / on_fragment inflated; send() compresses.
