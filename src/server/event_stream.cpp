@@ -39,7 +39,6 @@ std::size_t chunk_size_line(char (&out)[24], std::size_t size) noexcept {
   return static_cast<std::size_t>(end - out);
 }
 
-constexpr std::string_view k_heartbeat = ":\n\n";  // an SSE comment
 constexpr std::string_view k_last_chunk = "0\r\n\r\n";  // no trailers
 
 }  // namespace
@@ -123,13 +122,17 @@ send_status websocket::write_chunk_admitted(std::string_view payload) {
       stream_.send({bytes_of({line, n}), bytes_of(payload), bytes_of("\r\n")}));
 }
 
-void websocket::close_event_stream(std::uint16_t code, std::string_view) {
-  // The last chunk after what is queued; on_close and the end of the
-  // connection follow from the timer, outside the caller (a topic fan-out
-  // may be closing us for backpressure: on_close must not run inside it).
+void websocket::close_event_stream(std::uint16_t code, std::string_view reason) {
+  if (close_sent_ != 0) return;  // on_closing's own sends closing us again
+  close_sent_ = code == 0 ? protocol::to_underlying(protocol::close_code::no_status) : code;
+  // The endpoint's final event, then the last chunk after what is queued;
+  // on_close and the end of the connection follow from the timer, outside
+  // the caller (a topic fan-out may be closing us for backpressure: on_close
+  // must not run inside it).
+  if (behavior_->on_closing) behavior_->on_closing(*this, code, reason);
+  if (state_ != state::open) return;  // terminated by on_closing
   before_write();
   stream_.send(bytes_of(k_last_chunk));
-  close_sent_ = code == 0 ? protocol::to_underlying(protocol::close_code::no_status) : code;
   state_ = state::closing;
   ctx_->loop().timers().schedule(timer_, std::chrono::milliseconds{0});
 }
@@ -153,7 +156,7 @@ void websocket::on_event_stream_timer() {
     return;
   }
   // Open: a heartbeat after a whole period without a write.
-  if (!stream_wrote_) ping();
+  if (!stream_wrote_) ping(behavior_->event_stream_comment);
   stream_wrote_ = false;
   schedule_heartbeat();
 }

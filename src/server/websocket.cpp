@@ -376,8 +376,15 @@ bool websocket::over_backpressure() {
 send_status websocket::ping(std::string_view payload) {
   if (state_ != state::open) return send_status::dropped;
   if (event_stream_) {
+    // An SSE comment line: ":" payload "\n\n" (ignored by EventSource).
+    char comment[protocol::k_max_control_payload + 3];
+    const std::size_t n = std::min(payload.size(), protocol::k_max_control_payload);
+    comment[0] = ':';
+    std::copy_n(payload.data(), n, comment + 1);
+    comment[n + 1] = '\n';
+    comment[n + 2] = '\n';
     before_write();
-    return send_chunk(":\n\n");  // an SSE comment: the heartbeat
+    return send_chunk({comment, n + 3});
   }
   char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_ping(frame, payload);

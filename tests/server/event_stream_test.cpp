@@ -51,6 +51,7 @@ struct setup_options {
   std::uint64_t after = 0;                 // the subscription's `after`
   std::chrono::milliseconds heartbeat{0};  // event_stream_heartbeat
   std::string greeting;                    // sent at open (empty: nothing)
+  std::string comment;                     // event_stream_comment
 };
 
 // GET /events: an event stream of an endpoint that records into `seen`;
@@ -73,6 +74,14 @@ void add_event_stream(server& s, observed& seen, const setup_options& o) {
     if (!o.topic.empty()) {
       EXPECT_TRUE(ws.subscribe(o.topic, o.after));
     }
+  };
+  b.event_stream_comment = o.comment;
+  b.on_closing = [](websocket& ws, std::uint16_t code, std::string_view reason) {
+    std::string last = numbered("event: close\ndata: ", code);
+    last.push_back(' ');
+    last.append(reason);
+    last.append("\n\n");
+    ws.send(last);
   };
   b.on_close = [&seen](websocket&, std::uint16_t code, std::string_view) {
     std::lock_guard lock(seen.mutex);
@@ -194,9 +203,10 @@ TEST_F(event_stream_test, CloseEndsTheBodyAfterWhatIsQueuedAndRunsOnCloseWithIts
   ASSERT_TRUE(c.send(http_request_text("GET", "/events")));
   ASSERT_EQ(c.read_head().status, 200);
   ASSERT_TRUE(wait_until([&] { return seen.ids().size() == 1; }));
-  srv.get().send(seen.ids()[0], "event: close\ndata: bye\n\n", protocol::opcode::text);
+  srv.get().send(seen.ids()[0], "data: bye\n\n", protocol::opcode::text);
   srv.get().close(seen.ids()[0], 4000, "done");
-  EXPECT_EQ(c.read_chunk(), "event: close\ndata: bye\n\n");
+  EXPECT_EQ(c.read_chunk(), "data: bye\n\n");
+  EXPECT_EQ(c.read_chunk(), "event: close\ndata: 4000 done\n\n") << "on_closing's final event";
   EXPECT_EQ(c.read_chunk(), "") << "the last chunk";
   EXPECT_TRUE(c.wait_closed());
   c.close();
@@ -214,6 +224,7 @@ TEST_F(event_stream_test, BytesFromTheClientEndTheStreamCleanly) {
   ASSERT_EQ(c.read_head().status, 200);
   ASSERT_TRUE(wait_until([&] { return seen.ids().size() == 1; }));
   ASSERT_TRUE(c.send(http_request_text("GET", "/events")));
+  EXPECT_EQ(c.read_chunk(), "event: close\ndata: 1000 \n\n");
   EXPECT_EQ(c.read_chunk(), "") << "the last chunk; the request behind is not served";
   EXPECT_TRUE(c.wait_closed());
   c.close();
@@ -250,6 +261,18 @@ TEST_F(event_stream_test, AQuietStreamGetsHeartbeatComments) {
   EXPECT_EQ(c.read_chunk(), ":\n\n");
   EXPECT_EQ(c.read_chunk(), ":\n\n");
   EXPECT_TRUE(seen.codes().empty());
+}
+
+TEST_F(event_stream_test, TheHeartbeatCommentIsTheEndpoints) {
+  observed seen;
+  setup_options o;
+  o.heartbeat = 20ms;
+  o.comment = " hb";
+  running_server srv(test_options(), [&](server& s) { add_event_stream(s, seen, o); });
+  http_client c(srv.port());
+  ASSERT_TRUE(c.send(http_request_text("GET", "/events")));
+  ASSERT_EQ(c.read_head().status, 200);
+  EXPECT_EQ(c.read_chunk(), ": hb\n\n");
 }
 
 TEST_F(event_stream_test, RequestsThatCannotBecomeOneAreAnsweredAsUsual) {
@@ -325,6 +348,9 @@ TEST_F(event_stream_test, GracefulShutdownEndsTheBodyAndRunsOnClose) {
   ASSERT_EQ(c.read_head().status, 200);
   ASSERT_TRUE(wait_until([&] { return seen.ids().size() == 1; }));
   srv->get().shutdown();
+  EXPECT_EQ(c.read_chunk(), numbered("event: close\ndata: ", protocol::to_underlying(
+                                                                 srv->get().options().shutdown_code)) +
+                                " server shutting down\n\n");
   EXPECT_EQ(c.read_chunk(), "");
   EXPECT_TRUE(c.wait_closed());
   c.close();

@@ -65,6 +65,14 @@ struct SWITCHBOARD_SERVER_EXPORT ws_behavior {
   // ping() sends on such a connection). 0: none. WebSocket connections
   // ignore it (their keepalive is server_options::ping_interval).
   std::chrono::milliseconds event_stream_heartbeat{0};
+  // The heartbeat's comment text: the chunk is ":" + this + "\n\n".
+  std::string event_stream_comment;
+  // Event-stream connections only: close() has begun (called by the
+  // application, the server's shutdown, the backpressure policy, or bytes
+  // from the client) and the last chunk is not written yet: what this sends
+  // on `ws` goes out just before it (a final event). on_close follows as
+  // usual. It may run inside a topic fan-out: it must only send.
+  std::function<void(websocket& ws, std::uint16_t code, std::string_view reason)> on_closing;
 
   // permessage-deflate for this endpoint (compression.hpp): off by default.
   // Messages reach on_message / on_fragment inflated; send() compresses.

@@ -229,10 +229,10 @@ class SWITCHBOARD_SERVER_EXPORT http_response {
   // websocket: send(payload) writes `payload` (already formatted event
   // bytes) as one HTTP chunk; subscribe() works, and publications reach it
   // as one chunk each (framed once per loop, whatever the number of such
-  // subscribers); ping() and endpoint.event_stream_heartbeat write the
-  // comment chunk ":\n\n"; close(code, reason) ends the body with the last
-  // chunk after what is queued, then closes the connection, and on_close
-  // gets `code`. max_backpressure, max_outbound_memory and a graceful
+  // subscribers); ping() and endpoint.event_stream_heartbeat write an SSE
+  // comment chunk; close(code, reason) runs endpoint.on_closing (a final
+  // event), ends the body with the last chunk after what is queued, then
+  // closes the connection, and on_close gets `code`. max_backpressure, max_outbound_memory and a graceful
   // shutdown apply as to a WebSocket. The client sends nothing after its
   // request: bytes that arrive anyway end the stream as close(1000) does;
   // a client that goes away gives on_close 1006.

@@ -113,7 +113,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   send_status send(std::string_view payload, protocol::opcode op = protocol::opcode::binary);
 
   // Sends a ping (RFC 6455 §5.5.2); payloads over 125 bytes are cut to 125.
-  // On an event-stream connection: the heartbeat comment chunk instead.
+  // On an event-stream connection: the SSE comment ":" payload "\n\n" as
+  // one chunk instead (what the heartbeat sends).
   send_status ping(std::string_view payload = {});
 
   // Starts the close handshake (RFC 6455 §7.1.2): sends a close frame with
