@@ -119,7 +119,12 @@ struct service::impl {
 void service::impl::setup_metrics() {
   auto* s = this;
   metrics.add_gauge("switchboard_connections", "WebSocket connections open",
-                    [s] { return static_cast<double>(s->srv->connections()); });
+                    [s] {
+                      // One-channel SSE streams are server connections too
+                      // (sse_peer.hpp); they count in switchboard_sse_streams.
+                      return static_cast<double>(s->srv->connections() -
+                                                 s->transports->server_streams());
+                    });
   metrics.add_gauge("switchboard_subscriptions", "Channel subscriptions",
                     [s] { return static_cast<double>(s->hub_->subscriptions()); });
   metrics.add_gauge("switchboard_channels", "Channels with state (subscribers or history)",
@@ -384,7 +389,7 @@ std::string service::impl::node_json() const {
   };
   field("uptime", (mono_ms() - started_ms) / 1000);
   field("time_ms", static_cast<std::uint64_t>(wall_ms()));
-  field("connections", srv->connections());
+  field("connections", srv->connections() - transports->server_streams());
   field("users", sessions_->users());
   field("subscriptions", hub_->subscriptions());
   field("channels", broker_->channel_count());
