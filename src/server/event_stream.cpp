@@ -97,6 +97,11 @@ void websocket::start_event_stream(const http_response& head) {
   if (behavior_->on_open) behavior_->on_open(*this);
 }
 
+void websocket::note_stream_write() noexcept {
+  // As now_ms(), from the loop's cached clock (inline here: once per delivery).
+  last_receive_ = static_cast<std::uint32_t>(ctx_->loop().now().time_since_epoch().count());
+}
+
 send_status websocket::send_chunk(std::string_view payload) {
   if (state_ != state::open) return send_status::dropped;
   // Why: an empty chunk is the last chunk; it would end the body.
@@ -104,20 +109,20 @@ send_status websocket::send_chunk(std::string_view payload) {
   if (over_backpressure()) return send_status::dropped;
   char line[24];
   const std::size_t n = chunk_size_line(line, payload.size());
-  stream_wrote_ = true;
+  note_stream_write();
   return from_net(
       stream_.send({bytes_of({line, n}), bytes_of(payload), bytes_of("\r\n")}));
 }
 
 send_status websocket::write_chunk_admitted(const net::staged_bytes& chunk) {
-  stream_wrote_ = true;
+  note_stream_write();
   return from_net(stream_.send(chunk));
 }
 
 send_status websocket::write_chunk_admitted(std::string_view payload) {
   char line[24];
   const std::size_t n = chunk_size_line(line, payload.size());
-  stream_wrote_ = true;
+  note_stream_write();
   return from_net(
       stream_.send({bytes_of({line, n}), bytes_of(payload), bytes_of("\r\n")}));
 }
@@ -155,10 +160,16 @@ void websocket::on_event_stream_timer() {
     linger(true);
     return;
   }
-  // Open: a heartbeat after a whole period without a write.
-  if (!stream_wrote_) ping(behavior_->event_stream_comment);
-  stream_wrote_ = false;
-  schedule_heartbeat();
+  // Open: a heartbeat once a whole period passed without a write; else
+  // wake up when it would have.
+  const auto period = static_cast<std::uint32_t>(behavior_->event_stream_heartbeat.count());
+  std::uint32_t silent = now_ms() - last_receive_;
+  if (silent >= period) {
+    ping(behavior_->event_stream_comment);
+    if (state_ != state::open) return;  // closed for backpressure
+    silent = 0;
+  }
+  ctx_->loop().timers().schedule(timer_, std::chrono::milliseconds{period - silent});
 }
 
 void websocket::schedule_heartbeat() {

@@ -9,6 +9,7 @@
 // shutdown.
 #include <atomic>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -261,6 +262,28 @@ TEST_F(event_stream_test, AQuietStreamGetsHeartbeatComments) {
   EXPECT_EQ(c.read_chunk(), ":\n\n");
   EXPECT_EQ(c.read_chunk(), ":\n\n");
   EXPECT_TRUE(seen.codes().empty());
+}
+
+TEST_F(event_stream_test, WritesPostponeTheHeartbeat) {
+  observed seen;
+  setup_options o;
+  o.heartbeat = 400ms;
+  running_server srv(test_options(), [&](server& s) { add_event_stream(s, seen, o); });
+  http_client c(srv.port());
+  ASSERT_TRUE(c.send(http_request_text("GET", "/events")));
+  ASSERT_EQ(c.read_head().status, 200);
+  ASSERT_TRUE(wait_until([&] { return seen.ids().size() == 1; }));
+  // Writes every 20 ms for 600 ms: never 400 ms of silence, so no comment.
+  std::vector<std::string> sent;
+  for (int i = 0; i < 30; ++i) {
+    sent.push_back(numbered("data: ", i) + "\n\n");
+    srv.get().send(seen.ids()[0], sent.back(), protocol::opcode::text);
+    std::this_thread::sleep_for(20ms);
+  }
+  const auto got = read_chunks(c, sent.size());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, sent);
+  EXPECT_EQ(c.read_chunk(), ":\n\n") << "then silence: the heartbeat";
 }
 
 TEST_F(event_stream_test, TheHeartbeatCommentIsTheEndpoints) {

@@ -60,9 +60,8 @@ struct SWITCHBOARD_SERVER_EXPORT ws_behavior {
   std::function<void(websocket& ws, std::uint16_t code, std::string_view reason)> on_close;
 
   // Event-stream connections of this endpoint (http_response::
-  // open_event_stream): a heartbeat comment chunk (":\n\n") after this much
-  // silence (nothing written for at least one and at most two periods; what
-  // ping() sends on such a connection). 0: none. WebSocket connections
+  // open_event_stream): a heartbeat comment chunk (what ping() sends on such
+  // a connection) after this much time without a write. 0: none. WebSocket connections
   // ignore it (their keepalive is server_options::ping_interval).
   std::chrono::milliseconds event_stream_heartbeat{0};
   // The heartbeat's comment text: the chunk is ":" + this + "\n\n".

@@ -220,6 +220,9 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   void on_event_stream_data();
   void on_event_stream_timer();
   void schedule_heartbeat();
+  // An event stream holds the loop time of its last write in last_receive_
+  // (its client sends nothing): the heartbeat's silence is measured from it.
+  void note_stream_write() noexcept;
 
   // http_exchange.cpp: plain HTTP requests, keep-alive, pipelining, streams.
   void on_handshake_data(std::span<std::byte> data);
@@ -328,7 +331,6 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   bool deflate_takeover_ : 1 = false;  // we keep our compression context: dedicated deflater
   bool inflate_takeover_ : 1 = false;  // the client keeps its context: dedicated inflater
   bool event_stream_ : 1 = false;   // open as an event stream (event_stream.cpp)
-  bool stream_wrote_ : 1 = false;   // event stream: bytes written since the heartbeat timer
   std::uint8_t deflate_window_ : 4 = 15;  // our agreed window, 9-15
   std::uint8_t inflate_window_ : 4 = 15;  // the client's agreed window, 9-15
 };
