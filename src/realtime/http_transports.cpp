@@ -195,19 +195,36 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
       return;
     }
   }
-  if (q.channels.size() == 1 &&
-      open_server_stream(req, res, q.channels[0], since.empty() ? channel_position{} : since[0])) {
-    return;
+  // A stream of one channel runs on a server connection (sse_peer.hpp) when
+  // the request can become one; admitted once, whichever path takes it.
+  connection_state admitted;
+  const bool one = q.channels.size() == 1 && stream_endpoint_ != nullptr;
+  if (one) {
+    if (!admit(req, res, admitted, {})) return;
+    // A stream cannot send `connect`: without a token in the request it is
+    // anonymous or nothing.
+    if (admitted.needs_connect) {
+      sessions_.unadmit(admitted);
+      json_error(res, 401, make_failure(errors::token_required).message);
+      return;
+    }
+    if (open_server_stream(res, admitted, q.channels[0],
+                           since.empty() ? channel_position{} : since[0])) {
+      return;
+    }
   }
   auto peer = std::make_shared<sse_stream>(sessions_, hub_, config_, std::move(q.channels),
                                            std::move(since));
-  if (!admit(req, res, peer->state(), {})) return;
-  // A stream cannot send `connect`: without a token in the request it is
-  // anonymous or nothing.
-  if (peer->state().needs_connect) {
-    sessions_.unadmit(peer->state());
-    json_error(res, 401, make_failure(errors::token_required).message);
-    return;
+  if (one) {
+    peer->state() = std::move(admitted);
+    peer->state().is_http = true;  // as http_peer's constructor made it
+  } else {
+    if (!admit(req, res, peer->state(), {})) return;
+    if (peer->state().needs_connect) {
+      sessions_.unadmit(peer->state());
+      json_error(res, 401, make_failure(errors::token_required).message);
+      return;
+    }
   }
   opened_.with("sse").inc();
   std::weak_ptr<sse_stream> weak = peer;
@@ -257,27 +274,13 @@ std::uint64_t key_of(server::connection_id id) {
 
 }  // namespace
 
-bool http_transports::open_server_stream(const server::http_request& req,
-                                         server::http_response& res, std::string& channel,
-                                         const channel_position& since) {
-  if (stream_endpoint_ == nullptr) return false;
-  connection_state conn;
-  if (!admit(req, res, conn, {})) return true;
-  // As the sse_stream path: a stream cannot send `connect`.
-  if (conn.needs_connect) {
-    sessions_.unadmit(conn);
-    json_error(res, 401, make_failure(errors::token_required).message);
-    return true;
-  }
+bool http_transports::open_server_stream(server::http_response& res, connection_state& conn,
+                                         std::string& channel, const channel_position& since) {
   // The connect hook at open answers later: a deferred answer, which only
   // the sse_stream path gives.
-  server::websocket* ws =
-      sessions_.asks_connect_hook_at_open(conn) ? nullptr : res.open_event_stream(*stream_endpoint_);
-  if (ws == nullptr) {
-    // Why undo: the sse_stream path admits the request again.
-    sessions_.unadmit(conn);
-    return false;
-  }
+  if (sessions_.asks_connect_hook_at_open(conn)) return false;
+  server::websocket* ws = res.open_event_stream(*stream_endpoint_);
+  if (ws == nullptr) return false;
   conn.form = push_form::sse;
   ws->data<connection_state>() = std::move(conn);
   t_pending_stream.channel = std::move(channel);

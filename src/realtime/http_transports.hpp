@@ -74,10 +74,11 @@ class http_transports {
 
  private:
   void handle_sse(const server::http_request& req, server::http_response& res);
-  // GET /sse of one channel on a server connection (sse_peer.hpp): true if
-  // answered (opened, or refused by admission); false: the request cannot
-  // become a server stream, take the sse_stream path.
-  bool open_server_stream(const server::http_request& req, server::http_response& res,
+  // GET /sse of one channel on a server connection (sse_peer.hpp), `conn`
+  // admitted: true if opened (`conn` moved into the connection); false: the
+  // request cannot become one (the connect hook at open, HEAD, HTTP/1.0, a
+  // request pipelined behind): `conn` is left for the sse_stream path.
+  bool open_server_stream(server::http_response& res, connection_state& conn,
                           std::string& channel, const channel_position& since);
   // The event-stream endpoint's callbacks.
   void server_stream_opened(server::websocket& ws);

@@ -163,6 +163,7 @@ void websocket::on_event_stream_timer() {
   // Open: a heartbeat once a whole period passed without a write; else
   // wake up when it would have.
   const auto period = static_cast<std::uint32_t>(behavior_->event_stream_heartbeat.count());
+  if (period == 0) return;  // no heartbeat (the timer is not armed for one)
   std::uint32_t silent = now_ms() - last_receive_;
   if (silent >= period) {
     ping(behavior_->event_stream_comment);

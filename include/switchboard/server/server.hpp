@@ -206,7 +206,8 @@ class SWITCHBOARD_SERVER_EXPORT server {
   // all zero before listen().
   server_statistics statistics() const noexcept;
 
-  // WebSocket connections open now (upgraded or upgrading), server-wide.
+  // WebSocket connections open now (upgraded or upgrading), server-wide,
+  // event-stream connections (http_response::open_event_stream) included.
   std::size_t connections() const noexcept;
   const server_options& options() const noexcept;
 
