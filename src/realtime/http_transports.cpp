@@ -6,12 +6,15 @@
 
 #include <algorithm>
 #include <random>
+#include <unordered_map>
 
 #include "command_batch.hpp"
 #include "event_id.hpp"
 #include "http_session.hpp"
 #include "json.hpp"
+#include "sse_peer.hpp"
 #include "sse_stream.hpp"
+#include "sse_wire.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -101,6 +104,20 @@ void http_transports::install(server::server& srv) {
       if (res.status() >= 400) http_errors_.with(std::to_string(res.status())).inc();
     };
   };
+  // One-channel streams run on server connections (sse_peer.hpp): the
+  // session state lives in the connection's user data, as for /ws.
+  server::ws_behavior b;
+  b.with_user_data<connection_state>();
+  b.event_stream_heartbeat = to_ms(config_.sse_heartbeat);
+  b.event_stream_comment.assign(k_sse_heartbeat.substr(1, k_sse_heartbeat.size() - 3));
+  b.on_open = [this](server::websocket& ws) { server_stream_opened(ws); };
+  b.on_closing = [this](server::websocket& ws, std::uint16_t code, std::string_view reason) {
+    server_stream_closing(ws, code, reason);
+  };
+  b.on_close = [this](server::websocket& ws, std::uint16_t code, std::string_view) {
+    server_stream_closed(ws, code);
+  };
+  stream_endpoint_ = &srv.event_stream_endpoint(std::move(b));
   srv.http("GET", "/sse", counted(&http_transports::handle_sse));
   srv.http("POST", "/rt/session", counted(&http_transports::open_session));
   // The session's own paths carry its id: the router matches exact paths,
@@ -123,7 +140,7 @@ bool http_transports::admit(const server::http_request& req, server::http_respon
   // max_connections counts streams and sessions like WebSocket connections
   // (the server itself counts only upgraded ones).
   if (config_.max_connections > 0 &&
-      srv_->connections() + sse_streams() + http_sessions() >= config_.max_connections) {
+      srv_->connections() + legacy_streams() + http_sessions() >= config_.max_connections) {
     json_error(res, 503, "too many connections (server.max_connections)");
     return false;
   }
@@ -140,7 +157,9 @@ bool http_transports::admit(const server::http_request& req, server::http_respon
   return true;
 }
 
-std::size_t http_transports::sse_streams() const {
+std::size_t http_transports::sse_streams() const { return legacy_streams() + server_streams(); }
+
+std::size_t http_transports::legacy_streams() const {
   std::lock_guard lock(mutex_);
   return streams_.size();
 }
@@ -176,15 +195,36 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
       return;
     }
   }
+  // A stream of one channel runs on a server connection (sse_peer.hpp) when
+  // the request can become one; admitted once, whichever path takes it.
+  connection_state admitted;
+  const bool one = q.channels.size() == 1 && stream_endpoint_ != nullptr;
+  if (one) {
+    if (!admit(req, res, admitted, {})) return;
+    // A stream cannot send `connect`: without a token in the request it is
+    // anonymous or nothing.
+    if (admitted.needs_connect) {
+      sessions_.unadmit(admitted);
+      json_error(res, 401, make_failure(errors::token_required).message);
+      return;
+    }
+    if (open_server_stream(res, admitted, q.channels[0],
+                           since.empty() ? channel_position{} : since[0])) {
+      return;
+    }
+  }
   auto peer = std::make_shared<sse_stream>(sessions_, hub_, config_, std::move(q.channels),
                                            std::move(since));
-  if (!admit(req, res, peer->state(), {})) return;
-  // A stream cannot send `connect`: without a token in the request it is
-  // anonymous or nothing.
-  if (peer->state().needs_connect) {
-    sessions_.unadmit(peer->state());
-    json_error(res, 401, make_failure(errors::token_required).message);
-    return;
+  if (one) {
+    peer->state() = std::move(admitted);
+    peer->state().is_http = true;  // as http_peer's constructor made it
+  } else {
+    if (!admit(req, res, peer->state(), {})) return;
+    if (peer->state().needs_connect) {
+      sessions_.unadmit(peer->state());
+      json_error(res, 401, make_failure(errors::token_required).message);
+      return;
+    }
   }
   opened_.with("sse").inc();
   std::weak_ptr<sse_stream> weak = peer;
@@ -209,6 +249,93 @@ void http_transports::handle_sse(const server::http_request& req, server::http_r
   sse_headers(res);
   // No on_close: the peer's tick() sees the stream end (is_open()).
   peer->begin(res.stream(), jittered_retry_ms(config_.sse_retry));
+}
+
+namespace {
+
+// What handle_sse hands to the stream's on_open: the server runs on_open on
+// the handler's thread right after the handler returns, with nothing in
+// between (server::http_response::open_event_stream), so one slot per
+// thread carries it and no stream holds the channel name or `since` after.
+struct pending_server_stream {
+  std::string channel;
+  channel_position since;
+  std::uint64_t retry_ms = 0;
+};
+thread_local pending_server_stream t_pending_stream;
+
+// The reason close() gave, from on_closing to on_close (later, on the same
+// loop thread), by connection: the disconnect hook and event carry it.
+thread_local std::unordered_map<std::uint64_t, std::string> t_close_reasons;
+
+std::uint64_t key_of(server::connection_id id) {
+  return (static_cast<std::uint64_t>(id.slot) << 32) | id.generation;
+}
+
+}  // namespace
+
+bool http_transports::open_server_stream(server::http_response& res, connection_state& conn,
+                                         std::string& channel, const channel_position& since) {
+  // The connect hook at open answers later: a deferred answer, which only
+  // the sse_stream path gives.
+  if (sessions_.asks_connect_hook_at_open(conn)) return false;
+  server::websocket* ws = res.open_event_stream(*stream_endpoint_);
+  if (ws == nullptr) return false;
+  conn.form = push_form::sse;
+  ws->data<connection_state>() = std::move(conn);
+  t_pending_stream.channel = std::move(channel);
+  t_pending_stream.since = since;
+  t_pending_stream.retry_ms = jittered_retry_ms(config_.sse_retry);
+  opened_.with("sse").inc();
+  sse_headers(res);
+  return true;
+}
+
+void http_transports::server_stream_opened(server::websocket& ws) {
+  pending_server_stream o = std::move(t_pending_stream);
+  t_pending_stream = {};
+  auto& conn = ws.data<connection_state>();
+  conn.id = ws.id();
+  server_streams_.fetch_add(1, std::memory_order_relaxed);
+  sse_ws_peer p(ws, *srv_, hub_);
+  sessions_.open(p);
+  std::string retry = "retry: ";
+  append_uint(retry, o.retry_ms);
+  retry.append("\n\n");
+  ws.send(retry, protocol::opcode::text);
+  if (!ws.is_open()) return;
+  sessions_.handle(p, sse_ws_peer::subscribe_command(o.channel, o.since));
+}
+
+void http_transports::server_stream_closing(server::websocket& ws, std::uint16_t code,
+                                            std::string_view reason) {
+  std::string event;
+  if (draining_.load(std::memory_order_acquire)) {
+    // As sse_stream::drain(): the client comes back (elsewhere).
+    append_sse_event(event, "reconnect", {}, "{\"reason\":\"server shutting down\"}");
+  } else {
+    std::string data;
+    close_push(data, code, reason);
+    append_sse_event(event, "close", {}, data);
+  }
+  ws.send(event, protocol::opcode::text);
+  t_close_reasons[key_of(ws.id())].assign(reason);
+}
+
+void http_transports::server_stream_closed(server::websocket& ws, std::uint16_t code) {
+  std::string reason;
+  if (const auto it = t_close_reasons.find(key_of(ws.id())); it != t_close_reasons.end()) {
+    reason = std::move(it->second);
+    t_close_reasons.erase(it);
+  }
+  if (code == 1006) {
+    // The client went away (as sse_stream::tick() reports it).
+    code = 1001;
+    reason.assign("the client closed the stream");
+  }
+  sse_ws_peer p(ws, *srv_, hub_);
+  sessions_.closed(p, code, reason);
+  server_streams_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void http_transports::open_session(const server::http_request& req, server::http_response& res) {

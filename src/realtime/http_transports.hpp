@@ -23,6 +23,7 @@
 #include <switchboard/realtime/config.hpp>
 #include <switchboard/server/server.hpp>
 
+#include "event_id.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
 #include "session.hpp"
@@ -50,6 +51,12 @@ class http_transports {
 
   std::size_t sse_streams() const;
   std::size_t http_sessions() const;
+  // The GET /sse streams of one channel that run on server connections
+  // (sse_peer.hpp): counted in sse_streams(), and by the server as
+  // connections (server::connections() includes them).
+  std::size_t server_streams() const noexcept {
+    return server_streams_.load(std::memory_order_relaxed);
+  }
 
   // Sessions across nodes (session_forward.hpp, session_forward.cpp). This
   // node's id, which its session ids name, and the broker listens under;
@@ -67,6 +74,17 @@ class http_transports {
 
  private:
   void handle_sse(const server::http_request& req, server::http_response& res);
+  // GET /sse of one channel on a server connection (sse_peer.hpp), `conn`
+  // admitted: true if opened (`conn` moved into the connection); false: the
+  // request cannot become one (the connect hook at open, HEAD, HTTP/1.0, a
+  // request pipelined behind): `conn` is left for the sse_stream path.
+  bool open_server_stream(server::http_response& res, connection_state& conn,
+                          std::string& channel, const channel_position& since);
+  // The event-stream endpoint's callbacks.
+  void server_stream_opened(server::websocket& ws);
+  void server_stream_closing(server::websocket& ws, std::uint16_t code, std::string_view reason);
+  void server_stream_closed(server::websocket& ws, std::uint16_t code);
+  std::size_t legacy_streams() const;
   void open_session(const server::http_request& req, server::http_response& res);
   void session_route(const server::http_request& req, server::http_response& res);
   // 503 when off, draining or full; the /ws status for a refused client.
@@ -112,6 +130,8 @@ class http_transports {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<http_session>> sessions_by_id_;
   std::vector<std::shared_ptr<sse_stream>> streams_;
+  const server::ws_behavior* stream_endpoint_ = nullptr;  // set by install()
+  std::atomic<std::size_t> server_streams_{0};
 
   std::string node_id_;
   counter_family* forwards_counter_ = nullptr;

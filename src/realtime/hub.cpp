@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "channel.hpp"
+#include "sse_wire.hpp"
 #include "wire.hpp"
 
 namespace switchboard::realtime::detail {
@@ -47,11 +48,11 @@ const std::string& hub::topic_for(const local_channel& ch, push_form form) {
 
 const std::string& hub::topic_for(const std::string& topic, push_form form) {
   if (form == push_form::full) return topic;
-  thread_local std::string compact;
-  compact.clear();
-  compact.push_back('~');
-  compact.append(topic);
-  return compact;
+  thread_local std::string marked;
+  marked.clear();
+  marked.push_back(form == push_form::compact ? '~' : '!');
+  marked.append(topic);
+  return marked;
 }
 
 local_channel& hub::join(std::string_view name, const namespace_options& ns, push_form form) {
@@ -173,13 +174,14 @@ void hub::on_publication(std::string_view channel, std::string_view epoch, std::
   // Each form somebody on this node reads is built once here (the full one
   // also when nobody reads either, as before compact pushes existed).
   const bool compact = form_subscriptions_[1].load() != 0;
-  const bool full = !compact || form_subscriptions_[0].load() != 0;
+  const bool sse = form_subscriptions_[2].load() != 0;
+  const bool full = (!compact && !sse) || form_subscriptions_[0].load() != 0;
   // One relaxed load when no HTTP peer listens (the WebSocket path pays nothing more).
   const bool http = http_count_.load(std::memory_order_relaxed) != 0;
   topic.assign(channel);
   topic.push_back('#');
   topic.append(epoch);
-  if (full || http) publication_push(push, channel, epoch, offset, tail);
+  if (full || http || sse) publication_push(push, channel, epoch, offset, tail);
   if (full) {
     srv_.publish(topic, push, protocol::opcode::text, offset, server::publish_delivery::queued);
   }
@@ -188,6 +190,15 @@ void hub::on_publication(std::string_view channel, std::string_view epoch, std::
     thread_local std::string compact_push;
     compact_publication_push(compact_push, channel, offset, tail);
     srv_.publish(topic_for(topic, push_form::compact), compact_push, protocol::opcode::text, offset,
+                 server::publish_delivery::queued);
+  }
+  if (sse) {
+    // One-channel SSE streams (sse_peer.hpp): the whole event, the same
+    // bytes for each, framed once per loop as an HTTP chunk by the server.
+    thread_local std::string event;
+    event.clear();
+    append_sse_publication(event, epoch, offset, push);
+    srv_.publish(topic_for(topic, push_form::sse), event, protocol::opcode::text, offset,
                  server::publish_delivery::queued);
   }
 }
@@ -226,6 +237,12 @@ void hub::tick_presence(std::uint64_t now_ms) {
           // Compact subscribers get the same presence push, on their topic.
           if (form_subscriptions_[1].load() != 0) {
             srv_.publish(topic_for(topic, push_form::compact), push, protocol::opcode::text, 0,
+                         server::publish_delivery::queued);
+          }
+          if (form_subscriptions_[2].load() != 0) {
+            std::string event;
+            append_sse_event(event, "presence", {}, push);
+            srv_.publish(topic_for(topic, push_form::sse), event, protocol::opcode::text, 0,
                          server::publish_delivery::queued);
           }
           if (http_count_.load(std::memory_order_relaxed) != 0) {

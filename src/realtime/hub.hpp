@@ -99,7 +99,8 @@ class hub final : public broker_events {
                       push_form form = push_form::full);
   void leave(local_channel& ch, push_form form = push_form::full);
   // The server topic a subscriber of `form` joins for the channel's topic
-  // (ch.topic for full; "~" + it for compact: '~' is in no channel name).
+  // (ch.topic for full; "~" + it for compact, "!" + it for sse: neither is
+  // in any channel name).
   // The compact one is built in a thread-local buffer, valid until the
   // thread's next call.
   static const std::string& topic_for(const std::string& topic, push_form form);
@@ -254,7 +255,7 @@ class hub final : public broker_events {
   // is built and published in the forms somebody on this node reads (a
   // node-wide count: a channel read only in one form on a node that has both
   // is built and framed twice, once per loop, never per subscriber).
-  std::atomic<std::size_t> form_subscriptions_[2] = {0, 0};
+  std::atomic<std::size_t> form_subscriptions_[3] = {0, 0, 0};
   presence_batcher presence_{k_presence_count_interval_ms};
   std::atomic<std::uint64_t> presence_pushes_{0};
   std::function<void(std::string_view)> control_;

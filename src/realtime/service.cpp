@@ -54,6 +54,11 @@ using namespace detail;
 namespace {
 // Channels a node lists in its statistics (info's top_channels).
 constexpr std::size_t k_node_top_channels = 100;
+// WebSocket connections: the server's, less the one-channel SSE streams it
+// also holds (sse_peer.hpp). Two counters read apart: never below zero.
+std::size_t websocket_connections(std::size_t server, std::size_t sse) {
+  return server > sse ? server - sse : 0;
+}
 }  // namespace
 
 struct service::impl {
@@ -119,7 +124,12 @@ struct service::impl {
 void service::impl::setup_metrics() {
   auto* s = this;
   metrics.add_gauge("switchboard_connections", "WebSocket connections open",
-                    [s] { return static_cast<double>(s->srv->connections()); });
+                    [s] {
+                      // One-channel SSE streams are server connections too
+                      // (sse_peer.hpp); they count in switchboard_sse_streams.
+                      return static_cast<double>(
+                          websocket_connections(s->srv->connections(), s->transports->server_streams()));
+                    });
   metrics.add_gauge("switchboard_subscriptions", "Channel subscriptions",
                     [s] { return static_cast<double>(s->hub_->subscriptions()); });
   metrics.add_gauge("switchboard_channels", "Channels with state (subscribers or history)",
@@ -384,7 +394,7 @@ std::string service::impl::node_json() const {
   };
   field("uptime", (mono_ms() - started_ms) / 1000);
   field("time_ms", static_cast<std::uint64_t>(wall_ms()));
-  field("connections", srv->connections());
+  field("connections", websocket_connections(srv->connections(), transports->server_streams()));
   field("users", sessions_->users());
   field("subscriptions", hub_->subscriptions());
   field("channels", broker_->channel_count());

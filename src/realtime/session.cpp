@@ -25,6 +25,7 @@
 #include "http_peer.hpp"
 #include "json.hpp"
 #include "origin.hpp"
+#include "sse_peer.hpp"
 #include "support.hpp"
 #include "wire.hpp"
 
@@ -123,6 +124,11 @@ void peer_ref::run(net::unique_function<void(peer*)> f) const {
     srv_->dispatch(id_, [f = std::move(f), srv = srv_, h = hub_](server::websocket* w) mutable {
       if (!w) {
         f(nullptr);
+        return;
+      }
+      if (w->event_stream()) {  // a one-channel GET /sse (sse_peer.hpp)
+        sse_ws_peer p(*w, *srv, *h);
+        f(&p);
         return;
       }
       ws_peer p(*w, *srv, *h);
@@ -258,7 +264,10 @@ void sessions::tick() {
   for (const auto& [c, exp] : refresh) {
     refresh_push(push, exp);
     if (!c.is_http) {
-      srv_->send(c.id, push, protocol::opcode::text);
+      // Through the peer: an SSE stream's push is an event, not the text.
+      peer_ref::websocket(*srv_, c.id, hub_).run([push = push](peer* p) {
+        if (p) p->send(push);
+      });
     } else if (auto h = c.http.lock()) {
       send_http_peer(*h, push);
     }

@@ -69,6 +69,17 @@ class channel_list {
   channel_list() = default;
   channel_list(const channel_list&) = delete;
   channel_list& operator=(const channel_list&) = delete;
+  // Moves (a GET /sse stream's state admitted before it has a connection:
+  // http_transports.cpp) take the list; the source is left empty.
+  channel_list(channel_list&& o) noexcept : one_(o.one_) { o.one_ = nullptr; }
+  channel_list& operator=(channel_list&& o) noexcept {
+    if (this != &o) {
+      delete many();
+      one_ = o.one_;
+      o.one_ = nullptr;
+    }
+    return *this;
+  }
   ~channel_list() { delete many(); }
 
   bool empty() const noexcept { return one_ == nullptr; }

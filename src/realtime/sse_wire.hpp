@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -49,6 +50,21 @@ inline void append_sse_event(std::string& out, std::string_view event, std::stri
     data.remove_prefix(n + 1);
   }
   out.append("\n\n");
+}
+
+// The `publication` event of a one-channel stream: id EPOCH:OFFSET (the /sse
+// id of one position, event_id.hpp), `push` the full publication push. The
+// same bytes for every such stream of the channel (sse_peer.hpp).
+inline void append_sse_publication(std::string& out, std::string_view epoch, std::uint64_t offset,
+                                   std::string_view push) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, offset).ptr;
+  std::string id;
+  id.reserve(epoch.size() + 1 + static_cast<std::size_t>(end - digits));
+  id.append(epoch);
+  id.push_back(':');
+  id.append(digits, end);
+  append_sse_event(out, "publication", id, push);
 }
 
 // The heartbeat: a comment line, which EventSource ignores.

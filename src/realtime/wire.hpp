@@ -122,8 +122,10 @@ inline constexpr std::string_view k_subprotocol = "switchboard.v1";
 // "Compact pushes"): a client that offers it first gets them.
 inline constexpr std::string_view k_subprotocol_compact = "switchboard.v1.compact";
 
-// The envelope a /ws connection gets its publications in (its subprotocol).
-enum class push_form : std::uint8_t { full = 0, compact = 1 };
+// The envelope a /ws connection gets its publications in (its subprotocol);
+// sse: a one-channel GET /sse stream on a server connection (sse_peer.hpp),
+// whose publications are whole SSE events (the full push inside).
+enum class push_form : std::uint8_t { full = 0, compact = 1, sse = 2 };
 
 // --- replies ---------------------------------------------------------------
 

@@ -129,7 +129,7 @@ bool append_compact_publications(std::string& out, std::string_view list) {
 }
 
 void append_publications(std::string& out, std::string_view list, push_form form) {
-  if (form == push_form::full || !append_compact_publications(out, list)) out.append(list);
+  if (form != push_form::compact || !append_compact_publications(out, list)) out.append(list);
 }
 
 void compact_publication_push(std::string& out, std::string_view channel, std::uint64_t offset,

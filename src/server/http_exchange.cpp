@@ -385,6 +385,7 @@ void websocket::serve_request() {
     if (response.stream_) detail::loop_context::finish_stream(*response.stream_);
     return;
   }
+  if (response.event_stream_) return start_event_stream(response);  // event_stream.cpp
   detail::http_answer& mine = hs.answers.back();  // `a` (deque references stay valid)
   if (response.stream_) {
     start_answer_stream(mine, response, std::move(response.stream_));

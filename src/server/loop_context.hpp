@@ -167,6 +167,10 @@ struct topic {
   // Subscribers that negotiated permessage-deflate: while there are any,
   // publications are written at once (compressed per window), not batched.
   std::uint32_t deflate_subscribers = 0;
+  // Event-stream subscribers (event_stream.cpp): they take a publication as
+  // an HTTP chunk, framed once per loop; while there are any, publications
+  // are written at once too. (In the padding after deflate_subscribers.)
+  std::uint32_t chunk_subscribers = 0;
 };
 
 // One publication held in a topic batch: its frame's length (the frames lie
@@ -284,6 +288,9 @@ class loop_context {
   // once per (window, level).
   void deliver(std::string_view name, protocol::opcode op, std::string_view framed,
                std::size_t header_size, std::uint64_t sequence);
+  // Stages `payload` as one HTTP chunk (size line, bytes, CRLF) for the
+  // event-stream subscribers of a publication (event_stream.cpp).
+  net::staged_bytes stage_chunk(std::string_view payload);
   // Writes the held-back publications of the topic batch to its subscribers
   // now, if there is a batch and `ws` subscribes to its topic: called before
   // anything else is written to `ws`, so that it keeps its place after them.
@@ -371,6 +378,7 @@ class loop_context {
     bool is_staged;
   };
   std::vector<compressed_frame> publish_frames_;  // deliver()'s per-call cache
+  std::string chunk_buffer_;  // deliver_now(): a publication's chunk form, before it is staged
   struct topic_batch {
     topic* t = nullptr;  // the topic with publications held back; null: none
     net::staged_bytes staged;  // every frame of the batch, back to back
@@ -401,6 +409,8 @@ class server_core {
   protocol::http_limits limits;
   std::unordered_map<std::string, route, string_hash, std::equal_to<>> routes;
   std::size_t user_data_size = 0;  // the largest of the endpoints'
+  // server::event_stream_endpoint()'s behaviours (at no path).
+  std::vector<std::unique_ptr<ws_behavior>> event_stream_endpoints;
   std::unique_ptr<net::loop_group> group;
   std::vector<std::unique_ptr<loop_context>> contexts;
   std::unique_ptr<net::signal_watcher> signals;

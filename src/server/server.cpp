@@ -71,6 +71,13 @@ server& server::http(std::string method, std::string path, http_handler handler)
   return *this;
 }
 
+const ws_behavior& server::event_stream_endpoint(ws_behavior behavior) {
+  assert(!core_->group && "endpoints are fixed once listening");
+  if (behavior.user_data_size > core_->user_data_size) core_->user_data_size = behavior.user_data_size;
+  core_->event_stream_endpoints.push_back(std::make_unique<ws_behavior>(std::move(behavior)));
+  return *core_->event_stream_endpoints.back();
+}
+
 std::error_code server::listen() {
   detail::server_core& core = *core_;
   if (core.group) return {};

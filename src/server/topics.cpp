@@ -48,6 +48,7 @@ bool loop_context::subscribe(websocket& ws, std::string_view name, std::uint64_t
   ws.topics_.insert(t);
   t->subscribers.push_back({&ws, after});
   if (ws.deflate_) ++t->deflate_subscribers;
+  if (ws.event_stream_) ++t->chunk_subscribers;
   return true;
 }
 
@@ -121,6 +122,7 @@ bool loop_context::unsubscribe(websocket& ws, std::string_view name) {
   ws.topics_.erase(t);
   erase_one(t->subscribers, &ws);
   if (ws.deflate_) --t->deflate_subscribers;
+  if (ws.event_stream_) --t->chunk_subscribers;
   if (t->subscribers.empty()) topics_.erase(it);
   return true;
 }
@@ -131,6 +133,7 @@ void loop_context::unsubscribe_all(websocket& ws) noexcept {
   ws.topics_.for_each([&](topic* t) {
     erase_one(t->subscribers, &ws);
     if (ws.deflate_) --t->deflate_subscribers;
+    if (ws.event_stream_) --t->chunk_subscribers;
     if (t->subscribers.empty()) topics_.erase(topics_.find(*t->name));
   });
   ws.topics_.clear();
@@ -153,7 +156,8 @@ void loop_context::deliver(std::string_view name, protocol::opcode op, std::stri
   // Every subscriber's messages keep their order: a batch of another topic
   // goes out before this publication.
   if (batch_.t != nullptr && batch_.t != &t) flush_batch();
-  if (t.deflate_subscribers == 0 && framed.size() < net::tcp_stream::k_direct_write_min) {
+  if (t.deflate_subscribers == 0 && t.chunk_subscribers == 0 &&
+      framed.size() < net::tcp_stream::k_direct_write_min) {
     batch(t, framed, position, framed.size() - header_size);
     return;
   }
@@ -278,6 +282,8 @@ void loop_context::deliver_now(topic& t, protocol::opcode op, std::string_view f
   // the loop's shared deflater: no context, so any subscriber that agreed to
   // that window can take the same bytes (RFC 7692 §7.1.2.1).
   publish_frames_.clear();
+  net::staged_bytes chunk;  // event-stream subscribers' form, staged on first use
+  bool chunk_staged = false;
   auto compressed = [&](std::uint8_t bits, std::uint8_t level) -> compressed_frame& {
     for (auto& f : publish_frames_) {
       if (f.window_bits == bits && f.level == level) return f;
@@ -311,6 +317,22 @@ void loop_context::deliver_now(topic& t, protocol::opcode op, std::string_view f
     // Not open, or over its backpressure cap (counted; closed by the close
     // policy): nothing is framed, compressed or staged for it.
     if (!ws->admit_send()) continue;
+    if (ws->event_stream_) {
+      // One HTTP chunk (event_stream.cpp), staged once per loop and call.
+      if (payload.empty()) continue;  // an empty chunk would end the body
+      send_status status;
+      if (payload.size() >= net::tcp_stream::k_direct_write_min) {
+        status = ws->write_chunk_admitted(payload);
+      } else {
+        if (!chunk_staged) {
+          chunk = stage_chunk(payload);
+          chunk_staged = true;
+        }
+        status = ws->write_chunk_admitted(chunk);
+      }
+      if (status != send_status::dropped) ++sent;
+      continue;
+    }
     if (ws->wants_compression(payload.size())) {
       compressed_frame& f = compressed(ws->deflate_window_, ws->behavior_->compression.level);
       if (f.ok) {

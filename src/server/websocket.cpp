@@ -101,6 +101,7 @@ void websocket::on_data(net::transport&, std::span<std::byte> data) {
       break;
     case state::open:
     case state::closing:
+      if (event_stream_) return on_event_stream_data();
       on_frames({reinterpret_cast<char*>(data.data()), data.size()});
       break;
     case state::lingering:
@@ -326,8 +327,9 @@ void websocket::notify_close(std::uint16_t code, std::string_view reason) {
 send_status websocket::send(std::string_view payload, opcode op) {
   assert(op == opcode::text || op == opcode::binary);
   before_write();
-  const send_status status =
-      wants_compression(payload.size()) ? send_compressed(op, payload) : send_frame(op, payload);
+  const send_status status = event_stream_                      ? send_chunk(payload)
+                             : wants_compression(payload.size()) ? send_compressed(op, payload)
+                                                                 : send_frame(op, payload);
   if (status != send_status::dropped) ctx_->count_sent(1, payload.size());
   return status;
 }
@@ -373,6 +375,17 @@ bool websocket::over_backpressure() {
 
 send_status websocket::ping(std::string_view payload) {
   if (state_ != state::open) return send_status::dropped;
+  if (event_stream_) {
+    // An SSE comment line: ":" payload "\n\n" (ignored by EventSource).
+    char comment[protocol::k_max_control_payload + 3];
+    const std::size_t n = std::min(payload.size(), protocol::k_max_control_payload);
+    comment[0] = ':';
+    std::copy_n(payload.data(), n, comment + 1);
+    comment[n + 1] = '\n';
+    comment[n + 2] = '\n';
+    before_write();
+    return send_chunk({comment, n + 3});
+  }
   char frame[protocol::message_writer::max_frame_size(protocol::k_max_control_payload)];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_ping(frame, payload);
   before_write();
@@ -381,6 +394,7 @@ send_status websocket::ping(std::string_view payload) {
 
 void websocket::close(std::uint16_t code, std::string_view reason) {
   if (state_ != state::open) return;  // already closing or closed
+  if (event_stream_) return close_event_stream(code, reason);
   char frame[protocol::message_writer::k_max_close_frame_size];
   const std::size_t n = protocol::message_writer(protocol::role::server).write_close(frame, code, reason);
   before_write();
@@ -486,6 +500,7 @@ void websocket::on_timer() {
       drop_handshake(handshake_failure::handshake_timeout);
       return;
     case state::closing:
+      if (event_stream_) return on_event_stream_timer();
       terminate();  // the peer never answered our close frame
       return;
     case state::lingering:
@@ -504,6 +519,7 @@ void websocket::on_timer() {
     case state::closed:
       return;
     case state::open:
+      if (event_stream_) return on_event_stream_timer();
       break;
   }
   const std::uint32_t now = now_ms();

@@ -405,6 +405,38 @@ class Stream(SseCase):
         self.assertEqual(subs["chat:other"]["event"], "error")
         self.assertEqual(json.loads(subs["chat:other"]["data"])["code"], 403)
 
+    def test_one_channel_stream_ids_recovery_and_live_exactly_once(self):
+        """A stream of one channel (a server connection, sse_peer.hpp): its ids
+        are that channel's position; Last-Event-ID recovers what it missed
+        (the `subscribed` id is the position it resumes from), then live
+        publications follow, each once; it is no WebSocket connection."""
+        port = self.server.port
+        r = self.sse("/sse?channel=chat:one", auth())
+        _, subs = self.subscribed(r, 1)
+        s = json.loads(subs["chat:one"]["data"])
+        self.assertEqual(subs["chat:one"]["id"], "%s:%d" % (s["epoch"], s["offset"]))
+        o1 = publish(port, "chat:one", "x1")
+        e1 = r.events_until(lambda e: e.get("event") == "publication")[-1]
+        self.assertEqual(e1["id"], "%s:%d" % (s["epoch"], o1))
+        m = st.metric_samples(port)
+        self.assertEqual(m["switchboard_connections"], 0)
+        self.assertGreaterEqual(m["switchboard_sse_streams"], 1)
+        r.close()
+        missed = [publish(port, "chat:one", d) for d in ("x2", "x3")]
+        r2 = self.sse("/sse?channel=chat:one", dict(auth(), **{"Last-Event-ID": e1["id"]}))
+        _, subs = self.subscribed(r2, 1)
+        self.assertIs(json.loads(subs["chat:one"]["data"])["recovered"], True)
+        self.assertEqual(subs["chat:one"]["id"], e1["id"])
+        got = []
+        for _ in missed:
+            e = r2.events_until(lambda e: e.get("event") == "publication")[-1]
+            got.append((e["id"], json.loads(e["data"])["data"]))
+        self.assertEqual(got, [("%s:%d" % (s["epoch"], o), d) for o, d in zip(missed, ("x2", "x3"))])
+        o4 = publish(port, "chat:one", "x4")
+        e = r2.events_until(lambda e: e.get("event") == "publication")[-1]
+        self.assertEqual((e["id"], json.loads(e["data"])["data"]), ("%s:%d" % (s["epoch"], o4), "x4"))
+        r2.quiet(0.3)  # nothing twice
+
     def test_metrics_count_streams_and_sessions(self):
         r = self.sse("/sse?channel=chat:m", auth())
         self.subscribed(r, 1)

@@ -12,6 +12,7 @@
 // upgrade_handle::accept/reject may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,20 @@ struct SWITCHBOARD_SERVER_EXPORT ws_behavior {
   // ours if we failed it, 1006 if TCP went away without a close frame. Called
   // once for every connection that reached on_open. Sends are dropped here.
   std::function<void(websocket& ws, std::uint16_t code, std::string_view reason)> on_close;
+
+  // Event-stream connections of this endpoint (http_response::
+  // open_event_stream): a heartbeat comment chunk (what ping() sends on such
+  // a connection) after this much time without a write. 0: none. WebSocket connections
+  // ignore it (their keepalive is server_options::ping_interval).
+  std::chrono::milliseconds event_stream_heartbeat{0};
+  // The heartbeat's comment text: the chunk is ":" + this + "\n\n".
+  std::string event_stream_comment;
+  // Event-stream connections only: close() has begun (called by the
+  // application, the server's shutdown, the backpressure policy, or bytes
+  // from the client) and the last chunk is not written yet: what this sends
+  // on `ws` goes out just before it (a final event). on_close follows as
+  // usual. It may run inside a topic fan-out: it must only send.
+  std::function<void(websocket& ws, std::uint16_t code, std::string_view reason)> on_closing;
 
   // permessage-deflate for this endpoint (compression.hpp): off by default.
   // Messages reach on_message / on_fragment inflated; send() compresses.

@@ -214,6 +214,33 @@ class SWITCHBOARD_SERVER_EXPORT http_response {
   http_stream stream(std::function<void()> on_close = {});
   bool streaming() const noexcept { return stream_ != nullptr; }
 
+  // Event-stream connection (Server-Sent Events on a connection of the
+  // server, as cheap as an idle WebSocket): turns this GET's connection into
+  // a long-lived connection of `endpoint` (server::event_stream_endpoint),
+  // in the same object and user-data space as an upgraded WebSocket. Returns
+  // that connection, its user data constructed (fill it now), or nullptr
+  // when this request cannot become one: a HEAD or HTTP/1.0 request, other
+  // requests of the connection still unanswered or already sent behind it,
+  // the server stopping, or max_connections reached (it counts such
+  // connections) — then answer the request as usual.
+  // When the handler returns, the server writes this response's status and
+  // headers with "Transfer-Encoding: chunked" (its body is not sent) and
+  // the connection is open: endpoint.on_open runs. Then, on the returned
+  // websocket: send(payload) writes `payload` (already formatted event
+  // bytes) as one HTTP chunk; subscribe() works, and publications reach it
+  // as one chunk each (framed once per loop, whatever the number of such
+  // subscribers); ping() and endpoint.event_stream_heartbeat write an SSE
+  // comment chunk; close(code, reason) runs endpoint.on_closing (a final
+  // event), ends the body with the last chunk after what is queued, then
+  // closes the connection, and on_close gets `code`. max_backpressure, max_outbound_memory and a graceful
+  // shutdown apply as to a WebSocket. The client sends nothing after its
+  // request: bytes that arrive anyway end the stream as close(1000) does;
+  // a client that goes away gives on_close 1006.
+  // REQUIRES: called during the handler (loop thread), on a response the
+  // server made, at most once, and not with defer() or stream().
+  websocket* open_event_stream(const ws_behavior& endpoint);
+  bool event_stream() const noexcept { return event_stream_; }
+
   void set_status(int status) noexcept { status_ = status; }
   int status() const noexcept { return status_; }
   // Adds a header. Returns false, adding nothing, if the name is not a token
@@ -249,6 +276,7 @@ class SWITCHBOARD_SERVER_EXPORT http_response {
   connection_id id_;
   std::uint32_t seq_ = 0;
   bool deferred_ = false;
+  bool event_stream_ = false;  // open_event_stream() succeeded
   std::shared_ptr<detail::stream_state> stream_;
 };
 

@@ -110,6 +110,13 @@ class SWITCHBOARD_SERVER_EXPORT server {
   // Adds a plain HTTP handler for `method` (case-sensitive, "GET") at `path`.
   // REQUIRES: before listen().
   server& http(std::string method, std::string path, http_handler handler);
+  // Registers the behaviour of event-stream connections: plain HTTP GETs a
+  // handler turns into long-lived connections of this server
+  // (http_response::open_event_stream). The endpoint is at no path; the
+  // returned reference lives as long as the server, and its user data is
+  // counted in the connections' inline space as a WebSocket endpoint's is.
+  // REQUIRES: before listen().
+  const ws_behavior& event_stream_endpoint(ws_behavior behavior);
 
   // Creates the loops and binds one listener per loop (SO_REUSEPORT when
   // threads > 1). Errors: a bad host (invalid_argument), bind/listen errors
@@ -199,7 +206,8 @@ class SWITCHBOARD_SERVER_EXPORT server {
   // all zero before listen().
   server_statistics statistics() const noexcept;
 
-  // WebSocket connections open now (upgraded or upgrading), server-wide.
+  // WebSocket connections open now (upgraded or upgrading), server-wide,
+  // event-stream connections (http_response::open_event_stream) included.
   std::size_t connections() const noexcept;
   const server_options& options() const noexcept;
 

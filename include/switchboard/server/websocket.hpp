@@ -113,6 +113,8 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   send_status send(std::string_view payload, protocol::opcode op = protocol::opcode::binary);
 
   // Sends a ping (RFC 6455 §5.5.2); payloads over 125 bytes are cut to 125.
+  // On an event-stream connection: the SSE comment ":" payload "\n\n" as
+  // one chunk instead (what the heartbeat sends).
   send_status ping(std::string_view payload = {});
 
   // Starts the close handshake (RFC 6455 §7.1.2): sends a close frame with
@@ -147,6 +149,9 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   std::size_t buffered_amount() const noexcept { return stream_.buffered_bytes(); }
   // True if permessage-deflate was negotiated for this connection.
   bool compressed() const noexcept { return deflate_; }
+  // True for an event-stream connection (http_response::open_event_stream):
+  // sends are HTTP chunks, not frames.
+  bool event_stream() const noexcept { return event_stream_; }
   // True if the connection runs over TLS (wss://).
   bool secure() const noexcept { return stream_.is_tls(); }
   // Heap bytes of this connection's own zlib state (dedicated mode; always 0
@@ -173,6 +178,7 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
  private:
   friend class detail::loop_context;
   friend class upgrade_request;
+  friend class http_response;
   enum class state : std::uint8_t {
     handshake,  // reading the request head
     upgrading,  // on_upgrade deferred its answer
@@ -202,6 +208,21 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   void start_open();
   void reject_upgrade(int status, std::string_view body);
   void respond_http(std::string_view response);
+
+  // event_stream.cpp: event-stream connections (http_response::open_event_stream).
+  // REQUIRES for all but the first: event_stream_.
+  bool begin_event_stream(const ws_behavior& endpoint, std::uint32_t seq);
+  void start_event_stream(const http_response& head);
+  send_status send_chunk(std::string_view payload);
+  send_status write_chunk_admitted(const net::staged_bytes& chunk);
+  send_status write_chunk_admitted(std::string_view payload);
+  void close_event_stream(std::uint16_t code, std::string_view reason);
+  void on_event_stream_data();
+  void on_event_stream_timer();
+  void schedule_heartbeat();
+  // An event stream holds the loop time of its last write in last_receive_
+  // (its client sends nothing): the heartbeat's silence is measured from it.
+  void note_stream_write() noexcept;
 
   // http_exchange.cpp: plain HTTP requests, keep-alive, pipelining, streams.
   void on_handshake_data(std::span<std::byte> data);
@@ -309,6 +330,7 @@ class SWITCHBOARD_SERVER_EXPORT websocket final : private net::transport_handler
   bool deflate_ : 1 = false;           // negotiated
   bool deflate_takeover_ : 1 = false;  // we keep our compression context: dedicated deflater
   bool inflate_takeover_ : 1 = false;  // the client keeps its context: dedicated inflater
+  bool event_stream_ : 1 = false;   // open as an event stream (event_stream.cpp)
   std::uint8_t deflate_window_ : 4 = 15;  // our agreed window, 9-15
   std::uint8_t inflate_window_ : 4 = 15;  // the client's agreed window, 9-15
 };
