@@ -146,11 +146,12 @@ void service::impl::setup_metrics() {
   metrics.add_counter_fn("switchboard_messages_received_total", "WebSocket messages received",
                          [s] { return s->srv->statistics().messages_received; });
   metrics.add_counter_fn("switchboard_messages_sent_total",
-                         "WebSocket messages sent (each delivery of a publication counts)",
+                         "WebSocket messages and one-channel SSE stream events sent (each delivery of a "
+                         "publication counts)",
                          [s] { return s->srv->statistics().messages_sent; });
   metrics.add_counter_fn("switchboard_bytes_received_total", "WebSocket payload bytes received",
                          [s] { return s->srv->statistics().bytes_received; });
-  metrics.add_counter_fn("switchboard_bytes_sent_total", "WebSocket payload bytes sent",
+  metrics.add_counter_fn("switchboard_bytes_sent_total", "WebSocket payload and one-channel SSE event bytes sent",
                          [s] { return s->srv->statistics().bytes_sent; });
   metrics.add_gauge("switchboard_outbound_bytes",
                     "Bytes queued for slow readers over all connections (limits.max_outbound_memory)",
