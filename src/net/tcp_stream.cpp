@@ -338,10 +338,12 @@ void tcp_stream::on_events(std::uint32_t events) {
   const std::span<std::byte> buffer = loop_->recv_buffer();
   const io_result result = read_some(fd_.get(), buffer);
   if (result.bytes > 0) {
-    // Nothing corked or refused: what on_data answers may skip the cork.
+    // Nothing written through the cork this iteration (so nothing for this
+    // stream either) and nothing refused: what on_data answers may skip the
+    // cork, if the handler writes nothing to anyone else meanwhile.
     event_loop::reply_window& replies = loop_->replies();
     assert(replies.owner == nullptr && replies.size == 0);
-    const bool own = write_cork::corked_bytes(*this) == 0 && !write_blocked();
+    const bool own = loop_->cork().idle() && !write_blocked();
     if (own) replies.owner = this;
     handler_->on_data(*this, buffer.first(result.bytes));
     // Destroyed or closed: close() dropped the replies and gave the window up.
@@ -353,14 +355,25 @@ void tcp_stream::on_events(std::uint32_t events) {
 }
 
 void tcp_stream::write_replies() {
+  if (!loop_->cork().idle()) {
+    // The handler wrote to other streams too (a publication, a fan-out): the
+    // replies go with those bytes in the flush, after them, as they always
+    // did; an answer never overtakes what was sent before it to others.
+    return spill_replies();
+  }
   event_loop::reply_window& replies = loop_->replies();
   replies.owner = nullptr;
   const std::size_t size = std::exchange(replies.size, 0);
   if (size == 0 || failed()) return;
   // Nothing was corked for this stream meanwhile (that spills the window
   // first), so these bytes are the next the peer gets.
-  const iovec data_iov{replies.bytes, size};
-  write_or_buffer({&data_iov, 1}, size);
+  const io_result result = write_some(fd_.get(), std::span<const std::byte>(replies.bytes, size));
+  if (result.error && !result.would_block()) return fail(result.error);
+  if (result.bytes < size) {
+    const iovec data{replies.bytes, size};
+    keep_unwritten({&data, 1}, result.bytes, size);
+    set_write_interest(true);
+  }
 }
 
 static_assert(sizeof(tcp_stream) <= 80, "an idle tcp_stream should stay within 80 bytes");

@@ -11,10 +11,12 @@
 // write_cork.hpp for how interleaved writes to many streams stay ordered).
 // Writes of k_direct_write_min bytes or more skip the copy: they go to the kernel
 // at once, preceded by whatever the stream had corked. Replies (epoll): small
-// writes a stream is sent while its own on_data() runs, with nothing corked
-// or refused before them, gather in the loop's reply window instead and are
-// written with one send() as soon as on_data() returns (an echo, a request's
-// answer: one write per read as through the cork, without the flush list). Whatever the kernel does
+// writes a stream is sent while its own on_data() runs gather in the loop's
+// reply window instead and are written with one send() as soon as on_data()
+// returns (an echo, a request's answer: one write per read as through the
+// cork, without the flush list) — when nothing else went through the cork
+// in this iteration, before or during on_data(), and nothing was refused;
+// otherwise they join the cork, in order, as any write would. Whatever the kernel does
 // not take is copied into the stream's own buffer, EPOLLOUT is armed, and it is
 // written as the socket drains; send() then returns send_status::backpressure,
 // later sends queue behind it, and on_drained() fires when it is all written.
