@@ -8,6 +8,7 @@
 #include <cassert>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "switchboard/net/tcp_socket.hpp"
 
@@ -71,6 +72,7 @@ void tcp_stream::close() noexcept {
   if (!is_open()) return;
   loop_->remove(fd_.get(), *this);
   loop_->cork().discard(*this);
+  drop_replies();
   drop_backlog();
   failure_ = 0;
   want_write_ = 0;
@@ -78,7 +80,24 @@ void tcp_stream::close() noexcept {
 }
 
 std::size_t tcp_stream::buffered_bytes() const noexcept {
-  return write_cork::corked_bytes(*this) + (backlog_ ? backlog_->unwritten() : 0);
+  const event_loop::reply_window& replies = loop_->replies();
+  return write_cork::corked_bytes(*this) + (backlog_ ? backlog_->unwritten() : 0) +
+         (replies.owner == this ? replies.size : 0);
+}
+
+void tcp_stream::spill_replies() {
+  event_loop::reply_window& replies = loop_->replies();
+  if (replies.owner != this) return;
+  replies.owner = nullptr;
+  const std::size_t size = std::exchange(replies.size, 0);
+  if (size != 0) loop_->cork().append(*this, std::span<const std::byte>(replies.bytes, size));
+}
+
+void tcp_stream::drop_replies() noexcept {
+  event_loop::reply_window& replies = loop_->replies();
+  if (replies.owner != this) return;
+  replies.owner = nullptr;
+  replies.size = 0;
 }
 
 send_status tcp_stream::send(std::span<const std::byte> data) {
@@ -99,6 +118,7 @@ send_status tcp_stream::send(const staged_bytes& bytes) {
     if (!view.empty()) std::memcpy(backlog_append_space(view.size()), view.data(), view.size());
     return send_status::backpressure;
   }
+  spill_replies();  // they came first
   loop_->cork().append(*this, bytes);
   return send_status::ok;
 }
@@ -122,6 +142,20 @@ send_status tcp_stream::send_parts(std::span<const std::span<const std::byte>> p
       out += part.size();
     }
     return send_status::backpressure;
+  }
+  event_loop::reply_window& replies = loop_->replies();
+  if (replies.owner == this) {
+    if (total <= event_loop::reply_window::k_capacity - replies.size) {
+      std::byte* out = replies.bytes + replies.size;
+      for (const auto& part : parts) {
+        if (part.empty()) continue;
+        std::memcpy(out, part.data(), part.size());
+        out += part.size();
+      }
+      replies.size += total;
+      return send_status::ok;
+    }
+    spill_replies();  // full: from here on the cork takes them, in order
   }
   if (total >= k_direct_write_min) {
     // Large: write it now, behind what this stream corked earlier in the
@@ -248,6 +282,7 @@ void tcp_stream::fail(std::error_code error) noexcept {
   assert(error.category() == std::system_category() && error.value() > 0);
   failure_ = static_cast<std::uint32_t>(error.value()) & 0x7fff'ffffu;
   loop_->cork().discard(*this);
+  drop_replies();
   drop_backlog();
   // Do not call back from here (we are inside send() or the cork flush).
   // Shutting the socket down makes epoll report EPOLLHUP for it on the next
@@ -302,9 +337,43 @@ void tcp_stream::on_events(std::uint32_t events) {
 
   const std::span<std::byte> buffer = loop_->recv_buffer();
   const io_result result = read_some(fd_.get(), buffer);
-  if (result.bytes > 0) return handler_->on_data(*this, buffer.first(result.bytes));
+  if (result.bytes > 0) {
+    // Nothing written through the cork this iteration (so nothing for this
+    // stream either) and nothing refused: what on_data answers may skip the
+    // cork, if the handler writes nothing to anyone else meanwhile.
+    event_loop::reply_window& replies = loop_->replies();
+    assert(replies.owner == nullptr && replies.size == 0);
+    const bool own = loop_->cork().idle() && !write_blocked();
+    if (own) replies.owner = this;
+    handler_->on_data(*this, buffer.first(result.bytes));
+    // Destroyed or closed: close() dropped the replies and gave the window up.
+    if (own && !alive.destroyed() && replies.owner == this) write_replies();
+    return;
+  }
   if (!result.error) return close_and_notify({});  // orderly end of stream
   if (!result.would_block()) close_and_notify(result.error);
+}
+
+void tcp_stream::write_replies() {
+  if (!loop_->cork().idle()) {
+    // The handler wrote to other streams too (a publication, a fan-out): the
+    // replies go with those bytes in the flush, after them, as they always
+    // did; an answer never overtakes what was sent before it to others.
+    return spill_replies();
+  }
+  event_loop::reply_window& replies = loop_->replies();
+  replies.owner = nullptr;
+  const std::size_t size = std::exchange(replies.size, 0);
+  if (size == 0 || failed()) return;
+  // Nothing was corked for this stream meanwhile (that spills the window
+  // first), so these bytes are the next the peer gets.
+  const io_result result = write_some(fd_.get(), std::span<const std::byte>(replies.bytes, size));
+  if (result.error && !result.would_block()) return fail(result.error);
+  if (result.bytes < size) {
+    const iovec data{replies.bytes, size};
+    keep_unwritten({&data, 1}, result.bytes, size);
+    set_write_interest(true);
+  }
 }
 
 static_assert(sizeof(tcp_stream) <= 80, "an idle tcp_stream should stay within 80 bytes");

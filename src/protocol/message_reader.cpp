@@ -17,6 +17,7 @@
 
 #include "switchboard/protocol/close_code.hpp"
 #include "switchboard/protocol/mask.hpp"
+#include "switchboard/protocol/small_frame.hpp"
 
 namespace switchboard::protocol {
 namespace {
@@ -43,7 +44,6 @@ void drop_front(std::span<char>& input, std::size_t n) noexcept {
 message_reader::message_reader(const reader_options& options) noexcept
     : options_(options),
       mask_bit_(options.role == role::server ? 0x80 : 0),
-      short_header_size_(options.role == role::server ? 6 : 2),
       short_limit_(static_cast<std::uint8_t>(
           std::min<std::uint64_t>(k_max_short_length, options.max_message_size))) {}
 
@@ -79,54 +79,31 @@ reader_event message_reader::fail(error e) noexcept {
   return ev;
 }
 
-// The fast path for the common frame: a whole unfragmented text or binary
-// message with a 7-bit length and no RSV bits, masked as our role requires,
-// lying wholly in the input. Its header is read straight off the wire; for
-// such a frame decode_frame_header() and check_header() could only pass (the
-// size limit is the one rule left to check), so skipping them weakens
-// nothing. Anything else returns false with nothing touched, and the general
-// path takes the frame from the start.
+// The fast path for the common frame (small_frame.hpp: a whole unfragmented
+// text or binary message with a 7-bit length and no RSV bits, masked as our
+// role requires, lying wholly in the input). Anything else returns false
+// with nothing touched, and the general path takes the frame from the start.
 // REQUIRES: no error, state_ == header, stash_size_ == 0, !in_message_ and
 // !close_received_ (so no fragmentation or after-close rule can apply).
 // Inline: it is most of next(), and one call frame per frame is enough.
 inline bool message_reader::read_small_frame(std::span<char>& input, reader_event& out) noexcept {
-  const std::size_t header_size = short_header_size_;
-  if (input.size() < header_size) return false;
-  const auto* p = reinterpret_cast<const unsigned char*>(input.data());
-  // FIN set, RSV1-3 clear, opcode text (0x1) or binary (0x2).
-  if (static_cast<unsigned>(p[0] - 0x81) > 1) return false;
-  // In one test: MASK as the role requires (RFC 6455 §5.1), a 7-bit length
-  // (126 and 127 announce an extended one) and the size limit, which the
-  // general path reports. Flipping the expected MASK bit leaves the length
-  // alone when MASK is right and adds 128 when it is wrong.
-  const std::size_t length = p[1] ^ mask_bit_;
-  if (length > short_limit_) return false;
-  // Not wholly here yet.
-  if (input.size() - header_size < length) return false;
-
-  const auto op = static_cast<opcode>(p[0] & 0x0F);
-  char* payload = input.data() + header_size;
-  // The event is written before the calls below, which then need not keep
-  // its parts alive in registers. In streaming mode the whole message is its
-  // one and only part.
+  opcode op{};
+  std::string_view payload;
+  switch (protocol::read_small_frame(input, mask_bit_, short_limit_, op, payload)) {
+    case small_frame::none:
+      return false;
+    case small_frame::invalid_utf8:
+      out = fail(error::invalid_utf8);
+      return true;
+    case small_frame::message:
+      break;
+  }
+  // In streaming mode the whole message is its one and only part.
   out.kind = options_.stream ? event_kind::message_part : event_kind::message;
   out.op = op;
   out.first = options_.stream;
   out.last = options_.stream;
-  out.payload = {payload, length};
-  if (mask_bit_ != 0) {
-    mask_key key;
-    std::memcpy(key.data(), p + 2, 4);
-    apply_mask(payload, length, key);
-  }
-  // A text message must be valid UTF-8 (RFC 6455 §8.1). Like the general
-  // path, leave the payload unconsumed when failing.
-  if (op == opcode::text && !is_valid_utf8(payload, length)) {
-    drop_front(input, header_size);
-    out = fail(error::invalid_utf8);
-    return true;
-  }
-  drop_front(input, header_size + length);
+  out.payload = payload;
   buffer_size_ = 0;  // as when the general path starts a message
   return true;
 }

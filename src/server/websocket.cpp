@@ -10,6 +10,7 @@
 
 #include <switchboard/protocol/error.hpp>
 #include <switchboard/protocol/message_writer.hpp>
+#include <switchboard/protocol/small_frame.hpp>
 
 #include "loop_context.hpp"
 
@@ -21,6 +22,8 @@ using protocol::opcode;
 
 // Reader buffers larger than this are freed after the message (bounds idle memory).
 constexpr std::size_t k_keep_reader_buffer = 64 * 1024;
+// The largest payload a frame's 7-bit length field holds (RFC 6455 §5.2).
+constexpr std::uint64_t k_max_short_length = 125;
 // How long we wait for the peer's FIN after shutting our side down when no
 // close_timeout is configured.
 constexpr std::chrono::milliseconds k_default_linger{2000};
@@ -112,6 +115,32 @@ void websocket::on_data(net::transport&, std::span<std::byte> data) {
 
 void websocket::on_frames(std::span<char> input) {
   const bool streaming = behavior_->on_fragment != nullptr;
+  if (reader_ == nullptr && !streaming) {
+    // The common read: whole small messages (small_frame.hpp) and nothing
+    // held from an earlier read. They are read straight from the receive
+    // buffer, with no reader taken from the loop's pool and given back;
+    // whatever else arrives goes to a reader, from the first such frame on.
+    const auto limit = static_cast<std::size_t>(
+        std::min(k_max_short_length, ctx_->options().max_message_size));
+    opcode op{};
+    std::string_view payload;
+    for (;;) {
+      const protocol::small_frame found = protocol::read_small_frame(input, 0x80, limit, op, payload);
+      if (found == protocol::small_frame::none) break;
+      if (found == protocol::small_frame::invalid_utf8) {
+        fail(protocol::error::invalid_utf8);
+        return;
+      }
+      // After our close frame, data is discarded (RFC 6455 §1.4).
+      if (state_ == state::open) {
+        ctx_->count_received(payload.size());
+        if (behavior_->on_message) behavior_->on_message(*this, payload, op);
+        // A callback may have closed or terminated the connection.
+        if (state_ != state::open && state_ != state::closing) return;
+      }
+      if (input.empty()) return;
+    }
+  }
   const bool fresh = reader_ == nullptr;
   if (fresh) reader_ = ctx_->acquire_reader(streaming, deflate_);
   const bool single_control = fresh && is_single_control_frame(input);

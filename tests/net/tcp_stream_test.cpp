@@ -1,6 +1,7 @@
 // tcp_stream_test.cpp — echo through the cork, one send per stream per
-// iteration, large writes, backpressure and drain, end of stream, errors,
-// and destroying streams from their own callbacks.
+// iteration, replies written when on_data returns (and their order with
+// corked, staged and large writes), large writes, backpressure and drain, end
+// of stream, errors, and destroying streams from their own callbacks.
 #include "switchboard/net/tcp_stream.hpp"
 
 #include <poll.h>
@@ -82,6 +83,7 @@ TEST_F(tcp_stream_test, EchoRoundTripThroughTheCork) {
   scripted_handler client;
   server.data_fn = [](tcp_stream& stream, std::span<std::byte> data) {
     EXPECT_EQ(stream.send(data), send_status::ok);
+    EXPECT_EQ(stream.buffered_bytes(), data.size());  // a reply, held until on_data returns
   };
   tcp_stream& server_stream = open(std::move(server_fd), server);
   tcp_stream& client_stream = open(std::move(client_fd), client);
@@ -93,7 +95,156 @@ TEST_F(tcp_stream_test, EchoRoundTripThroughTheCork) {
   EXPECT_EQ(client.received, message);
   EXPECT_EQ(server_stream.buffered_bytes(), 0u);
   EXPECT_EQ(client_stream.buffered_bytes(), 0u);
-  EXPECT_EQ(loop->cork().statistics().bytes_flushed, 2 * message.size());
+  // The client's send went through the cork; the server's echo, a reply to
+  // what it read, was written as on_data returned and did not.
+  EXPECT_EQ(loop->cork().statistics().bytes_flushed, message.size());
+  EXPECT_EQ(loop->cork().statistics().sinks_flushed, 1u);
+}
+
+// What a stream is sent from its own on_data, and what its peer receives.
+struct reply_case {
+  const char* name;
+  std::function<void(event_loop&, tcp_stream&)> replies;
+  std::string expected;
+};
+
+TEST_F(tcp_stream_test, RepliesKeepTheirOrderWithStagedLargeAndOverflowingSends) {
+  const std::string big = test::pattern(0, 40 * 1024);
+  const std::string a3000(3000, 'a');
+  const std::string b3000(3000, 'b');
+  const std::string fills(event_loop::reply_window::k_capacity, 'f');
+  const reply_case cases[] = {
+      {"replies only",
+       [](event_loop&, tcp_stream& s) {
+         s.send(as_bytes("r1"));
+         s.send({as_bytes("r2-"), as_bytes("parts")});
+       },
+       "r1r2-parts"},
+      {"a staged send spills them into the cork",
+       [](event_loop& loop, tcp_stream& s) {
+         s.send(as_bytes("r1"));
+         s.send(loop.cork().stage(as_bytes("s1")));
+         s.send(as_bytes("r2"));
+       },
+       "r1s1r2"},
+      {"a large send goes after them",
+       [&big](event_loop&, tcp_stream& s) {
+         s.send(as_bytes("r1"));
+         s.send(as_bytes(big));
+         s.send(as_bytes("r2"));
+       },
+       "r1" + big + "r2"},
+      {"a full window goes to the cork first",
+       [&](event_loop&, tcp_stream& s) {
+         s.send(as_bytes(a3000));
+         s.send(as_bytes(b3000));  // does not fit beside the first
+         s.send(as_bytes("end"));
+       },
+       a3000 + b3000 + "end"},
+      {"exactly full, then one more byte",
+       [&](event_loop&, tcp_stream& s) {
+         s.send(as_bytes(fills));
+         EXPECT_EQ(s.buffered_bytes(), fills.size());
+         s.send(as_bytes("+"));
+         EXPECT_EQ(s.buffered_bytes(), fills.size() + 1);  // all in the cork now
+       },
+       fills + "+"},
+  };
+  for (const reply_case& c : cases) {
+    SCOPED_TRACE(c.name);
+    unique_fd peer_fd;
+    unique_fd fd;
+    std::tie(peer_fd, fd) = test::tcp_pair();
+    scripted_handler handler;
+    handler.data_fn = [&](tcp_stream& s, std::span<std::byte>) { c.replies(*loop, s); };
+    open(std::move(fd), handler);
+    ASSERT_EQ(::send(peer_fd.get(), "x", 1, 0), 1);
+    // Stops after the iteration that read (and flushed: hooks run first).
+    const event_loop::hook_id hook = loop->add_iteration_hook([&] {
+      if (!handler.received.empty()) loop->stop();
+    });
+    ASSERT_TRUE(test::run_for_at_most(*loop));
+    loop->remove_iteration_hook(hook);
+    const std::string got = test::read_exactly(peer_fd.get(), c.expected.size());
+    EXPECT_EQ(got.size(), c.expected.size());
+    EXPECT_TRUE(got == c.expected) << "bytes arrived out of order";
+  }
+}
+
+TEST_F(tcp_stream_test, RepliesWaitBehindBytesCorkedBeforeTheRead) {
+  unique_fd peer_fd;
+  unique_fd fd;
+  std::tie(peer_fd, fd) = test::tcp_pair();
+  scripted_handler handler;
+  tcp_stream& stream = open(std::move(fd), handler);
+  handler.data_fn = [](tcp_stream& s, std::span<std::byte>) { s.send(as_bytes("reply")); };
+  // Corked before the loop runs, so before the read of its first iteration:
+  // the reply must follow these bytes, not overtake them.
+  ASSERT_EQ(::send(peer_fd.get(), "x", 1, 0), 1);
+  EXPECT_EQ(stream.send(as_bytes("early-")), send_status::ok);
+  stop_when([&] { return !handler.received.empty(); });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(test::read_exactly(peer_fd.get(), 11), "early-reply");
+}
+
+TEST_F(tcp_stream_test, RepliesJoinTheCorkWhenOnDataWritesToAnotherStream) {
+  // A publisher's answer must not overtake what its handler sent to others
+  // (a publication's deliveries): with anything else in the cork, replies
+  // are flushed with it, after it.
+  unique_fd a_peer;
+  unique_fd a_fd;
+  std::tie(a_peer, a_fd) = test::tcp_pair();
+  unique_fd b_peer;
+  unique_fd b_fd;
+  std::tie(b_peer, b_fd) = test::tcp_pair();
+  scripted_handler a_handler;
+  scripted_handler b_handler;
+  tcp_stream& b = open(std::move(b_fd), b_handler);
+  a_handler.data_fn = [&](tcp_stream& a, std::span<std::byte>) {
+    a.send(as_bytes("ack-1"));  // a reply while the cork is idle
+    b.send(as_bytes("delivery"));
+    a.send(as_bytes("ack-2"));
+  };
+  open(std::move(a_fd), a_handler);
+  ASSERT_EQ(::send(a_peer.get(), "x", 1, 0), 1);
+  stop_when([&] { return !a_handler.received.empty(); });
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(test::read_exactly(a_peer.get(), 10), "ack-1ack-2");
+  EXPECT_EQ(test::read_exactly(b_peer.get(), 8), "delivery");
+  const auto stats = loop->cork().statistics();
+  EXPECT_EQ(stats.sinks_flushed, 2u);  // b first, then a's replies behind it
+  EXPECT_EQ(stats.bytes_flushed, 18u);
+}
+
+TEST_F(tcp_stream_test, CloseFromOnDataDropsItsReplies) {
+  unique_fd peer_fd;
+  unique_fd fd;
+  std::tie(peer_fd, fd) = test::tcp_pair();
+  scripted_handler handler;
+  tcp_stream& stream = open(std::move(fd), handler);
+  ASSERT_EQ(::send(peer_fd.get(), "x", 1, 0), 1);
+  handler.data_fn = [&](tcp_stream& s, std::span<std::byte>) {
+    EXPECT_EQ(s.send(as_bytes("never sent")), send_status::ok);
+    s.close();
+    EXPECT_EQ(s.buffered_bytes(), 0u);
+    loop->defer([&] { loop->stop(); });
+  };
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_FALSE(stream.is_open());
+  EXPECT_EQ(test::read_exactly(peer_fd.get(), 1), "");  // end of stream, no bytes
+  // The window is free again: another stream's replies still go out.
+  unique_fd peer2_fd;
+  unique_fd fd2;
+  std::tie(peer2_fd, fd2) = test::tcp_pair();
+  scripted_handler handler2;
+  handler2.data_fn = [&](tcp_stream& s, std::span<std::byte>) {
+    s.send(as_bytes("pong"));
+    loop->defer([&] { loop->stop(); });
+  };
+  open(std::move(fd2), handler2);
+  ASSERT_EQ(::send(peer2_fd.get(), "y", 1, 0), 1);
+  ASSERT_TRUE(test::run_for_at_most(*loop));
+  EXPECT_EQ(test::read_exactly(peer2_fd.get(), 4), "pong");
 }
 
 TEST_F(tcp_stream_test, InterleavedSendsToTwoStreamsCostOneSyscallEach) {

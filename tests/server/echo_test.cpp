@@ -1,6 +1,7 @@
 // echo_test.cpp — data through an upgraded connection: sizes around every
-// length encoding, fragmentation with interleaved control frames, pings, and
-// many messages per write.
+// length encoding, fragmentation with interleaved control frames, pings,
+// many messages per write, and one read mixing the small frames read without
+// a reader with the frames that need one.
 #include <string>
 
 #include <atomic>
@@ -84,6 +85,68 @@ TEST_F(echo_test, ManyMessagesInOneWriteAndSplitFrames) {
   for (int i = 0; i < 100; ++i) ASSERT_EQ(c.next().payload, numbered("m", i));
   ASSERT_TRUE(c.send_raw(big.substr(7)));
   EXPECT_EQ(c.next().payload, pattern(70000));
+}
+
+TEST_F(echo_test, SmallFramesAndFramesNeedingAReaderInOneRead) {
+  running_server srv(test_options(), add_echo);
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  protocol::message_writer writer(protocol::role::client);
+  std::string wire;
+  writer.append_message(wire, opcode::text, "one");
+  writer.append_message(wire, opcode::binary, "two");
+  writer.append_frame(wire, opcode::ping, "p1");
+  writer.append_frame(wire, opcode::text, "thr", false);
+  writer.append_frame(wire, opcode::continuation, "ee");
+  writer.append_message(wire, opcode::text, "four");
+  writer.append_message(wire, opcode::binary, pattern(300));  // a 16-bit length
+  writer.append_message(wire, opcode::text, "five");
+  ASSERT_TRUE(c.send_raw(wire));
+  EXPECT_EQ(c.next().payload, "one");
+  received two = c.next();
+  EXPECT_EQ(two.op, opcode::binary);
+  EXPECT_EQ(two.payload, "two");
+  received pong = c.next();
+  EXPECT_EQ(pong.kind, event_kind::pong);
+  EXPECT_EQ(pong.payload, "p1");
+  EXPECT_EQ(c.next().payload, "three");
+  EXPECT_EQ(c.next().payload, "four");
+  EXPECT_EQ(c.next().payload, pattern(300));
+  EXPECT_EQ(c.next().payload, "five");
+  // Once the reader has given its messages out, small frames alone again.
+  ASSERT_TRUE(c.send_message(opcode::text, "six"));
+  EXPECT_EQ(c.next().payload, "six");
+}
+
+TEST_F(echo_test, InvalidUtf8AfterGoodSmallFramesInOneReadFailsWith1007) {
+  running_server srv(test_options(), add_echo);
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  protocol::message_writer writer(protocol::role::client);
+  std::string wire;
+  writer.append_message(wire, opcode::text, "fine");
+  writer.append_message(wire, opcode::text, "bad \xC0\xAF");
+  writer.append_message(wire, opcode::text, "never echoed");
+  ASSERT_TRUE(c.send_raw(wire));
+  EXPECT_EQ(c.next().payload, "fine");
+  received r = c.next();
+  ASSERT_EQ(r.kind, event_kind::close);
+  EXPECT_EQ(r.code, 1007);
+  EXPECT_TRUE(c.wait_closed());
+}
+
+TEST_F(echo_test, AMessageOverTheLimitIsRefusedEvenWhenSmall) {
+  auto options = test_options();
+  options.max_message_size = 10;
+  running_server srv(options, add_echo);
+  ws_client c(srv.port());
+  ASSERT_EQ(c.upgrade(), 101);
+  ASSERT_TRUE(c.send_message(opcode::binary, "0123456789"));
+  EXPECT_EQ(c.next().payload, "0123456789");
+  ASSERT_TRUE(c.send_message(opcode::binary, "0123456789a"));
+  received r = c.next();
+  ASSERT_EQ(r.kind, event_kind::close);
+  EXPECT_EQ(r.code, 1009);
 }
 
 TEST_F(echo_test, StreamingFragmentsAndCallbacks) {

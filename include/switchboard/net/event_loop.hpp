@@ -231,6 +231,20 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   // The write cork, flushed at the end of every iteration.
   [[nodiscard]] write_cork& cork() noexcept { return cork_; }
 
+  // Replies of the TCP stream being read (tcp_stream.cpp): small bytes a
+  // stream is sent while its handler takes its input, with nothing corked or
+  // refused before them, gather here and go out in one send() when the
+  // handler returns, instead of through the cork (an echo or a request's
+  // answer skips linking into the flush list and the flush). One stream owns
+  // it at a time; anything that does not fit moves it into the cork first.
+  struct reply_window {
+    static constexpr std::size_t k_capacity = 4096;
+    const void* owner = nullptr;  // the stream being read, or null
+    std::size_t size = 0;
+    std::byte bytes[k_capacity];
+  };
+  [[nodiscard]] reply_window& replies() noexcept { return replies_; }
+
   // Bytes the loop's streams hold for peers that do not take them fast
   // enough: what the kernel refused and is not yet written (a TCP stream's
   // backlog, a TLS stream's pending records). A server bounds its memory
@@ -310,6 +324,7 @@ class SWITCHBOARD_NET_EXPORT event_loop {
   std::size_t registered_ = 0;  // descriptors registered, for the destructor's check
   std::unique_ptr<detail::uring_engine> uring_;  // null: epoll
   std::error_code backend_error_;
+  reply_window replies_;
 };
 
 }  // namespace switchboard::net

@@ -10,7 +10,13 @@
 // every stream it was used for once per iteration, one sendmsg each (see
 // write_cork.hpp for how interleaved writes to many streams stay ordered).
 // Writes of k_direct_write_min bytes or more skip the copy: they go to the kernel
-// at once, preceded by whatever the stream had corked. Whatever the kernel does
+// at once, preceded by whatever the stream had corked. Replies (epoll): small
+// writes a stream is sent while its own on_data() runs gather in the loop's
+// reply window instead and are written with one send() as soon as on_data()
+// returns (an echo, a request's answer: one write per read as through the
+// cork, without the flush list) — when nothing else went through the cork
+// in this iteration, before or during on_data(), and nothing was refused;
+// otherwise they join the cork, in order, as any write would. Whatever the kernel does
 // not take is copied into the stream's own buffer, EPOLLOUT is armed, and it is
 // written as the socket drains; send() then returns send_status::backpressure,
 // later sends queue behind it, and on_drained() fires when it is all written.
@@ -132,6 +138,11 @@ class SWITCHBOARD_NET_EXPORT tcp_stream final : private io_handler, private cork
   void keep_unwritten(std::span<const iovec> data, std::size_t written, std::size_t total);
   std::byte* backlog_append_space(std::size_t size);  // room for `size` more bytes, to fill
   void drop_backlog() noexcept;  // frees the backlog, uncounting its bytes from the loop
+  // The loop's reply window (event_loop::replies), if this stream owns it:
+  // moves its bytes into the cork (before any that follow) / drops them.
+  void spill_replies();
+  void drop_replies() noexcept;
+  void write_replies();  // REQUIRES: owns the window; writes it, gives it up
   [[nodiscard]] bool write_pending();  // false if the stream closed and notified
   void set_write_interest(bool on);
   void fail(std::error_code error) noexcept;

@@ -131,6 +131,10 @@ class SWITCHBOARD_NET_EXPORT write_cork {
   }
   // True when no sink has anything corked.
   [[nodiscard]] bool empty() const noexcept { return live_sinks_ == 0; }
+  // True when nothing at all was written through the cork this iteration:
+  // no sink has bytes corked and nothing is staged (a topic batch stages its
+  // frames before its flush hook hands them to the subscribers).
+  [[nodiscard]] bool idle() const noexcept { return live_sinks_ == 0 && staged_.size == 0; }
 
   // Registers `fn(context)` to run at the start of every flush(), before any
   // sink is written: the place for a writer that held bytes back during the

@@ -154,10 +154,9 @@ class SWITCHBOARD_PROTOCOL_EXPORT message_reader {
   reader_options options_;
   // The options as the fast path uses them, worked out once: the MASK bit
   // every frame must carry (0x80 for a server, 0 for a client; RFC 6455
-  // §5.1), the header size of a frame with a 7-bit length (2, plus 4 of key),
-  // and the largest length it takes (125, or max_message_size if smaller).
+  // §5.1) and the largest 7-bit length it takes (125, or max_message_size if
+  // smaller).
   std::uint8_t mask_bit_ = 0;
-  std::uint8_t short_header_size_ = 2;
   std::uint8_t short_limit_ = 0;
   error error_ = error::none;
   state state_ = state::header;
