@@ -95,10 +95,12 @@ TEST_F(tcp_stream_test, EchoRoundTripThroughTheCork) {
   EXPECT_EQ(client.received, message);
   EXPECT_EQ(server_stream.buffered_bytes(), 0u);
   EXPECT_EQ(client_stream.buffered_bytes(), 0u);
-  // The client's send went through the cork; the server's echo, a reply to
-  // what it read, was written as on_data returned and did not.
-  EXPECT_EQ(loop->cork().statistics().bytes_flushed, message.size());
-  EXPECT_EQ(loop->cork().statistics().sinks_flushed, 1u);
+  // The client's send went through the cork; on epoll the server's echo, a
+  // reply to what it read, was written as on_data returned and did not (the
+  // reply window); io_uring streams send their replies through the cork too.
+  const std::size_t corked = loop->backend() == io_backend::epoll ? 1 : 2;
+  EXPECT_EQ(loop->cork().statistics().bytes_flushed, corked * message.size());
+  EXPECT_EQ(loop->cork().statistics().sinks_flushed, corked);
 }
 
 // What a stream is sent from its own on_data, and what its peer receives.
