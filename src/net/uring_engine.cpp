@@ -485,7 +485,7 @@ void uring_engine::fetch_peers() {
 
 void uring_engine::dispatch() {
   fetch_peers();
-  for (const completion_entry& c : batch_) dispatch_one(c);
+  for (std::size_t i = 0; i < batch_.size(); ++i) i += dispatch_one(i);
   batch_.clear();
   if (buf_recycled_ != 0) {
     io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buf_recycled_));
@@ -525,22 +525,36 @@ void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint3
   if (!r->poll_armed && !r->accept_armed && r->events != 0) arm_poll(fd, *r);
 }
 
-void uring_engine::dispatch_one(const completion_entry& c) {
+std::byte* uring_engine::received_bytes(const completion_entry& c, bool& give_back) noexcept {
+  const auto buffer_id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+  std::uint32_t& offset = buf_offsets_[buffer_id];
+  std::byte* data = buffers_.get() + std::size_t{buffer_id} * buf_size_ + offset;
+  give_back = (c.flags & k_cqe_f_buf_more) == 0;
+  offset = give_back ? 0 : offset + static_cast<std::uint32_t>(c.res);
+  return data;
+}
+
+std::size_t uring_engine::dispatch_one(std::size_t index) {
+  const completion_entry& c = batch_[index];
   const int fd = static_cast<int>(c.user_data >> 32);
   const auto gen = static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu);
-  if ((c.user_data & 0xff) == op_accept) return dispatch_accept(c, fd, gen);
+  if ((c.user_data & 0xff) == op_recv) return dispatch_receive(index, fd, gen);
+  if ((c.user_data & 0xff) == op_accept) {
+    dispatch_accept(c, fd, gen);
+    return 0;
+  }
   if ((c.user_data & 0xff) == op_files) {
     // Stale (the stream went) or replaced: remove() cleared the slot.
     registration* r = find(fd, gen);
-    if (r == nullptr || r->file != file_asked) return;
+    if (r == nullptr || r->file != file_asked) return 0;
     r->file = c.res >= 1 ? file_fixed : file_refused;
     if (r->file == file_fixed) ++fixed_files_;
-    return;
+    return 0;
   }
   if ((c.user_data & 0xff) == op_poll) {
-    if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
+    if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return 0;
     registration* r = &regs_[static_cast<std::size_t>(fd)];
-    if (!r->live || (r->poll_gen & 0xff'ffffu) != gen) return;  // removed or replaced
+    if (!r->live || (r->poll_gen & 0xff'ffffu) != gen) return 0;  // removed or replaced
     r->poll_armed = false;
     const auto events = c.res < 0 ? std::uint32_t{EPOLLERR} : static_cast<std::uint32_t>(c.res);
     const std::uint32_t reg_gen = r->gen;
@@ -551,35 +565,64 @@ void uring_engine::dispatch_one(const completion_entry& c) {
     if (r->live && r->gen == reg_gen && !r->poll_armed && !r->accept_armed && r->events != 0) {
       arm_poll(fd, *r);
     }
-    return;
+    return 0;
   }
-  // A receive.
-  const bool has_buffer = (c.flags & IORING_CQE_F_BUFFER) != 0;
-  const auto buffer_id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+  return 0;
+}
+
+std::size_t uring_engine::dispatch_receive(std::size_t index, int fd, std::uint32_t gen) {
+  const completion_entry& c = batch_[index];
   // Only a receive that got bytes holds a buffer (the kernel keeps it for
   // an end of stream or an error). With incremental buffers the bytes start
   // where the last receive into the same buffer ended, and the buffer comes
   // back to us once the kernel has filled it (no F_BUF_MORE).
   std::byte* data = nullptr;
-  bool give_back = false;
-  if (c.res > 0 && has_buffer) {
-    std::uint32_t& offset = buf_offsets_[buffer_id];
-    data = buffers_.get() + std::size_t{buffer_id} * buf_size_ + offset;
-    give_back = (c.flags & k_cqe_f_buf_more) == 0;
-    offset = give_back ? 0 : offset + static_cast<std::uint32_t>(c.res);
+  std::size_t size = 0;
+  std::size_t merged = 0;
+  std::uint32_t flags = c.flags;
+  give_back_.clear();
+  if (c.res > 0 && (c.flags & IORING_CQE_F_BUFFER) != 0) {
+    bool give_back = false;
+    data = received_bytes(c, give_back);
+    size = static_cast<std::size_t>(c.res);
+    if (give_back) give_back_.push_back(static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT));
+    // The same receive's next completions, if their bytes follow these in
+    // memory (the rest of a buffer, or the next buffer of the array), go to
+    // the handler with them: a message that crossed a buffer's end arrives
+    // whole, and the reader need not assemble it in a buffer of its own
+    // (a 64 KiB message never fits the rest of a 64 KiB buffer).
+    while ((flags & IORING_CQE_F_MORE) != 0 && index + merged + 1 < batch_.size()) {
+      const completion_entry& next = batch_[index + merged + 1];
+      if (next.user_data != c.user_data || next.res <= 0 ||
+          (next.flags & IORING_CQE_F_BUFFER) == 0) {
+        break;
+      }
+      const auto next_id = static_cast<std::uint16_t>(next.flags >> IORING_CQE_BUFFER_SHIFT);
+      if (buffers_.get() + std::size_t{next_id} * buf_size_ + buf_offsets_[next_id] !=
+          data + size) {
+        break;
+      }
+      bool next_back = false;
+      (void)received_bytes(next, next_back);
+      if (next_back) give_back_.push_back(next_id);
+      size += static_cast<std::size_t>(next.res);
+      flags = next.flags;
+      ++merged;
+    }
   }
   registration* r = find(fd, gen);
   if (r == nullptr) {
-    if (give_back) recycle(buffer_id);  // the buffer is ours again, whoever it was for
-    return;
+    // The buffers are ours again, whoever they were for.
+    for (const std::uint16_t id : give_back_) recycle(id);
+    return merged;
   }
-  const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
+  const bool more = (flags & IORING_CQE_F_MORE) != 0;
   if (!more) r->recv_armed = false;
   io_handler* handler = r->handler;
   if (c.res > 0) {
     assert(data != nullptr);
-    handler->on_received({data, static_cast<std::size_t>(c.res)}, 0);
-    if (give_back) recycle(buffer_id);  // valid until the handler returned
+    handler->on_received({data, size}, 0);
+    for (const std::uint16_t id : give_back_) recycle(id);  // valid until the handler returned
   } else if (c.res == -ENOBUFS) {
     // Every buffer was in use: the receive stopped; buffers come back at the
     // end of this batch, and the receive is re-armed below.
@@ -589,12 +632,15 @@ void uring_engine::dispatch_one(const completion_entry& c) {
     // cancels a task's requests when it does. The loop may be run by another
     // thread next; the socket is fine: re-armed below.
   } else if (c.res == 0) {
-    return handler->on_received({}, 0);  // end of stream
+    handler->on_received({}, 0);  // end of stream
+    return merged;
   } else {
-    return handler->on_received({}, -c.res);
+    handler->on_received({}, -c.res);
+    return merged;
   }
-  if (more) return;
+  if (more) return merged;
   if ((r = find(fd, gen)) != nullptr && !r->recv_armed) arm_recv(fd, *r);
+  return merged;
 }
 
 }  // namespace switchboard::net::detail

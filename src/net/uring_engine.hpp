@@ -169,7 +169,13 @@ class uring_engine {
   void cancel(std::uint64_t user_data) noexcept;
   void recycle(std::uint16_t buffer_id) noexcept;
   void collect(bool sends_only_matter);
-  void dispatch_one(const completion_entry& c);
+  // Dispatches batch_[index]; returns how many entries after it went with it
+  // (a receive's completions whose bytes follow in memory: see the .cpp).
+  std::size_t dispatch_one(std::size_t index);
+  std::size_t dispatch_receive(std::size_t index, int fd, std::uint32_t gen);
+  // A receive completion's bytes; updates the buffer's fill offset and says
+  // whether the kernel is done with the buffer.
+  std::byte* received_bytes(const completion_entry& c, bool& give_back) noexcept;
   [[nodiscard]] registration* find(int fd, std::uint32_t gen) noexcept;
   [[nodiscard]] static std::uint64_t tag(int fd, std::uint32_t gen, op kind) noexcept {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(fd)) << 32) |
@@ -188,6 +194,7 @@ class uring_engine {
   std::uint32_t buf_size_ = 0;
   std::uint32_t buf_recycled_ = 0;  // added to the ring since the last advance
   std::vector<std::uint32_t> buf_offsets_;  // bytes of each buffer already received into
+  std::vector<std::uint16_t> give_back_;  // buffers to recycle after a receive's handler
 
   std::uint32_t files_ = 0;         // registered file table's size (0: none)
   std::size_t fixed_files_ = 0;     // registrations in file_fixed
