@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <bit>
 #include <cassert>
 #include <cstdio>
+#include <thread>
 
 namespace switchboard::net::detail {
 namespace {
@@ -44,12 +46,32 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
   error.clear();
   std::unique_ptr<uring_engine> engine(new uring_engine());
   io_uring_params params{};
-  // CQSIZE: a multishot receive per connection can post many completions per
-  // iteration. COOP_TASKRUN: completions are collected when the loop enters
-  // the kernel anyway; no interrupt needed to run them earlier.
-  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
-  params.cq_entries = options.uring_entries * 4;
-  int rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+  int rc = -EINVAL;
+  if (options.uring_single_thread && options.uring_entries != 0) {
+    // SINGLE_ISSUER + DEFER_TASKRUN (Linux 6.1): completion work waits for
+    // the loop's own io_uring_enter (GETEVENTS) instead of running on the
+    // way out of any system call, e.g. in the middle of the direct write
+    // of a large message. R_DISABLED: the ring belongs to the thread that
+    // enables it, the first to run the loop (see bind_thread()), not to the
+    // one creating it.
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+                   IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+    params.cq_entries = options.uring_entries * 4;
+    rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+    if (rc == 0) {
+      engine->single_thread_ = true;
+      engine->enabled_ = false;
+    }
+  }
+  if (rc == -EINVAL) {
+    // CQSIZE: a multishot receive per connection can post many completions per
+    // iteration. COOP_TASKRUN: completions are collected when the loop enters
+    // the kernel anyway; no interrupt needed to run them earlier.
+    params = io_uring_params{};
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+    params.cq_entries = options.uring_entries * 4;
+    rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+  }
   if (rc == -EINVAL && options.uring_entries != 0) {
     // A kernel older than 5.19 has no COOP_TASKRUN; it does without.
     params = io_uring_params{};
@@ -168,12 +190,40 @@ uring_engine::~uring_engine() {
   if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
 }
 
+bool uring_engine::bound_here() const noexcept {
+  return !single_thread_ || (enabled_ && owner_ == std::this_thread::get_id());
+}
+
+std::error_code uring_engine::bind_thread() noexcept {
+  if (!single_thread_) return {};
+  if (enabled_) return owner_ == std::this_thread::get_id() ? std::error_code{} : errno_code(EEXIST);
+  // io_uring_enable_rings() is newer than liburing 2.3's library.
+  if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
+      0) {
+    return errno_code();
+  }
+  enabled_ = true;
+  owner_ = std::this_thread::get_id();
+  return {};
+}
+
+int uring_engine::submit() noexcept {
+  // Why not ask the kernel: it refuses another thread's submissions
+  // (EEXIST) and a disabled ring's (EBADFD); what is queued before the
+  // first run goes with the loop's first submission.
+  if (!bound_here()) return -EEXIST;
+  return ::io_uring_submit(&ring_);
+}
+
 io_uring_sqe* uring_engine::next_sqe() noexcept {
   io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     // The submission queue is full: hand it to the kernel now. Completions
     // stay in the completion queue until collected.
-    (void)::io_uring_submit(&ring_);
+    // Why a scratch entry: a single-thread ring cannot take this thread's
+    // submissions (see event_loop_options::uring_single_thread); the
+    // request is dropped rather than waiting forever for room.
+    if (submit() == -EEXIST) return scratch_sqe_.get();
     sqe = ::io_uring_get_sqe(&ring_);
   }
   return sqe;
@@ -248,7 +298,15 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
   // The slot holds a reference to the socket too: cleared in the same
   // submission, before the caller closes the descriptor (whose number a new
   // stream may get, and install again in a later submission).
-  if (had_recv || had_accept || had_file) (void)::io_uring_submit(&ring_);
+  if (had_recv || had_accept || had_file) {
+    // A deferred ring runs the cancelled receive's completion (which drops
+    // its reference to the socket) only when asked to: ask now.
+    if (single_thread_ && bound_here()) {
+      (void)::io_uring_submit_and_get_events(&ring_);
+    } else {
+      (void)submit();
+    }
+  }
   return true;
 }
 
@@ -375,8 +433,8 @@ void uring_engine::collect(bool sends_only_matter) {
     ::io_uring_cq_advance(&ring_, seen);
     if (seen != 0) continue;
     // Completions that did not fit the queue wait in the kernel: fetch them.
-    if (!::io_uring_cq_has_overflow(&ring_)) return;
-    (void)::io_uring_get_events(&ring_);
+    if (!::io_uring_cq_has_overflow(&ring_) || !bound_here()) return;
+    if (::io_uring_get_events(&ring_) < 0) return;
   }
 }
 
@@ -394,7 +452,7 @@ void uring_engine::complete_sends() {
     ::io_uring_sqe_set_data64(sqe, (static_cast<std::uint64_t>(i) << 8) | op_send);
   }
   sends_outstanding_ = sends_.size();
-  (void)::io_uring_submit(&ring_);
+  (void)submit();
   collect(true);
   while (sends_outstanding_ != 0) {
     // Not expected (MSG_DONTWAIT sends complete inline), but the bytes must
@@ -419,8 +477,10 @@ std::error_code uring_engine::wait(int timeout_ms) {
     buf_recycled_ = 0;
   }
   int rc = 0;
+  if (auto error = bind_thread()) return error;
   if (timeout_ms == 0) {
-    rc = ::io_uring_submit(&ring_);
+    // A deferred ring's completion work runs only when asked for (GETEVENTS).
+    rc = single_thread_ ? ::io_uring_submit_and_get_events(&ring_) : ::io_uring_submit(&ring_);
   } else if (timeout_ms < 0) {
     rc = ::io_uring_submit_and_wait(&ring_, 1);
   } else {
@@ -467,7 +527,7 @@ void uring_engine::fetch_peers() {
     ::io_uring_sqe_set_data64(sqe, (std::uint64_t{c.peer} << 8) | op_peer);
   }
   peers_outstanding_ = peers_.size();
-  (void)::io_uring_submit(&ring_);
+  (void)submit();
   collect(true);
   while (peers_outstanding_ != 0) {
     // Not expected (the command completes inline); the addresses are written

@@ -57,6 +57,7 @@
 #include <memory>
 #include <span>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "switchboard/net/event_loop.hpp"
@@ -97,6 +98,11 @@ class uring_engine {
   // Submits the queued sends and reports each result. Runs from the cork's
   // flush, before its arena is reset. Does nothing if none is queued.
   void complete_sends();
+
+  // A single-thread ring (event_loop_options::uring_single_thread) is bound
+  // to the first thread that calls this (wait() does); EEXIST from any
+  // other thread afterwards. Nothing to do for other rings.
+  std::error_code bind_thread() noexcept;
 
   // Submits what is queued and waits up to `timeout_ms` (-1: no limit, 0: no
   // wait) for completions, collecting them for dispatch().
@@ -159,6 +165,10 @@ class uring_engine {
 
   uring_engine() = default;
   io_uring_sqe* next_sqe() noexcept;
+  // io_uring_submit(), or -EEXIST where this thread cannot submit (a
+  // single-thread ring not yet bound, or bound to another thread).
+  int submit() noexcept;
+  [[nodiscard]] bool bound_here() const noexcept;
   void arm_poll(int fd, registration& r) noexcept;
   void arm_recv(int fd, registration& r) noexcept;
   void install_file(int fd, registration& r) noexcept;
@@ -184,6 +194,13 @@ class uring_engine {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  // SINGLE_ISSUER + DEFER_TASKRUN (event_loop_options::uring_single_thread):
+  // enabled by the first thread that waits on it, its owner from then on.
+  bool single_thread_ = false;
+  bool enabled_ = true;
+  std::thread::id owner_;
+  // What a request that cannot be queued is written to (see next_sqe()).
+  std::unique_ptr<io_uring_sqe> scratch_sqe_ = std::make_unique<io_uring_sqe>();
   bool accept_batches_ = false;  // IORING_ACCEPT_DONTWAIT (Linux 6.10)
   bool peer_commands_ = false;   // SOCKET_URING_OP_GETSOCKOPT (Linux 6.7)
   bool accepts_collected_ = false;  // an accept completion was collected since fetch_peers()

@@ -287,6 +287,53 @@ TEST_F(uring_test, ClosingAStreamEndsTheConnectionWithoutAnotherIteration) {
   EXPECT_EQ(::recv(client_fd.get(), &byte, 1, MSG_DONTWAIT), 0);
 }
 
+// A single-thread ring (SINGLE_ISSUER + DEFER_TASKRUN, as loop_group's loops
+// get) is created disabled by one thread and belongs to the first thread that
+// runs the loop: what was queued before (the stream's receive) goes with that
+// thread's first submission, the stream works there, and closing it there
+// ends the connection at once. Another thread's run() fails with EEXIST
+// instead of submitting to a ring that is not its own.
+TEST_F(uring_test, ASingleThreadRingBelongsToTheThreadThatRunsItFirst) {
+  event_loop_options options = uring_options();
+  options.uring_single_thread = true;
+  auto loop = test::make_loop(options);
+  ASSERT_TRUE(loop);
+  ASSERT_EQ(loop->backend(), io_backend::io_uring);
+  auto [client_fd, server_fd] = test::tcp_pair();
+  collecting_handler server;
+  server.echo = true;
+  tcp_stream stream(*loop, server);
+  ASSERT_FALSE(stream.open(std::move(server_fd)));  // queued here, not submitted
+  const std::string payload = test::pattern(0, 5000);
+  ASSERT_EQ(::send(client_fd.get(), payload.data(), payload.size(), 0),
+            static_cast<ssize_t>(payload.size()));
+  bool echoed = false;
+  loop->add_iteration_hook([&] {
+    if (echoed || server.received.size() < payload.size()) return;
+    echoed = true;
+    // Runs in the next iteration, after this one's flush sent the echo.
+    loop->post([&] {
+      EXPECT_EQ(stream.buffered_bytes(), 0U);
+      stream.close();  // from the owner: the socket goes with this submission
+      loop->stop();
+    });
+  });
+  bool finished = false;
+  std::thread owner([&] { finished = test::run_for_at_most(*loop); });
+  owner.join();
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(server.received, payload);
+  EXPECT_EQ(test::read_exactly(client_fd.get(), payload.size(), 5s), payload);
+  // The end of the stream reaches the peer without the loop running again.
+  pollfd readable{client_fd.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&readable, 1, 2000), 1);
+  char byte = 0;
+  EXPECT_EQ(::recv(client_fd.get(), &byte, 1, MSG_DONTWAIT), 0);
+  // This thread is not the ring's.
+  const std::error_code error = loop->run();
+  EXPECT_EQ(error, std::error_code(EEXIST, std::system_category())) << error.message();
+}
+
 // A peer that resets the connection is reported as an error through the receive.
 TEST_F(uring_test, APeerResetClosesTheStreamWithTheError) {
   auto loop = test::make_loop(uring_options());

@@ -111,6 +111,17 @@ struct event_loop_options {
   // default: it measured no better than plain descriptors here (see
   // docs/benchmarks.md, "Registered files").
   std::size_t uring_files = 0;
+  // io_uring only: the loop is run by one thread for its life (the first
+  // that calls run()). The ring is then set up with SINGLE_ISSUER and
+  // DEFER_TASKRUN: the kernel's completion work (a multishot receive's
+  // copy, ...) runs inside the loop's own wait instead of on every system
+  // call's way out, one batch per iteration (docs/benchmarks.md, "io_uring,
+  // round 3"). run() from another thread then fails with EEXIST, and what
+  // other threads queue once it ran (closing a stream after the loop thread
+  // ended) is dropped: such sockets are released with the ring. A kernel
+  // that refuses the flags gets the ring without them. loop_group sets it
+  // (each of its loops has its own thread).
+  bool uring_single_thread = false;
 };
 
 class SWITCHBOARD_NET_EXPORT event_loop {
