@@ -40,6 +40,16 @@
 // request can reach a socket through a slot meant for another. Descriptors
 // beyond the table (or a kernel that refuses one) use plain files.
 //
+// A receive's completions that arrive back to back and whose bytes follow
+// each other in the buffer array (the rest of a buffer, then the next) are
+// handed over as one span: a message that crossed a buffer's end needs no
+// reassembly by the handler.
+//
+// Single-thread rings (event_loop_options::uring_single_thread): set up with
+// SINGLE_ISSUER | DEFER_TASKRUN | R_DISABLED and enabled by the first thread
+// that waits on the ring, which alone submits from then on (bind_thread());
+// the kernel's completion work runs only when that thread asks for events.
+//
 // Sends are MSG_DONTWAIT: the kernel completes them during the submission
 // (bytes taken, or EAGAIN) instead of parking them until the socket drains,
 // so the cork's arena can be reused as soon as the submission returns, and

@@ -39,7 +39,8 @@
 // completions (completion_io()): a multishot receive into buffers the loop
 // provides, and the cork's sends submitted together at the end of the
 // iteration; listeners accept in batches, one submission per readiness report. A loop asked for io_uring that the kernel refuses it runs on
-// epoll; backend() and backend_error() tell.
+// epoll; backend() and backend_error() tell. With uring_single_thread (as
+// loop_group sets) the loop belongs to the first thread that runs it.
 //
 // Thread-safety: post() and stop() may be called from any thread. Everything
 // else may be called only from the thread running run(), or from any one thread
