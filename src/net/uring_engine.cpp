@@ -196,7 +196,9 @@ bool uring_engine::bound_here() const noexcept {
 
 std::error_code uring_engine::bind_thread() noexcept {
   if (!single_thread_) return {};
-  if (enabled_) return owner_ == std::this_thread::get_id() ? std::error_code{} : errno_code(EEXIST);
+  if (enabled_) {
+    return owner_ == std::this_thread::get_id() ? std::error_code{} : errno_code(EEXIST);
+  }
   // io_uring_enable_rings() is newer than liburing 2.3's library.
   if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
       0) {
@@ -645,7 +647,9 @@ std::size_t uring_engine::dispatch_receive(std::size_t index, int fd, std::uint3
     bool give_back = false;
     data = received_bytes(c, give_back);
     size = static_cast<std::size_t>(c.res);
-    if (give_back) give_back_.push_back(static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT));
+    if (give_back) {
+      give_back_.push_back(static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT));
+    }
     // The same receive's next completions, if their bytes follow these in
     // memory (the rest of a buffer, or the next buffer of the array), go to
     // the handler with them: a message that crossed a buffer's end arrives
