@@ -9,8 +9,10 @@
 #
 #   bench/run_io_backend_bench.sh [--build DIR] [--switchboard PATH] [--rounds N]
 #                                 [--seconds S] [--warmup S] [--results FILE] [--tls]
+#                                 [--point NAME]...
 #
 # --tls: the same over wss:// (a throwaway self-signed P-256 certificate).
+# --point: only the named point(s) (as printed, e.g. "10,000 x 16 B").
 #
 # Fan-out on both backends: bench/run_topic_bench.sh with
 #   --peer "topic_uring=build/release/bench/switchboard_topic_server --io-backend io_uring"
@@ -24,6 +26,7 @@ seconds=5
 warmup=1
 results=""
 tls=0
+only_points=()
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -34,7 +37,8 @@ while [[ $# -gt 0 ]]; do
     --warmup) warmup=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
     --tls) tls=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --point) only_points+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -66,16 +70,27 @@ if [[ $tls == 1 ]]; then
   client_tls=(--ca-file "$work/cert.pem")
 fi
 
+# wanted COUNT POINT [NAMES...]: true if COUNT is 0 or POINT is among NAMES.
+wanted() {
+  local count=$1 point=$2 name
+  shift 2
+  [[ $count == 0 ]] && return 0
+  for name in "$@"; do [[ $name == "$point" ]] && return 0; done
+  return 1
+}
+
 # POINT-NAME LOADGEN-ARGS...
 points=(
   "100 x 16 B|--connections 100 --size 16 --inflight 4"
   "1,000 x 16 B|--connections 1000 --size 16 --inflight 1"
+  "10,000 x 16 B|--connections 10000 --size 16 --inflight 1"
   "100 x 64 KiB|--connections 100 --size 65536 --inflight 1"
 )
 
 for ((round = 1; round <= rounds; ++round)); do
   for entry in "${points[@]}"; do
     point=${entry%%|*}
+    wanted ${#only_points[@]} "$point" "${only_points[@]}" || continue
     read -r -a args <<<"${entry#*|}"
     for backend in epoll io_uring; do
       taskset -c 0 "$switchboard" echo --host 127.0.0.1 --port 0 --threads 1 \

@@ -15,8 +15,12 @@ std::unique_ptr<loop_group> loop_group::create(const loop_group_options& options
   error.clear();
   std::unique_ptr<loop_group> group(new loop_group());
   const std::size_t count = options.threads == 0 ? 1 : options.threads;
+  // Each loop is run by its own thread, one for the group's life (unless
+  // start() is called again after join(): see loop_group_options).
+  event_loop_options loop_options = options.loop;
+  loop_options.uring_single_thread = options.single_thread_loops;
   for (std::size_t i = 0; i < count; ++i) {
-    auto loop = event_loop::create(error, options.loop);
+    auto loop = event_loop::create(error, loop_options);
     if (!loop) return nullptr;
     group->loops_.push_back(std::move(loop));
   }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <bit>
 #include <cassert>
 #include <cstdio>
+#include <thread>
 
 namespace switchboard::net::detail {
 namespace {
@@ -44,12 +46,32 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
   error.clear();
   std::unique_ptr<uring_engine> engine(new uring_engine());
   io_uring_params params{};
-  // CQSIZE: a multishot receive per connection can post many completions per
-  // iteration. COOP_TASKRUN: completions are collected when the loop enters
-  // the kernel anyway; no interrupt needed to run them earlier.
-  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
-  params.cq_entries = options.uring_entries * 4;
-  int rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+  int rc = -EINVAL;
+  if (options.uring_single_thread && options.uring_entries != 0) {
+    // SINGLE_ISSUER + DEFER_TASKRUN (Linux 6.1): completion work waits for
+    // the loop's own io_uring_enter (GETEVENTS) instead of running on the
+    // way out of any system call, e.g. in the middle of the direct write
+    // of a large message. R_DISABLED: the ring belongs to the thread that
+    // enables it, the first to run the loop (see bind_thread()), not to the
+    // one creating it.
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+                   IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+    params.cq_entries = options.uring_entries * 4;
+    rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+    if (rc == 0) {
+      engine->single_thread_ = true;
+      engine->enabled_ = false;
+    }
+  }
+  if (rc == -EINVAL) {
+    // CQSIZE: a multishot receive per connection can post many completions per
+    // iteration. COOP_TASKRUN: completions are collected when the loop enters
+    // the kernel anyway; no interrupt needed to run them earlier.
+    params = io_uring_params{};
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+    params.cq_entries = options.uring_entries * 4;
+    rc = ::io_uring_queue_init_params(options.uring_entries, &engine->ring_, &params);
+  }
   if (rc == -EINVAL && options.uring_entries != 0) {
     // A kernel older than 5.19 has no COOP_TASKRUN; it does without.
     params = io_uring_params{};
@@ -168,12 +190,42 @@ uring_engine::~uring_engine() {
   if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
 }
 
+bool uring_engine::bound_here() const noexcept {
+  return !single_thread_ || (enabled_ && owner_ == std::this_thread::get_id());
+}
+
+std::error_code uring_engine::bind_thread() noexcept {
+  if (!single_thread_) return {};
+  if (enabled_) {
+    return owner_ == std::this_thread::get_id() ? std::error_code{} : errno_code(EEXIST);
+  }
+  // io_uring_enable_rings() is newer than liburing 2.3's library.
+  if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
+      0) {
+    return errno_code();
+  }
+  enabled_ = true;
+  owner_ = std::this_thread::get_id();
+  return {};
+}
+
+int uring_engine::submit() noexcept {
+  // Why not ask the kernel: it refuses another thread's submissions
+  // (EEXIST) and a disabled ring's (EBADFD); what is queued before the
+  // first run goes with the loop's first submission.
+  if (!bound_here()) return -EEXIST;
+  return ::io_uring_submit(&ring_);
+}
+
 io_uring_sqe* uring_engine::next_sqe() noexcept {
   io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     // The submission queue is full: hand it to the kernel now. Completions
     // stay in the completion queue until collected.
-    (void)::io_uring_submit(&ring_);
+    // Why a scratch entry: a single-thread ring cannot take this thread's
+    // submissions (see event_loop_options::uring_single_thread); the
+    // request is dropped rather than waiting forever for room.
+    if (submit() == -EEXIST) return scratch_sqe_.get();
     sqe = ::io_uring_get_sqe(&ring_);
   }
   return sqe;
@@ -248,7 +300,15 @@ bool uring_engine::remove(int fd, io_handler& /*handler*/) noexcept {
   // The slot holds a reference to the socket too: cleared in the same
   // submission, before the caller closes the descriptor (whose number a new
   // stream may get, and install again in a later submission).
-  if (had_recv || had_accept || had_file) (void)::io_uring_submit(&ring_);
+  if (had_recv || had_accept || had_file) {
+    // A deferred ring runs the cancelled receive's completion (which drops
+    // its reference to the socket) only when asked to: ask now.
+    if (single_thread_ && bound_here()) {
+      (void)::io_uring_submit_and_get_events(&ring_);
+    } else {
+      (void)submit();
+    }
+  }
   return true;
 }
 
@@ -375,8 +435,8 @@ void uring_engine::collect(bool sends_only_matter) {
     ::io_uring_cq_advance(&ring_, seen);
     if (seen != 0) continue;
     // Completions that did not fit the queue wait in the kernel: fetch them.
-    if (!::io_uring_cq_has_overflow(&ring_)) return;
-    (void)::io_uring_get_events(&ring_);
+    if (!::io_uring_cq_has_overflow(&ring_) || !bound_here()) return;
+    if (::io_uring_get_events(&ring_) < 0) return;
   }
 }
 
@@ -394,7 +454,7 @@ void uring_engine::complete_sends() {
     ::io_uring_sqe_set_data64(sqe, (static_cast<std::uint64_t>(i) << 8) | op_send);
   }
   sends_outstanding_ = sends_.size();
-  (void)::io_uring_submit(&ring_);
+  (void)submit();
   collect(true);
   while (sends_outstanding_ != 0) {
     // Not expected (MSG_DONTWAIT sends complete inline), but the bytes must
@@ -419,8 +479,10 @@ std::error_code uring_engine::wait(int timeout_ms) {
     buf_recycled_ = 0;
   }
   int rc = 0;
+  if (auto error = bind_thread()) return error;
   if (timeout_ms == 0) {
-    rc = ::io_uring_submit(&ring_);
+    // A deferred ring's completion work runs only when asked for (GETEVENTS).
+    rc = single_thread_ ? ::io_uring_submit_and_get_events(&ring_) : ::io_uring_submit(&ring_);
   } else if (timeout_ms < 0) {
     rc = ::io_uring_submit_and_wait(&ring_, 1);
   } else {
@@ -467,7 +529,7 @@ void uring_engine::fetch_peers() {
     ::io_uring_sqe_set_data64(sqe, (std::uint64_t{c.peer} << 8) | op_peer);
   }
   peers_outstanding_ = peers_.size();
-  (void)::io_uring_submit(&ring_);
+  (void)submit();
   collect(true);
   while (peers_outstanding_ != 0) {
     // Not expected (the command completes inline); the addresses are written
@@ -485,7 +547,7 @@ void uring_engine::fetch_peers() {
 
 void uring_engine::dispatch() {
   fetch_peers();
-  for (const completion_entry& c : batch_) dispatch_one(c);
+  for (std::size_t i = 0; i < batch_.size(); ++i) i += dispatch_one(i);
   batch_.clear();
   if (buf_recycled_ != 0) {
     io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buf_recycled_));
@@ -525,22 +587,36 @@ void uring_engine::dispatch_accept(const completion_entry& c, int fd, std::uint3
   if (!r->poll_armed && !r->accept_armed && r->events != 0) arm_poll(fd, *r);
 }
 
-void uring_engine::dispatch_one(const completion_entry& c) {
+std::byte* uring_engine::received_bytes(const completion_entry& c, bool& give_back) noexcept {
+  const auto buffer_id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+  std::uint32_t& offset = buf_offsets_[buffer_id];
+  std::byte* data = buffers_.get() + std::size_t{buffer_id} * buf_size_ + offset;
+  give_back = (c.flags & k_cqe_f_buf_more) == 0;
+  offset = give_back ? 0 : offset + static_cast<std::uint32_t>(c.res);
+  return data;
+}
+
+std::size_t uring_engine::dispatch_one(std::size_t index) {
+  const completion_entry& c = batch_[index];
   const int fd = static_cast<int>(c.user_data >> 32);
   const auto gen = static_cast<std::uint32_t>((c.user_data >> 8) & 0xff'ffffu);
-  if ((c.user_data & 0xff) == op_accept) return dispatch_accept(c, fd, gen);
+  if ((c.user_data & 0xff) == op_recv) return dispatch_receive(index, fd, gen);
+  if ((c.user_data & 0xff) == op_accept) {
+    dispatch_accept(c, fd, gen);
+    return 0;
+  }
   if ((c.user_data & 0xff) == op_files) {
     // Stale (the stream went) or replaced: remove() cleared the slot.
     registration* r = find(fd, gen);
-    if (r == nullptr || r->file != file_asked) return;
+    if (r == nullptr || r->file != file_asked) return 0;
     r->file = c.res >= 1 ? file_fixed : file_refused;
     if (r->file == file_fixed) ++fixed_files_;
-    return;
+    return 0;
   }
   if ((c.user_data & 0xff) == op_poll) {
-    if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
+    if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return 0;
     registration* r = &regs_[static_cast<std::size_t>(fd)];
-    if (!r->live || (r->poll_gen & 0xff'ffffu) != gen) return;  // removed or replaced
+    if (!r->live || (r->poll_gen & 0xff'ffffu) != gen) return 0;  // removed or replaced
     r->poll_armed = false;
     const auto events = c.res < 0 ? std::uint32_t{EPOLLERR} : static_cast<std::uint32_t>(c.res);
     const std::uint32_t reg_gen = r->gen;
@@ -551,35 +627,66 @@ void uring_engine::dispatch_one(const completion_entry& c) {
     if (r->live && r->gen == reg_gen && !r->poll_armed && !r->accept_armed && r->events != 0) {
       arm_poll(fd, *r);
     }
-    return;
+    return 0;
   }
-  // A receive.
-  const bool has_buffer = (c.flags & IORING_CQE_F_BUFFER) != 0;
-  const auto buffer_id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+  return 0;
+}
+
+std::size_t uring_engine::dispatch_receive(std::size_t index, int fd, std::uint32_t gen) {
+  const completion_entry& c = batch_[index];
   // Only a receive that got bytes holds a buffer (the kernel keeps it for
   // an end of stream or an error). With incremental buffers the bytes start
   // where the last receive into the same buffer ended, and the buffer comes
   // back to us once the kernel has filled it (no F_BUF_MORE).
   std::byte* data = nullptr;
-  bool give_back = false;
-  if (c.res > 0 && has_buffer) {
-    std::uint32_t& offset = buf_offsets_[buffer_id];
-    data = buffers_.get() + std::size_t{buffer_id} * buf_size_ + offset;
-    give_back = (c.flags & k_cqe_f_buf_more) == 0;
-    offset = give_back ? 0 : offset + static_cast<std::uint32_t>(c.res);
+  std::size_t size = 0;
+  std::size_t merged = 0;
+  std::uint32_t flags = c.flags;
+  give_back_.clear();
+  if (c.res > 0 && (c.flags & IORING_CQE_F_BUFFER) != 0) {
+    bool give_back = false;
+    data = received_bytes(c, give_back);
+    size = static_cast<std::size_t>(c.res);
+    if (give_back) {
+      give_back_.push_back(static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT));
+    }
+    // The same receive's next completions, if their bytes follow these in
+    // memory (the rest of a buffer, or the next buffer of the array), go to
+    // the handler with them: a message that crossed a buffer's end arrives
+    // whole, and the reader need not assemble it in a buffer of its own
+    // (a 64 KiB message never fits the rest of a 64 KiB buffer).
+    while ((flags & IORING_CQE_F_MORE) != 0 && index + merged + 1 < batch_.size()) {
+      const completion_entry& next = batch_[index + merged + 1];
+      if (next.user_data != c.user_data || next.res <= 0 ||
+          (next.flags & IORING_CQE_F_BUFFER) == 0) {
+        break;
+      }
+      const auto next_id = static_cast<std::uint16_t>(next.flags >> IORING_CQE_BUFFER_SHIFT);
+      if (buffers_.get() + std::size_t{next_id} * buf_size_ + buf_offsets_[next_id] !=
+          data + size) {
+        break;
+      }
+      bool next_back = false;
+      (void)received_bytes(next, next_back);
+      if (next_back) give_back_.push_back(next_id);
+      size += static_cast<std::size_t>(next.res);
+      flags = next.flags;
+      ++merged;
+    }
   }
   registration* r = find(fd, gen);
   if (r == nullptr) {
-    if (give_back) recycle(buffer_id);  // the buffer is ours again, whoever it was for
-    return;
+    // The buffers are ours again, whoever they were for.
+    for (const std::uint16_t id : give_back_) recycle(id);
+    return merged;
   }
-  const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
+  const bool more = (flags & IORING_CQE_F_MORE) != 0;
   if (!more) r->recv_armed = false;
   io_handler* handler = r->handler;
   if (c.res > 0) {
     assert(data != nullptr);
-    handler->on_received({data, static_cast<std::size_t>(c.res)}, 0);
-    if (give_back) recycle(buffer_id);  // valid until the handler returned
+    handler->on_received({data, size}, 0);
+    for (const std::uint16_t id : give_back_) recycle(id);  // valid until the handler returned
   } else if (c.res == -ENOBUFS) {
     // Every buffer was in use: the receive stopped; buffers come back at the
     // end of this batch, and the receive is re-armed below.
@@ -589,12 +696,15 @@ void uring_engine::dispatch_one(const completion_entry& c) {
     // cancels a task's requests when it does. The loop may be run by another
     // thread next; the socket is fine: re-armed below.
   } else if (c.res == 0) {
-    return handler->on_received({}, 0);  // end of stream
+    handler->on_received({}, 0);  // end of stream
+    return merged;
   } else {
-    return handler->on_received({}, -c.res);
+    handler->on_received({}, -c.res);
+    return merged;
   }
-  if (more) return;
+  if (more) return merged;
   if ((r = find(fd, gen)) != nullptr && !r->recv_armed) arm_recv(fd, *r);
+  return merged;
 }
 
 }  // namespace switchboard::net::detail

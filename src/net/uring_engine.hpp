@@ -40,6 +40,16 @@
 // request can reach a socket through a slot meant for another. Descriptors
 // beyond the table (or a kernel that refuses one) use plain files.
 //
+// A receive's completions that arrive back to back and whose bytes follow
+// each other in the buffer array (the rest of a buffer, then the next) are
+// handed over as one span: a message that crossed a buffer's end needs no
+// reassembly by the handler.
+//
+// Single-thread rings (event_loop_options::uring_single_thread): set up with
+// SINGLE_ISSUER | DEFER_TASKRUN | R_DISABLED and enabled by the first thread
+// that waits on the ring, which alone submits from then on (bind_thread());
+// the kernel's completion work runs only when that thread asks for events.
+//
 // Sends are MSG_DONTWAIT: the kernel completes them during the submission
 // (bytes taken, or EAGAIN) instead of parking them until the socket drains,
 // so the cork's arena can be reused as soon as the submission returns, and
@@ -57,6 +67,7 @@
 #include <memory>
 #include <span>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "switchboard/net/event_loop.hpp"
@@ -97,6 +108,11 @@ class uring_engine {
   // Submits the queued sends and reports each result. Runs from the cork's
   // flush, before its arena is reset. Does nothing if none is queued.
   void complete_sends();
+
+  // A single-thread ring (event_loop_options::uring_single_thread) is bound
+  // to the first thread that calls this (wait() does); EEXIST from any
+  // other thread afterwards. Nothing to do for other rings.
+  std::error_code bind_thread() noexcept;
 
   // Submits what is queued and waits up to `timeout_ms` (-1: no limit, 0: no
   // wait) for completions, collecting them for dispatch().
@@ -159,6 +175,10 @@ class uring_engine {
 
   uring_engine() = default;
   io_uring_sqe* next_sqe() noexcept;
+  // io_uring_submit(), or -EEXIST where this thread cannot submit (a
+  // single-thread ring not yet bound, or bound to another thread).
+  int submit() noexcept;
+  [[nodiscard]] bool bound_here() const noexcept;
   void arm_poll(int fd, registration& r) noexcept;
   void arm_recv(int fd, registration& r) noexcept;
   void install_file(int fd, registration& r) noexcept;
@@ -169,7 +189,13 @@ class uring_engine {
   void cancel(std::uint64_t user_data) noexcept;
   void recycle(std::uint16_t buffer_id) noexcept;
   void collect(bool sends_only_matter);
-  void dispatch_one(const completion_entry& c);
+  // Dispatches batch_[index]; returns how many entries after it went with it
+  // (a receive's completions whose bytes follow in memory: see the .cpp).
+  std::size_t dispatch_one(std::size_t index);
+  std::size_t dispatch_receive(std::size_t index, int fd, std::uint32_t gen);
+  // A receive completion's bytes; updates the buffer's fill offset and says
+  // whether the kernel is done with the buffer.
+  std::byte* received_bytes(const completion_entry& c, bool& give_back) noexcept;
   [[nodiscard]] registration* find(int fd, std::uint32_t gen) noexcept;
   [[nodiscard]] static std::uint64_t tag(int fd, std::uint32_t gen, op kind) noexcept {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(fd)) << 32) |
@@ -178,6 +204,13 @@ class uring_engine {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  // SINGLE_ISSUER + DEFER_TASKRUN (event_loop_options::uring_single_thread):
+  // enabled by the first thread that waits on it, its owner from then on.
+  bool single_thread_ = false;
+  bool enabled_ = true;
+  std::thread::id owner_;
+  // What a request that cannot be queued is written to (see next_sqe()).
+  std::unique_ptr<io_uring_sqe> scratch_sqe_ = std::make_unique<io_uring_sqe>();
   bool accept_batches_ = false;  // IORING_ACCEPT_DONTWAIT (Linux 6.10)
   bool peer_commands_ = false;   // SOCKET_URING_OP_GETSOCKOPT (Linux 6.7)
   bool accepts_collected_ = false;  // an accept completion was collected since fetch_peers()
@@ -188,6 +221,7 @@ class uring_engine {
   std::uint32_t buf_size_ = 0;
   std::uint32_t buf_recycled_ = 0;  // added to the ring since the last advance
   std::vector<std::uint32_t> buf_offsets_;  // bytes of each buffer already received into
+  std::vector<std::uint16_t> give_back_;  // buffers to recycle after a receive's handler
 
   std::uint32_t files_ = 0;         // registered file table's size (0: none)
   std::size_t fixed_files_ = 0;     // registrations in file_fixed

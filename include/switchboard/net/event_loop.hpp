@@ -39,7 +39,8 @@
 // completions (completion_io()): a multishot receive into buffers the loop
 // provides, and the cork's sends submitted together at the end of the
 // iteration; listeners accept in batches, one submission per readiness report. A loop asked for io_uring that the kernel refuses it runs on
-// epoll; backend() and backend_error() tell.
+// epoll; backend() and backend_error() tell. With uring_single_thread (as
+// loop_group sets) the loop belongs to the first thread that runs it.
 //
 // Thread-safety: post() and stop() may be called from any thread. Everything
 // else may be called only from the thread running run(), or from any one thread
@@ -111,6 +112,17 @@ struct event_loop_options {
   // default: it measured no better than plain descriptors here (see
   // docs/benchmarks.md, "Registered files").
   std::size_t uring_files = 0;
+  // io_uring only: the loop is run by one thread for its life (the first
+  // that calls run()). The ring is then set up with SINGLE_ISSUER and
+  // DEFER_TASKRUN: the kernel's completion work (a multishot receive's
+  // copy, ...) runs inside the loop's own wait instead of on every system
+  // call's way out, one batch per iteration (docs/benchmarks.md, "io_uring,
+  // round 3"). run() from another thread then fails with EEXIST, and what
+  // other threads queue once it ran (closing a stream after the loop thread
+  // ended) is dropped: such sockets are released with the ring. A kernel
+  // that refuses the flags gets the ring without them. loop_group sets it
+  // (each of its loops has its own thread).
+  bool uring_single_thread = false;
 };
 
 class SWITCHBOARD_NET_EXPORT event_loop {

@@ -35,6 +35,10 @@ namespace switchboard::net {
 struct loop_group_options {
   std::size_t threads = 1;  // at least 1
   event_loop_options loop;
+  // Sets loop.uring_single_thread: each loop is run by its thread only. A
+  // group whose start() is called again after join() (new threads) needs
+  // false.
+  bool single_thread_loops = true;
 };
 
 class SWITCHBOARD_NET_EXPORT loop_group {
