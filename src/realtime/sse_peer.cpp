@@ -12,52 +12,6 @@ namespace switchboard::realtime::detail {
 
 namespace {
 
-// Calls f(offset, tail) for each kept publication of a read's list:
-// comma-separated {"offset":N,TAIL} objects (wire.hpp append_publication()),
-// which the broker built from validated JSON. (As sse_stream.cpp reads it.)
-template <class F>
-void for_each_publication(std::string_view list, F f) {
-  std::size_t i = 0;
-  while (i < list.size()) {
-    if (list[i] != '{') {
-      ++i;  // the ',' between objects
-      continue;
-    }
-    const std::size_t start = i;
-    int depth = 0;
-    bool in_string = false;
-    for (; i < list.size(); ++i) {
-      const char c = list[i];
-      if (in_string) {
-        if (c == '\\') {
-          ++i;
-        } else if (c == '"') {
-          in_string = false;
-        }
-      } else if (c == '"') {
-        in_string = true;
-      } else if (c == '{' || c == '[') {
-        ++depth;
-      } else if (c == '}' || c == ']') {
-        if (--depth == 0) break;
-      }
-    }
-    if (i >= list.size()) return;  // unterminated: not ours
-    const std::string_view object = list.substr(start, i - start + 1);
-    ++i;
-    constexpr std::string_view k_head = "{\"offset\":";
-    if (object.substr(0, k_head.size()) != k_head) continue;
-    std::size_t p = k_head.size();
-    std::uint64_t offset = 0;
-    while (p < object.size() && object[p] >= '0' && object[p] <= '9') {
-      offset = offset * 10 + static_cast<std::uint64_t>(object[p] - '0');
-      ++p;
-    }
-    if (p >= object.size() || object[p] != ',') continue;
-    f(offset, object.substr(p + 1, object.size() - p - 2));
-  }
-}
-
 void write(server::websocket& ws, std::string_view event) {
   ws.send(event, protocol::opcode::text);
 }
