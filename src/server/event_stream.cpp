@@ -22,14 +22,7 @@ std::span<const std::byte> bytes_of(std::string_view s) noexcept {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-send_status from_net(net::send_status s) noexcept {
-  switch (s) {
-    case net::send_status::ok: return send_status::ok;
-    case net::send_status::backpressure: return send_status::backpressure;
-    case net::send_status::dropped: break;
-  }
-  return send_status::dropped;
-}
+using detail::from_net;
 
 // A chunk's size line: the size in hex, CRLF. Returns its length.
 std::size_t chunk_size_line(char (&out)[24], std::size_t size) noexcept {

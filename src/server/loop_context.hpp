@@ -33,6 +33,17 @@
 
 namespace switchboard::server::detail {
 
+// A stream's answer to a write, as a connection's send() reports it
+// (websocket.cpp, event_stream.cpp).
+inline send_status from_net(net::send_status s) noexcept {
+  switch (s) {
+    case net::send_status::ok: return send_status::ok;
+    case net::send_status::backpressure: return send_status::backpressure;
+    case net::send_status::dropped: break;
+  }
+  return send_status::dropped;
+}
+
 // A loop's door for other threads' stream writes: open while its
 // loop_context lives. A stream writer posts to `loop` only under `mutex`
 // and only while it is set, so a handle that outlives the server never

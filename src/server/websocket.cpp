@@ -32,14 +32,7 @@ std::span<const std::byte> bytes_of(const void* data, std::size_t size) noexcept
   return {static_cast<const std::byte*>(data), size};
 }
 
-send_status from_net(net::send_status s) noexcept {
-  switch (s) {
-    case net::send_status::ok: return send_status::ok;
-    case net::send_status::backpressure: return send_status::backpressure;
-    case net::send_status::dropped: break;
-  }
-  return send_status::dropped;
-}
+using detail::from_net;
 
 // True if `input` is exactly one masked ping or pong frame: after reading it,
 // a reader that held nothing before holds nothing again (keepalive replies).
