@@ -40,16 +40,8 @@ std::string sse_ws_peer::subscribe_command(std::string_view channel,
     c.push_back(':');
     append_uint(c, since->offset);
   }
-  c.append("\",\"cmd\":\"subscribe\",\"channel\":");
-  append_json_string(c, channel);
-  if (since) {
-    c.append(",\"since\":{\"epoch\":");
-    append_json_string(c, since->epoch);
-    c.append(",\"offset\":");
-    append_uint(c, since->offset);
-    c.push_back('}');
-  }
-  c.push_back('}');
+  c.push_back('"');
+  append_sse_subscribe_tail(c, channel, since);
   return c;
 }
 

@@ -54,16 +54,7 @@ void sse_stream::begin(server::http_stream stream, std::uint64_t retry_ms) {
     for (std::size_t i = 0; i < channels_.size(); ++i) {
       std::string c = "{\"id\":";
       append_uint(c, i);
-      c.append(",\"cmd\":\"subscribe\",\"channel\":");
-      append_json_string(c, channels_[i]);
-      if (const channel_position& p = positions_[i]) {
-        c.append(",\"since\":{\"epoch\":");
-        append_json_string(c, p->epoch);
-        c.append(",\"offset\":");
-        append_uint(c, p->offset);
-        c.push_back('}');
-      }
-      c.push_back('}');
+      append_sse_subscribe_tail(c, channels_[i], positions_[i]);
       commands.push_back(std::move(c));
     }
   }

@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "json.hpp"
+
 namespace switchboard::realtime::detail {
 
 // Appends "event: EVENT\n" (if any), "id: ID\n" (if any), "data: …\n" and the
@@ -112,6 +114,26 @@ inline void for_each_publication(std::string_view list, F f) {
     if (p >= object.size() || object[p] != ',') continue;
     f(offset, object.substr(p + 1, object.size() - p - 2));
   }
+}
+
+// The rest of the subscribe command a /sse stream starts each channel with,
+// after its id: `,"cmd":"subscribe","channel":…` and, when the stream
+// resumes (Last-Event-ID), `"since"` with that channel's position; then the
+// closing brace. Both /sse paths build their commands with it
+// (sse_stream.cpp, sse_peer.cpp).
+template <class Position>
+inline void append_sse_subscribe_tail(std::string& c, std::string_view channel,
+                                      const Position& since) {
+  c.append(",\"cmd\":\"subscribe\",\"channel\":");
+  append_json_string(c, channel);
+  if (since) {
+    c.append(",\"since\":{\"epoch\":");
+    append_json_string(c, since->epoch);
+    c.append(",\"offset\":");
+    append_uint(c, since->offset);
+    c.push_back('}');
+  }
+  c.push_back('}');
 }
 
 // The heartbeat: a comment line, which EventSource ignores.
