@@ -12,27 +12,12 @@
 
 #include "switchboard/protocol/mask.hpp"
 
+#include "frame_builder.hpp"
+
 namespace switchboard::protocol {
 namespace {
 
-// One frame on the wire. rsv: bit 4 = RSV1, 2 = RSV2, 1 = RSV3.
-std::string frame(opcode op, std::string_view payload, bool fin = true, bool masked = true,
-                  int rsv = 0) {
-  frame_header h;
-  h.fin = fin;
-  h.op = op;
-  h.rsv1 = rsv & 4;
-  h.rsv2 = rsv & 2;
-  h.rsv3 = rsv & 1;
-  h.masked = masked;
-  h.key = {0x11, 0x22, 0x33, static_cast<std::uint8_t>(payload.size())};
-  h.length = payload.size();
-  char header[k_max_frame_header_size];
-  std::string out(header, encode_frame_header(h, header));
-  std::string body(payload);
-  if (masked) apply_mask(body.data(), body.size(), h.key);
-  return out + body;
-}
+using test::frame;
 
 std::string masked(opcode op, std::string_view payload, bool fin = true) {
   return frame(op, payload, fin, true);
