@@ -96,6 +96,7 @@ std::unique_ptr<uring_engine> uring_engine::create(const event_loop_options& opt
     const bool all = io_uring_opcode_supported(probe, IORING_OP_POLL_ADD) &&
                      io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE) &&
                      io_uring_opcode_supported(probe, IORING_OP_RECV) &&
+                     io_uring_opcode_supported(probe, IORING_OP_SEND) &&
                      io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
                      io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
                      io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
@@ -444,12 +445,20 @@ void uring_engine::complete_sends() {
   if (sends_.empty()) return;
   for (std::size_t i = 0; i < sends_.size(); ++i) {
     send_op& s = sends_[i];
-    s.msg = msghdr{};
-    s.msg.msg_iov = send_iov_.data() + s.iov_offset;
-    s.msg.msg_iovlen = s.iov_count;
     auto* sqe = next_sqe();
-    // MSG_DONTWAIT: finish within the submission (see the header).
-    ::io_uring_prep_sendmsg(sqe, s.fd, &s.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    // MSG_DONTWAIT: finish within the submission (see the header). One
+    // buffer (an echo, a corked batch) goes as a plain send: the kernel then
+    // copies in no msghdr and no iovec array (io_msg_copy_hdr,
+    // io_net_import_vec: ~1.6% of the server's CPU at 1,000 x 16 B echo).
+    if (s.iov_count == 1) {
+      const iovec& only = send_iov_[s.iov_offset];
+      ::io_uring_prep_send(sqe, s.fd, only.iov_base, only.iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      s.msg = msghdr{};
+      s.msg.msg_iov = send_iov_.data() + s.iov_offset;
+      s.msg.msg_iovlen = s.iov_count;
+      ::io_uring_prep_sendmsg(sqe, s.fd, &s.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (regs_[static_cast<std::size_t>(s.fd)].file == file_fixed) sqe->flags |= IOSQE_FIXED_FILE;
     ::io_uring_sqe_set_data64(sqe, (static_cast<std::uint64_t>(i) << 8) | op_send);
   }

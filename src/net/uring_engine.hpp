@@ -11,7 +11,8 @@
 //   * Completions, for TCP and TLS streams (event_loop::start_receive and
 //     queue_send): a multishot receive per stream into buffers the loop
 //     provides from one buffer ring, and the write cork's sends queued as
-//     sendmsg requests that go to the kernel in one submission per iteration.
+//     send requests (sendmsg where a send has several buffers) that go to
+//     the kernel in one submission per iteration.
 //   * Accept batches, for listeners (event_loop::start_accept, Linux 6.10):
 //     when a listener's readiness is reported it asks for one multishot
 //     accept with IORING_ACCEPT_DONTWAIT. It goes to the kernel with the next
