@@ -91,24 +91,4 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
-/usr/bin/python3 - "$work/results.jsonl" "$command_line" "$(loadavg)" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def key(r): return (r["mode"], r["pipeline"])
-groups = {}
-for r in rows:
-    groups.setdefault(key(r), []).append(r)
-base = statistics.median(r["rate"] for r in groups[("close", 1)])
-print("| mode | connections | in flight per connection | publications/s (median of %d) | errors | unanswered, sent again | vs one connection per request |" % len(groups[("close", 1)]))
-print("|---|---|---|---|---|---|---|")
-names = {("close", 1): "one connection per request", ("keepalive", 1): "keep-alive",
-         ("keepalive", 8): "keep-alive, pipelined"}
-for k in [("close", 1), ("keepalive", 1), ("keepalive", 8)]:
-    g = groups[k]
-    rate = statistics.median(r["rate"] for r in g)
-    errors = sum(r["errors"] for r in g)
-    unanswered = sum(r["unanswered"] for r in g)
-    print("| %s | %d | %d | %.0f | %d | %d | %.2fx |" % (names[k], g[0]["connections"], k[1], rate, errors, unanswered, rate / base))
-print()
-print("Command: `%s` (load average at the end: %s)" % (sys.argv[2].strip(), sys.argv[3]))
-PY
+python3 "$repo/bench/http_api_report.py" "$work/results.jsonl" "$command_line" "$(loadavg)"
