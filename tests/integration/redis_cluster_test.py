@@ -131,6 +131,19 @@ def node_config(redis_url, **extra):
     return base_config(**overrides)
 
 
+def describe_nodes(nodes, alive=None):
+    """On a failure: each node's /healthz and the end of its log, on stderr."""
+    for k, n in enumerate(nodes):
+        state = "" if alive is None else (" (alive)" if n in alive else " (stopped by the test)")
+        try:
+            status, _, body = http_request(n.port, "GET", "/healthz", timeout=2)
+            health = "%s %s" % (status, body[:300].decode(errors="replace"))
+        except OSError as e:
+            health = repr(e)
+        sys.stderr.write("---- node %d, port %d%s: /healthz %s\n%s\n" % (
+            k, n.port, state, health, n.stderr_text(4000)))
+
+
 def wait_health(port, status, timeout=10.0, contains=b""):
     deadline = time.monotonic() + slow(timeout)
     last = None
@@ -930,7 +943,11 @@ class BehindNginx(unittest.TestCase):
                     done.set()
 
                 await asyncio.gather(publisher(), *(client(i) for i in range(clients)))
-            run(go(), timeout=180)
+            try:
+                run(go(), timeout=180)
+            except BaseException:
+                describe_nodes(nodes, alive)
+                raise
             print("behind nginx: %d offsets, %d client-side reconnects, closes %s, %d publications "
                   "refused while Redis was away" % (len(offsets), stats["reconnects"],
                                                     sorted(set(stats["closes"])),
