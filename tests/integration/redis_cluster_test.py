@@ -138,7 +138,7 @@ def describe_nodes(nodes, alive=None):
         try:
             status, _, body = http_request(n.port, "GET", "/healthz", timeout=2)
             health = "%s %s" % (status, body[:300].decode(errors="replace"))
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 -- a report must not hide the failure it reports
             health = repr(e)
         sys.stderr.write("---- node %d, port %d%s: /healthz %s\n%s\n" % (
             k, n.port, state, health, n.stderr_text(4000)))

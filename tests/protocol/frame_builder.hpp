@@ -13,7 +13,7 @@ namespace switchboard::protocol::test {
 
 // One frame on the wire. rsv: bit 4 = RSV1, 2 = RSV2, 1 = RSV3.
 inline std::string frame(opcode op, std::string_view payload, bool fin = true, bool masked = true,
-                  int rsv = 0) {
+                         int rsv = 0) {
   frame_header h;
   h.fin = fin;
   h.op = op;

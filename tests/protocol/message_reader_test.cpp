@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "switchboard/protocol/mask.hpp"
-
 #include "frame_builder.hpp"
 
 namespace switchboard::protocol {
