@@ -16,9 +16,10 @@
 # a system header, it stays silent); the few test files that build long
 # strings with `+` are listed there rather than the warning silenced for
 # every file. Public headers
-# are still compiled alone, without it (tests/CMakeLists.txt, header_alone),
-# and the fuzz preset builds every library without it (SWITCHBOARD_PCH=OFF),
-# so a file that forgets an #include still fails in ./test.
+# are still compiled alone, without it (tests/CMakeLists.txt, header_alone).
+# A private header or source file that forgets a standard #include compiles
+# here and fails with -DSWITCHBOARD_PCH=OFF: configure with it to check (the
+# tree builds either way today).
 #
 # With ccache, set CCACHE_SLOPPINESS=pch_defines,time_macros or it compiles
 # the files that use the header instead of caching them.
