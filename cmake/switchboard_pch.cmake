@@ -15,11 +15,12 @@
 # libstdc++'s char_traits.h for some std::string concatenations (from source,
 # a system header, it stays silent); the few test files that build long
 # strings with `+` are listed there rather than the warning silenced for
-# every file. Public headers
-# are still compiled alone, without it (tests/CMakeLists.txt, header_alone).
-# A private header or source file that forgets a standard #include compiles
-# here and fails with -DSWITCHBOARD_PCH=OFF: configure with it to check (the
-# tree builds either way today).
+# every file.
+#
+# Public headers are still compiled alone, without it (header_alone in
+# tests/CMakeLists.txt). A private header or source file that forgets a
+# standard #include compiles here and fails with -DSWITCHBOARD_PCH=OFF:
+# configure with it to check (the tree builds either way today).
 #
 # With ccache, set CCACHE_SLOPPINESS=pch_defines,time_macros or it compiles
 # the files that use the header instead of caching them.
