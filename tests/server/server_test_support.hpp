@@ -55,15 +55,17 @@ class server_test : public ::testing::Test {
  protected:
   void SetUp() override { fds_before_ = open_fd_count(); }
   void TearDown() override {
-    // A descriptor another thread of the process holds for an instant (one
-    // failure in CI: +1 after a test that opens none, under ASan) is not the
-    // test's: look again for up to half a second before calling it a leak.
+    // A descriptor another thread of the process holds for an instant is not
+    // the test's. Seen twice in CI, both under ASan: +1 after a test that
+    // opens none (so look again for up to half a second before calling it a
+    // leak), and one such descriptor counted in SetUp, gone by the end (7
+    // open after, 8 before): fewer than before is not a leak.
     auto now = open_fd_count();
-    for (int i = 0; i < 50 && now != fds_before_; ++i) {
+    for (int i = 0; i < 50 && now > fds_before_; ++i) {
       std::this_thread::sleep_for(10ms);
       now = open_fd_count();
     }
-    EXPECT_EQ(now, fds_before_) << "the test leaked file descriptors";
+    EXPECT_LE(now, fds_before_) << "the test leaked file descriptors";
   }
 
  private:
