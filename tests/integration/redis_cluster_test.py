@@ -85,7 +85,7 @@ class RedisServer:
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", ""] + self.persistence,
+             "--save", "", "--logfile", os.path.join(self.dir, "redis.log")] + self.persistence,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -111,6 +111,16 @@ class RedisServer:
     def cleanup(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def describe(self):
+        """On a failure: whether redis-server still runs, and the end of its log."""
+        state = "running" if self.proc.poll() is None else "exited with %s" % self.proc.returncode
+        try:
+            with open(os.path.join(self.dir, "redis.log"), errors="replace") as f:
+                log = f.read()[-3000:]
+        except OSError as e:
+            log = repr(e)
+        sys.stderr.write("---- redis-server on port %d: %s\n%s\n" % (self.port, state, log))
 
 
 API_KEY = "serve-test-key"
@@ -910,6 +920,10 @@ class BehindNginx(unittest.TestCase):
                     # 503 and the publication is made again once it is back. (A
                     # publication whose answer was lost with Redis may have been
                     # made: its offset is then skipped by the next, never reused.)
+                    # Redis is back within seconds (reconnect backoff at most 5 s): a
+                    # node still refusing after 20 s is a failure of its own, reported
+                    # with its answer rather than as the case's overall timeout.
+                    refused_since = None
                     while True:
                         n = alive[i % len(alive)]
                         status, answer = await api_publish_async(n.port, {"channel": channel,
@@ -921,6 +935,11 @@ class BehindNginx(unittest.TestCase):
                             return
                         self.assertEqual(status, 503, answer)
                         stats["redis_refusals"] += 1
+                        stats["last_refusal"] = (n.port, answer)
+                        refused_since = refused_since or time.monotonic()
+                        self.assertLess(time.monotonic() - refused_since, slow(20),
+                                        "publication %d refused for 20 s by the node on port %d;"
+                                        " its last answer: %r" % (i, n.port, answer))
                         await asyncio.sleep(0.05)
 
                 async def publisher():
@@ -946,7 +965,10 @@ class BehindNginx(unittest.TestCase):
             try:
                 run(go(), timeout=180)
             except BaseException:
+                sys.stderr.write("%d publications refused, the last: %r\n" % (
+                    stats["redis_refusals"], stats.get("last_refusal")))
                 describe_nodes(nodes, alive)
+                redis.describe()
                 raise
             print("behind nginx: %d offsets, %d client-side reconnects, closes %s, %d publications "
                   "refused while Redis was away" % (len(offsets), stats["reconnects"],
