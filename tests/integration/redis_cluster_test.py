@@ -23,7 +23,10 @@ completes (a `refresh` that dropped the channel, a duplicate, max_subscriptions)
 and behind nginx (the shipped deploy/nginx.conf) 20 clients reconnecting
 at random through it while 1,000 publications go through three nodes, one
 node SIGTERMed, one killed, and a durable Redis killed and restarted, each
-client ending with every offset exactly once, in order. HTTP sessions across
+client ending with every offset exactly once, in order; a durable Redis killed
+and restarted five times under two nodes while publications keep coming
+(refused with 503 while it is away, accepted again within 20 s of its return,
+every subscriber ending with every offset once, in order). HTTP sessions across
 nodes: one session's send, poll, stream and DELETE alternating between the
 nodes (every command answered once, every publication once and in order, also
 across a drop of every pub/sub connection), a
@@ -1334,6 +1337,134 @@ class RedisFaults(unittest.TestCase):
                     self.assertEqual(await compact_push(sc),
                                      {"m": "chat:lost", "o": answer["offset"], "d": 6})
             run(go(), timeout=60)
+            for n in nodes:
+                n.stop_checked(self)
+        finally:
+            for n in nodes:
+                n.cleanup()
+            redis.cleanup()
+
+
+class RedisCrashCycles(unittest.TestCase):
+    """A durable Redis (AOF, fsync always) killed -9 and restarted five times while
+    publications keep coming through two nodes and 10 subscribers reconnect at random
+    with `since`: while Redis is away publications are refused with 503, each time a
+    node accepts them again within 20 s of Redis being back, and every client ends
+    with every offset exactly once, in order."""
+
+    def test_publications_resume_after_every_crash_exactly_once(self):
+        redis = RedisServer(durable=True)
+        nodes = []
+        try:
+            nodes = [ServeServer(node_config(redis.url)) for _ in range(2)]
+            for n in nodes:
+                wait_health(n.port, 200)
+            total, clients, channel, crashes = 500, 10, "chat:crash", 5
+            rng = random.Random(5)
+            offsets = []  # every acknowledged offset, in order
+            stats = {"refused": 0, "last_refusal": None, "resumed_after": []}
+
+            async def go():
+                done = asyncio.Event()
+                subscribed = set()
+                everyone_in = asyncio.Event()
+
+                async def client(idx):
+                    got, position = [], None
+                    while True:
+                        finished = done.is_set()
+                        try:
+                            async with connect_ws(nodes[rng.randrange(2)].port) as ws:
+                                s = Session(ws)
+                                fields = {"channel": channel}
+                                if position:
+                                    fields["since"] = position
+                                r = await s.request("subscribe", **fields)
+                                if "error" in r:  # Redis away (503): try again shortly
+                                    self.assertEqual(r["error"]["code"], 503, r)
+                                    await asyncio.sleep(0.1)
+                                    continue
+                                res = r["result"]
+                                if position:
+                                    self.assertIs(res["recovered"], True, r)
+                                got.extend(p["offset"] for p in res.get("publications", []))
+                                position = {"epoch": res["epoch"],
+                                            "offset": got[-1] if got else res["offset"]}
+                                subscribed.add(idx)
+                                if len(subscribed) == clients:
+                                    everyone_in.set()
+                                if finished:
+                                    break
+                                while not done.is_set():
+                                    try:
+                                        m = await s.recv(0.2)
+                                    except asyncio.TimeoutError:
+                                        continue
+                                    if m.get("push") == "message":
+                                        got.append(m["offset"])
+                                        position["offset"] = m["offset"]
+                                        if rng.random() < 1 / 100:
+                                            break
+                        except (OSError, websockets.InvalidStatusCode,
+                                websockets.InvalidHandshake, websockets.ConnectionClosed,
+                                asyncio.TimeoutError):
+                            pass
+                        await asyncio.sleep(rng.uniform(0.01, 0.1))
+                    self.assertEqual(got, offsets, "client %d" % idx)
+
+                async def crash():
+                    redis.kill()
+                    await asyncio.sleep(rng.uniform(0, 0.5))
+                    # Started off the event loop: publications go on meanwhile.
+                    await asyncio.get_running_loop().run_in_executor(None, redis.start)
+                    return time.monotonic()
+
+                async def publisher():
+                    await everyone_in.wait()
+                    restarted = None
+                    for i in range(1, total + 1):
+                        if i % (total // (crashes + 1)) == 0 and len(stats["resumed_after"]) < crashes:
+                            restarted = asyncio.ensure_future(crash())
+                        n = nodes[i % 2]
+                        while True:
+                            status, answer = await api_publish_async(n.port, {"channel": channel,
+                                                                              "data": i})
+                            if status == 200:
+                                break
+                            self.assertEqual(status, 503, answer)
+                            stats["refused"] += 1
+                            stats["last_refusal"] = (n.port, answer)
+                            if restarted and restarted.done():
+                                self.assertLess(time.monotonic() - restarted.result(), slow(20),
+                                                "publication %d refused for 20 s after Redis came "
+                                                "back, by the node on port %d: %r"
+                                                % (i, n.port, answer))
+                            await asyncio.sleep(0.05)
+                        if restarted and restarted.done():
+                            stats["resumed_after"].append(time.monotonic() - restarted.result())
+                            restarted = None
+                        self.assertGreater(answer["offset"], offsets[-1] if offsets else 0)
+                        offsets.extend(range(offsets[-1] + 1 if offsets else 1,
+                                             answer["offset"] + 1))
+                        await asyncio.sleep(0.002)
+                    done.set()
+
+                await asyncio.gather(publisher(), *(client(i) for i in range(clients)))
+            try:
+                run(go(), timeout=120)
+            except BaseException:
+                sys.stderr.write("%d publications refused, the last: %r\n" % (
+                    stats["refused"], stats["last_refusal"]))
+                describe_nodes(nodes)
+                redis.describe()
+                raise
+            print("redis crash cycles: %d offsets, %d refusals, accepted again %s s after each "
+                  "restart" % (len(offsets), stats["refused"],
+                               ["%.2f" % t for t in stats["resumed_after"]]), file=sys.stderr)
+            self.assertEqual(len(stats["resumed_after"]), crashes)
+            self.assertGreater(stats["refused"], 0, "no publication met Redis away")
+            self.assertGreaterEqual(len(offsets), total)
+            self.assertEqual(offsets[-1], len(offsets))
             for n in nodes:
                 n.stop_checked(self)
         finally:
