@@ -44,7 +44,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from serve_test import (ServeServer, Session, base_config, connect_ws, metric_samples,  # noqa: E402
                         run, slow, token)
-from redis_cluster_test import RedisServer, redis_command  # noqa: E402
+from redis_cluster_test import RedisServer, redis_command, wait_health  # noqa: E402
 
 SECRET = "events-test-shared-secret"
 
@@ -311,6 +311,9 @@ class OrphanedDisconnects(unittest.TestCase):
         try:
             for i in range(3):
                 self.nodes.append(self.start(i))
+            # Connected to Redis first: a subscribe before that is answered 503.
+            for n in self.nodes:
+                wait_health(n.port, 200)
         except BaseException:
             self.tearDown()
             raise

@@ -1020,6 +1020,8 @@ class InFlightSubscribe(unittest.TestCase):
         try:
             node = ServeServer(node_config(redis.url, auth={"allow_anonymous": False},
                                            limits={"max_subscriptions": 3}))
+            # Connected to Redis first: a subscribe before that is answered 503.
+            wait_health(node.port, 200)
 
             async def go():
                 grants = ["brief:warm", "brief:revoked", "brief:kept", "brief:over", "brief:o2"]
