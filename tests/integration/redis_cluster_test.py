@@ -157,6 +157,19 @@ def describe_nodes(nodes, alive=None):
             k, n.port, state, health, n.stderr_text(4000)))
 
 
+def run_describing(coro, timeout, redis, nodes, stats, alive=None):
+    """run(coro), and on a failure what the cluster was doing: how many publications
+    were refused and the last refusal, each node's /healthz and log, and redis-server's
+    state and log."""
+    try:
+        run(coro, timeout=timeout)
+    except BaseException:
+        sys.stderr.write("%d publications refused, the last: %r\n" % (stats["refused"],
+                                                                        stats["last_refusal"]))
+        describe_nodes(nodes, alive)
+        redis.describe()
+        raise
+
 def wait_health(port, status, timeout=10.0, contains=b""):
     deadline = time.monotonic() + slow(timeout)
     last = None
@@ -169,6 +182,59 @@ def wait_health(port, status, timeout=10.0, contains=b""):
             last = e
         time.sleep(0.05)
     raise AssertionError("/healthz did not answer %d within %.0fs: %r" % (status, timeout, last))
+
+
+async def recovering_subscriber(test, pick_port, channel, done, on_subscribed, rng, drop_one_in,
+                                stats):
+    """One client of the fault cases: connects to pick_port(), subscribes (with `since`
+    once it has a position, and then recovery must succeed), collects every offset
+    delivered, drops its own connection about once in `drop_one_in` messages (a phone
+    changing networks), and starts again after any failure until `done` is set; then
+    subscribes once more for what it missed, and returns the offsets in the order
+    received. Counts its own drops in stats["reconnects"] and the close codes it got
+    in stats["closes"]; calls on_subscribed() after each successful subscribe."""
+    got, position = [], None
+    while True:
+        finished = done.is_set()
+        try:
+            async with connect_ws(pick_port()) as ws:
+                s = Session(ws)
+                fields = {"channel": channel}
+                if position:
+                    fields["since"] = position
+                r = await s.request("subscribe", **fields)
+                if "error" in r:  # Redis away: try again shortly
+                    test.assertEqual(r["error"]["code"], 503, r)
+                    await asyncio.sleep(0.1)
+                    continue
+                res = r["result"]
+                if position:
+                    test.assertIs(res["recovered"], True, r)
+                got.extend(p["offset"] for p in res.get("publications", []))
+                position = {"epoch": res["epoch"], "offset": got[-1] if got else res["offset"]}
+                on_subscribed()
+                if finished:
+                    return got
+                try:
+                    while not done.is_set():
+                        try:
+                            m = await s.recv(0.2)
+                        except asyncio.TimeoutError:
+                            continue
+                        if m.get("push") == "message":
+                            got.append(m["offset"])
+                            position["offset"] = m["offset"]
+                            if rng.random() < 1 / drop_one_in:
+                                stats["reconnects"] += 1
+                                break
+                except websockets.ConnectionClosed:
+                    stats["closes"].append(ws.close_code)
+        except (OSError, websockets.InvalidStatusCode, websockets.InvalidHandshake,
+                websockets.ConnectionClosed, asyncio.TimeoutError):
+            # No node for us yet (behind a balancer), or the node went (killed,
+            # restarted) between the upgrade and the subscribe: try again.
+            pass
+        await asyncio.sleep(rng.uniform(0.01, 0.1))
 
 
 class Cluster(unittest.TestCase):
@@ -851,7 +917,7 @@ class BehindNginx(unittest.TestCase):
             alive = list(nodes)
             rng = random.Random(9)
             offsets = []  # every acknowledged offset, in order
-            stats = {"closes": [], "reconnects": 0, "redis_refusals": 0}
+            stats = {"closes": [], "reconnects": 0, "refused": 0, "last_refusal": None}
 
             def node_with_subscribers():
                 for n in alive:
@@ -867,55 +933,13 @@ class BehindNginx(unittest.TestCase):
                 everyone_in = asyncio.Event()
 
                 async def client(idx):
-                    got, position = [], None
-                    while True:
-                        finished = done.is_set()
-                        try:
-                            async with connect_ws(lb.port) as ws:
-                                s = Session(ws)
-                                fields = {"channel": channel}
-                                if position:
-                                    fields["since"] = position
-                                r = await s.request("subscribe", **fields)
-                                if "error" in r:  # Redis away (503): try again shortly
-                                    await asyncio.sleep(0.1)
-                                    continue
-                                res = r["result"]
-                                if position:
-                                    self.assertIs(res["recovered"], True, r)
-                                got.extend(p["offset"] for p in res.get("publications", []))
-                                position = {"epoch": res["epoch"],
-                                            "offset": got[-1] if got else res["offset"]}
-                                if idx not in subscribed:
-                                    subscribed.append(idx)
-                                    if len(subscribed) == clients:
-                                        everyone_in.set()
-                                if finished:
-                                    break
-                                try:
-                                    while not done.is_set():
-                                        try:
-                                            m = await s.recv(0.2)
-                                        except asyncio.TimeoutError:
-                                            continue
-                                        if m.get("push") == "message":
-                                            got.append(m["offset"])
-                                            position["offset"] = m["offset"]
-                                            # Now and then a client drops its own
-                                            # connection (a phone changing networks).
-                                            if rng.random() < 1 / 150:
-                                                stats["reconnects"] += 1
-                                                break
-                                except websockets.ConnectionClosed:
-                                    stats["closes"].append(ws.close_code)
-                        except (OSError, websockets.InvalidStatusCode,
-                                websockets.InvalidHandshake, websockets.ConnectionClosed,
-                                asyncio.TimeoutError):
-                            # The balancer had no node for us yet, or the node went
-                            # (killed, restarted) between the upgrade and the
-                            # subscribe: try again.
-                            pass
-                        await asyncio.sleep(rng.uniform(0.01, 0.1))
+                    def subscribed_once():
+                        if idx not in subscribed:
+                            subscribed.append(idx)
+                            if len(subscribed) == clients:
+                                everyone_in.set()
+                    got = await recovering_subscriber(self, lambda: lb.port, channel, done,
+                                                      subscribed_once, rng, 150, stats)
                     self.assertEqual(got, offsets, "client %d" % idx)
 
                 async def publish(i):
@@ -937,7 +961,7 @@ class BehindNginx(unittest.TestCase):
                                                  answer["offset"] + 1))
                             return
                         self.assertEqual(status, 503, answer)
-                        stats["redis_refusals"] += 1
+                        stats["refused"] += 1
                         stats["last_refusal"] = (n.port, answer)
                         refused_since = refused_since or time.monotonic()
                         self.assertLess(time.monotonic() - refused_since, slow(20),
@@ -965,18 +989,11 @@ class BehindNginx(unittest.TestCase):
                     done.set()
 
                 await asyncio.gather(publisher(), *(client(i) for i in range(clients)))
-            try:
-                run(go(), timeout=180)
-            except BaseException:
-                sys.stderr.write("%d publications refused, the last: %r\n" % (
-                    stats["redis_refusals"], stats.get("last_refusal")))
-                describe_nodes(nodes, alive)
-                redis.describe()
-                raise
+            run_describing(go(), 180, redis, nodes, stats, alive)
             print("behind nginx: %d offsets, %d client-side reconnects, closes %s, %d publications "
                   "refused while Redis was away" % (len(offsets), stats["reconnects"],
                                                     sorted(set(stats["closes"])),
-                                                    stats["redis_refusals"]), file=sys.stderr)
+                                                    stats["refused"]), file=sys.stderr)
             self.assertIn(1012, stats["closes"], "the SIGTERMed node's clients got 1012")
             self.assertGreater(stats["reconnects"], 20, stats)
             self.assertGreater(len(offsets), total - 1)
@@ -1364,7 +1381,8 @@ class RedisCrashCycles(unittest.TestCase):
             total, clients, channel, crashes = 500, 10, "chat:crash", 5
             rng = random.Random(5)
             offsets = []  # every acknowledged offset, in order
-            stats = {"refused": 0, "last_refusal": None, "resumed_after": []}
+            stats = {"refused": 0, "last_refusal": None, "resumed_after": [], "reconnects": 0,
+                     "closes": []}
 
             async def go():
                 done = asyncio.Event()
@@ -1372,46 +1390,13 @@ class RedisCrashCycles(unittest.TestCase):
                 everyone_in = asyncio.Event()
 
                 async def client(idx):
-                    got, position = [], None
-                    while True:
-                        finished = done.is_set()
-                        try:
-                            async with connect_ws(nodes[rng.randrange(2)].port) as ws:
-                                s = Session(ws)
-                                fields = {"channel": channel}
-                                if position:
-                                    fields["since"] = position
-                                r = await s.request("subscribe", **fields)
-                                if "error" in r:  # Redis away (503): try again shortly
-                                    self.assertEqual(r["error"]["code"], 503, r)
-                                    await asyncio.sleep(0.1)
-                                    continue
-                                res = r["result"]
-                                if position:
-                                    self.assertIs(res["recovered"], True, r)
-                                got.extend(p["offset"] for p in res.get("publications", []))
-                                position = {"epoch": res["epoch"],
-                                            "offset": got[-1] if got else res["offset"]}
-                                subscribed.add(idx)
-                                if len(subscribed) == clients:
-                                    everyone_in.set()
-                                if finished:
-                                    break
-                                while not done.is_set():
-                                    try:
-                                        m = await s.recv(0.2)
-                                    except asyncio.TimeoutError:
-                                        continue
-                                    if m.get("push") == "message":
-                                        got.append(m["offset"])
-                                        position["offset"] = m["offset"]
-                                        if rng.random() < 1 / 100:
-                                            break
-                        except (OSError, websockets.InvalidStatusCode,
-                                websockets.InvalidHandshake, websockets.ConnectionClosed,
-                                asyncio.TimeoutError):
-                            pass
-                        await asyncio.sleep(rng.uniform(0.01, 0.1))
+                    def subscribed_once():
+                        subscribed.add(idx)
+                        if len(subscribed) == clients:
+                            everyone_in.set()
+                    got = await recovering_subscriber(self, lambda: nodes[rng.randrange(2)].port,
+                                                      channel, done, subscribed_once, rng, 100,
+                                                      stats)
                     self.assertEqual(got, offsets, "client %d" % idx)
 
                 async def crash():
@@ -1452,14 +1437,7 @@ class RedisCrashCycles(unittest.TestCase):
                     done.set()
 
                 await asyncio.gather(publisher(), *(client(i) for i in range(clients)))
-            try:
-                run(go(), timeout=120)
-            except BaseException:
-                sys.stderr.write("%d publications refused, the last: %r\n" % (
-                    stats["refused"], stats["last_refusal"]))
-                describe_nodes(nodes)
-                redis.describe()
-                raise
+            run_describing(go(), 120, redis, nodes, stats)
             print("redis crash cycles: %d offsets, %d refusals, accepted again %s s after each "
                   "restart" % (len(offsets), stats["refused"],
                                ["%.2f" % t for t in stats["resumed_after"]]), file=sys.stderr)
