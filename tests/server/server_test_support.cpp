@@ -1,7 +1,6 @@
 // server_test_support.cpp — see server_test_support.hpp.
 #include "server_test_support.hpp"
 
-#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -21,17 +20,6 @@
 #include <switchboard/protocol/message_writer.hpp>
 
 namespace switchboard::server::test {
-
-std::size_t open_fd_count() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
-  std::size_t count = 0;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  ::closedir(dir);
-  return count;
-}
 
 watchdog::watchdog(std::chrono::milliseconds limit)
     : thread_([this, limit] {

@@ -23,6 +23,8 @@
 #include <switchboard/protocol/message_reader.hpp>
 #include <switchboard/server/server.hpp>
 
+#include "../net/test_support.hpp"
+
 struct ssl_ctx_st;
 struct ssl_st;
 
@@ -30,7 +32,8 @@ namespace switchboard::server::test {
 
 using namespace std::chrono_literals;
 
-std::size_t open_fd_count();
+// Counted as the net tests count them (tests/net/test_support.hpp).
+using net::test::open_fd_count;
 
 // Aborts the process (with the test's name) if not destroyed within `limit`.
 class watchdog {
