@@ -1302,10 +1302,24 @@ def free_port():
 class MetricsOnItsOwnAddress(ServerTestCase):
     """metrics.listen: /metrics moves to an address of its own (still behind metrics.key);
     the main port no longer serves it, and the metrics port serves nothing else."""
-    METRICS_PORT = free_port()
-    CONFIG = {"auth": {"allow_anonymous": True},
-              "metrics": {"listen": "127.0.0.1:%d" % METRICS_PORT, "key": "metrics-test-key"}}
+    CONFIG = {"auth": {"allow_anonymous": True}}
     AUTH = {"Authorization": "Bearer metrics-test-key"}
+
+    @classmethod
+    def setUpClass(cls):
+        # The metrics port is chosen just before the server starts (chosen when the
+        # module loaded, another suite's server took it in the seconds between), and
+        # chosen again if a process beside the suite took it even so.
+        for attempt in range(3):
+            cls.METRICS_PORT = free_port()
+            config = base_config(**cls.CONFIG, metrics={
+                "listen": "127.0.0.1:%d" % cls.METRICS_PORT, "key": "metrics-test-key"})
+            try:
+                cls.server = ServeServer(config)
+                return
+            except harness.ServerError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
 
     def test_metrics_only_on_the_metrics_port(self):
         main, side = self.server.port, self.METRICS_PORT
